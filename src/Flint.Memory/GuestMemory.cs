@@ -1,0 +1,171 @@
+using System.Runtime.CompilerServices;
+using Flint.Sys;
+
+namespace Flint.Memory;
+
+/// <summary>
+/// Guest RAM: anonymous private mappings, one per region, with bounds-checked guest-physical access.
+/// Every read or write either lies wholly inside guest RAM or throws <see cref="GuestMemoryException"/>;
+/// no access may wrap around or reach host memory outside the mappings.
+/// </summary>
+public sealed unsafe class GuestMemory : IDisposable
+{
+    public const ulong PageSize = 4096;
+
+    private readonly GuestRegion[] _regions;
+    private bool _disposed;
+
+    public IReadOnlyList<GuestRegion> Regions => _regions;
+    public ulong TotalSize { get; }
+
+    private GuestMemory(GuestRegion[] regions)
+    {
+        _regions = regions;
+        foreach (var r in regions) TotalSize += r.Size;
+    }
+
+    /// <summary>Maps anonymous memory for each (base, size) range; ranges must be page aligned, sorted and disjoint.</summary>
+    public static GuestMemory Create(IEnumerable<(ulong GuestBase, ulong Size)> ranges)
+    {
+        var list = new List<GuestRegion>();
+        ulong prevEnd = 0;
+        try
+        {
+            foreach (var (gb, size) in ranges.OrderBy(r => r.GuestBase))
+            {
+                if (size == 0 || gb % PageSize != 0 || size % PageSize != 0)
+                    throw new ArgumentException($"region 0x{gb:x}+0x{size:x} is not page aligned");
+                if (gb < prevEnd) throw new ArgumentException($"region 0x{gb:x} overlaps the previous one");
+                if (gb + size < gb) throw new ArgumentException("region wraps the address space");
+                void* p = Libc.mmap(null, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE,
+                    Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
+                if ((nint)p == Libc.MAP_FAILED) throw SysException.Last($"mmap guest memory ({size >> 20} MiB)");
+                // Guest RAM never belongs in a VMM core dump: it is large and it is the guest's data.
+                Libc.madvise(p, (nuint)size, Libc.MADV_DONTDUMP);
+                list.Add(new GuestRegion(gb, size, (byte*)p));
+                prevEnd = gb + size;
+            }
+        }
+        catch
+        {
+            foreach (var r in list) Libc.munmap(r.Host, (nuint)r.Size);
+            throw;
+        }
+        return new GuestMemory(list.ToArray());
+    }
+
+    /// <summary>The region holding <paramref name="gpa"/>, or null.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public GuestRegion? FindRegion(ulong gpa)
+    {
+        var rs = _regions;
+        for (int i = 0; i < rs.Length; i++)
+            if (rs[i].Contains(gpa)) return rs[i];
+        return null;
+    }
+
+    /// <summary>True when [gpa, gpa+len) lies inside a single region (len 0 is valid at any RAM address).</summary>
+    public bool IsValidRange(ulong gpa, ulong len)
+    {
+        var r = FindRegion(gpa);
+        return r != null && len <= r.GuestEnd - gpa;
+    }
+
+    /// <summary>
+    /// Host pointer for [gpa, gpa+len) when the whole range lies in one region; null otherwise.
+    /// The hot paths (virtqueues, block I/O) use this to reach guest buffers without copies.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public byte* TryGetHostPointer(ulong gpa, ulong len)
+    {
+        var r = FindRegion(gpa);
+        if (r == null || len > r.GuestEnd - gpa) return null;
+        return r.Host + (gpa - r.GuestBase);
+    }
+
+    public byte* GetHostPointer(ulong gpa, ulong len)
+    {
+        byte* p = TryGetHostPointer(gpa, len);
+        if (p == null) throw new GuestMemoryException(gpa, len);
+        return p;
+    }
+
+    /// <summary>A span over guest memory; throws when the range is not wholly inside one region.</summary>
+    public Span<byte> GetSpan(ulong gpa, int len)
+    {
+        if (len < 0) throw new GuestMemoryException(gpa, (ulong)(long)len);
+        return new Span<byte>(GetHostPointer(gpa, (ulong)len), len);
+    }
+
+    public T Read<T>(ulong gpa) where T : unmanaged => Unsafe.ReadUnaligned<T>(GetHostPointer(gpa, (ulong)sizeof(T)));
+
+    public void Write<T>(ulong gpa, T value) where T : unmanaged =>
+        Unsafe.WriteUnaligned(GetHostPointer(gpa, (ulong)sizeof(T)), value);
+
+    /// <summary>Copies guest bytes out; the range may span adjacent regions.</summary>
+    public void Read(ulong gpa, Span<byte> dst)
+    {
+        while (dst.Length > 0)
+        {
+            var r = FindRegion(gpa) ?? throw new GuestMemoryException(gpa, (ulong)dst.Length);
+            int n = (int)Math.Min((ulong)dst.Length, r.GuestEnd - gpa);
+            new ReadOnlySpan<byte>(r.Host + (gpa - r.GuestBase), n).CopyTo(dst);
+            dst = dst[n..];
+            gpa += (ulong)n;
+        }
+    }
+
+    /// <summary>Copies bytes into guest memory; the range may span adjacent regions. Checked whole before any write.</summary>
+    public void Write(ulong gpa, ReadOnlySpan<byte> src)
+    {
+        CheckRange(gpa, (ulong)src.Length);
+        while (src.Length > 0)
+        {
+            var r = FindRegion(gpa)!;
+            int n = (int)Math.Min((ulong)src.Length, r.GuestEnd - gpa);
+            src[..n].CopyTo(new Span<byte>(r.Host + (gpa - r.GuestBase), n));
+            src = src[n..];
+            gpa += (ulong)n;
+        }
+    }
+
+    public void Fill(ulong gpa, ulong len, byte value)
+    {
+        CheckRange(gpa, len);
+        while (len > 0)
+        {
+            var r = FindRegion(gpa)!;
+            ulong n = Math.Min(len, r.GuestEnd - gpa);
+            new Span<byte>(r.Host + (gpa - r.GuestBase), checked((int)n)).Fill(value);
+            len -= n;
+            gpa += n;
+        }
+    }
+
+    private void CheckRange(ulong gpa, ulong len)
+    {
+        ulong a = gpa, left = len;
+        while (left > 0)
+        {
+            var r = FindRegion(a) ?? throw new GuestMemoryException(gpa, len);
+            ulong n = Math.Min(left, r.GuestEnd - a);
+            left -= n;
+            a += n;
+        }
+        if (len == 0 && FindRegion(gpa) == null) throw new GuestMemoryException(gpa, len);
+    }
+
+    /// <summary>Returns the pages of [gpa, gpa+len) to the host (the guest sees zeroes on next touch).</summary>
+    public void Discard(ulong gpa, ulong len)
+    {
+        byte* p = GetHostPointer(gpa, len);
+        if (Libc.madvise(p, (nuint)len, Libc.MADV_DONTNEED) < 0) throw SysException.Last("madvise(MADV_DONTNEED)");
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var r in _regions) Libc.munmap(r.Host, (nuint)r.Size);
+    }
+}

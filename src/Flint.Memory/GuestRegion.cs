@@ -1,0 +1,19 @@
+namespace Flint.Memory;
+
+/// <summary>One contiguous block of guest RAM: its guest-physical base, size and host mapping.</summary>
+public sealed unsafe class GuestRegion
+{
+    public ulong GuestBase { get; }
+    public ulong Size { get; }
+    public byte* Host { get; }
+    public ulong GuestEnd => GuestBase + Size;
+
+    internal GuestRegion(ulong guestBase, ulong size, byte* host)
+    {
+        GuestBase = guestBase;
+        Size = size;
+        Host = host;
+    }
+
+    public bool Contains(ulong gpa) => gpa >= GuestBase && gpa - GuestBase < Size;
+}

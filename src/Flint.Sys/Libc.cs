@@ -1,0 +1,77 @@
+using System.Runtime.InteropServices;
+
+namespace Flint.Sys;
+
+/// <summary>
+/// The libc calls Flint makes outside KVM itself: files, memory mappings, eventfd, epoll, timerfd.
+/// Blittable signatures only, so NativeAOT emits direct calls with no marshalling stubs.
+/// </summary>
+public static unsafe class Libc
+{
+    private const string L = "libc";
+
+    public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_TRUNC = 0x200,
+        O_APPEND = 0x400, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000;
+    public const int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2;
+    public const int MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000;
+    public const int MADV_DONTNEED = 4, MADV_DONTDUMP = 16, MADV_HUGEPAGE = 14;
+    public const int EFD_NONBLOCK = 0x800, EFD_CLOEXEC = 0x80000;
+    public const int EPOLL_CLOEXEC = 0x80000;
+    public const int EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
+    public const uint EPOLLIN = 1, EPOLLOUT = 4, EPOLLERR = 8, EPOLLHUP = 0x10;
+    public const int CLOCK_MONOTONIC = 1;
+    public const int TFD_NONBLOCK = 0x800, TFD_CLOEXEC = 0x80000;
+    public const int EINTR = 4, EAGAIN = 11, ENOENT = 2, EBADF = 9, ENOTTY = 25;
+    public static readonly nint MAP_FAILED = -1;
+
+    [DllImport(L, SetLastError = true)] public static extern int open(byte* path, int flags, int mode);
+    [DllImport(L, SetLastError = true)] public static extern int close(int fd);
+    [DllImport(L, SetLastError = true)] public static extern nint read(int fd, void* buf, nuint count);
+    [DllImport(L, SetLastError = true)] public static extern nint write(int fd, void* buf, nuint count);
+    [DllImport(L, SetLastError = true)] public static extern nint pread(int fd, void* buf, nuint count, long offset);
+    [DllImport(L, SetLastError = true)] public static extern nint pwrite(int fd, void* buf, nuint count, long offset);
+    [DllImport(L, SetLastError = true)] public static extern int fsync(int fd);
+    [DllImport(L, SetLastError = true)] public static extern int fdatasync(int fd);
+    [DllImport(L, SetLastError = true)] public static extern long lseek(int fd, long offset, int whence);
+    [DllImport(L, SetLastError = true)] public static extern int ioctl(int fd, nuint request, void* arg);
+    [DllImport(L, EntryPoint = "ioctl", SetLastError = true)] public static extern int ioctl_val(int fd, nuint request, nuint arg);
+    [DllImport(L, SetLastError = true)] public static extern void* mmap(void* addr, nuint length, int prot, int flags, int fd, long offset);
+    [DllImport(L, SetLastError = true)] public static extern int munmap(void* addr, nuint length);
+    [DllImport(L, SetLastError = true)] public static extern int madvise(void* addr, nuint length, int advice);
+    [DllImport(L, SetLastError = true)] public static extern int eventfd(uint initval, int flags);
+    [DllImport(L, SetLastError = true)] public static extern int epoll_create1(int flags);
+    [DllImport(L, SetLastError = true)] public static extern int epoll_ctl(int epfd, int op, int fd, EpollEvent* ev);
+    [DllImport(L, SetLastError = true)] public static extern int epoll_wait(int epfd, EpollEvent* events, int maxevents, int timeout);
+    [DllImport(L, SetLastError = true)] public static extern int timerfd_create(int clockid, int flags);
+    [DllImport(L, SetLastError = true)] public static extern int timerfd_settime(int fd, int flags, ITimerSpec* newValue, ITimerSpec* oldValue);
+    [DllImport(L, SetLastError = true)] public static extern int getpid();
+    [DllImport(L, SetLastError = true)] public static extern int gettid();
+    [DllImport(L)] public static extern byte* strerror(int errnum);
+
+    public static int Errno => Marshal.GetLastPInvokeError();
+
+    public static string StrError(int errno) => Marshal.PtrToStringUTF8((nint)strerror(errno)) ?? $"errno {errno}";
+
+    /// <summary>Opens a path given as a .NET string; returns the fd or -1 with errno set.</summary>
+    public static int Open(string path, int flags, int mode = 0)
+    {
+        int n = System.Text.Encoding.UTF8.GetByteCount(path);
+        Span<byte> buf = n < 1024 ? stackalloc byte[n + 1] : new byte[n + 1];
+        System.Text.Encoding.UTF8.GetBytes(path, buf);
+        buf[n] = 0;
+        fixed (byte* p = buf) return open(p, flags | O_CLOEXEC, mode);
+    }
+}
+
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public struct EpollEvent
+{
+    public uint Events;
+    public ulong Data;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct TimeSpec { public long Sec; public long NSec; }
+
+[StructLayout(LayoutKind.Sequential)]
+public struct ITimerSpec { public TimeSpec Interval; public TimeSpec Value; }
