@@ -1,1 +1,3 @@
-Console.WriteLine("hi");
+using Flint;
+
+return Cli.Run(args);

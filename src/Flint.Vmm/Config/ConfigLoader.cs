@@ -1,0 +1,103 @@
+using System.Text.Json;
+
+namespace Flint.Vmm.Config;
+
+/// <summary>Parses and validates Firecracker-format configuration JSON.</summary>
+public static class ConfigLoader
+{
+    public const int MaxVcpus = 32;
+
+    public static VmConfig LoadFile(string path)
+    {
+        string text;
+        try { text = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"Unable to read the configuration file {path}: {e.Message}");
+        }
+        return Parse(text);
+    }
+
+    public static VmConfig Parse(string json)
+    {
+        VmConfig? cfg;
+        try { cfg = JsonSerializer.Deserialize(json, ConfigJsonContext.Default.VmConfig); }
+        catch (JsonException e)
+        {
+            throw new ConfigException($"Invalid configuration JSON: {e.Message}");
+        }
+        if (cfg == null) throw new ConfigException("Invalid configuration JSON: the document is null.");
+        Validate(cfg);
+        return cfg;
+    }
+
+    /// <summary>Checks everything that can be checked without touching KVM, so bad input starts no VM.</summary>
+    public static void Validate(VmConfig cfg)
+    {
+        if (cfg.BootSource == null) throw new ConfigException("Missing boot source: the configuration has no \"boot-source\".");
+        var kernel = cfg.BootSource.KernelImagePath;
+        if (string.IsNullOrEmpty(kernel)) throw new ConfigException("Invalid kernel path: kernel_image_path is empty.");
+        CheckReadable(kernel, "kernel image");
+        if (cfg.BootSource.InitrdPath is { } initrd) CheckReadable(initrd, "initrd");
+
+        var mc = cfg.MachineConfig;
+        if (mc != null)
+        {
+            if (mc.VcpuCount < 1 || mc.VcpuCount > MaxVcpus)
+                throw new ConfigException($"The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled. vcpu_count must be between 1 and {MaxVcpus}, got {mc.VcpuCount}.");
+            if (mc.Smt && mc.VcpuCount > 1 && mc.VcpuCount % 2 != 0)
+                throw new ConfigException("The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.");
+            if (mc.MemSizeMib <= 0)
+                throw new ConfigException($"The memory size (MiB) is invalid: mem_size_mib must be greater than 0, got {mc.MemSizeMib}.");
+            if (mc.HugePages is not (null or "None"))
+                throw new ConfigException($"Unsupported huge_pages value \"{mc.HugePages}\": only \"None\" is supported.");
+        }
+
+        int roots = 0;
+        var ids = new HashSet<string>();
+        foreach (var d in cfg.Drives)
+        {
+            if (!IsValidId(d.DriveId)) throw new ConfigException($"Invalid drive_id \"{d.DriveId}\": use 1-64 alphanumerics or '_'.");
+            if (!ids.Add(d.DriveId)) throw new ConfigException($"Duplicate drive_id \"{d.DriveId}\".");
+            if (d.IsRootDevice && ++roots > 1) throw new ConfigException("A root block device already exists!");
+            if (d.Socket != null) throw new ConfigException($"Drive \"{d.DriveId}\": vhost-user block (socket) is not supported.");
+            if (string.IsNullOrEmpty(d.PathOnHost)) throw new ConfigException($"Drive \"{d.DriveId}\": path_on_host is required.");
+            CheckReadable(d.PathOnHost, $"drive \"{d.DriveId}\" backing file");
+            if (d.CacheType is not (null or "Unsafe" or "Writeback"))
+                throw new ConfigException($"Drive \"{d.DriveId}\": unknown cache_type \"{d.CacheType}\" (Unsafe or Writeback).");
+            if (d.IoEngine is not (null or "Sync"))
+                throw new ConfigException($"Drive \"{d.DriveId}\": io_engine \"{d.IoEngine}\" is not supported (Sync).");
+            if (d.RateLimiter is { ValueKind: not JsonValueKind.Null })
+                throw new ConfigException($"Drive \"{d.DriveId}\": rate_limiter is not supported yet by this build.");
+        }
+
+        // Devices this build does not have yet must be refused, never silently ignored.
+        Refuse(cfg.NetworkInterfaces is { Count: > 0 }, "network-interfaces");
+        Refuse(cfg.Vsock is { ValueKind: not JsonValueKind.Null }, "vsock");
+        Refuse(cfg.Entropy is { ValueKind: not JsonValueKind.Null }, "entropy");
+        Refuse(cfg.Balloon is { ValueKind: not JsonValueKind.Null }, "balloon");
+        Refuse(cfg.MmdsConfig is { ValueKind: not JsonValueKind.Null }, "mmds-config");
+        Refuse(cfg.CpuConfig is { ValueKind: not JsonValueKind.Null }, "cpu-config");
+    }
+
+    private static void Refuse(bool present, string section)
+    {
+        if (present) throw new ConfigException($"The \"{section}\" section is not supported yet by this build of Flint.");
+    }
+
+    /// <summary>Firecracker's path-id rule: 1-64 characters, alphanumerics and underscore.</summary>
+    public static bool IsValidId(string id) =>
+        id.Length is > 0 and <= 64 && id.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
+
+    private static void CheckReadable(string path, string what)
+    {
+        try
+        {
+            using var f = new FileStream(path, FileMode.Open, FileAccess.Read);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            throw new ConfigException($"Cannot open the {what} {path}: {e.Message}");
+        }
+    }
+}

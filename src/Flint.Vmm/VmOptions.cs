@@ -1,0 +1,23 @@
+namespace Flint.Vmm;
+
+/// <summary>Process-level settings that are not part of the Firecracker configuration document.</summary>
+public sealed class VmOptions
+{
+    /// <summary>Add the boot timer device (--boot-timer).</summary>
+    public bool BootTimer { get; init; }
+
+    /// <summary>Built-in CPU template to force; null detects it from the host (KvmPvm on kvm_pvm hosts).</summary>
+    public string? CpuTemplate { get; init; }
+
+    /// <summary>Where the guest's serial console goes; null drops it.</summary>
+    public Stream? ConsoleOutput { get; init; }
+
+    /// <summary>An fd whose input feeds the serial console (stdin), or -1.</summary>
+    public int ConsoleInputFd { get; init; } = -1;
+
+    /// <summary>The KVM device node.</summary>
+    public string KvmPath { get; init; } = Flint.Kvm.Kvm.DefaultPath;
+
+    /// <summary>Stopwatch timestamp of the moment the VM was asked to start (InstanceStart), for the boot timer.</summary>
+    public long StartTimestamp { get; init; } = System.Diagnostics.Stopwatch.GetTimestamp();
+}

@@ -1,0 +1,83 @@
+using Flint.Devices;
+using Flint.Devices.Legacy;
+using Flint.Devices.Virtio;
+using Flint.Kvm;
+using Flint.Memory;
+using Flint.Sys;
+using Flint.Vmm.Logging;
+
+namespace Flint.Vmm;
+
+/// <summary>
+/// A built microVM: KVM objects, guest memory, buses, devices and vCPU runners. The builder assembles it;
+/// this type runs it (vCPUs + event loop on the calling thread), pauses, resumes and tears it down.
+/// </summary>
+public sealed class Vmm : IDisposable
+{
+    private readonly List<IDisposable> _owned = [];
+
+    public required Kvm.Kvm Kvm { get; init; }
+    public required Vm Vm { get; init; }
+    public required GuestMemory Memory { get; init; }
+    public required Bus PioBus { get; init; }
+    public required Bus MmioBus { get; init; }
+    public required EventLoop EventLoop { get; init; }
+    public required VmExit Exit { get; init; }
+    public required IReadOnlyList<VcpuRunner> Vcpus { get; init; }
+    public required Serial Serial { get; init; }
+    public required I8042 I8042 { get; init; }
+    public BootTimer? BootTimer { get; init; }
+    public required IReadOnlyList<(string Id, MmioTransport Transport, VirtioBlock Device)> Blocks { get; init; }
+    public VcpuMetrics VcpuMetrics { get; } = new();
+    public string KernelCmdline { get; init; } = "";
+
+    public bool IsPaused { get; private set; }
+    public bool IsStarted { get; private set; }
+
+    internal void Own(IDisposable d) => _owned.Add(d);
+
+    public void StartVcpus()
+    {
+        foreach (var v in Vcpus) v.Start();
+        IsStarted = true;
+    }
+
+    /// <summary>Runs the event loop on this thread until the VM exits; returns the process exit code.</summary>
+    public int RunUntilExit()
+    {
+        EventLoop.Run(() => Exit.IsRequested);
+        Logger.Info($"Vmm is stopping: {Exit.Reason}");
+        Stop();
+        return Exit.ExitCode;
+    }
+
+    public void Pause()
+    {
+        if (IsPaused) return;
+        foreach (var v in Vcpus) v.Pause();
+        IsPaused = true;
+    }
+
+    public void Resume()
+    {
+        if (!IsPaused) return;
+        foreach (var v in Vcpus) v.Resume();
+        IsPaused = false;
+    }
+
+    public void Stop()
+    {
+        foreach (var v in Vcpus) v.Stop();
+        foreach (var v in Vcpus) v.Join(TimeSpan.FromSeconds(1));
+        Serial.Flush();
+    }
+
+    public void Dispose()
+    {
+        for (int i = _owned.Count - 1; i >= 0; i--)
+        {
+            try { _owned[i].Dispose(); } catch (SysException) { }
+        }
+        _owned.Clear();
+    }
+}

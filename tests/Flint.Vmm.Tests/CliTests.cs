@@ -1,0 +1,90 @@
+namespace Flint.Vmm.Tests;
+
+/// <summary>The published `flint` binary's argument and configuration errors: exit 153 / 152, a message, no VM.</summary>
+public class CliTests : IDisposable
+{
+    private static readonly TimeSpan T = TimeSpan.FromSeconds(30);
+    private readonly string _dir = Repo.TempDir();
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private string WriteConfig(string kernel, string machine = "{\"vcpu_count\": 1, \"mem_size_mib\": 128}", string drives = "[]")
+    {
+        var p = Path.Combine(_dir, "config.json");
+        File.WriteAllText(p, $"{{\"boot-source\": {{\"kernel_image_path\": \"{kernel}\"}}, \"drives\": {drives}, \"machine-config\": {machine}}}");
+        return p;
+    }
+
+    [Fact]
+    public void Version_prints_and_exits_0()
+    {
+        var r = Repo.RunFlint(T, "--version");
+        Assert.Equal(0, r.ExitCode);
+        Assert.StartsWith("Flint v", r.Stdout);
+    }
+
+    [Theory]
+    [InlineData("--no-such-flag")]
+    [InlineData("--no-api")]
+    [InlineData("--id", "bad/id")]
+    [InlineData("--level", "loud", "--config-file", "x")]
+    [InlineData("--config-file")]
+    public void Argument_errors_exit_153(params string[] args)
+    {
+        var r = Repo.RunFlint(T, args);
+        Assert.Equal(153, r.ExitCode);
+        Assert.Contains("Arguments parsing error", r.Stderr);
+    }
+
+    [Fact]
+    public void Missing_kernel_exits_152_naming_it()
+    {
+        var r = Repo.RunFlint(T, "--no-api", "--config-file", WriteConfig("/nonexistent/vmlinux"));
+        Assert.Equal(152, r.ExitCode);
+        Assert.Contains("/nonexistent/vmlinux", r.All);
+    }
+
+    [Fact]
+    public void Unreadable_config_file_exits_152()
+    {
+        var r = Repo.RunFlint(T, "--no-api", "--config-file", Path.Combine(_dir, "missing.json"));
+        Assert.Equal(152, r.ExitCode);
+        Assert.Contains("missing.json", r.All);
+    }
+
+    [Fact]
+    public void Kernel_that_is_neither_elf_nor_bzimage_exits_152()
+    {
+        var k = Path.Combine(_dir, "not-a-kernel");
+        File.WriteAllText(k, new string('x', 8192));
+        var r = Repo.RunFlint(T, "--no-api", "--config-file", WriteConfig(k));
+        Assert.Equal(152, r.ExitCode);
+        Assert.Contains("not-a-kernel", r.All);
+    }
+
+    [Theory]
+    [InlineData("{\"vcpu_count\": 0, \"mem_size_mib\": 128}")]
+    [InlineData("{\"vcpu_count\": 33, \"mem_size_mib\": 128}")]
+    [InlineData("{\"vcpu_count\": 1, \"mem_size_mib\": 0}")]
+    [InlineData("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"unknown_field\": true}")]
+    public void Bad_machine_config_exits_152(string machine)
+    {
+        var k = Path.Combine(_dir, "k");
+        File.WriteAllBytes(k, new byte[16]);
+        var r = Repo.RunFlint(T, "--no-api", "--config-file", WriteConfig(k, machine));
+        Assert.Equal(152, r.ExitCode);
+    }
+
+    [Fact]
+    public void Two_root_drives_exit_152()
+    {
+        var k = Path.Combine(_dir, "k");
+        var d = Path.Combine(_dir, "d");
+        File.WriteAllBytes(k, new byte[16]);
+        File.WriteAllBytes(d, new byte[512]);
+        string drive(string id) => $"{{\"drive_id\": \"{id}\", \"path_on_host\": \"{d}\", \"is_root_device\": true}}";
+        var r = Repo.RunFlint(T, "--no-api", "--config-file", WriteConfig(k, drives: $"[{drive("a")}, {drive("b")}]"));
+        Assert.Equal(152, r.ExitCode);
+        Assert.Contains("A root block device already exists!", r.All);
+    }
+}

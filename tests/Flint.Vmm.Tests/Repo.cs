@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Flint.Vmm.Tests;
+
+/// <summary>Paths in the repository and a way to run the published `artifacts/bin/flint` as a real process.</summary>
+internal static class Repo
+{
+    public static readonly string Root = FindRoot();
+    public static string Flint => Path.Combine(Root, "artifacts", "bin", "flint");
+    public static string GuestDir => Path.Combine(Root, "artifacts", "guest");
+
+    private static string FindRoot()
+    {
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (d != null && !File.Exists(Path.Combine(d.FullName, "Flint.sln"))) d = d.Parent;
+        return d?.FullName ?? throw new InvalidOperationException("Flint.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    public sealed record Result(int ExitCode, string Stdout, string Stderr, TimeSpan Elapsed)
+    {
+        public string All => Stdout + Stderr;
+    }
+
+    /// <summary>Runs flint with <paramref name="args"/>; kills it after <paramref name="timeout"/>.</summary>
+    public static Result RunFlint(TimeSpan timeout, params string[] args)
+    {
+        Assert.True(File.Exists(Flint), $"{Flint} is missing: run scripts/setup.sh (it publishes the NativeAOT binary)");
+        var psi = new ProcessStartInfo(Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var sw = Stopwatch.StartNew();
+        using var p = Process.Start(psi)!;
+        p.StandardInput.Close();
+        var so = new StringBuilder();
+        var se = new StringBuilder();
+        p.OutputDataReceived += (_, e) => { if (e.Data != null) lock (so) so.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (se) se.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        if (!p.WaitForExit(timeout))
+        {
+            p.Kill(true);
+            p.WaitForExit();
+            lock (so) lock (se)
+                Assert.Fail($"flint did not exit within {timeout}. stdout:\n{so}\nstderr:\n{se}");
+        }
+        p.WaitForExit();
+        return new Result(p.ExitCode, so.ToString(), se.ToString(), sw.Elapsed);
+    }
+
+    /// <summary>
+    /// Runs flint until a stdout line satisfies <paramref name="milestone"/> (then kills it) or it exits or the
+    /// timeout passes. Returns the output so far and whether the milestone was seen.
+    /// </summary>
+    public static (bool Seen, Result Result) RunFlintUntil(TimeSpan timeout, Func<string, bool> milestone, params string[] args)
+    {
+        Assert.True(File.Exists(Flint), $"{Flint} is missing: run scripts/setup.sh");
+        var psi = new ProcessStartInfo(Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var sw = Stopwatch.StartNew();
+        using var p = Process.Start(psi)!;
+        p.StandardInput.Close();
+        var so = new StringBuilder();
+        var se = new StringBuilder();
+        using var seen = new ManualResetEventSlim();
+        p.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data == null) return;
+            lock (so) so.AppendLine(e.Data);
+            if (milestone(e.Data)) seen.Set();
+        };
+        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (se) se.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        var exited = Task.Run(() => p.WaitForExit(timeout));
+        WaitHandle.WaitAny([seen.WaitHandle, ((IAsyncResult)exited).AsyncWaitHandle], timeout);
+        bool hit = seen.IsSet;
+        if (!p.HasExited) { p.Kill(true); }
+        p.WaitForExit();
+        lock (so) lock (se)
+            return (hit, new Result(p.HasExited ? p.ExitCode : -1, so.ToString(), se.ToString(), sw.Elapsed));
+    }
+
+    public static string TempDir()
+    {
+        var d = Path.Combine(Path.GetTempPath(), "flint-tests", Guid.NewGuid().ToString("n"));
+        Directory.CreateDirectory(d);
+        return d;
+    }
+}
