@@ -1,0 +1,209 @@
+using Flint.Arch.X86;
+using Flint.Devices;
+using Flint.Devices.Legacy;
+using Flint.Devices.Virtio;
+using Flint.Kvm;
+using Flint.Memory;
+using Flint.Sys;
+using Flint.Vmm.Config;
+using Flint.Vmm.Logging;
+
+namespace Flint.Vmm.Builder;
+
+/// <summary>
+/// The one place a microVM is assembled from its configuration (Firecracker's builder.rs, in spirit):
+/// guest memory and kernel first (so a bad kernel is refused before KVM is touched), then the KVM VM,
+/// irqchip and PIT, legacy devices, virtio-mmio devices, boot structures, and finally the vCPUs.
+/// </summary>
+public static class VmBuilder
+{
+    public static Vmm Build(VmConfig config, VmOptions options)
+    {
+        ConfigLoader.Validate(config);
+        var mc = config.MachineConfig ?? new MachineConfig();
+        var boot = config.BootSource!;
+        ulong memBytes = checked((ulong)mc.MemSizeMib << 20);
+        uint vcpuCount = (uint)mc.VcpuCount;
+
+        var template = ResolveTemplate(options.CpuTemplate);
+        var owned = new List<IDisposable>();
+        try
+        {
+            // 1. Guest memory and the kernel image: no KVM needed yet.
+            var memory = GuestMemory.Create(MemoryLayout.RamRanges(memBytes));
+            owned.Add(memory);
+            var kernel = KernelLoader.Load(memory, boot.KernelImagePath);
+            (ulong Address, ulong Size)? initrd = boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel.End) : null;
+
+            // 2. The VM.
+            var kvm = Kvm.Kvm.Open(options.KvmPath);
+            owned.Add(kvm);
+            var vm = kvm.CreateVm();
+            owned.Add(vm);
+            foreach (var (slot, region) in memory.Regions.Select((r, i) => ((uint)i, r)))
+                vm.SetUserMemoryRegion(slot, region.GuestBase, region.Size, (nint)region.Host, mc.TrackDirtyPages);
+            vm.SetTssAddress(Layout.TssAddress);
+            vm.SetIdentityMapAddress(Layout.IdentityMapAddress);
+            vm.CreateIrqchip();
+            vm.CreatePit2();
+
+            // 3. Devices.
+            var exit = new VmExit();
+            owned.Add(exit);
+            var loop = new EventLoop();
+            owned.Add(loop);
+            var pio = new Bus();
+            var mmio = new Bus();
+
+            var serialIrq = NewIrq(vm, Serial.Com1Irq, owned);
+            var serial = new Serial(options.ConsoleOutput, serialIrq);
+            pio.Insert(serial, Serial.Com1Port, Serial.PortCount);
+            if (options.ConsoleInputFd >= 0) AttachConsoleInput(loop, serial, options.ConsoleInputFd);
+
+            var i8042 = new I8042(NewIrq(vm, I8042.Irq, owned),
+                () => exit.Request(ExitCodes.Ok, "Received KVM_EXIT_SHUTDOWN after the guest reset the i8042"));
+            pio.Insert(i8042, I8042.BasePort, I8042.PortCount);
+
+            BootTimer? bootTimer = null;
+            if (options.BootTimer)
+            {
+                bootTimer = new BootTimer(options.StartTimestamp, TimeSpan.Zero, Logger.Info);
+                mmio.Insert(bootTimer, Layout.BootTimerAddress, 0x1000);
+            }
+            loop.Add(exit.Event.Fd, _ => exit.Event.Read());
+
+            var cmdline = new KernelCmdline();
+            cmdline.Append(boot.BootArgs ?? KernelCmdline.DefaultBootArgs);
+            if (template.ExtraKernelCmdline is { Length: > 0 } extra) cmdline.Append(extra);
+
+            var blocks = new List<(string, MmioTransport, VirtioBlock)>();
+            int slotIndex = 0;
+            // Firecracker puts the root device first so it is /dev/vda.
+            foreach (var d in config.Drives.OrderByDescending(d => d.IsRootDevice))
+            {
+                var dev = new VirtioBlock(d.PathOnHost!, d.IsReadOnly ?? false, d.DriveId);
+                owned.Add(dev);
+                var (transport, addr, irq) = AddVirtioDevice(vm, memory, mmio, loop, dev, slotIndex++, owned);
+                cmdline.AppendVirtioMmioDevice(addr, irq);
+                blocks.Add((d.DriveId, transport, dev));
+                if (d.IsRootDevice)
+                {
+                    string rootDev = d.PartUuid is { } pu ? $"root=PARTUUID={pu}" : "root=/dev/vda";
+                    cmdline.Append(rootDev + ((d.IsReadOnly ?? false) ? " ro" : " rw"));
+                }
+            }
+
+            // 4. Boot structures in guest memory.
+            var cmdBytes = cmdline.ToBytes();
+            memory.Write(Layout.CmdlineStart, cmdBytes);
+            BootParams.Write(memory, kernel, Layout.CmdlineStart, cmdBytes.Length - 1, initrd, memBytes);
+            MpTable.Write(memory, vcpuCount);
+
+            // 5. vCPUs.
+            var supported = kvm.GetSupportedCpuid();
+            var metrics = new VcpuMetrics();
+            var runners = new List<VcpuRunner>();
+            for (uint id = 0; id < vcpuCount; id++)
+            {
+                var vcpu = vm.CreateVcpu(id);
+                owned.Add(vcpu);
+                var cpuid = CpuidNormalizer.Normalize(supported, id, vcpuCount, mc.Smt).ToList();
+                template.Apply(cpuid);
+                vcpu.SetCpuid2(cpuid.ToArray());
+                var msrs = BootCpuState.BootMsrs().Where(m => !template.SkipMsr(m.Index)).ToArray();
+                int set = vcpu.SetMsrs(msrs);
+                if (set != msrs.Length)
+                    throw new InvalidOperationException($"KVM_SET_MSRS accepted {set} of {msrs.Length} boot MSRs (first rejected: 0x{msrs[set].Index:x})");
+                var lapic = vcpu.GetLapic();
+                Lapic.ConfigureLint(ref lapic);
+                vcpu.SetLapic(lapic);
+                if (id == 0)
+                {
+                    BootCpuState.WriteTables(memory, kernel.Kind);
+                    vcpu.SetRegs(BootCpuState.Regs(kernel));
+                    vcpu.SetSregs(BootCpuState.Sregs(vcpu.GetSregs(), kernel.Kind));
+                    vcpu.SetFpu(BootCpuState.Fpu());
+                }
+                runners.Add(new VcpuRunner(vcpu, pio, mmio, exit, metrics));
+            }
+
+            string cmdText = System.Text.Encoding.ASCII.GetString(cmdBytes, 0, cmdBytes.Length - 1);
+            Logger.Debug($"Kernel command line: {cmdText}");
+            var vmm = new Vmm
+            {
+                Kvm = kvm, Vm = vm, Memory = memory, PioBus = pio, MmioBus = mmio, EventLoop = loop, Exit = exit,
+                Vcpus = runners, Serial = serial, I8042 = i8042, BootTimer = bootTimer, Blocks = blocks,
+                KernelCmdline = cmdText,
+            };
+            // Dispose in reverse creation order: vCPUs before the VM before /dev/kvm, memory last.
+            foreach (var o in owned) vmm.Own(o);
+            return vmm;
+        }
+        catch
+        {
+            for (int i = owned.Count - 1; i >= 0; i--)
+            {
+                try { owned[i].Dispose(); } catch (SysException) { }
+            }
+            throw;
+        }
+    }
+
+    private static ICpuTemplate ResolveTemplate(string? name)
+    {
+        if (name == null) return CpuTemplates.Detect(Kvm.Kvm.IsKvmPvmHost());
+        return CpuTemplates.ByName(name) ?? throw new ConfigException($"Unknown CPU template \"{name}\" (None, KvmPvm).");
+    }
+
+    private static EventFdInterrupt NewIrq(Vm vm, uint gsi, List<IDisposable> owned)
+    {
+        var fd = new EventFd();
+        owned.Add(fd);
+        vm.RegisterIrqfd(fd, gsi);
+        return new EventFdInterrupt(fd);
+    }
+
+    /// <summary>
+    /// Puts a virtio device in the next virtio-mmio slot: MMIO range, its IRQ through irqfd, and each queue's doorbell
+    /// as an ioeventfd that the event loop polls (so a notify costs no trip through the VMM's exit path).
+    /// </summary>
+    private static (MmioTransport, ulong Address, uint Irq) AddVirtioDevice(Vm vm, GuestMemory memory, Bus mmio, EventLoop loop,
+        IVirtioDevice device, int slot, List<IDisposable> owned)
+    {
+        ulong addr = Layout.VirtioMmioAddress(slot);
+        uint irq = Layout.VirtioIrq(slot);
+        var transport = new MmioTransport(device, memory, NewIrq(vm, irq, owned));
+        owned.Add(transport);
+        mmio.Insert(transport, addr, MmioTransport.SlotSize);
+        for (int q = 0; q < transport.QueueEvents.Length; q++)
+        {
+            int index = q;
+            vm.RegisterIoeventfd(transport.QueueEvents[q], addr + MmioTransport.NotifyAddress, 4, (ulong)q);
+            loop.Add(transport.QueueEvents[q].Fd, _ => transport.ProcessQueueEvent(index));
+        }
+        return (transport, addr, irq);
+    }
+
+    /// <summary>Feeds the console input fd (stdin) into the serial device from the event loop.</summary>
+    private static unsafe void AttachConsoleInput(EventLoop loop, Serial serial, int fd)
+    {
+        var buf = new byte[64];
+        try
+        {
+            loop.Add(fd, _ =>
+            {
+                fixed (byte* p = buf)
+                {
+                    nint n = Libc.read(fd, p, (nuint)buf.Length);
+                    if (n <= 0) { loop.Remove(fd); return; } // EOF or error: stop polling stdin
+                    int taken = serial.EnqueueInput(buf.AsSpan(0, (int)n));
+                    if (taken < n) serial.Metrics.MissedReadCount += n - taken;
+                }
+            });
+        }
+        catch (SysException)
+        {
+            // stdin is a regular file or /dev/null: epoll cannot watch it, and there is nothing to forward.
+        }
+    }
+}
