@@ -1,0 +1,187 @@
+using System.Runtime.CompilerServices;
+using Flint.Memory;
+
+namespace Flint.Devices.Virtio;
+
+/// <summary>
+/// Device side of one split virtqueue (spec 2.6): the descriptor table, the driver's available ring and the
+/// device's used ring. The transport fills in size and addresses while the driver sets the queue up; on
+/// activation they are validated once and turned into host pointers, so the per-request path is plain loads
+/// and stores with the ordering the spec asks for (acquire on avail idx, release on used idx).
+/// </summary>
+public sealed unsafe class VirtQueue
+{
+    /// <summary>Avail ring flag: the driver asks not to be interrupted for used buffers (a hint, spec 2.6.7).</summary>
+    public const ushort AvailFlagNoInterrupt = 1;
+
+    public const int DescriptorSize = 16;
+
+    private byte* _desc;
+    private ushort* _availFlags;
+    private ushort* _availIdx;
+    private ushort* _availRing;
+    private ushort* _usedIdx;
+    private byte* _usedRing;
+    private ushort _mask;
+
+    public VirtQueue(ushort maxSize)
+    {
+        if (maxSize == 0 || (maxSize & (maxSize - 1)) != 0)
+            throw new ArgumentException($"queue max size {maxSize} is not a power of two");
+        MaxSize = maxSize;
+        Size = maxSize;
+    }
+
+    public ushort MaxSize { get; }
+
+    /// <summary>QueueNum as written by the driver; starts at <see cref="MaxSize"/>.</summary>
+    public ushort Size { get; set; }
+
+    /// <summary>QueueReady as written by the driver.</summary>
+    public bool Ready { get; set; }
+
+    /// <summary>Guest-physical address of the descriptor table (QueueDesc).</summary>
+    public ulong DescTable { get; set; }
+
+    /// <summary>Guest-physical address of the available ring (QueueDriver).</summary>
+    public ulong AvailRing { get; set; }
+
+    /// <summary>Guest-physical address of the used ring (QueueDevice).</summary>
+    public ulong UsedRing { get; set; }
+
+    /// <summary>Next avail ring slot the device will consume (free-running, wraps at 2^16).</summary>
+    public ushort NextAvail { get; set; }
+
+    /// <summary>Next used ring slot the device will fill (free-running, wraps at 2^16).</summary>
+    public ushort NextUsed { get; set; }
+
+    public bool IsActivated { get; private set; }
+
+    /// <summary>
+    /// Set when the driver broke the ring protocol (avail idx more than a queue's worth ahead). The queue then
+    /// produces nothing until reset: guessing which entries are real would mean acting on garbage.
+    /// </summary>
+    public bool IsFailed { get; private set; }
+
+    internal GuestMemory? Memory { get; private set; }
+
+    /// <summary>Ring sizes from spec 2.6: avail and used carry flags, idx and a trailing event field.</summary>
+    public static ulong DescTableBytes(ushort size) => (ulong)DescriptorSize * size;
+    public static ulong AvailRingBytes(ushort size) => 6 + 2UL * size;
+    public static ulong UsedRingBytes(ushort size) => 6 + 8UL * size;
+
+    /// <summary>
+    /// Size a power of two no larger than the max; alignment desc 16, avail 2, used 4 (spec 2.6); each ring wholly
+    /// inside one guest memory region (one host pointer reaches all of it).
+    /// </summary>
+    public bool IsValid(GuestMemory memory)
+    {
+        ushort n = Size;
+        if (n == 0 || n > MaxSize || (n & (n - 1)) != 0) return false;
+        if (DescTable % 16 != 0 || AvailRing % 2 != 0 || UsedRing % 4 != 0) return false;
+        return memory.IsValidRange(DescTable, DescTableBytes(n))
+            && memory.IsValidRange(AvailRing, AvailRingBytes(n))
+            && memory.IsValidRange(UsedRing, UsedRingBytes(n));
+    }
+
+    /// <summary>Validates and caches host pointers to the rings. False (and nothing changed) when invalid or not ready.</summary>
+    public bool Activate(GuestMemory memory)
+    {
+        if (!Ready || !IsValid(memory)) return false;
+        ushort n = Size;
+        _desc = memory.GetHostPointer(DescTable, DescTableBytes(n));
+        byte* avail = memory.GetHostPointer(AvailRing, AvailRingBytes(n));
+        byte* used = memory.GetHostPointer(UsedRing, UsedRingBytes(n));
+        _availFlags = (ushort*)avail;
+        _availIdx = (ushort*)(avail + 2);
+        _availRing = (ushort*)(avail + 4);
+        _usedIdx = (ushort*)(used + 2);
+        _usedRing = used + 4;
+        _mask = (ushort)(n - 1);
+        Memory = memory;
+        IsFailed = false;
+        IsActivated = true;
+        return true;
+    }
+
+    /// <summary>Back to the state after a device reset (spec 2.4): not ready, no addresses, indices at 0.</summary>
+    public void Reset()
+    {
+        IsActivated = false;
+        IsFailed = false;
+        Memory = null;
+        _desc = null;
+        _availFlags = _availIdx = _availRing = _usedIdx = null;
+        _usedRing = null;
+        Size = MaxSize;
+        Ready = false;
+        DescTable = AvailRing = UsedRing = 0;
+        NextAvail = NextUsed = 0;
+    }
+
+    /// <summary>
+    /// Takes the next available chain head. The avail idx is read with acquire semantics so the ring entry (and
+    /// the descriptors) the driver wrote before publishing it are visible. False when nothing is pending, the
+    /// queue is not active, or the driver is broken (see <see cref="IsFailed"/>).
+    /// </summary>
+    public bool TryPop(out DescriptorChain chain)
+    {
+        chain = default;
+        if (!IsActivated || IsFailed) return false;
+        ushort availIdx = Volatile.Read(ref *_availIdx);
+        ushort pending = (ushort)(availIdx - NextAvail);
+        if (pending == 0) return false;
+        if (pending > Size)
+        {
+            IsFailed = true;
+            return false;
+        }
+        ushort head = _availRing[NextAvail & _mask];
+        NextAvail++;
+        chain = new DescriptorChain(this, head);
+        return true;
+    }
+
+    /// <summary>Entries the driver has made available and the device has not taken yet (0 when inactive or failed).</summary>
+    public int PendingCount
+    {
+        get
+        {
+            if (!IsActivated || IsFailed) return 0;
+            ushort pending = (ushort)(Volatile.Read(ref *_availIdx) - NextAvail);
+            return pending > Size ? 0 : pending;
+        }
+    }
+
+    /// <summary>
+    /// Returns a chain to the driver: the used element is written first, then the used idx is published with
+    /// release semantics so the driver never sees the idx before the element (spec 2.6.8).
+    /// </summary>
+    public void AddUsed(ushort head, uint len)
+    {
+        if (!IsActivated) return;
+        byte* e = _usedRing + 8 * (NextUsed & _mask);
+        Unsafe.WriteUnaligned(e, (uint)head);
+        Unsafe.WriteUnaligned(e + 4, len);
+        NextUsed++;
+        Volatile.Write(ref *_usedIdx, NextUsed);
+    }
+
+    /// <summary>
+    /// Whether the driver wants an interrupt for what was just used (no EVENT_IDX: only the NO_INTERRUPT flag).
+    /// The full fence orders our used idx store before the flags load; the driver does the mirror image when it
+    /// re-enables interrupts, so one of the two sides always sees the other and no completion is stranded.
+    /// </summary>
+    public bool NeedsNotification
+    {
+        get
+        {
+            if (!IsActivated) return false;
+            Interlocked.MemoryBarrier();
+            return (Volatile.Read(ref *_availFlags) & AvailFlagNoInterrupt) == 0;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal Descriptor ReadDescriptor(ushort index) => Unsafe.ReadUnaligned<Descriptor>(_desc + DescriptorSize * index);
+}

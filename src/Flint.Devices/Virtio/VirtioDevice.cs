@@ -1,0 +1,88 @@
+using Flint.Memory;
+
+namespace Flint.Devices.Virtio;
+
+/// <summary>
+/// Common plumbing for devices: queue validation on activation, activation state, config generation.
+/// Concrete devices supply identity, config space and the per-queue work.
+/// </summary>
+public abstract class VirtioDevice : IVirtioDevice
+{
+    private uint _configGeneration;
+
+    public abstract uint DeviceType { get; }
+    public abstract ulong AvailableFeatures { get; }
+    public abstract ReadOnlySpan<ushort> QueueMaxSizes { get; }
+
+    public uint ConfigGeneration => Volatile.Read(ref _configGeneration);
+
+    public bool IsActivated { get; private set; }
+
+    protected GuestMemory? Memory { get; private set; }
+    protected VirtQueue[] Queues { get; private set; } = [];
+    protected VirtioInterrupt? Interrupt { get; private set; }
+    protected ulong AckedFeatures { get; private set; }
+
+    public abstract void ReadConfig(ulong offset, Span<byte> data);
+    public abstract void WriteConfig(ulong offset, ReadOnlySpan<byte> data);
+    public abstract void ProcessQueue(int index);
+
+    /// <summary>
+    /// Every queue the device needs must be ready and validly placed: the device has no use for a partial set,
+    /// and validating here once keeps the request path free of layout checks.
+    /// </summary>
+    public bool Activate(GuestMemory memory, VirtQueue[] queues, VirtioInterrupt interrupt, ulong ackedFeatures)
+    {
+        if (IsActivated) return true;
+        if (queues.Length < QueueMaxSizes.Length) { OnActivateFailed(); return false; }
+        for (int i = 0; i < QueueMaxSizes.Length; i++)
+        {
+            if (!queues[i].Activate(memory))
+            {
+                for (int j = 0; j < i; j++) queues[j].Reset();
+                OnActivateFailed();
+                return false;
+            }
+        }
+        Memory = memory;
+        Queues = queues;
+        Interrupt = interrupt;
+        AckedFeatures = ackedFeatures;
+        IsActivated = true;
+        OnActivated();
+        return true;
+    }
+
+    public void Reset()
+    {
+        IsActivated = false;
+        Memory = null;
+        Interrupt = null;
+        Queues = [];
+        AckedFeatures = 0;
+        OnReset();
+    }
+
+    /// <summary>
+    /// Config space changed (e.g. a resized drive): bump the generation so torn reads are detectable and,
+    /// when a driver is attached, raise the config-change interrupt so it re-reads.
+    /// </summary>
+    protected void NotifyConfigChanged()
+    {
+        Interlocked.Increment(ref _configGeneration);
+        if (IsActivated) Interrupt?.SignalConfigChange();
+    }
+
+    /// <summary>Copies the part of <paramref name="config"/> that <paramref name="offset"/> selects; the rest reads zero.</summary>
+    protected static void ReadConfigBytes(ReadOnlySpan<byte> config, ulong offset, Span<byte> data)
+    {
+        data.Clear();
+        if (offset >= (ulong)config.Length) return;
+        var src = config[(int)offset..];
+        src[..Math.Min(src.Length, data.Length)].CopyTo(data);
+    }
+
+    protected virtual void OnActivated() { }
+    protected virtual void OnActivateFailed() { }
+    protected virtual void OnReset() { }
+}

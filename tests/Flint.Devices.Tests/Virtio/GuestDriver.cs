@@ -1,0 +1,111 @@
+using Flint.Devices.Virtio;
+using Flint.Memory;
+
+namespace Flint.Devices.Tests.Virtio;
+
+/// <summary>
+/// Plays the guest's virtio driver over a real GuestMemory: lays out the descriptor table and the avail/used
+/// rings of one split queue, builds chains, publishes them and reads completions back.
+/// </summary>
+public sealed class GuestDriver
+{
+    public const ulong DescBase = 0x1000;   // 16 x 256 = 4 KiB
+    public const ulong AvailBase = 0x2000;  // 6 + 2 x 256
+    public const ulong UsedBase = 0x3000;   // 6 + 8 x 256
+    public const ulong DataBase = 0x10000;
+
+    private ulong _nextData = DataBase;
+    private ushort _nextDesc;
+
+    public GuestDriver(GuestMemory memory, ushort size)
+    {
+        Memory = memory;
+        Size = size;
+        memory.Fill(DescBase, 0x3000, 0);
+    }
+
+    public GuestMemory Memory { get; }
+    public ushort Size { get; }
+    public ushort AvailIdx { get; private set; }
+
+    /// <summary>Points a queue at this layout and marks it ready, as the driver does through the transport.</summary>
+    public void Configure(VirtQueue q)
+    {
+        q.Size = Size;
+        q.DescTable = DescBase;
+        q.AvailRing = AvailBase;
+        q.UsedRing = UsedBase;
+        q.Ready = true;
+    }
+
+    /// <summary>Bump allocator for guest buffers; never reuses memory within a test.</summary>
+    public ulong Alloc(uint len, byte fill = 0)
+    {
+        ulong a = _nextData;
+        _nextData = (_nextData + len + 15) & ~15UL;
+        if (len > 0) Memory.Fill(a, len, fill);
+        return a;
+    }
+
+    public void SetDesc(ushort index, ulong addr, uint len, ushort flags, ushort next)
+    {
+        ulong d = DescBase + 16UL * index;
+        Memory.Write(d, addr);
+        Memory.Write(d + 8, len);
+        Memory.Write(d + 12, flags);
+        Memory.Write(d + 14, next);
+    }
+
+    /// <summary>Writes the buffers into consecutive descriptors (wrapping), linked with NEXT; returns the head index.</summary>
+    public ushort AddChain(params (ulong Addr, uint Len, bool Write)[] bufs)
+    {
+        ushort head = _nextDesc;
+        for (int i = 0; i < bufs.Length; i++)
+        {
+            ushort idx = _nextDesc;
+            _nextDesc = (ushort)((_nextDesc + 1) % Size);
+            ushort flags = (ushort)((bufs[i].Write ? Descriptor.FlagWrite : 0) | (i + 1 < bufs.Length ? Descriptor.FlagNext : 0));
+            SetDesc(idx, bufs[i].Addr, bufs[i].Len, flags, _nextDesc);
+        }
+        return head;
+    }
+
+    /// <summary>Puts a head on the avail ring and publishes the new idx.</summary>
+    public void Publish(ushort head)
+    {
+        Memory.Write(AvailBase + 4 + 2UL * (ushort)(AvailIdx % Size), head);
+        AvailIdx++;
+        Memory.Write(AvailBase + 2, AvailIdx);
+    }
+
+    public ushort Push(params (ulong Addr, uint Len, bool Write)[] bufs)
+    {
+        ushort head = AddChain(bufs);
+        Publish(head);
+        return head;
+    }
+
+    public void SetAvailIdx(ushort idx)
+    {
+        AvailIdx = idx;
+        Memory.Write(AvailBase + 2, idx);
+    }
+
+    public void SetAvailFlags(ushort flags) => Memory.Write(AvailBase, flags);
+
+    public ushort UsedIdx => Memory.Read<ushort>(UsedBase + 2);
+
+    public (uint Id, uint Len) Used(int n)
+    {
+        ulong e = UsedBase + 4 + 8UL * (ushort)(n % Size);
+        return (Memory.Read<uint>(e), Memory.Read<uint>(e + 4));
+    }
+}
+
+/// <summary>An interrupt line that counts triggers.</summary>
+public sealed class CountingInterrupt : Flint.Devices.IInterrupt
+{
+    private int _count;
+    public int Count => Volatile.Read(ref _count);
+    public void Trigger() => Interlocked.Increment(ref _count);
+}

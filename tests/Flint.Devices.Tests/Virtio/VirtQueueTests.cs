@@ -1,0 +1,243 @@
+using Flint.Devices.Virtio;
+using Flint.Memory;
+
+namespace Flint.Devices.Tests.Virtio;
+
+public sealed class VirtQueueTests : IDisposable
+{
+    private readonly GuestMemory _mem = GuestMemory.Create([(0UL, 0x100000UL)]);
+    private readonly GuestDriver _drv;
+    private readonly VirtQueue _q = new(256);
+
+    public VirtQueueTests()
+    {
+        _drv = new GuestDriver(_mem, 16);
+        _drv.Configure(_q);
+    }
+
+    public void Dispose() => _mem.Dispose();
+
+    [Fact]
+    public void MaxSizeMustBePowerOfTwo() => Assert.Throws<ArgumentException>(() => new VirtQueue(100));
+
+    [Theory]
+    [InlineData((ushort)0)]
+    [InlineData((ushort)12)]
+    [InlineData((ushort)512)]
+    public void RejectsBadSize(ushort size)
+    {
+        _q.Size = size;
+        Assert.False(_q.Activate(_mem));
+        Assert.False(_q.IsActivated);
+    }
+
+    [Theory]
+    [InlineData(GuestDriver.DescBase + 8, GuestDriver.AvailBase, GuestDriver.UsedBase)]
+    [InlineData(GuestDriver.DescBase, GuestDriver.AvailBase + 1, GuestDriver.UsedBase)]
+    [InlineData(GuestDriver.DescBase, GuestDriver.AvailBase, GuestDriver.UsedBase + 2)]
+    [InlineData(0x100000UL, GuestDriver.AvailBase, GuestDriver.UsedBase)]
+    [InlineData(GuestDriver.DescBase, 0xFFFF8UL, GuestDriver.UsedBase)]
+    [InlineData(GuestDriver.DescBase, GuestDriver.AvailBase, 0xFFFF0UL)]
+    [InlineData(GuestDriver.DescBase, GuestDriver.AvailBase, 0xFFFF_FFFF_FFFF_FFF0UL)]
+    public void RejectsMisalignedOrOutsideRings(ulong desc, ulong avail, ulong used)
+    {
+        _q.DescTable = desc;
+        _q.AvailRing = avail;
+        _q.UsedRing = used;
+        Assert.False(_q.Activate(_mem));
+    }
+
+    [Fact]
+    public void NotReadyQueueDoesNotActivate()
+    {
+        _q.Ready = false;
+        Assert.False(_q.Activate(_mem));
+    }
+
+    [Fact]
+    public void PopsChainsInOrderAndAddsUsed()
+    {
+        Assert.True(_q.Activate(_mem));
+        Assert.False(_q.TryPop(out _));
+        ulong a = _drv.Alloc(64), b = _drv.Alloc(32);
+        ushort h1 = _drv.Push((a, 64, false), (b, 32, true));
+        ushort h2 = _drv.Push((b, 8, true));
+        Assert.Equal(2, _q.PendingCount);
+
+        Assert.True(_q.TryPop(out var c1));
+        Assert.Equal(h1, c1.HeadIndex);
+        Assert.True(c1.TryNext(out var d));
+        Assert.Equal(a, d.Addr);
+        Assert.Equal(64u, d.Len);
+        Assert.False(d.IsWriteOnly);
+        Assert.True(c1.TryNext(out d));
+        Assert.Equal(b, d.Addr);
+        Assert.True(d.IsWriteOnly);
+        Assert.False(c1.TryNext(out _));
+        Assert.False(c1.IsBroken);
+
+        Assert.True(_q.TryPop(out var c2));
+        Assert.Equal(h2, c2.HeadIndex);
+        Assert.False(_q.TryPop(out _));
+
+        _q.AddUsed(h1, 32);
+        _q.AddUsed(h2, 8);
+        Assert.Equal(2, _drv.UsedIdx);
+        Assert.Equal((h1, 32u), ((ushort)_drv.Used(0).Id, _drv.Used(0).Len));
+        Assert.Equal((h2, 8u), ((ushort)_drv.Used(1).Id, _drv.Used(1).Len));
+    }
+
+    [Fact]
+    public void IndicesWrapAround16Bits()
+    {
+        _q.NextAvail = 65530;
+        _q.NextUsed = 65530;
+        _drv.SetAvailIdx(65530);
+        Assert.True(_q.Activate(_mem));
+        ulong a = _drv.Alloc(16);
+        for (int i = 0; i < 12; i++)
+        {
+            _drv.Push((a, 16, true));
+            Assert.True(_q.TryPop(out var c));
+            _q.AddUsed(c.HeadIndex, 1);
+        }
+        Assert.Equal(unchecked((ushort)(65530 + 12)), _drv.UsedIdx);
+        Assert.False(_q.IsFailed);
+    }
+
+    [Fact]
+    public void AvailIdxJumpMarksQueueFailed()
+    {
+        Assert.True(_q.Activate(_mem));
+        _drv.SetAvailIdx(17); // 17 pending on a 16-entry queue: impossible for a sane driver
+        Assert.False(_q.TryPop(out _));
+        Assert.True(_q.IsFailed);
+        Assert.Equal(0, _q.PendingCount);
+        _drv.SetAvailIdx(1);
+        Assert.False(_q.TryPop(out _)); // stays failed until reset
+        _q.Reset();
+        Assert.False(_q.IsFailed);
+        Assert.False(_q.Ready);
+    }
+
+    [Fact]
+    public void NeedsNotificationHonoursNoInterruptFlag()
+    {
+        Assert.True(_q.Activate(_mem));
+        Assert.True(_q.NeedsNotification);
+        _drv.SetAvailFlags(VirtQueue.AvailFlagNoInterrupt);
+        Assert.False(_q.NeedsNotification);
+    }
+
+    [Fact]
+    public void ChainWithHeadOutOfRangeIsBroken()
+    {
+        Assert.True(_q.Activate(_mem));
+        _drv.Publish(16);
+        Assert.True(_q.TryPop(out var c));
+        Assert.Equal(16, c.HeadIndex);
+        Assert.False(c.TryNext(out _));
+        Assert.True(c.IsBroken);
+    }
+
+    [Fact]
+    public void ChainWithNextOutOfRangeIsBroken()
+    {
+        Assert.True(_q.Activate(_mem));
+        ulong a = _drv.Alloc(16);
+        _drv.SetDesc(0, a, 16, Descriptor.FlagNext, 40);
+        _drv.Publish(0);
+        Assert.True(_q.TryPop(out var c));
+        Assert.True(c.TryNext(out _));
+        Assert.False(c.TryNext(out _));
+        Assert.True(c.IsBroken);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(16)]
+    public void LoopingChainEndsBroken(int loopLength)
+    {
+        Assert.True(_q.Activate(_mem));
+        ulong a = _drv.Alloc(16);
+        for (int i = 0; i < loopLength; i++)
+            _drv.SetDesc((ushort)i, a, 16, Descriptor.FlagNext, (ushort)((i + 1) % loopLength));
+        _drv.Publish(0);
+        Assert.True(_q.TryPop(out var c));
+        int n = 0;
+        while (c.TryNext(out _)) n++;
+        Assert.True(c.IsBroken);
+        Assert.Equal(16, n); // every descriptor at most once per queue size, then stop
+    }
+
+    [Fact]
+    public void FullLengthChainIsFine()
+    {
+        Assert.True(_q.Activate(_mem));
+        ulong a = _drv.Alloc(16);
+        var bufs = Enumerable.Repeat((a, 16u, false), 16).ToArray();
+        _drv.Push(bufs);
+        Assert.True(_q.TryPop(out var c));
+        Span<Descriptor> buf = new Descriptor[16];
+        Assert.Equal(16, c.CollectInto(buf));
+    }
+
+    [Fact]
+    public void CollectIntoTooSmallBufferIsBroken()
+    {
+        Assert.True(_q.Activate(_mem));
+        ulong a = _drv.Alloc(16);
+        _drv.Push((a, 16, false), (a, 16, false), (a, 16, false));
+        Assert.True(_q.TryPop(out var c));
+        Span<Descriptor> buf = new Descriptor[2];
+        Assert.Equal(-1, c.CollectInto(buf));
+    }
+
+    [Theory]
+    [InlineData(0x100000UL, 1u)]          // just past the end of RAM
+    [InlineData(0xFFFF0UL, 32u)]          // straddles the end
+    [InlineData(0xFFFF_FFFF_FFFF_FFF0UL, 0x20u)] // wraps the address space
+    public void DescriptorOutsideMemoryIsBroken(ulong addr, uint len)
+    {
+        Assert.True(_q.Activate(_mem));
+        _drv.Push((addr, len, true));
+        Assert.True(_q.TryPop(out var c));
+        Assert.False(c.TryNext(out _));
+        Assert.True(c.IsBroken);
+    }
+
+    [Fact]
+    public void ZeroLengthDescriptorAnywhereIsAccepted()
+    {
+        Assert.True(_q.Activate(_mem));
+        _drv.Push((0xdead_0000_0000UL, 0, true));
+        Assert.True(_q.TryPop(out var c));
+        Assert.True(c.TryNext(out var d));
+        Assert.Equal(0u, d.Len);
+    }
+
+    [Fact]
+    public void IndirectDescriptorIsBroken()
+    {
+        Assert.True(_q.Activate(_mem));
+        ulong a = _drv.Alloc(64);
+        _drv.SetDesc(0, a, 64, Descriptor.FlagIndirect, 0);
+        _drv.Publish(0);
+        Assert.True(_q.TryPop(out var c));
+        Assert.False(c.TryNext(out _));
+        Assert.True(c.IsBroken);
+    }
+
+    [Fact]
+    public void ChainAfterResetIsBroken()
+    {
+        Assert.True(_q.Activate(_mem));
+        ulong a = _drv.Alloc(16);
+        _drv.Push((a, 16, true));
+        Assert.True(_q.TryPop(out var c));
+        _q.Reset();
+        Assert.False(c.TryNext(out _));
+        Assert.True(c.IsBroken);
+    }
+}

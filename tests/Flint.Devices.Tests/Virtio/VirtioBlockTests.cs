@@ -1,0 +1,254 @@
+using Flint.Devices.Virtio;
+using Flint.Devices.Virtio.Block;
+using static Flint.Devices.Virtio.Block.VirtioBlockConstants;
+
+namespace Flint.Devices.Tests.Virtio;
+
+public sealed class VirtioBlockTests : IDisposable
+{
+    private readonly BlockHarness _h = new();
+
+    public void Dispose() => _h.Dispose();
+
+    [Fact]
+    public void IdentityFeaturesAndConfig()
+    {
+        Assert.Equal(2u, _h.Device.DeviceType);
+        ulong f = _h.Device.AvailableFeatures;
+        Assert.NotEqual(0UL, f & VirtioFeatures.Version1);
+        Assert.NotEqual(0UL, f & (1UL << FeatureFlush));
+        Assert.Equal(0UL, f & (1UL << FeatureReadOnly));
+        Assert.Equal(new ushort[] { 256 }, _h.Device.QueueMaxSizes.ToArray());
+        Span<byte> cfg = stackalloc byte[8];
+        _h.Device.ReadConfig(0, cfg);
+        Assert.Equal((ulong)BlockHarness.Sectors, BitConverter.ToUInt64(cfg));
+        Span<byte> four = stackalloc byte[4];
+        _h.Device.ReadConfig(4, four); // a driver may read the u64 as two u32s
+        Assert.Equal(0u, BitConverter.ToUInt32(four));
+        _h.Device.ReadConfig(12, four);
+        Assert.Equal(254u, BitConverter.ToUInt32(four));
+        _h.Device.ReadConfig(0x200, four);
+        Assert.Equal(0u, BitConverter.ToUInt32(four));
+    }
+
+    [Fact]
+    public void ConfigWritesAreIgnoredAndCounted()
+    {
+        _h.Device.WriteConfig(0, new byte[8]);
+        Assert.Equal(1, _h.Device.Metrics.CfgFails);
+        Assert.Equal((ulong)BlockHarness.Sectors, _h.Device.CapacitySectors);
+    }
+
+    [Fact]
+    public void ReadsScatteredAcrossBuffers()
+    {
+        ulong a = _h.Driver.Alloc(512), b = _h.Driver.Alloc(1024);
+        var (s, len) = _h.Run(RequestIn, 5, (a, 512, true), (b, 1024, true));
+        Assert.Equal(StatusOk, s);
+        Assert.Equal(1537u, len);
+        Assert.All(_h.Memory.GetSpan(a, 512).ToArray(), x => Assert.Equal(6, x));
+        Assert.All(_h.Memory.GetSpan(b, 512).ToArray(), x => Assert.Equal(7, x));
+        Assert.All(_h.Memory.GetSpan(b + 512, 512).ToArray(), x => Assert.Equal(8, x));
+        Assert.Equal(1, _h.Device.Metrics.ReadCount);
+        Assert.Equal(1536, _h.Device.Metrics.ReadBytes);
+        Assert.Equal(1, _h.Line.Count);
+        Assert.Equal(VirtioInterrupt.UsedBuffer, _h.Interrupt.Status);
+    }
+
+    [Fact]
+    public void WriteThenReadBack()
+    {
+        ulong w = _h.Driver.Alloc(1024, 0xab);
+        var (s, len) = _h.Run(RequestOut, 10, (w, 1024, false));
+        Assert.Equal(StatusOk, s);
+        Assert.Equal(1u, len);
+        var file = File.ReadAllBytes(_h.FilePath);
+        Assert.All(file.AsSpan(10 * 512, 1024).ToArray(), x => Assert.Equal(0xab, x));
+        Assert.Equal(13, file[12 * 512]); // the next sector is untouched (sector s holds s + 1)
+        ulong r = _h.Driver.Alloc(1024);
+        Assert.Equal(StatusOk, _h.Run(RequestIn, 10, (r, 1024, true)).Status);
+        Assert.All(_h.Memory.GetSpan(r, 1024).ToArray(), x => Assert.Equal(0xab, x));
+        Assert.Equal(1, _h.Device.Metrics.WriteCount);
+        Assert.Equal(1024, _h.Device.Metrics.WriteBytes);
+    }
+
+    [Fact]
+    public void LastSectorIsReachable()
+    {
+        ulong r = _h.Driver.Alloc(512);
+        Assert.Equal(StatusOk, _h.Run(RequestIn, BlockHarness.Sectors - 1, (r, 512, true)).Status);
+        Assert.Equal((byte)BlockHarness.Sectors, _h.Memory.Read<byte>(r));
+    }
+
+    [Fact]
+    public void Flush()
+    {
+        var (s, len) = _h.Run(RequestFlush, 0);
+        Assert.Equal(StatusOk, s);
+        Assert.Equal(1u, len);
+        Assert.Equal(1, _h.Device.Metrics.FlushCount);
+    }
+
+    [Fact]
+    public void GetIdFromSerial()
+    {
+        using var h = new BlockHarness(serial: "rootfs");
+        ulong id = h.Driver.Alloc(20, 0xee);
+        var (s, len) = h.Run(RequestGetId, 0, (id, 20, true));
+        Assert.Equal(StatusOk, s);
+        Assert.Equal(21u, len);
+        var bytes = h.Memory.GetSpan(id, 20).ToArray();
+        Assert.Equal("rootfs"u8.ToArray(), bytes[..6]);
+        Assert.All(bytes[6..], x => Assert.Equal(0, x));
+    }
+
+    [Fact]
+    public void GetIdFromDevInode()
+    {
+        ulong id = _h.Driver.Alloc(20, 0xee);
+        var (s, len) = _h.Run(RequestGetId, 0, (id, 20, true));
+        Assert.Equal(StatusOk, s);
+        Assert.Equal(21u, len);
+        var bytes = _h.Memory.GetSpan(id, 20).ToArray();
+        Assert.True(bytes[0] is >= (byte)'0' and <= (byte)'9');
+        Assert.DoesNotContain((byte)0xee, bytes);
+    }
+
+    [Fact]
+    public void GetIdIntoShortBufferWritesWhatFits()
+    {
+        ulong id = _h.Driver.Alloc(8, 0xee);
+        var (s, len) = _h.Run(RequestGetId, 0, (id, 8, true));
+        Assert.Equal(StatusOk, s);
+        Assert.Equal(9u, len);
+    }
+
+    [Fact]
+    public void ReadOnlyDriveRejectsWrites()
+    {
+        using var h = new BlockHarness(readOnly: true);
+        Assert.NotEqual(0UL, h.Device.AvailableFeatures & (1UL << FeatureReadOnly));
+        ulong w = h.Driver.Alloc(512, 0xcc);
+        var (s, len) = h.Run(RequestOut, 0, (w, 512, false));
+        Assert.Equal(StatusIoErr, s);
+        Assert.Equal(1u, len);
+        Assert.Equal(1, File.ReadAllBytes(h.FilePath)[0]);
+        h.AssertReadable();
+        Assert.Equal(StatusOk, h.Run(RequestFlush, 0).Status);
+    }
+
+    [Theory]
+    [InlineData((ulong)BlockHarness.Sectors, 512u)]       // starts past the end
+    [InlineData((ulong)BlockHarness.Sectors - 1, 1024u)]  // crosses the end
+    [InlineData(ulong.MaxValue, 512u)]            // sector * 512 would overflow
+    [InlineData(ulong.MaxValue >> 9, 512u)]
+    public void OutOfRangeIsIoErr(ulong sector, uint len)
+    {
+        ulong r = _h.Driver.Alloc(len);
+        Assert.Equal(StatusIoErr, _h.Run(RequestIn, sector, (r, len, true)).Status);
+        ulong w = _h.Driver.Alloc(len);
+        Assert.Equal(StatusIoErr, _h.Run(RequestOut, sector, (w, len, false)).Status);
+        Assert.Equal(2, _h.Device.Metrics.InvalidReqsCount);
+        Assert.Equal(BlockHarness.Sectors * 512, new FileInfo(_h.FilePath).Length);
+        _h.AssertReadable();
+    }
+
+    [Fact]
+    public void PartialSectorIsIoErr()
+    {
+        ulong r = _h.Driver.Alloc(100);
+        Assert.Equal(StatusIoErr, _h.Run(RequestIn, 0, (r, 100, true)).Status);
+        _h.AssertReadable();
+    }
+
+    [Fact]
+    public void UnknownTypeIsUnsupported()
+    {
+        var (s, len) = _h.Run(42, 0);
+        Assert.Equal(StatusUnsupported, s);
+        Assert.Equal(1u, len);
+        _h.AssertReadable();
+    }
+
+    [Fact]
+    public void OneInterruptPerBatch()
+    {
+        for (int i = 0; i < 5; i++)
+        {
+            ulong r = _h.Driver.Alloc(512);
+            _h.Driver.Push((_h.Header(RequestIn, (ulong)i), 16, false), (r, 512, true), (_h.StatusByte(), 1, true));
+        }
+        _h.Process();
+        Assert.Equal(5, _h.Driver.UsedIdx);
+        Assert.Equal(1, _h.Line.Count);
+        _h.Process(); // nothing pending
+        Assert.Equal(1, _h.Line.Count);
+        Assert.Equal(1, _h.Device.Metrics.NoAvailBuffer);
+        Assert.Equal(2, _h.Device.Metrics.QueueEventCount);
+    }
+
+    [Fact]
+    public void NoInterruptWhenDriverSuppressesIt()
+    {
+        _h.Driver.SetAvailFlags(1);
+        _h.AssertReadable();
+        Assert.Equal(0, _h.Line.Count);
+    }
+
+    [Fact]
+    public void UpdateBackingFileChangesCapacityAndSignalsConfig()
+    {
+        string other = Path.GetTempFileName();
+        try
+        {
+            var content = new byte[128 * 512];
+            content.AsSpan().Fill(0x5a);
+            File.WriteAllBytes(other, content);
+            uint gen = _h.Device.ConfigGeneration;
+            _h.Device.UpdateBackingFile(other);
+            Assert.Equal(128UL, _h.Device.CapacitySectors);
+            Assert.Equal(gen + 1, _h.Device.ConfigGeneration);
+            Assert.Equal(VirtioInterrupt.ConfigChange, _h.Interrupt.Status & VirtioInterrupt.ConfigChange);
+            Assert.Equal(1, _h.Device.Metrics.UpdateCount);
+            ulong r = _h.Driver.Alloc(512);
+            Assert.Equal(StatusOk, _h.Run(RequestIn, 100, (r, 512, true)).Status);
+            Assert.Equal(0x5a, _h.Memory.Read<byte>(r));
+            Assert.ThrowsAny<Exception>(() => _h.Device.UpdateBackingFile("/nonexistent/flint-disk"));
+            Assert.Equal(128UL, _h.Device.CapacitySectors);
+        }
+        finally
+        {
+            File.Delete(other);
+        }
+    }
+
+    [Fact]
+    public void NotActivatedProcessCountsEventFail()
+    {
+        using var h = new BlockHarness();
+        h.Device.Reset();
+        h.Device.ProcessQueue(0);
+        Assert.Equal(1, h.Device.Metrics.EventFails);
+    }
+
+    [Fact]
+    public void ActivationWithBadQueueFails()
+    {
+        using var h = new BlockHarness();
+        h.Device.Reset();
+        var q = new VirtQueue(256) { Size = 16, DescTable = 0x1008, AvailRing = 0x2000, UsedRing = 0x3000, Ready = true };
+        Assert.False(h.Device.Activate(h.Memory, [q], h.Interrupt, 0));
+        Assert.False(h.Device.IsActivated);
+        Assert.Equal(1, h.Device.Metrics.ActivateFails);
+    }
+
+    [Fact]
+    public void MetricsSnapshotUsesFirecrackerNames()
+    {
+        var names = _h.Device.Metrics.Snapshot().Select(x => x.Name).ToArray();
+        Assert.Equal(
+            ["activate_fails", "cfg_fails", "flush_count", "read_count", "write_count", "read_bytes", "write_bytes",
+             "invalid_reqs_count", "no_avail_buffer", "event_fails", "queue_event_count", "execute_fails", "update_count"],
+            names);
+    }
+}

@@ -1,0 +1,25 @@
+using Flint.Devices.Virtio;
+
+namespace Flint.Devices.Tests.Virtio;
+
+public sealed class VirtioInterruptTests
+{
+    [Fact]
+    public void SignalsSetBitsAndTriggerAckClears()
+    {
+        var line = new CountingInterrupt();
+        var irq = new VirtioInterrupt(line);
+        irq.SignalUsedQueue();
+        Assert.Equal(VirtioInterrupt.UsedBuffer, irq.Status);
+        irq.SignalConfigChange();
+        Assert.Equal(VirtioInterrupt.UsedBuffer | VirtioInterrupt.ConfigChange, irq.Status);
+        Assert.Equal(2, line.Count);
+        irq.Acknowledge(VirtioInterrupt.UsedBuffer);
+        Assert.Equal(VirtioInterrupt.ConfigChange, irq.Status);
+        irq.SignalUsedQueue(); // already-set or not, the line fires every time
+        irq.SignalUsedQueue();
+        Assert.Equal(4, line.Count);
+        irq.Reset();
+        Assert.Equal(0u, irq.Status);
+    }
+}
