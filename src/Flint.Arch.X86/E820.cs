@@ -1,0 +1,30 @@
+namespace Flint.Arch.X86;
+
+/// <summary>An e820 / PVH memory map entry. Types follow the ACPI address range types.</summary>
+public readonly record struct E820Entry(ulong Address, ulong Size, uint Type)
+{
+    public const uint Ram = 1;
+    public const uint Reserved = 2;
+}
+
+/// <summary>The guest's memory map, given to the kernel in the zero page (e820) or PVH start_info (memmap).</summary>
+public static class E820
+{
+    /// <summary>
+    /// RAM [0, 0x9fc00); reserved [0x9fc00, 1 MiB) so the kernel never reuses the MP table, and the
+    /// legacy EBDA/VGA/BIOS window stays off limits as on real PCs; RAM [1 MiB, min(mem, 3 GiB)); and
+    /// RAM from 4 GiB for whatever did not fit below the MMIO gap.
+    /// </summary>
+    public static E820Entry[] Build(ulong memBytes)
+    {
+        var list = new List<E820Entry>(4);
+        ulong lowEnd = MemoryLayout.LowRamEnd(memBytes);
+        list.Add(new E820Entry(0, Math.Min(lowEnd, Layout.MpTableStart), E820Entry.Ram));
+        list.Add(new E820Entry(Layout.MpTableStart, Layout.HighMemStart - Layout.MpTableStart, E820Entry.Reserved));
+        if (lowEnd > Layout.HighMemStart)
+            list.Add(new E820Entry(Layout.HighMemStart, lowEnd - Layout.HighMemStart, E820Entry.Ram));
+        if (memBytes > Layout.MmioGapStart)
+            list.Add(new E820Entry(Layout.MmioGapEnd, memBytes - Layout.MmioGapStart, E820Entry.Ram));
+        return list.ToArray();
+    }
+}

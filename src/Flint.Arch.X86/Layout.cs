@@ -1,0 +1,79 @@
+namespace Flint.Arch.X86;
+
+/// <summary>
+/// Fixed guest-physical addresses of the x86_64 machine model. They are Firecracker's, so guests, tools and
+/// habits built around Firecracker (e.g. the boot timer address baked into test guests) keep working.
+/// Everything below <see cref="HighMemStart"/> is boot scaffolding the VMM writes before the first vCPU runs.
+/// </summary>
+public static class Layout
+{
+    /// <summary>Boot GDT: 4 descriptors (null, code, data, TSS) = 32 bytes, right below the IDT.</summary>
+    public const ulong GdtStart = 0x500;
+    /// <summary>Boot IDT: one zeroed 8-byte gate, limit 7; the kernel installs its own before enabling interrupts.</summary>
+    public const ulong IdtStart = 0x520;
+    /// <summary>PVH hvm_start_info; its memory map and module list follow it inside the same page.</summary>
+    public const ulong PvhInfoStart = 0x6000;
+    /// <summary>Linux zero page (struct boot_params), passed in rsi for the 64-bit boot protocol.</summary>
+    public const ulong ZeroPageStart = 0x7000;
+    /// <summary>Initial rsp/rbp for the 64-bit boot protocol; grows down below the page tables.</summary>
+    public const ulong BootStackPointer = 0x8ff0;
+    /// <summary>Identity page tables for long-mode entry: PML4 -> PDPTE -> PDE (2 MiB pages, first 1 GiB).</summary>
+    public const ulong Pml4Start = 0x9000;
+    public const ulong PdpteStart = 0xa000;
+    public const ulong PdeStart = 0xb000;
+    /// <summary>Kernel command line, NUL terminated.</summary>
+    public const ulong CmdlineStart = 0x20000;
+    /// <summary>Command line limit including the terminating NUL (x86 COMMAND_LINE_SIZE).</summary>
+    public const int CmdlineMaxSize = 2048;
+    /// <summary>
+    /// MP table area: the floating pointer sits at the start of the last KiB of base memory (639 KiB), one of the
+    /// places the MP spec tells the OS to scan. The e820 map reserves from here to 1 MiB.
+    /// </summary>
+    public const ulong MpTableStart = 0x9fc00;
+    public const ulong MpTableEnd = 0xe0000;
+    /// <summary>Start of "high" memory (HIMEM_START): kernels load here or above.</summary>
+    public const ulong HighMemStart = 0x100000;
+    /// <summary>The 32-bit MMIO gap, 3-4 GiB: no RAM there; RAM beyond 3 GiB is moved above 4 GiB.</summary>
+    public const ulong MmioGapStart = 0xC000_0000;
+    public const ulong MmioGapSize = 1UL << 30;
+    public const ulong MmioGapEnd = MmioGapStart + MmioGapSize;
+    /// <summary>Boot timer device (guest writes byte 123 when it reaches init).</summary>
+    public const ulong BootTimerAddress = 0xC000_0000;
+    /// <summary>First virtio-mmio slot; slots are 4 KiB apart.</summary>
+    public const ulong VirtioMmioStart = 0xC000_1000;
+    public const ulong VirtioMmioSlotSize = 0x1000;
+    /// <summary>Legacy GSIs for virtio-mmio devices: 5..23 (IRQ 1 = i8042, 4 = serial are taken).</summary>
+    public const uint FirstVirtioIrq = 5;
+    public const uint LastVirtioIrq = 23;
+    public const int VirtioMmioSlotCount = (int)(LastVirtioIrq - FirstVirtioIrq + 1);
+    /// <summary>KVM_SET_TSS_ADDR: three pages KVM needs (on Intel) just below the 4 GiB BIOS area.</summary>
+    public const ulong TssAddress = 0xfffb_d000;
+    /// <summary>KVM_SET_IDENTITY_MAP_ADDR: the one page Intel KVM uses for real-mode paging; inside the MMIO gap, clear of RAM and devices.</summary>
+    public const ulong IdentityMapAddress = 0xfeff_c000;
+    /// <summary>Default local APIC and IOAPIC MMIO bases (advertised in the MP table).</summary>
+    public const uint LapicAddress = 0xfee0_0000;
+    public const uint IoapicAddress = 0xfec0_0000;
+    /// <summary>Number of IOAPIC pins KVM's in-kernel IOAPIC has.</summary>
+    public const int IoapicPins = 24;
+
+    /// <summary>Guest-physical base of virtio-mmio slot <paramref name="slot"/> (0-based).</summary>
+    public static ulong VirtioMmioAddress(int slot)
+    {
+        CheckSlot(slot);
+        return VirtioMmioStart + (ulong)slot * VirtioMmioSlotSize;
+    }
+
+    /// <summary>The GSI of virtio-mmio slot <paramref name="slot"/> (0-based).</summary>
+    public static uint VirtioIrq(int slot)
+    {
+        CheckSlot(slot);
+        return FirstVirtioIrq + (uint)slot;
+    }
+
+    private static void CheckSlot(int slot)
+    {
+        if ((uint)slot >= VirtioMmioSlotCount)
+            throw new ArgumentOutOfRangeException(nameof(slot),
+                $"virtio-mmio slot {slot} out of range: only {VirtioMmioSlotCount} devices (IRQs {FirstVirtioIrq}-{LastVirtioIrq}) are available");
+    }
+}
