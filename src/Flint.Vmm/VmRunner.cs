@@ -21,7 +21,7 @@ public static class VmRunner
             Logger.Error($"Building VMM configured from cmdline json failed: {e.Message}");
             return ExitCodes.BadConfiguration;
         }
-        catch (KernelLoadException e)
+        catch (Exception e) when (e is KernelLoadException or InitrdLoadException or KernelCmdlineException)
         {
             Logger.Error($"Building VMM configured from cmdline json failed: {e.Message}");
             return ExitCodes.BadConfiguration;

@@ -1,6 +1,7 @@
 using Flint.Devices;
 using Flint.Devices.Legacy;
 using Flint.Devices.Virtio;
+using Flint.Devices.Virtio.Block;
 using Flint.Kvm;
 using Flint.Memory;
 using Flint.Sys;

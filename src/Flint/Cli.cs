@@ -39,8 +39,8 @@ public static class Cli
     public static int Run(string[] args)
     {
         var root = new RootCommand("Flint: a Firecracker-compatible microVM monitor on KVM.");
-        root.Options.Clear(); // our own --version and no -h/-? aliases beyond --help, like firecracker
-        root.Options.Add(new HelpOption("--help", "-h"));
+        // Our own --version prints Firecracker-style "Flint vX"; keep the built-in --help.
+        foreach (var o in root.Options.Where(o => o is VersionOption).ToList()) root.Options.Remove(o);
         foreach (var o in new Option[] { ApiSock, Id, ConfigFile, NoApi, BootTimer, Level, LogPath, ShowLevel, ShowLogOrigin,
                      Module, MetricsPath, SeccompFilter, NoSeccomp, Metadata, MaxPayload, MmdsSizeLimit, StartTimeUs,
                      StartTimeCpuUs, ParentCpuTimeUs, CpuTemplate, VersionOpt })

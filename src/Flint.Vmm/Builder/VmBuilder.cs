@@ -2,6 +2,7 @@ using Flint.Arch.X86;
 using Flint.Devices;
 using Flint.Devices.Legacy;
 using Flint.Devices.Virtio;
+using Flint.Devices.Virtio.Block;
 using Flint.Kvm;
 using Flint.Memory;
 using Flint.Sys;
@@ -15,7 +16,7 @@ namespace Flint.Vmm.Builder;
 /// guest memory and kernel first (so a bad kernel is refused before KVM is touched), then the KVM VM,
 /// irqchip and PIT, legacy devices, virtio-mmio devices, boot structures, and finally the vCPUs.
 /// </summary>
-public static class VmBuilder
+public static unsafe class VmBuilder
 {
     public static Vmm Build(VmConfig config, VmOptions options)
     {

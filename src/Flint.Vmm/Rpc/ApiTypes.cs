@@ -1,0 +1,88 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Flint.Vmm.Rpc;
+
+/// <summary>An HTTP answer from the VMM: status code and an optional JSON body (null: no body, as for 204).</summary>
+public sealed record ApiResponse(int Status, string? Body)
+{
+    public static readonly ApiResponse NoContent = new(204, null);
+
+    public static ApiResponse Ok(string json) => new(200, json);
+
+    /// <summary>An error response: <c>{"fault_message": "..."}</c>.</summary>
+    public static ApiResponse Fault(string message, int status = 400) => new(status, FaultBody(message));
+
+    public static string FaultBody(string message)
+    {
+        var sb = new StringBuilder(message.Length + 24);
+        sb.Append("{\"fault_message\":");
+        JsonText.AppendString(sb, message);
+        sb.Append('}');
+        return sb.ToString();
+    }
+}
+
+/// <summary>A request the parser refused: never reaches the VMM.</summary>
+public sealed record ApiError(int Status, string Message)
+{
+    public ApiError(string message) : this(400, message) { }
+    public ApiResponse ToResponse() => ApiResponse.Fault(Message, Status);
+}
+
+/// <summary>Handles one parsed API request. The API server calls it on its own thread, one request at a time.</summary>
+public interface IApiHandler
+{
+    ApiResponse Handle(VmmAction action);
+}
+
+/// <summary>The running microVM as the API controller sees it (implemented by the VMM owner).</summary>
+public interface IRunningVm
+{
+    bool IsPaused { get; }
+    void Pause();
+    void Resume();
+    void SendCtrlAltDel();
+    /// <summary>Swaps the backing file of a block device (PATCH /drives/{id} with path_on_host).</summary>
+    void PatchDrive(string driveId, string pathOnHost);
+}
+
+internal static class JsonText
+{
+    /// <summary>Appends <paramref name="s"/> as a JSON string literal (quotes included).</summary>
+    public static void AppendString(StringBuilder sb, string s)
+    {
+        sb.Append('"');
+        foreach (char c in s)
+        {
+            switch (c)
+            {
+                case '"': sb.Append("\\\""); break;
+                case '\\': sb.Append("\\\\"); break;
+                case '\n': sb.Append("\\n"); break;
+                case '\r': sb.Append("\\r"); break;
+                case '\t': sb.Append("\\t"); break;
+                default:
+                    if (c < 0x20 || c is '\u2028' or '\u2029')
+                        sb.Append("\\u").Append(((int)c).ToString("x4"));
+                    else sb.Append(c);
+                    break;
+            }
+        }
+        sb.Append('"');
+    }
+
+    public static string Quote(string s)
+    {
+        var sb = new StringBuilder(s.Length + 2);
+        AppendString(sb, s);
+        return sb.ToString();
+    }
+
+    public static string Serialize(Action<Utf8JsonWriter> write)
+    {
+        var buf = new System.Buffers.ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buf)) write(w);
+        return Encoding.UTF8.GetString(buf.WrittenSpan);
+    }
+}

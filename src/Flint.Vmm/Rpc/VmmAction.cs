@@ -1,0 +1,66 @@
+using System.Text.Json;
+using Flint.Vmm.Config;
+
+namespace Flint.Vmm.Rpc;
+
+/// <summary>
+/// One API request, parsed and type-checked: what the VMM thread is asked to do. Bodies are the shared
+/// configuration model (<see cref="Config"/>) where one exists; devices this build does not have yet carry their
+/// normalised JSON so that GET /vm/config can show them.
+/// </summary>
+public abstract record VmmAction;
+
+public sealed record GetVmInstanceInfo : VmmAction;
+public sealed record GetVersion : VmmAction;
+public sealed record GetVmConfig : VmmAction;
+public sealed record GetMachineConfig : VmmAction;
+
+public sealed record PutBootSource(BootSourceConfig Config) : VmmAction;
+public sealed record PutDrive(DriveConfig Config) : VmmAction;
+public sealed record PatchDrive(string DriveId, string? PathOnHost, JsonElement? RateLimiter) : VmmAction;
+
+public sealed record PutMachineConfig(MachineConfig Config) : VmmAction;
+/// <summary>PATCH /machine-config: only the non-null fields change.</summary>
+public sealed record PatchMachineConfig(int? VcpuCount, long? MemSizeMib, bool? Smt, bool? TrackDirtyPages, string? HugePages, string? CpuTemplate) : VmmAction;
+
+public sealed record PutLogger(LoggerConfig Config) : VmmAction;
+public sealed record PutMetrics(MetricsConfig Config) : VmmAction;
+
+public sealed record StartMicroVm : VmmAction;
+public sealed record SendCtrlAltDel : VmmAction;
+public sealed record FlushMetrics : VmmAction;
+public sealed record Pause : VmmAction;
+public sealed record Resume : VmmAction;
+
+public sealed record PutCpuConfig(JsonElement Config) : VmmAction;
+
+/// <summary>PUT /network-interfaces/{id}; <see cref="Config"/> is the whole normalised body.</summary>
+public sealed record PutNetworkInterface(string IfaceId, string HostDevName, string? GuestMac, JsonElement Config) : VmmAction;
+public sealed record PatchNetworkInterface(string IfaceId, JsonElement? RxRateLimiter, JsonElement? TxRateLimiter) : VmmAction;
+
+public sealed record PutVsock(uint GuestCid, string UdsPath, JsonElement Config) : VmmAction;
+public sealed record PutEntropy(JsonElement Config) : VmmAction;
+
+public sealed record PutBalloon(uint AmountMib, bool DeflateOnOom, ushort StatsPollingIntervalS, JsonElement Config) : VmmAction;
+public sealed record PatchBalloon(uint AmountMib) : VmmAction;
+public sealed record GetBalloon : VmmAction;
+public sealed record GetBalloonStats : VmmAction;
+public sealed record PatchBalloonStatsInterval(ushort StatsPollingIntervalS) : VmmAction;
+
+/// <summary>PUT /mmds: replaces the metadata store with <see cref="Data"/> (raw JSON text).</summary>
+public sealed record PutMmds(string Data) : VmmAction;
+/// <summary>PATCH /mmds: RFC 7396 merge patch (raw JSON text).</summary>
+public sealed record PatchMmds(string Patch) : VmmAction;
+public sealed record GetMmds : VmmAction;
+public sealed record PutMmdsConfig(string Version, IReadOnlyList<string> NetworkInterfaces, string Ipv4Address, JsonElement Config) : VmmAction;
+
+public sealed record CreateSnapshot(string SnapshotPath, string MemFilePath, string SnapshotType) : VmmAction;
+public sealed record LoadSnapshot(string SnapshotPath, JsonElement Config) : VmmAction;
+
+/// <summary>What <see cref="ApiRequestParser.Parse"/> produced: exactly one of an action or an error.</summary>
+public readonly record struct ParsedRequest(VmmAction? Action, ApiError? Error)
+{
+    public static implicit operator ParsedRequest(VmmAction a) => new(a, null);
+    public static implicit operator ParsedRequest(ApiError e) => new(null, e);
+    public bool IsError => Error != null;
+}
