@@ -38,8 +38,8 @@ public unsafe class StructLayoutTests
     {
         Assert.Equal(128, (int)Marshal.OffsetOf<KvmFpu>(nameof(KvmFpu.Fcw)));
         Assert.Equal(136, (int)Marshal.OffsetOf<KvmFpu>(nameof(KvmFpu.LastIp)));
-        Assert.Equal(160, (int)Marshal.OffsetOf<KvmFpu>(nameof(KvmFpu.Xmm)));
-        Assert.Equal(416, (int)Marshal.OffsetOf<KvmFpu>(nameof(KvmFpu.Mxcsr)));
+        Assert.Equal(152, (int)Marshal.OffsetOf<KvmFpu>(nameof(KvmFpu.Xmm)));
+        Assert.Equal(408, (int)Marshal.OffsetOf<KvmFpu>(nameof(KvmFpu.Mxcsr)));
     }
 
     [Fact]

@@ -25,7 +25,7 @@ public class RealKernelTests(ITestOutputHelper output) : IDisposable
         File.WriteAllText(cfg, $$"""
             {"boot-source": {"kernel_image_path": "{{vmlinux}}", "boot_args": "console=ttyS0 reboot=k panic=1"},
              "drives": [{"drive_id": "rootfs", "path_on_host": "{{rootfs}}", "is_root_device": true, "is_read_only": false}],
-             "machine-config": {"vcpu_count": 1, "mem_size_mib": 128}}
+             "machine-config": {"vcpu_count": 1, "mem_size_mib": 128} }
             """);
         bool pvm = Directory.Exists("/sys/module/kvm_pvm");
         string milestone = pvm ? "Run /sbin/init as init process" : "FLINT_GUEST_INIT_OK";

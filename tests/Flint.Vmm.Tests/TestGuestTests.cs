@@ -23,9 +23,9 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
             : "[]";
         var p = Path.Combine(_dir, "config.json");
         File.WriteAllText(p, $$"""
-            {"boot-source": {"kernel_image_path": "{{TestGuestImage.Path}}", "boot_args": "{{bootArgs}}"},
+            {"boot-source": {"kernel_image_path": "{{TestGuestImage.Path}}", "boot_args": "{{bootArgs}}" },
              "drives": {{drives}},
-             "machine-config": {"vcpu_count": {{vcpus}}, "mem_size_mib": {{memMib}}}}
+             "machine-config": {"vcpu_count": {{vcpus}}, "mem_size_mib": {{memMib}} } }
             """);
         return p;
     }
