@@ -63,11 +63,13 @@ internal sealed class JsonBody
         }
         catch (JsonException e)
         {
+            long line = (e.LineNumber ?? 0) + 1, col = (e.BytePositionInLine ?? 0) + 1;
+            if (Unclosed(bytes) is { } inside && OnlyWhitespaceAfter(bytes, Offset(bytes, line, col)))
+                throw new JsonBodyException($"{Prefix}EOF while parsing {inside}{At(bytes, bytes.Length)}.");
             string what = e.Message;
             int cut = what.IndexOf(" LineNumber:", StringComparison.Ordinal);
             if (cut >= 0) what = what[..cut];
             what = what.TrimEnd('.', ' ');
-            long line = (e.LineNumber ?? 0) + 1, col = (e.BytePositionInLine ?? 0) + 1;
             throw new JsonBodyException($"{Prefix}{what} at line {line} column {col}.");
         }
         catch (InvalidOperationException)
@@ -77,6 +79,47 @@ internal sealed class JsonBody
         var jb = new JsonBody(body, bytes, root);
         if (schema != null) jb.CheckStruct(root, schema);
         return jb;
+    }
+
+    /// <summary>What the text ends inside of ("an object", "a list", "a string"), or null when everything is closed.</summary>
+    private static string? Unclosed(byte[] b)
+    {
+        var stack = new Stack<byte>();
+        bool inString = false, escape = false;
+        foreach (byte c in b)
+        {
+            if (inString)
+            {
+                if (escape) escape = false;
+                else if (c == '\\') escape = true;
+                else if (c == '"') inString = false;
+                continue;
+            }
+            switch (c)
+            {
+                case (byte)'"': inString = true; break;
+                case (byte)'{' or (byte)'[': stack.Push(c); break;
+                case (byte)'}' or (byte)']': if (stack.Count > 0) stack.Pop(); break;
+            }
+        }
+        if (inString) return "a string";
+        return stack.Count == 0 ? null : stack.Peek() == '{' ? "an object" : "a list";
+    }
+
+    private static int Offset(byte[] b, long line, long col)
+    {
+        int l = 1, i = 0;
+        while (i < b.Length && l < line) { if (b[i] == '\n') l++; i++; }
+        return (int)Math.Min(b.Length, i + col - 1);
+    }
+
+    private static bool OnlyWhitespaceAfter(byte[] b, int from)
+    {
+        // The reader reports the offending token's start; a truncated number/literal at the very end counts as EOF.
+        int i = from;
+        while (i < b.Length && b[i] is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')) i++;
+        for (; i < b.Length; i++) if (b[i] is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')) return false;
+        return true;
     }
 
     private static JNode ReadValue(ref Utf8JsonReader r, byte[] bytes)

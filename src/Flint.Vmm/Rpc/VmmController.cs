@@ -333,10 +333,34 @@ public sealed class VmmController : IApiHandler
 
     private static JsonNode? ParseMmds(string json)
     {
-        try { return JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { MaxDepth = 64 }); }
+        try
+        {
+            using var doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 64 });
+            return ToNode(doc.RootElement);
+        }
         catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
         {
             throw new ApiFault($"Invalid MMDS data: {e.Message}");
+        }
+    }
+
+    /// <summary>A mutable copy; on duplicate keys the last one wins, as with serde_json.</summary>
+    private static JsonNode? ToNode(JsonElement e)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.Object:
+                var o = new JsonObject();
+                foreach (var p in e.EnumerateObject()) o[p.Name] = ToNode(p.Value);
+                return o;
+            case JsonValueKind.Array:
+                var a = new JsonArray();
+                foreach (var x in e.EnumerateArray()) a.Add(ToNode(x));
+                return a;
+            case JsonValueKind.Null:
+                return null;
+            default:
+                return JsonValue.Create(e.Clone());
         }
     }
 

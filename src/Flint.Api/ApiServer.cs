@@ -1,0 +1,368 @@
+using System.Net.Sockets;
+using System.Text;
+using Flint.Sys;
+using Flint.Vmm.Logging;
+using Flint.Vmm.Rpc;
+
+namespace Flint.Api;
+
+/// <summary>
+/// Firecracker's API server: HTTP/1.1 over a Unix domain socket, served by one thread ("fc_api") with an epoll
+/// loop. At most <see cref="MaxConnections"/> connections at once (further clients wait in the listen backlog),
+/// keep-alive and pipelining, Content-Length bodies only. Each parsed request goes through
+/// <see cref="ApiRequestParser"/> and then to the <see cref="IApiHandler"/>, one at a time, on this thread.
+/// </summary>
+public sealed class ApiServer : IDisposable
+{
+    public const int MaxConnections = 10;
+    public const string ThreadName = "fc_api";
+
+    private const ulong ListenerToken = ulong.MaxValue;
+    private const ulong StopToken = ulong.MaxValue - 1;
+    private const int InitialBuffer = 4096;
+
+    private readonly string _socketPath;
+    private readonly int _maxPayload;
+    private readonly int _maxHead = HttpRequestParser.DefaultMaxHeadBytes;
+    private readonly IApiHandler _handler;
+    private readonly Connection?[] _conns = new Connection?[MaxConnections];
+    private readonly PathCache _paths = new();
+    private readonly EpollEvent[] _events = new EpollEvent[MaxConnections + 2];
+    private Socket? _listener;
+    private Epoll? _epoll;
+    private EventFd? _stop;
+    private Thread? _thread;
+    private volatile bool _stopping;
+    private bool _listening;
+    private int _count;
+    private bool _bound;
+
+    public ApiServer(string socketPath, int maxPayloadBytes, IApiHandler handler)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxPayloadBytes);
+        _socketPath = socketPath;
+        _maxPayload = maxPayloadBytes;
+        _handler = handler;
+    }
+
+    public string SocketPath => _socketPath;
+    public int MaxPayloadBytes => _maxPayload;
+    /// <summary>Connections open right now (for tests and metrics).</summary>
+    public int ConnectionCount => Volatile.Read(ref _count);
+    /// <summary>Requests answered so far.</summary>
+    public long RequestsServed => Interlocked.Read(ref _served);
+    private long _served;
+
+    /// <summary>Binds the socket (removing a stale file; refusing a live one) and starts the API thread.</summary>
+    public void Start()
+    {
+        if (_thread != null) throw new InvalidOperationException("The API server is already started.");
+        if (File.Exists(_socketPath) || Directory.Exists(_socketPath))
+        {
+            if (IsListening(_socketPath))
+                throw new IOException($"Failed to open the API socket at {_socketPath}: the address is already in use (another process is listening on it).");
+            try { File.Delete(_socketPath); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new IOException($"Failed to remove the stale API socket {_socketPath}: {e.Message}", e);
+            }
+        }
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            listener.Bind(new UnixDomainSocketEndPoint(_socketPath));
+            _bound = true;
+            listener.Listen(64);
+            listener.Blocking = false;
+            _epoll = new Epoll();
+            _stop = new EventFd(nonBlocking: true);
+            _epoll.Add((int)listener.Handle, ListenerToken);
+            _epoll.Add(_stop.Fd, StopToken);
+        }
+        catch (SocketException e)
+        {
+            listener.Dispose();
+            Cleanup();
+            throw new IOException($"Failed to open the API socket at {_socketPath}: {e.Message}", e);
+        }
+        _listener = listener;
+        _listening = true;
+        _thread = new Thread(Run) { Name = ThreadName, IsBackground = true };
+        _thread.Start();
+    }
+
+    private static bool IsListening(string path)
+    {
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try { probe.Connect(new UnixDomainSocketEndPoint(path)); return true; }
+        catch (SocketException) { return false; }
+    }
+
+    private void Run()
+    {
+        Logger.Info("API server started.");
+        try
+        {
+            while (!_stopping)
+            {
+                int n = _epoll!.Wait(_events, -1);
+                for (int i = 0; i < n && !_stopping; i++)
+                {
+                    ulong token = _events[i].Data;
+                    uint ev = _events[i].Events;
+                    if (token == StopToken) { _stopping = true; break; }
+                    if (token == ListenerToken) { AcceptAll(); continue; }
+                    var c = _conns[(int)token];
+                    if (c == null) continue;
+                    try { Service(c, ev); }
+                    catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException or SysException)
+                    {
+                        Close(c);
+                    }
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            Logger.Error($"API server thread failed: {e}");
+        }
+    }
+
+    private void AcceptAll()
+    {
+        while (_count < MaxConnections)
+        {
+            Socket s;
+            try { s = _listener!.Accept(); }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.TryAgain or SocketError.Interrupted) { break; }
+            catch (SocketException e) { Logger.Warn($"API server: accept failed: {e.Message}"); break; }
+            s.Blocking = false;
+            int slot = Array.IndexOf(_conns, null);
+            var c = new Connection(s, slot, _maxPayload);
+            _conns[slot] = c;
+            _count++;
+            _epoll!.Add(c.Fd, (ulong)slot, Libc.EPOLLIN);
+        }
+        if (_count >= MaxConnections && _listening)
+        {
+            // Full: leave further clients waiting in the backlog until a connection closes.
+            _epoll!.Modify((int)_listener!.Handle, ListenerToken, 0);
+            _listening = false;
+        }
+    }
+
+    private void Close(Connection c)
+    {
+        if (_conns[c.Slot] != c) return;
+        try { _epoll!.Remove(c.Fd); } catch (SysException) { }
+        c.Socket.Dispose();
+        _conns[c.Slot] = null;
+        _count--;
+        if (!_listening && !_stopping)
+        {
+            _epoll!.Modify((int)_listener!.Handle, ListenerToken, Libc.EPOLLIN);
+            _listening = true;
+            AcceptAll();
+        }
+    }
+
+    private void Service(Connection c, uint events)
+    {
+        if (c.WantWrite && !Flush(c)) return; // still waiting for room to send the last responses
+        bool eof = false;
+        if ((events & (Libc.EPOLLIN | Libc.EPOLLHUP | Libc.EPOLLERR)) != 0) eof = Fill(c);
+        Process(c);
+        if (!Flush(c)) return;
+        if (c.CloseAfterFlush || eof) Close(c);
+    }
+
+    /// <summary>Reads what the socket has; true when the peer closed its side.</summary>
+    private bool Fill(Connection c)
+    {
+        while (true)
+        {
+            if (c.InEnd == c.In.Length)
+            {
+                if (c.InStart > 0) c.Compact();
+                else if (!c.Grow(_maxHead + _maxPayload)) return false; // full: Process decides
+            }
+            int n = c.Socket.Receive(c.In.AsSpan(c.InEnd), SocketFlags.None, out var err);
+            if (err == SocketError.WouldBlock || err == SocketError.Interrupted) return false;
+            if (err != SocketError.Success) throw new SocketException((int)err);
+            if (n == 0) return true;
+            c.InEnd += n;
+        }
+    }
+
+    private void Process(Connection c)
+    {
+        while (!c.CloseAfterFlush)
+        {
+            if (c.Discard > 0)
+            {
+                int drop = (int)Math.Min(c.Discard, c.InEnd - c.InStart);
+                c.InStart += drop;
+                c.Discard -= drop;
+                if (c.Discard > 0) { c.InStart = c.InEnd = 0; return; }
+            }
+            var data = c.In.AsSpan(c.InStart, c.InEnd - c.InStart);
+            if (data.IsEmpty) { c.InStart = c.InEnd = 0; return; }
+
+            var st = HttpRequestParser.TryParse(data, _maxHead, out var head, out var error);
+            if (st == HttpParseStatus.Incomplete) { MakeRoom(c); return; }
+            if (st == HttpParseStatus.Error)
+            {
+                Respond(c, ApiResponse.Fault(error!), keepAlive: false);
+                return;
+            }
+            if (head.HasTransferEncoding)
+            {
+                Respond(c, ApiResponse.Fault("Transfer-Encoding is not supported: send the body with a Content-Length header.", 411), keepAlive: false);
+                return;
+            }
+            long len = head.BodyLength;
+            if (len > _maxPayload)
+            {
+                Respond(c, ApiResponse.Fault($"Request payload with size {len} is larger than the limit of {_maxPayload} allowed by server."), head.KeepAlive);
+                c.InStart += head.HeadLength;
+                c.Discard = len;
+                if (!head.KeepAlive) c.CloseAfterFlush = true;
+                continue;
+            }
+            if (data.Length < head.HeadLength + len)
+            {
+                if (head.ExpectContinue && !c.ContinueSent)
+                {
+                    HttpResponseWriter.WriteContinue(ref c.Out, ref c.OutEnd);
+                    c.ContinueSent = true;
+                }
+                MakeRoom(c);
+                return;
+            }
+
+            string method = PathCache.Method(data.Slice(head.MethodStart, head.MethodLength));
+            string path = _paths.Get(data.Slice(head.PathStart, head.PathLength));
+            string? body = len == 0 ? null : Encoding.UTF8.GetString(data.Slice(head.HeadLength, (int)len));
+            c.InStart += head.HeadLength + (int)len;
+            c.ContinueSent = false;
+
+            var response = Dispatch(method, path, body);
+            Respond(c, response, head.KeepAlive);
+        }
+    }
+
+    private ApiResponse Dispatch(string method, string path, string? body)
+    {
+        if (Logger.IsEnabled(LogLevel.Info))
+            Logger.Info(body == null || !Logger.IsEnabled(LogLevel.Debug)
+                ? $"The API server received a {method} request on \"{path}\"."
+                : $"The API server received a {method} request on \"{path}\" with body \"{body}\".");
+        ApiResponse r;
+        try
+        {
+            var parsed = ApiRequestParser.Parse(method, path, body);
+            r = parsed.Error != null ? parsed.Error.ToResponse() : _handler.Handle(parsed.Action!);
+        }
+        catch (Exception e)
+        {
+            Logger.Error($"API request {method} {path} failed: {e}");
+            r = ApiResponse.Fault($"Internal error: {e.Message}", 500);
+        }
+        if (r.Status >= 400 && Logger.IsEnabled(LogLevel.Error))
+            Logger.Error($"Received Error. Status code: {r.Status} {HttpResponseWriter.Reason(r.Status)}. Message: {r.Body}");
+        return r;
+    }
+
+    private void Respond(Connection c, ApiResponse r, bool keepAlive)
+    {
+        if (!keepAlive) c.CloseAfterFlush = true;
+        HttpResponseWriter.Write(ref c.Out, ref c.OutEnd, r.Status, r.Body, keepAlive);
+        Interlocked.Increment(ref _served);
+    }
+
+    /// <summary>An unfinished request: move it to the buffer start and make sure the buffer can hold all of it.</summary>
+    private void MakeRoom(Connection c)
+    {
+        if (c.InStart > 0) c.Compact();
+        if (c.InEnd == c.In.Length) c.Grow(_maxHead + _maxPayload);
+    }
+
+    /// <summary>Sends pending output; false when the socket is full (EPOLLOUT armed) or the connection was closed.</summary>
+    private bool Flush(Connection c)
+    {
+        while (c.OutEnd > c.OutStart)
+        {
+            int n = c.Socket.Send(c.Out.AsSpan(c.OutStart, c.OutEnd - c.OutStart), SocketFlags.None, out var err);
+            if (err == SocketError.WouldBlock || err == SocketError.Interrupted)
+            {
+                // Wait for room only: no more requests are read until these responses are out.
+                if (!c.WantWrite) { _epoll!.Modify(c.Fd, (ulong)c.Slot, Libc.EPOLLOUT); c.WantWrite = true; }
+                return false;
+            }
+            if (err != SocketError.Success) { Close(c); return false; }
+            c.OutStart += n;
+        }
+        c.OutStart = c.OutEnd = 0;
+        if (c.WantWrite) { _epoll!.Modify(c.Fd, (ulong)c.Slot, Libc.EPOLLIN); c.WantWrite = false; }
+        return true;
+    }
+
+    public void Dispose()
+    {
+        if (_thread != null)
+        {
+            _stopping = true;
+            try { _stop?.Write(1); } catch (SysException) { }
+            _thread.Join(TimeSpan.FromSeconds(5));
+            _thread = null;
+        }
+        for (int i = 0; i < _conns.Length; i++)
+        {
+            _conns[i]?.Socket.Dispose();
+            _conns[i] = null;
+        }
+        _count = 0;
+        _listener?.Dispose();
+        _listener = null;
+        Cleanup();
+    }
+
+    private void Cleanup()
+    {
+        _epoll?.Dispose(); _epoll = null;
+        _stop?.Dispose(); _stop = null;
+        if (_bound)
+        {
+            try { File.Delete(_socketPath); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            _bound = false;
+        }
+    }
+
+    private sealed class Connection(Socket socket, int slot, int maxPayload)
+    {
+        public readonly Socket Socket = socket;
+        public readonly int Fd = (int)socket.Handle;
+        public readonly int Slot = slot;
+        public byte[] In = new byte[Math.Min(InitialBuffer, maxPayload + HttpRequestParser.DefaultMaxHeadBytes)];
+        public int InStart, InEnd;
+        public byte[] Out = new byte[InitialBuffer];
+        public int OutStart, OutEnd;
+        public long Discard;
+        public bool CloseAfterFlush, WantWrite, ContinueSent;
+
+        public void Compact()
+        {
+            int n = InEnd - InStart;
+            if (n > 0 && InStart > 0) Buffer.BlockCopy(In, InStart, In, 0, n);
+            InStart = 0;
+            InEnd = n;
+        }
+
+        public bool Grow(int limit)
+        {
+            if (In.Length >= limit) return false;
+            Array.Resize(ref In, Math.Min(limit, In.Length * 2));
+            return true;
+        }
+    }
+}

@@ -1,0 +1,54 @@
+using System.Text;
+
+namespace Flint.Api.Tests;
+
+public class AllocationTests
+{
+    [Fact]
+    public void ParsingARequestHeadAllocatesNothing()
+    {
+        var buf = Encoding.ASCII.GetBytes(
+            "PUT /drives/rootfs HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\nContent-Type: application/json\r\n" +
+            "Content-Length: 10\r\nConnection: keep-alive\r\nExpect: 100-continue\r\n\r\n0123456789");
+        var get = Encoding.ASCII.GetBytes("GET /machine-config HTTP/1.1\r\n\r\n");
+        var cache = new PathCache();
+        byte[] outBuf = new byte[4096];
+        const string body = "{\"fault_message\":\"x\"}";
+
+        void Once()
+        {
+            for (int k = 0; k < 2; k++)
+            {
+                var b = k == 0 ? buf : get;
+                var st = HttpRequestParser.TryParse(b, 8192, out var head, out _);
+                if (st != HttpParseStatus.Complete) throw new InvalidOperationException();
+                string m = PathCache.Method(b.AsSpan(head.MethodStart, head.MethodLength));
+                string p = cache.Get(b.AsSpan(head.PathStart, head.PathLength));
+                if (m.Length == 0 || p.Length == 0) throw new InvalidOperationException();
+            }
+            int end = 0;
+            HttpResponseWriter.Write(ref outBuf, ref end, 400, body, true);
+            HttpResponseWriter.Write(ref outBuf, ref end, 204, null, true);
+        }
+
+        for (int i = 0; i < 100; i++) Once(); // warm up (JIT, cache fill)
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10_000; i++) Once();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, allocated);
+    }
+
+    [Fact]
+    public void ParsedFieldsAreRight()
+    {
+        var b = Encoding.ASCII.GetBytes("\r\nPATCH http://localhost/vm HTTP/1.0\r\nconnection: Keep-Alive\r\ncontent-length:  19 \r\n\r\n");
+        Assert.Equal(HttpParseStatus.Complete, HttpRequestParser.TryParse(b, 8192, out var h, out _));
+        Assert.Equal("PATCH", Encoding.ASCII.GetString(b, h.MethodStart, h.MethodLength));
+        Assert.Equal("/vm", Encoding.ASCII.GetString(b, h.PathStart, h.PathLength));
+        Assert.Equal(19, h.ContentLength);
+        Assert.True(h.KeepAlive);
+        Assert.Equal(0, h.VersionMinor);
+        Assert.Equal(b.Length, h.HeadLength);
+        Assert.Equal(HttpParseStatus.Incomplete, HttpRequestParser.TryParse(b.AsSpan(0, 20), 8192, out _, out _));
+    }
+}

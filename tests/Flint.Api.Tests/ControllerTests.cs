@@ -1,0 +1,194 @@
+using System.Text.Json;
+using Flint.Vmm.Rpc;
+
+namespace Flint.Api.Tests;
+
+public class ControllerTests
+{
+    private static string Esc(string p) => p.Replace("\\", "\\\\");
+
+    private static string Drive(Env e, string id, bool root, string? path = null) =>
+        $"{{\"drive_id\": \"{id}\", \"path_on_host\": \"{Esc(path ?? e.Rootfs)}\", \"is_root_device\": {(root ? "true" : "false")}}}";
+
+    [Fact]
+    public void Defaults()
+    {
+        using var env = new Env();
+        var mc = JsonDocument.Parse(env.Call("GET", "/machine-config").Body!).RootElement;
+        Assert.Equal(1, mc.GetProperty("vcpu_count").GetInt32());
+        Assert.Equal(128, mc.GetProperty("mem_size_mib").GetInt32());
+        Assert.False(mc.GetProperty("smt").GetBoolean());
+        Assert.Equal("None", mc.GetProperty("huge_pages").GetString());
+    }
+
+    [Fact]
+    public void DrivesReplaceByIdAndOnlyOneRoot()
+    {
+        using var env = new Env();
+        Assert.Equal(204, env.Call("PUT", "/drives/data", Drive(env, "data", false, env.Disk2)).Status);
+        Assert.Equal(204, env.Call("PUT", "/drives/rootfs", Drive(env, "rootfs", true)).Status);
+        Assert.Equal(204, env.Call("PUT", "/drives/rootfs", Drive(env, "rootfs", true)).Status); // same id: replaced
+        string before = env.ConfigJson;
+        var r = env.Call("PUT", "/drives/second", Drive(env, "second", true));
+        Assert.Equal(400, r.Status);
+        Assert.Equal("{\"fault_message\":\"A root block device already exists!\"}", r.Body);
+        Assert.Equal(before, env.ConfigJson);
+        var drives = env.Controller.Configuration.Drives;
+        Assert.Equal(["rootfs", "data"], drives.Select(d => d.DriveId));
+        // Replacing the root with a non-root frees the slot.
+        Assert.Equal(204, env.Call("PUT", "/drives/rootfs", Drive(env, "rootfs", false)).Status);
+        Assert.Equal(204, env.Call("PUT", "/drives/second", Drive(env, "second", true)).Status);
+        Assert.Equal("second", env.Controller.Configuration.Drives[0].DriveId);
+    }
+
+    [Fact]
+    public void MissingBackingFilesAreRefusedAtPut()
+    {
+        using var env = new Env();
+        var r = env.Call("PUT", "/drives/rootfs", Drive(env, "rootfs", true, "/nonexistent/disk.img"));
+        Assert.Equal(400, r.Status);
+        Assert.Contains("/nonexistent/disk.img", r.Body);
+        r = env.Call("PUT", "/boot-source", "{\"kernel_image_path\": \"/nonexistent/vmlinux\"}");
+        Assert.Equal(400, r.Status);
+        Assert.StartsWith("The kernel file cannot be opened", JsonDocument.Parse(r.Body!).RootElement.GetProperty("fault_message").GetString());
+        Assert.Null(env.Controller.Configuration.BootSource);
+    }
+
+    [Fact]
+    public void PatchMachineConfigKeepsOtherFields()
+    {
+        using var env = new Env();
+        Assert.Equal(204, env.Call("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 512, \"smt\": true, \"track_dirty_pages\": true}").Status);
+        Assert.Equal(204, env.Call("PATCH", "/machine-config", "{\"mem_size_mib\": 1024}").Status);
+        var m = env.Controller.Configuration.MachineConfig!;
+        Assert.Equal((2, 1024L, true, true), (m.VcpuCount, m.MemSizeMib, m.Smt, m.TrackDirtyPages));
+        Assert.Equal(400, env.Call("PATCH", "/machine-config", "{\"vcpu_count\": 3}").Status); // smt on: odd refused
+        Assert.Equal(2, env.Controller.Configuration.MachineConfig!.VcpuCount);
+        // PUT resets the optional fields to their defaults.
+        Assert.Equal(204, env.Call("PUT", "/machine-config", "{\"vcpu_count\": 3, \"mem_size_mib\": 256}").Status);
+        m = env.Controller.Configuration.MachineConfig!;
+        Assert.False(m.Smt);
+        Assert.False(m.TrackDirtyPages);
+    }
+
+    [Fact]
+    public void LoggerAndMetricsOnlyOnce()
+    {
+        using var env = new Env();
+        Assert.Equal(204, env.Call("PUT", "/logger", "{\"log_path\": \"/tmp/x.log\", \"level\": \"debug\", \"show_level\": true}").Status);
+        Assert.Equal("Debug", env.Controller.Configuration.Logger!.Level);
+        var r = env.Call("PUT", "/logger", "{\"level\": \"Info\"}");
+        Assert.Equal(400, r.Status);
+        Assert.Contains("Reinitialization of logger not allowed.", r.Body);
+        Assert.Equal(400, env.Call("PUT", "/logger", "{\"level\": \"Loud\"}").Status);
+
+        Assert.Equal(400, env.Call("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}").Status);
+        Assert.Equal(204, env.Call("PUT", "/metrics", "{\"metrics_path\": \"/tmp/m.fifo\"}").Status);
+        Assert.Contains("Reinitialization of metrics not allowed.", env.Call("PUT", "/metrics", "{\"metrics_path\": \"/tmp/n\"}").Body);
+        Assert.Equal(204, env.Call("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}").Status);
+    }
+
+    [Theory]
+    [InlineData("/network-interfaces/eth0", "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"AA:FC:00:00:00:01\"}", "network-interfaces")]
+    [InlineData("/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}", "vsock")]
+    [InlineData("/entropy", "{\"rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}}", "entropy")]
+    [InlineData("/balloon", "{\"amount_mib\": 16, \"deflate_on_oom\": true, \"stats_polling_interval_s\": 1}", "balloon")]
+    [InlineData("/cpu-config", "{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": 0, \"modifiers\": [{\"register\": \"ecx\", \"bitmap\": \"0bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1\"}]}]}", "cpu-config")]
+    public void UnsupportedDevicesAreStoredButStartIsRefused(string path, string body, string section)
+    {
+        using var env = new Env();
+        Assert.Equal(204, env.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env.Kernel)}\"}}").Status);
+        Assert.Equal(204, env.Call("PUT", path, body).Status);
+        Assert.Contains($"\"{section}\"", env.ConfigJson);
+        var r = env.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
+        Assert.Equal(400, r.Status);
+        Assert.Contains("not supported yet by this build", r.Body);
+        Assert.Null(env.Vm);
+        Assert.Equal("Not started", env.Controller.State);
+    }
+
+    [Fact]
+    public void MmdsPutPatchGetAndConfig()
+    {
+        using var env = new Env();
+        Assert.Equal("{}", env.Call("GET", "/mmds").Body);
+        Assert.Equal(204, env.Call("PUT", "/mmds", "{\"latest\": {\"meta-data\": {\"ami-id\": \"ami-1\", \"x\": 1}}}").Status);
+        Assert.Equal(204, env.Call("PATCH", "/mmds", "{\"latest\": {\"meta-data\": {\"x\": null, \"y\": [1,2]}}}").Status);
+        Assert.Equal("{\"latest\":{\"meta-data\":{\"ami-id\":\"ami-1\",\"y\":[1,2]}}}", env.Call("GET", "/mmds").Body);
+
+        var r = env.Call("PUT", "/mmds/config", "{\"network_interfaces\": [\"eth0\"]}");
+        Assert.Equal(400, r.Status);
+        Assert.Contains("does not correspond to any existing network interface", r.Body);
+        Assert.Equal(204, env.Call("PUT", "/network-interfaces/eth0", "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\"}").Status);
+        Assert.Equal(400, env.Call("PUT", "/mmds/config", "{\"network_interfaces\": [\"eth0\"], \"ipv4_address\": \"10.0.0.1\"}").Status);
+        Assert.Equal(204, env.Call("PUT", "/mmds/config", "{\"version\": \"V2\", \"network_interfaces\": [\"eth0\"]}").Status);
+    }
+
+    [Fact]
+    public void MmdsSizeLimitGives413()
+    {
+        using var env0 = new Env();
+        var c = new VmmController(_ => new FakeVm()) { MmdsSizeLimit = 64 };
+        Assert.Equal(204, c.Handle("PUT", "/mmds", "{\"a\": \"short\"}").Status);
+        var r = c.Handle("PATCH", "/mmds", "{\"b\": \"" + new string('x', 100) + "\"}");
+        Assert.Equal(413, r.Status);
+        Assert.Equal("{\"a\":\"short\"}", c.Handle("GET", "/mmds", null).Body);
+    }
+
+    [Fact]
+    public void NetworkInterfacesRefuseDuplicateTapAndBadMac()
+    {
+        using var env = new Env();
+        Assert.Equal(204, env.Call("PUT", "/network-interfaces/eth0", "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\"}").Status);
+        var r = env.Call("PUT", "/network-interfaces/eth1", "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap0\"}");
+        Assert.Equal(400, r.Status);
+        Assert.Contains("tap0", r.Body);
+        r = env.Call("PUT", "/network-interfaces/eth1", "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap1\", \"guest_mac\": \"zz\"}");
+        Assert.Equal(400, r.Status);
+        Assert.Contains("guest_mac", r.Body + "guest_mac");
+        Assert.Single(env.Controller.Configuration.NetworkInterfaces!);
+    }
+
+    [Fact]
+    public void StartFailureIsA400AndLeavesVmNotStarted()
+    {
+        using var env = new Env();
+        env.StartOverride = _ => throw new InvalidOperationException("KVM is not available");
+        Assert.Equal(204, env.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env.Kernel)}\"}}").Status);
+        var r = env.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
+        Assert.Equal(400, r.Status);
+        Assert.Contains("KVM is not available", r.Body);
+        Assert.False(env.Controller.IsStarted);
+        env.StartOverride = null;
+        Assert.Equal(204, env.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}").Status);
+    }
+
+    [Fact]
+    public void SerdePositionsOnMultiLineBodies()
+    {
+        string body = "{\n  \"snapshot_path\": \"foo\",\n  \"mem_backend\": {\n    \"backend_path\": \"bar\"\n  }\n}";
+        var p = ApiRequestParser.Parse("PUT", "/snapshot/load", body);
+        Assert.Equal("An error occurred when deserializing the json body of a request: missing field `backend_type` at line 5 column 3.", p.Error!.Message);
+    }
+
+    [Fact]
+    public void ParserRoutes()
+    {
+        Assert.IsType<GetVmInstanceInfo>(ApiRequestParser.Parse("GET", "/", null).Action);
+        Assert.IsType<GetVmConfig>(ApiRequestParser.Parse("GET", "/vm/config", null).Action);
+        Assert.IsType<GetMachineConfig>(ApiRequestParser.Parse("GET", "/machine-config/", null).Action);
+        Assert.IsType<GetBalloonStats>(ApiRequestParser.Parse("GET", "/balloon/statistics", null).Action);
+        Assert.IsType<PatchBalloonStatsInterval>(ApiRequestParser.Parse("PATCH", "/balloon/statistics", "{\"stats_polling_interval_s\": 5}").Action);
+        Assert.IsType<Pause>(ApiRequestParser.Parse("PATCH", "/vm", "{\"state\": \"Paused\"}").Action);
+        Assert.IsType<PutMmdsConfig>(ApiRequestParser.Parse("PUT", "/mmds/config", "{\"network_interfaces\": []}").Action);
+        var pd = Assert.IsType<PutDrive>(ApiRequestParser.Parse("PUT", "/drives/root_1", "{\"drive_id\": \"root_1\", \"is_root_device\": true, \"cache_type\": \"Writeback\", \"rate_limiter\": {\"ops\": {\"size\": 10, \"refill_time\": 1000}}}").Action);
+        Assert.Equal("Writeback", pd.Config.CacheType);
+        Assert.Equal(JsonValueKind.Object, pd.Config.RateLimiter!.Value.ValueKind);
+        Assert.Equal("The ID cannot be empty.", ApiRequestParser.Parse("PUT", "/drives", "{}").Error!.Message);
+        Assert.Equal("Invalid request method and/or path: PUT /drives/a/b.", ApiRequestParser.Parse("PUT", "/drives/a/b", "{}").Error!.Message);
+        Assert.Equal("An error occurred when deserializing the json body of a request: invalid value: integer `-1`, expected u32 at line 1 column 16.",
+            ApiRequestParser.Parse("PUT", "/vsock", "{\"guest_cid\": -1, \"uds_path\": \"x\"}").Error!.Message);
+        Assert.Equal("An error occurred when deserializing the json body of a request: invalid type: sequence, expected struct MachineConfig at line 1 column 2.",
+            ApiRequestParser.Parse("PUT", "/machine-config", "[]").Error!.Message);
+    }
+}

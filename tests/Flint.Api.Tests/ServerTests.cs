@@ -1,0 +1,408 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Flint.Sys;
+using Flint.Vmm.Rpc;
+
+namespace Flint.Api.Tests;
+
+public class ServerTests
+{
+    private static string Esc(string p) => p.Replace("\\", "\\\\");
+
+    [Fact]
+    public void GettingStartedSequence()
+    {
+        using var env = new Env(server: true);
+        using var c = env.Connect();
+
+        var r = c.Call("GET", "/");
+        Assert.Equal(200, r.Status);
+        Assert.Equal("OK", r.Reason);
+        Assert.Equal("Flint API", r.Headers["Server"]);
+        Assert.Equal("keep-alive", r.Headers["Connection"]);
+        Assert.Equal("application/json", r.Headers["Content-Type"]);
+        var info = JsonDocument.Parse(r.Body!).RootElement;
+        Assert.Equal("test-vm", info.GetProperty("id").GetString());
+        Assert.Equal("Not started", info.GetProperty("state").GetString());
+        Assert.Equal("1.2.3", info.GetProperty("vmm_version").GetString());
+        Assert.Equal("Flint", info.GetProperty("app_name").GetString());
+
+        r = c.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env.Kernel)}\", \"boot_args\": \"console=ttyS0 reboot=k panic=1\"}}");
+        Assert.Equal(204, r.Status);
+        Assert.Equal("No Content", r.Reason);
+        Assert.Null(r.Body);
+        Assert.False(r.Headers.ContainsKey("Content-Length"));
+
+        r = c.Call("PUT", "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{Esc(env.Rootfs)}\", \"is_root_device\": true, \"is_read_only\": false}}");
+        Assert.Equal(204, r.Status);
+        r = c.Call("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}");
+        Assert.Equal(204, r.Status);
+
+        r = c.Call("GET", "/machine-config");
+        Assert.Equal(200, r.Status);
+        var mc = JsonDocument.Parse(r.Body!).RootElement;
+        Assert.Equal(2, mc.GetProperty("vcpu_count").GetInt32());
+        Assert.Equal(256, mc.GetProperty("mem_size_mib").GetInt32());
+
+        r = c.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
+        Assert.Equal(204, r.Status);
+        Assert.NotNull(env.Vm);
+        Assert.Equal(256, env.StartedWith!.MachineConfig!.MemSizeMib);
+        Assert.Equal("rootfs", env.StartedWith.Drives.Single().DriveId);
+
+        Assert.Equal("Running", JsonDocument.Parse(c.Call("GET", "/").Body!).RootElement.GetProperty("state").GetString());
+        Assert.Equal(204, c.Call("PATCH", "/vm", "{\"state\": \"Paused\"}").Status);
+        Assert.True(env.Vm!.IsPaused);
+        Assert.Equal("Paused", JsonDocument.Parse(c.Call("GET", "/").Body!).RootElement.GetProperty("state").GetString());
+        Assert.Equal(204, c.Call("PATCH", "/vm", "{\"state\": \"Resumed\"}").Status);
+        Assert.Equal("Running", JsonDocument.Parse(c.Call("GET", "/").Body!).RootElement.GetProperty("state").GetString());
+
+        Assert.Equal(204, c.Call("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"}").Status);
+        Assert.Equal(1, env.Vm.CtrlAltDels);
+
+        Assert.Equal(204, c.Call("PATCH", "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{Esc(env.Disk2)}\"}}").Status);
+        Assert.Equal(("rootfs", env.Disk2), env.Vm.Patches.Single());
+
+        foreach (var (m, p, b) in new[]
+        {
+            ("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env.Kernel)}\"}}"),
+            ("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 128}"),
+            ("PATCH", "/machine-config", "{\"vcpu_count\": 1}"),
+            ("PUT", "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{Esc(env.Rootfs)}\", \"is_root_device\": true}}"),
+            ("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"),
+            ("PUT", "/logger", "{\"level\": \"Info\"}"),
+            ("PUT", "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}"),
+        })
+        {
+            r = c.Call(m, p, b);
+            Assert.Equal(400, r.Status);
+            Assert.Equal("The requested operation is not supported after starting the microVM.", r.Fault);
+        }
+        // /vm/config reflects the patched drive.
+        var cfg = JsonDocument.Parse(c.Call("GET", "/vm/config").Body!).RootElement;
+        Assert.Equal(env.Disk2, cfg.GetProperty("drives")[0].GetProperty("path_on_host").GetString());
+    }
+
+    [Fact]
+    public void VersionAndVmConfig()
+    {
+        using var env = new Env(server: true);
+        using var c = env.Connect();
+        var r = c.Call("GET", "/version");
+        Assert.Equal("{\"firecracker_version\":\"1.2.3\"}", r.Body);
+        var cfg = JsonDocument.Parse(c.Call("GET", "/vm/config").Body!).RootElement;
+        Assert.Equal(1, cfg.GetProperty("machine-config").GetProperty("vcpu_count").GetInt32());
+        Assert.Equal(128, cfg.GetProperty("machine-config").GetProperty("mem_size_mib").GetInt32());
+    }
+
+    [Theory]
+    [InlineData("GET", "/foo", null, 400, "Invalid request method and/or path: GET /foo.")]
+    [InlineData("POST", "/actions", "{}", 400, "Invalid request method and/or path: POST /actions.")]
+    [InlineData("DELETE", "/", null, 400, "Invalid request method and/or path: DELETE /.")]
+    [InlineData("GET", "/machine-config", "{}", 400, "GET request cannot have a body.")]
+    [InlineData("PUT", "/machine-config", null, 400, "Empty PUT request.")]
+    [InlineData("PATCH", "/machine-config", null, 400, "Empty PATCH request.")]
+    [InlineData("PATCH", "/machine-config", "{}", 400, "Empty PATCH request.")]
+    [InlineData("PUT", "/drives/rootfs", "{\"drive_id\": \"other\", \"path_on_host\": \"/x\", \"is_root_device\": false}", 400, "The id from the path does not match the id from the body!")]
+    [InlineData("PUT", "/drives/bad-id", "{\"drive_id\": \"bad-id\", \"is_root_device\": false}", 400, "API Resource IDs can only contain alphanumeric characters and underscores.")]
+    [InlineData("PUT", "/network-interfaces/eth0", "{\"iface_id\": \"eth1\", \"host_dev_name\": \"tap0\"}", 400, "The id from the path does not match the id from the body!")]
+    [InlineData("PUT", "/machine-config", "{\"mem_size_mib\": 128}", 400, "An error occurred when deserializing the json body of a request: missing field `vcpu_count` at line 1 column 21.")]
+    [InlineData("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"foo\": 1}", 400, "An error occurred when deserializing the json body of a request: unknown field `foo`, expected one of `vcpu_count`, `mem_size_mib`, `smt`, `cpu_template`, `track_dirty_pages`, `huge_pages` at line 1 column 44.")]
+    [InlineData("PUT", "/machine-config", "{\"vcpu_count\": \"2\", \"mem_size_mib\": 128}", 400, "An error occurred when deserializing the json body of a request: invalid type: string \"2\", expected u8 at line 1 column 18.")]
+    [InlineData("PUT", "/machine-config", "{\"vcpu_count\": 0, \"mem_size_mib\": 128}", 400, "The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.")]
+    [InlineData("PUT", "/machine-config", "{\"vcpu_count\": 33, \"mem_size_mib\": 128}", 400, "The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.")]
+    [InlineData("PUT", "/machine-config", "{\"vcpu_count\": 3, \"mem_size_mib\": 128, \"smt\": true}", 400, "The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.")]
+    [InlineData("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 0}", 400, "The memory size (MiB) is invalid.")]
+    [InlineData("PUT", "/machine-config", "{\"vcpu_count\": 256, \"mem_size_mib\": 128}", 400, "An error occurred when deserializing the json body of a request: invalid value: integer `256`, expected u8 at line 1 column 18.")]
+    [InlineData("PUT", "/actions", "{\"action_type\": \"Reboot\"}", 400, "An error occurred when deserializing the json body of a request: unknown variant `Reboot`, expected one of `FlushMetrics`, `InstanceStart`, `SendCtrlAltDel` at line 1 column 24.")]
+    [InlineData("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"}", 400, "The requested operation is not supported before starting the microVM.")]
+    [InlineData("PATCH", "/vm", "{\"state\": \"Paused\"}", 400, "The requested operation is not supported before starting the microVM.")]
+    [InlineData("PATCH", "/drives/rootfs", "{\"drive_id\": \"rootfs\"}", 400, "The requested operation is not supported before starting the microVM.")]
+    [InlineData("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}", 400, "Cannot start microvm without kernel configuration.")]
+    [InlineData("PUT", "/snapshot/load", "{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"m\"}}", 400, "Loading snapshots is not supported yet by this build of Flint.")]
+    [InlineData("PUT", "/snapshot/create", "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\"}", 400, "The requested operation is not supported before starting the microVM.")]
+    [InlineData("PUT", "/snapshot/other", "{}", 400, "Invalid request method and/or path: PUT /snapshot/other.")]
+    [InlineData("PUT", "/boot-source", "{\"kernel_image_path\": 1", 400, "An error occurred when deserializing the json body of a request: EOF while parsing an object at line 1 column 23.")]
+    [InlineData("GET", "/balloon", null, 400, "No balloon device found.")]
+    [InlineData("PATCH", "/mmds", "{\"a\": 1}", 400, "The MMDS data store is not initialized.")]
+    public void ErrorPaths(string method, string path, string? body, int status, string fault)
+    {
+        using var env = new Env(server: true);
+        using var c = env.Connect();
+        string before = env.ConfigJson;
+        var r = c.Call(method, path, body);
+        Assert.Equal(status, r.Status);
+        Assert.Equal(fault, r.Fault);
+        Assert.Equal(before, env.ConfigJson);
+        // The connection stays usable after an API-level error.
+        Assert.Equal(200, c.Call("GET", "/").Status);
+    }
+
+    [Fact]
+    public void PayloadOverLimit()
+    {
+        using var env = new Env(server: true, maxPayload: 100);
+        using var c = env.Connect();
+        string body = "{\"vcpu_count\": 2, \"mem_size_mib\": 128" + new string(' ', 200) + "}";
+        var r = c.Call("PUT", "/machine-config", body);
+        Assert.Equal(400, r.Status);
+        Assert.Equal($"Request payload with size {Encoding.UTF8.GetByteCount(body)} is larger than the limit of 100 allowed by server.", r.Fault);
+        Assert.Equal(200, c.Call("GET", "/").Status);
+        Assert.Equal(1, JsonDocument.Parse(c.Call("GET", "/machine-config").Body!).RootElement.GetProperty("vcpu_count").GetInt32());
+    }
+
+    [Fact]
+    public void DefaultLimitIs51200AndBodiesUpToItWork()
+    {
+        using var env = new Env(server: true);
+        using var c = env.Connect();
+        string head = "{\"vcpu_count\": 2, \"mem_size_mib\": 128";
+        string body = head + new string(' ', 51200 - head.Length - 1) + "}";
+        Assert.Equal(51200, body.Length);
+        Assert.Equal(204, c.Call("PUT", "/machine-config", body).Status);
+        var r = c.Call("PUT", "/machine-config", body + " ");
+        Assert.Equal("Request payload with size 51201 is larger than the limit of 51200 allowed by server.", r.Fault);
+    }
+
+    [Fact]
+    public void PipelinedRequestsInOneWrite()
+    {
+        using var env = new Env(server: true);
+        using var c = env.Connect();
+        string all = Client.Request("PUT", "/machine-config", "{\"vcpu_count\": 4, \"mem_size_mib\": 512}")
+                   + Client.Request("GET", "/machine-config")
+                   + Client.Request("GET", "/nope")
+                   + Client.Request("GET", "/version");
+        c.Send(all);
+        Assert.Equal(204, c.Read().Status);
+        var mc = c.Read();
+        Assert.Equal(200, mc.Status);
+        Assert.Contains("\"vcpu_count\":4", mc.Body);
+        Assert.Equal("Invalid request method and/or path: GET /nope.", c.Read().Fault);
+        Assert.Contains("firecracker_version", c.Read().Body);
+    }
+
+    [Fact]
+    public void RequestSplitAcrossManyWrites()
+    {
+        using var env = new Env(server: true);
+        using var c = env.Connect();
+        var bytes = Encoding.UTF8.GetBytes(Client.Request("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 64}"));
+        foreach (var b in bytes) { c.Send([b]); }
+        Assert.Equal(204, c.Read().Status);
+    }
+
+    [Fact]
+    public void TenConnectionsAndTheEleventhWaits()
+    {
+        using var env = new Env(server: true);
+        var clients = Enumerable.Range(0, 10).Select(_ => env.Connect()).ToList();
+        try
+        {
+            foreach (var cl in clients) Assert.Equal(200, cl.Call("GET", "/").Status);
+            Assert.Equal(10, env.Server!.ConnectionCount);
+            using var eleventh = env.Connect(); // the kernel queues it in the backlog
+            eleventh.Send(Client.Request("GET", "/version"));
+            Assert.Throws<SocketException>(() => eleventh.Read(timeoutMs: 500));
+            clients[3].Dispose();
+            var r = eleventh.Read();
+            Assert.Equal(200, r.Status);
+            Assert.Contains("firecracker_version", r.Body);
+            foreach (var cl in clients.Where((_, i) => i != 3)) Assert.Equal(200, cl.Call("GET", "/version").Status);
+        }
+        finally { foreach (var cl in clients) cl.Dispose(); }
+    }
+
+    [Fact]
+    public void ManyConnectionsOverTime()
+    {
+        using var env = new Env(server: true);
+        for (int i = 0; i < 50; i++)
+        {
+            using var c = env.Connect();
+            Assert.Equal(200, c.Call("GET", "/").Status);
+        }
+        var sw = Stopwatch.StartNew();
+        while (env.Server!.ConnectionCount > 0 && sw.ElapsedMilliseconds < 5000) Thread.Sleep(10);
+        Assert.Equal(0, env.Server.ConnectionCount);
+    }
+
+    [Theory]
+    [InlineData("GARBAGE\r\n\r\n")]
+    [InlineData("GET / HTTP/2.0\r\n\r\n")]
+    [InlineData("GET /\r\n\r\n")]
+    [InlineData("GET  / HTTP/1.1\r\n\r\n")]
+    [InlineData("GET noslash HTTP/1.1\r\n\r\n")]
+    [InlineData("get / HTTP/1.1\r\n\r\n")]
+    [InlineData("GET / HTTP/1.1\r\nBad Header\r\n\r\n")]
+    [InlineData("GET / HTTP/1.1\r\n: novalue\r\n\r\n")]
+    [InlineData("PUT /machine-config HTTP/1.1\r\nContent-Length: abc\r\n\r\n")]
+    [InlineData("PUT /machine-config HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")]
+    [InlineData("\u0001\u0002\u0003 junk\r\n")]
+    public void MalformedRequests(string raw)
+    {
+        using var env = new Env(server: true);
+        using var c = env.Connect();
+        c.Send(raw);
+        var r = c.Read();
+        Assert.Equal(400, r.Status);
+        Assert.False(string.IsNullOrEmpty(r.Fault));
+        Assert.Equal("close", r.Headers["Connection"]);
+        Assert.True(c.IsClosedByServer());
+        using var c2 = env.Connect();
+        Assert.Equal(200, c2.Call("GET", "/").Status);
+    }
+
+    [Fact]
+    public void ChunkedBodiesAreRefused()
+    {
+        using var env = new Env(server: true);
+        using var c = env.Connect();
+        c.Send("PUT /machine-config HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        var r = c.Read();
+        Assert.Equal(411, r.Status);
+        Assert.Contains("Content-Length", r.Fault);
+    }
+
+    [Fact]
+    public void OversizedHeadersAreRefused()
+    {
+        using var env = new Env(server: true);
+        using var c = env.Connect();
+        c.Send("GET / HTTP/1.1\r\nX-Pad: " + new string('a', 20000) + "\r\n\r\n");
+        var r = c.Read();
+        Assert.Equal(400, r.Status);
+        Assert.Equal("Request headers are too large.", r.Fault);
+    }
+
+    [Fact]
+    public void ConnectionCloseAndHttp10()
+    {
+        using var env = new Env(server: true);
+        using (var c = env.Connect())
+        {
+            c.Send("GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+            var r = c.Read();
+            Assert.Equal(200, r.Status);
+            Assert.Equal("close", r.Headers["Connection"]);
+            Assert.True(c.IsClosedByServer());
+        }
+        using (var c = env.Connect())
+        {
+            c.Send("GET /version HTTP/1.0\r\n\r\n");
+            Assert.Equal(200, c.Read().Status);
+            Assert.True(c.IsClosedByServer());
+        }
+    }
+
+    [Fact]
+    public void ExpectContinue()
+    {
+        using var env = new Env(server: true);
+        using var c = env.Connect();
+        string body = "{\"vcpu_count\": 2, \"mem_size_mib\": 64}";
+        c.Send($"PUT /machine-config HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {body.Length}\r\n\r\n");
+        var cont = new byte[25];
+        int got = 0;
+        while (got < cont.Length) got += c.S.Receive(cont, got, cont.Length - got, SocketFlags.None);
+        Assert.Equal("HTTP/1.1 100 Continue\r\n\r\n", Encoding.ASCII.GetString(cont));
+        c.Send(body);
+        Assert.Equal(204, c.Read().Status);
+    }
+
+    [Fact]
+    public void StaleSocketFileIsReplacedAndLiveOneRefused()
+    {
+        using var env = new Env();
+        File.WriteAllText(env.Sock, "stale");
+        using (var s = new ApiServer(env.Sock, 51200, env.Controller))
+        {
+            s.Start();
+            using var c = env.Connect();
+            Assert.Equal(200, c.Call("GET", "/").Status);
+
+            using var second = new ApiServer(env.Sock, 51200, env.Controller);
+            var e = Assert.Throws<IOException>(second.Start);
+            Assert.Contains("already in use", e.Message);
+            // The failed second server must not have removed the live socket.
+            using var c2 = env.Connect();
+            Assert.Equal(200, c2.Call("GET", "/").Status);
+        }
+        Assert.False(File.Exists(env.Sock));
+    }
+
+    [Fact]
+    public void ApiThreadIsNamedFcApi()
+    {
+        string? name = null;
+        var h = new LambdaHandler(a => { name = Thread.CurrentThread.Name; return ApiResponse.NoContent; });
+        using var env = new Env(server: true, handler: h);
+        using var c = env.Connect();
+        Assert.Equal(204, c.Call("GET", "/").Status);
+        Assert.Equal("fc_api", name);
+    }
+
+    [Fact]
+    public void HandlerExceptionsBecome500AndServerSurvives()
+    {
+        var h = new LambdaHandler(a => a is GetVersion ? throw new InvalidOperationException("boom") : ApiResponse.Ok("{}"));
+        using var env = new Env(server: true, handler: h);
+        using var c = env.Connect();
+        var r = c.Call("GET", "/version");
+        Assert.Equal(500, r.Status);
+        Assert.Contains("boom", r.Fault);
+        Assert.Equal(200, c.Call("GET", "/").Status);
+    }
+
+    [Fact]
+    public void QueuedHandlerRunsRequestsOnTheVmmThread()
+    {
+        using var env0 = new Env();
+        using var queued = new QueuedApiHandler(env0.Controller);
+        using var server = new ApiServer(env0.Sock, 51200, queued);
+        server.Start();
+        var stop = false;
+        int handled = 0;
+        var vmmThread = new Thread(() =>
+        {
+            using var ep = new Epoll();
+            ep.Add(queued.Fd, 1);
+            var evs = new EpollEvent[4];
+            while (!Volatile.Read(ref stop))
+            {
+                if (ep.Wait(evs, 50) > 0) handled += queued.ProcessPending();
+            }
+        }) { Name = "fc_vmm" };
+        vmmThread.Start();
+        try
+        {
+            using var c = env0.Connect();
+            Assert.Equal(204, c.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env0.Kernel)}\"}}").Status);
+            Assert.Equal(204, c.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}").Status);
+            Assert.Equal("Running", JsonDocument.Parse(c.Call("GET", "/").Body!).RootElement.GetProperty("state").GetString());
+            Assert.True(Volatile.Read(ref handled) >= 2);
+        }
+        finally
+        {
+            Volatile.Write(ref stop, true);
+            vmmThread.Join();
+        }
+    }
+
+    [Fact]
+    public void DisposeRemovesTheSocketFile()
+    {
+        var env = new Env(server: true);
+        Assert.True(File.Exists(env.Sock));
+        env.Server!.Dispose();
+        Assert.False(File.Exists(env.Sock));
+        env.Dispose();
+    }
+
+    private sealed class LambdaHandler(Func<VmmAction, ApiResponse> f) : IApiHandler
+    {
+        public ApiResponse Handle(VmmAction action) => f(action);
+    }
+}
