@@ -24,6 +24,9 @@ namespace Flint.Arch.X86;
 /// | leaf 0xd (all subleaves) zeroed   | no XSAVE state components at all                                    |
 /// | POPCNT (1.ecx 23)                 | not emulated; kvm_pvm restores the bit, so `clearcpuid=151` too     |
 /// | SMAP (7.0.ebx 20)                 | `clac`/`stac` not emulated; bit comes back, so `clearcpuid=308` too |
+/// | KVM STEAL_TIME (0x40000001.eax 5) | steal-time accounting cost ~15% of boot time on this host            |
+/// | KVM PV_UNHALT (0x40000001.eax 7)  | pv spinlock kicks are hypercalls, and hypercalls re-execute forever  |
+/// | KVM PV_SEND_IPI (…eax 11), PV_SCHED_YIELD (…eax 13) | hypercalls again                         |
 ///
 /// Left alone on purpose: XSAVEERPTR (0x80000008.ebx 2) — hiding it makes Linux run the x87 `fnclex`
 /// workaround, which the emulator also fails. MSR 0x10a (IA32_ARCH_CAPABILITIES) cannot be set on this host.
@@ -46,6 +49,7 @@ public sealed class KvmPvmTemplate : ICpuTemplate
     internal static readonly int[] Leaf7Edx = [2, 3, 8, 22, 23, 24, 25];
     internal static readonly int[] Leaf7Sub1Eax = [4, 5];
     internal static readonly int[] Ext1Ecx = [11, 16];
+    internal static readonly int[] KvmFeaturesEax = [5, 7, 11, 13];
 
     public void Apply(List<KvmCpuidEntry2> entries)
     {
@@ -59,5 +63,6 @@ public sealed class KvmPvmTemplate : ICpuTemplate
         CpuidEntries.ForSubleaf(entries, 7, 1, (ref KvmCpuidEntry2 e) => CpuidEntries.ClearBits(ref e.Eax, Leaf7Sub1Eax));
         CpuidEntries.ForLeaf(entries, 0xd, (ref KvmCpuidEntry2 e) => e.Eax = e.Ebx = e.Ecx = e.Edx = 0);
         CpuidEntries.ForLeaf(entries, 0x8000_0001, (ref KvmCpuidEntry2 e) => CpuidEntries.ClearBits(ref e.Ecx, Ext1Ecx));
+        CpuidEntries.ForLeaf(entries, 0x4000_0001, (ref KvmCpuidEntry2 e) => CpuidEntries.ClearBits(ref e.Eax, KvmFeaturesEax));
     }
 }

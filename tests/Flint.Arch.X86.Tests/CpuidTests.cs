@@ -132,6 +132,9 @@ public class CpuidTests
         foreach (int bit in new[] { 2, 3, 8, 23 }) Assert.Equal(0u, seven.Edx & (1u << bit));
         Assert.NotEqual(0u, seven.Ebx & 1u);                   // FSGSBASE untouched
         Assert.All(l.Where(e => e.Function == 0xd), e => Assert.Equal(0u, e.Eax | e.Ebx | e.Ecx | e.Edx));
+        var kvmFeatures = Get(l, 0x4000_0001).Eax;
+        foreach (int bit in new[] { 5, 7, 11, 13 }) Assert.Equal(0u, kvmFeatures & (1u << bit)); // steal time, hypercall users
+        Assert.NotEqual(0u, kvmFeatures & (1u << 3));          // kvm-clock (CLOCKSOURCE2) stays: PIT calibration needs it
         Assert.Equal("noxsave clearcpuid=151,308", t.ExtraKernelCmdline);
         Assert.True(t.SkipMsr(0x10a));
         Assert.False(t.SkipMsr(0x10));

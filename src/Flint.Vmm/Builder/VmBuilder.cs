@@ -44,7 +44,9 @@ public static unsafe class VmBuilder
             foreach (var (slot, region) in memory.Regions.Select((r, i) => ((uint)i, r)))
                 vm.SetUserMemoryRegion(slot, region.GuestBase, region.Size, (nint)region.Host, mc.TrackDirtyPages);
             vm.SetTssAddress(Layout.TssAddress);
-            vm.SetIdentityMapAddress(Layout.IdentityMapAddress);
+            // Only VMX needs the identity map page; elsewhere (SVM, kvm_pvm) the call may be refused, harmlessly.
+            try { vm.SetIdentityMapAddress(Layout.IdentityMapAddress); }
+            catch (KvmException e) { Logger.Debug($"Identity map address not set: {e.Message}"); }
             vm.CreateIrqchip();
             vm.CreatePit2();
 
@@ -179,7 +181,12 @@ public static unsafe class VmBuilder
         for (int q = 0; q < transport.QueueEvents.Length; q++)
         {
             int index = q;
-            vm.RegisterIoeventfd(transport.QueueEvents[q], addr + MmioTransport.NotifyAddress, 4, (ulong)q);
+            try { vm.RegisterIoeventfd(transport.QueueEvents[q], addr + MmioTransport.NotifyAddress, 4, (ulong)q); }
+            catch (KvmException e)
+            {
+                // Without ioeventfd the notify write exits to the VMM, and the transport rings the same eventfd.
+                Logger.Warn($"ioeventfd for virtio queue {q} at 0x{addr:x} unavailable, using MMIO exits: {e.Message}");
+            }
             loop.Add(transport.QueueEvents[q].Fd, _ => transport.ProcessQueueEvent(index));
         }
         return (transport, addr, irq);
