@@ -7,5 +7,5 @@ public sealed class KvmException : SysException
 {
     public KvmException(string ioctl, int errno) : base(ioctl, errno) { }
 
-    internal static KvmException Last(string ioctl) => new(ioctl, Libc.Errno);
+    internal static new KvmException Last(string ioctl) => new(ioctl, Libc.Errno);
 }

@@ -38,6 +38,7 @@ public static class Cli
 
     public static int Run(string[] args)
     {
+        long startTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
         var root = new RootCommand("Flint: a Firecracker-compatible microVM monitor on KVM.");
         // Our own --version prints Firecracker-style "Flint vX"; keep the built-in --help.
         foreach (var o in root.Options.Where(o => o is VersionOption).ToList()) root.Options.Remove(o);
@@ -62,10 +63,10 @@ public static class Cli
             Console.WriteLine($"Flint v{Version}");
             return ExitCodes.Ok;
         }
-        return Start(parsed);
+        return Start(parsed, startTimestamp);
     }
 
-    private static int Start(ParseResult p)
+    private static int Start(ParseResult p, long startTimestamp)
     {
         string id = p.GetValue(Id)!;
         if (id.Length is 0 or > 64 || !id.All(c => char.IsAsciiLetterOrDigit(c) || c == '-'))
@@ -105,7 +106,7 @@ public static class Cli
         }
         Logger.Info($"Running Flint v{Version}");
 
-        foreach (var (opt, what) in new (Option, string)[] { (SeccompFilter, "--seccomp-filter"), (Metadata, "--metadata"), (MetricsPath, "--metrics-path") })
+        foreach (var (opt, what) in new (Option, string)[] { (SeccompFilter, "--seccomp-filter"), (Metadata, "--metadata") })
         {
             if (p.GetResult(opt) != null)
             {
@@ -114,21 +115,23 @@ public static class Cli
             }
         }
 
-        if (configFile == null)
+        VmConfig? config = null;
+        if (configFile != null)
         {
-            Logger.Error("The API server is not available in this build: start the microVM with --config-file.");
-            return ExitCodes.GenericError;
+            try { config = ConfigLoader.LoadFile(configFile); }
+            catch (ConfigException e)
+            {
+                Logger.Error($"Configuration for VMM from one single json failed: {e.Message}");
+                return ExitCodes.BadConfiguration;
+            }
         }
 
-        VmConfig config;
-        try { config = ConfigLoader.LoadFile(configFile); }
-        catch (ConfigException e)
+        long maxPayload = p.GetValue(MaxPayload);
+        if (maxPayload <= 0 || maxPayload > int.MaxValue)
         {
-            Logger.Error($"Configuration for VMM from one single json failed: {e.Message}");
-            return ExitCodes.BadConfiguration;
+            Console.Error.WriteLine($"Arguments parsing error: Invalid --http-api-max-payload-size: {maxPayload}.");
+            return ExitCodes.ArgParsing;
         }
-        if (!noApi)
-            Logger.Warn("The API server is not available in this build; running as with --no-api.");
 
         var options = new VmOptions
         {
@@ -137,6 +140,8 @@ public static class Cli
             ConsoleOutput = Console.OpenStandardOutput(),
             ConsoleInputFd = 0,
         };
-        return VmRunner.Run(config, options);
+        var process = new FlintProcess(new FlintProcess.Settings(
+            id, noApi ? null : p.GetValue(ApiSock), (int)maxPayload, config, options, p.GetValue(MetricsPath), startTimestamp));
+        return process.Run();
     }
 }

@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using Flint.Api;
+using Flint.Arch.X86;
+using Flint.Sys;
+using Flint.Vmm;
+using Flint.Vmm.Builder;
+using Flint.Vmm.Config;
+using Flint.Vmm.Logging;
+using Flint.Vmm.Metrics;
+using Flint.Vmm.Rpc;
+
+namespace Flint;
+
+/// <summary>
+/// One flint process: optional API server, optional VM from a config file, metrics, and the VMM thread's loop.
+/// Before InstanceStart the main thread polls only the API queue; afterwards the VM's event loop polls it too.
+/// </summary>
+internal sealed class FlintProcess
+{
+    public sealed record Settings(string Id, string? ApiSock, int MaxPayload, VmConfig? Config, VmOptions Options,
+        string? MetricsPath, long StartTimestamp);
+
+    private readonly Settings _s;
+    private readonly MetricsRegistry _metrics = new();
+    private MetricsWriter? _metricsWriter;
+    private Vmm.Vmm? _vmm;
+    private long _startTimestamp;
+
+    public FlintProcess(Settings s)
+    {
+        _s = s;
+        _startTimestamp = s.StartTimestamp;
+    }
+
+    public int Run()
+    {
+        if (_s.MetricsPath != null && !TryConfigureMetrics(_s.MetricsPath, out var err))
+        {
+            Logger.Error(err);
+            return ExitCodes.GenericError;
+        }
+
+        VmmController? controller = null;
+        QueuedApiHandler? queued = null;
+        ApiServer? server = null;
+        try
+        {
+            if (_s.ApiSock != null)
+            {
+                controller = new VmmController(StartVm, _s.Id, Cli.Version)
+                {
+                    ConfigureMetrics = m =>
+                    {
+                        if (!TryConfigureMetrics(m.MetricsPath, out var e)) throw new InvalidOperationException(e);
+                    },
+                    FlushMetricsHandler = () =>
+                    {
+                        if (_metricsWriter == null) throw new InvalidOperationException("Metrics system is not configured.");
+                        _metricsWriter.Flush();
+                    },
+                };
+                queued = new QueuedApiHandler(controller);
+                server = new ApiServer(_s.ApiSock, _s.MaxPayload, queued);
+                try { server.Start(); }
+                catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidOperationException or SysException)
+                {
+                    Logger.Error($"Failed to open the API socket at {_s.ApiSock}: {e.Message}");
+                    return ExitCodes.GenericError;
+                }
+                RecordStartupTime();
+            }
+
+            if (_s.Config != null)
+            {
+                int rc = BuildFromConfigFile(_s.Config, controller);
+                if (rc != ExitCodes.Ok) return rc;
+            }
+
+            // Pre-boot: serve the API until InstanceStart builds the VM.
+            if (_vmm == null && queued != null)
+            {
+                using var preboot = new EventLoop();
+                preboot.Add(queued.Fd, _ => queued.ProcessPending());
+                preboot.Run(() => _vmm != null);
+            }
+            if (_vmm == null) return ExitCodes.GenericError;
+
+            using (_vmm)
+            {
+                if (queued != null) _vmm.EventLoop.Add(queued.Fd, _ => queued.ProcessPending());
+                using var timer = new TimerFd();
+                timer.Arm(MetricsWriter.Period, MetricsWriter.Period);
+                _vmm.EventLoop.Add(timer.Fd, _ => { timer.Read(); _metricsWriter?.Flush(); });
+                int code = _vmm.RunUntilExit();
+                _metricsWriter?.Flush();
+                Logger.Info(code == 0 ? "Flint exiting successfully. exit_code=0" : $"Flint exiting with error. exit_code={code}");
+                return code;
+            }
+        }
+        finally
+        {
+            queued?.Dispose();
+            server?.Dispose();
+            _metricsWriter?.Dispose();
+        }
+    }
+
+    private int BuildFromConfigFile(VmConfig config, VmmController? controller)
+    {
+        try
+        {
+            var running = StartVm(config);
+            controller?.AttachRunning(config, running);
+            Logger.Info("Successfully started microvm that was configured from one single json");
+            return ExitCodes.Ok;
+        }
+        catch (Exception e) when (IsConfigError(e))
+        {
+            Logger.Error($"Building VMM configured from cmdline json failed: {e.Message}");
+            return ExitCodes.BadConfiguration;
+        }
+        catch (Exception e) when (IsRuntimeError(e))
+        {
+            Logger.Error($"Building VMM configured from cmdline json failed: {e.Message}");
+            return ExitCodes.GenericError;
+        }
+    }
+
+    /// <summary>Builds and starts the VM (InstanceStart or --config-file); runs on the main thread.</summary>
+    private IRunningVm StartVm(VmConfig config)
+    {
+        var options = new VmOptions
+        {
+            BootTimer = _s.Options.BootTimer,
+            CpuTemplate = _s.Options.CpuTemplate,
+            ConsoleOutput = _s.Options.ConsoleOutput,
+            ConsoleInputFd = _s.Options.ConsoleInputFd,
+            KvmPath = _s.Options.KvmPath,
+            StartTimestamp = Stopwatch.GetTimestamp(),
+        };
+        var vmm = VmBuilder.Build(config, options);
+        VmmMetricsBinding.Bind(_metrics, vmm);
+        vmm.StartVcpus();
+        _vmm = vmm;
+        return new RunningVm(vmm);
+    }
+
+    private bool TryConfigureMetrics(string path, out string error)
+    {
+        error = "";
+        if (_metricsWriter != null) { error = "Reinitialization of metrics not allowed."; return false; }
+        try
+        {
+            _metricsWriter = new MetricsWriter(path, _metrics);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error = $"Cannot initialize metrics at {path}: {e.Message}";
+            return false;
+        }
+    }
+
+    private void RecordStartupTime()
+    {
+        long us = (long)Stopwatch.GetElapsedTime(_startTimestamp).TotalMicroseconds;
+        long cpuUs = (long)Process.GetCurrentProcess().TotalProcessorTime.TotalMicroseconds;
+        _metrics.Bind("api_server", "process_startup_time_us", () => us);
+        _metrics.Bind("api_server", "process_startup_time_cpu_us", () => cpuUs);
+    }
+
+    internal static bool IsConfigError(Exception e) =>
+        e is ConfigException or KernelLoadException or InitrdLoadException or KernelCmdlineException;
+
+    internal static bool IsRuntimeError(Exception e) =>
+        e is SysException or IOException or InvalidOperationException or Flint.Memory.GuestMemoryException or ArgumentException;
+}

@@ -1,0 +1,152 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Flint.TestGuest;
+using Xunit.Abstractions;
+
+namespace Flint.Vmm.Tests;
+
+/// <summary>The published flint binary driven over its real Unix-socket API, as firectl or the Go SDK would.</summary>
+public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = Repo.TempDir();
+    private Process? _proc;
+
+    public void Dispose()
+    {
+        if (_proc is { HasExited: false }) { _proc.Kill(true); _proc.WaitForExit(); }
+        _proc?.Dispose();
+        Directory.Delete(_dir, true);
+    }
+
+    private string Sock => Path.Combine(_dir, "api.sock");
+
+    private void StartFlint(params string[] extra)
+    {
+        var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var a in new[] { "--api-sock", Sock, "--id", "api-test-1" }.Concat(extra)) psi.ArgumentList.Add(a);
+        _proc = Process.Start(psi)!;
+        _proc.StandardInput.Close();
+        _proc.OutputDataReceived += (_, e) => { if (e.Data != null) lock (_log) _log.AppendLine(e.Data); };
+        _proc.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_log) _log.AppendLine(e.Data); };
+        _proc.BeginOutputReadLine();
+        _proc.BeginErrorReadLine();
+        var sw = Stopwatch.StartNew();
+        while (!File.Exists(Sock) && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+        Assert.True(File.Exists(Sock), "API socket did not appear");
+    }
+
+    private readonly StringBuilder _log = new();
+
+    private static (int Status, string Body) Request(Socket s, string method, string path, string? body = null)
+    {
+        var b = body == null ? "" : body;
+        var req = $"{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n" +
+                  (body != null ? $"Content-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(b)}\r\n" : "") + "\r\n" + b;
+        s.Send(Encoding.UTF8.GetBytes(req));
+        var buf = new byte[65536];
+        int n = 0;
+        while (true)
+        {
+            n += s.Receive(buf, n, buf.Length - n, SocketFlags.None);
+            var text = Encoding.UTF8.GetString(buf, 0, n);
+            int he = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+            if (he < 0) continue;
+            var m = System.Text.RegularExpressions.Regex.Match(text, "Content-Length: (\\d+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
+            int len = m.Success ? int.Parse(m.Groups[1].Value) : 0;
+            if (n < he + 4 + len) continue;
+            return (int.Parse(text.Substring(9, 3)), text.Substring(he + 4, len));
+        }
+    }
+
+    private Socket Connect()
+    {
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        s.Connect(new UnixDomainSocketEndPoint(Sock));
+        return s;
+    }
+
+    [Fact]
+    public void Api_answers_and_validates_before_boot()
+    {
+        StartFlint();
+        using var s = Connect();
+        var (st, body) = Request(s, "GET", "/");
+        Assert.Equal(200, st);
+        using (var doc = JsonDocument.Parse(body))
+        {
+            Assert.Equal("api-test-1", doc.RootElement.GetProperty("id").GetString());
+            Assert.Equal("Not started", doc.RootElement.GetProperty("state").GetString());
+        }
+        Assert.Equal(204, Request(s, "PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}").Status);
+        (st, body) = Request(s, "GET", "/machine-config");
+        Assert.Equal(200, st);
+        Assert.Contains("\"vcpu_count\":2", body.Replace(" ", ""));
+        (st, body) = Request(s, "PUT", "/machine-config", "{\"vcpu_count\": 0, \"mem_size_mib\": 256}");
+        Assert.Equal(400, st);
+        Assert.Contains("fault_message", body);
+        (st, body) = Request(s, "PATCH", "/vm", "{\"state\": \"Paused\"}");
+        Assert.Equal(400, st);
+        Assert.Contains("The requested operation is not supported before starting the microVM.", body);
+        (st, body) = Request(s, "GET", "/nope");
+        Assert.Equal(400, st);
+        Assert.Contains("Invalid request method and/or path: GET /nope.", body);
+        (st, _) = Request(s, "GET", "/vm/config");
+        Assert.Equal(200, st);
+        lock (_log) Assert.Contains("API server started.", _log.ToString());
+    }
+
+    [Fact]
+    public void Metrics_can_be_configured_once_through_the_api()
+    {
+        StartFlint();
+        var metrics = Path.Combine(_dir, "metrics.json");
+        using var s = Connect();
+        Assert.Equal(204, Request(s, "PUT", "/metrics", $"{{\"metrics_path\": \"{metrics}\"}}").Status);
+        Assert.True(File.Exists(metrics));
+        var (st, body) = Request(s, "PUT", "/metrics", $"{{\"metrics_path\": \"{metrics}\"}}");
+        Assert.Equal(400, st);
+        Assert.Contains("fault_message", body);
+    }
+
+    [SkippableFact]
+    public void Getting_started_sequence_boots_the_test_guest_and_pauses_it()
+    {
+        var metrics = Path.Combine(_dir, "metrics.json");
+        StartFlint("--boot-timer", "--metrics-path", metrics);
+        using var s = Connect();
+        var disk = Path.Combine(_dir, "disk.img");
+        TestGuestImage.WriteDisk(disk, 64);
+        Assert.Equal(204, Request(s, "PUT", "/boot-source",
+            $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=serial,blk tg.pio=20000000\"}}").Status);
+        Assert.Equal(204, Request(s, "PUT", "/drives/data",
+            $"{{\"drive_id\": \"data\", \"path_on_host\": \"{disk}\", \"is_root_device\": false, \"is_read_only\": false}}").Status);
+        Assert.Equal(204, Request(s, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}").Status);
+        var (st, body) = Request(s, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
+        if (!File.Exists("/dev/kvm"))
+        {
+            // Without KVM the start must fail cleanly with a 400 naming the cause, and the process stays up.
+            Assert.Equal(400, st);
+            Assert.Contains("/dev/kvm", body);
+            Assert.Equal(200, Request(s, "GET", "/").Status);
+            KvmRequirement.Check();
+        }
+        Assert.Equal(204, st);
+        Assert.Contains("\"Running\"", Request(s, "GET", "/").Body);
+        Assert.Equal(204, Request(s, "PATCH", "/vm", "{\"state\": \"Paused\"}").Status);
+        Assert.Contains("\"Paused\"", Request(s, "GET", "/").Body);
+        Assert.Equal(204, Request(s, "PATCH", "/vm", "{\"state\": \"Resumed\"}").Status);
+        (st, body) = Request(s, "PUT", "/boot-source", $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\"}}");
+        Assert.Equal(400, st);
+        Assert.Contains("The requested operation is not supported after starting the microVM.", body);
+        Assert.True(_proc!.WaitForExit(120_000), "guest did not finish");
+        lock (_log) output.WriteLine(_log.ToString());
+        Assert.Equal(0, _proc.ExitCode);
+        lock (_log) Assert.Contains("fail=0", _log.ToString());
+        // Metrics were flushed before exit: JSON lines with the VM's exits counted.
+        var last = File.ReadAllLines(metrics).Last();
+        using var doc = JsonDocument.Parse(last);
+        Assert.True(doc.RootElement.GetProperty("vcpu").GetProperty("exit_io_out").GetInt64() > 0);
+    }
+}

@@ -1,0 +1,47 @@
+using System.Text.Json;
+using Flint.Vmm.Metrics;
+
+namespace Flint.Vmm.Tests;
+
+public class MetricsRegistryTests
+{
+    [Fact]
+    public void Every_group_is_present_timestamp_first_and_counters_are_deltas()
+    {
+        var r = new MetricsRegistry();
+        long exits = 10;
+        r.Bind("vcpu", "exit_io_out", () => exits);
+        r.Bind("api_server", "process_startup_time_us", () => 1234);
+        using var first = JsonDocument.Parse(r.Snapshot(DateTimeOffset.FromUnixTimeMilliseconds(1000)));
+        var props = first.RootElement.EnumerateObject().Select(p => p.Name).ToList();
+        Assert.Equal("utc_timestamp_ms", props[0]);
+        foreach (var (g, counters) in MetricsRegistry.FirecrackerGroups)
+        {
+            Assert.Contains(g, props);
+            foreach (var c in counters) Assert.True(first.RootElement.GetProperty(g).TryGetProperty(c, out _), $"{g}.{c}");
+        }
+        Assert.Equal(10, first.RootElement.GetProperty("vcpu").GetProperty("exit_io_out").GetInt64());
+        exits = 15;
+        using var second = JsonDocument.Parse(r.Snapshot(DateTimeOffset.UtcNow));
+        Assert.Equal(5, second.RootElement.GetProperty("vcpu").GetProperty("exit_io_out").GetInt64());
+        Assert.Equal(1234, second.RootElement.GetProperty("api_server").GetProperty("process_startup_time_us").GetInt64()); // gauge
+    }
+
+    [Fact]
+    public void Writer_appends_one_line_per_flush()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            using (var w = new MetricsWriter(path, new MetricsRegistry()))
+            {
+                Assert.True(w.Flush());
+                Assert.True(w.Flush());
+            }
+            var lines = File.ReadAllLines(path);
+            Assert.Equal(2, lines.Length);
+            foreach (var l in lines) JsonDocument.Parse(l).Dispose();
+        }
+        finally { File.Delete(path); }
+    }
+}
