@@ -60,7 +60,6 @@ public sealed class Serial : IBusDevice
     public void Read(ulong offset, Span<byte> data)
     {
         if (data.Length != 1) { data.Fill(0); return; }
-        bool raise = false;
         byte v;
         lock (_lock)
         {
@@ -99,7 +98,6 @@ public sealed class Serial : IBusDevice
             }
         }
         data[0] = v;
-        if (raise) _irq.Trigger();
     }
 
     public void Write(ulong offset, ReadOnlySpan<byte> data)
