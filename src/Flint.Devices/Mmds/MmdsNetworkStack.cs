@@ -1,0 +1,532 @@
+using System.Buffers.Binary;
+using static Flint.Devices.Mmds.PacketUtil;
+
+namespace Flint.Devices.Mmds;
+
+/// <summary>
+/// The guest-facing MMDS responder attached to one virtio-net device (Firecracker's "Dumbo", our own code):
+/// answers ARP requests for the MMDS IPv4 address with its own MAC, and runs a minimal TCP server on port 80
+/// that speaks HTTP through <see cref="MmdsHttp"/>. The device offers it every guest frame that may be for it
+/// (<see cref="IsCandidate"/>, then <see cref="DetourFrame"/>) and asks it for frames to deliver before reading
+/// the tap (<see cref="HasFrameToSend"/>, <see cref="WriteNextFrame"/>).
+/// Not thread-safe: its device calls it under the device lock. Never throws on guest input.
+/// </summary>
+public sealed class MmdsNetworkStack
+{
+    public const string DefaultIpv4 = "169.254.169.254";
+    public const ushort HttpPort = 80;
+    public const int MaxConnections = 30;
+    public const int Mss = 1460;
+    private const int MaxPendingRsts = 16;
+
+    private const byte Fin = 1, Syn = 2, Rst = 4, Psh = 8, Ack = 16;
+
+    /// <summary>Firecracker's MMDS MAC, 06:01:23:45:67:01.</summary>
+    public static ReadOnlySpan<byte> DefaultMac => [0x06, 0x01, 0x23, 0x45, 0x67, 0x01];
+
+    private readonly byte[] _mac;
+    private readonly MmdsTcpConnection[] _conns = new MmdsTcpConnection[MaxConnections];
+    private readonly byte[] _arpMac = new byte[6];
+    private uint _arpIp;
+    private bool _arpPending;
+    private readonly PendingRst[] _rsts = new PendingRst[MaxPendingRsts];
+    private int _rstHead, _rstCount;
+    private int _rr;
+    private long _order;
+    private ushort _ipId;
+
+    private struct PendingRst
+    {
+        public MacBytes Mac;
+        public uint Ip;
+        public ushort Port;
+        public uint Seq, AckNo;
+        public byte Flags;
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(6)]
+    private struct MacBytes { private byte _b; }
+
+    public MmdsNetworkStack(MmdsStore store, MmdsVersion version = MmdsVersion.V1, string ipv4 = DefaultIpv4,
+        byte[]? mac = null, Func<long>? clockMs = null)
+    {
+        if (mac != null && mac.Length != 6) throw new ArgumentException("MMDS MAC must be 6 bytes");
+        _mac = mac?.ToArray() ?? DefaultMac.ToArray();
+        Ipv4Address = ParseIpv4(ipv4);
+        Http = new MmdsHttp(store, version, new MmdsTokenAuthority(clockMs));
+        for (int i = 0; i < _conns.Length; i++) _conns[i] = new MmdsTcpConnection();
+    }
+
+    public uint Ipv4Address { get; }
+    public ReadOnlySpan<byte> Mac => _mac;
+    public MmdsHttp Http { get; }
+    public MmdsStore Store => Http.Store;
+    public MmdsVersion Version => Http.Version;
+    public MmdsMetrics Metrics { get; } = new();
+
+    public int ConnectionCount
+    {
+        get { int n = 0; foreach (var c in _conns) if (c.InUse) n++; return n; }
+    }
+
+    /// <summary>
+    /// Cheap test on the first bytes of an Ethernet frame (up to 42 are enough): an ARP packet asking for
+    /// <paramref name="ipv4"/> or an IPv4 packet to it. No false negatives for well-formed frames.
+    /// </summary>
+    public static bool IsCandidate(ReadOnlySpan<byte> eth, uint ipv4)
+    {
+        if (eth.Length < EthHeader) return false;
+        ushort type = BinaryPrimitives.ReadUInt16BigEndian(eth[12..]);
+        if (type == EtherTypeArp)
+            return eth.Length >= EthHeader + ArpPayload && BinaryPrimitives.ReadUInt32BigEndian(eth[(EthHeader + 24)..]) == ipv4;
+        if (type == EtherTypeIpv4)
+            return eth.Length >= EthHeader + Ipv4MinHeader && BinaryPrimitives.ReadUInt32BigEndian(eth[(EthHeader + 16)..]) == ipv4;
+        return false;
+    }
+
+    /// <summary>
+    /// Takes a guest frame (Ethernet onwards, no virtio header). True when it was for MMDS (handled or dropped);
+    /// false when the device should send it to the tap as usual. <paramref name="checksumPartial"/>: the guest left
+    /// the TCP checksum to the device (VIRTIO_NET_HDR_F_NEEDS_CSUM), so it is not verified.
+    /// </summary>
+    public bool DetourFrame(ReadOnlySpan<byte> frame, bool checksumPartial = false)
+    {
+        Interlocked.Increment(ref Metrics.RxCount);
+        if (frame.Length < EthHeader)
+        {
+            Interlocked.Increment(ref Metrics.RxBadEth);
+            return false;
+        }
+        ushort type = BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
+        var srcMac = frame.Slice(6, 6);
+        if (type == EtherTypeArp) return HandleArp(srcMac, frame[EthHeader..]);
+        if (type != EtherTypeIpv4) return false;
+
+        var ip = frame[EthHeader..];
+        if (ip.Length < Ipv4MinHeader || BinaryPrimitives.ReadUInt32BigEndian(ip[16..]) != Ipv4Address) return false;
+        Interlocked.Increment(ref Metrics.RxAccepted);
+        int ihl = (ip[0] & 0xf) * 4;
+        int total = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
+        if ((ip[0] >> 4) != 4 || ihl < Ipv4MinHeader || total < ihl || total > ip.Length || Checksum(ip[..ihl]) != 0)
+        {
+            Interlocked.Increment(ref Metrics.RxAcceptedErr);
+            return true;
+        }
+        if ((BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x3fff) != 0 || ip[9] != ProtoTcp)
+        {
+            // Fragments and anything but TCP: dropped, never forwarded.
+            Interlocked.Increment(ref Metrics.RxAcceptedUnusual);
+            return true;
+        }
+        uint src = BinaryPrimitives.ReadUInt32BigEndian(ip[12..]);
+        HandleTcp(srcMac, src, ip[ihl..total], checksumPartial);
+        return true;
+    }
+
+    private bool HandleArp(ReadOnlySpan<byte> srcMac, ReadOnlySpan<byte> arp)
+    {
+        if (arp.Length < ArpPayload) return false;
+        if (BinaryPrimitives.ReadUInt32BigEndian(arp[24..]) != Ipv4Address) return false;
+        if (BinaryPrimitives.ReadUInt16BigEndian(arp) != 1 || BinaryPrimitives.ReadUInt16BigEndian(arp[2..]) != EtherTypeIpv4
+            || arp[4] != 6 || arp[5] != 4)
+            return false;
+        Interlocked.Increment(ref Metrics.RxAccepted);
+        if (BinaryPrimitives.ReadUInt16BigEndian(arp[6..]) != 1)
+        {
+            Interlocked.Increment(ref Metrics.RxAcceptedUnusual); // a reply or other op for our address: nothing to do
+            return true;
+        }
+        // Only the most recent request is remembered.
+        arp.Slice(8, 6).CopyTo(_arpMac);
+        _arpIp = BinaryPrimitives.ReadUInt32BigEndian(arp[14..]);
+        _arpPending = true;
+        return true;
+    }
+
+    private void HandleTcp(ReadOnlySpan<byte> srcMac, uint src, ReadOnlySpan<byte> seg, bool partial)
+    {
+        if (seg.Length < TcpMinHeader)
+        {
+            Interlocked.Increment(ref Metrics.RxAcceptedErr);
+            return;
+        }
+        int doff = (seg[12] >> 4) * 4;
+        if (doff < TcpMinHeader || doff > seg.Length || (!partial && TransportChecksum(src, Ipv4Address, ProtoTcp, seg) != 0))
+        {
+            Interlocked.Increment(ref Metrics.RxAcceptedErr);
+            return;
+        }
+        ushort sport = BinaryPrimitives.ReadUInt16BigEndian(seg);
+        ushort dport = BinaryPrimitives.ReadUInt16BigEndian(seg[2..]);
+        uint seq = BinaryPrimitives.ReadUInt32BigEndian(seg[4..]);
+        uint ack = BinaryPrimitives.ReadUInt32BigEndian(seg[8..]);
+        byte flags = seg[13];
+        ushort window = BinaryPrimitives.ReadUInt16BigEndian(seg[14..]);
+        var payload = seg[doff..];
+        bool syn = (flags & Syn) != 0, fin = (flags & Fin) != 0, rst = (flags & Rst) != 0, ackf = (flags & Ack) != 0;
+
+        var c = Find(src, sport);
+        if (dport != HttpPort || (syn && (fin || rst)))
+        {
+            if (!rst) ResetFor(srcMac, src, sport, seq, ack, ackf, payload.Length + (syn ? 1 : 0) + (fin ? 1 : 0));
+            if (c != null) Free(c);
+            return;
+        }
+        if (c == null)
+        {
+            if (rst) return;
+            if (syn && !ackf)
+            {
+                Open(srcMac, src, sport, seq, window, ParseMss(seg[TcpMinHeader..doff]));
+                return;
+            }
+            ResetFor(srcMac, src, sport, seq, ack, ackf, payload.Length + (fin ? 1 : 0));
+            return;
+        }
+        OnSegment(c, seq, ack, flags, window, payload);
+    }
+
+    private void Open(ReadOnlySpan<byte> mac, uint ip, ushort port, uint seq, ushort window, int mss)
+    {
+        MmdsTcpConnection? slot = null, evict = null;
+        foreach (var c in _conns)
+        {
+            if (!c.InUse) { slot = c; break; }
+            if ((c.FinSent || c.PeerFin) && (evict == null || c.CreatedOrder < evict.CreatedOrder)) evict = c;
+        }
+        if (slot == null && evict != null)
+        {
+            Free(evict);
+            slot = evict;
+        }
+        if (slot == null)
+        {
+            ResetFor(mac, ip, port, seq, 0, false, 1);
+            return;
+        }
+        slot.Init(mac, ip, port, seq, (uint)Random.Shared.Next(), window, mss, _order++);
+        Interlocked.Increment(ref Metrics.ConnectionsCreated);
+    }
+
+    private static int ParseMss(ReadOnlySpan<byte> opts)
+    {
+        int i = 0;
+        while (i < opts.Length)
+        {
+            byte kind = opts[i];
+            if (kind == 0) break;
+            if (kind == 1) { i++; continue; }
+            if (i + 1 >= opts.Length) break;
+            int len = opts[i + 1];
+            if (len < 2 || i + len > opts.Length) break;
+            if (kind == 2 && len == 4)
+            {
+                int m = BinaryPrimitives.ReadUInt16BigEndian(opts[(i + 2)..]);
+                return Math.Clamp(m, 64, Mss);
+            }
+            i += len;
+        }
+        return 536; // RFC 1122 default when the SYN carries no MSS
+    }
+
+    private void OnSegment(MmdsTcpConnection c, uint seq, uint ack, byte flags, ushort window, ReadOnlySpan<byte> payload)
+    {
+        bool syn = (flags & Syn) != 0, fin = (flags & Fin) != 0, ackf = (flags & Ack) != 0;
+        if ((flags & Rst) != 0)
+        {
+            // Only a RST inside the receive window counts (RFC 5961 spirit: blind resets are ignored).
+            if (MmdsTcpConnection.Le(c.RcvNxt, seq) && MmdsTcpConnection.Le(seq, c.RcvNxt + c.OurWindow)) Free(c);
+            return;
+        }
+        if (syn)
+        {
+            if (!c.Established && seq == c.Irs) { c.NeedSynAck = true; return; } // our SYN-ACK was not seen yet
+            ResetConn(c);
+            return;
+        }
+        if (!ackf) return;
+        if (!c.Established)
+        {
+            if (ack != c.Iss + 1)
+            {
+                ResetFor(c.RemoteMac, c.RemoteIp, c.RemotePort, seq, ack, true, 0);
+                return;
+            }
+            c.Established = true;
+            c.SndUna = ack;
+        }
+        else if (MmdsTcpConnection.Lt(c.SndUna, ack) && MmdsTcpConnection.Le(ack, c.SndNxt))
+        {
+            c.SndUna = ack;
+        }
+        else if (MmdsTcpConnection.Lt(c.SndNxt, ack))
+        {
+            c.NeedAck = true; // acknowledges what we never sent
+            return;
+        }
+        c.PeerWindow = window;
+
+        if (payload.Length > 0 || fin)
+        {
+            if (MmdsTcpConnection.Lt(seq, c.RcvNxt))
+            {
+                // Retransmission: keep only what is new.
+                uint dup = c.RcvNxt - seq;
+                if (dup >= (uint)payload.Length) { if (dup > (uint)payload.Length) fin = false; payload = default; }
+                else payload = payload[(int)dup..];
+                seq = c.RcvNxt;
+                c.NeedAck = true;
+            }
+            if (seq != c.RcvNxt || c.PeerFin)
+            {
+                c.NeedAck = true; // out of order (the link does not reorder; the guest will resend) or after FIN
+            }
+            else
+            {
+                if (payload.Length > c.Rx.Length - c.RxLen)
+                {
+                    ResetConn(c); // overran the window we advertised
+                    return;
+                }
+                payload.CopyTo(c.Rx.AsSpan(c.RxLen));
+                c.RxLen += payload.Length;
+                c.RcvNxt += (uint)payload.Length;
+                if (payload.Length > 0) c.NeedAck = true;
+                if (fin)
+                {
+                    c.RcvNxt++;
+                    c.PeerFin = true;
+                    c.NeedAck = true;
+                }
+            }
+        }
+
+        if (c.FinSent && c.SndUna == c.SndNxt && c.PeerFin)
+        {
+            // Both sides closed and our FIN is acknowledged: done once the last ACK is out.
+            if (c.NeedAck) c.FreeAfterSend = true;
+            else Free(c);
+            return;
+        }
+        if (c.Tx != null && !MmdsTcpConnection.Lt(c.SndUna, c.TxEnd)) c.Tx = null;
+        Serve(c);
+    }
+
+    private void Serve(MmdsTcpConnection c)
+    {
+        if (c.Tx == null && !c.FinQueued && c.RxLen > 0)
+        {
+            int used = Http.TryHandle(c.Rx.AsSpan(0, c.RxLen), out var resp, out bool close);
+            if (used > 0)
+            {
+                c.Rx.AsSpan(used, c.RxLen - used).CopyTo(c.Rx);
+                c.RxLen -= used;
+                c.Tx = resp;
+                c.TxBase = c.SndNxt;
+                if (close) c.FinQueued = true;
+            }
+            else if (c.RxLen == c.Rx.Length)
+            {
+                ResetConn(c); // a request larger than the buffer
+                return;
+            }
+        }
+        if (c.PeerFin && c.Tx == null && !c.FinQueued) c.FinQueued = true;
+    }
+
+    private MmdsTcpConnection? Find(uint ip, ushort port)
+    {
+        foreach (var c in _conns)
+            if (c.InUse && c.RemoteIp == ip && c.RemotePort == port) return c;
+        return null;
+    }
+
+    private void Free(MmdsTcpConnection c)
+    {
+        if (!c.InUse) return;
+        c.InUse = false;
+        c.Tx = null;
+        Interlocked.Increment(ref Metrics.ConnectionsDestroyed);
+    }
+
+    private void ResetConn(MmdsTcpConnection c)
+    {
+        QueueRst(c.RemoteMac, c.RemoteIp, c.RemotePort, c.SndNxt, c.RcvNxt, Rst | Ack);
+        Free(c);
+    }
+
+    /// <summary>RFC 793 reset for an unacceptable segment.</summary>
+    private void ResetFor(ReadOnlySpan<byte> mac, uint ip, ushort port, uint seq, uint ack, bool hadAck, int segLen)
+    {
+        if (hadAck) QueueRst(mac, ip, port, ack, 0, Rst);
+        else QueueRst(mac, ip, port, 0, seq + (uint)segLen, Rst | Ack);
+    }
+
+    private void QueueRst(ReadOnlySpan<byte> mac, uint ip, ushort port, uint seq, uint ack, byte flags)
+    {
+        if (_rstCount == MaxPendingRsts) return;
+        ref var r = ref _rsts[(_rstHead + _rstCount) % MaxPendingRsts];
+        mac.CopyTo(r.Mac);
+        r.Ip = ip;
+        r.Port = port;
+        r.Seq = seq;
+        r.AckNo = ack;
+        r.Flags = flags;
+        _rstCount++;
+    }
+
+    public bool HasFrameToSend
+    {
+        get
+        {
+            if (_arpPending || _rstCount > 0) return true;
+            foreach (var c in _conns) if (c.HasOutput) return true;
+            return false;
+        }
+    }
+
+    /// <summary>Writes the next frame for the guest (Ethernet onwards) into <paramref name="buf"/>; its length, or 0 when none.</summary>
+    public int WriteNextFrame(Span<byte> buf)
+    {
+        if (_arpPending)
+        {
+            _arpPending = false;
+            return WriteArpReply(buf);
+        }
+        if (_rstCount > 0)
+        {
+            ref var r = ref _rsts[_rstHead];
+            _rstHead = (_rstHead + 1) % MaxPendingRsts;
+            _rstCount--;
+            return WriteTcp(buf, r.Mac, r.Ip, r.Port, r.Seq, r.AckNo, r.Flags, 0, default, false);
+        }
+        for (int i = 0; i < _conns.Length; i++)
+        {
+            var c = _conns[(_rr + i) % _conns.Length];
+            if (!c.HasOutput) continue;
+            _rr = (_rr + i + 1) % _conns.Length;
+            return WriteSegment(c, buf);
+        }
+        return 0;
+    }
+
+    private int WriteSegment(MmdsTcpConnection c, Span<byte> buf)
+    {
+        byte flags = Ack;
+        uint seq = c.SndNxt;
+        ReadOnlySpan<byte> payload = default;
+        bool mss = false;
+        if (c.NeedSynAck)
+        {
+            flags = Syn | Ack;
+            seq = c.Iss;
+            mss = true;
+            c.NeedSynAck = false;
+        }
+        else if (c.Established && c.Unsent > 0 && c.WindowLeft > 0)
+        {
+            int room = buf.Length - EthHeader - Ipv4MinHeader - TcpMinHeader;
+            int n = Math.Min(Math.Min(c.Unsent, c.PeerMss), Math.Min(c.WindowLeft, room));
+            payload = c.Tx.AsSpan((int)(c.SndNxt - c.TxBase), n);
+            flags |= Psh;
+            c.SndNxt += (uint)n;
+            if (c.Unsent == 0 && c.FinQueued)
+            {
+                flags |= Fin;
+                c.SndNxt++;
+                c.FinSent = true;
+            }
+        }
+        else if (c.Established && c.FinQueued && !c.FinSent && c.Unsent == 0)
+        {
+            flags |= Fin;
+            c.SndNxt++;
+            c.FinSent = true;
+        }
+        c.NeedAck = false;
+        int len = WriteTcp(buf, c.RemoteMac, c.RemoteIp, c.RemotePort, seq, c.RcvNxt, flags, c.OurWindow, payload, mss);
+        if (c.FreeAfterSend && !c.HasOutput) Free(c);
+        return len;
+    }
+
+    private int WriteTcp(Span<byte> buf, ReadOnlySpan<byte> dstMac, uint dstIp, ushort dstPort, uint seq, uint ack,
+        byte flags, ushort window, ReadOnlySpan<byte> payload, bool mssOption)
+    {
+        int tcpLen = TcpMinHeader + (mssOption ? 4 : 0) + payload.Length;
+        int ipLen = Ipv4MinHeader + tcpLen;
+        int total = EthHeader + ipLen;
+        if (total > buf.Length)
+        {
+            Interlocked.Increment(ref Metrics.TxErrors);
+            return 0;
+        }
+        WriteEth(buf, dstMac, EtherTypeIpv4);
+        var ip = buf.Slice(EthHeader, Ipv4MinHeader);
+        ip[0] = 0x45;
+        ip[1] = 0;
+        BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)ipLen);
+        BinaryPrimitives.WriteUInt16BigEndian(ip[4..], _ipId++);
+        BinaryPrimitives.WriteUInt16BigEndian(ip[6..], 0x4000); // DF
+        ip[8] = 64;
+        ip[9] = ProtoTcp;
+        ip[10] = ip[11] = 0;
+        BinaryPrimitives.WriteUInt32BigEndian(ip[12..], Ipv4Address);
+        BinaryPrimitives.WriteUInt32BigEndian(ip[16..], dstIp);
+        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Checksum(ip));
+
+        var tcp = buf.Slice(EthHeader + Ipv4MinHeader, tcpLen);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp, HttpPort);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[2..], dstPort);
+        BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], seq);
+        BinaryPrimitives.WriteUInt32BigEndian(tcp[8..], ack);
+        tcp[12] = (byte)(((TcpMinHeader + (mssOption ? 4 : 0)) / 4) << 4);
+        tcp[13] = flags;
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[14..], window);
+        tcp[16] = tcp[17] = tcp[18] = tcp[19] = 0;
+        int off = TcpMinHeader;
+        if (mssOption)
+        {
+            tcp[20] = 2;
+            tcp[21] = 4;
+            BinaryPrimitives.WriteUInt16BigEndian(tcp[22..], Mss);
+            off += 4;
+        }
+        payload.CopyTo(tcp[off..]);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], TransportChecksum(Ipv4Address, dstIp, ProtoTcp, tcp));
+        Count(total);
+        return total;
+    }
+
+    private int WriteArpReply(Span<byte> buf)
+    {
+        const int total = EthHeader + ArpPayload;
+        if (buf.Length < total) { Interlocked.Increment(ref Metrics.TxErrors); return 0; }
+        WriteEth(buf, _arpMac, EtherTypeArp);
+        var a = buf.Slice(EthHeader, ArpPayload);
+        BinaryPrimitives.WriteUInt16BigEndian(a, 1);
+        BinaryPrimitives.WriteUInt16BigEndian(a[2..], EtherTypeIpv4);
+        a[4] = 6;
+        a[5] = 4;
+        BinaryPrimitives.WriteUInt16BigEndian(a[6..], 2); // reply
+        _mac.CopyTo(a[8..]);
+        BinaryPrimitives.WriteUInt32BigEndian(a[14..], Ipv4Address);
+        _arpMac.CopyTo(a[18..]);
+        BinaryPrimitives.WriteUInt32BigEndian(a[24..], _arpIp);
+        Count(total);
+        return total;
+    }
+
+    private void WriteEth(Span<byte> buf, ReadOnlySpan<byte> dst, ushort type)
+    {
+        dst.CopyTo(buf);
+        _mac.CopyTo(buf[6..]);
+        BinaryPrimitives.WriteUInt16BigEndian(buf[12..], type);
+    }
+
+    private void Count(int bytes)
+    {
+        Interlocked.Increment(ref Metrics.TxFrames);
+        Interlocked.Increment(ref Metrics.TxCount);
+        Interlocked.Add(ref Metrics.TxBytes, bytes);
+    }
+}
