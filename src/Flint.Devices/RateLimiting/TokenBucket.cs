@@ -1,0 +1,171 @@
+namespace Flint.Devices.RateLimiting;
+
+/// <summary>What a <see cref="TokenBucket.Reduce(ulong)"/> did.</summary>
+public enum BucketReduction
+{
+    /// <summary>Not enough tokens: nothing was taken; try again later.</summary>
+    Failure,
+    /// <summary>The tokens were taken.</summary>
+    Success,
+    /// <summary>
+    /// The request was bigger than the whole bucket: it was allowed by emptying the bucket, and the rest is a
+    /// debt the caller must wait out (<see cref="TokenBucket.RefillDurationNs"/> of the excess).
+    /// </summary>
+    OverConsumption,
+}
+
+/// <summary>
+/// Firecracker's token bucket. It starts full (budget = size); <c>one_time_burst</c> extra tokens are spent before
+/// the budget and never come back; the budget refills continuously at size / refill_time. Refill is integer math on
+/// elapsed nanoseconds over the fraction size / refill_ns reduced by their gcd; the clock only advances by the exact
+/// time the granted tokens cost (rounded up), so the fractional remainder carries to the next refill and no tokens
+/// are lost or invented by rounding. A request larger than the bucket is allowed by spending everything and
+/// reporting <see cref="BucketReduction.OverConsumption"/>. Size or refill time 0: disabled, every request passes.
+/// Not thread-safe: <see cref="RateLimiter"/> serialises access.
+/// </summary>
+public sealed class TokenBucket
+{
+    public const ulong NanosPerMilli = 1_000_000;
+
+    private readonly IClock _clock;
+    private readonly UInt128 _refillNs;
+    // size / refillNs reduced by their gcd: tokens = elapsed * _cap / _period.
+    private readonly UInt128 _cap;
+    private readonly UInt128 _period;
+    private ulong _lastUpdate;
+
+    public TokenBucket(ulong size, ulong oneTimeBurst, ulong refillTimeMs, IClock clock)
+    {
+        _clock = clock ?? throw new ArgumentNullException(nameof(clock));
+        Size = size;
+        RefillTimeMs = refillTimeMs;
+        InitialOneTimeBurst = OneTimeBurst = oneTimeBurst;
+        Budget = size;
+        _lastUpdate = clock.NowNanoseconds;
+        if (IsDisabled) return;
+        _refillNs = (UInt128)refillTimeMs * NanosPerMilli;
+        UInt128 g = Gcd(size, _refillNs);
+        _cap = size / g;
+        _period = _refillNs / g;
+    }
+
+    public TokenBucket(TokenBucketConfig config, IClock clock)
+        : this(config.Size, config.OneTimeBurst ?? 0, config.RefillTime, clock) { }
+
+    public ulong Size { get; }
+    public ulong RefillTimeMs { get; }
+    public ulong InitialOneTimeBurst { get; }
+
+    /// <summary>One-time burst tokens left.</summary>
+    public ulong OneTimeBurst { get; private set; }
+
+    /// <summary>Regular tokens left, as of the last reduce or replenish (the clock is not read here).</summary>
+    public ulong Budget { get; private set; }
+
+    public bool IsDisabled => Size == 0 || RefillTimeMs == 0;
+
+    public TokenBucketConfig Config => new(Size, InitialOneTimeBurst == 0 ? null : InitialOneTimeBurst, RefillTimeMs);
+
+    public BucketReduction Reduce(ulong tokens) => Reduce(tokens, out _);
+
+    /// <summary>
+    /// Takes <paramref name="tokens"/>: burst first, then the (refilled) budget. On OverConsumption
+    /// <paramref name="excess"/> is how many tokens beyond the emptied bucket were granted on credit.
+    /// A Failure takes nothing, burst included, so the retried request is judged the same way.
+    /// </summary>
+    public BucketReduction Reduce(ulong tokens, out ulong excess)
+    {
+        excess = 0;
+        if (IsDisabled) return BucketReduction.Success;
+        Replenish();
+        if (OneTimeBurst >= tokens)
+        {
+            OneTimeBurst -= tokens;
+            return BucketReduction.Success;
+        }
+        ulong rest = tokens - OneTimeBurst;
+        if (rest <= Budget)
+        {
+            OneTimeBurst = 0;
+            Budget -= rest;
+            return BucketReduction.Success;
+        }
+        if (rest > Size)
+        {
+            OneTimeBurst = 0;
+            excess = rest - Budget;
+            Budget = 0;
+            return BucketReduction.OverConsumption;
+        }
+        return BucketReduction.Failure;
+    }
+
+    /// <summary>
+    /// Gives tokens back (a request that took ops but then failed on bytes). While burst remains it goes back to
+    /// the burst, up to its initial value; otherwise to the budget, up to the size.
+    /// </summary>
+    public void ForceReplenish(ulong tokens)
+    {
+        if (IsDisabled) return;
+        if (OneTimeBurst > 0)
+        {
+            OneTimeBurst = Math.Min(SaturatingAdd(OneTimeBurst, tokens), InitialOneTimeBurst);
+            return;
+        }
+        Budget = Math.Min(SaturatingAdd(Budget, tokens), Size);
+    }
+
+    /// <summary>Nanoseconds an empty bucket needs to regain <paramref name="tokens"/> (rounded up; saturates).</summary>
+    public ulong RefillDurationNs(ulong tokens)
+    {
+        if (IsDisabled || tokens == 0) return 0;
+        UInt128 ns = ((UInt128)tokens * _period + _cap - 1) / _cap;
+        return ns > ulong.MaxValue ? ulong.MaxValue : (ulong)ns;
+    }
+
+    /// <summary>
+    /// Adds what the time since the last update earned. A full refill period (or more) fills the bucket; otherwise
+    /// floor(elapsed * cap / period) tokens, and the clock moves by only the time those tokens cost. Time spent
+    /// with a full bucket earns nothing (tokens never bank beyond the size).
+    /// </summary>
+    private void Replenish()
+    {
+        ulong now = _clock.NowNanoseconds;
+        if (Budget == Size)
+        {
+            // Nothing to earn: start counting from now.
+            _lastUpdate = now;
+            return;
+        }
+        if (now <= _lastUpdate) return;
+        ulong delta = now - _lastUpdate;
+        if (delta >= _refillNs)
+        {
+            Budget = Size;
+            _lastUpdate = now;
+            return;
+        }
+        // delta < refillNs, so tokens < cap <= size: fits in 64 bits.
+        UInt128 tokens = (UInt128)delta * _cap / _period;
+        if (tokens == 0) return;
+        ulong add = (ulong)tokens;
+        if (add >= Size - Budget)
+        {
+            Budget = Size;
+            _lastUpdate = now;
+            return;
+        }
+        Budget += add;
+        // Ceil so a fraction of a nanosecond is never counted twice; the adjustment is at most delta.
+        UInt128 spent = (tokens * _period + _cap - 1) / _cap;
+        _lastUpdate += (ulong)spent;
+    }
+
+    private static ulong SaturatingAdd(ulong a, ulong b) => a + b < a ? ulong.MaxValue : a + b;
+
+    private static UInt128 Gcd(UInt128 a, UInt128 b)
+    {
+        while (b != 0) (a, b) = (b, a % b);
+        return a;
+    }
+}

@@ -1,0 +1,374 @@
+using System.Runtime.CompilerServices;
+using Flint.Memory;
+using Flint.Sys;
+using static Flint.Devices.Virtio.Balloon.BalloonConstants;
+
+namespace Flint.Devices.Virtio.Balloon;
+
+/// <summary>
+/// Traditional virtio memory balloon (spec 5.5). Queues: inflate, deflate, and stats when a polling interval is set.
+/// Config space: num_pages (the target, set by the host) and actual (written by the driver), both in 4 KiB pages.
+/// Inflate: the driver posts arrays of u32 PFNs; each page goes back to the host with MADV_DONTNEED (sorted,
+/// de-duplicated, coalesced into ranges inside one memory region; PFNs outside guest RAM are skipped and counted).
+/// Deflate: the guest takes pages back by touching them, so there is nothing to do but acknowledge.
+/// Stats: the driver posts one buffer of (u16 tag, u64 val) entries; the device keeps the values and holds the
+/// buffer, handing it back at every polling tick (a periodic timerfd) so the driver refills it.
+/// The stats timer runs outside the transport lock and the API thread reads stats, so a device lock serialises them.
+/// </summary>
+public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposable
+{
+    public const ushort QueueSize = 256;
+
+    /// <summary>PFNs gathered before a sort-and-discard pass (a Linux inflate request carries at most 256).</summary>
+    public const int PfnBufferSize = 4096;
+
+    private static readonly ushort[] s_queueSizes2 = [QueueSize, QueueSize];
+    private static readonly ushort[] s_queueSizes3 = [QueueSize, QueueSize, QueueSize];
+
+    private readonly Lock _lock = new();
+    private readonly Descriptor[] _chain = new Descriptor[QueueSize];
+    private readonly uint[] _pfns = new uint[PfnBufferSize];
+    private readonly TimerFd? _statsTimer;
+    private readonly EventSource[] _sources;
+    private readonly ulong[] _statValues = new ulong[KnownStatCount];
+    private int _statPresent; // bit per tag
+    private uint _numPages;
+    private uint _actualPages;
+    private uint _statsInterval;
+    private int _statsHead = -1;
+
+    /// <param name="amountMib">Target balloon size in MiB.</param>
+    /// <param name="deflateOnOom">Offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM.</param>
+    /// <param name="statsPollingIntervalS">0: no stats queue; otherwise the stats polling period in seconds.</param>
+    public VirtioBalloon(uint amountMib, bool deflateOnOom, uint statsPollingIntervalS)
+    {
+        _numPages = MibToPages(amountMib);
+        DeflateOnOom = deflateOnOom;
+        _statsInterval = statsPollingIntervalS;
+        StatsEnabled = statsPollingIntervalS > 0;
+        if (StatsEnabled)
+        {
+            _statsTimer = new TimerFd();
+            _sources = [new EventSource(_statsTimer.Fd, OnStatsTimer)];
+        }
+        else _sources = [];
+    }
+
+    public BalloonMetrics Metrics { get; } = new();
+    public bool DeflateOnOom { get; }
+    public bool StatsEnabled { get; }
+
+    public uint StatsPollingIntervalS => Volatile.Read(ref _statsInterval);
+
+    /// <summary>Target size in 4 KiB pages (config num_pages).</summary>
+    public uint TargetPages => Volatile.Read(ref _numPages);
+
+    /// <summary>Pages the driver says the balloon holds (config actual).</summary>
+    public uint ActualPages => Volatile.Read(ref _actualPages);
+
+    public override uint DeviceType => VirtioDeviceType.Balloon;
+
+    public override ulong AvailableFeatures =>
+        VirtioFeatures.Version1 | (StatsEnabled ? 1UL << FeatureStatsVq : 0) | (DeflateOnOom ? 1UL << FeatureDeflateOnOom : 0);
+
+    public override ReadOnlySpan<ushort> QueueMaxSizes => StatsEnabled ? s_queueSizes3 : s_queueSizes2;
+
+    /// <summary>The stats polling timer (none when stats are disabled).</summary>
+    public IReadOnlyList<EventSource> EventSources => _sources;
+
+    public override void ReadConfig(ulong offset, Span<byte> data)
+    {
+        Span<byte> cfg = stackalloc byte[ConfigSize];
+        Unsafe.WriteUnaligned(ref cfg[ConfigNumPages], TargetPages);
+        Unsafe.WriteUnaligned(ref cfg[ConfigActual], ActualPages);
+        ReadConfigBytes(cfg, offset, data);
+    }
+
+    /// <summary>Only <c>actual</c> is the driver's to write (any width, any byte of it); other bytes are ignored.</summary>
+    public override void WriteConfig(ulong offset, ReadOnlySpan<byte> data)
+    {
+        uint actual = ActualPages;
+        byte* a = (byte*)&actual;
+        bool touched = false;
+        for (int i = 0; i < data.Length; i++)
+        {
+            ulong off = offset + (ulong)i;
+            if (off < ConfigActual || off >= ConfigActual + 4) continue;
+            a[off - ConfigActual] = data[i];
+            touched = true;
+        }
+        if (touched) Volatile.Write(ref _actualPages, actual);
+    }
+
+    /// <summary>PATCH /balloon: new target; the driver learns it through a config-change interrupt.</summary>
+    public void UpdateTarget(uint amountMib)
+    {
+        uint pages = MibToPages(amountMib);
+        Volatile.Write(ref _numPages, pages);
+        NotifyConfigChanged();
+    }
+
+    /// <summary>
+    /// PATCH /balloon/statistics. Statistics can be neither enabled after start nor disabled (interval 0):
+    /// both throw <see cref="InvalidOperationException"/>. A new interval hands the held buffer back at once
+    /// (fresh stats now) and restarts the timer with the new period.
+    /// </summary>
+    public void UpdateStatsInterval(uint intervalS)
+    {
+        if (!StatsEnabled) throw new InvalidOperationException("Statistics for the balloon device are not enabled.");
+        if (intervalS == 0) throw new InvalidOperationException("Cannot disable the balloon statistics after start.");
+        lock (_lock)
+        {
+            if (intervalS == _statsInterval) return;
+            Volatile.Write(ref _statsInterval, intervalS);
+            if (!IsActivated) return;
+            ReturnStatsBufferLocked();
+            ArmStatsTimer();
+        }
+    }
+
+    /// <summary>GET /balloon.</summary>
+    public BalloonConfig GetConfig() => new(TargetPages / PagesPerMib, DeflateOnOom, StatsPollingIntervalS);
+
+    /// <summary>GET /balloon/statistics. Throws <see cref="InvalidOperationException"/> when stats are disabled.</summary>
+    public BalloonStats GetStats()
+    {
+        if (!StatsEnabled) throw new InvalidOperationException("Statistics for the balloon device are not enabled.");
+        uint target = TargetPages, actual = ActualPages;
+        lock (_lock)
+        {
+            return new BalloonStats(target, actual, target / PagesPerMib, actual / PagesPerMib,
+                Stat(StatSwapIn), Stat(StatSwapOut), Stat(StatMajorFaults), Stat(StatMinorFaults), Stat(StatFreeMemory),
+                Stat(StatTotalMemory), Stat(StatAvailableMemory), Stat(StatDiskCaches), Stat(StatHugetlbAllocations),
+                Stat(StatHugetlbFailures));
+        }
+    }
+
+    private ulong? Stat(int tag) => (_statPresent & (1 << tag)) != 0 ? _statValues[tag] : null;
+
+    protected override void OnActivateFailed() => Interlocked.Increment(ref Metrics.ActivateFails);
+
+    protected override void OnActivated()
+    {
+        lock (_lock)
+        {
+            _statsHead = -1;
+            if (StatsEnabled) ArmStatsTimer();
+        }
+    }
+
+    protected override void OnReset()
+    {
+        // Also a barrier: after this no timer handler is inside a queue the transport is about to reset.
+        lock (_lock)
+        {
+            _statsHead = -1;
+            _statsTimer?.Arm(TimeSpan.Zero);
+        }
+    }
+
+    public override void ProcessQueue(int index)
+    {
+        if (!IsActivated || (uint)index >= (uint)QueueMaxSizes.Length)
+        {
+            Interlocked.Increment(ref Metrics.EventFails);
+            return;
+        }
+        lock (_lock)
+        {
+            var irq = Interrupt;
+            if (!IsActivated || irq == null) return;
+            var q = Queues[index];
+            bool used;
+            try
+            {
+                used = index switch
+                {
+                    InflateQueue => Inflate(q),
+                    DeflateQueue => Deflate(q),
+                    _ => Stats(q),
+                };
+            }
+            catch (Exception)
+            {
+                // A defect here must not take the VMM down; whatever was completed is still signalled.
+                Interlocked.Increment(ref Metrics.EventFails);
+                used = true;
+            }
+            if (used && q.NeedsNotification) irq.SignalUsedQueue();
+        }
+    }
+
+    private bool Inflate(VirtQueue q)
+    {
+        Interlocked.Increment(ref Metrics.InflateCount);
+        var mem = Memory!;
+        bool used = false;
+        while (q.TryPop(out var chain))
+        {
+            int n = chain.CollectInto(_chain);
+            if (n < 0) Interlocked.Increment(ref Metrics.EventFails);
+            int count = 0;
+            for (int i = 0; i < n; i++)
+            {
+                var d = _chain[i];
+                // A PFN array is device-readable and a whole number of u32s; anything else is skipped.
+                if (d.IsWriteOnly || d.Len % 4 != 0)
+                {
+                    Interlocked.Increment(ref Metrics.EventFails);
+                    continue;
+                }
+                byte* p = mem.TryGetHostPointer(d.Addr, d.Len);
+                if (p == null) continue; // unreachable: the chain validated the range
+                for (uint off = 0; off < d.Len; off += 4)
+                {
+                    // One read of each entry: the guest may rewrite the array under us.
+                    _pfns[count++] = Unsafe.ReadUnaligned<uint>(p + off);
+                    if (count == _pfns.Length) { DiscardPfns(mem, count); count = 0; }
+                }
+            }
+            // The pages go before the driver hears the request is done.
+            DiscardPfns(mem, count);
+            q.AddUsed(chain.HeadIndex, 0);
+            used = true;
+        }
+        return used;
+    }
+
+    /// <summary>Sorts the gathered PFNs and discards them as ranges of consecutive pages inside one region.</summary>
+    private void DiscardPfns(GuestMemory mem, int count)
+    {
+        if (count == 0) return;
+        var pfns = _pfns.AsSpan(0, count);
+        pfns.Sort();
+        ulong start = 0, pages = 0;
+        uint prev = 0;
+        for (int i = 0; i < pfns.Length; i++)
+        {
+            uint pfn = pfns[i];
+            if (pages > 0 && pfn == prev) continue; // duplicate
+            ulong gpa = (ulong)pfn << PfnShift;
+            if (!mem.IsValidRange(gpa, PageSize))
+            {
+                Interlocked.Increment(ref Metrics.InvalidPfns);
+                continue;
+            }
+            if (pages > 0 && pfn == prev + 1 && mem.IsValidRange(start, (pages + 1) << PfnShift))
+            {
+                pages++;
+            }
+            else
+            {
+                Discard(mem, start, pages);
+                start = gpa;
+                pages = 1;
+            }
+            prev = pfn;
+        }
+        Discard(mem, start, pages);
+    }
+
+    private void Discard(GuestMemory mem, ulong gpa, ulong pages)
+    {
+        if (pages == 0) return;
+        try
+        {
+            mem.Discard(gpa, pages << PfnShift);
+            Interlocked.Add(ref Metrics.DiscardedPages, (long)pages);
+        }
+        catch (Exception)
+        {
+            Interlocked.Increment(ref Metrics.EventFails);
+        }
+    }
+
+    private bool Deflate(VirtQueue q)
+    {
+        Interlocked.Increment(ref Metrics.DeflateCount);
+        bool used = false;
+        while (q.TryPop(out var chain))
+        {
+            q.AddUsed(chain.HeadIndex, 0);
+            used = true;
+        }
+        return used;
+    }
+
+    /// <summary>Reads the driver's stats buffer and holds it until the next polling tick.</summary>
+    private bool Stats(VirtQueue q)
+    {
+        Interlocked.Increment(ref Metrics.StatsUpdatesCount);
+        var mem = Memory!;
+        bool used = false;
+        while (q.TryPop(out var chain))
+        {
+            // A compliant driver has one buffer out; if it sent another, hand the older one back.
+            if (_statsHead >= 0)
+            {
+                q.AddUsed((ushort)_statsHead, 0);
+                used = true;
+            }
+            _statsHead = chain.HeadIndex;
+            int n = chain.CollectInto(_chain);
+            if (n < 0)
+            {
+                Interlocked.Increment(ref Metrics.StatsUpdateFails);
+                continue;
+            }
+            for (int i = 0; i < n; i++)
+            {
+                var d = _chain[i];
+                if (d.IsWriteOnly || d.Len % StatEntrySize != 0) Interlocked.Increment(ref Metrics.StatsUpdateFails);
+                if (d.IsWriteOnly) continue;
+                byte* p = mem.TryGetHostPointer(d.Addr, d.Len);
+                if (p == null) continue;
+                for (uint off = 0; off + StatEntrySize <= d.Len; off += StatEntrySize)
+                {
+                    ushort tag = Unsafe.ReadUnaligned<ushort>(p + off);
+                    ulong val = Unsafe.ReadUnaligned<ulong>(p + off + 2);
+                    // Tags newer than the ten Firecracker reports (OOM kills, reclaim...) are ignored.
+                    if (tag >= KnownStatCount) continue;
+                    _statValues[tag] = val;
+                    _statPresent |= 1 << tag;
+                }
+            }
+        }
+        return used;
+    }
+
+    private void OnStatsTimer(uint events)
+    {
+        _statsTimer?.Read();
+        lock (_lock)
+        {
+            if (!IsActivated) return;
+            ReturnStatsBufferLocked();
+        }
+    }
+
+    /// <summary>Hands the held stats buffer back (used length 0) and interrupts so the driver refills it.</summary>
+    private void ReturnStatsBufferLocked()
+    {
+        var irq = Interrupt;
+        if (_statsHead < 0 || irq == null || Queues.Length <= StatsQueue) return;
+        var q = Queues[StatsQueue];
+        q.AddUsed((ushort)_statsHead, 0);
+        _statsHead = -1;
+        if (q.NeedsNotification) irq.SignalUsedQueue();
+    }
+
+    private void ArmStatsTimer()
+    {
+        var period = TimeSpan.FromSeconds(_statsInterval);
+        _statsTimer?.Arm(period, period);
+    }
+
+    private static uint MibToPages(uint mib)
+    {
+        if (mib > uint.MaxValue / PagesPerMib)
+            throw new ArgumentOutOfRangeException(nameof(mib), mib, "Amount of pages requested is too large.");
+        return mib * PagesPerMib;
+    }
+
+    public void Dispose() => _statsTimer?.Dispose();
+}

@@ -1,0 +1,157 @@
+using Flint.Devices.RateLimiting;
+
+namespace Flint.Devices.Virtio.Rng;
+
+/// <summary>
+/// virtio-rng / entropy device (spec 5.4): one request queue; the driver posts device-writable buffers and the
+/// device fills them with bytes from the host's getrandom. A chain carrying any device-readable buffer (or a broken
+/// chain) completes with length 0. Each request costs 1 op plus its byte count on the optional rate limiter; when
+/// throttled the request is left on the queue (the pop is undone) and the queue resumes when the limiter's timer
+/// fires. Requests are capped at <see cref="MaxBytesPerRequest"/> (the spec lets the device fill less than offered).
+/// The limiter's timer handler runs outside the transport lock, so queue work is serialised by a device lock.
+/// </summary>
+public sealed unsafe class VirtioRng : VirtioDevice, IEventSources, IDisposable
+{
+    public const ushort QueueSize = 256;
+
+    /// <summary>Most bytes one request receives: bounds the time one guest request can hold the event loop.</summary>
+    public const uint MaxBytesPerRequest = 64 * 1024;
+
+    private static readonly ushort[] s_queueSizes = [QueueSize];
+
+    private readonly Descriptor[] _chain = new Descriptor[QueueSize];
+    private readonly Lock _lock = new();
+
+    /// <param name="limiter">Optional; the device owns it from here on (sets its <see cref="RateLimiter.OnUnblocked"/>, disposes it).</param>
+    public VirtioRng(RateLimiter? limiter = null)
+    {
+        RateLimiter = limiter;
+        if (limiter != null) limiter.OnUnblocked = OnLimiterUnblocked;
+    }
+
+    public RateLimiter? RateLimiter { get; }
+
+    public EntropyMetrics Metrics { get; } = new();
+
+    public override uint DeviceType => VirtioDeviceType.Rng;
+
+    public override ulong AvailableFeatures => VirtioFeatures.Version1;
+
+    public override ReadOnlySpan<ushort> QueueMaxSizes => s_queueSizes;
+
+    /// <summary>The limiter's refill timer (none without a limiter).</summary>
+    public IReadOnlyList<EventSource> EventSources => RateLimiter?.EventSources ?? [];
+
+    /// <summary>No config space: reads as zeroes.</summary>
+    public override void ReadConfig(ulong offset, Span<byte> data) => data.Clear();
+
+    public override void WriteConfig(ulong offset, ReadOnlySpan<byte> data) { }
+
+    protected override void OnActivateFailed() => Interlocked.Increment(ref Metrics.ActivateFails);
+
+    // A barrier: once Reset has passed here no limiter callback is inside the queue any more, and later ones see
+    // the device inactive before touching the queue the transport is about to reset.
+    protected override void OnReset() { lock (_lock) { } }
+
+    public override void ProcessQueue(int index)
+    {
+        if (index != 0 || !IsActivated)
+        {
+            Interlocked.Increment(ref Metrics.EntropyEventFails);
+            return;
+        }
+        // Throttled: the limiter's timer will bring us back.
+        if (RateLimiter is { IsBlocked: true })
+        {
+            Interlocked.Increment(ref Metrics.RateLimiterEventCount);
+            return;
+        }
+        lock (_lock) ProcessLocked();
+    }
+
+    private void OnLimiterUnblocked()
+    {
+        Interlocked.Increment(ref Metrics.RateLimiterEventCount);
+        lock (_lock) ProcessLocked();
+    }
+
+    private void ProcessLocked()
+    {
+        var irq = Interrupt;
+        if (!IsActivated || irq == null || Queues.Length == 0) return;
+        var q = Queues[0];
+        bool used = false;
+        while (q.TryPop(out var chain))
+        {
+            Interlocked.Increment(ref Metrics.EntropyEventCount);
+            uint len;
+            try
+            {
+                int n = chain.CollectInto(_chain);
+                if (!Measure(n, out uint want))
+                {
+                    Interlocked.Increment(ref Metrics.EntropyEventFails);
+                    len = 0;
+                }
+                else
+                {
+                    if (want > 0 && RateLimiter is { } rl && !rl.ConsumeRequest(want))
+                    {
+                        // Leave the request where it was; the limiter's timer resumes the queue.
+                        q.NextAvail = (ushort)(q.NextAvail - 1);
+                        Interlocked.Increment(ref Metrics.EntropyRateLimiterThrottled);
+                        break;
+                    }
+                    len = Fill(n, want);
+                }
+            }
+            catch (Exception)
+            {
+                // A defect here must cost one request, not the VMM.
+                Interlocked.Increment(ref Metrics.EntropyEventFails);
+                len = 0;
+            }
+            q.AddUsed(chain.HeadIndex, len);
+            used = true;
+        }
+        if (used && q.NeedsNotification) irq.SignalUsedQueue();
+    }
+
+    /// <summary>A valid chain of device-writable buffers only; <paramref name="want"/> = bytes to deliver (capped).</summary>
+    private bool Measure(int n, out uint want)
+    {
+        want = 0;
+        if (n < 0) return false;
+        ulong total = 0;
+        for (int i = 0; i < n; i++)
+        {
+            if (!_chain[i].IsWriteOnly) return false;
+            total += _chain[i].Len;
+        }
+        want = (uint)Math.Min(total, MaxBytesPerRequest);
+        return true;
+    }
+
+    private uint Fill(int n, uint want)
+    {
+        var mem = Memory!;
+        uint written = 0;
+        for (int i = 0; i < n && written < want; i++)
+        {
+            uint len = Math.Min(_chain[i].Len, want - written);
+            if (len == 0) continue;
+            byte* p = mem.TryGetHostPointer(_chain[i].Addr, len);
+            if (p == null || !HostRandom.Fill(p, len))
+            {
+                if (p != null) Interlocked.Increment(ref Metrics.HostRngFails);
+                Interlocked.Increment(ref Metrics.EntropyEventFails);
+                return 0;
+            }
+            written += len;
+        }
+        Interlocked.Add(ref Metrics.EntropyBytes, written);
+        return written;
+    }
+
+    public void Dispose() => RateLimiter?.Dispose();
+}
