@@ -1,0 +1,85 @@
+using System.Diagnostics;
+
+namespace Flint.Seccomp.Tests;
+
+/// <summary>Real filters, installed in a child process (the test helper), never in the test host.</summary>
+public class ChildProcessTests
+{
+    private static (int Code, string Out, string Err) RunHelper(int timeoutMs, params string[] args)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "Flint.Seccomp.TestHelper.dll");
+        var psi = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutMs))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException($"helper {string.Join(' ', args)} did not finish");
+        }
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    [Theory]
+    [InlineData("vcpu", 110)] // getppid
+    [InlineData("vcpu", 41)]  // socket
+    [InlineData("api", 59)]   // execve (with null args: never reached)
+    [InlineData("vmm", 57)]   // fork
+    public void ForbiddenSyscallExits148WithTheFirecrackerMessage(string filter, int nr)
+    {
+        var (code, stdout, stderr) = RunHelper(60_000, "trap", filter, nr.ToString());
+        Assert.True(code == 148, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
+        Assert.Contains($"Shutting down VM after intercepting a bad syscall ({nr})\n", stderr);
+        Assert.DoesNotContain("survived", stdout);
+    }
+
+    [Theory]
+    [InlineData("vcpu", 39)]  // getpid
+    [InlineData("api", 186)]  // gettid
+    [InlineData("vmm", 24)]   // sched_yield
+    public void AllowedSyscallKeepsRunning(string filter, int nr)
+    {
+        var (code, stdout, stderr) = RunHelper(60_000, "trap", filter, nr.ToString());
+        Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
+        Assert.Contains($"survived {nr}", stdout);
+    }
+
+    [Fact]
+    public void CustomJsonFilterIsEnforced()
+    {
+        string dir = Directory.CreateTempSubdirectory("flint-seccomp-").FullName;
+        try
+        {
+            // The default vcpu filter plus getppid, as a user's --seccomp-filter file would extend it.
+            string json = DefaultFilters.Json.Replace("\"filter\": [", "\"filter\": [\n      {\"syscall\": \"getppid\"},");
+            string path = Path.Combine(dir, "custom.json");
+            File.WriteAllText(path, json);
+            var ok = RunHelper(60_000, "trap", path, "110");
+            Assert.True(ok.Code == 0, ok.Err);
+            var bad = RunHelper(60_000, "trap", path, "112"); // setsid
+            Assert.Equal(148, bad.Code);
+            Assert.Contains("Shutting down VM after intercepting a bad syscall (112)", bad.Err);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void DefaultFiltersSurviveEachKindsNormalWorkUnderGcPressure()
+    {
+        // vcpu: allocations forcing GCs, waits, eventfd writes, logging, kick signals; api: Unix socket accept/recv/send
+        // over epoll; vmm (the main thread): epoll/eventfd/timerfd, pread/pwrite/fdatasync, metrics and stdout writes.
+        var (code, stdout, stderr) = RunHelper(120_000, "work", "4", "default");
+        Assert.DoesNotContain("Shutting down VM", stderr);
+        Assert.True(code == 0, $"exit {code}\nstdout tail: {stdout[Math.Max(0, stdout.Length - 500)..]}\nstderr: {stderr}");
+        Assert.Contains("done", stdout);
+        Assert.Contains("ROLE vcpu", stdout);
+    }
+}

@@ -1,0 +1,378 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using Flint.Seccomp;
+using Flint.Sys;
+
+namespace Flint.Seccomp.TestHelper;
+
+/// <summary>
+/// Child process for the seccomp tests (filters are never installed in the test host).
+///   trap FILTER NR          install the SIGSYS handler, install FILTER ("vmm"/"api"/"vcpu" for a default filter, or a
+///                           JSON file whose "vcpu" filter is used) on a new thread, then make raw syscall NR (no args);
+///                           prints "survived NR" and exits 0 if the syscall was allowed.
+///   work SECONDS FILTERS    runs vcpu-, api- and vmm-style work (vmm on the main thread, like Flint) for SECONDS under GC
+///                           pressure; FILTERS is "default" or "none" (for strace). Prints "ROLE kind tid" as each role
+///                           thread starts and "done" at the end; exit 0.
+/// </summary>
+public static unsafe class Program
+{
+    [DllImport("libc", SetLastError = true)] private static extern long syscall(long nr, long a, long b, long c, long d, long e, long f);
+
+    private static volatile bool s_stop;
+    private static int s_errors;
+
+    public static int Main(string[] args)
+    {
+        try
+        {
+            return args[0] switch
+            {
+                "trap" => Trap(args[1], int.Parse(args[2])),
+                "work" => Work(double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture), args[2] == "default"),
+                _ => Usage(),
+            };
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"helper failed: {e}");
+            return 1;
+        }
+    }
+
+    private static int Usage()
+    {
+        Console.Error.WriteLine("usage: trap FILTER NR | work SECONDS default|none");
+        return 2;
+    }
+
+    private static ReadOnlySpan<SockFilter> Resolve(string filter) => filter switch
+    {
+        "vmm" => DefaultFilters.Get(ThreadKind.Vmm),
+        "api" => DefaultFilters.Get(ThreadKind.Api),
+        "vcpu" => DefaultFilters.Get(ThreadKind.Vcpu),
+        _ => BpfCompiler.CompileJson(File.ReadAllText(filter))["vcpu"],
+    };
+
+    private static int Trap(string filter, int nr)
+    {
+        var prog = Resolve(filter).ToArray();
+        SigsysHandler.Install();
+        var t = new Thread(() =>
+        {
+            SeccompFilter.InstallOnCurrentThread(prog);
+            long r = syscall(nr, 0, 0, 0, 0, 0, 0);
+            var msg = Encoding.ASCII.GetBytes($"survived {nr} -> {r}\n");
+            fixed (byte* p = msg) Libc.write(1, p, (nuint)msg.Length);
+        }, 256 * 1024);
+        t.Start();
+        t.Join();
+        return 0;
+    }
+
+    // ---------------------------------------------------------------- work
+
+    private static readonly ConcurrentQueue<(string Body, ManualResetEventSlim Done)> s_apiQueue = new();
+    private static EventFd s_apiEvt = null!, s_vcpuEvt = null!;
+    private static readonly object s_logLock = new();
+    private static StreamWriter s_log = null!;
+    private static string s_dir = null!;
+
+    private static void Log(string msg)
+    {
+        lock (s_logLock) { s_log.WriteLine($"{DateTime.UtcNow:O} [{Thread.CurrentThread.Name}] {msg}"); s_log.Flush(); }
+    }
+
+    private static void Role(string kind)
+    {
+        lock (s_logLock) Console.Out.WriteLine($"ROLE {kind} {Libc.gettid()}");
+        Console.Out.Flush();
+    }
+
+    private static readonly SockFilter[] AllowAll = BpfCompiler.Compile(
+        new SeccompFilterSpec(SeccompAction.Allow, SeccompAction.Allow, []), "allow-all");
+
+    /// <summary>The kind's default filter, or (unfiltered runs) an allow-all one, so strace shows where the filter goes on.</summary>
+    private static SockFilter[] FilterFor(ThreadKind kind, bool filters) => filters ? DefaultFilters.Get(kind) : AllowAll;
+
+    private static int Work(double seconds, bool filters)
+    {
+        s_dir = Path.Combine(Path.GetTempPath(), $"flint-seccomp-{Environment.ProcessId}");
+        Directory.CreateDirectory(s_dir);
+        s_log = new StreamWriter(new FileStream(Path.Combine(s_dir, "log"), FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        s_apiEvt = new EventFd();
+        s_vcpuEvt = new EventFd();
+        string sock = Path.Combine(s_dir, "api.sock");
+        if (filters) SigsysHandler.Install();
+        SigsysHandler.InstallNoopHandler(Signals.VcpuKick);
+        Log("starting");
+        Role("main-setup");
+
+        var vcpuReady = new ManualResetEventSlim();
+        var apiReady = new ManualResetEventSlim();
+        int vcpuTid = 0;
+        var vcpuPartner = new ManualResetEventSlim();
+        var monitor = new object();
+
+        var vcpu = new Thread(() =>
+        {
+            vcpuTid = Libc.gettid();
+            Role("vcpu");
+            SeccompFilter.InstallOnCurrentThread(FilterFor(ThreadKind.Vcpu, filters));
+            vcpuReady.Set();
+            VcpuWork(vcpuPartner, monitor);
+        }, 256 * 1024) { Name = "fc_vcpu 0", IsBackground = true };
+
+        var api = new Thread(() =>
+        {
+            Role("api");
+            var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            listener.Bind(new UnixDomainSocketEndPoint(sock));
+            listener.Listen(64);
+            listener.Blocking = false;
+            var epoll = new Epoll(); // as ApiServer.Start: set up before the thread takes its filter
+            epoll.Add((int)listener.Handle, 1);
+            SeccompFilter.InstallOnCurrentThread(FilterFor(ThreadKind.Api, filters));
+            apiReady.Set();
+            ApiWork(listener, epoll);
+        }) { Name = "fc_api", IsBackground = true };
+
+        vcpu.Start();
+        api.Start();
+        vcpuReady.Wait();
+        apiReady.Wait();
+
+        // Unfiltered helpers, started before the main thread takes the vmm filter (as Flint must).
+        var helpers = new List<Thread>
+        {
+            new(() => { Role("gc-pressure"); Allocate(); }) { Name = "gc", IsBackground = true },
+            new(() => { Role("api-client"); ApiClient(sock); }) { Name = "client", IsBackground = true },
+            new(() =>
+            {
+                Role("kicker");
+                while (!s_stop)
+                {
+                    Signals.Kick(vcpuTid);
+                    vcpuPartner.Set();
+                    lock (monitor) Monitor.PulseAll(monitor);
+                    Thread.Sleep(2);
+                }
+            }) { Name = "kicker", IsBackground = true },
+        };
+        foreach (var t in helpers) t.Start();
+
+        Role("vmm");
+        SeccompFilter.InstallOnCurrentThread(FilterFor(ThreadKind.Vmm, filters));
+        VmmWork(seconds);
+
+        s_stop = true;
+        s_vcpuEvt.Write();
+        bool joined = vcpu.Join(5000) & api.Join(5000);
+        foreach (var t in helpers) joined &= t.Join(5000);
+        Log("stopping");
+        Console.Out.WriteLine(joined && s_errors == 0 ? "done" : $"not clean: joined={joined} errors={s_errors}");
+        Console.Out.Flush();
+        return joined && s_errors == 0 ? 0 : 1;
+    }
+
+    private static void Fail(string where, Exception e)
+    {
+        Interlocked.Increment(ref s_errors);
+        Console.Error.WriteLine($"{where}: {e}");
+    }
+
+    private static void VcpuWork(ManualResetEventSlim partner, object monitor)
+    {
+        try
+        {
+            var rng = new Random(1);
+            var keep = new List<byte[]>();
+            long n = 0;
+            while (!s_stop)
+            {
+                // Device-emulation-like work: allocations (some large, forcing GCs), waits, eventfd doorbells, logging.
+                for (int i = 0; i < 200; i++)
+                {
+                    var a = new byte[rng.Next(16, 64 * 1024)];
+                    if (i % 7 == 0) keep.Add(a);
+                }
+                if (keep.Count > 500) keep.RemoveRange(0, 250);
+                if (n % 50 == 0) keep.Add(new byte[200 * 1024]); // LOH
+                s_vcpuEvt.Write();
+                partner.Wait(5);
+                partner.Reset();
+                lock (monitor) Monitor.Wait(monitor, 1);
+                if (n % 10 == 0) Thread.Sleep(1);
+                if (n % 3 == 0) Thread.Yield();
+                if (n % 100 == 0) Log($"vcpu iteration {n}");
+                try { if (n % 20 == 0) throw new InvalidOperationException("exercise EH"); }
+                catch (InvalidOperationException) { }
+                if (n % 200 == 0) GC.Collect(2, GCCollectionMode.Forced, blocking: true);
+                n++;
+            }
+        }
+        catch (Exception e) { Fail("vcpu", e); }
+    }
+
+    private static void ApiWork(Socket listener, Epoll epoll)
+    {
+        try
+        {
+            var events = new EpollEvent[8];
+            var conns = new Dictionary<ulong, Socket>();
+            ulong next = 2;
+            var buf = new byte[4096];
+            while (!s_stop)
+            {
+                int n = epoll.Wait(events, 20);
+                for (int i = 0; i < n; i++)
+                {
+                    ulong tok = events[i].Data;
+                    if (tok == 1)
+                    {
+                        while (true)
+                        {
+                            Socket s;
+                            try { s = listener.Accept(); }
+                            catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock) { break; }
+                            s.Blocking = false;
+                            conns[next] = s;
+                            epoll.Add((int)s.Handle, next++);
+                        }
+                        continue;
+                    }
+                    var c = conns[tok];
+                    int r = c.Receive(buf, SocketFlags.None, out var err);
+                    if (err == SocketError.WouldBlock) continue;
+                    if (r <= 0 || err != SocketError.Success)
+                    {
+                        epoll.Remove((int)c.Handle);
+                        c.Dispose();
+                        conns.Remove(tok);
+                        continue;
+                    }
+                    string body = Encoding.UTF8.GetString(buf, 0, r);
+                    using (var doc = JsonDocument.Parse(body)) { _ = doc.RootElement.GetProperty("action").GetString(); }
+                    var done = new ManualResetEventSlim();
+                    s_apiQueue.Enqueue((body, done));
+                    s_apiEvt.Write();
+                    while (!done.Wait(50)) if (s_stop) return;
+                    var resp = Encoding.UTF8.GetBytes($"HTTP/1.1 204 No Content\r\nServer: Firecracker API\r\n\r\n{{\"n\":{tok}}}");
+                    c.Send(resp, SocketFlags.None, out _);
+                }
+            }
+            foreach (var c in conns.Values) c.Dispose();
+            listener.Dispose();
+            epoll.Dispose();
+        }
+        catch (Exception e) { Fail("api", e); }
+    }
+
+    private static void VmmWork(double seconds)
+    {
+        try
+        {
+            string img = Path.Combine(s_dir, "disk.img");
+            int fd;
+            fixed (byte* p = Encoding.UTF8.GetBytes(img + "\0")) fd = Libc.open(p, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0x180);
+            if (fd < 0) throw SysException.Last("open");
+            using var timer = new TimerFd();
+            timer.Arm(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(5));
+            using var epoll = new Epoll();
+            epoll.Add(s_apiEvt.Fd, 1);
+            epoll.Add(s_vcpuEvt.Fd, 2);
+            epoll.Add(timer.Fd, 3);
+            var events = new EpollEvent[8];
+            var sector = new byte[4096];
+            var metrics = new FileStream(Path.Combine(s_dir, "metrics"), FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
+            var deadline = DateTime.UtcNow.AddSeconds(seconds);
+            long ticks = 0;
+            while (DateTime.UtcNow < deadline)
+            {
+                int n = epoll.Wait(events, 50);
+                for (int i = 0; i < n; i++)
+                {
+                    switch (events[i].Data)
+                    {
+                        case 1:
+                            s_apiEvt.Read();
+                            while (s_apiQueue.TryDequeue(out var req))
+                            {
+                                Log($"api request {req.Body.Length} bytes");
+                                req.Done.Set();
+                            }
+                            break;
+                        case 2:
+                            s_vcpuEvt.Read();
+                            // virtio-blk-like request: read-modify-write a sector, flush.
+                            fixed (byte* b = sector)
+                            {
+                                long off = (ticks % 64) * 4096;
+                                Libc.pread(fd, b, 4096, off);
+                                b[0]++;
+                                Libc.pwrite(fd, b, 4096, off);
+                                if (ticks % 8 == 0) Libc.fdatasync(fd);
+                            }
+                            _ = new string('x', 100) + ticks; // garbage
+                            break;
+                        case 3:
+                            timer.Read();
+                            if (++ticks % 20 == 0)
+                            {
+                                var line = Encoding.UTF8.GetBytes($"{{\"utc_timestamp_ms\":{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()},\"ticks\":{ticks}}}\n");
+                                metrics.Write(line);
+                                metrics.Flush();
+                                Console.Out.WriteLine($"tick {ticks}");
+                                Console.Out.Flush();
+                            }
+                            break;
+                    }
+                }
+            }
+            metrics.Dispose();
+            Libc.close(fd);
+        }
+        catch (Exception e) { Fail("vmm", e); }
+    }
+
+    private static void Allocate()
+    {
+        var keep = new List<object>();
+        var rng = new Random(2);
+        while (!s_stop)
+        {
+            for (int i = 0; i < 1000; i++)
+            {
+                object o = rng.Next(4) switch { 0 => new byte[rng.Next(1, 100_000)], 1 => new string('a', rng.Next(1, 1000)), 2 => new int[rng.Next(1, 10000)], _ => new List<int>(100) };
+                if (i % 10 == 0) keep.Add(o);
+            }
+            if (keep.Count > 2000) keep.RemoveRange(0, 1000);
+            Thread.Sleep(0);
+        }
+    }
+
+    private static void ApiClient(string sock)
+    {
+        try
+        {
+            int i = 0;
+            while (!s_stop)
+            {
+                using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                s.Connect(new UnixDomainSocketEndPoint(sock));
+                for (int k = 0; k < 5 && !s_stop; k++)
+                {
+                    s.Send(Encoding.UTF8.GetBytes($"{{\"action\":\"FlushMetrics\",\"i\":{i++}}}"));
+                    var buf = new byte[1024];
+                    s.ReceiveTimeout = 2000;
+                    try { if (s.Receive(buf) <= 0) break; } catch (SocketException) when (s_stop) { break; }
+                }
+                Thread.Sleep(1);
+            }
+        }
+        catch (Exception e) when (!s_stop) { Fail("client", e); }
+        catch (Exception) { }
+    }
+}
