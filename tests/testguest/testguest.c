@@ -22,13 +22,7 @@
  * At the end the guest resets through the i8042 (outb 0x64, 0xFE); if it is still
  * running it forces a triple fault, so the VMM always sees a shutdown.
  */
-typedef unsigned char u8;
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef unsigned long long u64;
-typedef unsigned long usize;
-
-#define barrier() __asm__ __volatile__("" ::: "memory")
+#include "virtio.h"
 
 void tg_main(u32 start_info) __attribute__((noreturn, used));
 void tg_triple_fault(void) __attribute__((noreturn));
@@ -51,19 +45,6 @@ void *memcpy(void *d, const void *s, usize n)
 	return d;
 }
 
-/* ---------------------------------------------------------------- port / mmio I/O */
-
-static inline void outb(u16 port, u8 v) { __asm__ __volatile__("outb %0, %1" : : "a"(v), "Nd"(port)); }
-static inline u8 inb(u16 port)
-{
-	u8 v;
-	__asm__ __volatile__("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-static inline u32 rd32(u64 a) { return *(volatile u32 *)a; }
-static inline void wr32(u64 a, u32 v) { *(volatile u32 *)a = v; }
-static inline void wr8(u64 a, u8 v) { *(volatile u8 *)a = v; }
-
 /* ---------------------------------------------------------------- serial */
 
 #define COM1 0x3f8
@@ -75,7 +56,7 @@ static void serial_init(void)
 	outb(COM1 + 4, 0x03);	/* MCR: DTR | RTS */
 }
 
-static void putc_(char c)
+void putc_(char c)
 {
 	/* wait for THR empty (LSR bit 5), bounded so a missing UART can't hang us */
 	for (int i = 0; i < 100000; i++)
@@ -84,13 +65,13 @@ static void putc_(char c)
 	outb(COM1, (u8)c);
 }
 
-static void puts_(const char *s)
+void puts_(const char *s)
 {
 	while (*s)
 		putc_(*s++);
 }
 
-static void putu(u64 v)
+void putu(u64 v)
 {
 	char b[21];
 	int i = 20;
@@ -102,7 +83,7 @@ static void putu(u64 v)
 	puts_(&b[i]);
 }
 
-static void putx(u64 v)
+void putx(u64 v)
 {
 	char b[17];
 	int i = 16;
@@ -115,9 +96,9 @@ static void putx(u64 v)
 	puts_(&b[i]);
 }
 
-static unsigned n_pass, n_fail;
+unsigned n_pass, n_fail;
 
-static void pass(const char *name)
+void pass(const char *name)
 {
 	n_pass++;
 	puts_("PASS ");
@@ -125,7 +106,7 @@ static void pass(const char *name)
 	puts_("\n");
 }
 
-static void fail(const char *name, const char *why)
+void fail(const char *name, const char *why)
 {
 	n_fail++;
 	puts_("FAIL ");
@@ -136,7 +117,7 @@ static void fail(const char *name, const char *why)
 }
 
 /* FAIL <name>: <why> <value> */
-static void failx(const char *name, const char *why, u64 v)
+void failx(const char *name, const char *why, u64 v)
 {
 	n_fail++;
 	puts_("FAIL ");
@@ -150,19 +131,23 @@ static void failx(const char *name, const char *why, u64 v)
 
 /* ---------------------------------------------------------------- cmdline */
 
-#define MAX_DEVS 16
 #define CMDLINE_MAX 2048
+#define MAX_TOKENS 64
 
 static char cmdline[CMDLINE_MAX];
-static u64 dev_base[MAX_DEVS];
-static u32 dev_irq[MAX_DEVS];
-static int n_devs;
+static const char *tokens[MAX_TOKENS];
+static int n_tokens;
+u64 dev_base[MAX_DEVS];
+u32 dev_irq[MAX_DEVS];
+int n_devs;
+static u64 memmap_pa;
+static u32 memmap_n;
 static char opt_tests[256] = "serial,blk";
 static u64 opt_pio;
 static int opt_pio_set;
 static int opt_boottimer = 1;
 
-static int prefix(const char *s, const char *p)
+int prefix(const char *s, const char *p)
 {
 	while (*p)
 		if (*s++ != *p++)
@@ -182,7 +167,7 @@ static int hexval(char c)
 }
 
 /* number: decimal or 0x-hex; *ok = 0 when no digits */
-static u64 parse_num(const char **sp, int *ok)
+u64 parse_num(const char **sp, int *ok)
 {
 	const char *s = *sp;
 	u64 v = 0;
@@ -232,6 +217,10 @@ static void parse_cmdline(u32 start_info)
 		puts_("start_info: bad magic\n");
 		return;
 	}
+	if (*(const volatile u32 *)(si + 4) >= 1) {	/* version 1: memory map */
+		memmap_pa = *(const volatile u64 *)(si + 40);
+		memmap_n = *(const volatile u32 *)(si + 48);
+	}
 	u64 pa = *(const volatile u64 *)(si + 24);
 	if (pa == 0)
 		return;
@@ -261,6 +250,8 @@ static void parse_cmdline(u32 start_info)
 
 		const char *v;
 		int ok;
+		if (n_tokens < MAX_TOKENS)
+			tokens[n_tokens++] = tok;
 		if (prefix(tok, "virtio_mmio.device=")) {
 			parse_virtio_dev(tok + 19);
 		} else if (prefix(tok, "tg.tests=")) {
@@ -279,6 +270,137 @@ static void parse_cmdline(u32 start_info)
 			opt_boottimer = tok[13] != '0';
 		}
 	}
+}
+
+int streq(const char *a, const char *b)
+{
+	while (*a && *a == *b) {
+		a++;
+		b++;
+	}
+	return *a == *b;
+}
+
+const char *opt_str(const char *key)
+{
+	const char *r = 0;
+	for (int i = 0; i < n_tokens; i++)	/* the last one wins */
+		if (prefix(tokens[i], key)) {
+			const char *k = key;
+			r = tokens[i];
+			while (*k++)
+				r++;
+		}
+	return r;
+}
+
+u64 opt_num(const char *key, u64 def)
+{
+	const char *v = opt_str(key);
+	int ok;
+	if (!v)
+		return def;
+	u64 n = parse_num(&v, &ok);
+	return ok && !*v ? n : def;
+}
+
+static int parse_ip(const char *s, u8 ip[4])
+{
+	for (int i = 0; i < 4; i++) {
+		int ok;
+		u64 n = 0;
+		ok = 0;
+		while (*s >= '0' && *s <= '9') {
+			n = n * 10 + (u64)(*s++ - '0');
+			ok = 1;
+		}
+		if (!ok || n > 255 || *s != (i < 3 ? '.' : 0))
+			return 0;
+		ip[i] = (u8)n;
+		s++;
+	}
+	return 1;
+}
+
+void opt_ip(const char *key, const char *def, u8 ip[4])
+{
+	const char *v = opt_str(key);
+	if (!v || !parse_ip(v, ip))
+		parse_ip(def, ip);
+}
+
+u64 ram_end_at(u64 addr)
+{
+	/* hvm_memmap_table_entry: u64 addr, u64 size, u32 type (1 = RAM), u32 reserved */
+	for (u32 i = 0; memmap_pa && i < memmap_n && i < 128; i++) {
+		const volatile u64 *e = (const volatile u64 *)(memmap_pa + 24ull * i);
+		u32 type = *(const volatile u32 *)(e + 2);
+		if (type == 1 && addr >= e[0] && addr < e[0] + e[1])
+			return e[0] + e[1];
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- time (TSC) */
+
+static u64 tsc_khz_v, tsc_t0;
+
+static void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
+{
+	__asm__ __volatile__("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(0));
+}
+
+/* tg.tsc_khz=, else CPUID 0x40000010 (hypervisor TSC kHz), 0x15 (crystal), 0x16 (base MHz),
+ * else 2 GHz. Only bounds waits, so an estimate is good enough. */
+u64 tsc_khz(void)
+{
+	if (tsc_khz_v)
+		return tsc_khz_v;
+	u32 a, b, c, d;
+	const char *src = "option";
+	u64 k = opt_num("tg.tsc_khz=", 0);
+	if (!k) {
+		cpuid(0x40000000, &a, &b, &c, &d);
+		if (a >= 0x40000010 && a < 0x40010000) {
+			cpuid(0x40000010, &a, &b, &c, &d);
+			k = a;
+			src = "cpuid 0x40000010";
+		}
+	}
+	cpuid(0, &a, &b, &c, &d);
+	u32 maxleaf = a;
+	if (!k && maxleaf >= 0x15) {
+		cpuid(0x15, &a, &b, &c, &d);
+		if (a && b && c) {
+			k = (u64)c * b / a / 1000;
+			src = "cpuid 0x15";
+		}
+	}
+	if (!k && maxleaf >= 0x16) {
+		cpuid(0x16, &a, &b, &c, &d);
+		if (a & 0xffff) {
+			k = (u64)(a & 0xffff) * 1000;
+			src = "cpuid 0x16";
+		}
+	}
+	if (!k) {
+		k = 2000000;
+		src = "assumed";
+	}
+	tsc_khz_v = k;
+	tsc_t0 = rdtsc();
+	puts_("tsc khz=");
+	putu(k);
+	puts_(" (");
+	puts_(src);
+	puts_(")\n");
+	return k;
+}
+
+u64 now_ms(void)
+{
+	u64 k = tsc_khz();
+	return (rdtsc() - tsc_t0) / k;
 }
 
 /* is `name` in the comma separated opt_tests list? */
@@ -321,40 +443,8 @@ static void test_serial(void)
 
 /* ---------------------------------------------------------------- virtio-mmio blk */
 
-#define VIRTIO_MAGIC 0x74726976u
-#define R_MAGIC 0x000
-#define R_VERSION 0x004
-#define R_DEVICE_ID 0x008
-#define R_DEV_FEAT 0x010
-#define R_DEV_FEAT_SEL 0x014
-#define R_DRV_FEAT 0x020
-#define R_DRV_FEAT_SEL 0x024
-#define R_QUEUE_SEL 0x030
-#define R_QUEUE_NUM_MAX 0x034
-#define R_QUEUE_NUM 0x038
-#define R_QUEUE_READY 0x044
-#define R_QUEUE_NOTIFY 0x050
-#define R_INT_STATUS 0x060
-#define R_INT_ACK 0x064
-#define R_STATUS 0x070
-#define R_QUEUE_DESC_LO 0x080
-#define R_QUEUE_DESC_HI 0x084
-#define R_QUEUE_DRIVER_LO 0x090
-#define R_QUEUE_DRIVER_HI 0x094
-#define R_QUEUE_DEVICE_LO 0x0a0
-#define R_QUEUE_DEVICE_HI 0x0a4
-#define R_CONFIG_GEN 0x0fc
-#define R_CONFIG 0x100
-
-#define S_ACK 1
-#define S_DRIVER 2
-#define S_DRIVER_OK 4
-#define S_FEATURES_OK 8
-#define S_FAILED 128
-
 #define F_RO 5
 #define F_FLUSH 9
-#define F_VERSION_1 32
 
 #define T_IN 0
 #define T_OUT 1
@@ -366,77 +456,38 @@ static void test_serial(void)
 #define BS_IOERR 1
 #define BS_UNSUPP 2
 
-#define D_NEXT 1
-#define D_WRITE 2
+#define BLK_QMAX 16
 
-#define QMAX 16
-#define SPIN_LIMIT 20000000u
-
-struct vq_desc {
-	u64 addr;
-	u32 len;
-	u16 flags;
-	u16 next;
-};
-struct vq_avail {
-	u16 flags;
-	u16 idx;
-	u16 ring[QMAX];
-	u16 used_event;
-};
-struct vq_used_elem {
-	u32 id;
-	u32 len;
-};
-struct vq_used {
-	u16 flags;
-	u16 idx;
-	struct vq_used_elem ring[QMAX];
-	u16 avail_event;
-};
 struct blk_hdr {
 	u32 type;
 	u32 reserved;
 	u64 sector;
 };
 
-static struct vq_desc vq_desc[QMAX] __attribute__((aligned(4096)));
-static struct vq_avail vq_avail __attribute__((aligned(4096)));
-static struct vq_used vq_used __attribute__((aligned(4096)));
+static struct vq_ring blk_ring;
+static struct vdev blkdev;
+static struct vq blkq;
 static struct blk_hdr req_hdr __attribute__((aligned(64)));
 static volatile u8 req_status __attribute__((aligned(64)));
 static u8 buf[4096] __attribute__((aligned(4096)));
 
-static u64 blk;		/* MMIO base */
-static u16 qsz, avail_idx, used_seen;
 static u32 isr_ok, isr_bad;
-static u32 last_used_len;
 
-/* Submit desc chain 0.. and wait for it. Returns 0 on completion, -1 on timeout. */
-static int vq_kick_wait(void)
+/* Submit the chain and wait for it. Returns 0 on completion, -1 on timeout. */
+static int blk_kick_wait(const struct vbuf *b, int n)
 {
-	vq_avail.ring[avail_idx % qsz] = 0;
-	barrier();
-	avail_idx++;
-	*(volatile u16 *)&vq_avail.idx = avail_idx;
-	barrier();
-	wr32(blk + R_QUEUE_NOTIFY, 0);
-
-	u32 spins = 0;
-	while (*(volatile u16 *)&vq_used.idx == used_seen) {
-		if (++spins >= SPIN_LIMIT)
-			return -1;
-		__asm__ __volatile__("pause");
-	}
-	barrier();
-	struct vq_used_elem e = *(volatile struct vq_used_elem *)&vq_used.ring[used_seen % qsz];
-	used_seen++;
-	last_used_len = e.len;
+	int head = vq_add(&blkq, b, n);
+	if (head < 0)
+		return -2;
+	vq_kick(&blkq);
+	int id = vq_wait(&blkq, 0, SPIN_LIMIT);
+	if (id == -1)
+		return -1;
 
 	/* InterruptStatus bit 0 (used buffer) must be set after a completion; ack it */
 	u32 isr = 0;
 	for (int i = 0; i < 10000; i++) {
-		isr = rd32(blk + R_INT_STATUS);
+		isr = rd32(blkdev.base + R_INT_STATUS);
 		if (isr & 1)
 			break;
 	}
@@ -445,8 +496,8 @@ static int vq_kick_wait(void)
 	else
 		isr_bad++;
 	if (isr)
-		wr32(blk + R_INT_ACK, isr);
-	if (e.id != 0)
+		wr32(blkdev.base + R_INT_ACK, isr);
+	if (id != head)
 		return -2;
 	return 0;
 }
@@ -463,26 +514,15 @@ static int blk_req(u32 type, u64 sector, void *data, u32 len, int data_dev_write
 	req_hdr.sector = sector;
 	req_status = 0xff;
 
-	int d = 0;
-	vq_desc[d].addr = (u64)&req_hdr;
-	vq_desc[d].len = sizeof(req_hdr);
-	vq_desc[d].flags = D_NEXT;
-	vq_desc[d].next = 1;
-	d++;
-	if (len) {
-		vq_desc[d].addr = (u64)data;
-		vq_desc[d].len = len;
-		vq_desc[d].flags = D_NEXT | (data_dev_writes ? D_WRITE : 0);
-		vq_desc[d].next = (u16)(d + 1);
-		d++;
-	}
-	vq_desc[d].addr = (u64)&req_status;
-	vq_desc[d].len = 1;
-	vq_desc[d].flags = D_WRITE;
-	vq_desc[d].next = 0;
+	struct vbuf b[3];
+	int n = 0;
+	b[n++] = (struct vbuf){&req_hdr, sizeof(req_hdr), 0};
+	if (len)
+		b[n++] = (struct vbuf){data, len, data_dev_writes};
+	b[n++] = (struct vbuf){(void *)&req_status, 1, 1};
 	barrier();
 
-	int r = vq_kick_wait();
+	int r = blk_kick_wait(b, n);
 	if (r < 0)
 		return r;
 	return req_status;
@@ -501,100 +541,30 @@ static void blk_fail_req(const char *name, int st)
 		failx(name, "status", (u64)st);
 }
 
-/* find the first virtio-mmio device with version 2, device id 2 */
-static int blk_find(void)
-{
-	for (int i = 0; i < n_devs; i++) {
-		u64 b = dev_base[i];
-		puts_("virtio dev=");
-		putx(b);
-		puts_(" magic=");
-		putx(rd32(b + R_MAGIC));
-		puts_(" version=");
-		putu(rd32(b + R_VERSION));
-		puts_(" id=");
-		putu(rd32(b + R_DEVICE_ID));
-		puts_("\n");
-		if (rd32(b + R_MAGIC) == VIRTIO_MAGIC && rd32(b + R_VERSION) == 2 &&
-		    rd32(b + R_DEVICE_ID) == 2)
-			return i;
-	}
-	return -1;
-}
-
 static void test_blk(void)
 {
 	unsigned fails0 = n_fail;
-	int di = blk_find();
+	int di = virtio_find(VID_BLK, 0, 1);
 	if (di < 0) {
 		fail("blk", n_devs ? "no virtio-blk (magic, version 2, id 2) among cmdline devices"
 				   : "no virtio_mmio.device= on the cmdline");
 		return;
 	}
-	blk = dev_base[di];
 
-	/* --- init (virtio 1.x, 3.1.1) */
-	wr32(blk + R_STATUS, 0);
-	if (rd32(blk + R_STATUS) != 0) {
-		fail("blk-init", "status not 0 after reset");
+	/* --- init (virtio 1.x, 3.1.1): VERSION_1 + FLUSH + RO when offered */
+	if (virtio_begin(&blkdev, di, (1ull << F_FLUSH) | (1ull << F_RO), "blk-init") < 0)
 		return;
-	}
-	wr32(blk + R_STATUS, S_ACK);
-	wr32(blk + R_STATUS, S_ACK | S_DRIVER);
-	wr32(blk + R_DEV_FEAT_SEL, 0);
-	u32 f_lo = rd32(blk + R_DEV_FEAT);
-	wr32(blk + R_DEV_FEAT_SEL, 1);
-	u32 f_hi = rd32(blk + R_DEV_FEAT);
-	u64 feat = (u64)f_hi << 32 | f_lo;
-	if (!(feat & (1ull << F_VERSION_1))) {
-		failx("blk-init", "VERSION_1 not offered, features", feat);
-		wr32(blk + R_STATUS, S_FAILED);
+	u64 blk = blkdev.base;
+	u64 feat = blkdev.offered;
+	int ro = (blkdev.features >> F_RO) & 1;
+	int has_flush = (blkdev.features >> F_FLUSH) & 1;
+	if (vq_setup(&blkdev, &blkq, 0, &blk_ring, BLK_QMAX, "blk-init") < 0)
 		return;
-	}
-	u64 want = (1ull << F_VERSION_1) | (feat & ((1ull << F_FLUSH) | (1ull << F_RO)));
-	int ro = (want >> F_RO) & 1;
-	int has_flush = (want >> F_FLUSH) & 1;
-	wr32(blk + R_DRV_FEAT_SEL, 0);
-	wr32(blk + R_DRV_FEAT, (u32)want);
-	wr32(blk + R_DRV_FEAT_SEL, 1);
-	wr32(blk + R_DRV_FEAT, (u32)(want >> 32));
-	wr32(blk + R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
-	if (!(rd32(blk + R_STATUS) & S_FEATURES_OK)) {
-		fail("blk-init", "FEATURES_OK not accepted");
-		wr32(blk + R_STATUS, S_FAILED);
-		return;
-	}
-
-	wr32(blk + R_QUEUE_SEL, 0);
-	if (rd32(blk + R_QUEUE_READY) != 0) {
-		fail("blk-init", "queue 0 already ready");
-		return;
-	}
-	u32 qmax = rd32(blk + R_QUEUE_NUM_MAX);
-	if (qmax == 0) {
-		fail("blk-init", "QueueNumMax is 0");
-		return;
-	}
-	qsz = (u16)(qmax < QMAX ? qmax : QMAX);
-	avail_idx = used_seen = 0;
-	wr32(blk + R_QUEUE_NUM, qsz);
-	wr32(blk + R_QUEUE_DESC_LO, (u32)(u64)vq_desc);
-	wr32(blk + R_QUEUE_DESC_HI, (u32)((u64)vq_desc >> 32));
-	wr32(blk + R_QUEUE_DRIVER_LO, (u32)(u64)&vq_avail);
-	wr32(blk + R_QUEUE_DRIVER_HI, (u32)((u64)&vq_avail >> 32));
-	wr32(blk + R_QUEUE_DEVICE_LO, (u32)(u64)&vq_used);
-	wr32(blk + R_QUEUE_DEVICE_HI, (u32)((u64)&vq_used >> 32));
-	wr32(blk + R_QUEUE_READY, 1);
+	u16 qsz = blkq.size;
 	wr32(blk + R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
 
 	/* capacity (u64 at config 0), read consistently against ConfigGeneration */
-	u32 gen, lo, hi;
-	do {
-		gen = rd32(blk + R_CONFIG_GEN);
-		lo = rd32(blk + R_CONFIG);
-		hi = rd32(blk + R_CONFIG + 4);
-	} while (gen != rd32(blk + R_CONFIG_GEN));
-	u64 cap = (u64)hi << 32 | lo;
+	u64 cap = vcfg64(&blkdev, 0);
 
 	puts_("blk dev=");
 	putx(blk);
@@ -757,7 +727,7 @@ void tg_main(u32 start_info)
 	parse_cmdline(start_info);
 
 	/* run tests in a fixed order; report unknown names */
-	const char *known[] = {"serial", "blk", "pio"};
+	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock"};
 	const char *s = opt_tests;
 	while (*s) {
 		char name[32];
@@ -789,6 +759,14 @@ void tg_main(u32 start_info)
 		test_blk();
 	if (opt_pio_set || test_enabled("pio"))
 		test_pio(opt_pio_set ? opt_pio : 1000);
+	if (test_enabled("rng"))
+		test_rng();
+	if (test_enabled("balloon"))
+		test_balloon();
+	if (test_enabled("net"))
+		test_net();
+	if (test_enabled("vsock"))
+		test_vsock();
 
 	puts_("FLINT-TESTGUEST done pass=");
 	putu(n_pass);
