@@ -1,0 +1,162 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using Flint.Sys;
+
+namespace Flint.Devices.Virtio.Vsock;
+
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct IoVec
+{
+    public void* Base;
+    public nuint Len;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct MsgHdr
+{
+    public void* Name;
+    public uint NameLen;
+    public IoVec* Iov;
+    public nuint IovLen;
+    public void* Control;
+    public nuint ControlLen;
+    public int Flags;
+}
+
+/// <summary>The AF_UNIX socket calls the vsock back-end needs; blittable, so NativeAOT calls them directly.</summary>
+internal static unsafe class VsockNative
+{
+    private const string L = "libc";
+
+    public const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
+    public const int MSG_PEEK = 2, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
+    public const int SHUT_WR = 1;
+    public const int EINPROGRESS = 115, ECONNRESET = 104, EPIPE = 32, ENOTCONN = 107, EMFILE = 24, ENFILE = 23;
+    public const int SunPathMax = 108;
+
+    [DllImport(L, SetLastError = true)] public static extern int socket(int domain, int type, int protocol);
+    [DllImport(L, SetLastError = true)] public static extern int bind(int fd, byte* addr, uint len);
+    [DllImport(L, SetLastError = true)] public static extern int listen(int fd, int backlog);
+    [DllImport(L, SetLastError = true)] public static extern int accept4(int fd, byte* addr, uint* len, int flags);
+    [DllImport(L, SetLastError = true)] public static extern int connect(int fd, byte* addr, uint len);
+    [DllImport(L, SetLastError = true)] public static extern nint recv(int fd, void* buf, nuint len, int flags);
+    [DllImport(L, SetLastError = true)] public static extern nint send(int fd, void* buf, nuint len, int flags);
+    [DllImport(L, SetLastError = true)] public static extern nint sendmsg(int fd, MsgHdr* msg, int flags);
+    [DllImport(L, SetLastError = true)] public static extern nint readv(int fd, IoVec* iov, int iovcnt);
+    [DllImport(L, SetLastError = true)] public static extern int shutdown(int fd, int how);
+    [DllImport(L, SetLastError = true)] public static extern int unlink(byte* path);
+
+    /// <summary>Fills a sockaddr_un; false when the path does not fit sun_path.</summary>
+    private static bool MakeAddr(string path, Span<byte> addr, out uint len)
+    {
+        len = 0;
+        int n = Encoding.UTF8.GetByteCount(path);
+        if (n == 0 || n >= SunPathMax) return false;
+        addr.Clear();
+        addr[0] = AF_UNIX; // sa_family, little-endian u16
+        Encoding.UTF8.GetBytes(path, addr[2..]);
+        len = (uint)(2 + n + 1);
+        return true;
+    }
+
+    /// <summary>Binds and listens on <paramref name="path"/> (a stale file there is removed first). Throws on failure.</summary>
+    public static int Listen(string path, int backlog = 128)
+    {
+        Span<byte> addr = stackalloc byte[2 + SunPathMax];
+        if (!MakeAddr(path, addr, out uint len)) throw new ArgumentException($"vsock uds_path too long or empty: '{path}'");
+        Unlink(path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) throw SysException.Last("socket(AF_UNIX)");
+        fixed (byte* a = addr)
+        {
+            if (bind(fd, a, len) < 0) { var e = SysException.Last($"bind({path})"); Libc.close(fd); throw e; }
+        }
+        if (listen(fd, backlog) < 0) { var e = SysException.Last("listen"); Libc.close(fd); throw e; }
+        return fd;
+    }
+
+    /// <summary>Non-blocking connect to a Unix socket; returns the fd or -errno. A full backlog (EAGAIN) is a failure.</summary>
+    public static int Connect(string path)
+    {
+        Span<byte> addr = stackalloc byte[2 + SunPathMax];
+        if (!MakeAddr(path, addr, out uint len)) return -Libc.ENOENT;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) return -Libc.Errno;
+        int r;
+        fixed (byte* a = addr)
+        {
+            do r = connect(fd, a, len); while (r < 0 && Libc.Errno == Libc.EINTR);
+        }
+        if (r < 0)
+        {
+            int e = Libc.Errno;
+            Libc.close(fd);
+            return -e;
+        }
+        return fd;
+    }
+
+    public static int Accept(int listenFd) => accept4(listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+    public static void Unlink(string path)
+    {
+        int n = Encoding.UTF8.GetByteCount(path);
+        Span<byte> buf = n < 1024 ? stackalloc byte[n + 1] : new byte[n + 1];
+        Encoding.UTF8.GetBytes(path, buf);
+        buf[n] = 0;
+        fixed (byte* p = buf) unlink(p);
+    }
+
+    /// <summary>Non-blocking send without SIGPIPE; bytes written, 0 on EAGAIN, -errno on error.</summary>
+    public static nint Send(int fd, void* buf, nuint len)
+    {
+        while (true)
+        {
+            nint n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n >= 0) return n;
+            int e = Libc.Errno;
+            if (e == Libc.EINTR) continue;
+            return e == Libc.EAGAIN ? 0 : -e;
+        }
+    }
+
+    /// <summary>Gathered non-blocking send without SIGPIPE; bytes written, 0 on EAGAIN, -errno on error.</summary>
+    public static nint SendV(int fd, IoVec* iov, int count)
+    {
+        var msg = new MsgHdr { Iov = iov, IovLen = (nuint)count };
+        while (true)
+        {
+            nint n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n >= 0) return n;
+            int e = Libc.Errno;
+            if (e == Libc.EINTR) continue;
+            return e == Libc.EAGAIN ? 0 : -e;
+        }
+    }
+
+    /// <summary>Scattered read; bytes read (0 = EOF), -EAGAIN when nothing is there, -errno on error.</summary>
+    public static nint ReadV(int fd, IoVec* iov, int count)
+    {
+        while (true)
+        {
+            nint n = readv(fd, iov, count);
+            if (n >= 0) return n;
+            int e = Libc.Errno;
+            if (e == Libc.EINTR) continue;
+            return -e;
+        }
+    }
+
+    /// <summary>recv; bytes (0 = EOF), -errno (EAGAIN included) on failure.</summary>
+    public static nint Recv(int fd, void* buf, nuint len, int flags)
+    {
+        while (true)
+        {
+            nint n = recv(fd, buf, len, flags | MSG_DONTWAIT);
+            if (n >= 0) return n;
+            int e = Libc.Errno;
+            if (e == Libc.EINTR) continue;
+            return -e;
+        }
+    }
+}
