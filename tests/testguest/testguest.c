@@ -10,7 +10,10 @@
  *
  * Kernel command line (from hvm_start_info.cmdline_paddr):
  *   virtio_mmio.device=<size>@<base>:<irq>[:<id>]   size 4K/512/0x200/... (any)
- *   tg.tests=<comma list>     default "serial,blk" (known: serial, blk, pio)
+ *   tg.tests=<comma list>     default "serial,blk" (known: serial, blk, pio, rng, net,
+ *                             balloon, vsock; see rng.c, net.c, balloon.c, vsock.c)
+ *   tg.timeout=<ms>           bound of each wait in the new tests (default 5000)
+ *   tg.tsc_khz=<kHz>          TSC frequency for those bounds (default: CPUID, else 2 GHz)
  *   tg.pio=<N>                N outb's to port 0x3ff (implies the pio test)
  *   tg.boottimer=0|1          default 1: write byte 123 to MMIO 0xC0000000 at the end
  *
