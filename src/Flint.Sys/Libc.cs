@@ -12,7 +12,7 @@ public static unsafe class Libc
 
     public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_TRUNC = 0x200,
         O_APPEND = 0x400, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000;
-    public const int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2;
+    public const int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
     public const int MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000;
     public const int MADV_DONTNEED = 4, MADV_DONTDUMP = 16, MADV_HUGEPAGE = 14;
     public const int EFD_NONBLOCK = 0x800, EFD_CLOEXEC = 0x80000;
@@ -37,6 +37,7 @@ public static unsafe class Libc
     [DllImport(L, EntryPoint = "ioctl", SetLastError = true)] public static extern int ioctl_val(int fd, nuint request, nuint arg);
     [DllImport(L, SetLastError = true)] public static extern void* mmap(void* addr, nuint length, int prot, int flags, int fd, long offset);
     [DllImport(L, SetLastError = true)] public static extern int munmap(void* addr, nuint length);
+    [DllImport(L, SetLastError = true)] public static extern int mprotect(void* addr, nuint length, int prot);
     [DllImport(L, SetLastError = true)] public static extern int madvise(void* addr, nuint length, int advice);
     [DllImport(L, SetLastError = true)] public static extern int eventfd(uint initval, int flags);
     [DllImport(L, SetLastError = true)] public static extern int epoll_create1(int flags);

@@ -23,16 +23,22 @@ public static unsafe class Signals
     [DllImport("libc", SetLastError = true)] private static extern int sigaction(int sig, SigAction* act, SigAction* old);
     [DllImport("libc", SetLastError = true)] private static extern int tgkill(int tgid, int tid, int sig);
 
-    [UnmanagedCallersOnly]
-    private static void Noop(int sig) { }
-
     private static int _installed;
 
-    /// <summary>Installs the no-op handler for <see cref="VcpuKick"/> once per process (no SA_RESTART: KVM_RUN must return).</summary>
+    /// <summary>
+    /// Installs the no-op handler for <see cref="VcpuKick"/> once per process (no SA_RESTART: KVM_RUN must return).
+    /// The handler is one native `ret` instruction on its own executable page: a managed [UnmanagedCallersOnly]
+    /// handler would fail fast when the signal lands while the thread runs managed code, which a kick can.
+    /// glibc's sigaction supplies the sa_restorer that returns from the signal frame.
+    /// </summary>
     public static void InstallKickHandler()
     {
         if (Interlocked.Exchange(ref _installed, 1) == 1) return;
-        var act = new SigAction { Handler = (nint)(delegate* unmanaged<int, void>)&Noop };
+        byte* page = (byte*)Libc.mmap(null, 4096, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS, -1, 0);
+        if ((nint)page == Libc.MAP_FAILED) throw SysException.Last("mmap kick handler");
+        page[0] = 0xC3; // ret
+        if (Libc.mprotect(page, 4096, Libc.PROT_READ | Libc.PROT_EXEC) < 0) throw SysException.Last("mprotect kick handler");
+        var act = new SigAction { Handler = (nint)page };
         if (sigaction(VcpuKick, &act, null) < 0) throw SysException.Last("sigaction");
     }
 
