@@ -117,7 +117,7 @@ public sealed class RateLimiter : IEventSources, IDisposable
     public bool ConsumeRequest(ulong bytes)
     {
         if (!Consume(1, TokenType.Ops)) return false;
-        if (Consume(bytes, TokenType.Bytes)) return true;
+        if (bytes == 0 || Consume(bytes, TokenType.Bytes)) return true;
         ManualReplenish(1, TokenType.Ops);
         return false;
     }

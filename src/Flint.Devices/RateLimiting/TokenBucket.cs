@@ -17,9 +17,8 @@ public enum BucketReduction
 /// <summary>
 /// Firecracker's token bucket. It starts full (budget = size); <c>one_time_burst</c> extra tokens are spent before
 /// the budget and never come back; the budget refills continuously at size / refill_time. Refill is integer math on
-/// elapsed nanoseconds over the fraction size / refill_ns reduced by their gcd; the clock only advances by the exact
-/// time the granted tokens cost (rounded up), so the fractional remainder carries to the next refill and no tokens
-/// are lost or invented by rounding. A request larger than the bucket is allowed by spending everything and
+/// elapsed nanoseconds over the fraction size / refill_ns reduced by their gcd; the division's remainder carries to
+/// the next refill, so no tokens are lost or invented by rounding. A request larger than the bucket is allowed by spending everything and
 /// reporting <see cref="BucketReduction.OverConsumption"/>. Size or refill time 0: disabled, every request passes.
 /// Not thread-safe: <see cref="RateLimiter"/> serialises access.
 /// </summary>
@@ -33,6 +32,8 @@ public sealed class TokenBucket
     private readonly UInt128 _cap;
     private readonly UInt128 _period;
     private ulong _lastUpdate;
+    // Token-nanoseconds (in units of 1/period token) earned but not yet worth a whole token.
+    private UInt128 _carry;
 
     public TokenBucket(ulong size, ulong oneTimeBurst, ulong refillTimeMs, IClock clock)
     {
@@ -124,9 +125,10 @@ public sealed class TokenBucket
     }
 
     /// <summary>
-    /// Adds what the time since the last update earned. A full refill period (or more) fills the bucket; otherwise
-    /// floor(elapsed * cap / period) tokens, and the clock moves by only the time those tokens cost. Time spent
-    /// with a full bucket earns nothing (tokens never bank beyond the size).
+    /// Adds what the time since the last update earned: elapsed * cap / period tokens, where the division's
+    /// remainder (token-nanoseconds not yet worth a token) is kept and added next time, so the bucket hands out
+    /// exactly size tokens per refill_time however often it is asked. A full refill period (or more) fills the
+    /// bucket. Time spent with a full bucket earns nothing (tokens never bank beyond the size).
     /// </summary>
     private void Replenish()
     {
@@ -135,30 +137,31 @@ public sealed class TokenBucket
         {
             // Nothing to earn: start counting from now.
             _lastUpdate = now;
+            _carry = 0;
             return;
         }
         if (now <= _lastUpdate) return;
         ulong delta = now - _lastUpdate;
+        _lastUpdate = now;
         if (delta >= _refillNs)
         {
             Budget = Size;
-            _lastUpdate = now;
+            _carry = 0;
             return;
         }
-        // delta < refillNs, so tokens < cap <= size: fits in 64 bits.
-        UInt128 tokens = (UInt128)delta * _cap / _period;
-        if (tokens == 0) return;
-        ulong add = (ulong)tokens;
-        if (add >= Size - Budget)
+        // delta < 2^64 and cap <= size < 2^64: the product fits; remainder + carry < 2 * period fits too.
+        UInt128 prod = (UInt128)delta * _cap;
+        UInt128 rem = prod % _period + _carry;
+        UInt128 tokens = prod / _period + rem / _period;
+        _carry = rem % _period;
+        // tokens <= delta * size / refillNs + 1 <= size: fits in 64 bits.
+        if (tokens >= Size - Budget)
         {
             Budget = Size;
-            _lastUpdate = now;
+            _carry = 0;
             return;
         }
-        Budget += add;
-        // Ceil so a fraction of a nanosecond is never counted twice; the adjustment is at most delta.
-        UInt128 spent = (tokens * _period + _cap - 1) / _cap;
-        _lastUpdate += (ulong)spent;
+        Budget += (ulong)tokens;
     }
 
     private static ulong SaturatingAdd(ulong a, ulong b) => a + b < a ? ulong.MaxValue : a + b;
