@@ -51,28 +51,77 @@ public class TestGuestTests
         Assert.Equal("tg.tests=serial,blk,pio tg.pio=5 tg.boottimer=0", TestGuestImage.Cmdline("serial,blk,pio", 5, bootTimer: false));
     }
 
-    /// <summary>Boots the guest under QEMU TCG (rw and ro disk): proves it drives virtio-blk correctly.</summary>
-    [SkippableFact]
-    public void RunsUnderQemuTcg()
+    [Fact]
+    public void BuildsCmdlinesForTheDeviceTests()
     {
-        Skip.IfNot(File.Exists(Qemu), $"{Qemu} not installed");
-        var psi = new ProcessStartInfo("bash", [TestGuestImage.RunQemuScript])
+        Assert.Equal("tg.tests=rng,balloon tg.balloon.wait=2000 tg.balloon.strict=0 tg.boottimer=0",
+            TestGuestImage.Build().Rng().Balloon(waitMs: 2000, strict: false).BootTimer(false).ToString());
+        Assert.Equal("tg.tests=net tg.net.pingwait=5000 tg.net.pingcount=3 tg.mmds=1 tg.mmds.v2=1",
+            TestGuestImage.Build().Net(pingWaitMs: 5000, pingCount: 3).Mmds(v2: true).ToString());
+        Assert.Equal("tg.tests=serial,vsock tg.vsock.port=0 tg.vsock.listen=1234 tg.timeout=2000",
+            TestGuestImage.Build().Tests(TestGuestImage.Serial).Vsock(port: 0, listen: 1234).Timeout(2000).ToString());
+        Assert.Equal("tg.tests=pio tg.pio=7 virtio_mmio.device=4096@0xd0000000:5",
+            TestGuestImage.Build().Pio(7).VirtioMmioDevice(4096, 0xd000_0000, 5).ToString());
+        // the last value of an option wins (also in the guest)
+        Assert.Equal("tg.timeout=2", TestGuestImage.Build().Timeout(1).Timeout(2).ToString());
+
+        Assert.Equal(["PASS balloon-stats-posted", "PASS balloon-inflate", "PASS balloon-deflate", "PASS balloon-discarded"],
+            TestGuestImage.BalloonPassLines(stats: true));
+        Assert.Equal(["PASS balloon-inflate", "PASS balloon-deflate"], TestGuestImage.BalloonPassLines(stats: false, discarded: false));
+        Assert.Equal(["PASS net-arp"], TestGuestImage.NetPassLines());
+        Assert.Equal(["PASS net-arp", "PASS mmds-v1"], TestGuestImage.NetPassLines(mmds: true));
+        Assert.Equal(["PASS net-arp", "PASS mmds-v2", "PASS mmds-v2-401"], TestGuestImage.NetPassLines(mmds: true, mmdsV2: true));
+        Assert.Equal(["PASS vsock-connect", "PASS vsock-echo", "PASS vsock-accept"], TestGuestImage.VsockPassLines(accept: true));
+        Assert.Equal(["PASS vsock-accept"], TestGuestImage.VsockPassLines(connect: false, accept: true));
+        Assert.Equal("PASS net-ping-served 3", TestGuestImage.PassNetPingServed(3));
+        Assert.Equal("vsock listening 1234", TestGuestImage.VsockListeningLine(1234));
+    }
+
+    [Fact]
+    public void ParsesDeviceTestLines()
+    {
+        var r = TestGuestImage.Parse(string.Join("\n",
+            "FLINT-TESTGUEST start", "net arp-reply 56:b4:89:c1:4e:d3", "PASS net-arp", "PASS net-ping-served 3",
+            "mmds arp-reply 56:b4:89:c1:4e:d3", "mmds token 43 bytes", "mmds 200 ami-id", "PASS mmds-v2",
+            "mmds 401 Unauthorized", "PASS mmds-v2-401", "vsock got ping", "vsock accept got hello world",
+            "FLINT-TESTGUEST done pass=4 fail=0"));
+        Assert.True(r.Ok);
+        Assert.Equal("56:b4:89:c1:4e:d3", r.NetArpReplyMac);
+        Assert.Equal(3, r.PingsServed);
+        Assert.Equal([(200, "ami-id"), (401, "Unauthorized")], r.MmdsResponses);
+        Assert.Equal("ping", r.VsockGot);
+        Assert.Equal("hello world", r.VsockAcceptGot);
+        Assert.Null(TestGuestImage.Parse("PASS net-arp").PingsServed);
+    }
+
+    private static (int Code, string Stdout, string All) RunScript(string script, string? only = null)
+    {
+        var psi = new ProcessStartInfo("bash", [script])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = TestGuestImage.SourceDir,
         };
         psi.Environment["QEMU"] = Qemu;
+        if (only != null) psi.Environment["ONLY"] = only;
         using var p = Process.Start(psi)!;
         var stderr = p.StandardError.ReadToEndAsync();
         var stdout = p.StandardOutput.ReadToEnd();
         if (!p.WaitForExit(TimeSpan.FromMinutes(3)))
         {
             p.Kill(entireProcessTree: true);
-            Assert.Fail("run-qemu.sh timed out\n" + stdout);
+            Assert.Fail($"{Path.GetFileName(script)} timed out\n" + stdout);
         }
-        var all = stdout + stderr.Result;
-        Assert.True(p.ExitCode == 0, $"run-qemu.sh exit {p.ExitCode}\n{all}");
+        return (p.ExitCode, stdout, stdout + stderr.Result);
+    }
+
+    /// <summary>Boots the guest under QEMU TCG (rw and ro disk): proves it drives virtio-blk correctly.</summary>
+    [SkippableFact]
+    public void RunsUnderQemuTcg()
+    {
+        Skip.IfNot(File.Exists(Qemu), $"{Qemu} not installed");
+        var (code, stdout, all) = RunScript(TestGuestImage.RunQemuScript);
+        Assert.True(code == 0, $"run-qemu.sh exit {code}\n{all}");
         Assert.Contains("run-qemu: OK", stdout);
         var r = TestGuestImage.Parse(stdout);
         Assert.Equal("flint-tg", r.BlkId);
@@ -81,5 +130,40 @@ public class TestGuestTests
         Assert.Contains(TestGuestImage.PioDoneLine(1000), r.Lines);
         Assert.Contains(TestGuestImage.DoneLine(10, 0), r.Lines);
         Assert.Contains(TestGuestImage.DoneLine(9, 0), r.Lines);
+    }
+
+    /// <summary>virtio-rng and virtio-balloon (target set through QEMU's monitor) under QEMU TCG.</summary>
+    [SkippableFact]
+    public void RngAndBalloonRunUnderQemuTcg()
+    {
+        Skip.IfNot(File.Exists(Qemu), $"{Qemu} not installed");
+        var (code, stdout, all) = RunScript(TestGuestImage.RunQemuDevicesScript, "rng-balloon");
+        Assert.True(code == 0, $"run-qemu-devices.sh (rng-balloon) exit {code}\n{all}");
+        Assert.Contains("run-qemu-devices: OK", stdout);
+        var r = TestGuestImage.Parse(stdout);
+        Assert.True(r.Has(TestGuestImage.PassRng), all);
+        foreach (var l in TestGuestImage.BalloonPassLines(stats: true))
+            Assert.True(r.Has(l), $"missing '{l}'\n{all}");
+        Assert.Contains(TestGuestImage.DoneLine(6, 0), r.Lines);
+    }
+
+    /// <summary>
+    /// virtio-net on a tap in a network namespace under QEMU TCG: ARP with the kernel, ping
+    /// from the namespace, the MMDS V1 and V2 client against mmds-mock.py. Needs root.
+    /// </summary>
+    [SkippableFact]
+    public void NetRunsUnderQemuTcg()
+    {
+        Skip.IfNot(File.Exists(Qemu), $"{Qemu} not installed");
+        var (code, stdout, all) = RunScript(TestGuestImage.RunQemuDevicesScript, "net mmds-v2");
+        Assert.True(code == 0, $"run-qemu-devices.sh (net mmds-v2) exit {code}\n{all}");
+        Assert.Contains("run-qemu-devices: OK", stdout);
+        var r = TestGuestImage.Parse(stdout);
+        foreach (var l in TestGuestImage.NetPassLines(mmds: true).Concat(TestGuestImage.NetPassLines(mmds: true, mmdsV2: true)))
+            Assert.True(r.Has(l), $"missing '{l}'\n{all}");
+        Assert.True(r.Has(TestGuestImage.PassNetPingServed(3)), all);
+        Assert.Contains((200, "ami-id"), r.MmdsResponses);
+        Assert.Contains((401, "Unauthorized"), r.MmdsResponses);
+        Assert.Matches("^([0-9a-f]{2}:){5}[0-9a-f]{2}$", r.NetArpReplyMac);
     }
 }

@@ -30,11 +30,71 @@ public static class TestGuestImage
     public const string BlkIrq = "blk-irq";
     public const string Pio = "pio";
 
+    // new tests (tg.tests=rng,balloon,net,vsock; see tests/testguest/README.md)
+    public const string Rng = "rng";
+    public const string Balloon = "balloon";
+    public const string BalloonStatsPosted = "balloon-stats-posted";
+    public const string BalloonInflate = "balloon-inflate";
+    public const string BalloonDeflate = "balloon-deflate";
+    public const string BalloonDiscarded = "balloon-discarded";
+    public const string Net = "net";
+    public const string NetArp = "net-arp";
+    public const string NetPingServed = "net-ping-served";   // "PASS net-ping-served <count>"
+    public const string MmdsV1 = "mmds-v1";
+    public const string MmdsV2 = "mmds-v2";
+    public const string MmdsV2Unauthorized = "mmds-v2-401";
+    public const string Vsock = "vsock";
+    public const string VsockConnect = "vsock-connect";
+    public const string VsockEcho = "vsock-echo";
+    public const string VsockAccept = "vsock-accept";
+
     public const string PassSerial = PassPrefix + Serial;
     public const string PassBlk = PassPrefix + Blk;
     public const string PassBlkRo = PassPrefix + BlkRo;
     public const string PassBlkUnsupp = PassPrefix + BlkUnsupp;
     public const string PassPio = PassPrefix + Pio;
+    public const string PassRng = PassPrefix + Rng;
+    public const string PassBalloonStatsPosted = PassPrefix + BalloonStatsPosted;
+    public const string PassBalloonInflate = PassPrefix + BalloonInflate;
+    public const string PassBalloonDeflate = PassPrefix + BalloonDeflate;
+    public const string PassBalloonDiscarded = PassPrefix + BalloonDiscarded;
+    public const string PassNetArp = PassPrefix + NetArp;
+    public const string PassNetPingServedPrefix = PassPrefix + NetPingServed + " ";
+    public const string PassMmdsV1 = PassPrefix + MmdsV1;
+    public const string PassMmdsV2 = PassPrefix + MmdsV2;
+    public const string PassMmdsV2Unauthorized = PassPrefix + MmdsV2Unauthorized;
+    public const string PassVsockConnect = PassPrefix + VsockConnect;
+    public const string PassVsockEcho = PassPrefix + VsockEcho;
+    public const string PassVsockAccept = PassPrefix + VsockAccept;
+
+    // info lines of the new tests
+    public const string NetArpReplyPrefix = "net arp-reply ";     // + host MAC (aa:bb:..)
+    public const string NetServingPingLine = "net serving ping";  // the host may ping from now on
+    public const string MmdsArpReplyPrefix = "mmds arp-reply ";
+    public const string MmdsTokenPrefix = "mmds token ";          // + "<len> bytes"
+    public const string MmdsPrefix = "mmds ";                     // "mmds <status> <first line of body>"
+    public const string VsockGotPrefix = "vsock got ";
+    public const string VsockListeningPrefix = "vsock listening ";// + port: the host may connect now
+    public const string VsockAcceptGotPrefix = "vsock accept got ";
+    public const string BalloonNotZeroPrefix = "balloon page not zero";
+    public const string VsockPing = "ping\n";                     // what the guest sends on connect
+
+    /// <summary>"PASS net-ping-served &lt;count&gt;".</summary>
+    public static string PassNetPingServed(int count) => PassNetPingServedPrefix + count;
+    public static string VsockListeningLine(uint port) => VsockListeningPrefix + port;
+
+    /// <summary>PASS lines of the balloon test (stats: STATS_VQ offered; discarded: the host discards inflated pages).</summary>
+    public static string[] BalloonPassLines(bool stats, bool discarded = true) =>
+        [.. new[] { stats ? BalloonStatsPosted : null, BalloonInflate, BalloonDeflate, discarded ? BalloonDiscarded : null }
+            .OfType<string>().Select(Pass)];
+
+    /// <summary>PASS lines of the net test (without "PASS net-ping-served n", see <see cref="PassNetPingServed"/>).</summary>
+    public static string[] NetPassLines(bool mmds = false, bool mmdsV2 = false) =>
+        [.. new[] { NetArp }.Concat(!mmds ? [] : mmdsV2 ? [MmdsV2, MmdsV2Unauthorized] : [MmdsV1]).Select(Pass)];
+
+    /// <summary>PASS lines of the vsock test.</summary>
+    public static string[] VsockPassLines(bool connect = true, bool accept = false) =>
+        [.. (connect ? new[] { VsockConnect, VsockEcho } : []).Concat(accept ? [VsockAccept] : []).Select(Pass)];
 
     /// <summary>PASS lines of the blk test on a read-write disk offering FLUSH.</summary>
     public static readonly string[] BlkRwPassLines =
@@ -53,6 +113,36 @@ public static class TestGuestImage
     public const string OptPio = "tg.pio=";           // N outb's to PioPort
     public const string OptBootTimer = "tg.boottimer="; // 0|1, default 1
     public const string DefaultTests = "serial,blk";
+    public const string OptTimeout = "tg.timeout=";           // ms per wait, default 5000
+    public const string OptTscKhz = "tg.tsc_khz=";
+    public const string OptBalloonWait = "tg.balloon.wait=";  // ms to wait for num_pages != 0
+    public const string OptBalloonPages = "tg.balloon.pages=";// pages when num_pages is 0 (256)
+    public const string OptBalloonStrict = "tg.balloon.strict=";
+    public const string OptNetIp = "tg.net.ip=";
+    public const string OptNetHostIp = "tg.net.hostip=";
+    public const string OptNetPingWait = "tg.net.pingwait=";  // N x 1 ms
+    public const string OptNetPingCount = "tg.net.pingcount=";
+    public const string OptMmds = "tg.mmds=";
+    public const string OptMmdsV2 = "tg.mmds.v2=";
+    public const string OptMmdsIp = "tg.mmds.ip=";
+    public const string OptMmdsPath = "tg.mmds.path=";
+    public const string OptVsockPort = "tg.vsock.port=";
+    public const string OptVsockListen = "tg.vsock.listen=";
+    public const string OptVsockListenWait = "tg.vsock.listenwait=";
+
+    // defaults of the new tests
+    public const string DefaultGuestIp = "172.16.0.2";
+    public const string DefaultHostIp = "172.16.0.1";
+    public const string DefaultMmdsIp = "169.254.169.254";
+    public const string DefaultMmdsPath = "/latest/meta-data/";
+    public const string DefaultGuestMac = "06:00:ac:10:00:02";  // when VIRTIO_NET_F_MAC is not offered
+    public const uint DefaultVsockPort = 52;
+    public const uint VsockHostCid = 2;
+    public const uint VsockGuestPort = 49152;                   // source port of the guest's connect
+    public const uint VsockBufAlloc = 65536;
+    public const int DefaultTimeoutMs = 5000;
+    public const int BalloonMaxPages = 4096;                    // the guest's pool: at most 16 MiB
+    public const int DefaultBalloonPages = 256;
 
     /// <summary>Guest options for the kernel cmdline, e.g. "tg.tests=serial,blk,pio tg.pio=100000".</summary>
     public static string Cmdline(string? tests = null, long? pio = null, bool bootTimer = true)
@@ -62,6 +152,91 @@ public static class TestGuestImage
         if (pio != null) parts.Add(OptPio + pio.Value);
         if (!bootTimer) parts.Add(OptBootTimer + "0");
         return string.Join(' ', parts);
+    }
+
+    /// <summary>Start a cmdline for the new tests: <c>TestGuestImage.Build().Net(pingWaitMs: 5000).Mmds(v2: true).ToString()</c>.</summary>
+    public static CmdlineBuilder Build() => new();
+
+    /// <summary>
+    /// Builds the guest part of a kernel cmdline. The test methods (Rng, Balloon, Net, Mmds,
+    /// Vsock) add their test to tg.tests; Tests() adds names explicitly. Output order:
+    /// tg.tests first, then options in call order.
+    /// </summary>
+    public sealed class CmdlineBuilder
+    {
+        private readonly List<string> _tests = [];
+        private readonly List<string> _opts = [];
+
+        public CmdlineBuilder Tests(params string[] names)
+        {
+            foreach (var n in names)
+                if (!_tests.Contains(n)) _tests.Add(n);
+            return this;
+        }
+
+        /// <summary>Any option: key with or without the trailing '='.</summary>
+        public CmdlineBuilder Option(string key, object value)
+        {
+            if (!key.EndsWith('=')) key += "=";
+            _opts.RemoveAll(o => o.StartsWith(key, StringComparison.Ordinal));
+            _opts.Add(key + Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture));
+            return this;
+        }
+
+        public CmdlineBuilder BootTimer(bool on) => Option(OptBootTimer, on ? 1 : 0);
+        public CmdlineBuilder Timeout(int ms) => Option(OptTimeout, ms);
+        public CmdlineBuilder TscKhz(ulong khz) => Option(OptTscKhz, khz);
+        public CmdlineBuilder Pio(long n) => Tests(TestGuestImage.Pio).Option(OptPio, n);
+
+        /// <summary>virtio_mmio.device=&lt;size&gt;@&lt;base&gt;:&lt;irq&gt; (for a VMM that doesn't append its own).</summary>
+        public CmdlineBuilder VirtioMmioDevice(ulong size, ulong mmioBase, uint irq)
+        {
+            _opts.Add($"virtio_mmio.device={size}@0x{mmioBase:x}:{irq}");
+            return this;
+        }
+
+        public CmdlineBuilder Rng() => Tests(TestGuestImage.Rng);
+
+        public CmdlineBuilder Balloon(int? waitMs = null, int? pages = null, bool strict = true)
+        {
+            Tests(TestGuestImage.Balloon);
+            if (waitMs != null) Option(OptBalloonWait, waitMs.Value);
+            if (pages != null) Option(OptBalloonPages, pages.Value);
+            if (!strict) Option(OptBalloonStrict, 0);
+            return this;
+        }
+
+        public CmdlineBuilder Net(string? ip = null, string? hostIp = null, int pingWaitMs = 0, int pingCount = 0)
+        {
+            Tests(TestGuestImage.Net);
+            if (ip != null) Option(OptNetIp, ip);
+            if (hostIp != null) Option(OptNetHostIp, hostIp);
+            if (pingWaitMs > 0) Option(OptNetPingWait, pingWaitMs);
+            if (pingCount > 0) Option(OptNetPingCount, pingCount);
+            return this;
+        }
+
+        public CmdlineBuilder Mmds(bool v2 = false, string? ip = null, string? path = null)
+        {
+            Tests(TestGuestImage.Net).Option(OptMmds, 1);
+            if (v2) Option(OptMmdsV2, 1);
+            if (ip != null) Option(OptMmdsIp, ip);
+            if (path != null) Option(OptMmdsPath, path);
+            return this;
+        }
+
+        /// <summary>port: guest-initiated connect to CID 2 (null = default 52, 0 = skip); listen: accept one host connection.</summary>
+        public CmdlineBuilder Vsock(uint? port = null, uint? listen = null, int? listenWaitMs = null)
+        {
+            Tests(TestGuestImage.Vsock);
+            if (port != null) Option(OptVsockPort, port.Value);
+            if (listen != null) Option(OptVsockListen, listen.Value);
+            if (listenWaitMs != null) Option(OptVsockListenWait, listenWaitMs.Value);
+            return this;
+        }
+
+        public override string ToString() =>
+            string.Join(' ', (_tests.Count > 0 ? [OptTests + string.Join(',', _tests)] : Array.Empty<string>()).Concat(_opts));
     }
 
     // ---- machine facts the guest relies on
@@ -124,6 +299,32 @@ public static class TestGuestImage
         public bool Ok => Started && Done && Fail == 0;
         public bool Has(string line) => Lines.Contains(line);
         public IEnumerable<string> Failures => Lines.Where(l => l.StartsWith(FailPrefix, StringComparison.Ordinal));
+
+        /// <summary>Rest of the first line starting with prefix, or null.</summary>
+        public string? After(string prefix) =>
+            Lines.FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal)) is { } l ? l[prefix.Length..] : null;
+
+        /// <summary>The host MAC from "net arp-reply &lt;mac&gt;".</summary>
+        public string? NetArpReplyMac => After(NetArpReplyPrefix);
+
+        /// <summary>n from "PASS net-ping-served n".</summary>
+        public int? PingsServed => int.TryParse(After(PassNetPingServedPrefix), out var n) ? n : null;
+
+        /// <summary>Every "mmds &lt;status&gt; &lt;first body line&gt;" line, in order.</summary>
+        public IReadOnlyList<(int Status, string FirstLine)> MmdsResponses =>
+        [
+            .. Lines.Where(l => l.StartsWith(MmdsPrefix, StringComparison.Ordinal))
+                .Select(l => l[MmdsPrefix.Length..])
+                .Select(r => (parts: r.Split(' ', 2), r))
+                .Where(x => x.parts[0].Length == 3 && int.TryParse(x.parts[0], out _))
+                .Select(x => (int.Parse(x.parts[0]), x.parts.Length > 1 ? x.parts[1] : ""))
+        ];
+
+        /// <summary>Data from "vsock got &lt;data&gt;" (guest-initiated echo).</summary>
+        public string? VsockGot => After(VsockGotPrefix);
+
+        /// <summary>Data from "vsock accept got &lt;data&gt;" (host-initiated).</summary>
+        public string? VsockAcceptGot => After(VsockAcceptGotPrefix);
     }
 
     /// <summary>Parse the guest's serial output (tolerates \r and surrounding kernel/VMM noise).</summary>
@@ -155,6 +356,9 @@ public static class TestGuestImage
 
     /// <summary>tests/testguest/run-qemu.sh.</summary>
     public static string RunQemuScript => System.IO.Path.Combine(SourceDir, "run-qemu.sh");
+
+    /// <summary>tests/testguest/run-qemu-devices.sh (rng, balloon, net + ping + MMDS mock; needs root).</summary>
+    public static string RunQemuDevicesScript => System.IO.Path.Combine(SourceDir, "run-qemu-devices.sh");
 
     /// <summary>The repository root.</summary>
     public static string RepoRoot => System.IO.Path.GetFullPath(System.IO.Path.Combine(SourceDir, "..", ".."));
