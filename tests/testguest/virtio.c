@@ -105,7 +105,10 @@ int vq_setup(struct vdev *d, struct vq *q, u16 index, struct vq_ring *r, u16 max
 	q->dev = d;
 	q->r = r;
 	q->index = index;
-	q->size = (u16)(qmax < max ? qmax : max);
+	u32 n = qmax < max ? qmax : max;
+	while (n & (n - 1))	/* split rings: a power of 2 */
+		n &= n - 1;
+	q->size = (u16)n;
 	q->avail_idx = q->used_seen = 0;
 	for (u16 i = 0; i < q->size; i++)
 		r->desc[i].next = (u16)(i + 1);

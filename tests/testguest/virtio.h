@@ -116,7 +116,8 @@ int virtio_find(u32 id, int nth, int print);
 /* Reset + ACK + DRIVER, negotiate VERSION_1 | (offered & want), FEATURES_OK.
  * On failure prints FAIL <name>: ... and returns -1. */
 int virtio_begin(struct vdev *d, int index, u64 want, const char *name);
-/* Queue setup: size min(QueueNumMax, max, VQ_MAX), rings in *r. FAIL + -1 on error. */
+/* Queue setup: size min(QueueNumMax, max, VQ_MAX) rounded down to a power of 2, rings in *r.
+ * FAIL + -1 on error. */
 int vq_setup(struct vdev *d, struct vq *q, u16 index, struct vq_ring *r, u16 max, const char *name);
 /* DRIVER_OK; FAIL + -1 if the device then says DEVICE_NEEDS_RESET. */
 int virtio_ready(struct vdev *d, const char *name);
