@@ -1,0 +1,518 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Text;
+using Flint.Devices.Virtio;
+using Flint.Devices.Virtio.Vsock;
+using Flint.Memory;
+using Flint.Sys;
+using static Flint.Devices.Virtio.Vsock.VsockConstants;
+
+namespace Flint.Devices.Tests.Virtio.Vsock;
+
+/// <summary>
+/// A stand-in for the VMM event loop: an epoll thread that dispatches registered fds, thread-safe so the test can
+/// assert on it. Handler exceptions are recorded (a device must never let one escape).
+/// </summary>
+public sealed class TestLoop : IEventRegistrar, IDisposable
+{
+    private readonly Epoll _epoll = new();
+    private readonly Lock _lock = new();
+    private readonly List<Action<uint>?> _handlers = [];
+    private readonly Dictionary<int, int> _tokenByFd = [];
+    private readonly Thread _thread;
+    private volatile bool _stop;
+
+    public TestLoop()
+    {
+        _thread = new Thread(Run) { IsBackground = true, Name = "vsock-test-loop" };
+    }
+
+    public List<Exception> Errors { get; } = [];
+    public long Dispatches;
+    public int AddCount;
+    public int Registered { get { lock (_lock) return _tokenByFd.Count; } }
+
+    public void Start() => _thread.Start();
+
+    public void Add(EventSource source)
+    {
+        lock (_lock)
+        {
+            AddCount++;
+            int token = _handlers.Count;
+            _handlers.Add(source.OnReady);
+            try
+            {
+                _epoll.Add(source.Fd, (ulong)token, source.Events);
+                _tokenByFd[source.Fd] = token;
+            }
+            catch (Exception e) { Errors.Add(e); }
+        }
+    }
+
+    public void Remove(int fd)
+    {
+        lock (_lock)
+        {
+            if (!_tokenByFd.Remove(fd, out int token)) return;
+            _handlers[token] = null;
+            try { _epoll.Remove(fd); } catch (Exception e) { Errors.Add(e); }
+        }
+    }
+
+    public bool IsRegistered(int fd) { lock (_lock) return _tokenByFd.ContainsKey(fd); }
+
+    private void Run()
+    {
+        var events = new EpollEvent[64];
+        while (!_stop)
+        {
+            int n;
+            try { n = _epoll.Wait(events, 20); } catch (Exception) { return; }
+            for (int i = 0; i < n; i++)
+            {
+                Action<uint>? h;
+                lock (_lock) h = _handlers[(int)events[i].Data];
+                if (h == null) continue;
+                Interlocked.Increment(ref Dispatches);
+                try { h(events[i].Events); }
+                catch (Exception e) { lock (_lock) Errors.Add(e); }
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop = true;
+        if (_thread.IsAlive) _thread.Join();
+        _epoll.Dispose();
+    }
+}
+
+/// <summary>A packet as the guest driver saw it.</summary>
+public sealed record VsockPacket(ulong SrcCid, ulong DstCid, uint SrcPort, uint DstPort, uint Len, ushort Type, ushort Op,
+    uint Flags, uint BufAlloc, uint FwdCnt, byte[] Payload)
+{
+    public override string ToString() => $"op={Op} {SrcCid}:{SrcPort}->{DstCid}:{DstPort} len={Len} flags={Flags} buf={BufAlloc} fwd={FwdCnt}";
+}
+
+/// <summary>
+/// Plays the guest's virtio-vsock driver over a real GuestMemory: three split queues with their own rings, rx
+/// buffers kept posted (each descriptor owns a fixed 64 KiB slot, so nothing is allocated in guest memory as the
+/// test runs), tx packets built as header + payload descriptors. Queue notifications go through eventfds the
+/// test loop polls, so the device only ever runs on the loop thread, as in the VMM.
+/// </summary>
+public sealed class VsockGuest
+{
+    public const ushort Size = 64;
+    public const ulong SlotSize = 0x10000;
+
+    private readonly GuestMemory _mem;
+    private readonly QueueState[] _q = new QueueState[3];
+    private readonly EventFd[] _doorbells;
+
+    private sealed class QueueState
+    {
+        public ulong Desc, Avail, Used, Data;
+        public ushort AvailIdx, LastUsed;
+        public readonly Stack<ushort> Free = new();
+        public readonly Dictionary<ushort, ushort[]> Chains = new();
+    }
+
+    public VsockGuest(GuestMemory mem, EventFd[] doorbells)
+    {
+        _mem = mem;
+        _doorbells = doorbells;
+        for (int i = 0; i < 3; i++)
+        {
+            var s = new QueueState
+            {
+                Desc = 0x10000UL * (ulong)(i + 1),
+                Avail = 0x10000UL * (ulong)(i + 1) + 0x1000,
+                Used = 0x10000UL * (ulong)(i + 1) + 0x2000,
+                Data = 0x100000UL + (ulong)i * Size * SlotSize,
+            };
+            mem.Fill(s.Desc, 0x3000, 0);
+            for (int d = Size - 1; d >= 0; d--) s.Free.Push((ushort)d);
+            _q[i] = s;
+        }
+    }
+
+    public static ulong MemoryNeeded => 0x100000UL + 3UL * Size * SlotSize;
+
+    public ulong Cid { get; set; } = 3;
+    public int RxBufSize { get; set; } = 4096;
+    /// <summary>Linux before 6.x: rx buffers as a 44-byte header descriptor plus a data descriptor.</summary>
+    public bool SplitRx { get; set; }
+
+    public void Configure(VirtQueue q, int i)
+    {
+        q.Size = Size;
+        q.DescTable = _q[i].Desc;
+        q.AvailRing = _q[i].Avail;
+        q.UsedRing = _q[i].Used;
+        q.Ready = true;
+    }
+
+    public void Kick(int q) => _doorbells[q].Write(1);
+
+    public int FreeDescriptors(int q) => _q[q].Free.Count;
+
+    private ulong SlotAddr(int q, ushort d) => _q[q].Data + d * SlotSize;
+
+    public void WriteDesc(int q, ushort index, ulong addr, uint len, ushort flags, ushort next)
+    {
+        ulong a = _q[q].Desc + 16UL * index;
+        _mem.Write(a, addr);
+        _mem.Write(a + 8, len);
+        _mem.Write(a + 12, flags);
+        _mem.Write(a + 14, next);
+    }
+
+    private void Publish(int q, ushort head)
+    {
+        var s = _q[q];
+        _mem.Write(s.Avail + 4 + 2UL * (ushort)(s.AvailIdx % Size), head);
+        s.AvailIdx++;
+        Volatile.Write(ref Unsafe(s.Avail + 2), s.AvailIdx);
+    }
+
+    private unsafe ref ushort Unsafe(ulong gpa) => ref *(ushort*)_mem.GetHostPointer(gpa, 2);
+
+    private ushort UsedIdx(int q) => Volatile.Read(ref Unsafe(_q[q].Used + 2));
+
+    /// <summary>Builds a chain over fresh descriptors whose slots hold <paramref name="bufs"/> (null data: a write-only buffer of that length).</summary>
+    public ushort? PushChain(int q, params (byte[]? Data, uint Len, bool Write)[] bufs)
+    {
+        ReclaimTx();
+        var s = _q[q];
+        if (s.Free.Count < bufs.Length) return null;
+        var idx = new ushort[bufs.Length];
+        for (int i = 0; i < bufs.Length; i++) idx[i] = s.Free.Pop();
+        for (int i = 0; i < bufs.Length; i++)
+        {
+            ulong a = SlotAddr(q, idx[i]);
+            if (bufs[i].Data is { } data) _mem.Write(a, data.AsSpan(0, (int)Math.Min((uint)data.Length, SlotSize)));
+            bool last = i + 1 == bufs.Length;
+            WriteDesc(q, idx[i], a, bufs[i].Len, (ushort)((bufs[i].Write ? Descriptor.FlagWrite : 0) | (last ? 0 : Descriptor.FlagNext)),
+                last ? (ushort)0 : idx[i + 1]);
+        }
+        s.Chains[idx[0]] = idx;
+        Publish(q, idx[0]);
+        return idx[0];
+    }
+
+    /// <summary>Posts rx buffers until the rx queue's descriptors run out or <paramref name="max"/> are posted.</summary>
+    public int PostRx(int max = int.MaxValue)
+    {
+        int n = 0;
+        int per = SplitRx ? 2 : 1;
+        while (n < max && _q[0].Free.Count >= per)
+        {
+            if (SplitRx) PushChain(0, (null, HeaderSize, true), (null, (uint)RxBufSize, true));
+            else PushChain(0, (null, (uint)(HeaderSize + RxBufSize), true));
+            n++;
+        }
+        return n;
+    }
+
+    /// <summary>Takes completed tx chains back so their descriptors can carry new packets.</summary>
+    public int ReclaimTx()
+    {
+        var s = _q[1];
+        int n = 0;
+        ushort used = UsedIdx(1);
+        while (s.LastUsed != used)
+        {
+            ulong e = s.Used + 4 + 8UL * (ushort)(s.LastUsed % Size);
+            ushort id = (ushort)_mem.Read<uint>(e);
+            if (s.Chains.Remove(id, out var chain)) foreach (var d in chain) s.Free.Push(d);
+            s.LastUsed++;
+            n++;
+        }
+        return n;
+    }
+
+    public ushort TxCompleted => UsedIdx(1);
+
+    /// <summary>One completed rx packet, if any; its buffer is reposted and the rx queue kicked.</summary>
+    public VsockPacket? TryRecv(bool repost = true)
+    {
+        var s = _q[0];
+        ushort used = UsedIdx(0);
+        if (s.LastUsed == used) return null;
+        ulong e = s.Used + 4 + 8UL * (ushort)(s.LastUsed % Size);
+        ushort id = (ushort)_mem.Read<uint>(e);
+        uint len = _mem.Read<uint>(e + 4);
+        s.LastUsed++;
+        var chain = s.Chains[id];
+        s.Chains.Remove(id);
+        // Linearise the chain's bytes.
+        var bytes = new byte[len];
+        int off = 0;
+        foreach (var d in chain)
+        {
+            ulong a = _mem.Read<ulong>(s.Desc + 16UL * d);
+            uint dl = _mem.Read<uint>(s.Desc + 16UL * d + 8);
+            int take = (int)Math.Min(dl, len - (uint)off);
+            if (take <= 0) break;
+            _mem.Read(a, bytes.AsSpan(off, take));
+            off += take;
+        }
+        foreach (var d in chain) s.Free.Push(d);
+        if (repost) { PostRx(); Kick(0); }
+        if (len < HeaderSize) return new VsockPacket(0, 0, 0, 0, 0, 0, 0xffff, 0, 0, 0, bytes);
+        var h = bytes.AsSpan();
+        uint plen = BinaryPrimitives.ReadUInt32LittleEndian(h[OffLen..]);
+        var payload = bytes.AsSpan(HeaderSize, (int)Math.Min(plen, len - HeaderSize)).ToArray();
+        return new VsockPacket(
+            BinaryPrimitives.ReadUInt64LittleEndian(h[OffSrcCid..]), BinaryPrimitives.ReadUInt64LittleEndian(h[OffDstCid..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(h[OffSrcPort..]), BinaryPrimitives.ReadUInt32LittleEndian(h[OffDstPort..]),
+            plen, BinaryPrimitives.ReadUInt16LittleEndian(h[OffType..]), BinaryPrimitives.ReadUInt16LittleEndian(h[OffOp..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(h[OffFlags..]), BinaryPrimitives.ReadUInt32LittleEndian(h[OffBufAlloc..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(h[OffFwdCnt..]), payload);
+    }
+
+    public VsockPacket Recv(int timeoutMs = 5000, bool repost = true)
+    {
+        long end = Environment.TickCount64 + timeoutMs;
+        var spin = new SpinWait();
+        while (true)
+        {
+            var p = TryRecv(repost);
+            if (p != null) return p;
+            if (Environment.TickCount64 > end) throw new TimeoutException("no rx packet from the device");
+            spin.SpinOnce(sleep1Threshold: -1);
+            if (spin.Count > 200) Thread.Sleep(1);
+        }
+    }
+
+    /// <summary>Waits for a packet matching <paramref name="pred"/>, skipping others into <paramref name="skipped"/>.</summary>
+    public VsockPacket RecvWhere(Func<VsockPacket, bool> pred, List<VsockPacket>? skipped = null, int timeoutMs = 5000)
+    {
+        long end = Environment.TickCount64 + timeoutMs;
+        while (true)
+        {
+            int left = (int)Math.Max(1, end - Environment.TickCount64);
+            var p = Recv(left);
+            if (pred(p)) return p;
+            skipped?.Add(p);
+        }
+    }
+
+    /// <summary>Asserts nothing arrives for <paramref name="ms"/>.</summary>
+    public VsockPacket? RecvNone(int ms)
+    {
+        try { return Recv(ms); } catch (TimeoutException) { return null; }
+    }
+
+    public static byte[] Header(ulong srcCid, ulong dstCid, uint srcPort, uint dstPort, uint len, ushort op,
+        uint flags = 0, uint bufAlloc = 65536, uint fwdCnt = 0, ushort type = TypeStream)
+    {
+        var h = new byte[HeaderSize];
+        BinaryPrimitives.WriteUInt64LittleEndian(h.AsSpan(OffSrcCid), srcCid);
+        BinaryPrimitives.WriteUInt64LittleEndian(h.AsSpan(OffDstCid), dstCid);
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(OffSrcPort), srcPort);
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(OffDstPort), dstPort);
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(OffLen), len);
+        BinaryPrimitives.WriteUInt16LittleEndian(h.AsSpan(OffType), type);
+        BinaryPrimitives.WriteUInt16LittleEndian(h.AsSpan(OffOp), op);
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(OffFlags), flags);
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(OffBufAlloc), bufAlloc);
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(OffFwdCnt), fwdCnt);
+        return h;
+    }
+
+    /// <summary>Sends one well-formed packet from the guest (header descriptor + optional payload descriptor) and kicks tx.</summary>
+    public void Send(uint srcPort, uint dstPort, ushort op, byte[]? payload = null, uint flags = 0, uint bufAlloc = 65536, uint fwdCnt = 0)
+    {
+        var h = Header(Cid, HostCid, srcPort, dstPort, (uint)(payload?.Length ?? 0), op, flags, bufAlloc, fwdCnt);
+        SendRaw(h, payload);
+    }
+
+    public void SendRaw(byte[] header, byte[]? payload = null, uint? headerDescLen = null, uint? payloadDescLen = null)
+    {
+        long end = Environment.TickCount64 + 5000;
+        while (true)
+        {
+            ushort? head = payload is { Length: > 0 }
+                ? PushChain(1, (header, headerDescLen ?? (uint)header.Length, false), (payload, payloadDescLen ?? (uint)payload.Length, false))
+                : PushChain(1, (header, headerDescLen ?? (uint)header.Length, false));
+            if (head != null) break;
+            if (Environment.TickCount64 > end) throw new TimeoutException("tx descriptors never came back");
+            Thread.Sleep(1);
+        }
+        Kick(1);
+    }
+
+    /// <summary>Waits until the device has consumed every tx chain published so far.</summary>
+    public void WaitTxDone(int timeoutMs = 5000)
+    {
+        long end = Environment.TickCount64 + timeoutMs;
+        while (UsedIdx(1) != _q[1].AvailIdx)
+        {
+            if (Environment.TickCount64 > end) throw new TimeoutException("tx not consumed");
+            Thread.Sleep(1);
+        }
+    }
+}
+
+/// <summary>
+/// A vsock device on a temp Unix socket path, activated on a VsockGuest's three queues, driven by a TestLoop thread.
+/// </summary>
+public sealed class VsockHarness : IDisposable
+{
+    public const ulong GuestCid = 3;
+
+    public VsockHarness(int rxBuffers = 32, bool splitRx = false)
+    {
+        Dir = Path.Combine(Path.GetTempPath(), "vsk-" + Guid.NewGuid().ToString("N")[..10]);
+        Directory.CreateDirectory(Dir);
+        UdsPath = Path.Combine(Dir, "v.sock");
+        Memory = GuestMemory.Create([(0UL, VsockGuest.MemoryNeeded)]);
+        Loop = new TestLoop();
+        Device = new VirtioVsock(GuestCid, UdsPath, Loop) { ConnectionTimeout = TimeSpan.FromMilliseconds(300) };
+        Doorbells = [new EventFd(), new EventFd(), new EventFd()];
+        Guest = new VsockGuest(Memory, Doorbells) { SplitRx = splitRx };
+        Line = new CountingInterrupt();
+        Interrupt = new VirtioInterrupt(Line);
+        Queues = [new VirtQueue(QueueSize), new VirtQueue(QueueSize), new VirtQueue(QueueSize)];
+        for (int i = 0; i < 3; i++) Guest.Configure(Queues[i], i);
+        Assert.True(Device.Activate(Memory, Queues, Interrupt, Device.AvailableFeatures));
+        foreach (var s in Device.EventSources) Loop.Add(s);
+        for (int i = 0; i < 3; i++)
+        {
+            int q = i;
+            var fd = Doorbells[i];
+            Loop.Add(new EventSource(fd.Fd, _ => { fd.Read(); Device.ProcessQueue(q); }));
+        }
+        Loop.Start();
+        if (rxBuffers > 0)
+        {
+            Guest.PostRx(rxBuffers);
+            Guest.Kick(0);
+        }
+    }
+
+    public string Dir { get; }
+    public string UdsPath { get; }
+    public GuestMemory Memory { get; }
+    public TestLoop Loop { get; }
+    public VirtioVsock Device { get; }
+    public EventFd[] Doorbells { get; }
+    public VsockGuest Guest { get; }
+    public CountingInterrupt Line { get; }
+    public VirtioInterrupt Interrupt { get; }
+    public VirtQueue[] Queues { get; }
+
+    public Socket ConnectHost()
+    {
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 5000, SendTimeout = 5000 };
+        s.Connect(new UnixDomainSocketEndPoint(UdsPath));
+        return s;
+    }
+
+    public Socket ListenGuestPort(uint port)
+    {
+        var l = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        l.Bind(new UnixDomainSocketEndPoint($"{UdsPath}_{port}"));
+        l.Listen(64);
+        return l;
+    }
+
+    public static string ReadLine(Socket s)
+    {
+        var sb = new StringBuilder();
+        var b = new byte[1];
+        while (true)
+        {
+            int n = s.Receive(b);
+            if (n == 0) throw new EndOfStreamException($"closed after '{sb}'");
+            if (b[0] == '\n') return sb.ToString();
+            sb.Append((char)b[0]);
+        }
+    }
+
+    public static byte[] ReadExactly(Socket s, int n)
+    {
+        var buf = new byte[n];
+        int got = 0;
+        while (got < n)
+        {
+            int r = s.Receive(buf, got, n - got, SocketFlags.None);
+            if (r == 0) throw new EndOfStreamException($"closed after {got}/{n} bytes");
+            got += r;
+        }
+        return buf;
+    }
+
+    /// <summary>True when the peer closed (EOF or reset) within the timeout.</summary>
+    public static bool WaitClosed(Socket s, int timeoutMs = 5000)
+    {
+        s.ReceiveTimeout = timeoutMs;
+        var b = new byte[256];
+        try
+        {
+            while (true)
+            {
+                if (s.Receive(b) == 0) return true;
+            }
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset) { return true; }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut || e.SocketErrorCode == SocketError.WouldBlock) { return false; }
+    }
+
+    /// <summary>Host-initiated connect: CONNECT line, guest REQUEST, guest RESPONSE, OK line. Returns (socket, host port).</summary>
+    public (Socket Host, uint HostPort) OpenHostInitiated(uint guestPort, uint guestBufAlloc = 65536)
+    {
+        var s = ConnectHost();
+        s.Send(Encoding.ASCII.GetBytes($"CONNECT {guestPort}\n"));
+        var req = Guest.RecvWhere(p => p.Op == OpRequest && p.DstPort == guestPort);
+        Assert.Equal(HostCid, req.SrcCid);
+        Assert.Equal(GuestCid, req.DstCid);
+        Assert.True(req.SrcPort >= FirstEphemeralPort);
+        Guest.Send(guestPort, req.SrcPort, OpResponse, bufAlloc: guestBufAlloc);
+        Assert.Equal($"OK {req.SrcPort}", ReadLine(s));
+        return (s, req.SrcPort);
+    }
+
+    /// <summary>Guest-initiated connect to a listener at uds_path_port. Returns the accepted host socket.</summary>
+    public Socket OpenGuestInitiated(Socket listener, uint guestPort, uint hostPort, uint guestBufAlloc = 65536)
+    {
+        Guest.Send(guestPort, hostPort, OpRequest, bufAlloc: guestBufAlloc);
+        var resp = Guest.RecvWhere(p => p.DstPort == guestPort && p.SrcPort == hostPort);
+        Assert.Equal(OpResponse, resp.Op);
+        var s = listener.Accept();
+        s.ReceiveTimeout = 5000;
+        return s;
+    }
+
+    /// <summary>Collects RW payload for one connection until <paramref name="n"/> bytes arrived.</summary>
+    public byte[] GuestReadData(uint guestPort, int n, int timeoutMs = 5000)
+    {
+        var ms = new MemoryStream();
+        while (ms.Length < n)
+        {
+            var p = Guest.RecvWhere(x => x.DstPort == guestPort && x.Op == OpRw, timeoutMs: timeoutMs);
+            ms.Write(p.Payload);
+        }
+        return ms.ToArray();
+    }
+
+    public void AssertHealthy()
+    {
+        lock (Loop.Errors) Assert.Empty(Loop.Errors);
+        Assert.Equal(0, Device.Metrics.ConnEventFails);
+        Assert.Equal(0, Device.Metrics.TxQueueEventFails);
+        Assert.Equal(0, Device.Metrics.MuxerEventFails);
+    }
+
+    public void Dispose()
+    {
+        Loop.Dispose();
+        Device.Dispose();
+        foreach (var d in Doorbells) d.Dispose();
+        Memory.Dispose();
+        try { Directory.Delete(Dir, true); } catch (IOException) { }
+    }
+}
