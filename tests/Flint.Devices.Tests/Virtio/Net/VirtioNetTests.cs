@@ -1,0 +1,242 @@
+using System.Buffers.Binary;
+using Flint.Devices.Mmds;
+using Flint.Devices.Tests.Mmds;
+using Flint.Devices.Tests.Net;
+using Flint.Devices.Virtio;
+using Flint.Devices.Virtio.Net;
+using static Flint.Devices.Virtio.Net.NetConstants;
+
+namespace Flint.Devices.Tests.Virtio.Net;
+
+[Collection("netns")]
+public sealed class VirtioNetTests
+{
+    private static bool IsArpReplyFrom(byte[] f, uint ip) =>
+        f.Length >= 42 && BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(12)) == 0x0806
+        && BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(20)) == 2 && BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(28)) == ip;
+
+    private static byte[] ArpToHost() => Frames.ArpRequest(NetHarness.GuestMac, NetnsTap.GuestIpValue, NetnsTap.HostIpValue);
+
+    [Fact]
+    public void IdentityFeaturesAndConfig()
+    {
+        using var h = new NetHarness(activate: false);
+        var d = h.Device;
+        Assert.Equal(1u, d.DeviceType);
+        Assert.Equal(new ushort[] { 256, 256 }, d.QueueMaxSizes.ToArray());
+        ulong f = d.AvailableFeatures;
+        foreach (int bit in new[] { 32, FeatureCsum, FeatureGuestCsum, FeatureMac, FeatureGuestTso4, FeatureGuestTso6, FeatureHostTso4, FeatureHostTso6, FeatureGuestUfo, FeatureHostUfo })
+            Assert.NotEqual(0UL, f & (1UL << bit));
+        Assert.Equal(0UL, f & (1UL << FeatureMrgRxbuf));
+        var cfg = new byte[8];
+        d.ReadConfig(0, cfg);
+        Assert.Equal(NetHarness.GuestMac, cfg[..6]);
+        Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(cfg.AsSpan(6)));
+        d.WriteConfig(6, new byte[2]);
+        Assert.Equal(1, d.Metrics.CfgFails);
+        d.WriteConfig(0, new byte[] { 2, 0, 0, 0, 0, 9 });
+        Assert.Equal(1, d.Metrics.MacAddressUpdates);
+        Assert.Single(d.EventSources);
+        Assert.Equal(h.Ns.Tap.Fd, d.EventSources[0].Fd);
+        Assert.NotEqual(0u, d.EventSources[0].Events & EPOLLET);
+    }
+
+    [Fact]
+    public void OffloadsFollowNegotiatedFeatures()
+    {
+        Assert.Equal(0u, Tap.OffloadsFor(1UL << FeatureGuestTso4)); // no TSO without checksum offload
+        Assert.Equal(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO,
+            Tap.OffloadsFor((1UL << FeatureGuestCsum) | (1UL << FeatureGuestTso4) | (1UL << FeatureGuestTso6) | (1UL << FeatureGuestUfo)));
+        ulong all = VirtioFeatures.Version1 | (1UL << FeatureMac) | (1UL << FeatureCsum) | (1UL << FeatureGuestCsum) | (1UL << FeatureGuestTso4)
+            | (1UL << FeatureGuestTso6) | (1UL << FeatureGuestUfo) | (1UL << FeatureHostTso4) | (1UL << FeatureHostTso6) | (1UL << FeatureHostUfo);
+        using var h = new NetHarness(features: all);
+        Assert.Equal(0, h.Device.Metrics.ActivateFails);
+        // The guest can still talk with every offload on.
+        h.PostRxBig();
+        h.Send(ArpToHost());
+        Assert.NotNull(h.WaitFrame(f => IsArpReplyFrom(f, NetnsTap.HostIpValue)));
+    }
+
+    [Fact]
+    public void ArpRequestGetsKernelReplyThroughTheTap()
+    {
+        using var h = new NetHarness();
+        h.PostRx(8);
+        h.Send(ArpToHost());
+        Assert.Equal(1, h.Device.Metrics.TxCount);
+        Assert.Equal(42, h.Device.Metrics.TxBytesCount);
+        Assert.Single(h.Tx.TakeUsed());
+        var reply = h.WaitFrame(f => IsArpReplyFrom(f, NetnsTap.HostIpValue));
+        Assert.NotNull(reply);
+        Assert.Equal(NetHarness.GuestMac, reply![..6]);
+        Assert.True(h.Device.Metrics.RxCount >= 1);
+        Assert.True(h.Line.Count >= 1);
+    }
+
+    [Fact]
+    public void ZeroCopyIntoBigChain()
+    {
+        using var h = new NetHarness();
+        h.PostRxBig();
+        h.Send(ArpToHost());
+        Assert.NotNull(h.WaitFrame(f => IsArpReplyFrom(f, NetnsTap.HostIpValue)));
+    }
+
+    [Fact]
+    public void NoRxBuffersDoesNotSpinAndResumesOnNotify()
+    {
+        using var h = new NetHarness();
+        h.Send(ArpToHost());
+        Thread.Sleep(200); // the kernel's reply now sits in the tap
+        h.Device.OnTapEvent(1);
+        h.Device.OnTapEvent(1);
+        Assert.Equal(2, h.Device.Metrics.NoRxAvailBuffer);
+        Assert.Empty(h.TakeRx());
+        h.PostRx(4);
+        h.Device.ProcessQueue(RxQueue); // the guest's rx notify
+        Assert.Contains(h.TakeRx(), f => IsArpReplyFrom(f, NetnsTap.HostIpValue));
+        // Tap now drained: further events read nothing and leave the buffers alone.
+        h.Device.OnTapEvent(1);
+        Assert.Empty(h.TakeRx());
+        Assert.Equal(4 - 1, h.RxQ.PendingCount);
+    }
+
+    [Fact]
+    public void PingFromNamespaceIsAnsweredByTheGuest()
+    {
+        using var h = new NetHarness();
+        h.PostRx(64);
+        using var ping = h.Ns.Start(NetnsTap.PingCommand(NetnsTap.GuestIpText));
+        bool answered = false;
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (!ping.HasExited && sw.ElapsedMilliseconds < 6000)
+        {
+            h.Device.OnTapEvent(1);
+            foreach (var f in h.TakeRx())
+            {
+                var reply = GuestResponder.Answer(f, NetHarness.GuestMac, NetnsTap.GuestIpValue);
+                if (reply != null)
+                {
+                    h.Send(reply);
+                    if (BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(12)) == 0x0800) answered = true;
+                }
+            }
+            if (h.RxQ.PendingCount < 8) h.PostRx(32);
+            Thread.Sleep(2);
+        }
+        ping.WaitForExit(5000);
+        Assert.True(answered);
+        Assert.True(ping.ExitCode == 0, ping.StandardOutput.ReadToEnd() + ping.StandardError.ReadToEnd());
+    }
+
+    [Fact]
+    public void MalformedTxChainsAreCountedAndCompleted()
+    {
+        using var h = new NetHarness();
+        ulong a = h.Alloc(64);
+        h.Tx.Push((a, 8, false));                             // shorter than the virtio header
+        h.Tx.Push((a, 12, false), (a, 30, true));             // device-writable descriptor in a tx chain
+        h.Tx.Push((NetHarness.MemSize - 4, 64, false));       // runs past guest memory
+        h.Tx.Push((a, 12, false), (0x4000_0000, 10, false));  // outside guest memory
+        h.Tx.Push((a, 70000, false));                         // larger than any frame
+        h.Device.ProcessQueue(TxQueue);
+        var used = h.Tx.TakeUsed();
+        Assert.Equal(5, used.Count);
+        Assert.All(used, u => Assert.Equal(0u, u.Len));
+        Assert.Equal(5, h.Device.Metrics.TxMalformedFrames);
+        Assert.Equal(0, h.Device.Metrics.TxCount);
+        // Malformed rx chains: a device-readable buffer is refused, not written.
+        h.Rx.Push((a, 100, false));
+        h.Send(ArpToHost());
+        Thread.Sleep(100);
+        h.Device.OnTapEvent(1);
+        Assert.Equal(1, h.Device.Metrics.RxFails);
+    }
+
+    [Fact]
+    public void SpoofedSourceMacIsCounted()
+    {
+        using var h = new NetHarness();
+        var f = ArpToHost();
+        f[11] ^= 1;
+        h.Send(f);
+        Assert.Equal(1, h.Device.Metrics.TxSpoofedMacCount);
+    }
+
+    [Fact]
+    public void TxRateLimiterHoldsFramesUntilItsEvent()
+    {
+        var lim = new FakeLimiter { Budget = 1 };
+        using var h = new NetHarness(tx: lim);
+        h.Send(ArpToHost());
+        h.Send(ArpToHost());
+        Assert.Equal(1, h.Device.Metrics.TxCount);
+        Assert.Equal(1, h.Device.Metrics.TxRateLimiterThrottled);
+        Assert.Equal(1, h.TxQ.PendingCount);
+        lim.Budget = 10;
+        h.Device.OnRateLimiterEvent(rx: false);
+        Assert.Equal(2, h.Device.Metrics.TxCount);
+        Assert.Equal(0, h.TxQ.PendingCount);
+        Assert.Equal(2, h.Device.EventSources.Count);
+    }
+
+    [Fact]
+    public void ResetStopsTheDevice()
+    {
+        using var h = new NetHarness();
+        h.Device.Reset();
+        Assert.False(h.Device.IsActivated);
+        h.Device.OnTapEvent(1);
+        h.Device.ProcessQueue(TxQueue);
+        Assert.Equal(1, h.Device.Metrics.EventFails);
+    }
+}
+
+/// <summary>Test-side limiter: a budget of frames.</summary>
+public sealed class FakeLimiter : INetRateLimiter
+{
+    public int Budget;
+    public bool Consume(ulong bytes)
+    {
+        if (Budget <= 0) { IsBlocked = true; return false; }
+        Budget--;
+        return true;
+    }
+    public bool IsBlocked { get; private set; }
+    public int EventFd => 0; // any fd number: the test calls OnRateLimiterEvent itself
+    public bool OnEvent() { IsBlocked = Budget <= 0; return !IsBlocked; }
+}
+
+/// <summary>Plays a guest network stack just enough to answer ARP and ICMP echo for its address.</summary>
+public static class GuestResponder
+{
+    public static byte[]? Answer(byte[] f, byte[] mac, uint ip)
+    {
+        if (f.Length < 42) return null;
+        ushort type = BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(12));
+        if (type == 0x0806 && BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(20)) == 1 && BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(38)) == ip)
+        {
+            var senderMac = f[22..28];
+            uint senderIp = BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(28));
+            var r = Frames.ArpRequest(mac, ip, senderIp, op: 2);
+            senderMac.CopyTo(r, 0);
+            senderMac.CopyTo(r, 32);
+            return r;
+        }
+        if (type == 0x0800 && f[23] == 1 && BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(30)) == ip)
+        {
+            int ihl = (f[14] & 15) * 4, total = BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(16));
+            var icmp = f.AsSpan(14 + ihl, total - ihl).ToArray();
+            if (icmp[0] != 8) return null;
+            icmp[0] = 0;
+            icmp[2] = icmp[3] = 0;
+            BinaryPrimitives.WriteUInt16BigEndian(icmp.AsSpan(2), Flint.Devices.Mmds.PacketUtil.Checksum(icmp));
+            uint src = BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(26));
+            return Frames.Ipv4(ip, src, 1, icmp, dstMac: f[6..12], srcMac: mac);
+        }
+        return null;
+    }
+}
+
+[CollectionDefinition("netns", DisableParallelization = true)]
+public sealed class NetnsCollection;
