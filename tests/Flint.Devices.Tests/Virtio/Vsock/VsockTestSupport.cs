@@ -156,6 +156,11 @@ public sealed class VsockGuest
 
     public void Kick(int q) => _doorbells[q].Write(1);
 
+    public void PublishHead(int q, ushort head) => Publish(q, head);
+
+    /// <summary>Address of descriptor <paramref name="d"/>'s fixed data slot on queue <paramref name="q"/>.</summary>
+    public ulong Slot(int q, ushort d) => SlotAddr(q, d);
+
     public int FreeDescriptors(int q) => _q[q].Free.Count;
 
     private ulong SlotAddr(int q, ushort d) => _q[q].Data + d * SlotSize;
@@ -184,6 +189,14 @@ public sealed class VsockGuest
     /// <summary>Builds a chain over fresh descriptors whose slots hold <paramref name="bufs"/> (null data: a write-only buffer of that length).</summary>
     public ushort? PushChain(int q, params (byte[]? Data, uint Len, bool Write)[] bufs)
     {
+        var head = BuildChain(q, bufs);
+        if (head is { } h) Publish(q, h);
+        return head;
+    }
+
+    /// <summary>Like <see cref="PushChain"/> but unpublished, so a test can corrupt it first (<see cref="WriteDesc"/>), then <see cref="PublishHead"/>.</summary>
+    public ushort? BuildChain(int q, params (byte[]? Data, uint Len, bool Write)[] bufs)
+    {
         ReclaimTx();
         var s = _q[q];
         if (s.Free.Count < bufs.Length) return null;
@@ -198,7 +211,6 @@ public sealed class VsockGuest
                 last ? (ushort)0 : idx[i + 1]);
         }
         s.Chains[idx[0]] = idx;
-        Publish(q, idx[0]);
         return idx[0];
     }
 
