@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Flint.Devices.RateLimiting;
 using Flint.Memory;
 using static Flint.Devices.Virtio.Block.VirtioBlockConstants;
 
@@ -11,7 +12,7 @@ namespace Flint.Devices.Virtio.Block;
 /// data moves between the file and guest memory through host pointers with no copy.
 /// Anything malformed fails only its own request; nothing the guest writes can make this throw or spin.
 /// </summary>
-public sealed unsafe class VirtioBlock : VirtioDevice, IDisposable
+public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposable
 {
     public const ushort QueueSize = 256;
 
@@ -22,16 +23,36 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IDisposable
     private readonly Lock _fileLock = new();
     private readonly string? _serial;
     private BackingFile _file;
+    private long _rateLimiterThrottledEvents;
+    private long _rateLimiterEventCount;
 
     /// <param name="path">Disk image or block device.</param>
     /// <param name="readOnly">Open O_RDONLY, offer VIRTIO_BLK_F_RO and fail writes.</param>
     /// <param name="serial">GET_ID answer (first 20 ASCII bytes); null derives it from the file's dev/inode.</param>
-    public VirtioBlock(string path, bool readOnly = false, string? serial = null)
+    /// <param name="rateLimiter">
+    /// Optional; the device owns it from here on (sets its OnUnblocked, disposes it). Pass one (buckets may be null)
+    /// when PATCH /drives may add limits later: PATCH updates it in place.
+    /// </param>
+    public VirtioBlock(string path, bool readOnly = false, string? serial = null, RateLimiter? rateLimiter = null)
     {
         IsReadOnly = readOnly;
         _serial = serial;
         _file = BackingFile.Open(path, readOnly, serial);
+        RateLimiter = rateLimiter;
+        if (rateLimiter != null) rateLimiter.OnUnblocked = OnRateLimiterUnblocked;
     }
+
+    /// <summary>Charges 1 op per request plus the data bytes of reads and writes; null: unlimited.</summary>
+    public RateLimiter? RateLimiter { get; }
+
+    /// <summary>The rate limiter's refill timer, for the event loop (none without a limiter).</summary>
+    public IReadOnlyList<EventSource> EventSources => RateLimiter?.EventSources ?? [];
+
+    /// <summary>Firecracker's block rate_limiter_throttled_events: requests left on the queue by the limiter.</summary>
+    public long RateLimiterThrottledEvents => Interlocked.Read(ref _rateLimiterThrottledEvents);
+
+    /// <summary>Firecracker's block rate_limiter_event_count: limiter timer events handled.</summary>
+    public long RateLimiterEventCount => Interlocked.Read(ref _rateLimiterEventCount);
 
     public BlockMetrics Metrics { get; } = new();
     public bool IsReadOnly { get; }
@@ -66,6 +87,10 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IDisposable
 
     protected override void OnActivateFailed() => Interlocked.Increment(ref Metrics.ActivateFails);
 
+    // The limiter's timer resumes the queue outside the transport lock: once Reset has passed this barrier no
+    // such run is inside the queue, and later ones see the device inactive.
+    protected override void OnReset() { lock (_fileLock) { } }
+
     /// <summary>
     /// Swaps in a new backing file (PATCH /drives): the new size shows up in config space and the guest is told
     /// through a config-change interrupt. Throws <see cref="Flint.Sys.SysException"/> (drive unchanged) when the
@@ -98,12 +123,38 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IDisposable
             Interlocked.Increment(ref Metrics.EventFails);
             return;
         }
-        var q = Queues[0];
-        bool used = false;
+        // Throttled: the limiter's timer resumes the queue.
+        if (RateLimiter is { IsBlocked: true }) return;
+        ProcessAvailable();
+    }
+
+    private void OnRateLimiterUnblocked()
+    {
+        Interlocked.Increment(ref _rateLimiterEventCount);
+        ProcessAvailable();
+    }
+
+    private void ProcessAvailable()
+    {
+        VirtQueue q;
+        VirtioInterrupt irq;
+        bool used = false, throttled = false;
         lock (_fileLock)
         {
+            if (!IsActivated || Interrupt is not { } i || Queues.Length == 0) return;
+            irq = i;
+            q = Queues[0];
+            var rl = RateLimiter;
             while (q.TryPop(out var chain))
             {
+                if (rl != null && !TryCharge(rl, chain))
+                {
+                    // Leave the request on the queue; the limiter's timer brings us back to it.
+                    q.NextAvail = (ushort)(q.NextAvail - 1);
+                    Interlocked.Increment(ref _rateLimiterThrottledEvents);
+                    throttled = true;
+                    break;
+                }
                 uint len = Execute(ref chain);
                 q.AddUsed(chain.HeadIndex, len);
                 used = true;
@@ -111,10 +162,29 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IDisposable
         }
         if (!used)
         {
-            Interlocked.Increment(ref Metrics.NoAvailBuffer);
+            if (!throttled) Interlocked.Increment(ref Metrics.NoAvailBuffer);
             return;
         }
         if (q.NeedsNotification) irq.SignalUsedQueue();
+    }
+
+    /// <summary>
+    /// Firecracker's charge: 1 op, plus the data bytes for reads and writes (the op is given back when the bytes
+    /// are refused). A request too malformed to run is not charged: it fails without I/O. The chain is a copy,
+    /// so walking it here leaves the caller's walk untouched.
+    /// </summary>
+    private bool TryCharge(RateLimiter rl, DescriptorChain probe)
+    {
+        int n = probe.CollectInto(_chain);
+        if (n < 2) return true;
+        var h = _chain[0];
+        byte* hp = h.IsWriteOnly || h.Len < HeaderSize ? null : Memory!.TryGetHostPointer(h.Addr, HeaderSize);
+        if (hp == null) return true;
+        uint type = Unsafe.ReadUnaligned<uint>(hp);
+        ulong bytes = 0;
+        if (type == RequestIn || type == RequestOut)
+            for (int i = 1; i < n - 1; i++) bytes += _chain[i].Len;
+        return rl.ConsumeRequest(bytes);
     }
 
     /// <summary>Runs one request; returns the used length (bytes written to guest buffers, status included).</summary>
@@ -268,5 +338,9 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IDisposable
         return StatusOk;
     }
 
-    public void Dispose() => _file.Dispose();
+    public void Dispose()
+    {
+        _file.Dispose();
+        RateLimiter?.Dispose();
+    }
 }
