@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Runtime.Versioning;
 using Flint.Sys;
 using static Flint.Sys.JailerLibc;
 

@@ -1,8 +1,6 @@
 using Flint.Sys;
 using static Flint.Sys.JailerLibc;
 
-[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
-
 namespace Flint.Jailer;
 
 /// <summary>
