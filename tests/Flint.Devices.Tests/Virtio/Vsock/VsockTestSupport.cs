@@ -29,6 +29,8 @@ public sealed class TestLoop : IEventRegistrar, IDisposable
 
     public List<Exception> Errors { get; } = [];
     public long Dispatches;
+    /// <summary>Managed bytes allocated on the loop thread inside handlers (the device's own work).</summary>
+    public long HandlerAllocatedBytes;
     public int AddCount;
     public int Registered { get { lock (_lock) return _tokenByFd.Count; } }
 
@@ -75,8 +77,10 @@ public sealed class TestLoop : IEventRegistrar, IDisposable
                 lock (_lock) h = _handlers[(int)events[i].Data];
                 if (h == null) continue;
                 Interlocked.Increment(ref Dispatches);
+                long before = GC.GetAllocatedBytesForCurrentThread();
                 try { h(events[i].Events); }
                 catch (Exception e) { lock (_lock) Errors.Add(e); }
+                Interlocked.Add(ref HandlerAllocatedBytes, GC.GetAllocatedBytesForCurrentThread() - before);
             }
         }
     }
