@@ -26,4 +26,5 @@ if [ ! -x artifacts/bin/flint ] || [ -n "$(find src -newer artifacts/bin/flint \
     | grep -Ev '^\s*$' || true
   test -x artifacts/bin/flint
 fi
+{ [ -x artifacts/bin/flint-jailer ] && [ -z "$(find src/Flint.Jailer src/Flint.Sys -newer artifacts/bin/flint-jailer \( -name '*.cs' -o -name '*.csproj' \) -print -quit)" ]; } || { echo "setup: publishing artifacts/bin/flint-jailer (NativeAOT)"; dotnet publish src/Flint.Jailer/Flint.Jailer.csproj -c Release -r linux-x64 -o artifacts/bin -p:DebugType=none --nologo -v quiet | grep -Ev '^\s*$' || true; test -x artifacts/bin/flint-jailer; }
 echo "setup: ready (artifacts/bin/flint, artifacts/guest)"
