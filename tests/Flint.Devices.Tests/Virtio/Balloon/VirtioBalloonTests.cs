@@ -371,4 +371,23 @@ public sealed class VirtioBalloonTests
         }
         Assert.True(h.Inflate.UsedIdx > 0);
     }
+
+    [Fact]
+    public void InflateAndStatsPathsDoNotAllocate()
+    {
+        using var h = new BalloonHarness();
+        long allocated = 0;
+        for (int i = 0; i < 100; i++)
+        {
+            h.Inflate.Push(h.PfnArray((uint)(300 + i % 50), (uint)(400 + i % 50), 0xffff_ffff));
+            h.Stats.Push(h.StatsBuffer((StatFreeMemory, (ulong)i)));
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            h.Device.ProcessQueue(InflateQueue);
+            h.Device.ProcessQueue(StatsQueue);
+            h.Device.EventSources[0].OnReady(1);
+            if (i >= 10) allocated += GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        Assert.Equal(100, h.Inflate.UsedIdx);
+        Assert.Equal(0, allocated);
+    }
 }

@@ -227,4 +227,21 @@ public sealed class VirtioRngTests : IDisposable
         }
         Assert.True(_driver.UsedIdx > 0);
     }
+
+    [Fact]
+    public void RequestPathDoesNotAllocate()
+    {
+        var d = Start(new RateLimiter(new TokenBucketConfig(1UL << 40, null, 1000), new TokenBucketConfig(1UL << 40, null, 1000), _clock));
+        ulong buf = _driver.Alloc(64);
+        long allocated = 0;
+        for (int i = 0; i < 200; i++)
+        {
+            _driver.Push((buf, 64, true));
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            d.ProcessQueue(0);
+            if (i >= 10) allocated += GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        Assert.Equal(200, _driver.UsedIdx);
+        Assert.Equal(0, allocated);
+    }
 }
