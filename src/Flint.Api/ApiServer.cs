@@ -45,6 +45,9 @@ public sealed class ApiServer : IDisposable
         _handler = handler;
     }
 
+    /// <summary>Runs on the API thread before it serves anything (seccomp installs the api filter here).</summary>
+    public Action? BeforeServe { get; set; }
+
     public string SocketPath => _socketPath;
     public int MaxPayloadBytes => _maxPayload;
     /// <summary>Connections open right now (for tests and metrics).</summary>
@@ -100,6 +103,7 @@ public sealed class ApiServer : IDisposable
 
     private void Run()
     {
+        BeforeServe?.Invoke();
         Logger.Info("API server started.");
         try
         {

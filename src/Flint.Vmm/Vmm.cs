@@ -37,8 +37,10 @@ public sealed class Vmm : IDisposable
 
     internal void Own(IDisposable d) => _owned.Add(d);
 
-    public void StartVcpus()
+    /// <summary>Starts every vCPU thread; <paramref name="beforeRun"/> runs on each before its first KVM_RUN.</summary>
+    public void StartVcpus(Action? beforeRun = null)
     {
+        foreach (var v in Vcpus) v.BeforeRun = beforeRun;
         foreach (var v in Vcpus) v.Start();
         IsStarted = true;
     }

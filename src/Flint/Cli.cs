@@ -106,7 +106,20 @@ public static class Cli
         }
         Logger.Info($"Running Flint v{Version}");
 
-        foreach (var (opt, what) in new (Option, string)[] { (SeccompFilter, "--seccomp-filter"), (Metadata, "--metadata") })
+        Flint.Seccomp.SeccompConfig seccomp;
+        try
+        {
+            seccomp = p.GetValue(NoSeccomp) ? Flint.Seccomp.SeccompConfig.Disabled
+                : p.GetValue(SeccompFilter) is { } filterFile ? Flint.Seccomp.SeccompConfig.Load(filterFile)
+                : Flint.Seccomp.SeccompConfig.Default;
+        }
+        catch (Exception e) when (e is Flint.Seccomp.SeccompConfigException or IOException or UnauthorizedAccessException)
+        {
+            Logger.Error($"Seccomp error: {e.Message}");
+            return ExitCodes.BadConfiguration;
+        }
+
+        foreach (var (opt, what) in new (Option, string)[] { (Metadata, "--metadata") })
         {
             if (p.GetResult(opt) != null)
             {
@@ -141,7 +154,7 @@ public static class Cli
             ConsoleInputFd = 0,
         };
         var process = new FlintProcess(new FlintProcess.Settings(
-            id, noApi ? null : p.GetValue(ApiSock), (int)maxPayload, config, options, p.GetValue(MetricsPath), startTimestamp));
+            id, noApi ? null : p.GetValue(ApiSock), (int)maxPayload, config, options, p.GetValue(MetricsPath), startTimestamp, seccomp));
         return process.Run();
     }
 }

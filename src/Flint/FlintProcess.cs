@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Flint.Api;
 using Flint.Arch.X86;
+using Flint.Seccomp;
 using Flint.Sys;
 using Flint.Vmm;
 using Flint.Vmm.Builder;
@@ -18,7 +19,7 @@ namespace Flint;
 internal sealed class FlintProcess
 {
     public sealed record Settings(string Id, string? ApiSock, int MaxPayload, VmConfig? Config, VmOptions Options,
-        string? MetricsPath, long StartTimestamp);
+        string? MetricsPath, long StartTimestamp, SeccompConfig Seccomp);
 
     private readonly Settings _s;
     private readonly MetricsRegistry _metrics = new();
@@ -34,6 +35,12 @@ internal sealed class FlintProcess
 
     public int Run()
     {
+        if (_s.Seccomp.IsEnabled)
+        {
+            SigsysHandler.Install();
+            if (Logger.LogFd >= 0) SigsysHandler.SetLogFd(Logger.LogFd);
+        }
+        _metrics.Bind("seccomp", "num_faults", () => SeccompMetrics.NumFaults);
         if (_s.MetricsPath != null && !TryConfigureMetrics(_s.MetricsPath, out var err))
         {
             Logger.Error(err);
@@ -60,7 +67,10 @@ internal sealed class FlintProcess
                     },
                 };
                 queued = new QueuedApiHandler(controller);
-                server = new ApiServer(_s.ApiSock, _s.MaxPayload, queued);
+                server = new ApiServer(_s.ApiSock, _s.MaxPayload, queued)
+                {
+                    BeforeServe = () => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Api),
+                };
                 try { server.Start(); }
                 catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidOperationException or SysException)
                 {
@@ -91,6 +101,9 @@ internal sealed class FlintProcess
                 using var timer = new TimerFd();
                 timer.Arm(MetricsWriter.Period, MetricsWriter.Period);
                 _vmm.EventLoop.Add(timer.Fd, _ => { timer.Read(); _metricsWriter?.Flush(); });
+                // The VMM thread's filter goes on last: every thread exists and every fd is open by now.
+                // (Before InstanceStart this thread runs unfiltered: it still has to create the vCPU threads.)
+                SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vmm);
                 int code = _vmm.RunUntilExit();
                 _metricsWriter?.Flush();
                 Logger.Info(code == 0 ? "Flint exiting successfully. exit_code=0" : $"Flint exiting with error. exit_code={code}");
@@ -140,7 +153,7 @@ internal sealed class FlintProcess
         };
         var vmm = VmBuilder.Build(config, options);
         VmmMetricsBinding.Bind(_metrics, vmm);
-        vmm.StartVcpus();
+        vmm.StartVcpus(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu));
         _vmm = vmm;
         return new RunningVm(vmm);
     }

@@ -16,6 +16,9 @@ public static class Logger
     public static bool ShowOrigin { get; set; }
     public static long LinesWritten;
 
+    /// <summary>The fd of the configured log file, or -1 while logging to stdout (the SIGSYS handler writes here too).</summary>
+    public static int LogFd { get; private set; } = -1;
+
     /// <summary>Directs the log to a file or FIFO (opened for append, as Firecracker does). Allowed once.</summary>
     public static void Configure(string? path, LogLevel? level, bool? showLevel, bool? showOrigin)
     {
@@ -26,6 +29,7 @@ public static class Logger
             {
                 var fs = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
                 _out = new StreamWriter(fs) { AutoFlush = true };
+                LogFd = (int)fs.SafeFileHandle.DangerousGetHandle();
             }
             if (level.HasValue) Level = level.Value;
             if (showLevel.HasValue) ShowLevel = showLevel.Value;

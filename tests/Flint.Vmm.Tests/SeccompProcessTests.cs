@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text.Json.Nodes;
+
+namespace Flint.Vmm.Tests;
+
+/// <summary>
+/// flint's seccomp filters in the real process: the default filters let the API serve, and a custom filter that
+/// forbids a syscall the API thread makes ends the process with exit 148 and Firecracker's log line.
+/// </summary>
+public sealed class SeccompProcessTests : IDisposable
+{
+    private readonly string _dir = Repo.TempDir();
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private static string DefaultFiltersJson() =>
+        File.ReadAllText(Path.Combine(Repo.Root, "src", "Flint.Seccomp", "default-filters.json"));
+
+    private (Process P, string Sock) Start(params string[] args)
+    {
+        var sock = Path.Combine(_dir, "api.sock");
+        var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--api-sock", sock }.Concat(args)) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        var sw = Stopwatch.StartNew();
+        while (!File.Exists(sock) && sw.Elapsed < TimeSpan.FromSeconds(10) && !p.HasExited) Thread.Sleep(5);
+        return (p, sock);
+    }
+
+    [Fact]
+    public void Api_thread_killed_by_a_filter_that_forbids_accept_exits_148()
+    {
+        var root = JsonNode.Parse(DefaultFiltersJson())!;
+        var api = root["api"]!["filter"]!.AsArray();
+        foreach (var rule in api.Where(r => r!["syscall"]!.GetValue<string>() is "accept4" or "accept").ToList()) api.Remove(rule);
+        var filter = Path.Combine(_dir, "filter.json");
+        File.WriteAllText(filter, root.ToJsonString());
+
+        var (p, sock) = Start("--seccomp-filter", filter);
+        using (p)
+        {
+            Assert.True(File.Exists(sock), "API socket did not appear");
+            using (var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+            {
+                s.Connect(new UnixDomainSocketEndPoint(sock));
+                Assert.True(p.WaitForExit(10_000), "flint survived a forbidden syscall");
+            }
+            string all = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+            Assert.Equal(148, p.ExitCode);
+            Assert.Contains("Shutting down VM after intercepting a bad syscall (288)", all); // 288 = accept4
+        }
+    }
+
+    [Fact]
+    public void Default_filters_let_the_api_serve_many_requests()
+    {
+        var (p, sock) = Start();
+        using (p)
+        {
+            try
+            {
+                for (int c = 0; c < 20; c++)
+                {
+                    using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                    s.Connect(new UnixDomainSocketEndPoint(sock));
+                    for (int i = 0; i < 20; i++)
+                    {
+                        s.Send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8);
+                        var buf = new byte[4096];
+                        int n = s.Receive(buf);
+                        Assert.StartsWith("HTTP/1.1 200", System.Text.Encoding.ASCII.GetString(buf, 0, n));
+                    }
+                }
+                Assert.False(p.HasExited, "flint died under its default filters");
+            }
+            finally { if (!p.HasExited) { p.Kill(); p.WaitForExit(); } }
+        }
+    }
+
+    [Fact]
+    public void Invalid_filter_file_exits_152()
+    {
+        var filter = Path.Combine(_dir, "bad.json");
+        File.WriteAllText(filter, "{\"vmm\": {\"default_action\": \"trap\", \"filter_action\": \"allow\", \"filter\": [{\"syscall\": \"no_such_call\"}]}}");
+        var r = Repo.RunFlint(TimeSpan.FromSeconds(20), "--api-sock", Path.Combine(_dir, "s"), "--seccomp-filter", filter);
+        Assert.Equal(152, r.ExitCode);
+        Assert.Contains("Seccomp error", r.All);
+    }
+}
