@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace Flint.Bench.Harness;
+
+/// <summary>
+/// Usage (from the repository root; bench/run drives it):
+///   Flint.Bench.Harness measure [--smoke] --out artifacts/bench/harness.json
+///   Flint.Bench.Harness report --harness artifacts/bench/harness.json --micro artifacts/bench/micro.json --out docs/benchmarks
+/// </summary>
+public static class Program
+{
+    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    public static int Main(string[] args)
+    {
+        if (args.Length == 0) { Console.Error.WriteLine("usage: measure|report ..."); return 2; }
+        string? Arg(string name) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
+        bool smoke = args.Contains("--smoke");
+        switch (args[0])
+        {
+            case "measure": return Measure(smoke, Arg("--out") ?? "artifacts/bench/harness.json");
+            case "report":
+                Report.Write(Arg("--harness") ?? "artifacts/bench/harness.json", Arg("--micro") ?? "artifacts/bench/micro.json",
+                    Arg("--out") ?? "docs/benchmarks");
+                return 0;
+            default: Console.Error.WriteLine($"unknown command {args[0]}"); return 2;
+        }
+    }
+
+    private static int Measure(bool smoke, string outPath)
+    {
+        string root = Directory.GetCurrentDirectory();
+        string qemu = FindInPath("qemu-system-x86_64") ?? throw new FileNotFoundException("qemu-system-x86_64 not in PATH");
+        var s = new Measurements.Settings(smoke, root,
+            Path.Combine(root, "artifacts/bin/flint"), qemu,
+            Path.Combine(root, "tests/testguest/out/testguest.elf"),
+            Path.Combine(root, "artifacts/guest/vmlinux"), Path.Combine(root, "artifacts/guest/rootfs.ext4"));
+        foreach (var f in new[] { s.Flint, s.TestGuest, s.Kernel, s.Rootfs })
+            if (!File.Exists(f)) throw new FileNotFoundException($"missing {f} (bench/run builds it)");
+
+        var r = new HarnessResults { Smoke = smoke, StartedUtc = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm:ss 'UTC'") };
+        HostInfo.Collect(r.Host, qemu, "start");
+        var sw = Stopwatch.StartNew();
+        var m = new Measurements(s, r);
+        try
+        {
+            // Each step interleaves Flint and QEMU runs (A B A B).
+            m.Startup();
+            m.Memory();
+            m.Latency();
+            m.Boot();
+            m.CreationRate();
+        }
+        finally { m.Cleanup(); }
+        r.TotalSeconds = sw.Elapsed.TotalSeconds;
+        HostInfo.Collect(r.Host, qemu, "end");
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
+        File.WriteAllText(outPath, JsonSerializer.Serialize(r, Json));
+        Console.WriteLine($"harness: {r.Series.Count} series in {r.TotalSeconds:F1} s -> {outPath}");
+        return 0;
+    }
+
+    internal static string? FindInPath(string exe) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin").Split(':').Select(d => Path.Combine(d, exe)).FirstOrDefault(File.Exists);
+}
+
+internal static class HostInfo
+{
+    public static void Collect(Dictionary<string, string> h, string qemu, string phase)
+    {
+        h[$"loadavg ({phase})"] = Read("/proc/loadavg").Split(' ').Take(3).Aggregate((a, b) => a + " " + b);
+        if (phase != "start") return;
+        var cpuinfo = Read("/proc/cpuinfo").Split('\n');
+        string Field(string k) => cpuinfo.FirstOrDefault(l => l.StartsWith(k, StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "?";
+        var flags = Field("flags").Split(' ');
+        h["CPU"] = $"{Field("model name")} ({Environment.ProcessorCount} logical CPUs visible)";
+        h["virtualisation flags"] = (flags.Contains("vmx") ? "vmx " : "") + (flags.Contains("svm") ? "svm " : "") +
+                                    (flags.Contains("hypervisor") ? "(running under a hypervisor)" : "") is { Length: > 0 } v ? v.Trim() : "none";
+        h["memory"] = $"{long.Parse(Read("/proc/meminfo").Split('\n')[0].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024} MiB";
+        h["kernel"] = Read("/proc/sys/kernel/osrelease").Trim();
+        h["/dev/kvm"] = File.Exists("/dev/kvm") ? "present" : "absent";
+        var mods = new[] { "kvm", "kvm_intel", "kvm_amd", "kvm_pvm" }.Where(m => Directory.Exists($"/sys/module/{m}")).ToList();
+        h["KVM modules loaded"] = mods.Count > 0 ? string.Join(", ", mods) : "none";
+        h[".NET"] = System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription;
+        h["QEMU"] = Run(qemu, "--version").Split('\n')[0];
+        h["git commit"] = Run("git", "rev-parse --short HEAD").Trim() + (Run("git", "status --porcelain --untracked-files=no src").Trim().Length > 0 ? " (src/ has uncommitted changes)" : "");
+        h["flint binary"] = "artifacts/bin/flint (NativeAOT, scripts/setup.sh)";
+    }
+
+    private static string Read(string p) { try { return File.ReadAllText(p); } catch (IOException) { return "?"; } }
+
+    private static string Run(string exe, string args)
+    {
+        try
+        {
+            using var p = Process.Start(new ProcessStartInfo(exe, args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            string o = p.StandardOutput.ReadToEnd();
+            p.WaitForExit();
+            return o;
+        }
+        catch (Exception e) { return $"? ({e.Message})"; }
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# CI check for the benchmark suite: runs `bash bench/run --smoke` (tiny counts, writes artifacts/bench/smoke/) and
+# checks that the report and its charts were written. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=artifacts/bench/smoke
+rm -rf "$out"
+bash bench/run --smoke --out "$out"
+for f in results.md results.json micro.json startup.svg memory.svg latency.svg boot.svg micro.svg; do
+  [ -s "$out/$f" ] || { echo "smoke-test: FAIL: $out/$f missing or empty"; exit 1; }
+done
+grep -q '^## 1\. Start-up' "$out/results.md" || { echo "smoke-test: FAIL: $out/results.md has no start-up table"; exit 1; }
+grep -q '^## 5\. Micro-benchmarks' "$out/results.md" || { echo "smoke-test: FAIL: $out/results.md has no micro-benchmark table"; exit 1; }
+echo "smoke-test: OK ($out/results.md)"
