@@ -19,12 +19,23 @@ fi
 # Guest kernel + rootfs: reused from ../shared/guest when its recipe matches ours, built otherwise.
 bash guest/fetch-or-build.sh "$ROOT/artifacts/guest"
 
-# The flint executable, NativeAOT.
-if [ ! -x artifacts/bin/flint ] || [ -n "$(find src -newer artifacts/bin/flint \( -name '*.cs' -o -name '*.csproj' \) -print -quit)" ]; then
-  echo "setup: publishing artifacts/bin/flint (NativeAOT)"
-  dotnet publish src/Flint/Flint.csproj -c Release -r linux-x64 -o artifacts/bin -p:DebugType=none --nologo -v quiet \
-    | grep -Ev '^\s*$' || true
-  test -x artifacts/bin/flint
-fi
-{ [ -x artifacts/bin/flint-jailer ] && [ -z "$(find src/Flint.Jailer src/Flint.Sys -newer artifacts/bin/flint-jailer \( -name '*.cs' -o -name '*.csproj' \) -print -quit)" ]; } || { echo "setup: publishing artifacts/bin/flint-jailer (NativeAOT)"; dotnet publish src/Flint.Jailer/Flint.Jailer.csproj -c Release -r linux-x64 -o artifacts/bin -p:DebugType=none --nologo -v quiet | grep -Ev '^\s*$' || true; test -x artifacts/bin/flint-jailer; }
-echo "setup: ready (artifacts/bin/flint, artifacts/guest)"
+# The NativeAOT executables, republished when their sources changed. A failed publish fails setup (a stale
+# binary from an earlier build must never pass for the current sources).
+publish() { # project, binary, source dirs...
+  local proj=$1 bin=$2; shift 2
+  if [ -x "artifacts/bin/$bin" ] && [ -z "$(find "$@" -newer "artifacts/bin/$bin" \( -name '*.cs' -o -name '*.csproj' -o -name '*.json' \) -print -quit)" ]; then
+    return 0
+  fi
+  echo "setup: publishing artifacts/bin/$bin (NativeAOT)"
+  mkdir -p artifacts
+  if ! dotnet publish "$proj" -c Release -r linux-x64 -o artifacts/bin -p:DebugType=none --nologo -v quiet > "artifacts/publish-$bin.log" 2>&1; then
+    grep -E 'error' "artifacts/publish-$bin.log" | head -20
+    echo "setup: publishing $bin failed (artifacts/publish-$bin.log)"
+    rm -f "artifacts/bin/$bin"
+    return 1
+  fi
+  touch "artifacts/bin/$bin"
+}
+publish src/Flint/Flint.csproj flint src Directory.Build.props
+publish src/Flint.Jailer/Flint.Jailer.csproj flint-jailer src/Flint.Jailer src/Flint.Sys Directory.Build.props
+echo "setup: ready (artifacts/bin/flint, artifacts/bin/flint-jailer, artifacts/guest)"

@@ -1,8 +1,11 @@
+using System.Text.Json;
+using Flint.Devices.RateLimiting;
+using Flint.Vmm.Config;
 using Flint.Vmm.Rpc;
 
 namespace Flint.Vmm;
 
-/// <summary>The API's view of a started VM: pause/resume, Ctrl+Alt+Del, drive backing-file swaps.</summary>
+/// <summary>The API's view of a started VM: pause/resume, Ctrl+Alt+Del, drive and limiter updates, balloon control.</summary>
 public sealed class RunningVm(Vmm vmm) : IRunningVm
 {
     public Vmm Vmm { get; } = vmm;
@@ -17,14 +20,38 @@ public sealed class RunningVm(Vmm vmm) : IRunningVm
             throw new InvalidOperationException("Failed to send Ctrl+Alt+Del: the i8042 buffer is full.");
     }
 
-    public void PatchDrive(string driveId, string pathOnHost)
+    public void PatchDrive(string driveId, string pathOnHost) => Block(driveId).UpdateBackingFile(pathOnHost);
+
+    public void PatchDriveRateLimiter(string driveId, JsonElement rateLimiter)
     {
-        foreach (var (id, _, dev) in Vmm.Blocks)
+        var cfg = DeviceConfigs.Limiter(rateLimiter, "rate_limiter");
+        var limiter = Block(driveId).RateLimiter ?? throw new InvalidOperationException($"Drive {driveId} has no rate limiter.");
+        limiter.Update(cfg);
+    }
+
+    public void PatchNetwork(string ifaceId, JsonElement? rx, JsonElement? tx)
+    {
+        foreach (var n in Vmm.Devices.Nets)
         {
-            if (id != driveId) continue;
-            dev.UpdateBackingFile(pathOnHost);
+            if (n.Id != ifaceId) continue;
+            // Parse both first so a bad second body changes nothing.
+            RateLimiterConfig? rxCfg = rx is { } r ? DeviceConfigs.Limiter(r, "rx_rate_limiter") : null;
+            RateLimiterConfig? txCfg = tx is { } t ? DeviceConfigs.Limiter(t, "tx_rate_limiter") : null;
+            if (rxCfg != null) n.Rx.Update(rxCfg);
+            if (txCfg != null) n.Tx.Update(txCfg);
             return;
         }
-        throw new InvalidOperationException($"Invalid block device ID: {driveId}.");
+        throw new InvalidOperationException($"Invalid network interface ID - not found: {ifaceId}.");
     }
+
+    public string GetBalloonJson() => Balloon.GetConfig().ToJson();
+    public string GetBalloonStatsJson() => Balloon.GetStats().ToJson();
+    public void PatchBalloon(uint amountMib) => Balloon.UpdateTarget(amountMib);
+    public void PatchBalloonStatsInterval(uint intervalS) => Balloon.UpdateStatsInterval(intervalS);
+
+    private Flint.Devices.Virtio.Balloon.VirtioBalloon Balloon =>
+        Vmm.Devices.Balloon ?? throw new InvalidOperationException("No balloon device found.");
+
+    private Flint.Devices.Virtio.Block.VirtioBlock Block(string driveId) =>
+        Vmm.Blocks.FirstOrDefault(b => b.Id == driveId).Device ?? throw new InvalidOperationException($"Invalid block device ID: {driveId}.");
 }

@@ -15,6 +15,9 @@ public sealed class VmOptions
     /// <summary>An fd whose input feeds the serial console (stdin), or -1.</summary>
     public int ConsoleInputFd { get; init; } = -1;
 
+    /// <summary>The MMDS data store the VM's network stacks serve (shared with the API).</summary>
+    public Flint.Devices.Mmds.MmdsStore MmdsStore { get; init; } = new();
+
     /// <summary>The KVM device node.</summary>
     public string KvmPath { get; init; } = Flint.Kvm.Kvm.DefaultPath;
 

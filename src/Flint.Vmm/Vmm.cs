@@ -28,7 +28,8 @@ public sealed class Vmm : IDisposable
     public required Serial Serial { get; init; }
     public required I8042 I8042 { get; init; }
     public BootTimer? BootTimer { get; init; }
-    public required IReadOnlyList<(string Id, MmioTransport Transport, VirtioBlock Device)> Blocks { get; init; }
+    public required Builder.VirtioDeviceSet Devices { get; init; }
+    public IReadOnlyList<(string Id, MmioTransport Transport, VirtioBlock Device)> Blocks => Devices.Blocks;
     public VcpuMetrics VcpuMetrics { get; } = new();
     public string KernelCmdline { get; init; } = "";
 

@@ -119,12 +119,20 @@ public static class Cli
             return ExitCodes.BadConfiguration;
         }
 
-        foreach (var (opt, what) in new (Option, string)[] { (Metadata, "--metadata") })
+        long mmdsLimit = p.GetValue(MmdsSizeLimit) ?? p.GetValue(MaxPayload);
+        if (mmdsLimit <= 0 || mmdsLimit > int.MaxValue)
         {
-            if (p.GetResult(opt) != null)
+            Console.Error.WriteLine($"Arguments parsing error: Invalid --mmds-size-limit: {mmdsLimit}.");
+            return ExitCodes.ArgParsing;
+        }
+        var mmds = new Flint.Devices.Mmds.MmdsStore((int)mmdsLimit);
+        if (p.GetValue(Metadata) is { } metadataFile)
+        {
+            try { mmds.Put(File.ReadAllText(metadataFile)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or Flint.Devices.Mmds.MmdsStoreException)
             {
-                Logger.Error($"{what} is not supported yet by this build of Flint.");
-                return ExitCodes.GenericError;
+                Logger.Error($"Unable to load the MMDS metadata from {metadataFile}: {e.Message}");
+                return ExitCodes.BadConfiguration;
             }
         }
 
@@ -152,6 +160,7 @@ public static class Cli
             CpuTemplate = p.GetValue(CpuTemplate),
             ConsoleOutput = Console.OpenStandardOutput(),
             ConsoleInputFd = 0,
+            MmdsStore = mmds,
         };
         var process = new FlintProcess(new FlintProcess.Settings(
             id, noApi ? null : p.GetValue(ApiSock), (int)maxPayload, config, options, p.GetValue(MetricsPath), startTimestamp, seccomp));

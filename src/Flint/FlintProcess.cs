@@ -21,6 +21,9 @@ internal sealed class FlintProcess
     public sealed record Settings(string Id, string? ApiSock, int MaxPayload, VmConfig? Config, VmOptions Options,
         string? MetricsPath, long StartTimestamp, SeccompConfig Seccomp);
 
+    /// <summary>The MMDS data store: the API writes it, the VM's network stacks serve it.</summary>
+    private Flint.Devices.Mmds.MmdsStore Mmds => _s.Options.MmdsStore;
+
     private readonly Settings _s;
     private readonly MetricsRegistry _metrics = new();
     private MetricsWriter? _metricsWriter;
@@ -56,6 +59,7 @@ internal sealed class FlintProcess
             {
                 controller = new VmmController(StartVm, _s.Id, Cli.Version)
                 {
+                    MmdsStore = Mmds,
                     ConfigureMetrics = m =>
                     {
                         if (!TryConfigureMetrics(m.MetricsPath, out var e)) throw new InvalidOperationException(e);
@@ -149,6 +153,7 @@ internal sealed class FlintProcess
             ConsoleOutput = _s.Options.ConsoleOutput,
             ConsoleInputFd = _s.Options.ConsoleInputFd,
             KvmPath = _s.Options.KvmPath,
+            MmdsStore = Mmds,
             StartTimestamp = Stopwatch.GetTimestamp(),
         };
         var vmm = VmBuilder.Build(config, options);

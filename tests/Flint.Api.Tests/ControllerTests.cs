@@ -93,13 +93,23 @@ public class ControllerTests
     [InlineData("/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}", "vsock")]
     [InlineData("/entropy", "{\"rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}}", "entropy")]
     [InlineData("/balloon", "{\"amount_mib\": 16, \"deflate_on_oom\": true, \"stats_polling_interval_s\": 1}", "balloon")]
-    [InlineData("/cpu-config", "{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": 0, \"modifiers\": [{\"register\": \"ecx\", \"bitmap\": \"0bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1\"}]}]}", "cpu-config")]
-    public void UnsupportedDevicesAreStoredButStartIsRefused(string path, string body, string section)
+    public void DeviceSectionsAreStoredAndReachTheBuilder(string path, string body, string section)
     {
         using var env = new Env();
         Assert.Equal(204, env.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env.Kernel)}\"}}").Status);
         Assert.Equal(204, env.Call("PUT", path, body).Status);
         Assert.Contains($"\"{section}\"", env.ConfigJson);
+        Assert.Equal(204, env.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}").Status);
+        Assert.NotNull(env.Vm);
+        Assert.Equal("Running", env.Controller.State);
+    }
+
+    [Fact]
+    public void CustomCpuTemplatesAreStoredButStartIsRefused()
+    {
+        using var env = new Env();
+        Assert.Equal(204, env.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env.Kernel)}\"}}").Status);
+        Assert.Equal(204, env.Call("PUT", "/cpu-config", "{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": 0, \"modifiers\": [{\"register\": \"ecx\", \"bitmap\": \"0bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1\"}]}]}").Status);
         var r = env.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
         Assert.Equal(400, r.Status);
         Assert.Contains("not supported yet by this build", r.Body);
@@ -128,7 +138,7 @@ public class ControllerTests
     public void MmdsSizeLimitGives413()
     {
         using var env0 = new Env();
-        var c = new VmmController(_ => new FakeVm()) { MmdsSizeLimit = 64 };
+        var c = new VmmController(_ => new FakeVm()) { MmdsStore = new Flint.Devices.Mmds.MmdsStore(64) };
         Assert.Equal(204, c.Handle("PUT", "/mmds", "{\"a\": \"short\"}").Status);
         var r = c.Handle("PATCH", "/mmds", "{\"b\": \"" + new string('x', 100) + "\"}");
         Assert.Equal(413, r.Status);

@@ -17,6 +17,14 @@ public sealed class FakeVm : IRunningVm
     public void Resume() => IsPaused = false;
     public void SendCtrlAltDel() => CtrlAltDels++;
     public void PatchDrive(string driveId, string pathOnHost) => Patches.Add((driveId, pathOnHost));
+    public List<string> LimiterPatches = [];
+    public void PatchDriveRateLimiter(string driveId, System.Text.Json.JsonElement rateLimiter) => LimiterPatches.Add(driveId);
+    public void PatchNetwork(string ifaceId, System.Text.Json.JsonElement? rx, System.Text.Json.JsonElement? tx) => LimiterPatches.Add(ifaceId);
+    public uint BalloonMib;
+    public string GetBalloonJson() => $"{{\"amount_mib\":{BalloonMib},\"deflate_on_oom\":false,\"stats_polling_interval_s\":0}}";
+    public string GetBalloonStatsJson() => throw new InvalidOperationException("Statistics for the balloon device are not enabled.");
+    public void PatchBalloon(uint amountMib) => BalloonMib = amountMib;
+    public void PatchBalloonStatsInterval(uint intervalS) => throw new InvalidOperationException("Statistics for the balloon device are not enabled.");
 }
 
 /// <summary>A temp dir with a kernel and disk image, a controller with a fake VM, and optionally a live server.</summary>

@@ -63,14 +63,35 @@ public class ConfigLoaderTests : IDisposable
     }
 
     [Theory]
-    [InlineData(",\"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\"}]", "network-interfaces")]
-    [InlineData(",\"vsock\": {\"guest_cid\": 3, \"uds_path\": \"/tmp/v\"}", "vsock")]
-    [InlineData(",\"balloon\": {\"amount_mib\": 1, \"deflate_on_oom\": false}", "balloon")]
+    [InlineData(",\"network-interfaces\": [{\"iface_id\": \"eth0\"}]", "host_dev_name")]
+    [InlineData(",\"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"zz\"}]", "guest_mac")]
+    [InlineData(",\"network-interfaces\": [{\"iface_id\": \"a\", \"host_dev_name\": \"tap0\"}, {\"iface_id\": \"b\", \"host_dev_name\": \"tap0\"}]", "already in use")]
+    [InlineData(",\"network-interfaces\": [{\"iface_id\": \"a\", \"host_dev_name\": \"tap0\", \"rx_rate_limiter\": {\"bandwidth\": {\"size\": \"x\"}}}]", "rx_rate_limiter")]
+    [InlineData(",\"mmds-config\": {\"network_interfaces\": [\"eth9\"]}", "does not correspond")]
+    [InlineData(",\"vsock\": {\"guest_cid\": 2, \"uds_path\": \"/tmp/v\"}", "guest_cid")]
+    [InlineData(",\"balloon\": {\"amount_mib\": 4096, \"deflate_on_oom\": false}", "too large")]
+    [InlineData(",\"cpu-config\": {}", "cpu-config")]
     [InlineData(",\"unknown-section\": {}", "unknown-section")]
-    public void Refuses_sections_this_build_cannot_honour(string extra, string expected)
+    public void Refuses_bad_or_unsupported_device_sections(string extra, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Cfg(extra: extra)));
         Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Accepts_every_device_section()
+    {
+        var c = ConfigLoader.Parse(Cfg(extra: ",\"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"06:00:AC:10:00:02\", " +
+            "\"rx_rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}}], " +
+            "\"mmds-config\": {\"version\": \"V2\", \"network_interfaces\": [\"eth0\"]}, " +
+            "\"vsock\": {\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}, \"entropy\": {}, " +
+            "\"balloon\": {\"amount_mib\": 16, \"deflate_on_oom\": true, \"stats_polling_interval_s\": 1}"));
+        var net = DeviceConfigs.Net(c.NetworkInterfaces![0]);
+        Assert.Equal(new byte[] { 6, 0, 0xac, 0x10, 0, 2 }, net.GuestMac);
+        Assert.Equal(1000ul, net.Rx.Bandwidth!.Size);
+        Assert.Equal(Flint.Devices.Mmds.MmdsVersion.V2, DeviceConfigs.Mmds(c.MmdsConfig!.Value).Version);
+        Assert.Equal(3ul, DeviceConfigs.Vsock(c.Vsock!.Value).GuestCid);
+        Assert.True(DeviceConfigs.Balloon(c.Balloon!.Value).DeflateOnOom);
     }
 
     [Theory]

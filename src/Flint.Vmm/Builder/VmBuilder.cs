@@ -2,7 +2,13 @@ using Flint.Arch.X86;
 using Flint.Devices;
 using Flint.Devices.Legacy;
 using Flint.Devices.Virtio;
+using Flint.Devices.Mmds;
+using Flint.Devices.RateLimiting;
+using Flint.Devices.Virtio.Balloon;
 using Flint.Devices.Virtio.Block;
+using Flint.Devices.Virtio.Net;
+using Flint.Devices.Virtio.Rng;
+using Flint.Devices.Virtio.Vsock;
 using Flint.Kvm;
 using Flint.Memory;
 using Flint.Sys;
@@ -79,21 +85,48 @@ public static unsafe class VmBuilder
             cmdline.Append(boot.BootArgs ?? KernelCmdline.DefaultBootArgs);
             if (template.ExtraKernelCmdline is { Length: > 0 } extra) cmdline.Append(extra);
 
-            var blocks = new List<(string, MmioTransport, VirtioBlock)>();
-            int slotIndex = 0;
+            var devices = new VirtioDeviceSet(vm, memory, mmio, loop, cmdline, owned);
             // Firecracker puts the root device first so it is /dev/vda.
             foreach (var d in config.Drives.OrderByDescending(d => d.IsRootDevice))
             {
-                var dev = new VirtioBlock(d.PathOnHost!, d.IsReadOnly ?? false, d.DriveId);
-                owned.Add(dev);
-                var (transport, addr, irq) = AddVirtioDevice(vm, memory, mmio, loop, dev, slotIndex++, owned);
-                cmdline.AppendVirtioMmioDevice(addr, irq);
-                blocks.Add((d.DriveId, transport, dev));
+                var limiter = new RateLimiter(DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter"));
+                var dev = new VirtioBlock(d.PathOnHost!, d.IsReadOnly ?? false, d.DriveId, limiter);
+                var transport = devices.Add(dev);
+                devices.Blocks.Add((d.DriveId, transport, dev));
                 if (d.IsRootDevice)
                 {
                     string rootDev = d.PartUuid is { } pu ? $"root=PARTUUID={pu}" : "root=/dev/vda";
                     cmdline.Append(rootDev + ((d.IsReadOnly ?? false) ? " ro" : " rw"));
                 }
+            }
+            var mmds = ConfigLoader.Present(config.MmdsConfig) is { } mj ? DeviceConfigs.Mmds(mj) : null;
+            foreach (var n in config.NetworkInterfaces ?? [])
+            {
+                var net = DeviceConfigs.Net(n);
+                var stack = mmds != null && mmds.Interfaces.Contains(net.IfaceId)
+                    ? new MmdsNetworkStack(options.MmdsStore, mmds.Version, mmds.Ipv4Address) : null;
+                var rx = new RateLimiter(net.Rx);
+                var tx = new RateLimiter(net.Tx);
+                var dev = new VirtioNet(net.HostDevName, net.GuestMac, new NetRateLimiterAdapter(rx), new NetRateLimiterAdapter(tx), stack);
+                devices.Add(dev);
+                devices.Nets.Add((net.IfaceId, dev, stack, rx, tx));
+            }
+            if (ConfigLoader.Present(config.Vsock) is { } vj)
+            {
+                var vs = DeviceConfigs.Vsock(vj);
+                devices.Vsock = new VirtioVsock(vs.GuestCid, vs.UdsPath, loop);
+                devices.Add(devices.Vsock);
+            }
+            if (ConfigLoader.Present(config.Entropy) is { } ej)
+            {
+                devices.Rng = new VirtioRng(new RateLimiter(DeviceConfigs.Entropy(ej)));
+                devices.Add(devices.Rng);
+            }
+            if (ConfigLoader.Present(config.Balloon) is { } bj)
+            {
+                var b = DeviceConfigs.Balloon(bj);
+                devices.Balloon = new VirtioBalloon(b.AmountMib, b.DeflateOnOom, b.StatsPollingIntervalS);
+                devices.Add(devices.Balloon);
             }
 
             // 4. Boot structures in guest memory.
@@ -135,7 +168,7 @@ public static unsafe class VmBuilder
             var vmm = new Vmm
             {
                 Kvm = kvm, Vm = vm, Memory = memory, PioBus = pio, MmioBus = mmio, EventLoop = loop, Exit = exit,
-                Vcpus = runners, Serial = serial, I8042 = i8042, BootTimer = bootTimer, Blocks = blocks,
+                Vcpus = runners, Serial = serial, I8042 = i8042, BootTimer = bootTimer, Devices = devices,
                 KernelCmdline = cmdText,
             };
             // Dispose in reverse creation order: vCPUs before the VM before /dev/kvm, memory last.
@@ -158,38 +191,12 @@ public static unsafe class VmBuilder
         return CpuTemplates.ByName(name) ?? throw new ConfigException($"Unknown CPU template \"{name}\" (None, KvmPvm).");
     }
 
-    private static EventFdInterrupt NewIrq(Vm vm, uint gsi, List<IDisposable> owned)
+    internal static EventFdInterrupt NewIrq(Vm vm, uint gsi, List<IDisposable> owned)
     {
         var fd = new EventFd();
         owned.Add(fd);
         vm.RegisterIrqfd(fd, gsi);
         return new EventFdInterrupt(fd);
-    }
-
-    /// <summary>
-    /// Puts a virtio device in the next virtio-mmio slot: MMIO range, its IRQ through irqfd, and each queue's doorbell
-    /// as an ioeventfd that the event loop polls (so a notify costs no trip through the VMM's exit path).
-    /// </summary>
-    private static (MmioTransport, ulong Address, uint Irq) AddVirtioDevice(Vm vm, GuestMemory memory, Bus mmio, EventLoop loop,
-        IVirtioDevice device, int slot, List<IDisposable> owned)
-    {
-        ulong addr = Layout.VirtioMmioAddress(slot);
-        uint irq = Layout.VirtioIrq(slot);
-        var transport = new MmioTransport(device, memory, NewIrq(vm, irq, owned));
-        owned.Add(transport);
-        mmio.Insert(transport, addr, MmioTransport.SlotSize);
-        for (int q = 0; q < transport.QueueEvents.Length; q++)
-        {
-            int index = q;
-            try { vm.RegisterIoeventfd(transport.QueueEvents[q], addr + MmioTransport.NotifyAddress, 4, (ulong)q); }
-            catch (KvmException e)
-            {
-                // Without ioeventfd the notify write exits to the VMM, and the transport rings the same eventfd.
-                Logger.Warn($"ioeventfd for virtio queue {q} at 0x{addr:x} unavailable, using MMIO exits: {e.Message}");
-            }
-            loop.Add(transport.QueueEvents[q].Fd, _ => transport.ProcessQueueEvent(index));
-        }
-        return (transport, addr, irq);
     }
 
     /// <summary>Feeds the console input fd (stdin) into the serial device from the event loop.</summary>

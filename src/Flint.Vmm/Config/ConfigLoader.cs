@@ -67,18 +67,44 @@ public static class ConfigLoader
                 throw new ConfigException($"Drive \"{d.DriveId}\": unknown cache_type \"{d.CacheType}\" (Unsafe or Writeback).");
             if (d.IoEngine is not (null or "Sync"))
                 throw new ConfigException($"Drive \"{d.DriveId}\": io_engine \"{d.IoEngine}\" is not supported (Sync).");
-            if (d.RateLimiter is { ValueKind: not JsonValueKind.Null })
-                throw new ConfigException($"Drive \"{d.DriveId}\": rate_limiter is not supported yet by this build.");
+            DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter");
         }
 
-        // Devices this build does not have yet must be refused, never silently ignored.
-        Refuse(cfg.NetworkInterfaces is { Count: > 0 }, "network-interfaces");
-        Refuse(cfg.Vsock is { ValueKind: not JsonValueKind.Null }, "vsock");
-        Refuse(cfg.Entropy is { ValueKind: not JsonValueKind.Null }, "entropy");
-        Refuse(cfg.Balloon is { ValueKind: not JsonValueKind.Null }, "balloon");
-        Refuse(cfg.MmdsConfig is { ValueKind: not JsonValueKind.Null }, "mmds-config");
-        Refuse(cfg.CpuConfig is { ValueKind: not JsonValueKind.Null }, "cpu-config");
+        var netIds = new HashSet<string>();
+        var tapNames = new HashSet<string>();
+        foreach (var n in cfg.NetworkInterfaces ?? [])
+        {
+            var net = DeviceConfigs.Net(n);
+            if (!netIds.Add(net.IfaceId)) throw new ConfigException($"Duplicate iface_id \"{net.IfaceId}\".");
+            if (!tapNames.Add(net.HostDevName)) throw new ConfigException($"The host device name {net.HostDevName} is already in use.");
+        }
+        if (Present(cfg.MmdsConfig) is { } mmds)
+        {
+            var m = DeviceConfigs.Mmds(mmds);
+            if (m.Interfaces.Any(i => !netIds.Contains(i)))
+                throw new ConfigException("The list of network interface IDs provided contains at least one ID that does not correspond to any existing network interface.");
+        }
+        if (Present(cfg.Vsock) is { } vs) DeviceConfigs.Vsock(vs);
+        if (Present(cfg.Entropy) is { } en) DeviceConfigs.Entropy(en);
+        if (Present(cfg.Balloon) is { } bl)
+        {
+            var b = DeviceConfigs.Balloon(bl);
+            if (b.AmountMib > (ulong)(mc?.MemSizeMib ?? 128)) throw new ConfigException("Amount of pages requested is too large.");
+        }
+        // Custom CPU templates are not built yet: refuse them rather than ignore them.
+        Refuse(Present(cfg.CpuConfig) != null, "cpu-config");
+        int virtioDevices = cfg.Drives.Count + netIds.Count + (Present(cfg.Vsock) != null ? 1 : 0)
+            + (Present(cfg.Entropy) != null ? 1 : 0) + (Present(cfg.Balloon) != null ? 1 : 0);
+        if (virtioDevices > MaxVirtioDevices)
+            throw new ConfigException($"Too many virtio devices ({virtioDevices}): at most {MaxVirtioDevices} fit the legacy IRQ range.");
     }
+
+    /// <summary>virtio-mmio slots: one legacy GSI each, 5 to 23.</summary>
+    public const int MaxVirtioDevices = 19;
+
+    /// <summary>The section's JSON when it is present and not null.</summary>
+    public static JsonElement? Present(JsonElement? e) =>
+        e is { } v && v.ValueKind is not (JsonValueKind.Null or JsonValueKind.Undefined) ? v : null;
 
     private static void Refuse(bool present, string section)
     {

@@ -28,11 +28,34 @@ public static class VmmMetricsBinding
         r.Bind("i8042", "reset_count", () => k.ResetCount);
         r.Bind("i8042", "write_count", () => k.WriteCount);
 
-        // The block group aggregates every drive, as Firecracker's does.
-        foreach (var (name, _) in vmm.Blocks.Count > 0 ? vmm.Blocks[0].Device.Metrics.Snapshot() : [])
+        // Device groups aggregate every device of the kind, as Firecracker's do.
+        var d = vmm.Devices;
+        BindSum(r, "block", d.Blocks.Select(b => (Func<(string, long)[]>)(() =>
+            [.. b.Device.Metrics.Snapshot(), ("rate_limiter_throttled_events", b.Device.RateLimiterThrottledEvents),
+             ("rate_limiter_event_count", b.Device.RateLimiterEventCount)])));
+        BindSum(r, "net", d.Nets.Select(n => (Func<(string, long)[]>)n.Device.Metrics.Snapshot));
+        BindSum(r, "mmds", d.Nets.Where(n => n.Mmds != null).Select(n => (Func<(string, long)[]>)n.Mmds!.Metrics.Snapshot));
+        if (d.Vsock is { } vs) BindSum(r, "vsock", [vs.Metrics.Snapshot]);
+        if (d.Rng is { } rng) BindSum(r, "entropy", [rng.Metrics.Snapshot]);
+        if (d.Balloon is { } bal) BindSum(r, "balloon", [bal.Metrics.Snapshot]);
+    }
+
+    /// <summary>Binds each counter of a group to the sum of that counter over several devices' snapshots.</summary>
+    private static void BindSum(MetricsRegistry r, string group, IEnumerable<Func<(string Name, long Value)[]>> sources)
+    {
+        var list = sources.ToList();
+        if (list.Count == 0) return;
+        foreach (var (name, _) in list[0]())
         {
             string n = name;
-            r.Bind("block", n, () => vmm.Blocks.Sum(b => b.Device.Metrics.Snapshot().First(x => x.Name == n).Value));
+            r.Bind(group, n, () =>
+            {
+                long sum = 0;
+                foreach (var src in list)
+                    foreach (var (k, v) in src())
+                        if (k == n) sum += v;
+                return sum;
+            });
         }
     }
 }

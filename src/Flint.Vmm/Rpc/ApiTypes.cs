@@ -45,6 +45,16 @@ public interface IRunningVm
     void SendCtrlAltDel();
     /// <summary>Swaps the backing file of a block device (PATCH /drives/{id} with path_on_host).</summary>
     void PatchDrive(string driveId, string pathOnHost);
+    /// <summary>Replaces a drive's rate limiter buckets (PATCH /drives/{id} with rate_limiter).</summary>
+    void PatchDriveRateLimiter(string driveId, System.Text.Json.JsonElement rateLimiter);
+    /// <summary>Replaces an interface's rx and/or tx rate limiter buckets (PATCH /network-interfaces/{id}).</summary>
+    void PatchNetwork(string ifaceId, System.Text.Json.JsonElement? rx, System.Text.Json.JsonElement? tx);
+    /// <summary>GET /balloon of the running device; throws when there is no balloon.</summary>
+    string GetBalloonJson();
+    /// <summary>GET /balloon/statistics; throws when there is no balloon or stats are disabled.</summary>
+    string GetBalloonStatsJson();
+    void PatchBalloon(uint amountMib);
+    void PatchBalloonStatsInterval(uint intervalS);
 }
 
 internal static class JsonText

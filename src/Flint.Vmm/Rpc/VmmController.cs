@@ -19,8 +19,6 @@ public sealed class VmmController : IApiHandler
     private readonly Func<VmConfig, IRunningVm> _startVm;
     private readonly VmConfig _cfg;
     private IRunningVm? _vm;
-    private JsonNode? _mmds;
-    private bool _mmdsSet;
 
     public string InstanceId { get; }
     public string VmmVersion { get; }
@@ -31,8 +29,8 @@ public sealed class VmmController : IApiHandler
     public Action<MetricsConfig>? ConfigureMetrics { get; init; }
     /// <summary>Runs FlushMetrics; default: 204 once metrics are configured.</summary>
     public Action? FlushMetricsHandler { get; init; }
-    /// <summary>Size limit of the MMDS data store in bytes (Firecracker: the API payload limit unless --mmds-size-limit).</summary>
-    public int MmdsSizeLimit { get; init; } = 51200;
+    /// <summary>The MMDS data store, shared with the virtio-net devices that serve it to the guest.</summary>
+    public Flint.Devices.Mmds.MmdsStore MmdsStore { get; init; } = new();
 
     public VmmController(Func<VmConfig, IRunningVm> startVm, string instanceId = "anonymous-instance", string vmmVersion = "0.1.0")
     {
@@ -134,7 +132,11 @@ public sealed class VmmController : IApiHandler
 
             case PutCpuConfig c: _cfg.CpuConfig = c.Config; return ApiResponse.NoContent;
             case PutNetworkInterface n: SetNet(n); return ApiResponse.NoContent;
-            case PatchNetworkInterface pn: throw new ApiFault($"Invalid network interface ID - not found: {pn.IfaceId}.");
+            case PatchNetworkInterface pn:
+                if (!(_cfg.NetworkInterfaces ?? []).Any(e => e.GetProperty("iface_id").GetString() == pn.IfaceId))
+                    throw new ApiFault($"Invalid network interface ID - not found: {pn.IfaceId}.");
+                Runtime(() => _vm!.PatchNetwork(pn.IfaceId, pn.RxRateLimiter, pn.TxRateLimiter), "Unable to patch the network interface");
+                return ApiResponse.NoContent;
             case PutVsock v: _cfg.Vsock = v.Config; return ApiResponse.NoContent;
             case PutEntropy e: _cfg.Entropy = e.Config; return ApiResponse.NoContent;
 
@@ -143,20 +145,27 @@ public sealed class VmmController : IApiHandler
                 _cfg.Balloon = b.Config;
                 return ApiResponse.NoContent;
             case GetBalloon:
-                if (_cfg.Balloon is not { } bal) throw new ApiFault("No balloon device found.");
-                return ApiResponse.Ok(bal.GetRawText());
-            case PatchBalloon or PatchBalloonStatsInterval or GetBalloonStats:
-                throw new ApiFault("No balloon device found.");
-
-            case PutMmds pm: SetMmds(ParseMmds(pm.Data), "The MMDS data store limit was exceeded."); return ApiResponse.NoContent;
-            case PatchMmds pt:
-            {
-                if (!_mmdsSet) throw new ApiFault("The MMDS data store is not initialized.");
-                var merged = MergePatch(_mmds?.DeepClone(), ParseMmds(pt.Patch));
-                SetMmds(merged, "The MMDS patch request doesn't fit.");
+                if (_cfg.Balloon is not { } bal || bal.ValueKind == JsonValueKind.Null) throw new ApiFault("No balloon device found.");
+                return ApiResponse.Ok(_vm != null ? _vm.GetBalloonJson() : bal.GetRawText());
+            case PatchBalloon pb:
+                RequireBalloon();
+                Runtime(() => _vm!.PatchBalloon(pb.AmountMib), "Unable to update the balloon");
                 return ApiResponse.NoContent;
+            case PatchBalloonStatsInterval ps:
+                RequireBalloon();
+                Runtime(() => _vm!.PatchBalloonStatsInterval(ps.StatsPollingIntervalS), "Unable to update the balloon statistics interval");
+                return ApiResponse.NoContent;
+            case GetBalloonStats:
+            {
+                RequireBalloon();
+                string json = "";
+                Runtime(() => json = _vm!.GetBalloonStatsJson(), "Unable to get the balloon statistics");
+                return ApiResponse.Ok(json);
             }
-            case GetMmds: return ApiResponse.Ok(_mmdsSet ? (_mmds?.ToJsonString() ?? "null") : "{}");
+
+            case PutMmds pm: Mmds(() => MmdsStore.Put(pm.Data)); return ApiResponse.NoContent;
+            case PatchMmds pt: Mmds(() => MmdsStore.Patch(pt.Patch)); return ApiResponse.NoContent;
+            case GetMmds: return ApiResponse.Ok(MmdsStore.GetJson());
             case PutMmdsConfig mc: SetMmdsConfig(mc); return ApiResponse.NoContent;
 
             case CreateSnapshot: throw new ApiFault("Creating snapshots is not supported yet by this build of Flint.");
@@ -216,11 +225,20 @@ public sealed class VmmController : IApiHandler
         _cfg.Drives = list;
     }
 
+    private void RequireBalloon()
+    {
+        if (_cfg.Balloon is not { ValueKind: not JsonValueKind.Null }) throw new ApiFault("No balloon device found.");
+    }
+
     private void UpdateDrive(PatchDrive p)
     {
         var d = _cfg.Drives.FirstOrDefault(x => x.DriveId == p.DriveId) ?? throw new ApiFault("Invalid block device ID!");
-        if (p.RateLimiter is { ValueKind: not JsonValueKind.Null })
-            throw new ApiFault("Unable to patch the block device: rate limiters are not supported yet by this build of Flint.");
+        if (p.RateLimiter is { ValueKind: not JsonValueKind.Null } rl)
+        {
+            try { _vm!.PatchDriveRateLimiter(p.DriveId, rl); }
+            catch (Exception e) { throw new ApiFault($"Unable to patch the block device: {e.Message}"); }
+            d.RateLimiter = rl.Clone();
+        }
         if (p.PathOnHost == null) return;
         CheckOpen(p.PathOnHost, d.IsReadOnly != true, "Unable to patch the block device: cannot open the backing file");
         try { _vm!.PatchDrive(p.DriveId, p.PathOnHost); }
@@ -323,68 +341,20 @@ public sealed class VmmController : IApiHandler
         return b[0] == 169 && b[1] == 254 && b[2] is >= 1 and <= 254;
     }
 
-    private void SetMmds(JsonNode? data, string tooBig)
+    /// <summary>Runs a store operation, turning its errors (400, or 413 over the size limit) into API faults.</summary>
+    private static void Mmds(Action op)
     {
-        string text = data?.ToJsonString() ?? "null";
-        if (System.Text.Encoding.UTF8.GetByteCount(text) > MmdsSizeLimit) throw new ApiFault(tooBig, 413);
-        _mmds = data;
-        _mmdsSet = true;
+        try { op(); }
+        catch (Flint.Devices.Mmds.MmdsStoreException e) { throw new ApiFault(e.Message, e.StatusCode); }
     }
 
-    private static JsonNode? ParseMmds(string json)
-    {
-        try
-        {
-            using var doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 64 });
-            return ToNode(doc.RootElement);
-        }
-        catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
-        {
-            throw new ApiFault($"Invalid MMDS data: {e.Message}");
-        }
-    }
 
-    /// <summary>A mutable copy; on duplicate keys the last one wins, as with serde_json.</summary>
-    private static JsonNode? ToNode(JsonElement e)
-    {
-        switch (e.ValueKind)
-        {
-            case JsonValueKind.Object:
-                var o = new JsonObject();
-                foreach (var p in e.EnumerateObject()) o[p.Name] = ToNode(p.Value);
-                return o;
-            case JsonValueKind.Array:
-                var a = new JsonArray();
-                foreach (var x in e.EnumerateArray()) a.Add(ToNode(x));
-                return a;
-            case JsonValueKind.Null:
-                return null;
-            default:
-                return JsonValue.Create(e.Clone());
-        }
-    }
-
-    /// <summary>RFC 7396 JSON merge patch; returns the new document (the target is consumed).</summary>
-    internal static JsonNode? MergePatch(JsonNode? target, JsonNode? patch)
-    {
-        if (patch is not JsonObject po) return patch?.DeepClone();
-        if (target is not JsonObject to) to = new JsonObject();
-        foreach (var (key, value) in po)
-        {
-            if (value is null) { to.Remove(key); continue; }
-            to.TryGetPropertyValue(key, out var existing);
-            if (existing != null) to.Remove(key);
-            to[key] = MergePatch(existing, value);
-        }
-        return to;
-    }
 
     // ---- start and runtime ----
 
     private void Start()
     {
         if (_cfg.BootSource == null) throw new ApiFault("Cannot start microvm without kernel configuration.");
-        if (_mmdsSet) throw new ApiFault("The MMDS data store is not supported yet by this build of Flint.");
         try { ConfigLoader.Validate(_cfg); }
         catch (ConfigException e) { throw new ApiFault(e.Message); }
         IRunningVm vm;

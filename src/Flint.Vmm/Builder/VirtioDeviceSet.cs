@@ -1,0 +1,73 @@
+using Flint.Arch.X86;
+using Flint.Devices;
+using Flint.Devices.Mmds;
+using Flint.Devices.RateLimiting;
+using Flint.Devices.Virtio;
+using Flint.Devices.Virtio.Balloon;
+using Flint.Devices.Virtio.Block;
+using Flint.Devices.Virtio.Net;
+using Flint.Devices.Virtio.Rng;
+using Flint.Devices.Virtio.Vsock;
+using Flint.Kvm;
+using Flint.Memory;
+using Flint.Vmm.Logging;
+
+namespace Flint.Vmm.Builder;
+
+/// <summary>
+/// The VM's virtio-mmio devices. <see cref="Add"/> gives a device the next 4 KiB slot and legacy GSI, its interrupt
+/// (irqfd), its queue doorbells (ioeventfds polled by the event loop), its own fds (tap, timers, sockets) and its
+/// `virtio_mmio.device=` entry on the kernel command line.
+/// </summary>
+public sealed class VirtioDeviceSet
+{
+    private readonly Vm _vm;
+    private readonly GuestMemory _memory;
+    private readonly Bus _mmio;
+    private readonly EventLoop _loop;
+    private readonly KernelCmdline _cmdline;
+    private readonly List<IDisposable> _owned;
+    private int _nextSlot;
+
+    internal VirtioDeviceSet(Vm vm, GuestMemory memory, Bus mmio, EventLoop loop, KernelCmdline cmdline, List<IDisposable> owned)
+    {
+        _vm = vm;
+        _memory = memory;
+        _mmio = mmio;
+        _loop = loop;
+        _cmdline = cmdline;
+        _owned = owned;
+    }
+
+    public List<(string Id, MmioTransport Transport, VirtioBlock Device)> Blocks { get; } = [];
+    public List<(string Id, VirtioNet Device, MmdsNetworkStack? Mmds, RateLimiter Rx, RateLimiter Tx)> Nets { get; } = [];
+    public VirtioVsock? Vsock { get; internal set; }
+    public VirtioRng? Rng { get; internal set; }
+    public VirtioBalloon? Balloon { get; internal set; }
+
+    public MmioTransport Add(IVirtioDevice device)
+    {
+        if (device is IDisposable d) _owned.Add(d);
+        int slot = _nextSlot++;
+        ulong addr = Layout.VirtioMmioAddress(slot);
+        uint irq = Layout.VirtioIrq(slot);
+        var transport = new MmioTransport(device, _memory, VmBuilder.NewIrq(_vm, irq, _owned));
+        _owned.Add(transport);
+        _mmio.Insert(transport, addr, MmioTransport.SlotSize);
+        for (int q = 0; q < transport.QueueEvents.Length; q++)
+        {
+            int index = q;
+            try { _vm.RegisterIoeventfd(transport.QueueEvents[q], addr + MmioTransport.NotifyAddress, 4, (ulong)q); }
+            catch (KvmException e)
+            {
+                // Without ioeventfd the notify write exits to the VMM, and the transport rings the same eventfd.
+                Logger.Warn($"ioeventfd for virtio queue {q} at 0x{addr:x} unavailable, using MMIO exits: {e.Message}");
+            }
+            _loop.Add(transport.QueueEvents[q].Fd, _ => transport.ProcessQueueEvent(index));
+        }
+        if (device is IEventSources sources)
+            foreach (var s in sources.EventSources) _loop.Add(s);
+        _cmdline.AppendVirtioMmioDevice(addr, irq);
+        return transport;
+    }
+}
