@@ -1,5 +1,3 @@
-using System.CommandLine;
-using System.CommandLine.Parsing;
 using Flint.Vmm;
 using Flint.Vmm.Config;
 using Flint.Vmm.Logging;
@@ -14,75 +12,76 @@ public static class Cli
 {
     public const string Version = "0.1.0";
 
-    private static readonly Option<string> ApiSock = new("--api-sock") { Description = "Path to the API Unix socket.", DefaultValueFactory = _ => "/run/flint.socket" };
-    private static readonly Option<string> Id = new("--id") { Description = "MicroVM unique identifier (1-64 alphanumerics or '-').", DefaultValueFactory = _ => "anonymous-instance" };
-    private static readonly Option<string?> ConfigFile = new("--config-file") { Description = "Start the microVM from this JSON configuration file." };
-    private static readonly Option<bool> NoApi = new("--no-api") { Description = "Run without the API server; needs --config-file." };
-    private static readonly Option<bool> BootTimer = new("--boot-timer") { Description = "Add the boot timer device at 0xC0000000 and log the guest boot time." };
-    private static readonly Option<string?> Level = new("--level") { Description = "Log level: Error, Warning, Info, Debug, Trace, Off." };
-    private static readonly Option<string?> LogPath = new("--log-path") { Description = "Path to a file or FIFO for the log." };
-    private static readonly Option<bool> ShowLevel = new("--show-level") { Description = "Show the level in log lines." };
-    private static readonly Option<bool> ShowLogOrigin = new("--show-log-origin") { Description = "Show the origin in log lines." };
-    private static readonly Option<string?> Module = new("--module") { Description = "Only log lines from this module." };
-    private static readonly Option<string?> MetricsPath = new("--metrics-path") { Description = "Path to a file or FIFO for metrics." };
-    private static readonly Option<string?> SeccompFilter = new("--seccomp-filter") { Description = "Custom seccomp filter file." };
-    private static readonly Option<bool> NoSeccomp = new("--no-seccomp") { Description = "Disable seccomp filtering." };
-    private static readonly Option<string?> Metadata = new("--metadata") { Description = "MMDS contents as a JSON file." };
-    private static readonly Option<long> MaxPayload = new("--http-api-max-payload-size") { Description = "HTTP API request payload limit in bytes.", DefaultValueFactory = _ => 51200 };
-    private static readonly Option<long?> MmdsSizeLimit = new("--mmds-size-limit") { Description = "MMDS data store size limit in bytes." };
-    private static readonly Option<ulong?> StartTimeUs = new("--start-time-us") { Description = "Process start time (set by the jailer)." };
-    private static readonly Option<ulong?> StartTimeCpuUs = new("--start-time-cpu-us") { Description = "Process start CPU time (set by the jailer)." };
-    private static readonly Option<ulong?> ParentCpuTimeUs = new("--parent-cpu-time-us") { Description = "Parent process CPU time (set by the jailer)." };
-    private static readonly Option<string?> CpuTemplate = new("--cpu-template") { Description = "Flint extension: force a built-in CPU template (None, KvmPvm); default: detected from the host." };
-    private static readonly Option<bool> VersionOpt = new("--version") { Description = "Print the binary version and exit." };
+    private static readonly Flag ApiSock = new("--api-sock", true, "Path to the API Unix socket.", "/run/flint.socket");
+    private static readonly Flag Id = new("--id", true, "MicroVM unique identifier (1-64 alphanumerics or '-').", "anonymous-instance");
+    private static readonly Flag ConfigFile = new("--config-file", true, "Start the microVM from this JSON configuration file.");
+    private static readonly Flag NoApi = new("--no-api", false, "Run without the API server; needs --config-file.");
+    private static readonly Flag BootTimer = new("--boot-timer", false, "Add the boot timer device at 0xC0000000 and log the guest boot time.");
+    private static readonly Flag Level = new("--level", true, "Log level: Error, Warning, Info, Debug, Trace, Off.");
+    private static readonly Flag LogPath = new("--log-path", true, "Path to a file or FIFO for the log.");
+    private static readonly Flag ShowLevel = new("--show-level", false, "Show the level in log lines.");
+    private static readonly Flag ShowLogOrigin = new("--show-log-origin", false, "Show the origin in log lines.");
+    private static readonly Flag Module = new("--module", true, "Only log lines from this module.");
+    private static readonly Flag MetricsPath = new("--metrics-path", true, "Path to a file or FIFO for metrics.");
+    private static readonly Flag SeccompFilter = new("--seccomp-filter", true, "Custom seccomp filter file (seccompiler JSON).");
+    private static readonly Flag NoSeccomp = new("--no-seccomp", false, "Disable seccomp filtering.");
+    private static readonly Flag Metadata = new("--metadata", true, "MMDS contents as a JSON file.");
+    private static readonly Flag MaxPayload = new("--http-api-max-payload-size", true, "HTTP API request payload limit in bytes.", "51200");
+    private static readonly Flag MmdsSizeLimit = new("--mmds-size-limit", true, "MMDS data store size limit in bytes.");
+    private static readonly Flag StartTimeUs = new("--start-time-us", true, "Process start time (set by the jailer).");
+    private static readonly Flag StartTimeCpuUs = new("--start-time-cpu-us", true, "Process start CPU time (set by the jailer).");
+    private static readonly Flag ParentCpuTimeUs = new("--parent-cpu-time-us", true, "Parent process CPU time (set by the jailer).");
+    private static readonly Flag CpuTemplate = new("--cpu-template", true, "Flint extension: force a built-in CPU template (None, KvmPvm); default: detected from the host.");
+    private static readonly Flag VersionFlag = new("--version", false, "Print the binary version and exit.");
+    private static readonly Flag HelpFlag = new("--help", false, "Print this help and exit.");
+
+    private static readonly ArgParser Parser = new([ApiSock, Id, ConfigFile, NoApi, BootTimer, Level, LogPath, ShowLevel,
+        ShowLogOrigin, Module, MetricsPath, SeccompFilter, NoSeccomp, Metadata, MaxPayload, MmdsSizeLimit, StartTimeUs,
+        StartTimeCpuUs, ParentCpuTimeUs, CpuTemplate, VersionFlag, HelpFlag]);
 
     public static int Run(string[] args)
     {
         long startTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
-        var root = new RootCommand("Flint: a Firecracker-compatible microVM monitor on KVM.");
-        // Our own --version prints Firecracker-style "Flint vX"; keep the built-in --help.
-        foreach (var o in root.Options.Where(o => o is VersionOption).ToList()) root.Options.Remove(o);
-        foreach (var o in new Option[] { ApiSock, Id, ConfigFile, NoApi, BootTimer, Level, LogPath, ShowLevel, ShowLogOrigin,
-                     Module, MetricsPath, SeccompFilter, NoSeccomp, Metadata, MaxPayload, MmdsSizeLimit, StartTimeUs,
-                     StartTimeCpuUs, ParentCpuTimeUs, CpuTemplate, VersionOpt })
-            root.Options.Add(o);
-
-        var parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
+        var parsed = Parser.Parse(args);
+        if (parsed.Error != null) return ArgError(parsed.Error);
+        if (parsed.Has(HelpFlag))
         {
-            foreach (var e in parsed.Errors) Console.Error.WriteLine($"Arguments parsing error: {e.Message}");
-            return ExitCodes.ArgParsing;
-        }
-        if (parsed.Action is System.CommandLine.Help.HelpAction)
-        {
-            parsed.Invoke();
+            Console.Write(Parser.Help("flint: a Firecracker-compatible microVM monitor on KVM."));
             return ExitCodes.Ok;
         }
-        if (parsed.GetValue(VersionOpt))
+        if (parsed.Has(VersionFlag))
         {
             Console.WriteLine($"Flint v{Version}");
             return ExitCodes.Ok;
         }
+        foreach (var numeric in new[] { MaxPayload, MmdsSizeLimit, StartTimeUs, StartTimeCpuUs, ParentCpuTimeUs })
+            if (!parsed.TryGetLong(numeric, out _, out var err)) return ArgError(err);
         return Start(parsed, startTimestamp);
     }
 
-    private static int Start(ParseResult p, long startTimestamp)
+    private static int ArgError(string message)
     {
-        string id = p.GetValue(Id)!;
+        Console.Error.WriteLine($"Arguments parsing error: {message}");
+        return ExitCodes.ArgParsing;
+    }
+
+    private static int Start(ParsedArgs p, long startTimestamp)
+    {
+        string id = p.Get(Id)!;
         if (id.Length is 0 or > 64 || !id.All(c => char.IsAsciiLetterOrDigit(c) || c == '-'))
         {
             Console.Error.WriteLine($"Arguments parsing error: Invalid instance ID: {id} (1-64 alphanumerics or '-').");
             return ExitCodes.ArgParsing;
         }
-        string? configFile = p.GetValue(ConfigFile);
-        bool noApi = p.GetValue(NoApi);
+        string? configFile = p.Get(ConfigFile);
+        bool noApi = p.Has(NoApi);
         if (noApi && configFile == null)
         {
             Console.Error.WriteLine("Arguments parsing error: --no-api requires --config-file.");
             return ExitCodes.ArgParsing;
         }
         LogLevel? level = null;
-        if (p.GetValue(Level) is { } ls)
+        if (p.Get(Level) is { } ls)
         {
             if (!LogLevels.TryParse(ls, out var l))
             {
@@ -96,8 +95,8 @@ public static class Cli
         Thread.CurrentThread.Name ??= "main";
         try
         {
-            if (p.GetValue(LogPath) != null || level != null || p.GetValue(ShowLevel) || p.GetValue(ShowLogOrigin))
-                Logger.Configure(p.GetValue(LogPath), level, p.GetValue(ShowLevel) ? true : null, p.GetValue(ShowLogOrigin) ? true : null);
+            if (p.Get(LogPath) != null || level != null || p.Has(ShowLevel) || p.Has(ShowLogOrigin))
+                Logger.Configure(p.Get(LogPath), level, p.Has(ShowLevel) ? true : null, p.Has(ShowLogOrigin) ? true : null);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -109,8 +108,8 @@ public static class Cli
         Flint.Seccomp.SeccompConfig seccomp;
         try
         {
-            seccomp = p.GetValue(NoSeccomp) ? Flint.Seccomp.SeccompConfig.Disabled
-                : p.GetValue(SeccompFilter) is { } filterFile ? Flint.Seccomp.SeccompConfig.Load(filterFile)
+            seccomp = p.Has(NoSeccomp) ? Flint.Seccomp.SeccompConfig.Disabled
+                : p.Get(SeccompFilter) is { } filterFile ? Flint.Seccomp.SeccompConfig.Load(filterFile)
                 : Flint.Seccomp.SeccompConfig.Default;
         }
         catch (Exception e) when (e is Flint.Seccomp.SeccompConfigException or IOException or UnauthorizedAccessException)
@@ -119,14 +118,17 @@ public static class Cli
             return ExitCodes.BadConfiguration;
         }
 
-        long mmdsLimit = p.GetValue(MmdsSizeLimit) ?? p.GetValue(MaxPayload);
+        p.TryGetLong(MaxPayload, out var maxPayloadValue, out _);
+        p.TryGetLong(MmdsSizeLimit, out var mmdsLimitValue, out _);
+        long maxPayload = maxPayloadValue ?? 51200;
+        long mmdsLimit = mmdsLimitValue ?? maxPayload;
         if (mmdsLimit <= 0 || mmdsLimit > int.MaxValue)
         {
             Console.Error.WriteLine($"Arguments parsing error: Invalid --mmds-size-limit: {mmdsLimit}.");
             return ExitCodes.ArgParsing;
         }
         var mmds = new Flint.Devices.Mmds.MmdsStore((int)mmdsLimit);
-        if (p.GetValue(Metadata) is { } metadataFile)
+        if (p.Get(Metadata) is { } metadataFile)
         {
             try { mmds.Put(File.ReadAllText(metadataFile)); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or Flint.Devices.Mmds.MmdsStoreException)
@@ -147,7 +149,6 @@ public static class Cli
             }
         }
 
-        long maxPayload = p.GetValue(MaxPayload);
         if (maxPayload <= 0 || maxPayload > int.MaxValue)
         {
             Console.Error.WriteLine($"Arguments parsing error: Invalid --http-api-max-payload-size: {maxPayload}.");
@@ -156,14 +157,14 @@ public static class Cli
 
         var options = new VmOptions
         {
-            BootTimer = p.GetValue(BootTimer),
-            CpuTemplate = p.GetValue(CpuTemplate),
+            BootTimer = p.Has(BootTimer),
+            CpuTemplate = p.Get(CpuTemplate),
             ConsoleOutput = Console.OpenStandardOutput(),
             ConsoleInputFd = 0,
             MmdsStore = mmds,
         };
         var process = new FlintProcess(new FlintProcess.Settings(
-            id, noApi ? null : p.GetValue(ApiSock), (int)maxPayload, config, options, p.GetValue(MetricsPath), startTimestamp, seccomp));
+            id, noApi ? null : p.Get(ApiSock), (int)maxPayload, config, options, p.Get(MetricsPath), startTimestamp, seccomp));
         return process.Run();
     }
 }

@@ -29,11 +29,24 @@ public class CliTests : IDisposable
     [InlineData("--id", "bad/id")]
     [InlineData("--level", "loud", "--config-file", "x")]
     [InlineData("--config-file")]
+    [InlineData("--id", "a", "--id", "b")]
+    [InlineData("--http-api-max-payload-size", "lots")]
+    [InlineData("positional")]
+    [InlineData("--no-api=yes")]
     public void Argument_errors_exit_153(params string[] args)
     {
         var r = Repo.RunFlint(T, args);
         Assert.Equal(153, r.ExitCode);
         Assert.Contains("Arguments parsing error", r.Stderr);
+    }
+
+    [Fact]
+    public void Help_lists_the_firecracker_flags()
+    {
+        var r = Repo.RunFlint(T, "--help");
+        Assert.Equal(0, r.ExitCode);
+        foreach (var f in new[] { "--api-sock", "--config-file", "--no-api", "--boot-timer", "--seccomp-filter", "--metadata" })
+            Assert.Contains(f, r.Stdout);
     }
 
     [Fact]
