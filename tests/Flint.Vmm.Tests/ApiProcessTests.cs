@@ -98,6 +98,44 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void Vm_config_round_trips_into_a_config_file()
+    {
+        StartFlint();
+        using var s = Connect();
+        var disk = Path.Combine(_dir, "disk.img");
+        TestGuestImage.WriteDisk(disk, 64);
+        Assert.Equal(204, Request(s, "PUT", "/boot-source", $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=blk\"}}").Status);
+        Assert.Equal(204, Request(s, "PUT", "/drives/data", $"{{\"drive_id\": \"data\", \"path_on_host\": \"{disk}\", \"is_root_device\": false, " +
+            "\"rate_limiter\": {\"bandwidth\": {\"size\": 1048576, \"refill_time\": 100}}}").Status);
+        Assert.Equal(204, Request(s, "PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 96}").Status);
+        Assert.Equal(204, Request(s, "PUT", "/entropy", "{}").Status);
+        Assert.Equal(204, Request(s, "PUT", "/balloon", "{\"amount_mib\": 8, \"deflate_on_oom\": true}").Status);
+        var (st, body) = Request(s, "GET", "/vm/config");
+        Assert.Equal(200, st);
+        // Feeding it back through the config-file path gives the same configuration.
+        var cfg = Flint.Vmm.Config.ConfigLoader.Parse(body);
+        Assert.Equal(2, cfg.MachineConfig!.VcpuCount);
+        Assert.Equal(96, cfg.MachineConfig.MemSizeMib);
+        Assert.Equal(disk, cfg.Drives.Single().PathOnHost);
+        Assert.NotNull(cfg.Entropy);
+        Assert.Equal(8u, Flint.Vmm.Config.DeviceConfigs.Balloon(cfg.Balloon!.Value).AmountMib);
+        Assert.Equal(1048576ul, Flint.Vmm.Config.DeviceConfigs.Limiter(cfg.Drives[0].RateLimiter, "rl").Bandwidth!.Size);
+        var file = Path.Combine(_dir, "from-api.json");
+        File.WriteAllText(file, body);
+        var r = Repo.RunFlint(TimeSpan.FromSeconds(60), "--no-api", "--config-file", file);
+        if (!File.Exists("/dev/kvm"))
+        {
+            Assert.Equal(1, r.ExitCode); // accepted as configuration; only the missing KVM stops it
+            Assert.Contains("/dev/kvm", r.All);
+        }
+        else
+        {
+            Assert.Equal(0, r.ExitCode);
+            Assert.Contains("PASS blk", r.Stdout);
+        }
+    }
+
+    [Fact]
     public void Metrics_can_be_configured_once_through_the_api()
     {
         StartFlint();
