@@ -1,3 +1,4 @@
+using Flint.Devices.Tests.Virtio;
 using System.Text;
 using BenchmarkDotNet.Attributes;
 using Flint.Api;
@@ -69,7 +70,7 @@ public class DeviceBenchmarks
         _blk = new VirtioBlock(_file, readOnly: false, serial: "bench");
         var q = new VirtQueue(VirtioBlock.QueueSize);
         _blkDriver.Configure(q);
-        if (!_blk.Activate(_mem, [q], new VirtioInterrupt(new NullInterrupt()), _blk.AvailableFeatures))
+        if (!_blk.Activate(_mem, [q], new VirtioInterrupt(new CountingInterrupt()), _blk.AvailableFeatures))
             throw new InvalidOperationException("virtio-blk did not activate");
         // One chain, reused: header (IN, sector 8) -> 4 KiB device-writable buffer -> status byte.
         ulong hdr = _blkDriver.Alloc(16), data = _blkDriver.Alloc(4096), st = _blkDriver.Alloc(1, 0xff);
@@ -92,8 +93,8 @@ public class DeviceBenchmarks
 
         // The PIO bus as the VMM lays it out: i8042 at 0x60, serial at 0x3f8 (output discarded).
         _pio = new Bus();
-        _pio.Insert(new I8042(new NullInterrupt(), () => { }), 0x60, 5);
-        _pio.Insert(new Serial(Stream.Null, new NullInterrupt()), Serial.Com1Port, Serial.PortCount);
+        _pio.Insert(new I8042(new CountingInterrupt(), () => { }), 0x60, 5);
+        _pio.Insert(new Serial(Stream.Null, new CountingInterrupt()), Serial.Com1Port, Serial.PortCount);
     }
 
     [GlobalCleanup]

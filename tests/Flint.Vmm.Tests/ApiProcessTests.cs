@@ -39,6 +39,18 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
 
     private readonly StringBuilder _log = new();
 
+    /// <summary>Output is read asynchronously: give a line that was already written a moment to arrive.</summary>
+    private bool WaitForLog(string text)
+    {
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            lock (_log) if (_log.ToString().Contains(text)) return true;
+            Thread.Sleep(10);
+        }
+        return false;
+    }
+
     private static (int Status, string Body) Request(Socket s, string method, string path, string? body = null)
     {
         var b = body == null ? "" : body;
@@ -94,7 +106,7 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("Invalid request method and/or path: GET /nope.", body);
         (st, _) = Request(s, "GET", "/vm/config");
         Assert.Equal(200, st);
-        lock (_log) Assert.Contains("API server started.", _log.ToString());
+        Assert.True(WaitForLog("API server started."), "no 'API server started.' line");
     }
 
     [Fact]
@@ -181,7 +193,7 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
         Assert.True(_proc!.WaitForExit(120_000), "guest did not finish");
         lock (_log) output.WriteLine(_log.ToString());
         Assert.Equal(0, _proc.ExitCode);
-        lock (_log) Assert.Contains("fail=0", _log.ToString());
+        Assert.True(WaitForLog("fail=0"), "the test guest did not report fail=0");
         // Metrics were flushed before exit: JSON lines with the VM's exits counted.
         var last = File.ReadAllLines(metrics).Last();
         using var doc = JsonDocument.Parse(last);

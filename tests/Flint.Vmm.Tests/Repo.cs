@@ -22,30 +22,12 @@ internal static class Repo
         public string All => Stdout + Stderr;
     }
 
-    /// <summary>Runs flint with <paramref name="args"/>; kills it after <paramref name="timeout"/>.</summary>
+    /// <summary>Runs flint with <paramref name="args"/> to its end; fails the test if it runs past <paramref name="timeout"/>.</summary>
     public static Result RunFlint(TimeSpan timeout, params string[] args)
     {
-        Assert.True(File.Exists(Flint), $"{Flint} is missing: run scripts/setup.sh (it publishes the NativeAOT binary)");
-        var psi = new ProcessStartInfo(Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        var sw = Stopwatch.StartNew();
-        using var p = Process.Start(psi)!;
-        p.StandardInput.Close();
-        var so = new StringBuilder();
-        var se = new StringBuilder();
-        p.OutputDataReceived += (_, e) => { if (e.Data != null) lock (so) so.AppendLine(e.Data); };
-        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (se) se.AppendLine(e.Data); };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        if (!p.WaitForExit(timeout))
-        {
-            p.Kill(true);
-            p.WaitForExit();
-            lock (so) lock (se)
-                Assert.Fail($"flint did not exit within {timeout}. stdout:\n{so}\nstderr:\n{se}");
-        }
-        p.WaitForExit();
-        return new Result(p.ExitCode, so.ToString(), se.ToString(), sw.Elapsed);
+        var (_, exited, r) = Run(timeout, static _ => false, args);
+        if (!exited) Assert.Fail($"flint did not exit within {timeout}. stdout:\n{r.Stdout}\nstderr:\n{r.Stderr}");
+        return r;
     }
 
     /// <summary>
@@ -54,7 +36,13 @@ internal static class Repo
     /// </summary>
     public static (bool Seen, Result Result) RunFlintUntil(TimeSpan timeout, Func<string, bool> milestone, params string[] args)
     {
-        Assert.True(File.Exists(Flint), $"{Flint} is missing: run scripts/setup.sh");
+        var (seen, _, r) = Run(timeout, milestone, args);
+        return (seen, r);
+    }
+
+    private static (bool Seen, bool Exited, Result Result) Run(TimeSpan timeout, Func<string, bool> milestone, string[] args)
+    {
+        Assert.True(File.Exists(Flint), $"{Flint} is missing: run scripts/setup.sh (it publishes the NativeAOT binary)");
         var psi = new ProcessStartInfo(Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
         var sw = Stopwatch.StartNew();
@@ -72,13 +60,13 @@ internal static class Repo
         p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (se) se.AppendLine(e.Data); };
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
-        var exited = Task.Run(() => p.WaitForExit(timeout));
-        WaitHandle.WaitAny([seen.WaitHandle, ((IAsyncResult)exited).AsyncWaitHandle], timeout);
-        bool hit = seen.IsSet;
-        if (!p.HasExited) { p.Kill(true); }
+        var exitedTask = Task.Run(() => p.WaitForExit(timeout));
+        WaitHandle.WaitAny([seen.WaitHandle, ((IAsyncResult)exitedTask).AsyncWaitHandle], timeout);
+        bool exited = p.HasExited;
+        if (!exited) p.Kill(true);
         p.WaitForExit();
         lock (so) lock (se)
-            return (hit, new Result(p.HasExited ? p.ExitCode : -1, so.ToString(), se.ToString(), sw.Elapsed));
+            return (seen.IsSet, exited, new Result(exited ? p.ExitCode : -1, so.ToString(), se.ToString(), sw.Elapsed));
     }
 
     public static string TempDir()
