@@ -121,6 +121,40 @@ public class FuzzTests
     }
 
     [Fact]
+    public void MillionRequestsThroughTheRequestParserAndJsonBodies()
+    {
+        var rng = new Random(424242);
+        using var env = new Env();
+        var valid = Valid(env);
+        var paths = Paths(env);
+        var bodies = Bodies(env);
+        int rejected = 0;
+        for (int i = 0; i < 1_000_000; i++)
+        {
+            var (method, path, body) = valid[rng.Next(valid.Length)];
+            switch (rng.Next(6))
+            {
+                case 0: break;
+                case 1 or 2: body = Mutate(rng, body ?? ""); break;
+                case 3: method = Methods[rng.Next(Methods.Length)]; path = paths[rng.Next(paths.Length)]; break;
+                case 4: path = Mutate(rng, path); break;
+                default: body = rng.Next(2) == 0 ? RandomJson(rng, 4) : bodies[rng.Next(bodies.Length)]; break;
+            }
+            ParsedRequest r;
+            try { r = ApiRequestParser.Parse(method, path, body); }
+            catch (Exception e) { throw new Xunit.Sdk.XunitException($"#{i} {method} {path} {body}: escaped {e}"); }
+            Assert.True((r.Action == null) != (r.Error == null), $"#{i}: exactly one of action and error");
+            if (r.Error is { } err)
+            {
+                rejected++;
+                Assert.True(err.Status is >= 400 and < 500, $"#{i} {method} {path}: status {err.Status}");
+                Assert.False(string.IsNullOrEmpty(err.Message));
+            }
+        }
+        Assert.True(rejected > 100_000, $"only {rejected} rejected: the mutations are too weak");
+    }
+
+    [Fact]
     public void HundredThousandRequestsThroughParserAndController()
     {
         var rng = new Random(20260101);
@@ -176,7 +210,7 @@ public class FuzzTests
     }
 
     [Fact]
-    public void HundredThousandRawHeadsThroughTheHttpParser()
+    public void MillionRawHeadsThroughTheHttpParser()
     {
         var rng = new Random(7);
         string[] seeds =
@@ -186,7 +220,7 @@ public class FuzzTests
             "PATCH /vm HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\nContent-Length: 19\r\n\r\n",
             "GET http://localhost/version HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n",
         ];
-        for (int i = 0; i < 100_000; i++)
+        for (int i = 0; i < 1_000_000; i++)
         {
             var bytes = Encoding.Latin1.GetBytes(seeds[rng.Next(seeds.Length)]);
             int muts = rng.Next(1, 5);
