@@ -42,6 +42,28 @@ public static unsafe class Signals
         if (sigaction(VcpuKick, &act, null) < 0) throw SysException.Last("sigaction");
     }
 
+    /// <summary>
+    /// Installs a native handler for <paramref name="signal"/> that only increments a counter, and returns the
+    /// counter. For signals whose default is fatal but which the VMM must survive and count (SIGPIPE): the
+    /// handler is `movabs rax, &amp;counter; lock inc qword [rax]; ret`, so nothing managed runs in signal context.
+    /// </summary>
+    public static long* InstallCountingHandler(int signal)
+    {
+        long* counter = (long*)System.Runtime.InteropServices.NativeMemory.AllocZeroed(8);
+        byte* page = (byte*)Libc.mmap(null, 4096, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS, -1, 0);
+        if ((nint)page == Libc.MAP_FAILED) throw SysException.Last("mmap signal handler");
+        page[0] = 0x48; page[1] = 0xB8;            // movabs rax, imm64
+        *(ulong*)(page + 2) = (ulong)counter;
+        page[10] = 0xF0; page[11] = 0x48; page[12] = 0xFF; page[13] = 0x00; // lock inc qword ptr [rax]
+        page[14] = 0xC3;                           // ret
+        if (Libc.mprotect(page, 4096, Libc.PROT_READ | Libc.PROT_EXEC) < 0) throw SysException.Last("mprotect signal handler");
+        var act = new SigAction { Handler = (nint)page, Flags = SA_RESTART };
+        if (sigaction(signal, &act, null) < 0) throw SysException.Last("sigaction");
+        return counter;
+    }
+
+    private const int SA_RESTART = 0x10000000;
+
     public static void Kick(int tid)
     {
         if (tgkill(Libc.getpid(), tid, VcpuKick) < 0 && Libc.Errno != 3 /* ESRCH: thread gone */)

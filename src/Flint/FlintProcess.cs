@@ -44,6 +44,8 @@ internal sealed class FlintProcess
             if (Logger.LogFd >= 0) SigsysHandler.SetLogFd(Logger.LogFd);
         }
         _metrics.Bind("seccomp", "num_faults", () => SeccompMetrics.NumFaults);
+        // Before any seccomp filter: registering starts the runtime's signal-dispatch thread from this thread.
+        using var signals = new SignalHandlers(_metrics, () => _metricsWriter?.Flush());
         if (_s.MetricsPath != null && !TryConfigureMetrics(_s.MetricsPath, out var err))
         {
             Logger.Error(err);
