@@ -40,6 +40,11 @@ public class DefaultFilterTests
         Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("accept4"), [3, 0, 0, 0x80000]));
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("openat"), [unchecked((ulong)-100), 0, 0]));
         Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("openat"), [unchecked((ulong)-100), 0, 0x42])); // O_RDWR|O_CREAT
+        // Device activation runs on the vCPU thread (the DRIVER_OK register write): virtio-net sets the tap's
+        // offloads, virtio-balloon arms its stats timer.
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("ioctl"), [10, 0x400454d0])); // TUNSETOFFLOAD
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("timerfd_settime"), [10, 0, 0, 0]));
+        Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("ioctl"), [10, 0x400454ca])); // TUNSETIFF: never needed there
     }
 
     [Fact]

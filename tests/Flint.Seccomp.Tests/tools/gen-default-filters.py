@@ -80,6 +80,9 @@ VCPU = [
     ioctl(io(R, 0x98, 4), "KVM_GET_MP_STATE"), ioctl(io(W, 0x99, 4), "KVM_SET_MP_STATE"),
     ioctl(io(N, 0xa3, 0), "KVM_GET_TSC_KHZ"), ioctl(io(N, 0xad, 0), "KVM_KVMCLOCK_CTRL"),
     ioctl(io(W, 0x61, 8), "KVM_IRQ_LINE (legacy devices emulated on the vCPU thread)"),
+    # Virtio register writes run on the vCPU thread, and DRIVER_OK activates the device there:
+    ioctl(0x400454d0, "TUNSETOFFLOAD (virtio-net activation sets the tap's offloads)"),
+    rule("timerfd_settime", "virtio-balloon activation/reset arms or disarms its stats timer", [a(1, 0)]),
 ]
 
 API = [
