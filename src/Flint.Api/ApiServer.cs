@@ -73,9 +73,22 @@ public sealed class ApiServer : IDisposable
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            listener.Bind(new UnixDomainSocketEndPoint(_socketPath));
-            _bound = true;
+            // Bind and listen under a temporary name, then rename into place: a client that waits for the socket
+            // file to appear (as Firecracker tooling does) must never find one that refuses connections.
+            string temp = $"{_socketPath}.{Environment.ProcessId}.tmp";
+            bool viaTemp = System.Text.Encoding.UTF8.GetByteCount(temp) < 108;
+            listener.Bind(new UnixDomainSocketEndPoint(viaTemp ? temp : _socketPath));
             listener.Listen(64);
+            if (viaTemp)
+            {
+                try { File.Move(temp, _socketPath); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    try { File.Delete(temp); } catch (IOException) { }
+                    throw new SocketException((int)SocketError.AddressAlreadyInUse, $"cannot move the socket into place: {e.Message}");
+                }
+            }
+            _bound = true;
             listener.Blocking = false;
             _epoll = new Epoll();
             _stop = new EventFd(nonBlocking: true);

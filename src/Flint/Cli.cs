@@ -95,8 +95,8 @@ public static class Cli
         Thread.CurrentThread.Name ??= "main";
         try
         {
-            if (p.Get(LogPath) != null || level != null || p.Has(ShowLevel) || p.Has(ShowLogOrigin))
-                Logger.Configure(p.Get(LogPath), level, p.Has(ShowLevel) ? true : null, p.Has(ShowLogOrigin) ? true : null);
+            if (p.Get(LogPath) != null || level != null || p.Has(ShowLevel) || p.Has(ShowLogOrigin) || p.Get(Module) != null)
+                Logger.Configure(p.Get(LogPath), level, p.Has(ShowLevel) ? true : null, p.Has(ShowLogOrigin) ? true : null, p.Get(Module));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

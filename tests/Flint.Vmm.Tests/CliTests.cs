@@ -101,3 +101,29 @@ public class CliTests : IDisposable
         Assert.Contains("A root block device already exists!", r.All);
     }
 }
+
+/// <summary>Firecracker's log options on the real binary: level, origin (file:line) and the module filter.</summary>
+public class LoggerOptionTests : IDisposable
+{
+    private readonly string _dir = Repo.TempDir();
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    [Fact]
+    public void Log_file_shows_level_and_origin_and_honours_the_module_filter()
+    {
+        var log = Path.Combine(_dir, "flint.log");
+        var r = Repo.RunFlint(TimeSpan.FromSeconds(30), "--no-api", "--config-file", Path.Combine(_dir, "missing.json"),
+            "--log-path", log, "--show-log-origin", "--level", "Debug");
+        Assert.Equal(152, r.ExitCode);
+        var text = File.ReadAllText(log);
+        Assert.Matches(@"\[anonymous-instance:main:INFO:src/Flint/Cli\.cs:\d+\] Running Flint v", text);
+        Assert.Matches(@"\[anonymous-instance:main:ERROR:src/Flint/Cli\.cs:\d+\] Configuration for VMM", text);
+
+        var log2 = Path.Combine(_dir, "filtered.log");
+        r = Repo.RunFlint(TimeSpan.FromSeconds(30), "--no-api", "--config-file", Path.Combine(_dir, "missing.json"),
+            "--log-path", log2, "--module", "Flint.Vmm/");
+        Assert.Equal(152, r.ExitCode);
+        Assert.DoesNotContain("Running Flint", File.ReadAllText(log2)); // logged from src/Flint/, filtered out
+    }
+}

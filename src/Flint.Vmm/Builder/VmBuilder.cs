@@ -76,7 +76,7 @@ public static unsafe class VmBuilder
             BootTimer? bootTimer = null;
             if (options.BootTimer)
             {
-                bootTimer = new BootTimer(options.StartTimestamp, TimeSpan.Zero, Logger.Info);
+                bootTimer = new BootTimer(options.StartTimestamp, TimeSpan.Zero, m => Logger.Info(m));
                 mmio.Insert(bootTimer, Layout.BootTimerAddress, 0x1000);
             }
             loop.Add(exit.Event.Fd, _ => exit.Event.Read());

@@ -273,7 +273,7 @@ public sealed class VmmController : IApiHandler
     {
         LogLevel? level = null;
         if (l.Level != null && LogLevels.TryParse(l.Level, out var lv)) level = lv;
-        Logger.Configure(l.LogPath, level, l.ShowLevel, l.ShowLogOrigin);
+        Logger.Configure(l.LogPath, level, l.ShowLevel, l.ShowLogOrigin, l.Module);
     }
 
     private void SetMetrics(MetricsConfig m)
