@@ -51,4 +51,17 @@ public class AllocationTests
         Assert.Equal(b.Length, h.HeadLength);
         Assert.Equal(HttpParseStatus.Incomplete, HttpRequestParser.TryParse(b.AsSpan(0, 20), 8192, out _, out _));
     }
+
+    [Fact]
+    public void RoutingThePolledGetsAllocatesNothing()
+    {
+        string[] paths = ["/", "/version", "/machine-config", "/vm/config", "/balloon/statistics/"];
+        foreach (var p in paths) Assert.NotNull(Flint.Vmm.Rpc.ApiRequestParser.Parse("GET", p, null).Action);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10_000; i++)
+            foreach (var p in paths) Flint.Vmm.Rpc.ApiRequestParser.Parse("GET", p, null);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.IsType<Flint.Vmm.Rpc.GetVersion>(Flint.Vmm.Rpc.ApiRequestParser.Parse("GET", "/version/", null).Action);
+        Assert.NotNull(Flint.Vmm.Rpc.ApiRequestParser.Parse("GET", "/", "{}").Error); // a GET body still fails
+    }
 }

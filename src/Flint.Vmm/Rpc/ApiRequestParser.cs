@@ -12,8 +12,29 @@ public static class ApiRequestParser
 {
     public const int MaxIdLength = 64;
 
+    /// <summary>
+    /// The body-less GETs that tools poll (GET / above all), answered from shared immutable actions so that routing
+    /// them allocates nothing. Same results as the general router, including its one-trailing-slash rule.
+    /// </summary>
+    private static readonly Dictionary<string, VmmAction> SimpleGets = BuildSimpleGets();
+
+    private static Dictionary<string, VmmAction> BuildSimpleGets()
+    {
+        var d = new Dictionary<string, VmmAction>(StringComparer.Ordinal);
+        void Add(string p, VmmAction a) { d[p] = a; if (p != "/") d[p + "/"] = a; }
+        Add("/", new GetVmInstanceInfo());
+        Add("/version", new GetVersion());
+        Add("/machine-config", new GetMachineConfig());
+        Add("/mmds", new GetMmds());
+        Add("/balloon", new GetBalloon());
+        Add("/balloon/statistics", new GetBalloonStats());
+        Add("/vm/config", new GetVmConfig());
+        return d;
+    }
+
     public static ParsedRequest Parse(string method, string path, string? body)
     {
+        if (method == "GET" && string.IsNullOrEmpty(body) && SimpleGets.TryGetValue(path, out var simple)) return simple;
         try
         {
             return Route(method, path, string.IsNullOrEmpty(body) ? null : body);
