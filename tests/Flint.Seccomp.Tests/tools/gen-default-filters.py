@@ -36,6 +36,7 @@ RUNTIME = [
     rule("mprotect", "GC region commit, guard pages (and JIT W^X under CoreCLR)"),
     rule("mmap", "GC reservations, W^X double mapping"),
     rule("munmap"),
+    rule("brk", "glibc malloc growing the main arena (native allocations on the main thread)"),
     rule("rt_sigreturn", "return from the runtime's activation (GC suspension) signal and the vCPU kick"),
     rule("rt_sigprocmask", "runtime signal handling, abort"),
     rule("tgkill", "runtime activation signal (GC suspension/hijack)", [a(2, 34, comment="SIGRTMIN")]),
