@@ -35,6 +35,7 @@ public class RateLimiterAccuracyTests(ITestOutputHelper output)
         double achieved = sent / sw.Elapsed.TotalSeconds;
         double ratio = achieved / configured;
         output.WriteLine($"configured {configured / (1 << 20):F2} MiB/s, achieved {achieved / (1 << 20):F2} MiB/s, ratio {ratio:F3}");
-        Assert.InRange(ratio, 0.85, 1.05);
+        // Upper bound: the limiter never lets more through. Lower bound leaves room for late wake-ups on a loaded CI host.
+        Assert.InRange(ratio, 0.75, 1.05);
     }
 }
