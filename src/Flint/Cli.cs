@@ -59,6 +59,8 @@ public static class Cli
         return Start(parsed, startTimestamp);
     }
 
+    private static long? Long(ParsedArgs p, Flag f) => p.TryGetLong(f, out var v, out _) ? v : null;
+
     private static int ArgError(string message)
     {
         Console.Error.WriteLine($"Arguments parsing error: {message}");
@@ -164,7 +166,8 @@ public static class Cli
             MmdsStore = mmds,
         };
         var process = new FlintProcess(new FlintProcess.Settings(
-            id, noApi ? null : p.Get(ApiSock), (int)maxPayload, config, options, p.Get(MetricsPath), startTimestamp, seccomp));
+            id, noApi ? null : p.Get(ApiSock), (int)maxPayload, config, options, p.Get(MetricsPath), startTimestamp, seccomp,
+            Long(p, StartTimeUs), Long(p, StartTimeCpuUs), Long(p, ParentCpuTimeUs)));
         return process.Run();
     }
 }

@@ -19,7 +19,8 @@ namespace Flint;
 internal sealed class FlintProcess
 {
     public sealed record Settings(string Id, string? ApiSock, int MaxPayload, VmConfig? Config, VmOptions Options,
-        string? MetricsPath, long StartTimestamp, SeccompConfig Seccomp);
+        string? MetricsPath, long StartTimestamp, SeccompConfig Seccomp,
+        long? JailerStartTimeUs = null, long? JailerStartCpuUs = null, long? ParentCpuTimeUs = null);
 
     /// <summary>The MMDS data store: the API writes it, the VM's network stacks serve it.</summary>
     private Flint.Devices.Mmds.MmdsStore Mmds => _s.Options.MmdsStore;
@@ -181,10 +182,20 @@ internal sealed class FlintProcess
         }
     }
 
+    /// <summary>
+    /// api_server.process_startup_time(_cpu)_us. Under the jailer, `--start-time-us` (CLOCK_MONOTONIC µs when the jailer
+    /// started) and `--parent-cpu-time-us` make it cover the jailer too, as in Firecracker; otherwise it runs from
+    /// this process's start (the Stopwatch is CLOCK_MONOTONIC on Linux, so the two clocks agree).
+    /// </summary>
     private void RecordStartupTime()
     {
-        long us = (long)Stopwatch.GetElapsedTime(_startTimestamp).TotalMicroseconds;
-        long cpuUs = (long)Process.GetCurrentProcess().TotalProcessorTime.TotalMicroseconds;
+        long nowUs = (long)(Stopwatch.GetTimestamp() * (1_000_000.0 / Stopwatch.Frequency));
+        long us = _s.JailerStartTimeUs is { } start
+            ? nowUs - start
+            : (long)Stopwatch.GetElapsedTime(_startTimestamp).TotalMicroseconds;
+        // CPU time survives exec, so the jailer's own CPU before it took --start-time-cpu-us is taken back out.
+        long cpuUs = (long)Process.GetCurrentProcess().TotalProcessorTime.TotalMicroseconds
+            - (_s.JailerStartCpuUs ?? 0) + (_s.ParentCpuTimeUs ?? 0);
         _metrics.Bind("api_server", "process_startup_time_us", () => us);
         _metrics.Bind("api_server", "process_startup_time_cpu_us", () => cpuUs);
     }

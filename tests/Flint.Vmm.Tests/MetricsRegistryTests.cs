@@ -45,3 +45,38 @@ public class MetricsRegistryTests
         finally { File.Delete(path); }
     }
 }
+
+/// <summary>process_startup_time_us on the real binary, standalone and as the jailer starts it.</summary>
+public sealed class StartupMetricTests : IDisposable
+{
+    private readonly string _dir = Repo.TempDir();
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private long StartupUs(params string[] extra)
+    {
+        var sock = Path.Combine(_dir, Guid.NewGuid().ToString("n")[..8] + ".sock");
+        var metrics = Path.Combine(_dir, Guid.NewGuid().ToString("n")[..8] + ".json");
+        var psi = new System.Diagnostics.ProcessStartInfo(Repo.Flint, ["--api-sock", sock, "--metrics-path", metrics, .. extra])
+            { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (!File.Exists(sock) && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+        Thread.Sleep(100);
+        using (var k = System.Diagnostics.Process.Start("kill", ["-HUP", p.Id.ToString()])) k.WaitForExit(); // exits 156 after a flush
+        Assert.True(p.WaitForExit(10_000));
+        using var doc = JsonDocument.Parse(File.ReadAllLines(metrics).Last());
+        return doc.RootElement.GetProperty("api_server").GetProperty("process_startup_time_us").GetInt64();
+    }
+
+    [Fact]
+    public void Startup_time_counts_from_the_jailers_start_when_given()
+    {
+        long alone = StartupUs();
+        Assert.InRange(alone, 1, 5_000_000);
+        // A jailer that started 2 s earlier (CLOCK_MONOTONIC, as Stopwatch reads it on Linux).
+        long twoSecondsAgoUs = (long)(System.Diagnostics.Stopwatch.GetTimestamp() * (1_000_000.0 / System.Diagnostics.Stopwatch.Frequency)) - 2_000_000;
+        long jailed = StartupUs("--start-time-us", twoSecondsAgoUs.ToString(), "--start-time-cpu-us", "0", "--parent-cpu-time-us", "0");
+        Assert.InRange(jailed, 2_000_000, 12_000_000);
+    }
+}
