@@ -57,11 +57,7 @@ public sealed class StartupMetricTests : IDisposable
     {
         var sock = Path.Combine(_dir, Guid.NewGuid().ToString("n")[..8] + ".sock");
         var metrics = Path.Combine(_dir, Guid.NewGuid().ToString("n")[..8] + ".json");
-        var psi = new System.Diagnostics.ProcessStartInfo(Repo.Flint, ["--api-sock", sock, "--metrics-path", metrics, .. extra])
-            { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = System.Diagnostics.Process.Start(psi)!;
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        while (!File.Exists(sock) && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+        using var p = Repo.StartWithApi(sock, ["--metrics-path", metrics, .. extra]);
         Thread.Sleep(100);
         using (var k = System.Diagnostics.Process.Start("kill", ["-HUP", p.Id.ToString()])) k.WaitForExit(); // exits 156 after a flush
         Assert.True(p.WaitForExit(10_000));

@@ -69,6 +69,20 @@ internal static class Repo
             return (seen.IsSet, exited, new Result(exited ? p.ExitCode : -1, so.ToString(), se.ToString(), sw.Elapsed));
     }
 
+    /// <summary>
+    /// Starts flint serving its API on <paramref name="sock"/> (stdout/stderr redirected) and returns once the socket
+    /// file exists (flint renames it into place only after it listens) or the process has exited.
+    /// </summary>
+    public static Process StartWithApi(string sock, params string[] extra)
+    {
+        Assert.True(File.Exists(Flint), $"{Flint} is missing: run scripts/setup.sh");
+        var psi = new ProcessStartInfo(Flint, ["--api-sock", sock, .. extra]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var p = Process.Start(psi)!;
+        var sw = Stopwatch.StartNew();
+        while (!File.Exists(sock) && !p.HasExited && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+        return p;
+    }
+
     public static string TempDir()
     {
         var d = Path.Combine(Path.GetTempPath(), "flint-tests", Guid.NewGuid().ToString("n"));

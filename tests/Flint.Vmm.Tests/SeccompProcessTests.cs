@@ -20,12 +20,7 @@ public sealed class SeccompProcessTests : IDisposable
     private (Process P, string Sock) Start(params string[] args)
     {
         var sock = Path.Combine(_dir, "api.sock");
-        var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "--api-sock", sock }.Concat(args)) psi.ArgumentList.Add(a);
-        var p = Process.Start(psi)!;
-        var sw = Stopwatch.StartNew();
-        while (!File.Exists(sock) && sw.Elapsed < TimeSpan.FromSeconds(10) && !p.HasExited) Thread.Sleep(5);
-        return (p, sock);
+        return (Repo.StartWithApi(sock, args), sock);
     }
 
     [Fact]

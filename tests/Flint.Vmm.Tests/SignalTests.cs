@@ -18,10 +18,7 @@ public sealed class SignalTests : IDisposable
     {
         var sock = Path.Combine(_dir, "api.sock");
         var metrics = Path.Combine(_dir, "metrics.json");
-        var psi = new ProcessStartInfo(Repo.Flint, ["--api-sock", sock, "--metrics-path", metrics]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        var sw = Stopwatch.StartNew();
-        while (!File.Exists(sock) && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+        using var p = Repo.StartWithApi(sock, "--metrics-path", metrics);
         Assert.True(File.Exists(sock));
         Kill(p.Id, 13); // SIGPIPE: counted, not fatal
         Thread.Sleep(200);
