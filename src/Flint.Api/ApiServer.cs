@@ -344,15 +344,22 @@ public sealed class ApiServer : IDisposable
         Cleanup();
     }
 
+    /// <summary>
+    /// Removes the socket file and nothing else: for a process about to exit under its seccomp filter, where closing
+    /// sockets through the runtime could make syscalls the filter forbids (the kernel closes them at exit anyway).
+    /// </summary>
+    public void RemoveSocketFile()
+    {
+        if (!_bound) return;
+        try { File.Delete(_socketPath); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        _bound = false;
+    }
+
     private void Cleanup()
     {
         _epoll?.Dispose(); _epoll = null;
         _stop?.Dispose(); _stop = null;
-        if (_bound)
-        {
-            try { File.Delete(_socketPath); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-            _bound = false;
-        }
+        RemoveSocketFile();
     }
 
     private sealed class Connection(Socket socket, int slot, int maxPayload)

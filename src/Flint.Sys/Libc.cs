@@ -48,6 +48,26 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern int getpid();
     [DllImport(L, SetLastError = true)] public static extern int gettid();
     [DllImport(L)] public static extern byte* strerror(int errnum);
+    [DllImport(L, SetLastError = true)] public static extern nint getrandom(void* buf, nuint len, uint flags);
+
+    /// <summary><paramref name="n"/> bytes from the kernel's CSPRNG (getrandom(2); blocks only before the pool is seeded).</summary>
+    public static byte[] RandomBytes(int n)
+    {
+        var b = new byte[n];
+        fixed (byte* p = b)
+        {
+            for (int got = 0; got < n;)
+            {
+                nint r = getrandom(p + got, (nuint)(n - got), 0);
+                if (r < 0) { if (Errno == EINTR) continue; throw SysException.Last("getrandom"); }
+                got += (int)r;
+            }
+        }
+        return b;
+    }
+
+    /// <summary>_exit(2): ends the process at once (exit_group), running no atexit handlers or runtime shutdown.</summary>
+    [DllImport(L, EntryPoint = "_exit")] public static extern void ExitNow(int status);
 
     public static int Errno => Marshal.GetLastPInvokeError();
 

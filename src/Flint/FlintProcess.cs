@@ -114,6 +114,7 @@ internal sealed class FlintProcess
                 int code = _vmm.RunUntilExit();
                 _metricsWriter?.Flush();
                 Logger.Info(code == 0 ? "Flint exiting successfully. exit_code=0" : $"Flint exiting with error. exit_code={code}");
+                ExitUnderFilter(code, server);
                 return code;
             }
         }
@@ -123,6 +124,20 @@ internal sealed class FlintProcess
             server?.Dispose();
             _metricsWriter?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Ends the process once the VM has stopped. This thread runs under the VMM filter by now, and leaving through the
+    /// runtime's shutdown makes syscalls that filter does not allow (unregistering signal handlers: rt_sigaction), so
+    /// a clean guest reboot ended in exit 148, as first seen on a KVM host. Like Firecracker, finish what must outlive
+    /// the VM (metrics and logs are flushed by the caller; the API socket file) and exit straight away; exit_group ends the vCPU threads too.
+    /// </summary>
+    private void ExitUnderFilter(int code, ApiServer? server)
+    {
+        server?.RemoveSocketFile();
+        Console.Out.Flush();
+        Console.Error.Flush();
+        Flint.Sys.Libc.ExitNow(code);
     }
 
     private int BuildFromConfigFile(VmConfig config, VmmController? controller)
@@ -194,7 +209,7 @@ internal sealed class FlintProcess
             ? nowUs - start
             : (long)Stopwatch.GetElapsedTime(_startTimestamp).TotalMicroseconds;
         // CPU time survives exec, so the jailer's own CPU before it took --start-time-cpu-us is taken back out.
-        long cpuUs = (long)Process.GetCurrentProcess().TotalProcessorTime.TotalMicroseconds
+        long cpuUs = (long)Flint.Sys.ProcessClock.CpuTime().TotalMicroseconds
             - (_s.JailerStartCpuUs ?? 0) + (_s.ParentCpuTimeUs ?? 0);
         _metrics.Bind("api_server", "process_startup_time_us", () => us);
         _metrics.Bind("api_server", "process_startup_time_cpu_us", () => cpuUs);

@@ -32,7 +32,7 @@ public sealed class BootTimer : IBusDevice
     {
         if (offset != 0 || data.Length == 0 || data[0] != MagicValue) return;
         var wall = Stopwatch.GetElapsedTime(_startTimestamp);
-        var cpu = Process.GetCurrentProcess().TotalProcessorTime - _startCpu;
+        var cpu = Flint.Sys.ProcessClock.CpuTime() - _startCpu;
         BootTime = wall;
         long us = (long)wall.TotalMicroseconds, cpuUs = (long)cpu.TotalMicroseconds;
         _log($"Guest-boot-time = {us,6} us {us / 1000} ms, {cpuUs,6} CPU us {cpuUs / 1000} CPU ms");

@@ -110,9 +110,10 @@ VMM = [
     ioctl(0x5401, "TCGETS (stdin serial console)"), ioctl(0x5402, "TCSETS"), ioctl(0x5413, "TIOCGWINSZ"),
     ioctl(0x5421, "FIONBIO"),
     ioctl(io(W, 0x61, 8), "KVM_IRQ_LINE"), ioctl(io(W, 0x42, 16), "KVM_GET_DIRTY_LOG"),
-    rule("accept4", "vsock Unix sockets", [a(3, 0x80000, comment="SOCK_CLOEXEC")]),
+    rule("accept4", "vsock Unix sockets (VsockNative.Accept)", [a(3, 0x80800, comment="SOCK_NONBLOCK|SOCK_CLOEXEC")]),
     rule("recvfrom"), rule("sendto"), rule("connect", "vsock"),
-    rule("socket", "vsock UDS", [a(0, 1, comment="AF_UNIX"), a(1, 0x80001, comment="SOCK_STREAM|SOCK_CLOEXEC"), a(2, 0)]),
+    rule("sendmsg", "vsock: scatter-gather send to the host socket (VsockNative)"), rule("shutdown", "vsock: half-close on a guest SHUTDOWN"),
+    rule("socket", "vsock UDS (VsockNative.Listen/Connect)", [a(0, 1, comment="AF_UNIX"), a(1, 0x80801, comment="SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC"), a(2, 0)]),
 ]
 
 def filt(extra):

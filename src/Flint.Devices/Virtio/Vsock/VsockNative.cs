@@ -29,6 +29,8 @@ internal static unsafe class VsockNative
     private const string L = "libc";
 
     public const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
+    /// <summary>socket(2) type and accept4(2) flags used here; the VMM thread's seccomp filter allows exactly these.</summary>
+    public const int SocketType = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, AcceptFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
     public const int MSG_PEEK = 2, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
     public const int SHUT_WR = 1;
     public const int EINPROGRESS = 115, ECONNRESET = 104, EPIPE = 32, ENOTCONN = 107, EMFILE = 24, ENFILE = 23;
@@ -65,7 +67,7 @@ internal static unsafe class VsockNative
         Span<byte> addr = stackalloc byte[2 + SunPathMax];
         if (!MakeAddr(path, addr, out uint len)) throw new ArgumentException($"vsock uds_path too long or empty: '{path}'");
         Unlink(path);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int fd = socket(AF_UNIX, SocketType, 0);
         if (fd < 0) throw SysException.Last("socket(AF_UNIX)");
         fixed (byte* a = addr)
         {
@@ -80,7 +82,7 @@ internal static unsafe class VsockNative
     {
         Span<byte> addr = stackalloc byte[2 + SunPathMax];
         if (!MakeAddr(path, addr, out uint len)) return -Libc.ENOENT;
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int fd = socket(AF_UNIX, SocketType, 0);
         if (fd < 0) return -Libc.Errno;
         int r;
         fixed (byte* a = addr)
@@ -96,7 +98,7 @@ internal static unsafe class VsockNative
         return fd;
     }
 
-    public static int Accept(int listenFd) => accept4(listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    public static int Accept(int listenFd) => accept4(listenFd, null, null, AcceptFlags);
 
     public static void Unlink(string path)
     {

@@ -1,0 +1,495 @@
+#!/usr/bin/env python3
+"""Flint's KVM tiers on a machine that has /dev/kvm but no .NET (the lent device machine).
+
+The xunit KVM tests (tests/Flint.Vmm.Tests) need the .NET SDK; this script drives the same checks with the carried
+static binaries (flint, flint-jailer), the test guest ELF, its disk tool, the guest kernel + rootfs and, for the
+side-by-side numbers, a carried QEMU (its own loader and libraries, so the host's libc does not matter).
+Everything comes from one bundle made by bench/device/pack.sh. Stdlib only.
+
+    python3 bench/device/kvm_check.py BUNDLE.tar.xz     (env OUT: where the JSON summary and logs go)
+    FORCE=1 ...                                          run the checks even without /dev/kvm (to test this script)
+    ONLY=tg_blk,vsock ...                                run only these checks (function names)
+
+Exit 0 whether checks pass or not; the summary's "checks" say which did. Prints NO-KVM and stops early when the
+machine has no usable /dev/kvm, so a probe costs seconds.
+"""
+import json, os, re, signal, socket, statistics, subprocess, sys, tarfile, tempfile, threading, time
+
+OUT = os.environ.get("OUT") or tempfile.mkdtemp(prefix="kvmcheck-out-")
+W = tempfile.mkdtemp(prefix="kvmcheck-")
+summary = {"env": {}, "checks": {}, "measures": {}}
+LOG = open(os.path.join(OUT, "kvm-check.log"), "w")
+
+
+def log(*a):
+    s = " ".join(str(x) for x in a)
+    print(s, flush=True)
+    LOG.write(s + "\n"); LOG.flush()
+
+
+def sh(cmd, timeout=30):
+    try:
+        p = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
+        return p.returncode, (p.stdout + p.stderr).strip()
+    except subprocess.TimeoutExpired:
+        return 124, "timeout"
+
+
+def check(name, ok, detail=""):
+    summary["checks"][name] = {"ok": bool(ok), "detail": detail[-600:] if isinstance(detail, str) else detail}
+    log(f"CHECK {name}: {'PASS' if ok else 'FAIL'} {detail if ok else detail[-2000:] if isinstance(detail, str) else detail}")
+
+
+def measure(name, value, unit, note=""):
+    summary["measures"][name] = {"value": value, "unit": unit, "note": note}
+    log(f"MEASURE {name} = {value} {unit} {note}")
+
+
+def save():
+    with open(os.path.join(OUT, "kvm-check.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+
+
+# ------------------------------------------------------------------------------------------------ environment
+def environment():
+    e = summary["env"]
+    e["uname"] = sh("uname -a")[1]
+    cpu = open("/proc/cpuinfo").read()
+    e["cpu"] = (re.search(r"model name\s*:\s*(.*)", cpu) or [None, "?"])[1]
+    e["cpus"] = os.cpu_count()
+    flags = (re.search(r"^flags\s*:\s*(.*)$", cpu, re.M) or [None, ""])[1].split()
+    e["vmx_svm"] = [f for f in ("vmx", "svm", "hypervisor") if f in flags]
+    misc = open("/proc/misc").read()
+    e["proc_misc_kvm"] = [l for l in misc.splitlines() if l.split()[-1:] == ["kvm"]]
+    e["kvm_modules"] = [m for m in ("kvm", "kvm_intel", "kvm_amd", "kvm_pvm") if os.path.isdir(f"/sys/module/{m}")]
+    e["dev_kvm_before"] = os.path.exists("/dev/kvm")
+    if not os.path.exists("/dev/kvm") and e["proc_misc_kvm"]:
+        minor = e["proc_misc_kvm"][0].split()[0]
+        e["mknod"] = sh(f"mknod /dev/kvm c 10 {minor} && chmod 666 /dev/kvm")
+    usable = False
+    if os.path.exists("/dev/kvm"):
+        try:
+            fd = os.open("/dev/kvm", os.O_RDWR); os.close(fd); usable = True
+        except OSError as x:
+            e["dev_kvm_open"] = str(x)
+    e["kvm_usable"] = usable
+    e["tools"] = {t: bool(sh(f"command -v {t}")[0] == 0) for t in ("ip", "ping", "gcc", "curl")}
+    e["tun"] = os.path.exists("/dev/net/tun")
+    log("ENV", json.dumps(e))
+    return usable
+
+
+# ------------------------------------------------------------------------------------------------ running flint
+class Run:
+    def __init__(self, rc, out, err, elapsed, marks):
+        self.rc, self.out, self.err, self.elapsed, self.marks = rc, out, err, elapsed, marks
+
+    @property
+    def all(self):
+        return self.out + "\n--stderr--\n" + self.err
+
+
+def run(argv, timeout=60, marks=(), stop_at=None, cwd=None):
+    """Runs argv; records when each regex in marks first shows in stdout (seconds from spawn); kills at stop_at."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=cwd)
+    seen, out, err = {}, [], []
+
+    def pump_err():
+        for l in p.stderr:
+            err.append(l.decode(errors="replace"))
+    te = threading.Thread(target=pump_err, daemon=True); te.start()
+    killer = threading.Timer(timeout, lambda: p.kill()); killer.start()
+    for raw in p.stdout:
+        l = raw.decode(errors="replace")
+        out.append(l)
+        for m in marks:
+            if m not in seen and re.search(m, l):
+                seen[m] = time.monotonic() - t0
+        if stop_at and stop_at in seen:
+            p.kill()
+            break
+    p.wait(); killer.cancel(); te.join(2)
+    return Run(p.returncode, "".join(out), "".join(err), time.monotonic() - t0, seen)
+
+
+def cfg(path, kernel, args, drives=(), vcpus=1, mem=64, extra=""):
+    d = ",".join(json.dumps(x) for x in drives)
+    with open(path, "w") as f:
+        f.write('{"boot-source": {"kernel_image_path": %s, "boot_args": %s}, "drives": [%s], '
+                '"machine-config": {"vcpu_count": %d, "mem_size_mib": %d}%s}'
+                % (json.dumps(kernel), json.dumps(args), d, vcpus, mem, extra))
+    return path
+
+
+def drive(id, path, root=False, ro=False):
+    return {"drive_id": id, "path_on_host": path, "is_root_device": root, "is_read_only": ro}
+
+
+def lines_ok(out, lines):
+    missing = [l for l in lines if l not in out.splitlines()]
+    return (not missing and "\nFAIL " not in "\n" + out and re.search(r"fail=0", out) is not None), missing
+
+
+def pass_lines(*names):
+    return ["PASS " + n for n in names]
+
+
+# ------------------------------------------------------------------------------------------------ checks
+def tg_blk(B):
+    for ro in (False, True):
+        disk = f"{W}/disk.img"; sh(f"{B}/mkdisk {disk} 64")
+        c = cfg(f"{W}/tg.json", f"{B}/testguest.elf", "tg.tests=serial,blk", [drive("data", disk, ro=ro)])
+        r = run([f"{B}/flint", "--no-api", "--boot-timer", "--config-file", c], 60)
+        want = pass_lines("blk-init", "blk-read", "blk-id", "blk-ro" if ro else "blk-write", "blk-unsupp", "blk-irq", "blk")
+        if not ro: want += pass_lines("blk-flush")
+        ok, missing = lines_ok(r.out, want)
+        sh(f"{B}/mkdisk {W}/expect.img 64" + ("" if ro else " 3"))
+        same = sh(f"cmp -s {disk} {W}/expect.img")[0] == 0
+        bt = re.search(r"Guest-boot-time = +(\d+) us", r.out)
+        check("testguest-blk-" + ("ro" if ro else "rw"), r.rc == 0 and ok and same and bt is not None,
+              f"rc={r.rc} missing={missing} disk_as_expected={same} boot_timer={bt.group(0) if bt else None}\n{r.all[-1500:]}")
+
+
+def tg_smp(B):
+    disk = f"{W}/disk.img"; sh(f"{B}/mkdisk {disk} 64")
+    c = cfg(f"{W}/smp.json", f"{B}/testguest.elf", "tg.tests=serial,blk", [drive("data", disk)], vcpus=4, mem=3584)
+    r = run([f"{B}/flint", "--no-api", "--config-file", c], 60)
+    ok, missing = lines_ok(r.out, pass_lines("blk"))
+    check("testguest-smp4-3584MiB", r.rc == 0 and ok, f"rc={r.rc} missing={missing}\n{r.all[-1500:]}")
+
+
+def exec_to_first_instruction(B):
+    # The test guest writes the boot timer in its first instructions: flint logs InstanceStart -> that write.
+    # The whole process (exec -> guest reset -> exit) bounds exec -> first instruction from above.
+    c = cfg(f"{W}/first.json", f"{B}/testguest.elf", "tg.tests=serial")
+    bt, wall = [], []
+    for _ in range(10):
+        r = run([f"{B}/flint", "--no-api", "--boot-timer", "--config-file", c], 30)
+        m = re.search(r"Guest-boot-time = +(\d+) us", r.out)
+        if r.rc == 0 and m: bt.append(int(m.group(1)) / 1000.0); wall.append(r.elapsed * 1000)
+    check("exec-to-first-instruction", len(bt) == 10, f"{len(bt)}/10 runs with a boot-timer line")
+    if bt:
+        measure("testguest InstanceStart->boot-timer write (median of %d)" % len(bt), round(statistics.median(bt), 2), "ms", f"min {min(bt):.2f}")
+        measure("testguest exec->exit, whole process incl. serial test + reset (median)", round(statistics.median(wall), 1), "ms", f"min {min(wall):.1f}")
+
+
+def pio_rate(B):
+    # exits/s = (N_big - N_small) / (t_big - t_small): boot and teardown cancel out.
+    big, small = 300_000, 1
+    res = {}
+    for seccomp in (True, False):
+        ts = {big: [], small: []}
+        for _ in range(2):
+            for n in (small, big):
+                c = cfg(f"{W}/pio.json", f"{B}/testguest.elf", f"tg.tests=pio tg.pio={n} tg.boottimer=0")
+                args = [f"{B}/flint", "--no-api", "--config-file", c] + ([] if seccomp else ["--no-seccomp"])
+                r = run(args, 120)
+                if r.rc == 0 and f"pio done {n}" in r.out: ts[n].append(r.elapsed)
+                else: log("pio run failed", r.all[-800:])
+        if ts[big] and ts[small]:
+            rate = (big - small) / (statistics.median(ts[big]) - statistics.median(ts[small]))
+            res[seccomp] = rate
+            measure(f"PIO exits/s through the full device path, seccomp {'on' if seccomp else 'off'}", int(rate), "exits/s",
+                    f"{big} outb; runs big {['%.3f' % t for t in ts[big]]} small {['%.3f' % t for t in ts[small]]}")
+    check("pio-exit-path", len(res) == 2, str(res))
+    if len(res) == 2: measure("seccomp filter cost on the PIO exit", round((1 / res[True] - 1 / res[False]) * 1e9), "ns/exit")
+
+
+def rng_balloon(B):
+    c = cfg(f"{W}/rb.json", f"{B}/testguest.elf", "tg.tests=rng,balloon tg.balloon.wait=2000 tg.boottimer=0", mem=128,
+            extra=', "entropy": {}, "balloon": {"amount_mib": 8, "deflate_on_oom": false, "stats_polling_interval_s": 1}')
+    r = run([f"{B}/flint", "--no-api", "--config-file", c], 60)
+    ok, missing = lines_ok(r.out, pass_lines("rng", "balloon-stats-posted", "balloon-inflate", "balloon-deflate", "balloon-discarded"))
+    check("testguest-rng-balloon", r.rc == 0 and ok, f"rc={r.rc} missing={missing}\n{r.all[-1500:]}")
+
+
+def vsock(B):
+    uds = f"{W}/v.sock"
+    for p in (uds, uds + "_52"):
+        if os.path.exists(p): os.unlink(p)
+    lst = socket.socket(socket.AF_UNIX); lst.bind(uds + "_52"); lst.listen(1); lst.settimeout(60)
+
+    def echo():
+        try:
+            c, _ = lst.accept(); d = c.recv(256); c.sendall(d); c.close()
+        except OSError as x:
+            log("vsock echo:", x)
+    threading.Thread(target=echo, daemon=True).start()
+    got = {}
+
+    def host():
+        t0 = time.monotonic()
+        while not os.path.exists(uds) and time.monotonic() - t0 < 60: time.sleep(0.02)
+        time.sleep(0.3)
+        for _ in range(150):
+            try:
+                s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(uds)
+                s.sendall(b"CONNECT 1234\n"); a = s.recv(256).decode()
+                if not a.startswith("OK "): s.close(); time.sleep(0.2); continue
+                # round trips: the guest echoes? it answers once; measure that one
+                t = time.monotonic(); s.sendall(b"hello-from-host\n"); got["reply"] = s.recv(256).decode()
+                got["rtt_us"] = (time.monotonic() - t) * 1e6
+                s.close(); return
+            except OSError:
+                time.sleep(0.2)
+    th = threading.Thread(target=host, daemon=True); th.start()
+    c = cfg(f"{W}/vs.json", f"{B}/testguest.elf", "tg.tests=vsock tg.vsock.port=52 tg.vsock.listen=1234 tg.vsock.listenwait=20000 tg.boottimer=0",
+            mem=128, extra=', "vsock": {"guest_cid": 3, "uds_path": %s}' % json.dumps(uds))
+    r = run([f"{B}/flint", "--no-api", "--config-file", c], 90)
+    th.join(10)
+    ok, missing = lines_ok(r.out, pass_lines("vsock-connect", "vsock-echo", "vsock-accept"))
+    check("testguest-vsock-both-ways", r.rc == 0 and ok and "hello-from-host" in got.get("reply", ""),
+          f"rc={r.rc} missing={missing} host_got={got}\n{r.all[-1500:]}")
+    lst.close()
+
+
+def netns_tap(ns):
+    sh(f"ip netns del {ns}")
+    return sh(f"ip netns add {ns} && ip netns exec {ns} ip tuntap add dev tap0 mode tap && "
+              f"ip netns exec {ns} ip addr add 172.16.0.1/30 dev tap0 && ip netns exec {ns} ip link set tap0 up && "
+              f"ip netns exec {ns} ip link set lo up")
+
+
+def net_mmds(B):
+    if not summary["env"]["tools"]["ip"] or not summary["env"]["tun"]:
+        check("testguest-net-mmds-v2", False, "skipped: no `ip` tool or /dev/net/tun on this machine"); return
+    rc, o = netns_tap("flintdev")
+    if rc != 0: check("testguest-net-mmds-v2", False, "netns/tap setup failed: " + o); return
+    meta = f"{W}/meta.json"; open(meta, "w").write('{"latest": {"meta-data": {"ami-id": "ami-flint"}}}')
+    c = cfg(f"{W}/net.json", f"{B}/testguest.elf", "tg.tests=net tg.mmds=1 tg.mmds.v2=1 tg.boottimer=0", mem=128,
+            extra=', "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}]'
+                  ', "mmds-config": {"version": "V2", "network_interfaces": ["eth0"]}')
+    r = run(["ip", "netns", "exec", "flintdev", f"{B}/flint", "--no-api", "--metadata", meta, "--config-file", c], 90)
+    ok, missing = lines_ok(r.out, pass_lines("net-arp", "mmds-v2", "mmds-v2-401"))
+    check("testguest-net-mmds-v2", r.rc == 0 and ok, f"rc={r.rc} missing={missing}\n{r.all[-1500:]}")
+
+
+def http(sock, method, path, body=None):
+    s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sock)
+    b = (body or "").encode()
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(b)}\r\n\r\n".encode() + b)
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d: break
+        data += d
+        h, sep, rest = data.partition(b"\r\n\r\n")
+        if sep:
+            m = re.search(rb"Content-Length: (\d+)", h, re.I)
+            if len(rest) >= (int(m.group(1)) if m else 0): break
+    s.close()
+    return int(data[9:12]), data.partition(b"\r\n\r\n")[2].decode(errors="replace")
+
+
+def thread_cpu(pid, prefix):
+    tot = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if open(f"/proc/{pid}/task/{t}/comm").read().startswith(prefix):
+                f = open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()
+                tot += int(f[11]) + int(f[12])
+        except OSError:
+            pass
+    return tot  # clock ticks
+
+
+def api_boot_pause_resume(B):
+    sock = f"{W}/api.sock"
+    p = subprocess.Popen([f"{B}/flint", "--api-sock", sock, "--id", "devcheck"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        t0 = time.monotonic()
+        while not os.path.exists(sock) and time.monotonic() - t0 < 10: time.sleep(0.01)
+        steps = [http(sock, "PUT", "/boot-source", json.dumps({"kernel_image_path": f"{B}/testguest.elf",
+                                                                "boot_args": "tg.tests=pio tg.pio=4000000000 tg.boottimer=0"})),
+                 http(sock, "PUT", "/machine-config", '{"vcpu_count": 1, "mem_size_mib": 64}'),
+                 http(sock, "PUT", "/actions", '{"action_type": "InstanceStart"}')]
+        running = http(sock, "GET", "/")
+        time.sleep(0.5); a = thread_cpu(p.pid, "fc_vcpu"); time.sleep(1.0); b = thread_cpu(p.pid, "fc_vcpu")
+        paused = http(sock, "PATCH", "/vm", '{"state": "Paused"}'); st_p = http(sock, "GET", "/")
+        time.sleep(0.2); c = thread_cpu(p.pid, "fc_vcpu"); time.sleep(1.0); d = thread_cpu(p.pid, "fc_vcpu")
+        resumed = http(sock, "PATCH", "/vm", '{"state": "Resumed"}')
+        time.sleep(0.2); e = thread_cpu(p.pid, "fc_vcpu"); time.sleep(1.0); f = thread_cpu(p.pid, "fc_vcpu")
+        late = http(sock, "PUT", "/boot-source", json.dumps({"kernel_image_path": f"{B}/testguest.elf"}))
+        ok = ([s for s, _ in steps] == [204, 204, 204] and '"Running"' in running[1] and paused[0] == 204
+              and '"Paused"' in st_p[1] and resumed[0] == 204 and b - a > 50 and d - c <= 2 and f - e > 50 and late[0] == 400)
+        check("api-boot-pause-resume", ok, f"steps={steps} running={running} vcpu ticks (100/s): running +{b-a}, paused +{d-c}, "
+                                           f"resumed +{f-e}; pause={paused} state={st_p} resume={resumed} late-boot-source={late}")
+        # GET / latency while the guest runs, one keep-alive connection
+        s = socket.socket(socket.AF_UNIX); s.connect(sock); req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"; lat = []
+        for i in range(1020):
+            t = time.perf_counter_ns(); s.sendall(req); s.recv(4096); lat.append((time.perf_counter_ns() - t) / 1000)
+        s.close(); lat = sorted(lat[20:])
+        measure("GET / keep-alive latency while a vCPU spins (median of 1000)", round(statistics.median(lat), 1), "us",
+                f"p99 {lat[int(len(lat) * .99)]:.1f} us (python client)")
+    finally:
+        p.kill(); p.wait()
+
+
+def rss_breakdown(pid, guest_mib):
+    """RSS of the process minus the guest-memory mapping(s) (anonymous mappings of at least the guest size)."""
+    total, guest = 0, 0
+    cur_size = 0
+    for l in open(f"/proc/{pid}/smaps"):
+        m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", l)
+        if m: cur_size = int(m.group(2), 16) - int(m.group(1), 16); continue
+        if l.startswith("Rss:"):
+            kb = int(l.split()[1]); total += kb
+            if cur_size >= guest_mib * 1024 * 1024 // 2: guest += kb
+    return total / 1024, guest / 1024
+
+
+PVM = os.path.isdir("/sys/module/kvm_pvm")
+
+
+def qemu_argv(B, args, disk, serial="stdio"):
+    # Same guest, same cmdline as flint's (flint adds the kvm_pvm flags itself; QEMU gets them here), same devices.
+    cpu = "host,-arch-capabilities,-cx16,-kvm-steal-time" if PVM else "host"
+    extra = " noxsave clearcpuid=151,308" if PVM else ""
+    return [f"{B}/qemu/run-qemu", "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-enable-kvm", "-cpu", cpu, "-m", "128",
+            "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none", "-kernel", f"{B}/vmlinux",
+            "-append", args + extra + " root=/dev/vda rw", "-global", "virtio-mmio.force-legacy=false",
+            "-drive", f"file={disk},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d", "-serial", serial]
+
+
+def real_kernel(B):
+    """Four real-kernel runs side by side (one vCPU each, 16 host cores): flint to init, QEMU to init, flint's RSS
+    after boot, and (real_kernel_net) ip= autoconfig + ping."""
+    args = "console=ttyS0 reboot=k panic=1 pci=off"
+    milestone = "Run /sbin/init as init process" if PVM else "FLINT_GUEST_INIT_OK"
+    res = {}
+
+    def flint_boot():
+        sh(f"cp --sparse=always {B}/rootfs.ext4 {W}/rk1.ext4")
+        c = cfg(f"{W}/rk.json", f"{B}/vmlinux", args, [drive("rootfs", f"{W}/rk1.ext4", root=True)], mem=128)
+        res["flint"] = run([f"{B}/flint", "--no-api", "--boot-timer", "--config-file", c], 120,
+                           marks=(milestone, "VFS: Mounted root"), stop_at=milestone if PVM else None)
+
+    def qemu_boot():
+        if not os.path.exists(f"{B}/qemu/run-qemu"): return
+        sh(f"cp --sparse=always {B}/rootfs.ext4 {W}/rk2.ext4")
+        res["qemu"] = run(qemu_argv(B, args, f"{W}/rk2.ext4"), 120, marks=(milestone, "VFS: Mounted root"), stop_at=milestone if PVM else None)
+
+    def flint_rss():
+        # panic=0: on kvm_pvm init faults and the kernel panics; without a reboot the VM stays up to be measured.
+        sh(f"cp --sparse=always {B}/rootfs.ext4 {W}/rk3.ext4")
+        c = cfg(f"{W}/rss.json", f"{B}/vmlinux", "console=ttyS0 reboot=k panic=0 pci=off flint_shell",
+                [drive("rootfs", f"{W}/rk3.ext4", root=True)], mem=128)
+        p = subprocess.Popen([f"{B}/flint", "--no-api", "--config-file", c], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.PIPE)
+        t0 = time.monotonic(); seen = False
+        try:
+            for raw in p.stdout:
+                if milestone.encode() in raw: seen = True; break
+                if time.monotonic() - t0 > 110: break
+            if seen:
+                time.sleep(2.0)
+                res["rss"] = rss_breakdown(p.pid, 128)
+        finally:
+            p.kill(); p.wait()
+
+    threads = [threading.Thread(target=f) for f in (flint_boot, qemu_boot, flint_rss, lambda: real_kernel_net(B))]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    f = res.get("flint")
+    ok = f is not None and milestone in f.marks and "virtio_blk virtio0: [vda]" in f.out and "VFS: Mounted root" in f.out
+    if not PVM: ok = ok and f.rc == 0 and "Guest-boot-time" in f.out
+    check("real-kernel-" + ("run-init" if PVM else "init-ok"), ok, f"milestone '{milestone}' marks={f.marks if f else None} rc={f.rc if f else None}\n"
+          + ((f.out[-1500:] + f.err[-800:]) if f else ""))
+    if f and milestone in f.marks:
+        measure(f"real kernel: exec -> '{milestone}', flint", round(f.marks[milestone] * 1000), "ms", f"VFS mounted at {f.marks.get('VFS: Mounted root', 0)*1000:.0f} ms")
+    q = res.get("qemu")
+    if q is not None:
+        if milestone in q.marks:
+            measure(f"real kernel: exec -> '{milestone}', QEMU microvm (KVM, same kernel/rootfs/cmdline)", round(q.marks[milestone] * 1000), "ms",
+                    f"VFS mounted at {q.marks.get('VFS: Mounted root', 0)*1000:.0f} ms")
+            if f and milestone in f.marks:
+                measure("real kernel boot-to-init ratio flint/QEMU", round(f.marks[milestone] / q.marks[milestone], 3), "x", "run concurrently, 1 vCPU each")
+        else:
+            log("qemu real-kernel run did not reach the milestone", q.rc, q.all[-2500:])
+    if "rss" in res:
+        total, guest = res["rss"]
+        measure("VMM RSS outside guest memory after the kernel booted", round(total - guest, 2), "MiB",
+                f"total RSS {total:.1f} MiB, guest memory resident {guest:.1f} MiB")
+
+
+def real_kernel_net(B):
+    if not summary["env"]["tools"]["ip"] or not summary["env"]["tun"] or not summary["env"]["tools"]["ping"]:
+        check("real-kernel-ip-config-ping", False, "skipped: needs ip, ping and /dev/net/tun"); return
+    rc, o = netns_tap("flintrk")
+    if rc != 0: check("real-kernel-ip-config-ping", False, "netns/tap setup failed: " + o); return
+    c = cfg(f"{W}/rkn.json", f"{B}/vmlinux", "console=ttyS0 reboot=k panic=1 root=/dev/vdz rootwait ip=172.16.0.2::172.16.0.1:255.255.255.252::eth0:off",
+            mem=128, extra=', "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}]')
+    p = subprocess.Popen(["ip", "netns", "exec", "flintrk", f"{B}/flint", "--no-api", "--config-file", c], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        t0 = time.monotonic(); up = False
+        for raw in p.stdout:
+            if b"IP-Config: Complete" in raw: up = True; break
+            if time.monotonic() - t0 > 100: break
+        rc, o = sh("ip netns exec flintrk ping -c 20 -i 0.2 -W 2 172.16.0.2", 30) if up else (1, "no IP-Config")
+        m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)", o)
+        check("real-kernel-ip-config-ping", up and rc == 0, o[-400:])
+        if m: measure("ping RTT host->guest kernel through flint virtio-net (avg of 20)", float(m.group(2)), "ms", f"min {m.group(1)} max {m.group(3)}")
+    finally:
+        p.kill(); p.wait()
+
+
+def jailed_boot(B):
+    base = f"{W}/jail"; os.makedirs(base, exist_ok=True)
+    r = subprocess.run([f"{B}/flint-jailer", "--id", "devjail", "--exec-file", f"{B}/flint", "--uid", "1234", "--gid", "1234",
+                        "--chroot-base-dir", base, "--daemonize", "--", "--api-sock", "/run/flint.socket"], capture_output=True, text=True, timeout=30)
+    root = f"{base}/flint/devjail/root"
+    sock = f"{root}/run/flint.socket"
+    t0 = time.monotonic()
+    while not os.path.exists(sock) and time.monotonic() - t0 < 10: time.sleep(0.01)
+    if r.returncode != 0 or not os.path.exists(sock):
+        check("jailed-boot", False, f"jailer rc={r.returncode} {r.stderr[-800:]}"); return
+    pid = int(open(f"{root}/flint.pid").read().strip())
+    try:
+        sh(f"cp {B}/testguest.elf {root}/guest.elf && {B}/mkdisk {root}/disk.img 64 && chown 1234:1234 {root}/guest.elf {root}/disk.img")
+        st = [http(sock, "PUT", "/boot-source", '{"kernel_image_path": "/guest.elf", "boot_args": "tg.tests=blk"}'),
+              http(sock, "PUT", "/drives/data", '{"drive_id": "data", "path_on_host": "/disk.img", "is_root_device": false}'),
+              http(sock, "PUT", "/actions", '{"action_type": "InstanceStart"}')]
+        t0 = time.monotonic()
+        while st[2][0] == 204 and os.path.exists(f"/proc/{pid}") and time.monotonic() - t0 < 60: time.sleep(0.05)
+        gone = not os.path.exists(f"/proc/{pid}")
+        sh(f"{B}/mkdisk {W}/expect-j.img 64 3")
+        same = sh(f"cmp -s {root}/disk.img {W}/expect-j.img")[0] == 0
+        check("jailed-boot", [s for s, _ in st] == [204, 204, 204] and gone and same,
+              f"api={st} vm_finished={gone} guest_write_on_disk={same}")
+    finally:
+        try: os.kill(pid, signal.SIGKILL)
+        except OSError: pass
+
+
+def main():
+    bundle = sys.argv[1] if len(sys.argv) > 1 else ".devcarry/bundle.tar.xz"
+    usable = environment()
+    if not usable and os.environ.get("FORCE") != "1":
+        log("NO-KVM: this machine has no usable /dev/kvm; nothing else to run"); save(); return
+    B = f"{W}/b"
+    t = time.monotonic()
+    with tarfile.open(bundle) as tf: tf.extractall(B)
+    log(f"bundle unpacked in {time.monotonic() - t:.1f} s")
+    tools = f"{B}/tools"
+    if not (summary["env"]["tools"]["ip"] and summary["env"]["tools"]["ping"]) and os.path.isdir(tools):
+        os.environ["PATH"] = tools + ":" + os.environ["PATH"]
+        summary["env"]["tools"].update(ip=True, ping=True, carried=True)
+    for f in (tg_blk, tg_smp, exec_to_first_instruction, rng_balloon, vsock, api_boot_pause_resume, jailed_boot,
+              net_mmds, real_kernel, pio_rate):
+        only = os.environ.get("ONLY")
+        if only and f.__name__ not in only.split(","): continue
+        t = time.monotonic()
+        try:
+            f(B)
+        except Exception as x:  # one broken check must not hide the others
+            import traceback
+            check(f.__name__, False, "exception: " + traceback.format_exc()[-1500:])
+        log(f"-- {f.__name__} took {time.monotonic() - t:.1f} s")
+        save()
+    passed = sum(1 for c in summary["checks"].values() if c["ok"])
+    log(f"SUMMARY {passed} passed, {len(summary['checks']) - passed} failed")
+    save()
+
+
+if __name__ == "__main__":
+    main()
