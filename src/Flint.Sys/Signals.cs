@@ -64,6 +64,13 @@ public static unsafe class Signals
 
     private const int SA_RESTART = 0x10000000;
 
+    /// <summary>Installs a native <paramref name="handler"/> for <paramref name="signal"/> with no flags.</summary>
+    public static void InstallHandler(int signal, nint handler)
+    {
+        var act = new SigAction { Handler = handler };
+        if (sigaction(signal, &act, null) < 0) throw SysException.Last("sigaction");
+    }
+
     public static void Kick(int tid)
     {
         if (tgkill(Libc.getpid(), tid, VcpuKick) < 0 && Libc.Errno != 3 /* ESRCH: thread gone */)

@@ -42,11 +42,11 @@ internal sealed class FlintProcess
         if (_s.Seccomp.IsEnabled)
         {
             SigsysHandler.Install();
-            if (Logger.LogFd >= 0) SigsysHandler.SetLogFd(Logger.LogFd);
         }
         _metrics.Bind("seccomp", "num_faults", () => SeccompMetrics.NumFaults);
         // Before any seccomp filter: registering starts the runtime's signal-dispatch thread from this thread.
-        using var signals = new SignalHandlers(_metrics, () => _metricsWriter?.Flush());
+        using var signals = new SignalHandlers(_metrics, () => _metricsWriter?.Flush(),
+            () => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vmm));
         if (_s.MetricsPath != null && !TryConfigureMetrics(_s.MetricsPath, out var err))
         {
             Logger.Error(err);

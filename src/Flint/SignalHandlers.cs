@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Flint.Sys;
 using Flint.Vmm;
 using Flint.Vmm.Logging;
 using Flint.Vmm.Metrics;
@@ -6,22 +7,35 @@ using Flint.Vmm.Metrics;
 namespace Flint;
 
 /// <summary>
-/// Firecracker's process signal policy: SIGXFSZ, SIGXCPU and SIGHUP log, count, flush metrics and exit with their
-/// codes (151, 154, 156); SIGPIPE is counted and otherwise ignored (a closed API peer or FIFO must not kill the VMM).
-/// The fatal ones are delivered through the runtime's PosixSignalRegistration, so their handlers run as managed code
-/// off the signal context; SIGPIPE gets a native counting handler (the runtime keeps it ignored and never reports it). SIGSEGV, SIGBUS and SIGILL stay with the .NET runtime, which needs them for its own fault handling
-/// (a NullReferenceException is a SIGSEGV underneath); they are counted at 0 and not remapped to 149/150/157.
+/// Firecracker's process signal policy. SIGXFSZ, SIGXCPU and SIGHUP log, count, flush metrics and exit with their
+/// codes (151, 154, 156) through the runtime's PosixSignalRegistration, so their handlers run as managed code off the
+/// signal context. SIGPIPE gets a native counting handler and is otherwise ignored (a closed API peer or FIFO must not
+/// kill the VMM). SIGSYS (148), SIGBUS (149), SIGSEGV (150) and SIGILL (157) get the native handlers of
+/// <see cref="FatalSignals"/>, which log and count in signal context and then wake the watcher thread started here: it
+/// flushes the metrics and exits with the signal's code (the handler exits by itself if that takes over 2 s, as it can
+/// when the faulting thread holds the runtime in cooperative mode).
 /// </summary>
 internal sealed unsafe class SignalHandlers : IDisposable
 {
     private const int SIGHUP = 1, SIGPIPE = 13, SIGXCPU = 24, SIGXFSZ = 25;
+    private const int WatcherStackSize = 256 * 1024;
 
     private readonly List<PosixSignalRegistration> _registrations = [];
     private long _sighup, _sigxcpu, _sigxfsz;
     private readonly long* _sigpipe;
+    private readonly EventFd _fatal = new(nonBlocking: false);
 
-    public SignalHandlers(MetricsRegistry metrics, Action flushMetrics)
+    /// <param name="filterWatcher">Run by the watcher thread on itself before it waits (installs its seccomp filter).</param>
+    public SignalHandlers(MetricsRegistry metrics, Action flushMetrics, Action filterWatcher)
     {
+        foreach (int signo in new[] { FatalSignals.SIGBUS, FatalSignals.SIGSEGV, FatalSignals.SIGILL })
+            FatalSignals.Install(signo);
+        metrics.Bind("signals", "sigbus", () => FatalSignals.Count(FatalSignals.SIGBUS));
+        metrics.Bind("signals", "sigsegv", () => FatalSignals.Count(FatalSignals.SIGSEGV));
+        metrics.Bind("signals", "sigill", () => FatalSignals.Count(FatalSignals.SIGILL));
+        FatalSignals.SetNotifyFd(_fatal.Fd);
+        new Thread(() => WatchFatalSignals(flushMetrics, filterWatcher), WatcherStackSize) { Name = "fc_sigwatch", IsBackground = true }.Start();
+
         metrics.Bind("signals", "sighup", () => Interlocked.Read(ref _sighup));
         _sigpipe = Flint.Sys.Signals.InstallCountingHandler(SIGPIPE);
         metrics.Bind("signals", "sigpipe", () => Interlocked.Read(ref *_sigpipe));
@@ -43,6 +57,15 @@ internal sealed unsafe class SignalHandlers : IDisposable
             try { flushMetrics(); } catch (Exception) { /* exiting anyway */ }
             Environment.Exit(exitCode);
         }));
+    }
+
+    /// <summary>Waits for a native fatal-signal handler's wake-up, then flushes the metrics and exits with its code.</summary>
+    private void WatchFatalSignals(Action flushMetrics, Action filterWatcher)
+    {
+        filterWatcher();
+        _fatal.Read();
+        try { flushMetrics(); } catch (Exception) { /* exiting anyway */ }
+        Libc.ExitNow(FatalSignals.FiredExitCode() ?? ExitCodes.GenericError);
     }
 
     public void Dispose()

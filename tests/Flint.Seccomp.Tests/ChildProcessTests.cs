@@ -41,6 +41,16 @@ public class ChildProcessTests
         Assert.DoesNotContain("survived", stdout);
     }
 
+    [Fact]
+    public void FatalSigsegvHandlerLeavesNullReferencesToTheRuntimeAndEndsWildFaultsWith150()
+    {
+        var (code, stdout, stderr) = RunHelper(60_000, "segv");
+        Assert.True(code == 150, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
+        Assert.Contains("caught 3", stdout);
+        Assert.Contains("Shutting down VM after intercepting signal 11, code 1.\n", stderr); // SEGV_MAPERR
+        Assert.DoesNotContain("survived", stdout);
+    }
+
     [Theory]
     [InlineData("vcpu", 39)]  // getpid
     [InlineData("api", 186)]  // gettid

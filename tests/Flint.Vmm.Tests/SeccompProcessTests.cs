@@ -32,7 +32,8 @@ public sealed class SeccompProcessTests : IDisposable
         var filter = Path.Combine(_dir, "filter.json");
         File.WriteAllText(filter, root.ToJsonString());
 
-        var (p, sock) = Start("--seccomp-filter", filter);
+        var metrics = Path.Combine(_dir, "metrics.json");
+        var (p, sock) = Start("--seccomp-filter", filter, "--metrics-path", metrics);
         using (p)
         {
             Assert.True(File.Exists(sock), "API socket did not appear");
@@ -44,6 +45,9 @@ public sealed class SeccompProcessTests : IDisposable
             string all = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
             Assert.Equal(148, p.ExitCode);
             Assert.Contains("Shutting down VM after intercepting a bad syscall (288)", all); // 288 = accept4
+            // The handler woke the metrics watcher, which flushed before exiting.
+            var last = JsonNode.Parse(File.ReadAllLines(metrics).Last())!;
+            Assert.Equal(1, last["seccomp"]!["num_faults"]!.GetValue<long>());
         }
     }
 

@@ -22,7 +22,7 @@ public static class Logger
     public static string? Module { get; set; }
     public static long LinesWritten;
 
-    /// <summary>The fd of the configured log file, or -1 while logging to stdout (the SIGSYS handler writes here too).</summary>
+    /// <summary>The fd of the configured log file, or -1 while logging to stdout (the fatal-signal handlers write here too).</summary>
     public static int LogFd { get; private set; } = -1;
 
     /// <summary>Directs the log to a file or FIFO (opened for append, as Firecracker does). Allowed once.</summary>
@@ -36,6 +36,7 @@ public static class Logger
                 var fs = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
                 _out = new StreamWriter(fs) { AutoFlush = true };
                 LogFd = (int)fs.SafeFileHandle.DangerousGetHandle();
+                Flint.Sys.FatalSignals.SetLogFd(LogFd); // the native fatal-signal handlers log here too (also for PUT /logger)
             }
             if (level.HasValue) Level = level.Value;
             if (showLevel.HasValue) ShowLevel = showLevel.Value;

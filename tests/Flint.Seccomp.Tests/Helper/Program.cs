@@ -16,6 +16,9 @@ namespace Flint.Seccomp.TestHelper;
 ///   work SECONDS FILTERS    runs vcpu-, api- and vmm-style work (vmm on the main thread, like Flint) for SECONDS under GC
 ///                           pressure; FILTERS is "default" or "none" (for strace). Prints "ROLE kind tid" as each role
 ///                           thread starts and "done" at the end; exit 0.
+///   segv                    installs Flint's fatal-signal handlers, catches three NullReferenceExceptions from null
+///                           dereferences in managed code (the runtime's SIGSEGV path, reached through ours), prints
+///                           "caught 3", then writes to an unmapped address: exits 150 with the SIGSEGV log line.
 /// </summary>
 public static unsafe class Program
 {
@@ -31,6 +34,7 @@ public static unsafe class Program
             return args[0] switch
             {
                 "trap" => Trap(args[1], int.Parse(args[2])),
+                "segv" => Segv(),
                 "work" => Work(double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture), args[2] == "default"),
                 _ => Usage(),
             };
@@ -40,6 +44,28 @@ public static unsafe class Program
             Console.Error.WriteLine($"helper failed: {e}");
             return 1;
         }
+    }
+
+    private sealed class Box { public int X; }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static int ReadX(Box? b) => b!.X;
+
+    private static int Segv()
+    {
+        FatalSignals.Install(FatalSignals.SIGSEGV);
+        FatalSignals.Install(FatalSignals.SIGBUS);
+        int caught = 0;
+        for (int i = 0; i < 3; i++)
+        {
+            try { ReadX(null); }
+            catch (NullReferenceException) { caught++; }
+        }
+        Console.WriteLine($"caught {caught}");
+        Console.Out.Flush();
+        *(int*)0x7ff0_dead_0000 = 1;
+        Console.WriteLine("survived the wild write");
+        return 0;
     }
 
     private static int Usage()
