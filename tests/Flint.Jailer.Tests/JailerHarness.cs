@@ -107,7 +107,23 @@ public sealed class JailerHarness : IDisposable
         return new Report(File.ReadAllLines(path));
     }
 
-    public int PidFromFile(string id) => int.Parse(File.ReadAllText(Path.Combine(JailRoot(id), ExecName + ".pid")).Trim());
+    /// <summary>The pid the jailer wrote for jail <paramref name="id"/>. Waits for it: with --new-pid-ns the jailer writes
+    /// the file after clone, so the VMM inside can have exec'd and reported before the file is there.</summary>
+    public int PidFromFile(string id, int timeoutMs = 10_000)
+    {
+        string path = Path.Combine(JailRoot(id), ExecName + ".pid");
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                if (int.TryParse(File.ReadAllText(path).Trim(), out int pid)) return pid;
+            }
+            catch (FileNotFoundException) { }
+            if (sw.ElapsedMilliseconds > timeoutMs) throw new TimeoutException($"no pid file from jail {id}");
+            Thread.Sleep(5);
+        }
+    }
 
     /// <summary>Lets a --hold stand-in exit and waits until it is gone (or a zombie nobody reaps).</summary>
     public void Release(string id, int hostPid)
