@@ -89,8 +89,9 @@ class Run:
         return self.out + "\n--stderr--\n" + self.err
 
 
-def run(argv, timeout=60, marks=(), stop_at=None, cwd=None):
-    """Runs argv; records when each regex in marks first shows in stdout (seconds from spawn); kills at stop_at."""
+def run(argv, timeout=60, marks=(), stop_at=None, cwd=None, on_line=None):
+    """Runs argv; records when each regex in marks first shows in stdout (seconds from spawn); kills at stop_at;
+    calls on_line(line) for each stdout line."""
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=cwd)
     seen, out, err = {}, [], []
@@ -103,6 +104,7 @@ def run(argv, timeout=60, marks=(), stop_at=None, cwd=None):
     for raw in p.stdout:
         l = raw.decode(errors="replace")
         out.append(l)
+        if on_line: on_line(l)
         for m in marks:
             if m not in seen and re.search(m, l):
                 seen[m] = time.monotonic() - t0
@@ -412,6 +414,89 @@ def real_kernel(B):
                 f"total RSS {total:.1f} MiB, guest memory resident {guest:.1f} MiB")
 
 
+SENDER = """
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+d = b"x" * 1472
+stop = sys.argv[1]
+i = 0
+while True:
+    try:
+        s.sendto(d, ("172.16.0.2", 9))
+    except OSError:
+        pass
+    i += 1
+    if i % 256 == 0 and os.path.exists(stop):
+        break
+"""
+
+
+def tput_once(B, vmm, ns, direction, n):
+    """One test-guest throughput run over tap0 in ns: (bytes, seconds), timed on the host between the guest's
+    start/ready and done lines, or None."""
+    args = f"tg.tests=net tg.net.tput.{direction}={n} tg.boottimer=0 tg.timeout=10000"
+    if vmm == "flint":
+        c = cfg(f"{W}/tput.json", f"{B}/testguest.elf", args, mem=128,
+                extra=', "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}]')
+        argv = ["ip", "netns", "exec", ns, f"{B}/flint", "--no-api", "--config-file", c]
+    else:
+        accel = os.environ.get("QEMU_ACCEL", "kvm")
+        cpu = ["-cpu", "host,-arch-capabilities,-cx16,-kvm-steal-time" if PVM else "host"] if accel == "kvm" else []
+        argv = ["ip", "netns", "exec", ns, f"{B}/qemu/run-qemu", "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-accel", accel,
+                *cpu, "-m", "128", "-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none",
+                "-kernel", f"{B}/testguest.elf", "-append", args, "-global", "virtio-mmio.force-legacy=false",
+                "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-device,netdev=n0,mac=06:00:AC:10:00:02",
+                "-serial", "stdio"]
+    start = "net tput tx start" if direction == "tx" else "net tput rx ready"
+    done = f"net tput {direction} done"
+    stop = f"{W}/tput-stop"
+    if os.path.exists(stop): os.unlink(stop)
+    sender = []
+
+    def on_line(l):
+        if direction == "rx" and start in l and not sender:
+            sender.append(subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", SENDER, stop]))
+        if done in l:
+            open(stop, "w").close()
+    try:
+        r = run(argv, 180, marks=(start, done), on_line=on_line)
+    finally:
+        open(stop, "w").close()
+        for p in sender:
+            try: p.wait(10)
+            except subprocess.TimeoutExpired: p.kill()
+    m = re.search(rf"{done} frames=(\d+) bytes=(\d+) us=(\d+)", r.out)
+    ok = f"PASS net-tput-{direction}" in r.out and m and start in r.marks and done in r.marks
+    if not ok:
+        log(f"tput {vmm} {direction} failed rc={r.rc}", r.all[-1500:])
+        return None
+    return int(m.group(2)), r.marks[done] - r.marks[start]
+
+
+def net_tput(B):
+    """Test-guest throughput guest->host (tx) and host->guest (rx) over a tap: flint next to QEMU, same guest."""
+    if not summary["env"]["tools"]["ip"] or not summary["env"]["tun"]:
+        check("net-throughput", False, "skipped: needs ip and /dev/net/tun"); return
+    rc, o = netns_tap("flinttput")
+    if rc != 0: check("net-throughput", False, "netns/tap setup failed: " + o); return
+    n = int(os.environ.get("TPUT_FRAMES", "20000"))
+    vmms = [v for v in ("flint", "qemu") if (v == "flint" and summary["env"]["kvm_usable"]) or (v == "qemu" and os.path.exists(f"{B}/qemu/run-qemu"))]
+    res = {}
+    for direction in ("tx", "rx"):
+        for vmm in vmms:
+            r = tput_once(B, vmm, "flinttput", direction, n)
+            if r:
+                b, secs = r
+                res[(vmm, direction)] = b / secs
+                what = "guest->host" if direction == "tx" else "host->guest"
+                measure(f"net throughput {what}, {vmm} (test guest, {n} x 1514-byte frames)", round(b / secs * 8 / 1e6, 1), "Mbit/s",
+                        f"{n / secs:.0f} frames/s over {secs:.2f} s")
+        if ("flint", direction) in res and ("qemu", direction) in res:
+            measure(f"net throughput {direction} ratio flint/QEMU", round(res[("flint", direction)] / res[("qemu", direction)], 3), "x")
+    check("net-throughput", all((v, d) in res for v in vmms for d in ("tx", "rx")), str({f"{k[0]}-{k[1]}": round(v) for k, v in res.items()}))
+
+
 def real_kernel_net(B):
     if not summary["env"]["tools"]["ip"] or not summary["env"]["tun"] or not summary["env"]["tools"]["ping"]:
         check("real-kernel-ip-config-ping", False, "skipped: needs ip, ping and /dev/net/tun"); return
@@ -475,7 +560,7 @@ def main():
         os.environ["PATH"] = tools + ":" + os.environ["PATH"]
         summary["env"]["tools"].update(ip=True, ping=True, carried=True)
     for f in (tg_blk, tg_smp, exec_to_first_instruction, rng_balloon, vsock, api_boot_pause_resume, jailed_boot,
-              net_mmds, real_kernel, pio_rate):
+              net_mmds, net_tput, real_kernel, pio_rate):
         only = os.environ.get("ONLY")
         if only and f.__name__ not in only.split(","): continue
         t = time.monotonic()

@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text;
 using Flint.TestGuest;
 using Xunit.Abstractions;
@@ -88,6 +90,69 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(0, r.ExitCode);
         foreach (var l in TestGuestImage.NetPassLines(mmds: true, mmdsV2: true)) Assert.Contains(l, r.Stdout);
         Assert.Matches("fail=0", r.Stdout);
+    }
+
+    [DllImport("libc", SetLastError = true)] private static extern int setns(int fd, int nstype);
+    private const int CLONE_NEWNET = 0x40000000;
+
+    /// <summary>Sends 1472-byte UDP datagrams to the guest's discard port from inside <paramref name="ns"/> until stopped
+    /// (a thread that joins the namespace, so its socket lives there; no tool needed).</summary>
+    private static Thread StartUdpFlood(string ns, ManualResetEventSlim stop)
+    {
+        var t = new Thread(() =>
+        {
+            using (var f = File.OpenHandle($"/run/netns/{ns}"))
+                if (setns((int)f.DangerousGetHandle(), CLONE_NEWNET) != 0) return;
+            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            var to = new IPEndPoint(IPAddress.Parse(TestGuestImage.DefaultGuestIp), 9);
+            var d = new byte[1472];
+            while (!stop.IsSet)
+            {
+                try { s.SendTo(d, to); } catch (SocketException) { Thread.Yield(); }
+            }
+        }) { IsBackground = true };
+        t.Start();
+        return t;
+    }
+
+    [SkippableFact]
+    public void Guest_moves_bulk_frames_both_ways_through_the_tap()
+    {
+        KvmRequirement.Check();
+        string ns = $"flint-tp-{Environment.ProcessId % 10000}";
+        _netns.Add(ns);
+        Assert.Equal(0, Sh($"ip netns add {ns} && ip netns exec {ns} ip tuntap add dev tap0 mode tap && " +
+                           $"ip netns exec {ns} ip addr add 172.16.0.1/30 dev tap0 && ip netns exec {ns} ip link set tap0 up"));
+        const int n = 5000;
+        var cfg = Config($"tg.tests=net tg.net.tput.tx={n} tg.net.tput.rx={n} tg.boottimer=0 tg.timeout=10000",
+            ", \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"06:00:AC:10:00:02\"}]");
+        var psi = new ProcessStartInfo("ip", ["netns", "exec", ns, Repo.Flint, "--no-api", "--config-file", cfg])
+            { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var stop = new ManualResetEventSlim();
+        var log = new System.Text.StringBuilder();
+        Thread? flood = null;
+        using var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data == null) return;
+            lock (log) log.AppendLine(e.Data);
+            if (e.Data.StartsWith("net tput rx ready", StringComparison.Ordinal)) flood = StartUdpFlood(ns, stop);
+        };
+        p.BeginOutputReadLine();
+        var err = p.StandardError.ReadToEndAsync();
+        bool exited = p.WaitForExit(T);
+        stop.Set();
+        flood?.Join(5000);
+        if (!exited) p.Kill(true);
+        p.WaitForExit();
+        string all;
+        lock (log) all = log.ToString();
+        output.WriteLine(all + err.Result);
+        Assert.True(exited, "flint did not exit");
+        Assert.Equal(0, p.ExitCode);
+        Assert.Contains("PASS net-tput-tx", all);
+        Assert.Contains("PASS net-tput-rx", all);
+        Assert.Contains($"net tput rx done frames={n} ", all);
     }
 
     [SkippableFact]

@@ -8,6 +8,11 @@
  *   PASS net-ping-served <count>              (tg.net.pingwait=<N> > 0)
  *   mmds <status> <first line of body>        (info, per HTTP request)
  *   PASS mmds-v1 | PASS mmds-v2, PASS mmds-v2-401   (tg.mmds=1 [tg.mmds.v2=1])
+ *   net tput tx start / net tput tx done frames=<n> bytes=<b> us=<t>, PASS net-tput-tx   (tg.net.tput.tx=<n>)
+ *   net tput rx ready / net tput rx done frames=<n> bytes=<b> us=<t>, PASS net-tput-rx   (tg.net.tput.rx=<n>)
+ *   Throughput: tx sends n 1514-byte UDP frames (to the host IP, port 9) with up to 8 in flight; rx counts n UDP
+ *   frames to its port 9 that the host sends once it sees "ready". The host times both between the serial lines
+ *   (us= is the guest's own TSC view, only as good as its TSC frequency).
  * Options: tg.net.ip= (172.16.0.2), tg.net.hostip= (172.16.0.1), tg.net.pingwait=<N>
  * (poll N x 1 ms for echo requests; 0 = skip), tg.net.pingcount=<C> (stop after C replies),
  * tg.mmds=1, tg.mmds.v2=1, tg.mmds.ip= (169.254.169.254), tg.mmds.path= (/latest/meta-data/),
@@ -229,22 +234,34 @@ static void net_frame(const u8 *f, u32 len)
 		tcp_input(ip, ip + ihl, tot - ihl);
 }
 
-/* process at most one received frame; 1 if there was one */
-static int net_poll(void)
+/* one received frame: its rx buffer index (frame at rxbufs[i].b + HDR, *len bytes with the header), or -1 */
+static int rx_pop(u32 *len)
 {
-	u32 len = 0;
-	int id = vq_pop(&rxq, &len);
-	if (id < 0)
-		return 0;
-	int i = rx_of_head[id];
-	if (len > HDR && len <= sizeof(rxbufs[i].b))
-		net_frame(rxbufs[i].b + HDR, len - HDR);
+	int id = vq_pop(&rxq, len);
+	return id < 0 ? -1 : rx_of_head[id];
+}
+
+/* give rx buffer i back to the device */
+static void rx_requeue(int i)
+{
 	struct vbuf b = {rxbufs[i].b, sizeof(rxbufs[i].b), 1};
 	int h = vq_add(&rxq, &b, 1);
 	if (h >= 0) {
 		rx_of_head[h] = (u8)i;
 		vq_kick(&rxq);
 	}
+}
+
+/* process at most one received frame; 1 if there was one */
+static int net_poll(void)
+{
+	u32 len = 0;
+	int i = rx_pop(&len);
+	if (i < 0)
+		return 0;
+	if (len > HDR && len <= sizeof(rxbufs[i].b))
+		net_frame(rxbufs[i].b + HDR, len - HDR);
+	rx_requeue(i);
 	virtio_isr_ack(&netdev);
 	return 1;
 }
@@ -653,6 +670,110 @@ static void test_mmds(void)
 
 /* ---------------------------------------------------------------- the test */
 
+/* ---------------------------------------------------------------- throughput */
+
+#define TXB 8			/* tx frames in flight */
+#define UDP_PAYLOAD 1472	/* 14 + 20 + 8 + 1472 = 1514-byte frames */
+#define DISCARD_PORT 9
+static u8 tputbuf[TXB][HDR + FRAME_MAX] __attribute__((aligned(64)));
+
+static void put_us(const char *what, u64 frames, u64 bytes, u64 cycles)
+{
+	puts_(what);
+	puts_(" frames=");
+	putu(frames);
+	puts_(" bytes=");
+	putu(bytes);
+	puts_(" us=");
+	putu(cycles / (tsc_khz() / 1000 ? tsc_khz() / 1000 : 1));
+	puts_("\n");
+}
+
+static void tput_tx(u64 n, const u8 *hmac)
+{
+	for (int i = 0; i < TXB; i++) {
+		u8 *f = tputbuf[i] + HDR;
+		memset(tputbuf[i], 0, HDR);
+		eth_hdr(f, hmac, ETH_IP);
+		ip_hdr(f + 14, hostip, 17, 8 + UDP_PAYLOAD);
+		put16(f + 34, DISCARD_PORT);
+		put16(f + 36, DISCARD_PORT);
+		put16(f + 38, 8 + UDP_PAYLOAD);
+		put16(f + 40, 0);	/* no UDP checksum */
+		for (int j = 0; j < UDP_PAYLOAD; j++)
+			f[42 + j] = (u8)j;
+	}
+	puts_("net tput tx start\n");
+	u64 t0 = rdtsc(), sent = 0, done = 0, dl = deadline_ms(timeout_ms);
+	int inflight = 0;
+	while (done < n) {
+		int added = 0;
+		while (inflight < TXB && sent < n) {
+			/* identical frames, only read by the device: a buffer may be queued twice */
+			struct vbuf b = {tputbuf[sent % TXB], HDR + 14 + 20 + 8 + UDP_PAYLOAD, 0};
+			if (vq_add(&txq, &b, 1) < 0)
+				break;
+			sent++;
+			inflight++;
+			added = 1;
+		}
+		if (added)
+			vq_kick(&txq);
+		u32 len;
+		int got = 0;
+		while (vq_pop(&txq, &len) >= 0) {
+			done++;
+			inflight--;
+			got = 1;
+		}
+		while (net_poll())	/* keep rx drained (ARP from the host, ICMP port unreachable) */
+			;
+		if (got)
+			dl = deadline_ms(timeout_ms);
+		else if (expired(dl)) {
+			failx("net-tput-tx", "tx stalled; frames done", done);
+			return;
+		} else
+			cpu_relax();
+	}
+	put_us("net tput tx done", n, n * (14 + 20 + 8 + UDP_PAYLOAD), rdtsc() - t0);
+	pass("net-tput-tx");
+}
+
+static void tput_rx(u64 n)
+{
+	puts_("net tput rx ready\n");
+	u64 got = 0, bytes = 0, t0 = 0, dl = deadline_ms(timeout_ms);
+	while (got < n) {
+		u32 len = 0;
+		int i = rx_pop(&len);
+		if (i < 0) {
+			if (expired(dl))
+				break;
+			cpu_relax();
+			continue;
+		}
+		const u8 *f = rxbufs[i].b + HDR;
+		u32 flen = len > HDR ? len - HDR : 0;
+		if (flen >= 42 && be16(f + 12) == ETH_IP && f[14 + 9] == 17 && eq(f + 30, myip, 4) &&
+		    be16(f + 14 + (f[14] & 15) * 4 + 2) == DISCARD_PORT) {
+			if (!got)
+				t0 = rdtsc();
+			got++;
+			bytes += flen;
+		} else if (flen)
+			net_frame(f, flen);	/* ARP for us */
+		rx_requeue(i);
+		dl = deadline_ms(timeout_ms);
+	}
+	virtio_isr_ack(&netdev);
+	put_us("net tput rx done", got, bytes, got ? rdtsc() - t0 : 0);
+	if (got >= n)
+		pass("net-tput-rx");
+	else
+		failx("net-tput-rx", "frames received before the timeout", got);
+}
+
 void test_net(void)
 {
 	timeout_ms = opt_num("tg.timeout=", 5000);
@@ -736,6 +857,13 @@ void test_net(void)
 	/* (c) MMDS */
 	if (opt_num("tg.mmds=", 0))
 		test_mmds();
+
+	/* (d) throughput (needs the host's MAC from (a)) */
+	u64 ntx = opt_num("tg.net.tput.tx=", 0), nrx = opt_num("tg.net.tput.rx=", 0);
+	if (ntx && r >= 0)
+		tput_tx(ntx, hmac);
+	if (nrx)
+		tput_rx(nrx);
 	if (tx_errors)
 		failx("net", "tx timeouts", tx_errors);
 }
