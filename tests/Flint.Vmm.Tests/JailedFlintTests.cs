@@ -78,7 +78,7 @@ public sealed class JailedFlintTests : IDisposable
             .Single(t => t.StartsWith("Name:\tfc_api", StringComparison.Ordinal));
         Assert.Matches(@"Seccomp:\s+2", apiThread);
         Assert.NotEqual(new FileInfo("/proc/self/ns/mnt").LinkTarget, new FileInfo($"/proc/{_pid}/ns/mnt").LinkTarget);
-        Assert.Equal(["dev", "flint", "flint.pid", "run"], Directory.GetFileSystemEntries(Root).Select(Path.GetFileName).Order().ToArray());
+        Assert.Equal(["dev", "flint", "flint.pid", "run"], Directory.GetFileSystemEntries(Root).Select(p => Path.GetFileName(p)!).Order().ToArray());
 
         // The guest's files are placed in the jail by the operator, as with Firecracker; paths are jail-relative.
         File.Copy(TestGuestImage.Path, Path.Combine(Root, "guest.elf"));

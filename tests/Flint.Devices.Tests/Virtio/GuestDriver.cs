@@ -5,7 +5,8 @@ namespace Flint.Devices.Tests.Virtio;
 
 /// <summary>
 /// Plays the guest's virtio driver over a real GuestMemory: lays out the descriptor table and the avail/used
-/// rings of one split queue, builds chains, publishes them and reads completions back.
+/// rings of one split queue, builds chains, publishes them and reads completions back. The default layout is the
+/// constants below; a device with several queues gives each its own (<see cref="At"/>).
 /// </summary>
 public sealed class GuestDriver
 {
@@ -17,12 +18,27 @@ public sealed class GuestDriver
     private ulong _nextData = DataBase;
     private ushort _nextDesc;
 
-    public GuestDriver(GuestMemory memory, ushort size)
+    public GuestDriver(GuestMemory memory, ushort size, ulong desc = DescBase, ulong avail = AvailBase, ulong used = UsedBase)
     {
         Memory = memory;
         Size = size;
-        memory.Fill(DescBase, 0x3000, 0);
+        Desc = desc;
+        Avail = avail;
+        UsedRing = used;
+        memory.Fill(desc, 16UL * size, 0);
+        memory.Fill(avail, 6 + 2UL * size, 0);
+        memory.Fill(used, 6 + 8UL * size, 0);
     }
+
+    /// <summary>A queue whose descriptor table is at <paramref name="ringBase"/>, avail ring 4 KiB and used ring 8 KiB above.</summary>
+    public static GuestDriver At(GuestMemory memory, ulong ringBase, ushort size = 16) =>
+        new(memory, size, ringBase, ringBase + 0x1000, ringBase + 0x2000);
+
+    public ulong Desc { get; }
+    public ulong Avail { get; }
+    public ulong UsedRing { get; }
+    /// <summary>Used entries already taken by <see cref="TakeUsed"/>.</summary>
+    public ushort SeenUsed { get; set; }
 
     public GuestMemory Memory { get; }
     public ushort Size { get; }
@@ -32,9 +48,9 @@ public sealed class GuestDriver
     public void Configure(VirtQueue q)
     {
         q.Size = Size;
-        q.DescTable = DescBase;
-        q.AvailRing = AvailBase;
-        q.UsedRing = UsedBase;
+        q.DescTable = Desc;
+        q.AvailRing = Avail;
+        q.UsedRing = UsedRing;
         q.Ready = true;
     }
 
@@ -49,7 +65,7 @@ public sealed class GuestDriver
 
     public void SetDesc(ushort index, ulong addr, uint len, ushort flags, ushort next)
     {
-        ulong d = DescBase + 16UL * index;
+        ulong d = Desc + 16UL * index;
         Memory.Write(d, addr);
         Memory.Write(d + 8, len);
         Memory.Write(d + 12, flags);
@@ -73,9 +89,9 @@ public sealed class GuestDriver
     /// <summary>Puts a head on the avail ring and publishes the new idx.</summary>
     public void Publish(ushort head)
     {
-        Memory.Write(AvailBase + 4 + 2UL * (ushort)(AvailIdx % Size), head);
+        Memory.Write(Avail + 4 + 2UL * (ushort)(AvailIdx % Size), head);
         AvailIdx++;
-        Memory.Write(AvailBase + 2, AvailIdx);
+        Memory.Write(Avail + 2, AvailIdx);
     }
 
     public ushort Push(params (ulong Addr, uint Len, bool Write)[] bufs)
@@ -88,17 +104,30 @@ public sealed class GuestDriver
     public void SetAvailIdx(ushort idx)
     {
         AvailIdx = idx;
-        Memory.Write(AvailBase + 2, idx);
+        Memory.Write(Avail + 2, idx);
     }
 
-    public void SetAvailFlags(ushort flags) => Memory.Write(AvailBase, flags);
+    public void SetAvailFlags(ushort flags) => Memory.Write(Avail, flags);
 
-    public ushort UsedIdx => Memory.Read<ushort>(UsedBase + 2);
+    public ushort UsedIdx => Memory.Read<ushort>(UsedRing + 2);
 
     public (uint Id, uint Len) Used(int n)
     {
-        ulong e = UsedBase + 4 + 8UL * (ushort)(n % Size);
+        ulong e = UsedRing + 4 + 8UL * (ushort)(n % Size);
         return (Memory.Read<uint>(e), Memory.Read<uint>(e + 4));
+    }
+
+    /// <summary>New used entries since the last call.</summary>
+    public List<(ushort Id, uint Len)> TakeUsed()
+    {
+        var list = new List<(ushort, uint)>();
+        while (SeenUsed != UsedIdx)
+        {
+            var (id, len) = Used(SeenUsed);
+            list.Add(((ushort)id, len));
+            SeenUsed++;
+        }
+        return list;
     }
 }
 

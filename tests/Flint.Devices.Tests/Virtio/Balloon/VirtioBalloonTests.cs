@@ -357,7 +357,7 @@ public sealed class VirtioBalloonTests
                 if (rnd.Next(3) > 0) BitConverter.TryWriteBytes(junk.AsSpan(i * 16, 8), (ulong)rnd.Next(0x20000, 0x30000));
                 if (rnd.Next(3) > 0) BitConverter.TryWriteBytes(junk.AsSpan(i * 16 + 8, 4), (uint)rnd.Next(0, 1024));
             }
-            h.Memory.Write(drv.DescBase, junk);
+            h.Memory.Write(drv.Desc, junk);
             var pfns = new byte[0x10000];
             rnd.NextBytes(pfns);
             // Keep PFNs clear of the rings and the arrays themselves (pages below 0x40) so later rounds still parse.

@@ -7,54 +7,6 @@ using Flint.Memory;
 
 namespace Flint.Devices.Tests.Virtio.Net;
 
-/// <summary>One split queue laid out by the test playing the guest driver (like GuestDriver, with movable bases).</summary>
-public sealed class NetQueueDriver(GuestMemory mem, ulong desc, ulong avail, ulong used, ushort size)
-{
-    private ushort _nextDesc;
-    public ushort AvailIdx;
-    public ushort SeenUsed;
-
-    public void Configure(VirtQueue q)
-    {
-        mem.Fill(desc, 16UL * size, 0);
-        mem.Fill(avail, 6 + 2UL * size, 0);
-        mem.Fill(used, 6 + 8UL * size, 0);
-        q.Size = size; q.DescTable = desc; q.AvailRing = avail; q.UsedRing = used; q.Ready = true;
-    }
-
-    public ushort Push(params (ulong Addr, uint Len, bool Write)[] bufs)
-    {
-        ushort head = _nextDesc;
-        for (int i = 0; i < bufs.Length; i++)
-        {
-            ushort idx = _nextDesc;
-            _nextDesc = (ushort)((_nextDesc + 1) % size);
-            ushort flags = (ushort)((bufs[i].Write ? Descriptor.FlagWrite : 0) | (i + 1 < bufs.Length ? Descriptor.FlagNext : 0));
-            ulong d = desc + 16UL * idx;
-            mem.Write(d, bufs[i].Addr); mem.Write(d + 8, bufs[i].Len); mem.Write(d + 12, flags); mem.Write(d + 14, _nextDesc);
-        }
-        mem.Write(avail + 4 + 2UL * (ushort)(AvailIdx % size), head);
-        AvailIdx++;
-        mem.Write(avail + 2, AvailIdx);
-        return head;
-    }
-
-    public ushort UsedIdx => mem.Read<ushort>(used + 2);
-
-    /// <summary>New used entries since the last call.</summary>
-    public List<(ushort Id, uint Len)> TakeUsed()
-    {
-        var list = new List<(ushort, uint)>();
-        while (SeenUsed != UsedIdx)
-        {
-            ulong e = used + 4 + 8UL * (ushort)(SeenUsed % size);
-            list.Add(((ushort)mem.Read<uint>(e), mem.Read<uint>(e + 4)));
-            SeenUsed++;
-        }
-        return list;
-    }
-}
-
 /// <summary>A VirtioNet over a real tap in a throwaway namespace, activated directly on two test-laid queues.</summary>
 public sealed class NetHarness : IDisposable
 {
@@ -73,8 +25,8 @@ public sealed class NetHarness : IDisposable
         Interrupt = new VirtioInterrupt(Line);
         RxQ = new VirtQueue(VirtioNet.QueueSize);
         TxQ = new VirtQueue(VirtioNet.QueueSize);
-        Rx = new NetQueueDriver(Memory, 0x1000, 0x2000, 0x3000, 256);
-        Tx = new NetQueueDriver(Memory, 0x4000, 0x5000, 0x6000, 256);
+        Rx = new GuestDriver(Memory, 256, 0x1000, 0x2000, 0x3000);
+        Tx = new GuestDriver(Memory, 256, 0x4000, 0x5000, 0x6000);
         Rx.Configure(RxQ);
         Tx.Configure(TxQ);
         if (activate)
@@ -88,8 +40,8 @@ public sealed class NetHarness : IDisposable
     public VirtioInterrupt Interrupt { get; }
     public VirtQueue RxQ { get; }
     public VirtQueue TxQ { get; }
-    public NetQueueDriver Rx { get; }
-    public NetQueueDriver Tx { get; }
+    public GuestDriver Rx { get; }
+    public GuestDriver Tx { get; }
 
     public ulong Alloc(uint len)
     {
