@@ -53,6 +53,19 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
     }
 
     [SkippableFact]
+    public void Boot_timer_written_first_measures_instance_start_to_the_first_guest_instructions()
+    {
+        KvmRequirement.Check();
+        var r = Boot(Config("tg.tests=serial tg.boottimer=first", withDisk: false));
+        Assert.Equal(0, r.ExitCode);
+        var m = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"Guest-boot-time = +(\d+) us");
+        Assert.True(m.Success, "no boot-timer line");
+        // The line comes before the guest's first serial output.
+        Assert.True(r.Stdout.IndexOf("Guest-boot-time", StringComparison.Ordinal) < r.Stdout.IndexOf("FLINT-TESTGUEST start", StringComparison.Ordinal));
+        output.WriteLine($"InstanceStart -> first guest instructions: {long.Parse(m.Groups[1].Value) / 1000.0:F2} ms");
+    }
+
+    [SkippableFact]
     public void Read_only_drive_refuses_guest_writes()
     {
         KvmRequirement.Check();

@@ -15,7 +15,8 @@
  *   tg.timeout=<ms>           bound of each wait in the new tests (default 5000)
  *   tg.tsc_khz=<kHz>          TSC frequency for those bounds (default: CPUID, else 2 GHz)
  *   tg.pio=<N>                N outb's to port 0x3ff (implies the pio test)
- *   tg.boottimer=0|1          default 1: write byte 123 to MMIO 0xC0000000 at the end
+ *   tg.boottimer=0|1|first    default 1: write byte 123 to MMIO 0xC0000000 at the end; first: before
+ *                             anything else (the VMM's Guest-boot-time is then InstanceStart -> first instructions)
  *
  * Disk pattern (the host writes the disk file this way):
  *   byte j of sector s = (s*7 + j) & 0xff                 (checked on sectors 0..7)
@@ -270,7 +271,7 @@ static void parse_cmdline(u32 start_info)
 			opt_pio = parse_num(&v, &ok);
 			opt_pio_set = ok;
 		} else if (prefix(tok, "tg.boottimer=")) {
-			opt_boottimer = tok[13] != '0';
+			opt_boottimer = tok[13] == 'f' ? 2 : tok[13] != '0';
 		}
 	}
 }
@@ -723,8 +724,29 @@ static void test_pio(u64 n)
 
 /* ---------------------------------------------------------------- main */
 
+/* 1 if the PVH command line holds `word` (read straight from start_info, before anything is set up) */
+static int cmdline_has(u32 start_info, const char *word)
+{
+	const volatile u8 *si = (const volatile u8 *)(u64)start_info;
+	if (start_info == 0 || *(const volatile u32 *)si != 0x336ec578u)
+		return 0;
+	const volatile char *c = (const volatile char *)*(const volatile u64 *)(si + 24);
+	if (!c)
+		return 0;
+	for (int i = 0; i < CMDLINE_MAX && c[i]; i++) {
+		int j = 0;
+		while (word[j] && c[i + j] == word[j])
+			j++;
+		if (!word[j])
+			return 1;
+	}
+	return 0;
+}
+
 void tg_main(u32 start_info)
 {
+	if (cmdline_has(start_info, "tg.boottimer=first"))
+		wr8(0xC0000000ull, 123);
 	serial_init();
 	puts_("FLINT-TESTGUEST start\n");
 	parse_cmdline(start_info);
@@ -782,7 +804,7 @@ void tg_main(u32 start_info)
 		if (inb(COM1 + 5) & 0x40)
 			break;
 
-	if (opt_boottimer)
+	if (opt_boottimer == 1)
 		wr8(0xC0000000ull, 123);
 
 	outb(0x64, 0xFE);	/* i8042 reset */
