@@ -280,8 +280,9 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         {
             bool fromMmds = _mmds is { HasFrameToSend: true };
             if (!fromMmds && !_tapReadable) break;
+            // MMDS answers count against the rx limiter like tap frames (Firecracker limits every frame the guest gets).
             var limiter = _rxLimiter;
-            if (!fromMmds && limiter is { IsBlocked: true })
+            if (limiter is { IsBlocked: true })
             {
                 Interlocked.Increment(ref Metrics.RxRateLimiterThrottled);
                 break;
@@ -314,7 +315,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
                 q.NextAvail--;
                 continue; // that frame was dropped; try the next one with the same buffer
             }
-            if (!fromMmds) limiter?.Consume((ulong)(len - VnetHeaderSize));
+            limiter?.Consume((ulong)(len - VnetHeaderSize));
             Interlocked.Increment(ref Metrics.RxCount);
             Interlocked.Increment(ref Metrics.RxPacketsCount);
             Interlocked.Add(ref Metrics.RxBytesCount, len - VnetHeaderSize);

@@ -61,6 +61,24 @@ public sealed class VirtioNetMmdsTests
     }
 
     [Fact]
+    public void MmdsFramesCountAgainstTheRxRateLimiter()
+    {
+        var store = new MmdsStore();
+        var lim = new FakeLimiter { Budget = 1 };
+        using var h = new NetHarness(mmds: new MmdsNetworkStack(store, MmdsVersion.V1), rx: lim);
+        h.PostRx(4);
+        // As for tap frames, a frame is charged once delivered: the one that overdraws the budget still goes, and
+        // the next waits for the limiter's event.
+        for (int i = 0; i < 3; i++) h.Send(Frames.ArpRequest(NetHarness.GuestMac, Frames.GuestIp, Frames.MmdsIp));
+        Assert.Equal(2, h.TakeRx().Count);
+        Assert.True(lim.IsBlocked);
+        Assert.True(h.Device.Metrics.RxRateLimiterThrottled >= 1);
+        lim.Budget = 10;
+        h.Device.OnRateLimiterEvent(rx: true);
+        Assert.Single(h.TakeRx());
+    }
+
+    [Fact]
     public void PartialChecksumFromGuestIsAccepted()
     {
         var (h, _) = Make(MmdsVersion.V1);
