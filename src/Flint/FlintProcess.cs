@@ -135,8 +135,9 @@ internal sealed class FlintProcess
     private void ExitUnderFilter(int code, ApiServer? server)
     {
         server?.RemoveSocketFile();
+        // Console.Out is set up at start (the logger holds it); Console.Error is not touched here: its first use
+        // initialises the terminal (pipe2), which no filter allows. Both autoflush, so nothing is left buffered.
         Console.Out.Flush();
-        Console.Error.Flush();
         Flint.Sys.Libc.ExitNow(code);
     }
 

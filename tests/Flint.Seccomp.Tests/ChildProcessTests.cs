@@ -42,6 +42,19 @@ public class ChildProcessTests
     }
 
     [Fact]
+    public void VmmFilterAllowsThePostBootDeviceCallsOfTheApi()
+    {
+        string dir = Directory.CreateTempSubdirectory("flint-seccomp-").FullName;
+        try
+        {
+            var (code, stdout, stderr) = RunHelper(60_000, "postboot", dir);
+            Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
+            Assert.Contains("postboot ok", stdout);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void FatalSigsegvHandlerLeavesNullReferencesToTheRuntimeAndEndsWildFaultsWith150()
     {
         var (code, stdout, stderr) = RunHelper(60_000, "segv");

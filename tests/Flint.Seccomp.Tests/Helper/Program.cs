@@ -16,6 +16,9 @@ namespace Flint.Seccomp.TestHelper;
 ///   work SECONDS FILTERS    runs vcpu-, api- and vmm-style work (vmm on the main thread, like Flint) for SECONDS under GC
 ///                           pressure; FILTERS is "default" or "none" (for strace). Prints "ROLE kind tid" as each role
 ///                           thread starts and "done" at the end; exit 0.
+///   postboot DIR            as flint's VMM thread after InstanceStart, under the default vmm filter: swaps a drive's
+///                           backing file (PATCH /drives), updates and trips its rate limiter (PATCH rate_limiter, the
+///                           limiter's timer), serves the queue; prints "postboot ok" and exits 0.
 ///   segv                    installs Flint's fatal-signal handlers, catches three NullReferenceExceptions from null
 ///                           dereferences in managed code (the runtime's SIGSEGV path, reached through ours), prints
 ///                           "caught 3", then writes to an unmapped address: exits 150 with the SIGSEGV log line.
@@ -35,6 +38,7 @@ public static unsafe class Program
             {
                 "trap" => Trap(args[1], int.Parse(args[2])),
                 "segv" => Segv(),
+                "postboot" => PostBoot(args[1]),
                 "work" => Work(double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture), args[2] == "default"),
                 _ => Usage(),
             };
@@ -65,6 +69,31 @@ public static unsafe class Program
         Console.Out.Flush();
         *(int*)0x7ff0_dead_0000 = 1;
         Console.WriteLine("survived the wild write");
+        return 0;
+    }
+
+    private static int PostBoot(string dir)
+    {
+        SigsysHandler.Install();
+        string a = Path.Combine(dir, "a.img"), b = Path.Combine(dir, "b.img");
+        File.WriteAllBytes(a, new byte[4096]);
+        File.WriteAllBytes(b, new byte[8192]);
+        var mem = Flint.Memory.GuestMemory.Create([(0UL, 0x100000UL)]);
+        var limiter = new Flint.Devices.RateLimiting.RateLimiter(new Flint.Devices.RateLimiting.TokenBucketConfig(1 << 20, null, 100), null);
+        var blk = new Flint.Devices.Virtio.Block.VirtioBlock(a, rateLimiter: limiter);
+        var q = new Flint.Devices.Virtio.VirtQueue(256) { Size = 16, DescTable = 0x1000, AvailRing = 0x2000, UsedRing = 0x3000, Ready = true };
+        using var irq = new EventFd();
+        if (!blk.Activate(mem, [q], new Flint.Devices.Virtio.VirtioInterrupt(new Flint.Devices.EventFdInterrupt(irq)), blk.AvailableFeatures))
+            throw new InvalidOperationException("activate");
+        Console.WriteLine("postboot start"); // flint's console is in use long before its filters (log lines, serial)
+        SeccompFilter.InstallOnCurrentThread(DefaultFilters.Get(ThreadKind.Vmm));
+        blk.UpdateBackingFile(b);                                   // PATCH /drives/{id} path_on_host
+        limiter.Update(new Flint.Devices.RateLimiting.TokenBucketConfig(10, null, 1000), null); // PATCH rate_limiter
+        while (limiter.ConsumeRequest(8)) { }                      // trip it: arms the timerfd
+        blk.ProcessQueue(0);                                        // an empty queue notification
+        GC.Collect();
+        Console.WriteLine("postboot ok");
+        Console.Out.Flush();
         return 0;
     }
 
