@@ -19,6 +19,7 @@ public sealed class ApiServer : IDisposable
 
     private const ulong ListenerToken = ulong.MaxValue;
     private const ulong StopToken = ulong.MaxValue - 1;
+    private const ulong ExtraToken = ulong.MaxValue - 2;
     private const int InitialBuffer = 4096;
 
     private readonly string _socketPath;
@@ -47,6 +48,11 @@ public sealed class ApiServer : IDisposable
 
     /// <summary>Runs on the API thread before it serves anything (seccomp installs the api filter here).</summary>
     public Action? BeforeServe { get; set; }
+
+    /// <summary>One more fd the API thread watches next to its sockets, and what it runs when the fd turns readable
+    /// (flint hands it the fatal-signal eventfd, so a thread that is not the faulting one flushes the metrics). Set before
+    /// <see cref="Start"/>.</summary>
+    public (int Fd, Action OnReadable)? ExtraWatch { get; set; }
 
     public string SocketPath => _socketPath;
     public int MaxPayloadBytes => _maxPayload;
@@ -94,6 +100,7 @@ public sealed class ApiServer : IDisposable
             _stop = new EventFd(nonBlocking: true);
             _epoll.Add((int)listener.Handle, ListenerToken);
             _epoll.Add(_stop.Fd, StopToken);
+            if (ExtraWatch is { } w) _epoll.Add(w.Fd, ExtraToken);
         }
         catch (SocketException e)
         {
@@ -129,6 +136,7 @@ public sealed class ApiServer : IDisposable
                     uint ev = _events[i].Events;
                     if (token == StopToken) { _stopping = true; break; }
                     if (token == ListenerToken) { AcceptAll(); continue; }
+                    if (token == ExtraToken) { ExtraWatch?.OnReadable(); continue; }
                     var c = _conns[(int)token];
                     if (c == null) continue;
                     try { Service(c, ev); }

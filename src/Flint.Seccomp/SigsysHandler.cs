@@ -5,7 +5,7 @@ namespace Flint.Seccomp;
 /// <summary>Seccomp counters for the metrics writer (<c>seccomp.num_faults</c>).</summary>
 public static class SeccompMetrics
 {
-    /// <summary>Bad syscalls intercepted so far. The process exits on the first; the metrics watcher's final flush
+    /// <summary>Bad syscalls intercepted so far. The process exits on the first; the final metrics flush on fatal signals
     /// (<see cref="FatalSignals.SetNotifyFd"/>) is where this shows as 1.</summary>
     public static long NumFaults => FatalSignals.Count(FatalSignals.SIGSYS);
 }

@@ -75,7 +75,7 @@ handler:
     mov rdx, r8
     syscall
 2:
-    movsxd rdi, dword ptr [rbx+24]      # wake the watcher thread (eventfd += 1) so it flushes the metrics
+    movsxd rdi, dword ptr [rbx+24]      # wake the watchers (eventfd += 1): one flushes the metrics and exits
     test edi, edi
     js 3f
     mov qword ptr [rsp], 1

@@ -7,8 +7,9 @@ namespace Flint.Sys;
 /// Firecracker's fatal-signal policy for the signals that end the VMM from wherever they land: SIGSYS (a seccomp
 /// violation, 148), SIGBUS (149), SIGSEGV (150) and SIGILL (157). Each logs
 /// <c>Shutting down VM after intercepting a bad syscall (N)</c> or <c>... intercepting signal S, code C.</c> to stderr
-/// and the log fd, counts itself, wakes the metrics watcher (<see cref="SetNotifyFd"/>), which flushes the metrics and
-/// exits with the code, and exits by itself if the watcher has not within 2 s.
+/// and the log fd, counts itself, makes the notify eventfd readable (<see cref="SetNotifyFd"/>: flint's API thread and
+/// main event loop watch it, and one of them flushes the metrics and exits with the code), and exits by itself if
+/// that has not happened within 2 s.
 /// <para>
 /// The handlers are native machine code (FatalSignalHandler.s next to this file), one copy per signal, not managed
 /// code: a fault or a bad syscall can land while the thread is in cooperative mode, where entering managed code from

@@ -45,8 +45,7 @@ internal sealed class FlintProcess
         }
         _metrics.Bind("seccomp", "num_faults", () => SeccompMetrics.NumFaults);
         // Before any seccomp filter: registering starts the runtime's signal-dispatch thread from this thread.
-        using var signals = new SignalHandlers(_metrics, () => _metricsWriter?.Flush(),
-            () => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vmm));
+        using var signals = new SignalHandlers(_metrics, () => _metricsWriter?.Flush());
         if (_s.MetricsPath != null && !TryConfigureMetrics(_s.MetricsPath, out var err))
         {
             Logger.Error(err);
@@ -77,6 +76,7 @@ internal sealed class FlintProcess
                 server = new ApiServer(_s.ApiSock, _s.MaxPayload, queued)
                 {
                     BeforeServe = () => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Api),
+                    ExtraWatch = (signals.FatalEventFd, signals.OnFatalSignal),
                 };
                 try { server.Start(); }
                 catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidOperationException or SysException)
@@ -98,6 +98,7 @@ internal sealed class FlintProcess
             {
                 using var preboot = new EventLoop();
                 preboot.Add(queued.Fd, _ => queued.ProcessPending());
+                preboot.Add(signals.FatalEventFd, _ => signals.OnFatalSignal());
                 preboot.Run(() => _vmm != null);
             }
             if (_vmm == null) return ExitCodes.GenericError;
@@ -105,6 +106,7 @@ internal sealed class FlintProcess
             using (_vmm)
             {
                 if (queued != null) _vmm.EventLoop.Add(queued.Fd, _ => queued.ProcessPending());
+                _vmm.EventLoop.Add(signals.FatalEventFd, _ => signals.OnFatalSignal());
                 using var timer = new TimerFd();
                 timer.Arm(MetricsWriter.Period, MetricsWriter.Period);
                 _vmm.EventLoop.Add(timer.Fd, _ => { timer.Read(); _metricsWriter?.Flush(); });
