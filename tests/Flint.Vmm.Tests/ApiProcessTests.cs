@@ -169,7 +169,7 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
         var disk = Path.Combine(_dir, "disk.img");
         TestGuestImage.WriteDisk(disk, 64);
         Assert.Equal(204, Request(s, "PUT", "/boot-source",
-            $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=serial,blk tg.pio=20000000\"}}").Status);
+            $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=serial,blk tg.pio=2000000\"}}").Status);
         Assert.Equal(204, Request(s, "PUT", "/drives/data",
             $"{{\"drive_id\": \"data\", \"path_on_host\": \"{disk}\", \"is_root_device\": false, \"is_read_only\": false}}").Status);
         Assert.Equal(204, Request(s, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}").Status);
