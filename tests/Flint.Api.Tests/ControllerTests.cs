@@ -105,16 +105,16 @@ public class ControllerTests
     }
 
     [Fact]
-    public void CustomCpuTemplatesAreStoredButStartIsRefused()
+    public void CustomCpuTemplatesAreValidatedAndStored()
     {
         using var env = new Env();
-        Assert.Equal(204, env.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env.Kernel)}\"}}").Status);
         Assert.Equal(204, env.Call("PUT", "/cpu-config", "{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": 0, \"modifiers\": [{\"register\": \"ecx\", \"bitmap\": \"0bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1\"}]}]}").Status);
-        var r = env.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
-        Assert.Equal(400, r.Status);
-        Assert.Contains("not supported yet by this build", r.Body);
-        Assert.Null(env.Vm);
-        Assert.Equal("Not started", env.Controller.State);
+        string bits65 = new('1', 65);
+        var bad = env.Call("PUT", "/cpu-config", $"{{\"msr_modifiers\": [{{\"addr\": \"0x10a\", \"bitmap\": \"0b{bits65}\"}}]}}");
+        Assert.Equal(400, bad.Status);
+        Assert.Contains("more than 64 bits", bad.Body);
+        // The first template stays; GET /vm/config shows it.
+        Assert.Contains("0bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1", env.Call("GET", "/vm/config").Body);
     }
 
     [Fact]

@@ -70,7 +70,10 @@ public class ConfigLoaderTests : IDisposable
     [InlineData(",\"mmds-config\": {\"network_interfaces\": [\"eth9\"]}", "does not correspond")]
     [InlineData(",\"vsock\": {\"guest_cid\": 2, \"uds_path\": \"/tmp/v\"}", "guest_cid")]
     [InlineData(",\"balloon\": {\"amount_mib\": 4096, \"deflate_on_oom\": false}", "too large")]
-    [InlineData(",\"cpu-config\": {}", "cpu-config")]
+    [InlineData(",\"cpu-config\": {\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0\", \"flags\": 0, \"modifiers\": [{\"register\": \"ecx\", \"bitmap\": \"0b12\"}]}]}", "'2' is not 0, 1, x or _")]
+    [InlineData(",\"cpu-config\": {\"msr_modifiers\": [{\"addr\": \"0xzz\", \"bitmap\": \"0b1\"}]}", "Invalid addr")]
+    [InlineData(",\"cpu-config\": {\"kvm_capabilities\": [\"!x\"]}", "Invalid KVM capability")]
+    [InlineData(",\"cpu-config\": {\"reg_modifiers\": [{\"addr\": \"0x1\", \"bitmap\": \"0b1\"}]}", "aarch64")]
     [InlineData(",\"unknown-section\": {}", "unknown-section")]
     public void Refuses_bad_or_unsupported_device_sections(string extra, string expected)
     {
@@ -85,7 +88,9 @@ public class ConfigLoaderTests : IDisposable
             "\"rx_rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}}], " +
             "\"mmds-config\": {\"version\": \"V2\", \"network_interfaces\": [\"eth0\"]}, " +
             "\"vsock\": {\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}, \"entropy\": {}, " +
-            "\"balloon\": {\"amount_mib\": 16, \"deflate_on_oom\": true, \"stats_polling_interval_s\": 1}"));
+            "\"balloon\": {\"amount_mib\": 16, \"deflate_on_oom\": true, \"stats_polling_interval_s\": 1}, " +
+            "\"cpu-config\": {\"kvm_capabilities\": [\"171\", \"!172\"], \"cpuid_modifiers\": [{\"leaf\": \"0x7\", \"subleaf\": \"0x0\", \"flags\": 1, " +
+            "\"modifiers\": [{\"register\": \"ebx\", \"bitmap\": \"0bxxxx_0xxx\"}]}], \"msr_modifiers\": [{\"addr\": \"0x10a\", \"bitmap\": \"0b0\"}]}"));
         var net = DeviceConfigs.Net(c.NetworkInterfaces![0]);
         Assert.Equal(new byte[] { 6, 0, 0xac, 0x10, 0, 2 }, net.GuestMac);
         Assert.Equal(1000ul, net.Rx.Bandwidth!.Size);

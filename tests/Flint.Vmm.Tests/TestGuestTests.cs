@@ -14,7 +14,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, true);
 
-    private string Config(string bootArgs, bool readOnly = false, int vcpus = 1, int memMib = 64, bool withDisk = true)
+    private string Config(string bootArgs, bool readOnly = false, int vcpus = 1, int memMib = 64, bool withDisk = true, string extra = "")
     {
         var disk = Path.Combine(_dir, "disk.img");
         TestGuestImage.WriteDisk(disk, 64);
@@ -25,7 +25,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         File.WriteAllText(p, $$"""
             {"boot-source": {"kernel_image_path": "{{TestGuestImage.Path}}", "boot_args": "{{bootArgs}}" },
              "drives": {{drives}},
-             "machine-config": {"vcpu_count": {{vcpus}}, "mem_size_mib": {{memMib}} } }
+             "machine-config": {"vcpu_count": {{vcpus}}, "mem_size_mib": {{memMib}} }{{extra}} }
             """);
         return p;
     }
@@ -63,6 +63,22 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         // The line comes before the guest's first serial output.
         Assert.True(r.Stdout.IndexOf("Guest-boot-time", StringComparison.Ordinal) < r.Stdout.IndexOf("FLINT-TESTGUEST start", StringComparison.Ordinal));
         output.WriteLine($"InstanceStart -> first guest instructions: {long.Parse(m.Groups[1].Value) / 1000.0:F2} ms");
+    }
+
+    [SkippableFact]
+    public void Custom_cpu_template_is_applied_and_its_kvm_capability_checks_hold()
+    {
+        KvmRequirement.Check();
+        static string Template(string cap) =>
+            ", \"cpu-config\": {\"kvm_capabilities\": [\"" + cap + "\"], \"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", " +
+            "\"flags\": 0, \"modifiers\": [{\"register\": \"ecx\", \"bitmap\": \"0b1xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}]}], " +
+            "\"msr_modifiers\": [{\"addr\": \"0x1a0\", \"bitmap\": \"0b1\"}]}";
+        var r = Boot(Config("tg.tests=serial", withDisk: false, extra: Template("1")));   // KVM_CAP_IRQCHIP: always there
+        Assert.Equal(0, r.ExitCode);
+        Assert.Matches("fail=0", r.Stdout);
+        r = Boot(Config("tg.tests=serial", withDisk: false, extra: Template("100000")));
+        Assert.Equal(152, r.ExitCode);
+        Assert.Contains("lacks capability 100000", r.All);
     }
 
     [SkippableFact]

@@ -135,8 +135,17 @@ public static unsafe class VmBuilder
             BootParams.Write(memory, kernel, Layout.CmdlineStart, cmdBytes.Length - 1, initrd, memBytes);
             MpTable.Write(memory, vcpuCount);
 
-            // 5. vCPUs.
+            // 5. vCPUs. A custom CPU template edits the host's CPUID before normalisation, as Firecracker's does.
+            var custom = ConfigLoader.Present(config.CpuConfig) is { } cj ? CpuTemplateConfig.Parse(cj) : null;
+            foreach (int cap in custom?.RequiredKvmCapabilities ?? [])
+                if (kvm.CheckExtension(cap) <= 0) throw new ConfigException($"cpu-config: this host's KVM lacks capability {cap}.");
             var supported = kvm.GetSupportedCpuid();
+            if (custom != null)
+            {
+                var edited = supported.ToList();
+                custom.ApplyCpuid(edited);
+                supported = [.. edited];
+            }
             var metrics = new VcpuMetrics();
             var runners = new List<VcpuRunner>();
             for (uint id = 0; id < vcpuCount; id++)
@@ -146,6 +155,17 @@ public static unsafe class VmBuilder
                 var cpuid = CpuidNormalizer.Normalize(supported, id, vcpuCount, mc.Smt).ToList();
                 template.Apply(cpuid);
                 vcpu.SetCpuid2(cpuid.ToArray());
+                if (custom is { Msrs.Count: > 0 })
+                {
+                    // The template's bits go on the vCPU's current values; the boot-protocol MSRs are written after.
+                    var current = custom.Msrs.Select(m => new KvmMsrEntry { Index = m.Address }).ToArray();
+                    int read = vcpu.GetMsrs(current);
+                    if (read != current.Length) throw new ConfigException($"cpu-config: KVM cannot read MSR 0x{current[read].Index:x}.");
+                    var values = current.ToDictionary(m => m.Index, m => m.Data);
+                    var edits = custom.MsrEntries(a => values[a]);
+                    int wrote = vcpu.SetMsrs(edits);
+                    if (wrote != edits.Length) throw new ConfigException($"cpu-config: KVM refused MSR 0x{edits[wrote].Index:x}.");
+                }
                 var msrs = BootCpuState.BootMsrs().Where(m => !template.SkipMsr(m.Index)).ToArray();
                 int set = vcpu.SetMsrs(msrs);
                 if (set != msrs.Length)

@@ -91,8 +91,7 @@ public static class ConfigLoader
             var b = DeviceConfigs.Balloon(bl);
             if (b.AmountMib > (ulong)(mc?.MemSizeMib ?? 128)) throw new ConfigException("Amount of pages requested is too large.");
         }
-        // Custom CPU templates are not built yet: refuse them rather than ignore them.
-        Refuse(Present(cfg.CpuConfig) != null, "cpu-config");
+        if (Present(cfg.CpuConfig) is { } cpu) CpuTemplateConfig.Parse(cpu);
         int virtioDevices = cfg.Drives.Count + netIds.Count + (Present(cfg.Vsock) != null ? 1 : 0)
             + (Present(cfg.Entropy) != null ? 1 : 0) + (Present(cfg.Balloon) != null ? 1 : 0);
         if (virtioDevices > MaxVirtioDevices)
@@ -105,11 +104,6 @@ public static class ConfigLoader
     /// <summary>The section's JSON when it is present and not null.</summary>
     public static JsonElement? Present(JsonElement? e) =>
         e is { } v && v.ValueKind is not (JsonValueKind.Null or JsonValueKind.Undefined) ? v : null;
-
-    private static void Refuse(bool present, string section)
-    {
-        if (present) throw new ConfigException($"The \"{section}\" section is not supported yet by this build of Flint.");
-    }
 
     /// <summary>Firecracker's path-id rule: 1-64 characters, alphanumerics and underscore.</summary>
     public static bool IsValidId(string id) =>

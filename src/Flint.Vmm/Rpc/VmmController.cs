@@ -130,7 +130,11 @@ public sealed class VmmController : IApiHandler
             case Pause: Runtime(() => _vm!.Pause(), "Failed to pause the microVM"); return ApiResponse.NoContent;
             case Resume: Runtime(() => _vm!.Resume(), "Failed to resume the microVM"); return ApiResponse.NoContent;
 
-            case PutCpuConfig c: _cfg.CpuConfig = c.Config; return ApiResponse.NoContent;
+            case PutCpuConfig c:
+                try { CpuTemplateConfig.Parse(c.Config); }
+                catch (ConfigException e) { throw new ApiFault(e.Message); }
+                _cfg.CpuConfig = c.Config;
+                return ApiResponse.NoContent;
             case PutNetworkInterface n: SetNet(n); return ApiResponse.NoContent;
             case PatchNetworkInterface pn:
                 if (!(_cfg.NetworkInterfaces ?? []).Any(e => e.GetProperty("iface_id").GetString() == pn.IfaceId))
