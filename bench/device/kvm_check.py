@@ -200,6 +200,18 @@ def pio_rate(B):
     if len(res) == 2: measure("seccomp filter cost on the PIO exit", round((1 / res[True] - 1 / res[False]) * 1e9), "ns/exit")
 
 
+def cpu_template(B):
+    """A custom CPU template (CPUID + MSR bitmaps) boots the test guest; a missing KVM capability is refused (152)."""
+    def tmpl(cap):
+        return (', "cpu-config": {"kvm_capabilities": ["%s"], "cpuid_modifiers": [{"leaf": "0x1", "subleaf": "0x0", "flags": 0, '
+                '"modifiers": [{"register": "ecx", "bitmap": "0b1xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]}], '
+                '"msr_modifiers": [{"addr": "0x1a0", "bitmap": "0b1"}]}' % cap)
+    r1 = run([f"{B}/flint", "--no-api", "--config-file", cfg(f"{W}/ct1.json", f"{B}/testguest.elf", "tg.tests=serial", extra=tmpl("1"))], 60)
+    r2 = run([f"{B}/flint", "--no-api", "--config-file", cfg(f"{W}/ct2.json", f"{B}/testguest.elf", "tg.tests=serial", extra=tmpl("100000"))], 60)
+    check("custom-cpu-template", r1.rc == 0 and "fail=0" in r1.out and r2.rc == 152 and "lacks capability 100000" in r2.all,
+          f"with template rc={r1.rc}; missing cap rc={r2.rc}\n{r1.all[-800:]}\n{r2.all[-500:]}")
+
+
 def rng_balloon(B):
     c = cfg(f"{W}/rb.json", f"{B}/testguest.elf", "tg.tests=rng,balloon tg.balloon.wait=2000 tg.boottimer=0", mem=128,
             extra=', "entropy": {}, "balloon": {"amount_mib": 8, "deflate_on_oom": false, "stats_polling_interval_s": 1}')
@@ -588,7 +600,7 @@ def main():
     if not (summary["env"]["tools"]["ip"] and summary["env"]["tools"]["ping"]) and os.path.isdir(tools):
         os.environ["PATH"] = tools + ":" + os.environ["PATH"]
         summary["env"]["tools"].update(ip=True, ping=True, carried=True)
-    for f in (tg_blk, tg_smp, exec_to_first_instruction, rng_balloon, vsock, api_boot_pause_resume, jailed_boot,
+    for f in (tg_blk, tg_smp, exec_to_first_instruction, cpu_template, rng_balloon, vsock, api_boot_pause_resume, jailed_boot,
               net_mmds, net_tput, real_kernel, pio_rate):
         only = os.environ.get("ONLY")
         if only and f.__name__ not in only.split(","): continue
