@@ -22,14 +22,4 @@ public static class SigsysHandler
 
     /// <summary>Installs the SIGSYS handler for the whole process (idempotent). Call it before the first filter goes on.</summary>
     public static void Install() => FatalSignals.Install(SIGSYS);
-
-    /// <summary>Also write the message to this fd (the --log-path file or FIFO); -1 for none.</summary>
-    public static void SetLogFd(int fd) => FatalSignals.SetLogFd(fd);
-
-    /// <summary>
-    /// Installs a native handler that just returns for <paramref name="signal"/> (no SA_RESTART, so blocking calls such
-    /// as KVM_RUN return EINTR): for the vCPU kick, where an [UnmanagedCallersOnly] no-op would fail fast when the kick
-    /// lands while the thread runs managed code.
-    /// </summary>
-    public static unsafe void InstallNoopHandler(int signal) => Signals.InstallHandler(signal, FatalSignals.NoopHandler);
 }

@@ -27,18 +27,14 @@ public static unsafe class Signals
 
     /// <summary>
     /// Installs the no-op handler for <see cref="VcpuKick"/> once per process (no SA_RESTART: KVM_RUN must return).
-    /// The handler is one native `ret` instruction on its own executable page: a managed [UnmanagedCallersOnly]
-    /// handler would fail fast when the signal lands while the thread runs managed code, which a kick can.
-    /// glibc's sigaction supplies the sa_restorer that returns from the signal frame.
+    /// It is one native `ret` (<see cref="FatalSignals.NoopHandler"/>): a managed [UnmanagedCallersOnly] handler would
+    /// fail fast when the signal lands while the thread runs managed code, which a kick can. glibc's sigaction supplies
+    /// the sa_restorer that returns from the signal frame.
     /// </summary>
     public static void InstallKickHandler()
     {
         if (Interlocked.Exchange(ref _installed, 1) == 1) return;
-        byte* page = (byte*)Libc.mmap(null, 4096, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS, -1, 0);
-        if ((nint)page == Libc.MAP_FAILED) throw SysException.Last("mmap kick handler");
-        page[0] = 0xC3; // ret
-        if (Libc.mprotect(page, 4096, Libc.PROT_READ | Libc.PROT_EXEC) < 0) throw SysException.Last("mprotect kick handler");
-        var act = new SigAction { Handler = (nint)page };
+        var act = new SigAction { Handler = FatalSignals.NoopHandler };
         if (sigaction(VcpuKick, &act, null) < 0) throw SysException.Last("sigaction");
     }
 
@@ -63,13 +59,6 @@ public static unsafe class Signals
     }
 
     private const int SA_RESTART = 0x10000000;
-
-    /// <summary>Installs a native <paramref name="handler"/> for <paramref name="signal"/> with no flags.</summary>
-    public static void InstallHandler(int signal, nint handler)
-    {
-        var act = new SigAction { Handler = handler };
-        if (sigaction(signal, &act, null) < 0) throw SysException.Last("sigaction");
-    }
 
     public static void Kick(int tid)
     {

@@ -132,7 +132,8 @@ internal sealed class FlintProcess
     /// Ends the process once the VM has stopped. This thread runs under the VMM filter by now, and leaving through the
     /// runtime's shutdown makes syscalls that filter does not allow (unregistering signal handlers: rt_sigaction), so
     /// a clean guest reboot ended in exit 148, as first seen on a KVM host. Like Firecracker, finish what must outlive
-    /// the VM (metrics and logs are flushed by the caller; the API socket file) and exit straight away; exit_group ends the vCPU threads too.
+    /// the VM (the caller flushed metrics and logs; here the API socket file goes) and exit straight away: exit_group
+    /// ends the vCPU threads too.
     /// </summary>
     private void ExitUnderFilter(int code, ApiServer? server)
     {

@@ -161,7 +161,7 @@ public static unsafe class Program
         s_vcpuEvt = new EventFd();
         string sock = Path.Combine(s_dir, "api.sock");
         if (filters) SigsysHandler.Install();
-        SigsysHandler.InstallNoopHandler(Signals.VcpuKick);
+        Signals.InstallKickHandler();
         Log("starting");
         Role("main-setup");
 
