@@ -48,6 +48,20 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
         return r;
     }
 
+    /// <summary>The config section that puts the guest's eth0 on tap0 (made by <see cref="NetnsWithTap"/>).</summary>
+    private const string Tap0Interface =
+        ", \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"06:00:AC:10:00:02\"}]";
+
+    /// <summary>A network namespace (removed at the end) holding tap0 at 172.16.0.1/30, up; returns its name.</summary>
+    private string NetnsWithTap(string prefix)
+    {
+        string ns = $"{prefix}-{Environment.ProcessId % 10000}";
+        _netns.Add(ns);
+        Assert.Equal(0, Sh($"ip netns add {ns} && ip netns exec {ns} ip tuntap add dev tap0 mode tap && " +
+                           $"ip netns exec {ns} ip addr add 172.16.0.1/30 dev tap0 && ip netns exec {ns} ip link set tap0 up"));
+        return ns;
+    }
+
     /// <summary>Runs flint inside a network namespace (where the tap lives) with <paramref name="args"/>.</summary>
     private static Repo.Result RunInNetns(string ns, params string[] args)
     {
@@ -77,12 +91,9 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
     public void Guest_arps_the_host_over_a_tap_and_talks_to_mmds_v2()
     {
         KvmRequirement.Check();
-        string ns = $"flint-dg-{Environment.ProcessId % 10000}";
-        _netns.Add(ns);
-        Assert.Equal(0, Sh($"ip netns add {ns} && ip netns exec {ns} ip tuntap add dev tap0 mode tap && " +
-                           $"ip netns exec {ns} ip addr add 172.16.0.1/30 dev tap0 && ip netns exec {ns} ip link set tap0 up"));
+        string ns = NetnsWithTap("flint-dg");
         var cmd = TestGuestImage.Build().Net().Mmds(v2: true).BootTimer(false).ToString();
-        var cfg = Config(cmd, ", \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"06:00:AC:10:00:02\"}]" +
+        var cfg = Config(cmd, Tap0Interface +
                               ", \"mmds-config\": {\"version\": \"V2\", \"network_interfaces\": [\"eth0\"]}");
         File.WriteAllText(Path.Combine(_dir, "meta.json"), "{\"latest\": {\"meta-data\": {\"ami-id\": \"ami-flint\"}}}");
         var r = RunInNetns(ns, "--no-api", "--metadata", Path.Combine(_dir, "meta.json"), "--config-file", cfg);
@@ -119,13 +130,10 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
     public void Guest_moves_bulk_frames_both_ways_through_the_tap()
     {
         KvmRequirement.Check();
-        string ns = $"flint-tp-{Environment.ProcessId % 10000}";
-        _netns.Add(ns);
-        Assert.Equal(0, Sh($"ip netns add {ns} && ip netns exec {ns} ip tuntap add dev tap0 mode tap && " +
-                           $"ip netns exec {ns} ip addr add 172.16.0.1/30 dev tap0 && ip netns exec {ns} ip link set tap0 up"));
+        string ns = NetnsWithTap("flint-tp");
         const int n = 5000;
         var cfg = Config($"tg.tests=net tg.net.tput.tx={n} tg.net.tput.rx={n} tg.boottimer=0 tg.timeout=10000",
-            ", \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"06:00:AC:10:00:02\"}]");
+            Tap0Interface);
         var psi = new ProcessStartInfo("ip", ["netns", "exec", ns, Repo.Flint, "--no-api", "--config-file", cfg])
             { RedirectStandardOutput = true, RedirectStandardError = true };
         using var stop = new ManualResetEventSlim();
