@@ -430,7 +430,8 @@ def real_kernel(B):
         finally:
             p.kill(); p.wait()
 
-    threads = [threading.Thread(target=f) for f in (flint_boot, qemu_boot, flint_rss, api_boot, lambda: real_kernel_net(B))]
+    threads = [threading.Thread(target=f) for f in (flint_boot, qemu_boot, flint_rss, api_boot, lambda: real_kernel_net(B),
+                                                    lambda: real_kernel_net(B, "qemu"))]
     for t in threads: t.start()
     for t in threads: t.join()
     f = res.get("flint")
@@ -538,23 +539,38 @@ def net_tput(B):
     check("net-throughput", all((v, d) in res for v in vmms for d in ("tx", "rx")), str({f"{k[0]}-{k[1]}": round(v) for k, v in res.items()}))
 
 
-def real_kernel_net(B):
+def real_kernel_net(B, vmm="flint"):
+    """The real kernel configures eth0 with ip= over a tap in its own namespace; the host pings it 20 times.
+    vmm="qemu": the same kernel and cmdline under QEMU microvm, for the side-by-side RTT."""
+    name = "real-kernel-ip-config-ping" + ("" if vmm == "flint" else "-qemu")
     if not summary["env"]["tools"]["ip"] or not summary["env"]["tun"] or not summary["env"]["tools"]["ping"]:
-        check("real-kernel-ip-config-ping", False, "skipped: needs ip, ping and /dev/net/tun"); return
-    rc, o = netns_tap("flintrk")
-    if rc != 0: check("real-kernel-ip-config-ping", False, "netns/tap setup failed: " + o); return
-    c = cfg(f"{W}/rkn.json", f"{B}/vmlinux", "console=ttyS0 reboot=k panic=1 root=/dev/vdz rootwait ip=172.16.0.2::172.16.0.1:255.255.255.252::eth0:off",
-            mem=128, extra=', "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}]')
-    p = subprocess.Popen(["ip", "netns", "exec", "flintrk", f"{B}/flint", "--no-api", "--config-file", c], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        check(name, False, "skipped: needs ip, ping and /dev/net/tun"); return
+    if vmm == "qemu" and not os.path.exists(f"{B}/qemu/run-qemu"): return
+    ns = "flintrk" if vmm == "flint" else "qemurk"
+    rc, o = netns_tap(ns)
+    if rc != 0: check(name, False, "netns/tap setup failed: " + o); return
+    args = "console=ttyS0 reboot=k panic=1 root=/dev/vdz rootwait ip=172.16.0.2::172.16.0.1:255.255.255.252::eth0:off"
+    if vmm == "flint":
+        c = cfg(f"{W}/rkn.json", f"{B}/vmlinux", args, mem=128,
+                extra=', "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}]')
+        argv = [f"{B}/flint", "--no-api", "--config-file", c]
+    else:
+        cpu = "host,-arch-capabilities,-cx16,-kvm-steal-time" if PVM else "host"
+        argv = [f"{B}/qemu/run-qemu", "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-enable-kvm", "-cpu", cpu, "-m", "128",
+                "-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none", "-kernel", f"{B}/vmlinux",
+                "-append", args + (" noxsave clearcpuid=151,308" if PVM else ""), "-global", "virtio-mmio.force-legacy=false",
+                "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-device,netdev=n0,mac=06:00:AC:10:00:02",
+                "-serial", "stdio"]
+    p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         t0 = time.monotonic(); up = False
         for raw in p.stdout:
             if b"IP-Config: Complete" in raw: up = True; break
             if time.monotonic() - t0 > 100: break
-        rc, o = sh("ip netns exec flintrk ping -c 20 -i 0.2 -W 2 172.16.0.2", 30) if up else (1, "no IP-Config")
+        rc, o = sh(f"ip netns exec {ns} ping -c 20 -i 0.2 -W 2 172.16.0.2", 30) if up else (1, "no IP-Config")
         m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)", o)
-        check("real-kernel-ip-config-ping", up and rc == 0, o[-400:])
-        if m: measure("ping RTT host->guest kernel through flint virtio-net (avg of 20)", float(m.group(2)), "ms", f"min {m.group(1)} max {m.group(3)}")
+        check(name, up and rc == 0, o[-400:])
+        if m: measure(f"ping RTT host->guest kernel through {vmm} virtio-net (avg of 20)", float(m.group(2)), "ms", f"min {m.group(1)} max {m.group(3)}")
     finally:
         p.kill(); p.wait()
 
