@@ -212,6 +212,23 @@ def cpu_template(B):
           f"with template rc={r1.rc}; missing cap rc={r2.rc}\n{r1.all[-800:]}\n{r2.all[-500:]}")
 
 
+def huge_pages(B):
+    """The test guest on 2M hugetlbfs pages (reserves 40 and puts the count back)."""
+    nr = "/proc/sys/vm/nr_hugepages"
+    try:
+        before = open(nr).read().strip(); open(nr, "w").write(str(int(before) + 40))
+    except OSError as x:
+        check("huge-pages-2M", False, f"cannot reserve huge pages here: {x}"); return
+    try:
+        disk = f"{W}/hp.img"; sh(f"{B}/mkdisk {disk} 64")
+        c = cfg(f"{W}/hp.json", f"{B}/testguest.elf", "tg.tests=serial,blk", [drive("data", disk)])
+        open(c, "w").write(open(c).read().replace('"mem_size_mib": 64', '"mem_size_mib": 64, "huge_pages": "2M"'))
+        r = run([f"{B}/flint", "--no-api", "--config-file", c], 60)
+        check("huge-pages-2M", r.rc == 0 and "fail=0" in r.out, f"rc={r.rc}\n{r.all[-1200:]}")
+    finally:
+        open(nr, "w").write(before)
+
+
 def rng_balloon(B):
     c = cfg(f"{W}/rb.json", f"{B}/testguest.elf", "tg.tests=rng,balloon tg.balloon.wait=2000 tg.boottimer=0", mem=128,
             extra=', "entropy": {}, "balloon": {"amount_mib": 8, "deflate_on_oom": false, "stats_polling_interval_s": 1}')
@@ -616,7 +633,7 @@ def main():
     if not (summary["env"]["tools"]["ip"] and summary["env"]["tools"]["ping"]) and os.path.isdir(tools):
         os.environ["PATH"] = tools + ":" + os.environ["PATH"]
         summary["env"]["tools"].update(ip=True, ping=True, carried=True)
-    for f in (tg_blk, tg_smp, exec_to_first_instruction, cpu_template, rng_balloon, vsock, api_boot_pause_resume, jailed_boot,
+    for f in (tg_blk, tg_smp, exec_to_first_instruction, cpu_template, huge_pages, rng_balloon, vsock, api_boot_pause_resume, jailed_boot,
               net_mmds, net_tput, real_kernel, pio_rate):
         only = os.environ.get("ONLY")
         if only and f.__name__ not in only.split(","): continue

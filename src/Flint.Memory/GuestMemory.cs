@@ -24,8 +24,16 @@ public sealed unsafe class GuestMemory : IDisposable
         foreach (var r in regions) TotalSize += r.Size;
     }
 
-    /// <summary>Maps anonymous memory for each (base, size) range; ranges must be page aligned, sorted and disjoint.</summary>
-    public static GuestMemory Create(IEnumerable<(ulong GuestBase, ulong Size)> ranges)
+    /// <summary>2 MiB: the huge page size <see cref="HugePages.HugeTlb2M"/> maps with.</summary>
+    public const ulong HugePageSize = 2UL << 20;
+
+    /// <summary>
+    /// Maps anonymous memory for each (base, size) range; ranges must be page aligned, sorted and disjoint.
+    /// <paramref name="hugePages"/>: Firecracker's machine-config huge_pages. "2M" backs guest RAM with hugetlbfs pages
+    /// (reserved at mmap, so a host without enough free ones fails here, not at a guest fault later); "Transparent"
+    /// asks for transparent huge pages on ordinary anonymous memory.
+    /// </summary>
+    public static GuestMemory Create(IEnumerable<(ulong GuestBase, ulong Size)> ranges, HugePages hugePages = HugePages.None)
     {
         var list = new List<GuestRegion>();
         ulong prevEnd = 0;
@@ -37,9 +45,19 @@ public sealed unsafe class GuestMemory : IDisposable
                     throw new ArgumentException($"region 0x{gb:x}+0x{size:x} is not page aligned");
                 if (gb < prevEnd) throw new ArgumentException($"region 0x{gb:x} overlaps the previous one");
                 if (gb + size < gb) throw new ArgumentException("region wraps the address space");
-                void* p = Libc.mmap(null, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE,
-                    Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
-                if ((nint)p == Libc.MAP_FAILED) throw SysException.Last($"mmap guest memory ({size >> 20} MiB)");
+                bool tlb = hugePages == HugePages.HugeTlb2M;
+                if (tlb && (gb % HugePageSize != 0 || size % HugePageSize != 0))
+                    throw new ArgumentException($"region 0x{gb:x}+0x{size:x} is not 2 MiB aligned (huge pages)");
+                int flags = Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | (tlb ? Libc.MAP_HUGETLB | Libc.MAP_HUGE_2MB : Libc.MAP_NORESERVE);
+                void* p = Libc.mmap(null, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE, flags, -1, 0);
+                if ((nint)p == Libc.MAP_FAILED)
+                {
+                    if (tlb && Libc.Errno == 12)
+                        throw new SysException($"mmap guest memory ({size >> 20} MiB) on 2 MiB huge pages (too few free: see " +
+                            "HugePages_Free in /proc/meminfo, reserve more in /proc/sys/vm/nr_hugepages)", 12);
+                    throw SysException.Last($"mmap guest memory ({size >> 20} MiB)");
+                }
+                if (hugePages == HugePages.Transparent) Libc.madvise(p, (nuint)size, Libc.MADV_HUGEPAGE);
                 // Guest RAM never belongs in a VMM core dump: it is large and it is the guest's data.
                 Libc.madvise(p, (nuint)size, Libc.MADV_DONTDUMP);
                 list.Add(new GuestRegion(gb, size, (byte*)p));
@@ -169,3 +187,6 @@ public sealed unsafe class GuestMemory : IDisposable
         foreach (var r in _regions) Libc.munmap(r.Host, (nuint)r.Size);
     }
 }
+
+/// <summary>How guest RAM is backed: Firecracker's machine-config huge_pages ("None", "2M"), plus "Transparent".</summary>
+public enum HugePages { None, HugeTlb2M, Transparent }

@@ -13,7 +13,8 @@ public static unsafe class Libc
     public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_TRUNC = 0x200,
         O_APPEND = 0x400, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000;
     public const int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
-    public const int MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000;
+    public const int MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000,
+        MAP_HUGETLB = 0x40000, MAP_HUGE_2MB = 21 << 26;
     public const int MADV_DONTNEED = 4, MADV_DONTDUMP = 16, MADV_HUGEPAGE = 14;
     public const int EFD_NONBLOCK = 0x800, EFD_CLOEXEC = 0x80000;
     public const int EPOLL_CLOEXEC = 0x80000;

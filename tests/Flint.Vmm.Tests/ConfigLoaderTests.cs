@@ -81,6 +81,26 @@ public class ConfigLoaderTests : IDisposable
         Assert.Contains(expected, e.Message);
     }
 
+    [Theory]
+    [InlineData("{\"vcpu_count\": 1, \"mem_size_mib\": 129, \"huge_pages\": \"2M\"}", "", "multiple of 2")]
+    [InlineData("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"huge_pages\": \"2M\"}", ",\"balloon\": {\"amount_mib\": 8, \"deflate_on_oom\": false}", "balloon")]
+    [InlineData("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"huge_pages\": \"1G\"}", "", "Unsupported huge_pages")]
+    public void Huge_page_rules(string machine, string extra, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Cfg(machine, extra: extra)));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Theory]
+    [InlineData("2M", Flint.Memory.HugePages.HugeTlb2M)]
+    [InlineData("Transparent", Flint.Memory.HugePages.Transparent)]
+    [InlineData("None", Flint.Memory.HugePages.None)]
+    public void Huge_pages_are_accepted_and_map_to_the_memory_backing(string value, Flint.Memory.HugePages backing)
+    {
+        var c = ConfigLoader.Parse(Cfg($"{{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"huge_pages\": \"{value}\"}}"));
+        Assert.Equal(backing, ConfigLoader.HugePagesOf(c.MachineConfig!));
+    }
+
     [Fact]
     public void Accepts_every_device_section()
     {

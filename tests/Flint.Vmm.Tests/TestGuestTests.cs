@@ -82,6 +82,25 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
     }
 
     [SkippableFact]
+    public void Guest_runs_on_2M_huge_pages()
+    {
+        KvmRequirement.Check();
+        const string nr = "/proc/sys/vm/nr_hugepages";
+        string before = File.ReadAllText(nr).Trim();
+        File.WriteAllText(nr, (long.Parse(before) + 40).ToString());   // 64 MiB of guest RAM = 32 huge pages
+        try
+        {
+            var cfg = Config("tg.tests=serial,blk");
+            File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"mem_size_mib\": 64", "\"mem_size_mib\": 64, \"huge_pages\": \"2M\""));
+            Assert.Contains("huge_pages", File.ReadAllText(cfg));
+            var r = Boot(cfg);
+            Assert.Equal(0, r.ExitCode);
+            Assert.Matches("fail=0", r.Stdout);
+        }
+        finally { File.WriteAllText(nr, before); }
+    }
+
+    [SkippableFact]
     public void Read_only_drive_refuses_guest_writes()
     {
         KvmRequirement.Check();

@@ -37,7 +37,7 @@ public static unsafe class VmBuilder
         try
         {
             // 1. Guest memory and the kernel image: no KVM needed yet.
-            var memory = GuestMemory.Create(MemoryLayout.RamRanges(memBytes));
+            var memory = GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc));
             owned.Add(memory);
             var kernel = KernelLoader.Load(memory, boot.KernelImagePath);
             (ulong Address, ulong Size)? initrd = boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel.End) : null;

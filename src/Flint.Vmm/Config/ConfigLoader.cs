@@ -49,8 +49,7 @@ public static class ConfigLoader
                 throw new ConfigException("The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.");
             if (mc.MemSizeMib <= 0)
                 throw new ConfigException($"The memory size (MiB) is invalid: mem_size_mib must be greater than 0, got {mc.MemSizeMib}.");
-            if (mc.HugePages is not (null or "None"))
-                throw new ConfigException($"Unsupported huge_pages value \"{mc.HugePages}\": only \"None\" is supported.");
+            if (HugePagesError(mc, Present(cfg.Balloon) != null) is { } hp) throw new ConfigException(hp);
         }
 
         int roots = 0;
@@ -97,6 +96,29 @@ public static class ConfigLoader
         if (virtioDevices > MaxVirtioDevices)
             throw new ConfigException($"Too many virtio devices ({virtioDevices}): at most {MaxVirtioDevices} fit the legacy IRQ range.");
     }
+
+    /// <summary>
+    /// The huge_pages rules (one place for the config file and the API): "None", "2M" (hugetlbfs; memory a multiple of
+    /// 2 MiB, and no balloon, whose 4 KiB discards cannot split a huge page) or "Transparent". Null when fine.
+    /// </summary>
+    public static string? HugePagesError(MachineConfig mc, bool hasBalloon) => mc.HugePages switch
+    {
+        null or "None" or "Transparent" => null,
+        "2M" when mc.MemSizeMib % 2 != 0 => $"The memory size (MiB) is invalid: with 2M huge pages mem_size_mib must be a multiple of 2, got {mc.MemSizeMib}.",
+        "2M" when hasBalloon => BalloonWithHugePages,
+        "2M" => null,
+        var v => $"Unsupported huge_pages value \"{v}\" (None, 2M or Transparent).",
+    };
+
+    public const string BalloonWithHugePages = "A balloon device cannot be used with 2M huge pages.";
+
+    /// <summary>The guest memory backing for <paramref name="mc"/>'s huge_pages.</summary>
+    public static Flint.Memory.HugePages HugePagesOf(MachineConfig mc) => mc.HugePages switch
+    {
+        "2M" => Flint.Memory.HugePages.HugeTlb2M,
+        "Transparent" => Flint.Memory.HugePages.Transparent,
+        _ => Flint.Memory.HugePages.None,
+    };
 
     /// <summary>virtio-mmio slots: one legacy GSI each, 5 to 23.</summary>
     public const int MaxVirtioDevices = 19;

@@ -146,6 +146,7 @@ public sealed class VmmController : IApiHandler
 
             case PutBalloon b:
                 if (b.AmountMib > _cfg.MachineConfig!.MemSizeMib) throw new ApiFault("Amount of pages requested is too large.");
+                if (_cfg.MachineConfig.HugePages == "2M") throw new ApiFault(ConfigLoader.BalloonWithHugePages);
                 _cfg.Balloon = b.Config;
                 return ApiResponse.NoContent;
             case GetBalloon:
@@ -255,8 +256,7 @@ public sealed class VmmController : IApiHandler
         if (m.VcpuCount < 1 || m.VcpuCount > ConfigLoader.MaxVcpus || (m.Smt && m.VcpuCount > 1 && m.VcpuCount % 2 != 0))
             throw new ApiFault("The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.");
         if (m.MemSizeMib <= 0) throw new ApiFault("The memory size (MiB) is invalid.");
-        if (m.HugePages is not (null or "None"))
-            throw new ApiFault($"huge_pages \"{m.HugePages}\" is not supported yet by this build of Flint.");
+        if (ConfigLoader.HugePagesError(m, ConfigLoader.Present(_cfg.Balloon) != null) is { } hp) throw new ApiFault(hp);
         if (m.CpuTemplate is not (null or "None"))
             throw new ApiFault($"The static CPU template \"{m.CpuTemplate}\" is not supported by this build of Flint.");
         if (_cfg.Balloon is { } bal && bal.TryGetProperty("amount_mib", out var amt) && amt.GetInt64() > m.MemSizeMib)
