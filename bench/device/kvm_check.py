@@ -124,8 +124,10 @@ def cfg(path, kernel, args, drives=(), vcpus=1, mem=64, extra=""):
     return path
 
 
-def drive(id, path, root=False, ro=False):
-    return {"drive_id": id, "path_on_host": path, "is_root_device": root, "is_read_only": ro}
+def drive(id, path, root=False, ro=False, writeback=False):
+    d = {"drive_id": id, "path_on_host": path, "is_root_device": root, "is_read_only": ro}
+    if writeback: d["cache_type"] = "Writeback"   # offers FLUSH (Unsafe, the default, does not)
+    return d
 
 
 def lines_ok(out, lines):
@@ -141,7 +143,7 @@ def pass_lines(*names):
 def tg_blk(B):
     for ro in (False, True):
         disk = f"{W}/disk.img"; sh(f"{B}/mkdisk {disk} 64")
-        c = cfg(f"{W}/tg.json", f"{B}/testguest.elf", "tg.tests=serial,blk", [drive("data", disk, ro=ro)])
+        c = cfg(f"{W}/tg.json", f"{B}/testguest.elf", "tg.tests=serial,blk", [drive("data", disk, ro=ro, writeback=True)])
         r = run([f"{B}/flint", "--no-api", "--boot-timer", "--config-file", c], 60)
         want = pass_lines("blk-init", "blk-read", "blk-id", "blk-ro" if ro else "blk-write", "blk-unsupp", "blk-irq", "blk")
         if not ro: want += pass_lines("blk-flush")

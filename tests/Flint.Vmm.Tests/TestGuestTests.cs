@@ -19,7 +19,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         var disk = Path.Combine(_dir, "disk.img");
         TestGuestImage.WriteDisk(disk, 64);
         var drives = withDisk
-            ? $"[{{\"drive_id\": \"data\", \"path_on_host\": \"{disk}\", \"is_root_device\": false, \"is_read_only\": {(readOnly ? "true" : "false")}}}]"
+            ? $"[{{\"drive_id\": \"data\", \"path_on_host\": \"{disk}\", \"is_root_device\": false, \"is_read_only\": {(readOnly ? "true" : "false")}, \"cache_type\": \"Writeback\"}}]"
             : "[]";
         var p = Path.Combine(_dir, "config.json");
         File.WriteAllText(p, $$"""
@@ -45,6 +45,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("FLINT-TESTGUEST start", r.Stdout);
         Assert.Contains("PASS blk", r.Stdout);
+        Assert.Contains("PASS blk-flush", r.Stdout);      // cache_type Writeback offers FLUSH
         Assert.Matches(@"FLINT-TESTGUEST done pass=\d+ fail=0", r.Stdout);
         Assert.Contains("Guest-boot-time =", r.Stdout);
         var sector3 = new byte[512];

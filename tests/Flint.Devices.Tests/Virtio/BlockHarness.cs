@@ -13,7 +13,7 @@ public sealed class BlockHarness : IDisposable
     public const int Sectors = 64;
     public const ulong MemSize = 0x100000;
 
-    public BlockHarness(bool readOnly = false, ushort queueSize = 16, string? serial = null, int sectors = Sectors)
+    public BlockHarness(bool readOnly = false, ushort queueSize = 16, string? serial = null, int sectors = Sectors, bool writeback = false)
     {
         FilePath = System.IO.Path.GetTempFileName();
         var content = new byte[sectors * 512];
@@ -21,7 +21,7 @@ public sealed class BlockHarness : IDisposable
         File.WriteAllBytes(FilePath, content);
         Memory = GuestMemory.Create([(0UL, MemSize)]);
         Driver = new GuestDriver(Memory, queueSize);
-        Device = new VirtioBlock(FilePath, readOnly, serial);
+        Device = new VirtioBlock(FilePath, readOnly, serial, writeback: writeback);
         Line = new CountingInterrupt();
         Interrupt = new VirtioInterrupt(Line);
         Queue = new VirtQueue(VirtioBlock.QueueSize);

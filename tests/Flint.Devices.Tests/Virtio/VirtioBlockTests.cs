@@ -16,7 +16,7 @@ public sealed class VirtioBlockTests : IDisposable
         Assert.Equal(2u, _h.Device.DeviceType);
         ulong f = _h.Device.AvailableFeatures;
         Assert.NotEqual(0UL, f & VirtioFeatures.Version1);
-        Assert.NotEqual(0UL, f & (1UL << FeatureFlush));
+        Assert.Equal(0UL, f & (1UL << FeatureFlush));   // cache_type Unsafe (the default): no FLUSH, as Firecracker
         Assert.Equal(0UL, f & (1UL << FeatureReadOnly));
         Assert.Equal(new ushort[] { 256 }, _h.Device.QueueMaxSizes.ToArray());
         Span<byte> cfg = stackalloc byte[8];
@@ -81,12 +81,23 @@ public sealed class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void Flush()
+    public void Flush_with_writeback_is_offered_and_syncs()
+    {
+        using var h = new BlockHarness(writeback: true);
+        Assert.NotEqual(0UL, h.Device.AvailableFeatures & (1UL << FeatureFlush));
+        var (s, len) = h.Run(RequestFlush, 0);
+        Assert.Equal(StatusOk, s);
+        Assert.Equal(1u, len);
+        Assert.Equal(1, h.Device.Metrics.FlushCount);
+    }
+
+    [Fact]
+    public void Flush_without_writeback_is_acknowledged_without_a_sync()
     {
         var (s, len) = _h.Run(RequestFlush, 0);
         Assert.Equal(StatusOk, s);
         Assert.Equal(1u, len);
-        Assert.Equal(1, _h.Device.Metrics.FlushCount);
+        Assert.Equal(0, _h.Device.Metrics.FlushCount);
     }
 
     [Fact]

@@ -33,9 +33,15 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     /// Optional; the device owns it from here on (sets its OnUnblocked, disposes it). Pass one (buckets may be null)
     /// when PATCH /drives may add limits later: PATCH updates it in place.
     /// </param>
-    public VirtioBlock(string path, bool readOnly = false, string? serial = null, RateLimiter? rateLimiter = null)
+    /// <param name="writeback">
+    /// Firecracker's cache_type: Writeback (true) offers VIRTIO_BLK_F_FLUSH and fdatasyncs the file on a guest flush;
+    /// Unsafe (false, the default) does not offer it, so the guest sends no flushes and writes stay in the host's
+    /// page cache. A flush from a guest that was not offered the feature is acknowledged without syncing.
+    /// </param>
+    public VirtioBlock(string path, bool readOnly = false, string? serial = null, RateLimiter? rateLimiter = null, bool writeback = false)
     {
         IsReadOnly = readOnly;
+        IsWriteback = writeback;
         _serial = serial;
         _file = BackingFile.Open(path, readOnly, serial);
         RateLimiter = rateLimiter;
@@ -56,17 +62,19 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
 
     public BlockMetrics Metrics { get; } = new();
     public bool IsReadOnly { get; }
+    /// <summary>cache_type Writeback: FLUSH offered and honoured with fdatasync.</summary>
+    public bool IsWriteback { get; }
     public string Path => Volatile.Read(ref _file).Path;
     public ulong CapacitySectors => Volatile.Read(ref _file).CapacitySectors;
 
     public override uint DeviceType => VirtioDeviceType.Block;
 
     /// <summary>
-    /// FLUSH so the guest's fsync reaches the host disk; SEG_MAX so Linux puts many segments in one request
-    /// (without it the driver falls back to one segment per request).
+    /// FLUSH (Writeback only) so the guest's fsync reaches the host disk; SEG_MAX so Linux puts many segments in one
+    /// request (without it the driver falls back to one segment per request).
     /// </summary>
     public override ulong AvailableFeatures =>
-        VirtioFeatures.Version1 | (1UL << FeatureFlush) | (1UL << FeatureSegMax) | (IsReadOnly ? 1UL << FeatureReadOnly : 0);
+        VirtioFeatures.Version1 | (IsWriteback ? 1UL << FeatureFlush : 0) | (1UL << FeatureSegMax) | (IsReadOnly ? 1UL << FeatureReadOnly : 0);
 
     public override ReadOnlySpan<ushort> QueueMaxSizes => s_queueSizes;
 
@@ -308,6 +316,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
 
     private byte Flush()
     {
+        if (!IsWriteback) return StatusOk; // cache_type Unsafe: nothing is promised beyond the host page cache
         if (!_file.Flush())
         {
             Interlocked.Increment(ref Metrics.ExecuteFails);
