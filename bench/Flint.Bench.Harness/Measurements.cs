@@ -408,53 +408,53 @@ internal sealed class Measurements
         File.Delete(rootfs);
     }
 
-    private void QemuTestGuest(Series first, Series done)
+    /// <summary>
+    /// QEMU microvm with <paramref name="guest"/> (kernel, cmdline, disk), started paused; resumed over QMP, which is
+    /// where the clock starts (t0), as InstanceStart is for Flint.
+    /// </summary>
+    private (Child C, long T0) StartQemuGuest(string sock, string[] guest)
     {
-        string sock = NewPath("q") + ".sock", disk = TestDisk();
-        using var c = StartQemu(sock, 128, 1, true, minimalMachine: true, extra: new[]
-        {
-            "-display", "none", "-monitor", "none", "-no-reboot",
-            "-kernel", _s.TestGuest, "-append", "tg.boottimer=0 tg.tests=serial,blk",
-            "-global", "virtio-mmio.force-legacy=false",
-            "-drive", $"file={disk},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d,serial=flint-tg",
-            "-serial", "stdio",
-        });
+        var c = StartQemu(sock, 128, 1, true, minimalMachine: true,
+            extra: ["-display", "none", "-monitor", "none", "-no-reboot", "-global", "virtio-mmio.force-legacy=false", .. guest, "-serial", "stdio"]);
         var (_, q) = WaitForQmp(c, sock);
         using (q)
         {
             long t0 = Stopwatch.GetTimestamp();
             q.Execute(Qmp.Command("cont"));
+            return (c, t0);
+        }
+    }
+
+    private void QemuTestGuest(Series first, Series done)
+    {
+        string sock = NewPath("q") + ".sock", disk = TestDisk();
+        var (c, t0) = StartQemuGuest(sock, ["-kernel", _s.TestGuest, "-append", "tg.boottimer=0 tg.tests=serial,blk",
+            "-drive", $"file={disk},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d,serial=flint-tg"]);
+        using (c)
+        {
             var f = c.WaitForLine("FLINT-TESTGUEST start", TimeSpan.FromSeconds(30), out _) ?? throw new TimeoutException("qemu: no test guest output");
             var d = c.WaitForLine("FLINT-TESTGUEST done", TimeSpan.FromSeconds(30), out var line) ?? throw new TimeoutException("qemu: no done line");
             if (!line!.Contains("fail=0")) throw new InvalidOperationException($"qemu test guest failed: {line}");
             first.Samples.Add(Ms(t0, f));
             done.Samples.Add(Ms(t0, d));
+            c.WaitForExit(TimeSpan.FromSeconds(30));
         }
-        c.WaitForExit(TimeSpan.FromSeconds(30));
         File.Delete(disk);
     }
 
     private void QemuKernel(Series init, Series initOk)
     {
         string sock = NewPath("q") + ".sock", rootfs = RootfsCopy();
-        using var c = StartQemu(sock, 128, 1, true, minimalMachine: true, extra: new[]
+        // The same cmdline as Flint's runs (Flint adds root= itself).
+        var (c, t0) = StartQemuGuest(sock, ["-kernel", _s.Kernel, "-append", "console=ttyS0 reboot=k panic=1 pci=off root=/dev/vda rw",
+            "-drive", $"file={rootfs},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d"]);
+        using (c)
         {
-            "-display", "none", "-monitor", "none", "-no-reboot",
-            "-kernel", _s.Kernel, "-append", "console=ttyS0 reboot=k panic=1 root=/dev/vda rw",
-            "-global", "virtio-mmio.force-legacy=false",
-            "-drive", $"file={rootfs},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d",
-            "-serial", "stdio",
-        });
-        var (_, q) = WaitForQmp(c, sock);
-        using (q)
-        {
-            long t0 = Stopwatch.GetTimestamp();
-            q.Execute(Qmp.Command("cont"));
             var r = c.WaitForLine("Run /sbin/init", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("qemu: kernel never ran /sbin/init");
             init.Samples.Add(Ms(t0, r));
             if (c.WaitForLine("FLINT_GUEST_INIT_OK", TimeSpan.FromSeconds(30), out _) is { } ok) initOk.Samples.Add(Ms(t0, ok));
+            c.WaitForExit(TimeSpan.FromSeconds(30));
         }
-        c.WaitForExit(TimeSpan.FromSeconds(30));
         File.Delete(rootfs);
     }
 
