@@ -50,6 +50,7 @@ public class ChildProcessTests
             var (code, stdout, stderr) = RunHelper(60_000, "postboot", dir);
             Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
             Assert.Contains("postboot ok", stdout);
+            Assert.False(File.Exists(Path.Combine(dir, "api.sock")), "the exit path removes the socket file under the filter");
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -18,7 +18,8 @@ namespace Flint.Seccomp.TestHelper;
 ///                           thread starts and "done" at the end; exit 0.
 ///   postboot DIR            as flint's VMM thread after InstanceStart, under the default vmm filter: swaps a drive's
 ///                           backing file (PATCH /drives), updates and trips its rate limiter (PATCH rate_limiter, the
-///                           limiter's timer), serves the queue; prints "postboot ok" and exits 0.
+///                           limiter's timer), serves the queue; prints "postboot ok", removes DIR/api.sock and
+///                           exits 0 the way flint does after the guest stops (_exit, still under the filter).
 ///   segv                    installs Flint's fatal-signal handlers, catches three NullReferenceExceptions from null
 ///                           dereferences in managed code (the runtime's SIGSEGV path, reached through ours), prints
 ///                           "caught 3", then writes to an unmapped address: exits 150 with the SIGSEGV log line.
@@ -78,6 +79,7 @@ public static unsafe class Program
         string a = Path.Combine(dir, "a.img"), b = Path.Combine(dir, "b.img");
         File.WriteAllBytes(a, new byte[4096]);
         File.WriteAllBytes(b, new byte[8192]);
+        File.WriteAllText(Path.Combine(dir, "api.sock"), ""); // stands in for the API socket file
         var mem = Flint.Memory.GuestMemory.Create([(0UL, 0x100000UL)]);
         var limiter = new Flint.Devices.RateLimiting.RateLimiter(new Flint.Devices.RateLimiting.TokenBucketConfig(1 << 20, null, 100), null);
         var blk = new Flint.Devices.Virtio.Block.VirtioBlock(a, rateLimiter: limiter);
@@ -93,7 +95,12 @@ public static unsafe class Program
         blk.ProcessQueue(0);                                        // an empty queue notification
         GC.Collect();
         Console.WriteLine("postboot ok");
+        // flint's way out after the guest stops (FlintProcess.ExitUnderFilter): remove the API socket file, flush, _exit;
+        // every step must pass the vmm filter. (flint cannot return from Main here: unregistering its signal handlers in
+        // the runtime's shutdown calls rt_sigaction, which the filter refuses.)
+        File.Delete(Path.Combine(dir, "api.sock"));
         Console.Out.Flush();
+        Libc.ExitNow(0);
         return 0;
     }
 
