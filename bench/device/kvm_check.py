@@ -293,8 +293,7 @@ def net_mmds(B):
     if rc != 0: check("testguest-net-mmds-v2", False, "netns/tap setup failed: " + o); return
     meta = f"{W}/meta.json"; open(meta, "w").write('{"latest": {"meta-data": {"ami-id": "ami-flint"}}}')
     c = cfg(f"{W}/net.json", f"{B}/testguest.elf", "tg.tests=net tg.mmds=1 tg.mmds.v2=1 tg.boottimer=0", mem=128,
-            extra=', "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}]'
-                  ', "mmds-config": {"version": "V2", "network_interfaces": ["eth0"]}')
+            extra=TAP0 + ', "mmds-config": {"version": "V2", "network_interfaces": ["eth0"]}')
     r = run(["ip", "netns", "exec", "flintdev", f"{B}/flint", "--no-api", "--metadata", meta, "--config-file", c], 90)
     ok, missing = lines_ok(r.out, pass_lines("net-arp", "mmds-v2", "mmds-v2-401"))
     check("testguest-net-mmds-v2", r.rc == 0 and ok, f"rc={r.rc} missing={missing}\n{r.all[-1500:]}")
@@ -377,14 +376,25 @@ def rss_breakdown(pid, guest_mib):
 PVM = os.path.isdir("/sys/module/kvm_pvm")
 
 
-def qemu_argv(B, args, disk, serial="stdio"):
+# The guest's eth0 on tap0, for flint configs; QEMU gets the same MAC and tap in QEMU_NET.
+TAP0 = ', "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}]'
+QEMU_NET = ["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-device,netdev=n0,mac=06:00:AC:10:00:02"]
+QEMU_PVM_CMDLINE = " noxsave clearcpuid=151,308"  # what flint's kvm_pvm template adds for itself
+
+
+def qemu_vm(B, kernel, append, devices, accel="kvm"):
+    """QEMU microvm with one vCPU and 128 MiB, the serial console on stdout. Under KVM on a kvm_pvm host it gets the
+    CPU flags flint's template uses (the caller adds QEMU_PVM_CMDLINE to a Linux cmdline)."""
+    cpu = ["-cpu", "host,-arch-capabilities,-cx16,-kvm-steal-time" if PVM else "host"] if accel == "kvm" else []
+    return [f"{B}/qemu/run-qemu", "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-accel", accel, *cpu, "-m", "128",
+            "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none", "-kernel", kernel,
+            "-append", append, "-global", "virtio-mmio.force-legacy=false", *devices, "-serial", "stdio"]
+
+
+def qemu_argv(B, args, disk):
     # Same guest, same cmdline as flint's (flint adds the kvm_pvm flags itself; QEMU gets them here), same devices.
-    cpu = "host,-arch-capabilities,-cx16,-kvm-steal-time" if PVM else "host"
-    extra = " noxsave clearcpuid=151,308" if PVM else ""
-    return [f"{B}/qemu/run-qemu", "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-enable-kvm", "-cpu", cpu, "-m", "128",
-            "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none", "-kernel", f"{B}/vmlinux",
-            "-append", args + extra + " root=/dev/vda rw", "-global", "virtio-mmio.force-legacy=false",
-            "-drive", f"file={disk},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d", "-serial", serial]
+    return qemu_vm(B, f"{B}/vmlinux", args + (QEMU_PVM_CMDLINE if PVM else "") + " root=/dev/vda rw",
+                   ["-drive", f"file={disk},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d"])
 
 
 def real_kernel(B):
@@ -498,17 +508,10 @@ def tput_once(B, vmm, ns, direction, n):
     start/ready and done lines, or None."""
     args = f"tg.tests=net tg.net.tput.{direction}={n} tg.boottimer=0 tg.timeout=10000"
     if vmm == "flint":
-        c = cfg(f"{W}/tput.json", f"{B}/testguest.elf", args, mem=128,
-                extra=', "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}]')
+        c = cfg(f"{W}/tput.json", f"{B}/testguest.elf", args, mem=128, extra=TAP0)
         argv = ["ip", "netns", "exec", ns, f"{B}/flint", "--no-api", "--config-file", c]
     else:
-        accel = os.environ.get("QEMU_ACCEL", "kvm")
-        cpu = ["-cpu", "host,-arch-capabilities,-cx16,-kvm-steal-time" if PVM else "host"] if accel == "kvm" else []
-        argv = ["ip", "netns", "exec", ns, f"{B}/qemu/run-qemu", "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-accel", accel,
-                *cpu, "-m", "128", "-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none",
-                "-kernel", f"{B}/testguest.elf", "-append", args, "-global", "virtio-mmio.force-legacy=false",
-                "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-device,netdev=n0,mac=06:00:AC:10:00:02",
-                "-serial", "stdio"]
+        argv = ["ip", "netns", "exec", ns, *qemu_vm(B, f"{B}/testguest.elf", args, QEMU_NET, os.environ.get("QEMU_ACCEL", "kvm"))]
     start = "net tput tx start" if direction == "tx" else "net tput rx ready"
     done = f"net tput {direction} done"
     stop = f"{W}/tput-stop"
@@ -570,16 +573,10 @@ def real_kernel_net(B, vmm="flint"):
     if rc != 0: check(name, False, "netns/tap setup failed: " + o); return
     args = "console=ttyS0 reboot=k panic=1 root=/dev/vdz rootwait ip=172.16.0.2::172.16.0.1:255.255.255.252::eth0:off"
     if vmm == "flint":
-        c = cfg(f"{W}/rkn.json", f"{B}/vmlinux", args, mem=128,
-                extra=', "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}]')
+        c = cfg(f"{W}/rkn.json", f"{B}/vmlinux", args, mem=128, extra=TAP0)
         argv = [f"{B}/flint", "--no-api", "--config-file", c]
     else:
-        cpu = "host,-arch-capabilities,-cx16,-kvm-steal-time" if PVM else "host"
-        argv = [f"{B}/qemu/run-qemu", "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-enable-kvm", "-cpu", cpu, "-m", "128",
-                "-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none", "-kernel", f"{B}/vmlinux",
-                "-append", args + (" noxsave clearcpuid=151,308" if PVM else ""), "-global", "virtio-mmio.force-legacy=false",
-                "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-device,netdev=n0,mac=06:00:AC:10:00:02",
-                "-serial", "stdio"]
+        argv = qemu_vm(B, f"{B}/vmlinux", args + (QEMU_PVM_CMDLINE if PVM else ""), QEMU_NET)
     p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         t0 = time.monotonic(); up = False
