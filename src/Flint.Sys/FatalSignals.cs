@@ -54,7 +54,6 @@ public static unsafe class FatalSignals
     private const int DCount = 0, DLogFd = 8, DPrefixLen = 12, DInfoOffset = 13, DSuffix = 14, DExitCode = 15,
         DChain = 16, DNotifyFd = 24, DPrefix = 32, DataSize = 128;
     private const int SiCodeOffset = 8, SiSyscallOffset = 24;
-    private const int SA_SIGINFO = 4;
 
     private sealed record Spec(int Signal, string Prefix, int InfoOffset, bool Dot, int ExitCode, bool ChainToRuntime);
 
@@ -65,17 +64,6 @@ public static unsafe class FatalSignals
         new(SIGSEGV, "Shutting down VM after intercepting signal 11, code ", SiCodeOffset, true, 150, true),
         new(SIGILL, "Shutting down VM after intercepting signal 4, code ", SiCodeOffset, true, 157, false),
     ];
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct SigAction
-    {
-        public nint Handler;
-        public fixed ulong Mask[16];
-        public int Flags;
-        public nint Restorer;
-    }
-
-    [DllImport("libc", SetLastError = true)] private static extern int sigaction(int sig, SigAction* act, SigAction* old);
 
     private static readonly Lock s_lock = new();
     private static byte* s_code;
@@ -126,17 +114,16 @@ public static unsafe class FatalSignals
         int i = IndexOf(signal);
         lock (s_lock)
         {
-            SigAction old;
-            if (sigaction(signal, null, &old) < 0) throw SysException.Last("sigaction (query)");
-            var act = new SigAction { Handler = (nint)(s_code + i * Slot), Flags = SA_SIGINFO };
-            if (Specs[i].ChainToRuntime && old.Handler > 1 && (old.Flags & SA_SIGINFO) != 0)
+            var old = SigAction.Query(signal);
+            var act = new SigAction { Handler = (nint)(s_code + i * Slot), Flags = SigAction.SA_SIGINFO };
+            if (Specs[i].ChainToRuntime && old.Handler > 1 && (old.Flags & SigAction.SA_SIGINFO) != 0)
             {
                 if (old.Handler == act.Handler) return; // already ours
                 *(nint*)(s_data![i] + DChain) = old.Handler;
                 act.Flags = old.Flags;
                 for (int m = 0; m < 16; m++) act.Mask[m] = old.Mask[m];
             }
-            if (sigaction(signal, &act, null) < 0) throw SysException.Last("sigaction");
+            SigAction.Install(signal, act);
         }
     }
 

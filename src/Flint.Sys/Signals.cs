@@ -11,16 +11,6 @@ public static unsafe class Signals
     /// <summary>SIGRTMIN+6: clear of glibc's (32, 33) and the .NET runtime's activation signal (SIGRTMIN).</summary>
     public const int VcpuKick = 40;
 
-    [StructLayout(LayoutKind.Sequential)]
-    private struct SigAction
-    {
-        public nint Handler;
-        public ulong Mask0, Mask1, Mask2, Mask3, Mask4, Mask5, Mask6, Mask7, Mask8, Mask9, Mask10, Mask11, Mask12, Mask13, Mask14, Mask15;
-        public int Flags;
-        public nint Restorer;
-    }
-
-    [DllImport("libc", SetLastError = true)] private static extern int sigaction(int sig, SigAction* act, SigAction* old);
     [DllImport("libc", SetLastError = true)] private static extern int tgkill(int tgid, int tid, int sig);
 
     private static int _installed;
@@ -34,8 +24,7 @@ public static unsafe class Signals
     public static void InstallKickHandler()
     {
         if (Interlocked.Exchange(ref _installed, 1) == 1) return;
-        var act = new SigAction { Handler = FatalSignals.NoopHandler };
-        if (sigaction(VcpuKick, &act, null) < 0) throw SysException.Last("sigaction");
+        SigAction.Install(VcpuKick, new SigAction { Handler = FatalSignals.NoopHandler });
     }
 
     /// <summary>
@@ -53,12 +42,9 @@ public static unsafe class Signals
         page[10] = 0xF0; page[11] = 0x48; page[12] = 0xFF; page[13] = 0x00; // lock inc qword ptr [rax]
         page[14] = 0xC3;                           // ret
         if (Libc.mprotect(page, 4096, Libc.PROT_READ | Libc.PROT_EXEC) < 0) throw SysException.Last("mprotect signal handler");
-        var act = new SigAction { Handler = (nint)page, Flags = SA_RESTART };
-        if (sigaction(signal, &act, null) < 0) throw SysException.Last("sigaction");
+        SigAction.Install(signal, new SigAction { Handler = (nint)page, Flags = SigAction.SA_RESTART });
         return counter;
     }
-
-    private const int SA_RESTART = 0x10000000;
 
     public static void Kick(int tid)
     {
