@@ -224,7 +224,8 @@ def huge_pages(B):
     try:
         disk = f"{W}/hp.img"; sh(f"{B}/mkdisk {disk} 64")
         c = cfg(f"{W}/hp.json", f"{B}/testguest.elf", "tg.tests=serial,blk", [drive("data", disk)])
-        open(c, "w").write(open(c).read().replace('"mem_size_mib": 64', '"mem_size_mib": 64, "huge_pages": "2M"'))
+        text = open(c).read()  # read before reopening for write: open(c, "w") truncates first
+        open(c, "w").write(text.replace('"mem_size_mib": 64', '"mem_size_mib": 64, "huge_pages": "2M"'))
         r = run([f"{B}/flint", "--no-api", "--config-file", c], 60)
         check("huge-pages-2M", r.rc == 0 and "fail=0" in r.out, f"rc={r.rc}\n{r.all[-1200:]}")
     finally:

@@ -75,6 +75,7 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
         return new Repo.Result(p.ExitCode, so.Result, se.Result, sw.Elapsed);
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Guest_reads_entropy_and_inflates_the_balloon()
     {
@@ -87,6 +88,7 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
         Assert.Matches("fail=0", r.Stdout);
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Guest_arps_the_host_over_a_tap_and_talks_to_mmds_v2()
     {
@@ -126,6 +128,7 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
         return t;
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Guest_moves_bulk_frames_both_ways_through_the_tap()
     {
@@ -163,6 +166,7 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
         Assert.Contains($"net tput rx done frames={n} ", all);
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Vsock_connects_both_ways()
     {

@@ -13,6 +13,7 @@ public class RealKernelTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, true);
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Kernel_mounts_rootfs_on_virtio_blk_and_starts_init()
     {
@@ -55,6 +56,7 @@ public sealed class RealKernelNetworkTests(ITestOutputHelper output) : IDisposab
         Directory.Delete(_dir, true);
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Kernel_ip_autoconfig_answers_ping_across_the_tap()
     {

@@ -37,6 +37,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         return r;
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Boots_and_drives_virtio_blk_read_write_flush()
     {
@@ -53,6 +54,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         Assert.True(TestGuestImage.SectorMatchesWritePattern(sector3, 3), "the guest's write reached the backing file");
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Boot_timer_written_first_measures_instance_start_to_the_first_guest_instructions()
     {
@@ -66,6 +68,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         output.WriteLine($"InstanceStart -> first guest instructions: {long.Parse(m.Groups[1].Value) / 1000.0:F2} ms");
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Custom_cpu_template_is_applied_and_its_kvm_capability_checks_hold()
     {
@@ -82,6 +85,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("lacks capability 100000", r.All);
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Guest_runs_on_2M_huge_pages()
     {
@@ -101,6 +105,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         finally { File.WriteAllText(nr, before); }
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Read_only_drive_refuses_guest_writes()
     {
@@ -111,6 +116,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         Assert.Matches(@"fail=0", r.Stdout);
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Smp_guest_boots_with_four_vcpus_and_large_memory()
     {
@@ -121,6 +127,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         Assert.Matches(@"fail=0", r.Stdout);
     }
 
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Pio_exit_rate_through_the_full_device_path()
     {
