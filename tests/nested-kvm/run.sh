@@ -42,7 +42,7 @@ set +e
 timeout "$limit" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$cpus" -m "$mem" \
   -nographic -no-reboot -serial file:"$run/console" -monitor none \
   -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
-  -append "console=ttyS0 quiet loglevel=3 panic=-1 flint_nested_run=$run flint_nested_modules=$cache/modules" \
+  -append "console=ttyS0 quiet loglevel=3 panic=-1 flint_nested_run=$run flint_nested_modules=$cache/modules flint_nested_keep=$root,$cache,$PWD" \
   -virtfs local,path=/,mount_tag=host,security_model=passthrough,id=host,multidevs=remap >/dev/null 2>"$run/qemu.err"
 qrc=$?
 set -e

@@ -159,11 +159,28 @@ public sealed unsafe class VirtQueue
     /// </summary>
     public void AddUsed(ushort head, uint len)
     {
+        AddUsedUnpublished(head, len);
+        PublishUsed();
+    }
+
+    /// <summary>
+    /// Writes a used element without moving the used idx: for several elements the driver must see together, like
+    /// the buffers of one merged virtio-net frame (the driver reads num_buffers from the first and then expects
+    /// the rest to be there). <see cref="PublishUsed"/> makes them visible.
+    /// </summary>
+    public void AddUsedUnpublished(ushort head, uint len)
+    {
         if (!IsActivated) return;
         byte* e = _usedRing + 8 * (NextUsed & _mask);
         Unsafe.WriteUnaligned(e, (uint)head);
         Unsafe.WriteUnaligned(e + 4, len);
         NextUsed++;
+    }
+
+    /// <summary>Publishes the used idx (release: the elements written before it are visible first).</summary>
+    public void PublishUsed()
+    {
+        if (!IsActivated) return;
         Volatile.Write(ref *_usedIdx, NextUsed);
     }
 

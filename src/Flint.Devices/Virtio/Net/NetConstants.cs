@@ -24,6 +24,9 @@ public static class NetConstants
     /// <summary>Largest frame either way: a 64 KiB GSO frame plus Ethernet and the virtio header (Firecracker's MAX_BUFFER_SIZE).</summary>
     public const int MaxFrameWithHeader = 65562;
 
+    /// <summary>Largest frame without receive offloads: 1500-byte MTU, Ethernet header, a VLAN tag, the virtio header.</summary>
+    public const int MaxPlainFrameWithHeader = 1500 + 14 + 4 + VnetHeaderSize;
+
     /// <summary>Config space: mac[6] then status u16.</summary>
     public const int ConfigMac = 0;
     public const int ConfigStatus = 6;

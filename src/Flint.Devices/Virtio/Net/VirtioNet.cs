@@ -11,6 +11,11 @@ namespace Flint.Devices.Virtio.Net;
 /// guest buffers and the tap with readv/writev straight on guest memory (no copy); only frames for the MMDS stack,
 /// and receive chains too small for the largest frame, go through one copy in a device-owned buffer.
 /// <para>
+/// With MRG_RXBUF (spec 5.1.6.4; Firecracker offers it too) a received frame may fill several receive chains: Linux
+/// then posts small buffers sized to the traffic instead of 64 KiB "big packet" chains. Chains are gathered until
+/// they can hold the largest frame that can arrive, and one readv fills them.
+/// </para>
+/// <para>
 /// RX is driven by the tap fd (registered edge-triggered, see <see cref="EventSources"/>): it is drained until
 /// EAGAIN; when the guest has no receive buffers the device just remembers the tap is readable and resumes on
 /// the next rx-queue notification, so nothing spins. Frames from the MMDS stack are delivered before tap frames.
@@ -27,6 +32,8 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
 
     private readonly Lock _lock = new();
     private readonly Descriptor[] _chain = new Descriptor[QueueSize];
+    private readonly ushort[] _rxHeads = new ushort[QueueSize];
+    private readonly ulong[] _rxHeadCapacity = new ulong[QueueSize];
     private readonly IoVec* _iov;
     private readonly byte* _scratch;
     private readonly byte[] _config = new byte[ConfigSize];
@@ -36,6 +43,10 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     private INetRateLimiter? _txLimiter;
     private bool _tapReadable = true;
     private bool _disposed;
+    private bool _mergeable;
+    private int _rxFrameMax = MaxFrameWithHeader; // the largest frame (with header) the tap can hand the guest
+
+    private enum RxStep { Delivered, NothingToRead, Dropped, NoBuffers, Malformed }
 
     /// <summary>Opens (or creates) the tap named <paramref name="hostDevName"/>; see the other constructor.</summary>
     public VirtioNet(string hostDevName, byte[]? guestMac = null, INetRateLimiter? rxRateLimiter = null,
@@ -79,6 +90,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         | (1UL << FeatureCsum) | (1UL << FeatureGuestCsum)
         | (1UL << FeatureGuestTso4) | (1UL << FeatureGuestTso6) | (1UL << FeatureGuestUfo)
         | (1UL << FeatureHostTso4) | (1UL << FeatureHostTso6) | (1UL << FeatureHostUfo)
+        | (1UL << FeatureMrgRxbuf)
         | (GuestMac != null ? 1UL << FeatureMac : 0);
 
     public override ReadOnlySpan<ushort> QueueMaxSizes => s_queueSizes;
@@ -108,6 +120,9 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         lock (_lock)
         {
             uint off = Tap.OffloadsFor(AckedFeatures);
+            _mergeable = (AckedFeatures & (1UL << FeatureMrgRxbuf)) != 0;
+            // Without receive offloads the tap never builds frames above the MTU (spec 5.1.6.3.1: 1526 bytes; 4 more here for a VLAN tag).
+            _rxFrameMax = (off & (TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO)) != 0 ? MaxFrameWithHeader : MaxPlainFrameWithHeader;
             try { _tap.SetOffload(off); }
             catch (Flint.Sys.SysException)
             {
@@ -287,6 +302,20 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
                 Interlocked.Increment(ref Metrics.RxRateLimiterThrottled);
                 break;
             }
+            if (_mergeable)
+            {
+                var step = ReceiveMerged(q, fromMmds, out int frameLen);
+                if (step == RxStep.Delivered)
+                {
+                    limiter?.Consume((ulong)(frameLen - VnetHeaderSize));
+                    CountRx(frameLen);
+                }
+                if (step is RxStep.Delivered or RxStep.Malformed) { used = true; continue; }
+                if (step == RxStep.Dropped) continue;
+                if (step == RxStep.NoBuffers) { Interlocked.Increment(ref Metrics.NoRxAvailBuffer); break; }
+                if (fromMmds && !_mmds!.HasFrameToSend) continue; // NothingToRead from MMDS: the tap may have some
+                break;
+            }
             if (!q.TryPop(out var chain))
             {
                 // Wait for the guest's rx-queue notification; the tap stays marked readable.
@@ -316,22 +345,94 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
                 continue; // that frame was dropped; try the next one with the same buffer
             }
             limiter?.Consume((ulong)(len - VnetHeaderSize));
-            Interlocked.Increment(ref Metrics.RxCount);
-            Interlocked.Increment(ref Metrics.RxPacketsCount);
-            Interlocked.Add(ref Metrics.RxBytesCount, len - VnetHeaderSize);
+            CountRx(len);
             q.AddUsed(chain.HeadIndex, (uint)len);
             used = true;
         }
         if (used && q.NeedsNotification) Interrupt!.SignalUsedQueue();
     }
 
+    private void CountRx(int lenWithHeader)
+    {
+        Interlocked.Increment(ref Metrics.RxCount);
+        Interlocked.Increment(ref Metrics.RxPacketsCount);
+        Interlocked.Add(ref Metrics.RxBytesCount, lenWithHeader - VnetHeaderSize);
+    }
+
+    /// <summary>
+    /// One frame with MRG_RXBUF. Chains are taken until together they hold the largest frame that can come next
+    /// (from the tap: <see cref="_rxFrameMax"/>; from MMDS: one MTU frame), the frame goes into all of them at once,
+    /// the chains it filled are completed together (one used-idx update, num_buffers in the first header) and the
+    /// rest go back to the ring. When the ring runs dry first the device waits for the guest to add buffers, unless
+    /// every descriptor is already with the device: then it takes what fits, so a small ring never stalls.
+    /// </summary>
+    private RxStep ReceiveMerged(VirtQueue q, bool fromMmds, out int frameLen)
+    {
+        frameLen = 0;
+        ulong need = fromMmds ? (ulong)MaxPlainFrameWithHeader : (ulong)_rxFrameMax;
+        int heads = 0, iovs = 0, descriptors = 0;
+        ulong capacity = 0;
+        while (capacity < need && q.TryPop(out var chain))
+        {
+            int n = chain.CollectInto(_chain);
+            ulong cap = 0;
+            int k = n < 0 ? -1 : BuildIov(n, wantWritable: true, out cap, iovs);
+            if (k < 0 || cap <= VnetHeaderSize) // each buffer must be larger than the header (spec 5.1.6.3.1)
+            {
+                // Complete the bad chain and those taken before it with length 0: the driver drops them.
+                Interlocked.Increment(ref Metrics.RxFails);
+                for (int i = 0; i < heads; i++) q.AddUsedUnpublished(_rxHeads[i], 0);
+                q.AddUsedUnpublished(chain.HeadIndex, 0);
+                q.PublishUsed();
+                return RxStep.Malformed;
+            }
+            _rxHeads[heads] = chain.HeadIndex;
+            _rxHeadCapacity[heads] = cap;
+            heads++;
+            iovs += k;
+            descriptors += n;
+            capacity += cap;
+        }
+        if (heads == 0 || (capacity < need && descriptors < q.Size))
+        {
+            q.NextAvail -= (ushort)heads;
+            return RxStep.NoBuffers;
+        }
+        int len = fromMmds ? ReceiveFromMmds(iovs, capacity) : ReceiveFromTap(iovs, capacity);
+        if (len <= 0)
+        {
+            q.NextAvail -= (ushort)heads;
+            return len == 0 ? RxStep.NothingToRead : RxStep.Dropped;
+        }
+        ulong left = (ulong)len;
+        int filled = 0;
+        while (left > 0)
+        {
+            ulong c = Math.Min(left, _rxHeadCapacity[filled]);
+            q.AddUsedUnpublished(_rxHeads[filled], (uint)c);
+            left -= c;
+            filled++;
+        }
+        Span<byte> numBuffers = [(byte)filled, (byte)(filled >> 8)];
+        ScatterAt(iovs, 10, numBuffers);
+        q.NextAvail -= (ushort)(heads - filled);
+        q.PublishUsed(); // release: the frame and num_buffers are visible before the used idx
+        frameLen = len;
+        return RxStep.Delivered;
+    }
+
     /// <summary>Frame length with header; 0 when the tap has nothing (or failed); -1 when a frame was dropped.</summary>
     private int ReceiveFromTap(int iovs, ulong capacity)
     {
         nint r;
-        if (capacity >= MaxFrameWithHeader)
+        if (capacity >= (ulong)_rxFrameMax)
         {
             r = _tap.ReadV(_iov, iovs); // zero copy: the kernel writes the header and frame into guest buffers
+            if (r > (nint)capacity) // tun reports a frame's full length even when it had to cut it
+            {
+                Interlocked.Increment(ref Metrics.RxFails);
+                return -1;
+            }
         }
         else
         {
@@ -354,7 +455,8 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             Interlocked.Increment(ref Metrics.RxFails);
             return -1;
         }
-        // IFF_VNET_HDR leaves num_buffers (the last 2 header bytes) unwritten; without MRG_RXBUF it must be 1.
+        // IFF_VNET_HDR leaves num_buffers (the last 2 header bytes) unwritten; without MRG_RXBUF it must be 1
+        // (with it, ReceiveMerged writes the real count over this).
         Span<byte> one = [1, 0];
         ScatterAt(iovs, 10, one);
         return (int)r;
@@ -380,19 +482,22 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     // ---- chains as iovecs over guest memory ----
 
     /// <summary>
-    /// Turns the collected descriptors into host iovecs (zero-length ones skipped). -1 when a descriptor has the
-    /// wrong direction or is not reachable; <paramref name="total"/> is the sum of lengths.
+    /// Turns the collected descriptors into host iovecs from _iov[start] on (zero-length ones skipped); returns how
+    /// many it wrote, or -1 when a descriptor has the wrong direction or is not reachable. <paramref name="total"/>
+    /// is the sum of lengths.
     /// </summary>
-    private int BuildIov(int n, bool wantWritable, out ulong total)
+    private int BuildIov(int n, bool wantWritable, out ulong total, int start = 0)
     {
         total = 0;
         var mem = Memory!;
-        int k = 0;
+        int k = start;
         for (int i = 0; i < n; i++)
         {
             ref readonly var d = ref _chain[i];
             if (d.IsWriteOnly != wantWritable) return -1;
             if (d.Len == 0) continue;
+            // A guest can make several chains share descriptors: never more iovecs than _iov holds.
+            if (k == QueueSize) return -1;
             byte* p = mem.TryGetHostPointer(d.Addr, d.Len);
             if (p == null) return -1;
             _iov[k].Base = p;
@@ -400,7 +505,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             k++;
             total += d.Len;
         }
-        return k;
+        return k - start;
     }
 
     private void Gather(int iovs, Span<byte> dst)

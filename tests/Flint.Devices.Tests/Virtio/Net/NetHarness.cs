@@ -29,9 +29,17 @@ public sealed class NetHarness : IDisposable
         Tx = new GuestDriver(Memory, 256, 0x4000, 0x5000, 0x6000);
         Rx.Configure(RxQ);
         Tx.Configure(TxQ);
+        ulong acked = features ?? (VirtioFeatures.Version1 | (1UL << NetConstants.FeatureMac));
+        Mergeable = (acked & (1UL << NetConstants.FeatureMrgRxbuf)) != 0;
         if (activate)
-            Assert.True(Device.Activate(Memory, [RxQ, TxQ], Interrupt, features ?? (VirtioFeatures.Version1 | (1UL << NetConstants.FeatureMac))));
+            Assert.True(Device.Activate(Memory, [RxQ, TxQ], Interrupt, acked));
     }
+
+    /// <summary>The features acked include MRG_RXBUF: a received frame may span several used buffers.</summary>
+    public bool Mergeable { get; }
+
+    /// <summary>num_buffers of the last frame <see cref="TakeRx"/> returned.</summary>
+    public int LastNumBuffers { get; private set; }
 
     public NetnsTap Ns { get; }
     public GuestMemory Memory { get; }
@@ -86,27 +94,42 @@ public sealed class NetHarness : IDisposable
         Device.ProcessQueue(NetConstants.TxQueue);
     }
 
-    /// <summary>Frames (virtio header stripped) the device completed on the rx queue since the last call.</summary>
+    /// <summary>
+    /// Frames (virtio header stripped) the device completed on the rx queue since the last call. Like a driver,
+    /// reads num_buffers from each frame's first buffer and joins that many used buffers (always 1 without MRG_RXBUF).
+    /// </summary>
     public List<byte[]> TakeRx()
     {
         var frames = new List<byte[]>();
-        foreach (var (id, len) in Rx.TakeUsed())
+        var used = Rx.TakeUsed();
+        for (int u = 0; u < used.Count; u++)
         {
-            var bufs = _rxBufs[id];
-            var all = new byte[len];
-            int off = 0;
-            foreach (var (a, l) in bufs)
-            {
-                int c = (int)Math.Min(l, len - (uint)off);
-                if (c <= 0) break;
-                Memory.Read(a, all.AsSpan(off, c));
-                off += c;
-            }
-            Assert.True(len >= 12);
-            Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(all.AsSpan(10))); // num_buffers
-            frames.Add(all[12..]);
+            var first = ReadUsed(used[u]);
+            Assert.True(first.Length >= 12);
+            int numBuffers = BinaryPrimitives.ReadUInt16LittleEndian(first.AsSpan(10));
+            if (!Mergeable) Assert.Equal(1, numBuffers);
+            Assert.InRange(numBuffers, 1, used.Count - u); // all of a frame's buffers are published together
+            var all = new List<byte>(first);
+            for (int k = 1; k < numBuffers; k++) all.AddRange(ReadUsed(used[u + k]));
+            u += numBuffers - 1;
+            LastNumBuffers = numBuffers;
+            frames.Add(all.ToArray()[12..]);
         }
         return frames;
+    }
+
+    private byte[] ReadUsed((ushort Id, uint Len) e)
+    {
+        var all = new byte[e.Len];
+        int off = 0;
+        foreach (var (a, l) in _rxBufs[e.Id])
+        {
+            int c = (int)Math.Min(l, e.Len - (uint)off);
+            if (c <= 0) break;
+            Memory.Read(a, all.AsSpan(off, c));
+            off += c;
+        }
+        return all;
     }
 
     /// <summary>Polls the tap like the event loop until <paramref name="match"/> sees a frame (or the time runs out).</summary>

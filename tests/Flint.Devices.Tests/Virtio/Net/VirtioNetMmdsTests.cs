@@ -8,12 +8,12 @@ namespace Flint.Devices.Tests.Virtio.Net;
 [Collection("netns")]
 public sealed class VirtioNetMmdsTests
 {
-    private static (NetHarness H, MmdsNetworkStack S) Make(MmdsVersion v = MmdsVersion.V2)
+    private static (NetHarness H, MmdsNetworkStack S) Make(MmdsVersion v = MmdsVersion.V2, ulong? features = null)
     {
         var store = new MmdsStore();
         store.Put("""{"latest":{"meta-data":{"ami-id":"ami-42"}}}""");
         var s = new MmdsNetworkStack(store, v);
-        return (new NetHarness(mmds: s), s);
+        return (new NetHarness(mmds: s, features: features), s);
     }
 
     [Fact]
@@ -91,10 +91,13 @@ public sealed class VirtioNetMmdsTests
         Assert.Equal(Frames.Syn | Frames.Ack, r!.Flags);
     }
 
-    [Fact]
-    public void RandomChainsAndFramesNeverThrow()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // MRG_RXBUF: frames gathered over several chains, which may be malformed anywhere
+    public void RandomChainsAndFramesNeverThrow(bool mergeable)
     {
-        var (h, s) = Make();
+        var (h, s) = Make(features: Flint.Devices.Virtio.VirtioFeatures.Version1 | (1UL << NetConstants.FeatureMac)
+            | (mergeable ? 1UL << NetConstants.FeatureMrgRxbuf : 0));
         using var _ = h;
         var rnd = new Random(42);
         var templates = new[] { Frames.Tcp(40000, 1, 0, Frames.Syn), Frames.ArpRequest(NetHarness.GuestMac, Frames.GuestIp, Frames.MmdsIp),
