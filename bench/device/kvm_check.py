@@ -383,11 +383,11 @@ QEMU_NET = ["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device
 QEMU_PVM_CMDLINE = " noxsave clearcpuid=151,308"  # what flint's kvm_pvm template adds for itself
 
 
-def qemu_vm(B, kernel, append, devices, accel="kvm"):
+def qemu_vm(B, kernel, append, devices, accel="kvm", mem=128):
     """QEMU microvm with one vCPU and 128 MiB, the serial console on stdout. Under KVM on a kvm_pvm host it gets the
     CPU flags flint's template uses (the caller adds QEMU_PVM_CMDLINE to a Linux cmdline)."""
     cpu = ["-cpu", "host,-arch-capabilities,-cx16,-kvm-steal-time" if PVM else "host"] if accel == "kvm" else []
-    return [f"{B}/qemu/run-qemu", "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-accel", accel, *cpu, "-m", "128",
+    return [f"{B}/qemu/run-qemu", "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-accel", accel, *cpu, "-m", str(mem),
             "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none", "-kernel", kernel,
             "-append", append, "-global", "virtio-mmio.force-legacy=false", *devices, "-serial", "stdio"]
 
@@ -592,6 +592,145 @@ def real_kernel_net(B, vmm="flint"):
         p.kill(); p.wait()
 
 
+TPUT_INIT = """#!/bin/busybox sh
+# /init of the TCP throughput initramfs: the real kernel's own TCP stack moves the bytes; busybox nc and dd drive it.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t devtmpfs dev /dev 2>/dev/null
+mode=rx; mib=32
+for a in $(cat /proc/cmdline); do case $a in flint_tput=*) mode=${a#*=};; flint_tput_mib=*) mib=${a#*=};; esac; done
+echo "TPUT_READY $mode"
+if [ "$mode" = rx ]; then nc -l -p 5001 < /dev/null > /dev/null
+else dd if=/dev/zero bs=65536 count=$((mib * 16)) 2>/dev/null | nc 172.16.0.1 5001; fi
+echo "TPUT_DONE $mode"
+reboot -f
+"""
+
+# The host end of real_kernel_tcp, run inside the netns: rx = connect to the guest and send, tx = accept and read.
+TCP_PEER = """
+import socket, sys, time
+mode, n = sys.argv[1], int(sys.argv[2]) << 20
+if mode == "rx":
+    t_end = time.monotonic() + 60
+    while True:
+        try:
+            s = socket.create_connection(("172.16.0.2", 5001), timeout=5); break
+        except OSError:
+            if time.monotonic() > t_end: raise
+            time.sleep(0.1)
+    s.settimeout(300)
+    t0 = time.monotonic(); buf = b"\\0" * 65536; sent = 0
+    while sent < n:
+        sent += s.send(buf[: min(65536, n - sent)])
+    s.shutdown(socket.SHUT_WR)
+    while s.recv(65536): pass   # the guest's nc closes once it has read everything
+    print(sent, time.monotonic() - t0)
+else:
+    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("172.16.0.1", 5001)); l.listen(1); l.settimeout(120)
+    print("LISTENING", flush=True)
+    c, _ = l.accept(); c.settimeout(300)
+    got = 0; t0 = None
+    while True:
+        d = c.recv(1 << 18)
+        if not d: break
+        if t0 is None: t0 = time.monotonic()
+        got += len(d)
+    print(got, time.monotonic() - t0)
+"""
+
+
+def newc(entries):
+    """A newc cpio archive (the initramfs format) from (name, mode, data, rdev_major, rdev_minor) tuples."""
+    out = bytearray()
+    for i, (name, mode, data, ma, mi) in enumerate(entries + [("TRAILER!!!", 0, b"", 0, 0)]):
+        nb = name.encode() + b"\0"
+        hdr = "070701" + "".join(f"{v:08x}" for v in (i + 1, mode, 0, 0, 1, 0, len(data), 0, 0, ma, mi, len(nb), 0))
+        out += hdr.encode() + nb
+        out += b"\0" * (-len(out) % 4) + data
+        out += b"\0" * (-len(out) % 4)
+    return bytes(out)
+
+
+def tput_initramfs(B):
+    path = f"{W}/tput-initrd.cpio"
+    if not os.path.exists(path):
+        bb = open(f"{B}/busybox", "rb").read()
+        open(path, "wb").write(newc([("dev", 0o40755, b"", 0, 0), ("dev/console", 0o20600, b"", 5, 1), ("dev/null", 0o20666, b"", 1, 3), ("proc", 0o40755, b"", 0, 0),
+                                     ("bin", 0o40755, b"", 0, 0), ("bin/busybox", 0o100755, bb, 0, 0),
+                                     ("init", 0o100755, TPUT_INIT.encode(), 0, 0)]))
+    return path
+
+
+def tcp_once(B, vmm, ns, direction, mib):
+    """The real kernel with ip= and the throughput initramfs; TCP between the host (in ns) and the guest's nc.
+    (bytes, seconds) measured by the host end, or None."""
+    args = (f"console=ttyS0 reboot=k panic=1 rdinit=/init flint_tput={direction} flint_tput_mib={mib} "
+            "ip=172.16.0.2::172.16.0.1:255.255.255.252::eth0:off " + os.environ.get("TCP_EXTRA_ARGS", ""))
+    initrd = tput_initramfs(B)
+    if vmm == "flint":
+        c = cfg(f"{W}/tcp.json", f"{B}/vmlinux", args, mem=256, extra=TAP0)
+        text = open(c).read()
+        open(c, "w").write(text.replace('"boot_args"', f'"initrd_path": {json.dumps(initrd)}, "boot_args"'))
+        argv = [f"{B}/flint", "--no-api", "--config-file", c]
+    else:
+        argv = qemu_vm(B, f"{B}/vmlinux", args + (QEMU_PVM_CMDLINE if PVM else ""), QEMU_NET + ["-initrd", initrd], os.environ.get("QEMU_ACCEL", "kvm"), mem=256)
+    peer = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", TCP_PEER, direction, str(mib)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) if direction == "tx" else None
+    if peer: peer.stdout.readline()  # LISTENING
+    started = []
+
+    def on_line(l):
+        if direction == "rx" and "TPUT_READY" in l and not started:
+            started.append(subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", TCP_PEER, direction, str(mib)],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    # stop_at: QEMU microvm does not always exit on the guest's reboot; the measurement is over at TPUT_DONE anyway.
+    r = run(["ip", "netns", "exec", ns, *argv], 300, marks=("TPUT_READY", "TPUT_DONE"), on_line=on_line, stop_at="TPUT_DONE")
+    p = peer or (started[0] if started else None)
+    if p is None:
+        log(f"tcp {vmm} {direction}: guest never got ready rc={r.rc}", r.all[-1500:]); return None
+    try:
+        o, e = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill(); o, e = p.communicate()
+    m = re.match(r"(\d+) ([\d.]+)", o.strip())
+    if not m or int(m.group(1)) != mib << 20 or "TPUT_DONE" not in r.marks:
+        log(f"tcp {vmm} {direction} failed rc={r.rc} peer={o.strip()} {e.strip()[-500:]}", r.all[-1500:]); return None
+    return int(m.group(1)), float(m.group(2))
+
+
+def real_kernel_tcp(B):
+    """TCP throughput both ways between the host and the real kernel (busybox nc in an initramfs): flint next to
+    QEMU microvm, same kernel, initramfs and cmdline, one after the other."""
+    name = "real-kernel-tcp-throughput"
+    if not summary["env"]["tools"]["ip"] or not summary["env"]["tun"] or not os.path.exists(f"{B}/busybox"):
+        check(name, False, "skipped: needs ip, /dev/net/tun and the bundle's busybox"); return
+    rc, o = netns_tap("flinttcp")
+    if rc != 0: check(name, False, "netns/tap setup failed: " + o); return
+    mib = int(os.environ.get("TCP_MIB", "32"))
+    repeat = int(os.environ.get("TCP_REPEAT", "3"))
+    dirs = os.environ.get("TCP_DIRS", "rx,tx").split(",")
+    vmms = ["flint"] + (["qemu"] if os.path.exists(f"{B}/qemu/run-qemu") else [])
+    res, fails = {}, {}
+    for direction in dirs:
+        for i in range(repeat):
+            for vmm in vmms:  # alternating, so a slow spell of the host hits both
+                r = tcp_once(B, vmm, "flinttcp", direction, mib)
+                if r: res.setdefault((vmm, direction), []).append(r[0] / r[1])
+                else: fails[(vmm, direction)] = fails.get((vmm, direction), 0) + 1
+        for vmm in vmms:
+            runs = res.get((vmm, direction), [])
+            if runs:
+                what = "host->guest" if direction == "rx" else "guest->host"
+                measure(f"TCP throughput {what}, {vmm} (real kernel, busybox nc, {mib} MiB, median of {len(runs)})",
+                        round(statistics.median(runs) * 8 / 1e6, 1), "Mbit/s", "runs: " + ", ".join(f"{x * 8 / 1e6:.0f}" for x in runs))
+        if res.get(("flint", direction)) and res.get(("qemu", direction)):
+            measure(f"TCP throughput {direction} ratio flint/QEMU (medians)",
+                    round(statistics.median(res[("flint", direction)]) / statistics.median(res[("qemu", direction)]), 3), "x")
+    check(name, not fails and all((v, d) in res for v in vmms for d in dirs),
+          f"failed runs: {fails}; " + str({f"{k[0]}-{k[1]}": [round(x) for x in v] for k, v in res.items()}))
+
+
 def jailed_boot(B):
     base = f"{W}/jail"; os.makedirs(base, exist_ok=True)
     r = subprocess.run([f"{B}/flint-jailer", "--id", "devjail", "--exec-file", f"{B}/flint", "--uid", "1234", "--gid", "1234",
@@ -634,7 +773,7 @@ def main():
         os.environ["PATH"] = tools + ":" + os.environ["PATH"]
         summary["env"]["tools"].update(ip=True, ping=True, carried=True)
     for f in (tg_blk, tg_smp, exec_to_first_instruction, cpu_template, huge_pages, rng_balloon, vsock, api_boot_pause_resume, jailed_boot,
-              net_mmds, net_tput, real_kernel, pio_rate):
+              net_mmds, net_tput, real_kernel, real_kernel_tcp, pio_rate):
         only = os.environ.get("ONLY")
         if only and f.__name__ not in only.split(","): continue
         t = time.monotonic()

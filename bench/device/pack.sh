@@ -13,7 +13,7 @@ for f in artifacts/bin/flint artifacts/bin/flint-jailer artifacts/guest/vmlinux 
   [ -f "$f" ] || { echo "pack: $f missing (run scripts/setup.sh)" >&2; exit 1; }
 done
 S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
-cp artifacts/bin/flint artifacts/bin/flint-jailer tests/testguest/out/testguest.elf tests/testguest/out/mkdisk \
+cp artifacts/bin/flint artifacts/bin/flint-jailer tests/testguest/out/testguest.elf tests/testguest/out/mkdisk "$(command -v busybox)" \
    artifacts/guest/vmlinux "$S/"
 cp --sparse=always artifacts/guest/rootfs.ext4 "$S/"
 Q=$(command -v qemu-system-x86_64 || true)
