@@ -685,7 +685,7 @@ def tcp_once(B, vmm, ns, direction, mib):
             started.append(subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", TCP_PEER, direction, str(mib)],
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     # stop_at: QEMU microvm does not always exit on the guest's reboot; the measurement is over at TPUT_DONE anyway.
-    r = run(["ip", "netns", "exec", ns, *argv], 300, marks=("TPUT_READY", "TPUT_DONE"), on_line=on_line, stop_at="TPUT_DONE")
+    r = run(["ip", "netns", "exec", ns, *argv], 150, marks=("TPUT_READY", "TPUT_DONE"), on_line=on_line, stop_at="TPUT_DONE")
     p = peer or (started[0] if started else None)
     if p is None:
         log(f"tcp {vmm} {direction}: guest never got ready rc={r.rc}", r.all[-1500:]); return None
@@ -711,6 +711,7 @@ def real_kernel_tcp(B):
     repeat = int(os.environ.get("TCP_REPEAT", "3"))
     dirs = os.environ.get("TCP_DIRS", "rx,tx").split(",")
     vmms = ["flint"] + (["qemu"] if os.path.exists(f"{B}/qemu/run-qemu") else [])
+    vmms = [v for v in vmms if v in os.environ.get("TCP_VMMS", "flint,qemu").split(",")]
     res, fails = {}, {}
     for direction in dirs:
         for i in range(repeat):

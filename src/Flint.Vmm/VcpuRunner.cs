@@ -153,8 +153,9 @@ public sealed unsafe class VcpuRunner
                 _exit.Request(ExitCodes.Ok, $"vCPU {_vcpu.Id} halted");
                 return false;
             case ExitReason.Shutdown:
-                // Triple fault: how a guest without another reset path reboots.
-                _exit.Request(ExitCodes.Ok, $"vCPU {_vcpu.Id} received KVM_EXIT_SHUTDOWN (guest reboot or triple fault)");
+                // Triple fault: how a guest without another reset path reboots. Where it was says whether it was
+                // meant (a reboot path) or a crash, so it goes in the log line (a rare exit: no hot-path cost).
+                _exit.Request(ExitCodes.Ok, $"vCPU {_vcpu.Id} received KVM_EXIT_SHUTDOWN (guest reboot or triple fault) {DescribeCpuState()}");
                 return false;
             case ExitReason.SystemEvent:
             {
@@ -181,6 +182,21 @@ public sealed unsafe class VcpuRunner
                 Interlocked.Increment(ref _metrics.Failures);
                 _exit.Request(ExitCodes.GenericError, $"Unexpected exit reason on vCPU {_vcpu.Id}: {run->ExitReason}");
                 return false;
+        }
+    }
+
+    /// <summary>rip, rsp, control registers and EFER of this vCPU, for the log; empty when KVM will not say.</summary>
+    private string DescribeCpuState()
+    {
+        try
+        {
+            var r = _vcpu.GetRegs();
+            var sr = _vcpu.GetSregs();
+            return $"at rip=0x{r.Rip:x} rsp=0x{r.Rsp:x} cr0=0x{sr.Cr0:x} cr2=0x{sr.Cr2:x} cr3=0x{sr.Cr3:x} cr4=0x{sr.Cr4:x} efer=0x{sr.Efer:x}";
+        }
+        catch (Exception)
+        {
+            return "";
         }
     }
 }

@@ -30,7 +30,8 @@ public sealed class Vmm : IDisposable
     public BootTimer? BootTimer { get; init; }
     public required Builder.VirtioDeviceSet Devices { get; init; }
     public IReadOnlyList<(string Id, MmioTransport Transport, VirtioBlock Device)> Blocks => Devices.Blocks;
-    public VcpuMetrics VcpuMetrics { get; } = new();
+    /// <summary>The counters every vCPU runner of this VM increments (the builder hands the same object to both).</summary>
+    public required VcpuMetrics VcpuMetrics { get; init; }
     public string KernelCmdline { get; init; } = "";
 
     public bool IsPaused { get; private set; }

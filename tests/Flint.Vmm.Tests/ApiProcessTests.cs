@@ -198,8 +198,9 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(0, _proc.ExitCode);
         Assert.True(WaitForLog("fail=0"), "the test guest did not report fail=0");
         // Metrics were flushed before exit: JSON lines with the VM's exits counted.
-        var last = File.ReadAllLines(metrics).Last();
-        using var doc = JsonDocument.Parse(last);
-        Assert.True(doc.RootElement.GetProperty("vcpu").GetProperty("exit_io_out").GetInt64() > 0);
+        var lines = File.ReadAllLines(metrics);
+        using var doc = JsonDocument.Parse(lines.Last());
+        Assert.True(doc.RootElement.GetProperty("vcpu").GetProperty("exit_io_out").GetInt64() > 0,
+            $"{lines.Length} metrics lines; the last: {lines.Last()}");
     }
 }

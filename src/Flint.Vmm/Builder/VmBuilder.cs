@@ -189,7 +189,7 @@ public static unsafe class VmBuilder
             {
                 Kvm = kvm, Vm = vm, Memory = memory, PioBus = pio, MmioBus = mmio, EventLoop = loop, Exit = exit,
                 Vcpus = runners, Serial = serial, I8042 = i8042, BootTimer = bootTimer, Devices = devices,
-                KernelCmdline = cmdText,
+                KernelCmdline = cmdText, VcpuMetrics = metrics,
             };
             // Dispose in reverse creation order: vCPUs before the VM before /dev/kvm, memory last.
             foreach (var o in owned) vmm.Own(o);
