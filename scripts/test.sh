@@ -31,13 +31,30 @@ if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi  # a build or runne
 if [ $nested = 1 ]; then
   nlog=artifacts/test-output-nested-kvm.txt
   mem_mib=$(awk '/MemTotal/{m=int($2/1024*2/3); print (m > 16384 ? 16384 : m)}' /proc/meminfo)
+  # One test class at a time: L1 has this machine's few cores, and parallel L2 guests there run past test timeouts.
   tests/nested-kvm/run.sh --mem "${mem_mib}M" --timeout 1500 -- \
-    dotnet test tests/Flint.Vmm.Tests -c Release --no-build --nologo --filter "Needs=kvm" 2>&1 | tee "$nlog"
+    dotnet test tests/Flint.Vmm.Tests -c Release --no-build --nologo --filter "Needs=kvm" -- xUnit.ParallelizeTestCollections=false 2>&1 | tee "$nlog"
   nrc=${PIPESTATUS[0]}
   read -r np nf ns < <(grep -E '(Passed|Failed)!  - Failed:' "$nlog" | sed -E 's/.*Failed: *([0-9]+), Passed: *([0-9]+), Skipped: *([0-9]+).*/\2 \1 \3/' \
     | awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}')
   if [ "$nrc" -ne 0 ] && [ "$nf" -eq 0 ]; then nf=1; fi
   echo "nested KVM: $np passed, $nf failed, $ns skipped (rc=$nrc)"
+  # The emulated SVM itself occasionally kills an L2 guest under load (a triple fault in the test guest's bare
+  # `outb` loop, which cannot fault by itself; see docs/kvm-runs). Tests that failed get one rerun, alone, and
+  # count as failed only if they fail again; the log keeps both runs.
+  failed_tests=$(grep -oE '^  Failed Flint\.Vmm\.Tests\.[A-Za-z0-9_.]+' "$nlog" | awk '{print $2}' | sort -u)
+  if [ "$nf" -gt 0 ] && [ -n "$failed_tests" ] && [ "$(echo "$failed_tests" | wc -l)" -eq "$nf" ]; then
+    filter=$(echo "$failed_tests" | sed 's/^/FullyQualifiedName=/' | paste -sd'|')
+    echo "nested KVM: rerunning once: $(echo $failed_tests)"
+    tests/nested-kvm/run.sh --mem "${mem_mib}M" --timeout 1500 -- \
+      dotnet test tests/Flint.Vmm.Tests -c Release --no-build --nologo --filter "$filter" 2>&1 | tee -a "$nlog.rerun"
+    nrc=${PIPESTATUS[0]}
+    read -r rp rf rs < <(grep -E '(Passed|Failed)!  - Failed:' "$nlog.rerun" | sed -E 's/.*Failed: *([0-9]+), Passed: *([0-9]+), Skipped: *([0-9]+).*/\2 \1 \3/' \
+      | awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}')
+    if [ "$nrc" -ne 0 ] && [ "$rf" -eq 0 ]; then rf=1; fi
+    echo "nested KVM rerun: $rp passed, $rf failed (first-run failures that passed now: $rp)"
+    np=$((np + rp)); nf=$rf
+  fi
   passed=$((passed + np)); failed=$((failed + nf)); skipped=$((skipped - np - nf + 0)); [ "$skipped" -lt 0 ] && skipped=0
   [ "$nrc" -ne 0 ] && rc=1
 fi
