@@ -7,12 +7,15 @@ bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 
 
 nested=0
 if [ ! -e /dev/kvm ]; then
-  if [ "${FLINT_NESTED_KVM:-1}" = 1 ] && command -v qemu-system-x86_64 >/dev/null; then
+  # Opt-in: the nested VM is not reliable enough to gate CI (under load it has triple-faulted a test guest and once
+  # panicked its own kernel, "corrupted stack end detected inside scheduler"; see docs/kvm-runs/README.md).
+  if [ "${FLINT_NESTED_KVM:-0}" = 1 ] && command -v qemu-system-x86_64 >/dev/null; then
     nested=1
     echo "NOTE: /dev/kvm is absent on this machine: the KVM tests (trait Needs=kvm) skip in the main run and then run"
     echo "      inside a nested-KVM VM (tests/nested-kvm: QEMU TCG with emulated SVM, Debian's kernel with kvm_amd)."
   else
     echo "NOTE: /dev/kvm is absent on this machine: the KVM tiers (test guest, real kernel) will be reported as skipped."
+    echo "      FLINT_NESTED_KVM=1 runs them again inside a nested-KVM VM (tests/nested-kvm; slow, not reliable enough for CI)."
   fi
 fi
 
