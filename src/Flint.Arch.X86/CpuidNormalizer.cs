@@ -11,7 +11,7 @@ namespace Flint.Arch.X86;
 /// </summary>
 public static class CpuidNormalizer
 {
-    public const int Leaf1EcxTscDeadline = 24, Leaf1EcxHypervisor = 31, Leaf1EdxHtt = 28;
+    public const int Leaf1EcxTscDeadline = 24, Leaf1EcxHypervisor = 31, Leaf1EdxHtt = 28, Leaf6EaxArat = 2;
     /// <summary>CLFLUSH line size in 8-byte units: 8 = 64 bytes.</summary>
     public const uint ClflushLineSize8 = 8;
     public const uint KvmSignatureLeaf = 0x4000_0000, KvmFeaturesLeaf = 0x4000_0001;
@@ -56,8 +56,10 @@ public static class CpuidNormalizer
         });
 
         // Thermal/power management (leaf 6) and the architectural PMU (leaf 0xa) describe host hardware a
-        // guest can't drive; reporting none keeps guest drivers from probing it.
-        CpuidEntries.ForLeaf(list, 6, Zero);
+        // guest can't drive; reporting none keeps guest drivers from probing it. Leaf 6 keeps ARAT (eax bit 2),
+        // which KVM reports and Firecracker passes on: KVM's LAPIC timer never stops in idle, and without the bit
+        // Linux marks it C3STOP and leans on a broadcast timer (the PIT) it does not need.
+        CpuidEntries.ForLeaf(list, 6, (ref KvmCpuidEntry2 e) => { e.Eax &= 1u << Leaf6EaxArat; e.Ebx = e.Ecx = e.Edx = 0; });
         CpuidEntries.ForLeaf(list, 0xa, Zero);
 
         if (maxBasic >= 0xb || CpuidEntries.Contains(list, 0xb))
