@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using System.Text;
 using Flint.Sys;
 using Flint.Vmm.Logging;
+using Flint.Vmm.Metrics;
 using Flint.Vmm.Rpc;
 
 namespace Flint.Api;
@@ -53,6 +54,9 @@ public sealed class ApiServer : IDisposable
     /// (flint hands it the fatal-signal eventfd, so a thread that is not the faulting one flushes the metrics). Set before
     /// <see cref="Start"/>.</summary>
     public (int Fd, Action OnReadable)? ExtraWatch { get; set; }
+
+    /// <summary>Counts each answered request under Firecracker's get/put/patch_api_requests counters.</summary>
+    public ApiRequestMetrics? RequestMetrics { get; set; }
 
     public string SocketPath => _socketPath;
     public int MaxPayloadBytes => _maxPayload;
@@ -293,6 +297,7 @@ public sealed class ApiServer : IDisposable
             Logger.Error($"API request {method} {path} failed: {e}");
             r = ApiResponse.Fault($"Internal error: {e.Message}", 500);
         }
+        RequestMetrics?.Record(method, path, r.Status);
         if (r.Status >= 400 && Logger.IsEnabled(LogLevel.Error))
             Logger.Error($"Received Error. Status code: {r.Status} {HttpResponseWriter.Reason(r.Status)}. Message: {r.Body}");
         return r;

@@ -27,6 +27,7 @@ internal sealed class FlintProcess
 
     private readonly Settings _s;
     private readonly MetricsRegistry _metrics = new();
+    private readonly ApiRequestMetrics _apiRequests = new();
     private MetricsWriter? _metricsWriter;
     private Vmm.Vmm? _vmm;
     private long _startTimestamp;
@@ -44,6 +45,7 @@ internal sealed class FlintProcess
             SigsysHandler.Install();
         }
         _metrics.Bind("seccomp", "num_faults", () => SeccompMetrics.NumFaults);
+        _apiRequests.BindTo(_metrics);
         // Before any seccomp filter: registering starts the runtime's signal-dispatch thread from this thread.
         using var signals = new SignalHandlers(_metrics, () => _metricsWriter?.Flush());
         if (_s.MetricsPath != null && !TryConfigureMetrics(_s.MetricsPath, out var err))
@@ -77,6 +79,7 @@ internal sealed class FlintProcess
                 {
                     BeforeServe = () => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Api),
                     ExtraWatch = (signals.FatalEventFd, signals.OnFatalSignal),
+                    RequestMetrics = _apiRequests,
                 };
                 try { server.Start(); }
                 catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidOperationException or SysException)

@@ -158,6 +158,22 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
         var (st, body) = Request(s, "PUT", "/metrics", $"{{\"metrics_path\": \"{metrics}\"}}");
         Assert.Equal(400, st);
         Assert.Contains("fault_message", body);
+
+        // Firecracker's per-route API counters, flushed on request: counts for every call, fails for refused ones.
+        Assert.Equal(200, Request(s, "GET", "/").Status);
+        Assert.Equal(200, Request(s, "GET", "/machine-config").Status);
+        Assert.Equal(400, Request(s, "PUT", "/boot-source", "{\"kernel_image_path\": 7}").Status);
+        Assert.Equal(204, Request(s, "PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}").Status);
+        var last = File.ReadAllLines(metrics).Last(l => l.Length > 0);
+        using var doc = System.Text.Json.JsonDocument.Parse(last);
+        long M(string g, string n) => doc.RootElement.GetProperty(g).GetProperty(n).GetInt64();
+        Assert.Equal(1, M("get_api_requests", "instance_info_count"));
+        Assert.Equal(1, M("get_api_requests", "machine_cfg_count"));
+        Assert.Equal(1, M("put_api_requests", "boot_source_count"));
+        Assert.Equal(1, M("put_api_requests", "boot_source_fails"));
+        Assert.Equal(2, M("put_api_requests", "metrics_count"));
+        Assert.Equal(1, M("put_api_requests", "metrics_fails"));
+        Assert.Equal(0, M("put_api_requests", "actions_count")); // the flush itself is counted after it answered
     }
 
     [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)

@@ -44,9 +44,31 @@ public class MetricsRegistryTests
         }
         finally { File.Delete(path); }
     }
+
+    [Theory]
+    [InlineData("GET", "/", 200, "get_api_requests", "instance_info_count")]
+    [InlineData("GET", "/version/", 200, "get_api_requests", "vmm_version_count")]
+    [InlineData("PUT", "/drives/root?x=1", 204, "put_api_requests", "drive_count")]
+    [InlineData("PUT", "/mmds/config", 400, "put_api_requests", "mmds_fails")]
+    [InlineData("PATCH", "/network-interfaces/eth0", 400, "patch_api_requests", "network_fails")]
+    [InlineData("PATCH", "/machine-config", 204, "patch_api_requests", "machine_cfg_count")]
+    public void Api_requests_are_counted_per_route(string method, string path, int status, string group, string counter)
+    {
+        var m = new ApiRequestMetrics();
+        var r = new MetricsRegistry();
+        m.BindTo(r);
+        m.Record(method, path, status);
+        m.Record("GET", "/balloon", 200);   // no Firecracker counter: ignored
+        m.Record("DELETE", "/drives/x", 400);
+        using var doc = JsonDocument.Parse(r.Snapshot(DateTimeOffset.UtcNow));
+        long total = 0;
+        foreach (var g in new[] { "get_api_requests", "put_api_requests", "patch_api_requests" })
+            foreach (var p in doc.RootElement.GetProperty(g).EnumerateObject()) total += p.Value.GetInt64();
+        Assert.Equal(1, doc.RootElement.GetProperty(group).GetProperty(counter).GetInt64());
+        Assert.Equal(status >= 400 ? 2 : 1, total); // a failure also counts under *_count
+    }
 }
 
-/// <summary>process_startup_time_us on the real binary, standalone and as the jailer starts it.</summary>
 public sealed class StartupMetricTests : IDisposable
 {
     private readonly string _dir = Repo.TempDir();
@@ -75,4 +97,5 @@ public sealed class StartupMetricTests : IDisposable
         long jailed = StartupUs("--start-time-us", twoSecondsAgoUs.ToString(), "--start-time-cpu-us", "0", "--parent-cpu-time-us", "0");
         Assert.InRange(jailed, 2_000_000, 12_000_000);
     }
+
 }
