@@ -22,7 +22,11 @@ public sealed unsafe class VirtQueue
     private ushort* _availRing;
     private ushort* _usedIdx;
     private byte* _usedRing;
+    private ushort* _usedEvent;  // avail ring's trailing field: the driver's used_event
+    private ushort* _availEvent; // used ring's trailing field: our avail_event
     private ushort _mask;
+    private ushort _signalledUsed; // used idx when the last notification decision was made (EVENT_IDX)
+    private bool _signalledValid;
 
     public VirtQueue(ushort maxSize)
     {
@@ -56,6 +60,15 @@ public sealed unsafe class VirtQueue
     public ushort NextUsed { get; set; }
 
     public bool IsActivated { get; private set; }
+
+    /// <summary>
+    /// VIRTIO_RING_F_EVENT_IDX was negotiated (spec 2.6.7.2, 2.6.8.3): interrupts follow the driver's used_event
+    /// instead of the NO_INTERRUPT flag, and the driver kicks only when its avail idx passes our avail_event. The
+    /// device sets avail_event only when it runs out of entries (<see cref="TryPop"/>), so a driver adding buffers while
+    /// the device is busy does not kick at all. A device that then puts entries back (too few for what it needs) still
+    /// gets its kick: avail_event already points past them.
+    /// </summary>
+    public bool EventIdx { get; set; }
 
     /// <summary>
     /// Set when the driver broke the ring protocol (avail idx more than a queue's worth ahead). The queue then
@@ -97,7 +110,10 @@ public sealed unsafe class VirtQueue
         _availRing = (ushort*)(avail + 4);
         _usedIdx = (ushort*)(used + 2);
         _usedRing = used + 4;
+        _usedEvent = (ushort*)(avail + 4 + 2 * n);
+        _availEvent = (ushort*)(used + 4 + 8 * n);
         _mask = (ushort)(n - 1);
+        _signalledValid = false;
         Memory = memory;
         IsFailed = false;
         IsActivated = true;
@@ -111,8 +127,10 @@ public sealed unsafe class VirtQueue
         IsFailed = false;
         Memory = null;
         _desc = null;
-        _availFlags = _availIdx = _availRing = _usedIdx = null;
+        _availFlags = _availIdx = _availRing = _usedIdx = _usedEvent = _availEvent = null;
         _usedRing = null;
+        EventIdx = false;
+        _signalledValid = false;
         Size = MaxSize;
         Ready = false;
         DescTable = AvailRing = UsedRing = 0;
@@ -130,7 +148,17 @@ public sealed unsafe class VirtQueue
         if (!IsActivated || IsFailed) return false;
         ushort availIdx = Volatile.Read(ref *_availIdx);
         ushort pending = (ushort)(availIdx - NextAvail);
-        if (pending == 0) return false;
+        if (pending == 0)
+        {
+            if (!EventIdx) return false;
+            // Ask for a kick at the next entry, then look once more: an entry published before the driver could see
+            // the new avail_event gets no kick, so it has to be found here.
+            Volatile.Write(ref *_availEvent, NextAvail);
+            Interlocked.MemoryBarrier();
+            availIdx = Volatile.Read(ref *_availIdx);
+            pending = (ushort)(availIdx - NextAvail);
+            if (pending == 0) return false;
+        }
         if (pending > Size)
         {
             IsFailed = true;
@@ -185,18 +213,25 @@ public sealed unsafe class VirtQueue
     }
 
     /// <summary>
-    /// Whether the driver wants an interrupt for what was just used (no EVENT_IDX: only the NO_INTERRUPT flag).
-    /// The full fence orders our used idx store before the flags load; the driver does the mirror image when it
-    /// re-enables interrupts, so one of the two sides always sees the other and no completion is stranded.
+    /// Whether the driver wants an interrupt for what was used since the last call. Without EVENT_IDX: unless the
+    /// NO_INTERRUPT flag is set. With it: when the used idx moved past the driver's used_event since the last
+    /// decision (spec 2.6.10.2, vring_need_event), so a driver that asked to hear after N more completions gets one
+    /// interrupt, not N. Call once after publishing a batch. The full fence orders our used idx store before the
+    /// flags/used_event load; the driver does the mirror image when it re-enables interrupts, so one of the two
+    /// sides always sees the other and no completion is stranded.
     /// </summary>
-    public bool NeedsNotification
+    public bool NeedsNotification()
     {
-        get
-        {
-            if (!IsActivated) return false;
-            Interlocked.MemoryBarrier();
-            return (Volatile.Read(ref *_availFlags) & AvailFlagNoInterrupt) == 0;
-        }
+        if (!IsActivated) return false;
+        Interlocked.MemoryBarrier();
+        if (!EventIdx) return (Volatile.Read(ref *_availFlags) & AvailFlagNoInterrupt) == 0;
+        ushort now = NextUsed, old = _signalledUsed;
+        bool valid = _signalledValid;
+        _signalledUsed = now;
+        _signalledValid = true;
+        if (!valid) return true; // first decision since activation: nothing to compare with
+        ushort ev = Volatile.Read(ref *_usedEvent);
+        return (ushort)(now - ev - 1) < (ushort)(now - old);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

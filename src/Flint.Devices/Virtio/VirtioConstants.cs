@@ -20,8 +20,10 @@ public static class VirtioFeatures
     /// <summary>Indirect descriptors: not offered, so a descriptor carrying the INDIRECT flag is a broken chain.</summary>
     public const int RingIndirectDescBit = 28;
 
-    /// <summary>used_event/avail_event suppression: not offered; only the avail ring's NO_INTERRUPT flag is honoured.</summary>
+    /// <summary>used_event/avail_event notification suppression (see <see cref="VirtQueue.EventIdx"/>): offered by
+    /// virtio-net and virtio-blk, as Firecracker does; the other devices honour only the avail ring's NO_INTERRUPT flag.</summary>
     public const int RingEventIdxBit = 29;
+    public const ulong RingEventIdx = 1UL << RingEventIdxBit;
 }
 
 /// <summary>The device status register bits (spec 2.1) the driver walks through during initialisation.</summary>

@@ -44,6 +44,8 @@ public abstract class VirtioDevice : IVirtioDevice
                 return false;
             }
         }
+        bool eventIdx = (ackedFeatures & VirtioFeatures.RingEventIdx) != 0;
+        for (int i = 0; i < QueueMaxSizes.Length; i++) queues[i].EventIdx = eventIdx;
         Memory = memory;
         Queues = queues;
         Interrupt = interrupt;

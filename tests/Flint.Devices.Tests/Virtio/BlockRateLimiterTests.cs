@@ -31,7 +31,7 @@ public sealed class BlockRateLimiterTests : IDisposable
         var rl = new RateLimiter(bandwidth, ops, _clock);
         _dev = new VirtioBlock(_path, rateLimiter: rl);
         _driver.Configure(_queue);
-        Assert.True(_dev.Activate(_mem, [_queue], new VirtioInterrupt(_line), _dev.AvailableFeatures));
+        Assert.True(_dev.Activate(_mem, [_queue], new VirtioInterrupt(_line), _dev.AvailableFeatures & ~VirtioFeatures.RingEventIdx)); // these drivers do not do EVENT_IDX
         return rl;
     }
 

@@ -124,9 +124,57 @@ public sealed class VirtQueueTests : IDisposable
     public void NeedsNotificationHonoursNoInterruptFlag()
     {
         Assert.True(_q.Activate(_mem));
-        Assert.True(_q.NeedsNotification);
+        Assert.True(_q.NeedsNotification());
         _drv.SetAvailFlags(VirtQueue.AvailFlagNoInterrupt);
-        Assert.False(_q.NeedsNotification);
+        Assert.False(_q.NeedsNotification());
+    }
+
+    // EVENT_IDX: the avail ring of a 16-entry queue ends in used_event, the used ring in avail_event.
+    private ushort UsedEvent { set => _mem.Write(GuestDriver.AvailBase + 4 + 2 * 16, value); }
+    private ushort AvailEvent => _mem.Read<ushort>(GuestDriver.UsedBase + 4 + 8 * 16);
+
+    [Fact]
+    public void EventIdxInterruptsOnlyWhenTheUsedIdxPassesUsedEvent()
+    {
+        Assert.True(_q.Activate(_mem));
+        _q.EventIdx = true;
+        _drv.SetAvailFlags(VirtQueue.AvailFlagNoInterrupt); // ignored with EVENT_IDX (spec 2.6.10.2)
+        for (ushort i = 0; i < 8; i++) _drv.Push((0x10000UL + (ulong)i * 64, 64, true));
+        Assert.True(_q.NeedsNotification()); // first decision: nothing to compare with
+
+        UsedEvent = 3; // "interrupt me once entry 3 is used" (like Linux's enable_cb_delayed)
+        for (int i = 0; i < 3; i++) { Assert.True(_q.TryPop(out var c)); _q.AddUsed(c.HeadIndex, 0); }
+        Assert.False(_q.NeedsNotification()); // used idx 3: entry 3 not used yet
+        Assert.True(_q.TryPop(out var d)); _q.AddUsed(d.HeadIndex, 0);
+        Assert.True(_q.NeedsNotification());  // used idx 4 passed used_event 3
+        Assert.True(_q.TryPop(out d)); _q.AddUsed(d.HeadIndex, 0);
+        Assert.False(_q.NeedsNotification()); // already told about 3; used_event not moved on
+        Assert.False(_q.NeedsNotification()); // nothing new
+
+        UsedEvent = 5; // re-enabled at the current position, then two completions in one batch
+        for (int i = 0; i < 2; i++) { Assert.True(_q.TryPop(out var c)); _q.AddUsed(c.HeadIndex, 0); }
+        Assert.True(_q.NeedsNotification());
+    }
+
+    [Fact]
+    public void EventIdxAsksForAKickOnlyWhenTheRingRunsDry()
+    {
+        Assert.True(_q.Activate(_mem));
+        _q.EventIdx = true;
+        _drv.Push((0x10000UL, 64, true));
+        _drv.Push((0x10040UL, 64, true));
+        Assert.True(_q.TryPop(out _));
+        Assert.Equal(0, AvailEvent); // busy: no kick requested (the driver's adds need no kick)
+        Assert.True(_q.TryPop(out _));
+        Assert.False(_q.TryPop(out _));
+        Assert.Equal(2, AvailEvent); // dry: kick when entry 2 arrives
+
+        // Without EVENT_IDX the ring's trailing field is left alone.
+        _q.EventIdx = false;
+        _drv.Push((0x10080UL, 64, true));
+        Assert.True(_q.TryPop(out _));
+        Assert.False(_q.TryPop(out _));
+        Assert.Equal(2, AvailEvent);
     }
 
     [Fact]

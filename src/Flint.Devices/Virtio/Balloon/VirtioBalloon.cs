@@ -195,7 +195,7 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
                 Interlocked.Increment(ref Metrics.EventFails);
                 used = true;
             }
-            if (used && q.NeedsNotification) irq.SignalUsedQueue();
+            if (used && q.NeedsNotification()) irq.SignalUsedQueue();
         }
     }
 
@@ -354,7 +354,7 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
         var q = Queues[StatsQueue];
         q.AddUsed((ushort)_statsHead, 0);
         _statsHead = -1;
-        if (q.NeedsNotification) irq.SignalUsedQueue();
+        if (q.NeedsNotification()) irq.SignalUsedQueue();
     }
 
     private void ArmStatsTimer()

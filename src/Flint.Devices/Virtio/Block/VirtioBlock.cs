@@ -74,7 +74,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     /// request (without it the driver falls back to one segment per request).
     /// </summary>
     public override ulong AvailableFeatures =>
-        VirtioFeatures.Version1 | (IsWriteback ? 1UL << FeatureFlush : 0) | (1UL << FeatureSegMax) | (IsReadOnly ? 1UL << FeatureReadOnly : 0);
+        VirtioFeatures.Version1 | VirtioFeatures.RingEventIdx | (IsWriteback ? 1UL << FeatureFlush : 0) | (1UL << FeatureSegMax) | (IsReadOnly ? 1UL << FeatureReadOnly : 0);
 
     public override ReadOnlySpan<ushort> QueueMaxSizes => s_queueSizes;
 
@@ -146,7 +146,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     {
         VirtQueue q;
         VirtioInterrupt irq;
-        bool used = false, throttled = false;
+        bool used = false, throttled = false, notify = false;
         lock (_fileLock)
         {
             if (!IsActivated || Interrupt is not { } i || Queues.Length == 0) return;
@@ -167,13 +167,15 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
                 q.AddUsed(chain.HeadIndex, len);
                 used = true;
             }
+            // Under the lock: with EVENT_IDX the decision updates the queue's notification state.
+            notify = used && q.NeedsNotification();
         }
         if (!used)
         {
             if (!throttled) Interlocked.Increment(ref Metrics.NoAvailBuffer);
             return;
         }
-        if (q.NeedsNotification) irq.SignalUsedQueue();
+        if (notify) irq.SignalUsedQueue();
     }
 
     /// <summary>

@@ -86,7 +86,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     public override uint DeviceType => VirtioDeviceType.Net;
 
     public override ulong AvailableFeatures =>
-        VirtioFeatures.Version1
+        VirtioFeatures.Version1 | VirtioFeatures.RingEventIdx
         | (1UL << FeatureCsum) | (1UL << FeatureGuestCsum)
         | (1UL << FeatureGuestTso4) | (1UL << FeatureGuestTso6) | (1UL << FeatureGuestUfo)
         | (1UL << FeatureHostTso4) | (1UL << FeatureHostTso6) | (1UL << FeatureHostUfo)
@@ -248,7 +248,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             used = true;
         }
         if (!popped) Interlocked.Increment(ref Metrics.NoTxAvailBuffer);
-        if (used && q.NeedsNotification) Interrupt!.SignalUsedQueue();
+        if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue();
     }
 
     private void Transmit(int iovs, int total)
@@ -312,6 +312,8 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
                 }
                 if (step is RxStep.Delivered or RxStep.Malformed) { used = true; continue; }
                 if (step == RxStep.Dropped) continue;
+                // Too few buffers for the next frame: wait for the guest's kick (with EVENT_IDX, TryPop asked for one
+                // when it found the ring dry).
                 if (step == RxStep.NoBuffers) { Interlocked.Increment(ref Metrics.NoRxAvailBuffer); break; }
                 if (fromMmds && !_mmds!.HasFrameToSend) continue; // NothingToRead from MMDS: the tap may have some
                 break;
@@ -349,7 +351,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             q.AddUsed(chain.HeadIndex, (uint)len);
             used = true;
         }
-        if (used && q.NeedsNotification) Interrupt!.SignalUsedQueue();
+        if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue();
     }
 
     private void CountRx(int lenWithHeader)

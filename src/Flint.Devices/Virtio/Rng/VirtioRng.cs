@@ -114,7 +114,7 @@ public sealed unsafe class VirtioRng : VirtioDevice, IEventSources, IDisposable
             q.AddUsed(chain.HeadIndex, len);
             used = true;
         }
-        if (used && q.NeedsNotification) irq.SignalUsedQueue();
+        if (used && q.NeedsNotification()) irq.SignalUsedQueue();
     }
 
     /// <summary>A valid chain of device-writable buffers only; <paramref name="want"/> = bytes to deliver (capped).</summary>

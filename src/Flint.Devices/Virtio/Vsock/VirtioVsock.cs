@@ -179,7 +179,7 @@ public sealed unsafe class VirtioVsock : VirtioDevice, IEventSources, IDisposabl
     {
         var irq = _irq;
         if (irq == null) return;
-        if ((rxUsed && _rxq!.NeedsNotification) | (txUsed && _txq!.NeedsNotification)) irq.SignalUsedQueue();
+        if ((rxUsed && _rxq!.NeedsNotification()) | (txUsed && _txq!.NeedsNotification())) irq.SignalUsedQueue();
     }
 
     // ---------------------------------------------------------------- tx: guest -> host

@@ -92,12 +92,13 @@ public sealed class VirtioNetMmdsTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)] // MRG_RXBUF: frames gathered over several chains, which may be malformed anywhere
-    public void RandomChainsAndFramesNeverThrow(bool mergeable)
+    [InlineData(false, false)]
+    [InlineData(true, false)] // MRG_RXBUF: frames gathered over several chains, which may be malformed anywhere
+    [InlineData(true, true)]  // and EVENT_IDX: notification state kept across all of it
+    public void RandomChainsAndFramesNeverThrow(bool mergeable, bool eventIdx)
     {
         var (h, s) = Make(features: Flint.Devices.Virtio.VirtioFeatures.Version1 | (1UL << NetConstants.FeatureMac)
-            | (mergeable ? 1UL << NetConstants.FeatureMrgRxbuf : 0));
+            | (mergeable ? 1UL << NetConstants.FeatureMrgRxbuf : 0) | (eventIdx ? Flint.Devices.Virtio.VirtioFeatures.RingEventIdx : 0));
         using var _ = h;
         var rnd = new Random(42);
         var templates = new[] { Frames.Tcp(40000, 1, 0, Frames.Syn), Frames.ArpRequest(NetHarness.GuestMac, Frames.GuestIp, Frames.MmdsIp),

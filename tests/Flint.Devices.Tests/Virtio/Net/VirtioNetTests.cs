@@ -28,6 +28,7 @@ public sealed class VirtioNetTests
         foreach (int bit in new[] { 32, FeatureCsum, FeatureGuestCsum, FeatureMac, FeatureGuestTso4, FeatureGuestTso6, FeatureHostTso4, FeatureHostTso6, FeatureGuestUfo, FeatureHostUfo })
             Assert.NotEqual(0UL, f & (1UL << bit));
         Assert.NotEqual(0UL, f & (1UL << FeatureMrgRxbuf));
+        Assert.NotEqual(0UL, f & VirtioFeatures.RingEventIdx);
         var cfg = new byte[8];
         d.ReadConfig(0, cfg);
         Assert.Equal(NetHarness.GuestMac, cfg[..6]);
@@ -144,6 +145,25 @@ public sealed class VirtioNetTests
         Assert.Contains(h.TakeRx(), IsUdp1400);
         Assert.Equal(6, h.LastNumBuffers);
         Assert.Equal(2, h.RxQ.PendingCount);
+    }
+
+    [Fact]
+    public void MergeableRxWithEventIdxAsksForAKickWhenItNeedsMoreBuffers()
+    {
+        // A Linux guest with EVENT_IDX kicks the rx queue only when its avail idx passes our avail_event: a device
+        // that puts back too-small buffers and waits must move avail_event, or it waits forever.
+        using var h = new NetHarness(features: MrgFeatures | VirtioFeatures.RingEventIdx);
+        Assert.True(h.RxQ.EventIdx);
+        h.PostRx(4, size: 256);
+        SendUdpToGuest(h);
+        Thread.Sleep(100);
+        h.Device.OnTapEvent(1);
+        Assert.Empty(h.TakeRx());
+        ushort availEvent = h.Memory.Read<ushort>(h.Rx.UsedRing + 4 + 8UL * h.Rx.Size);
+        Assert.Equal(4, availEvent); // the next buffer the guest adds (avail idx 4 -> 5) kicks us
+        h.PostRx(4, size: 256);
+        h.Device.ProcessQueue(RxQueue);
+        Assert.Contains(h.TakeRx(), IsUdp1400);
     }
 
     [Fact]
