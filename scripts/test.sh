@@ -7,15 +7,14 @@ bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 
 
 nested=0
 if [ ! -e /dev/kvm ]; then
-  # Opt-in: the nested VM is not reliable enough to gate CI (under load it has triple-faulted a test guest and once
-  # panicked its own kernel, "corrupted stack end detected inside scheduler"; see docs/kvm-runs/README.md).
-  if [ "${FLINT_NESTED_KVM:-0}" = 1 ] && command -v qemu-system-x86_64 >/dev/null; then
+  # Where /dev/kvm is absent the KVM tests skip in the main run and then run inside a nested-KVM VM (L1 on one
+  # emulated CPU: with two it stalled too often; see docs/kvm-runs/README.md). FLINT_NESTED_KVM=0 turns that off.
+  if [ "${FLINT_NESTED_KVM:-1}" = 1 ] && command -v qemu-system-x86_64 >/dev/null; then
     nested=1
     echo "NOTE: /dev/kvm is absent on this machine: the KVM tests (trait Needs=kvm) skip in the main run and then run"
     echo "      inside a nested-KVM VM (tests/nested-kvm: QEMU TCG with emulated SVM, Debian's kernel with kvm_amd)."
   else
     echo "NOTE: /dev/kvm is absent on this machine: the KVM tiers (test guest, real kernel) will be reported as skipped."
-    echo "      FLINT_NESTED_KVM=1 runs them again inside a nested-KVM VM (tests/nested-kvm; slow, not reliable enough for CI)."
   fi
 fi
 
@@ -40,7 +39,14 @@ if [ $nested = 1 ]; then
   nrc=${PIPESTATUS[0]}
   read -r np nf ns < <(grep -E '(Passed|Failed)!  - Failed:' "$nlog" | sed -E 's/.*Failed: *([0-9]+), Passed: *([0-9]+), Skipped: *([0-9]+).*/\2 \1 \3/' \
     | awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}')
-  if [ "$nrc" -ne 0 ] && [ "$nf" -eq 0 ]; then nf=1; fi
+  l1_broken=0
+  if [ $((np + nf)) -eq 0 ] && { [ "$nrc" -eq 124 ] || [ "$nrc" -eq 125 ]; }; then
+    # L1 never started the tests (125) or hung before any result (124): the environment, not a test. Say so loudly
+    # and leave the KVM tests counted as skipped, as on any machine without KVM.
+    l1_broken=1
+    echo "NOTE: the nested-KVM VM $([ "$nrc" -eq 124 ] && echo "hung" || echo "did not start") (rc=$nrc);" \
+         "the KVM tests stay skipped. Its console is kept under artifacts/nested-kvm/run.*"
+  elif [ "$nrc" -ne 0 ] && [ "$nf" -eq 0 ]; then nf=1; fi
   echo "nested KVM: $np passed, $nf failed, $ns skipped (rc=$nrc)"
   # The emulated SVM itself occasionally kills an L2 guest under load (a triple fault in the test guest's bare
   # `outb` loop, which cannot fault by itself; see docs/kvm-runs). Tests that failed get one rerun, alone, and
@@ -54,12 +60,17 @@ if [ $nested = 1 ]; then
     nrc=${PIPESTATUS[0]}
     read -r rp rf rs < <(grep -E '(Passed|Failed)!  - Failed:' "$nlog.rerun" | sed -E 's/.*Failed: *([0-9]+), Passed: *([0-9]+), Skipped: *([0-9]+).*/\2 \1 \3/' \
       | awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}')
-    if [ "$nrc" -ne 0 ] && [ "$rf" -eq 0 ]; then rf=1; fi
-    echo "nested KVM rerun: $rp passed, $rf failed (first-run failures that passed now: $rp)"
-    np=$((np + rp)); nf=$rf
+    if [ $((rp + rf)) -eq 0 ] && { [ "$nrc" -eq 124 ] || [ "$nrc" -eq 125 ]; }; then
+      echo "NOTE: the nested-KVM VM failed during the rerun (rc=$nrc): the first run's failures stand."
+    else
+      if [ "$nrc" -ne 0 ] && [ "$rf" -eq 0 ]; then rf=1; fi
+      echo "nested KVM rerun: $rp passed, $rf failed (first-run failures that passed now: $rp)"
+      np=$((np + rp)); nf=$rf
+    fi
+    nrc=1; [ "$nf" -eq 0 ] && nrc=0
   fi
   passed=$((passed + np)); failed=$((failed + nf)); skipped=$((skipped - np - nf + 0)); [ "$skipped" -lt 0 ] && skipped=0
-  [ "$nrc" -ne 0 ] && rc=1
+  [ "$nrc" -ne 0 ] && [ $l1_broken = 0 ] && rc=1
 fi
 
 # The benchmark harness in smoke mode (tiny counts): checks that bench/ still builds and measures end to end.

@@ -717,6 +717,7 @@ def real_kernel_tcp(B):
         for i in range(repeat):
             for vmm in vmms:  # alternating, so a slow spell of the host hits both
                 r = tcp_once(B, vmm, "flinttcp", direction, mib)
+                log(f"tcp {vmm} {direction} run {i + 1}/{repeat}: " + (f"{r[0] * 8 / r[1] / 1e6:.1f} Mbit/s" if r else "FAILED"))
                 if r: res.setdefault((vmm, direction), []).append(r[0] / r[1])
                 else: fails[(vmm, direction)] = fails.get((vmm, direction), 0) + 1
         for vmm in vmms:
