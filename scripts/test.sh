@@ -7,14 +7,15 @@ bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 
 
 nested=0
 if [ ! -e /dev/kvm ]; then
-  # Where /dev/kvm is absent the KVM tests skip in the main run and then run inside a nested-KVM VM (L1 on one
-  # emulated CPU: with two it stalled too often; see docs/kvm-runs/README.md). FLINT_NESTED_KVM=0 turns that off.
-  if [ "${FLINT_NESTED_KVM:-1}" = 1 ] && command -v qemu-system-x86_64 >/dev/null; then
+  # Opt-in (FLINT_NESTED_KVM=1): the KVM tests run again inside a nested-KVM VM, L1 on one emulated CPU. Not in CI:
+  # L1 sometimes hangs (with two CPUs often, with one it once did for a whole 25-minute run; docs/kvm-runs/README.md).
+  if [ "${FLINT_NESTED_KVM:-0}" = 1 ] && command -v qemu-system-x86_64 >/dev/null; then
     nested=1
     echo "NOTE: /dev/kvm is absent on this machine: the KVM tests (trait Needs=kvm) skip in the main run and then run"
     echo "      inside a nested-KVM VM (tests/nested-kvm: QEMU TCG with emulated SVM, Debian's kernel with kvm_amd)."
   else
     echo "NOTE: /dev/kvm is absent on this machine: the KVM tiers (test guest, real kernel) will be reported as skipped."
+    echo "      FLINT_NESTED_KVM=1 runs them again inside a nested-KVM VM (tests/nested-kvm; slow, not reliable enough for CI)."
   fi
 fi
 

@@ -122,7 +122,7 @@ public class DeviceBenchmarks
         uint len = 0;
         while (chain.TryNext(out var d)) len += d.Len;
         _queue.AddUsed(chain.HeadIndex, len);
-        return _queue.NeedsNotification;
+        return _queue.NeedsNotification();
     }
 
     [Benchmark(Description = "Bus.Write(0x3f8, 1 byte): PIO dispatch of a serial THR write to Serial")]
