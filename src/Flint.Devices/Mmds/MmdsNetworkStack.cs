@@ -19,6 +19,10 @@ public sealed class MmdsNetworkStack
     public const int Mss = 1460;
     private const int MaxPendingRsts = 16;
 
+    /// <summary>Retransmission timeout of a connection's first unacknowledged segment; it doubles on each expiry up to
+    /// <see cref="MaxRtoMs"/>, and after <see cref="MaxRetransmits"/> expiries in a row the connection is reset.</summary>
+    public const int InitialRtoMs = 250, MaxRtoMs = 4000, MaxRetransmits = 6;
+
     private const byte Fin = 1, Syn = 2, Rst = 4, Psh = 8, Ack = 16;
 
     /// <summary>Firecracker's MMDS MAC, 06:01:23:45:67:01.</summary>
@@ -34,6 +38,7 @@ public sealed class MmdsNetworkStack
     private int _rr;
     private long _order;
     private ushort _ipId;
+    private readonly Func<long> _nowMs;
 
     private struct PendingRst
     {
@@ -52,6 +57,7 @@ public sealed class MmdsNetworkStack
     {
         if (mac != null && mac.Length != 6) throw new ArgumentException("MMDS MAC must be 6 bytes");
         _mac = mac?.ToArray() ?? DefaultMac.ToArray();
+        _nowMs = clockMs ?? (() => Environment.TickCount64);
         Ipv4Address = ParseIpv4(ipv4);
         Http = new MmdsHttp(store, version, new MmdsTokenAuthority(clockMs));
         for (int i = 0; i < _conns.Length; i++) _conns[i] = new MmdsTcpConnection();
@@ -63,6 +69,50 @@ public sealed class MmdsNetworkStack
     public MmdsStore Store => Http.Store;
     public MmdsVersion Version => Http.Version;
     public MmdsMetrics Metrics { get; } = new();
+
+    /// <summary>The stack's clock (ms): <see cref="NextRetransmitMs"/> is on it.</summary>
+    public long NowMs => _nowMs();
+
+    /// <summary>The earliest retransmission deadline over all connections (<see cref="NowMs"/>'s clock), 0 when none:
+    /// the device arms a timer for it and calls <see cref="OnRetransmitTimer"/>.</summary>
+    public long NextRetransmitMs
+    {
+        get
+        {
+            long next = 0;
+            foreach (var c in _conns)
+                if (c.InUse && c.RetransmitAtMs != 0 && (next == 0 || c.RetransmitAtMs < next)) next = c.RetransmitAtMs;
+            return next;
+        }
+    }
+
+    /// <summary>
+    /// Connections whose deadline passed go back to their first unacknowledged byte (or SYN-ACK, or FIN) and send it
+    /// again, so <see cref="HasFrameToSend"/> turns true; one past <see cref="MaxRetransmits"/> is reset instead.
+    /// </summary>
+    public void OnRetransmitTimer()
+    {
+        long now = _nowMs();
+        foreach (var c in _conns)
+        {
+            if (!c.InUse || c.RetransmitAtMs == 0 || c.RetransmitAtMs > now) continue;
+            c.RetransmitAtMs = 0; // set again when the segment goes out
+            if (c.Established && c.SndUna == c.SndNxt) continue;
+            if (++c.Retransmits > MaxRetransmits)
+            {
+                ResetConn(c);
+                continue;
+            }
+            c.RtoMs = Math.Min(c.RtoMs * 2, MaxRtoMs);
+            if (!c.Established)
+            {
+                c.NeedSynAck = true;
+                continue;
+            }
+            c.SndNxt = c.SndUna; // go back N: the data (and FIN) from there on is sent again
+            c.FinSent = false;
+        }
+    }
 
     public int ConnectionCount
     {
@@ -254,10 +304,12 @@ public sealed class MmdsNetworkStack
             }
             c.Established = true;
             c.SndUna = ack;
+            OnAcked(c);
         }
         else if (MmdsTcpConnection.Lt(c.SndUna, ack) && MmdsTcpConnection.Le(ack, c.SndNxt))
         {
             c.SndUna = ack;
+            OnAcked(c);
         }
         else if (MmdsTcpConnection.Lt(c.SndNxt, ack))
         {
@@ -310,6 +362,14 @@ public sealed class MmdsNetworkStack
         }
         if (c.Tx != null && !MmdsTcpConnection.Lt(c.SndUna, c.TxEnd)) c.Tx = null;
         Serve(c);
+    }
+
+    /// <summary>New data acknowledged: the timeout starts over for what is still in flight.</summary>
+    private void OnAcked(MmdsTcpConnection c)
+    {
+        c.Retransmits = 0;
+        c.RtoMs = InitialRtoMs;
+        c.RetransmitAtMs = c.SndUna == c.SndNxt ? 0 : _nowMs() + c.RtoMs;
     }
 
     private void Serve(MmdsTcpConnection c)
@@ -444,6 +504,9 @@ public sealed class MmdsNetworkStack
             c.FinSent = true;
         }
         c.NeedAck = false;
+        // SYN, data and FIN take sequence space the guest must acknowledge: time it from the first one in flight.
+        if ((flags & (Syn | Fin)) != 0 || !payload.IsEmpty)
+            if (c.RetransmitAtMs == 0) c.RetransmitAtMs = _nowMs() + c.RtoMs;
         int len = WriteTcp(buf, c.RemoteMac, c.RemoteIp, c.RemotePort, seq, c.RcvNxt, flags, c.OurWindow, payload, mss);
         if (c.FreeAfterSend && !c.HasOutput) Free(c);
         return len;

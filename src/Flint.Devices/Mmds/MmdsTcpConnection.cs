@@ -1,8 +1,9 @@
 namespace Flint.Devices.Mmds;
 
 /// <summary>
-/// One guest TCP connection to MMDS port 80: a minimal passive endpoint (no options beyond MSS, no retransmission
-/// timer: the virtio link does not drop frames we queue), in-order data only, one HTTP response in flight.
+/// One guest TCP connection to MMDS port 80: a minimal passive endpoint (no options beyond MSS), in-order data only,
+/// one HTTP response in flight. The virtio link does not drop frames we queue, but the guest may (memory pressure):
+/// what it has not acknowledged within the retransmission timeout is sent again, go-back-N, with the timeout doubling.
 /// Slots are preallocated and reused; only the HTTP response bytes are allocated per request.
 /// </summary>
 internal sealed class MmdsTcpConnection
@@ -26,6 +27,11 @@ internal sealed class MmdsTcpConnection
 
     public bool NeedSynAck, NeedAck, FinQueued, FinSent, PeerFin, FreeAfterSend;
 
+    /// <summary>When (the stack's clock, ms) unacknowledged sequence space is sent again; 0 when nothing is in flight.</summary>
+    public long RetransmitAtMs;
+    public int RtoMs;
+    public int Retransmits;
+
     public void Init(ReadOnlySpan<byte> mac, uint ip, ushort port, uint irs, uint iss, ushort window, int mss, long order)
     {
         InUse = true;
@@ -46,6 +52,9 @@ internal sealed class MmdsTcpConnection
         NeedSynAck = true;
         NeedAck = FinQueued = FinSent = PeerFin = FreeAfterSend = false;
         CreatedOrder = order;
+        RetransmitAtMs = 0;
+        RtoMs = MmdsNetworkStack.InitialRtoMs;
+        Retransmits = 0;
     }
 
     public uint TxEnd => Tx == null ? SndNxt : TxBase + (uint)Tx.Length;

@@ -149,6 +149,74 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
+    public void UnacknowledgedDataIsSentAgainAfterTheTimeoutThenTheConnectionIsReset()
+    {
+        var s = Stack();
+        var c = Client(s);
+        c.Connect();
+        Assert.Equal(0, s.NextRetransmitMs); // nothing in flight
+        var first = c.Send(Frames.Psh | Frames.Ack, Encoding.ASCII.GetBytes("GET /latest/meta-data/ami-id HTTP/1.1\r\n\r\n"));
+        var data = Assert.Single(first, x => x.Data.Length > 0);
+        Assert.Equal(_now + MmdsNetworkStack.InitialRtoMs, s.NextRetransmitMs);
+
+        // The guest "lost" it: nothing before the deadline, the same bytes at the same sequence number after it.
+        _now += MmdsNetworkStack.InitialRtoMs - 1;
+        s.OnRetransmitTimer();
+        Assert.Empty(Drain(s));
+        _now += 1;
+        s.OnRetransmitTimer();
+        var again = Assert.Single(Drain(s).Select(Frames.ParseTcp));
+        Assert.Equal(data.Seq, again!.Seq);
+        Assert.Equal(data.Data, again.Data);
+        Assert.Equal(_now + 2 * MmdsNetworkStack.InitialRtoMs, s.NextRetransmitMs); // backed off
+
+        // Acknowledged: nothing more in flight, no timer.
+        c.Ack = data.Seq + (uint)data.Data.Length;
+        Assert.Empty(c.Send(Frames.Ack));
+        Assert.Equal(0, s.NextRetransmitMs);
+
+        // A guest that never answers: the connection is reset after MaxRetransmits timeouts.
+        c.Send(Frames.Psh | Frames.Ack, Encoding.ASCII.GetBytes("GET /latest/meta-data/ami-id HTTP/1.1\r\n\r\n"));
+        for (int i = 0; i < MmdsNetworkStack.MaxRetransmits; i++)
+        {
+            _now = s.NextRetransmitMs;
+            s.OnRetransmitTimer();
+            Assert.Single(Drain(s));
+        }
+        _now = s.NextRetransmitMs;
+        s.OnRetransmitTimer();
+        var rst = Assert.Single(Drain(s).Select(Frames.ParseTcp));
+        Assert.Equal(Frames.Rst | Frames.Ack, rst!.Flags);
+        Assert.Equal(0, s.ConnectionCount);
+        Assert.Equal(0, s.NextRetransmitMs);
+    }
+
+    [Fact]
+    public void UnacknowledgedSynAckAndFinAreSentAgain()
+    {
+        var s = Stack();
+        var c = Client(s);
+        var synAck = Assert.Single(c.Send(Frames.Syn));
+        _now += MmdsNetworkStack.InitialRtoMs;
+        s.OnRetransmitTimer();
+        var again = Assert.Single(Drain(s).Select(Frames.ParseTcp));
+        Assert.Equal((Frames.Syn | Frames.Ack, synAck.Seq), (again!.Flags, again.Seq));
+        c.Ack = synAck.Seq + 1;
+        Assert.Empty(c.Send(Frames.Ack));
+
+        // The guest closes; our FIN (after its ACK) goes unacknowledged.
+        var fin = Assert.Single(c.Send(Frames.Fin | Frames.Ack));
+        Assert.NotEqual(0, fin.Flags & Frames.Fin);
+        _now = s.NextRetransmitMs;
+        s.OnRetransmitTimer();
+        var fin2 = Assert.Single(Drain(s).Select(Frames.ParseTcp));
+        Assert.Equal((fin.Flags, fin.Seq), (fin2!.Flags, fin2.Seq));
+        c.Ack = fin.Seq + 1;
+        Assert.Empty(c.Send(Frames.Ack));
+        Assert.Equal(0, s.ConnectionCount);
+    }
+
+    [Fact]
     public void FinCloseAndConnectionClose()
     {
         var s = Stack();

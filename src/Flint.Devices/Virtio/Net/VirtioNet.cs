@@ -39,6 +39,8 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     private readonly byte[] _config = new byte[ConfigSize];
     private readonly Tap _tap;
     private readonly MmdsNetworkStack? _mmds;
+    private readonly Flint.Sys.TimerFd? _mmdsTimer; // the MMDS stack's retransmission deadline
+    private long _mmdsTimerAt;                      // what _mmdsTimer is armed for (0: disarmed)
     private INetRateLimiter? _rxLimiter;
     private INetRateLimiter? _txLimiter;
     private bool _tapReadable = true;
@@ -72,6 +74,11 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         var sources = new List<EventSource> { new(tap.Fd, OnTapEvent, Flint.Sys.Libc.EPOLLIN | EPOLLET) };
         if (rxRateLimiter is { EventFd: >= 0 }) sources.Add(new(rxRateLimiter.EventFd, _ => OnRateLimiterEvent(rx: true)));
         if (txRateLimiter is { EventFd: >= 0 }) sources.Add(new(txRateLimiter.EventFd, _ => OnRateLimiterEvent(rx: false)));
+        if (mmds != null)
+        {
+            _mmdsTimer = new Flint.Sys.TimerFd();
+            sources.Add(new(_mmdsTimer.Fd, _ => OnMmdsTimer()));
+        }
         EventSources = sources;
     }
 
@@ -80,7 +87,8 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     public byte[]? GuestMac { get; }
     public MmdsNetworkStack? Mmds => _mmds;
 
-    /// <summary>The tap fd (EPOLLIN | EPOLLET) and each rate limiter's timer fd. Register them all on the event loop.</summary>
+    /// <summary>The tap fd (EPOLLIN | EPOLLET), each rate limiter's timer fd and, with MMDS, its retransmission timer
+    /// fd. Register them all on the event loop.</summary>
     public IReadOnlyList<EventSource> EventSources { get; }
 
     public override uint DeviceType => VirtioDeviceType.Net;
@@ -211,6 +219,35 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         }
     }
 
+    /// <summary>Event-loop handler for the MMDS retransmission timer: segments the guest did not acknowledge go again.</summary>
+    public void OnMmdsTimer()
+    {
+        lock (_lock)
+        {
+            _mmdsTimer!.Read();
+            _mmdsTimerAt = 0; // one-shot: it is disarmed now
+            if (_disposed) return;
+            _mmds!.OnRetransmitTimer();
+            if (IsActivated && Interrupt != null)
+            {
+                try { ProcessRx(); }
+                catch (Exception) { Interlocked.Increment(ref Metrics.EventFails); }
+            }
+            ArmMmdsTimer();
+        }
+    }
+
+    /// <summary>Keeps the timer on the MMDS stack's earliest deadline; a syscall only when that deadline moved.</summary>
+    private void ArmMmdsTimer()
+    {
+        if (_mmdsTimer == null) return;
+        long at = _mmds!.NextRetransmitMs;
+        if (at == _mmdsTimerAt) return;
+        _mmdsTimerAt = at;
+        long ms = at == 0 ? 0 : Math.Max(1, at - _mmds.NowMs);
+        _mmdsTimer.Arm(TimeSpan.FromMilliseconds(ms));
+    }
+
     // ---- TX ----
 
     private void ProcessTx()
@@ -249,6 +286,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         }
         if (!popped) Interlocked.Increment(ref Metrics.NoTxAvailBuffer);
         if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue();
+        ArmMmdsTimer(); // the guest's ACKs move the MMDS deadline
     }
 
     private void Transmit(int iovs, int total)
@@ -352,6 +390,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             used = true;
         }
         if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue();
+        ArmMmdsTimer(); // MMDS segments sent: their deadline
     }
 
     private void CountRx(int lenWithHeader)
@@ -544,6 +583,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             if (_disposed) return;
             _disposed = true;
             _tap.Dispose();
+            _mmdsTimer?.Dispose();
             NativeMemory.Free(_iov);
             NativeMemory.Free(_scratch);
         }

@@ -44,6 +44,27 @@ public sealed class VirtioNetMmdsTests
     }
 
     [Fact]
+    public void MmdsRetransmitsFromItsTimerFd()
+    {
+        var (h, s) = Make(MmdsVersion.V1);
+        using var _ = h;
+        h.PostRx(16);
+        h.Send(Frames.Tcp(40000, 1000, 0, Frames.Syn, mss: true));
+        var synAck = Frames.ParseTcp(Assert.Single(h.TakeRx()));
+        Assert.Equal(Frames.Syn | Frames.Ack, synAck!.Flags);
+        var timer = Assert.Single(h.Device.EventSources, e => e.Fd != h.Ns.Tap.Fd);
+
+        // The guest never acknowledges: the timer fd turns readable after the timeout and its handler sends it again.
+        using var epoll = new Flint.Sys.Epoll();
+        epoll.Add(timer.Fd, 0);
+        Assert.True(epoll.Wait(new Flint.Sys.EpollEvent[1], 2000) > 0, "retransmission timer never fired");
+        timer.OnReady(1);
+        var again = Frames.ParseTcp(Assert.Single(h.TakeRx()));
+        Assert.Equal((synAck.Flags, synAck.Seq), (again!.Flags, again.Seq));
+        Assert.NotEqual(0, s.NextRetransmitMs); // armed again, backed off
+    }
+
+    [Fact]
     public void MmdsFramesWaitForRxBuffersAndGoFirst()
     {
         var (h, _) = Make(MmdsVersion.V1);
