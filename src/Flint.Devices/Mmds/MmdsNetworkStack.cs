@@ -57,7 +57,9 @@ public sealed class MmdsNetworkStack
     {
         if (mac != null && mac.Length != 6) throw new ArgumentException("MMDS MAC must be 6 bytes");
         _mac = mac?.ToArray() ?? DefaultMac.ToArray();
-        _nowMs = clockMs ?? (() => Environment.TickCount64);
+        // The precise monotonic clock, the one timerfds use: TickCount64 is the coarse one (a jiffy behind at times), and
+        // a timer armed for a deadline on it fired "before" that deadline.
+        _nowMs = clockMs ?? (() => System.Diagnostics.Stopwatch.GetTimestamp() / (System.Diagnostics.Stopwatch.Frequency / 1000));
         Ipv4Address = ParseIpv4(ipv4);
         Http = new MmdsHttp(store, version, new MmdsTokenAuthority(clockMs));
         for (int i = 0; i < _conns.Length; i++) _conns[i] = new MmdsTcpConnection();
