@@ -497,9 +497,12 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             return -1;
         }
         // IFF_VNET_HDR leaves num_buffers (the last 2 header bytes) unwritten; without MRG_RXBUF it must be 1
-        // (with it, ReceiveMerged writes the real count over this).
-        Span<byte> one = [1, 0];
-        ScatterAt(iovs, 10, one);
+        // (with it, ReceiveMerged writes the real count once it knows how many buffers the frame filled).
+        if (!_mergeable)
+        {
+            Span<byte> one = [1, 0];
+            ScatterAt(iovs, 10, one);
+        }
         return (int)r;
     }
 
