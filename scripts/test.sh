@@ -5,12 +5,38 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
+# The kvm module may be loaded without its device node (no udev in a container): create it from the
+# module's dev number, as udev would, so the KVM tests run natively.
+if [ ! -e /dev/kvm ] && [ -r /sys/class/misc/kvm/dev ]; then
+  IFS=: read -r kvm_major kvm_minor < /sys/class/misc/kvm/dev
+  SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  if $SUDO mknod -m 0660 /dev/kvm c "$kvm_major" "$kvm_minor" 2>/dev/null; then
+    echo "NOTE: created /dev/kvm (c $kvm_major:$kvm_minor) from /sys/class/misc/kvm/dev"
+  else
+    echo "NOTE: the kvm module is loaded but /dev/kvm could not be created (mknod c $kvm_major:$kvm_minor failed)"
+  fi
+fi
+kvm_mode="not run (no /dev/kvm and no kvm module on this machine)"
+if [ -e /dev/kvm ]; then
+  if exec 3<>/dev/kvm 2>/dev/null; then
+    exec 3>&-
+    kvm_kind=native
+    [ -d /sys/module/kvm_pvm ] && kvm_kind="native (kvm_pvm: software KVM, guest user space cannot run)"
+    kvm_mode="$kvm_kind, /dev/kvm"
+  else
+    kvm_mode="not run (/dev/kvm exists but cannot be opened)"
+  fi
+elif [ -e /sys/module/kvm ]; then
+  kvm_mode="not run (the kvm module is loaded but publishes no device number)"
+fi
+
 nested=0
 if [ ! -e /dev/kvm ]; then
   # Opt-in (FLINT_NESTED_KVM=1): the KVM tests run again inside a nested-KVM VM, L1 on one emulated CPU. Not in CI:
   # L1 sometimes hangs (with two CPUs often, with one it once did for a whole 25-minute run; docs/kvm-runs/README.md).
   if [ "${FLINT_NESTED_KVM:-0}" = 1 ] && command -v qemu-system-x86_64 >/dev/null; then
     nested=1
+    kvm_mode="nested (tests/nested-kvm: kvm_amd under QEMU TCG)"
     echo "NOTE: /dev/kvm is absent on this machine: the KVM tests (trait Needs=kvm) skip in the main run and then run"
     echo "      inside a nested-KVM VM (tests/nested-kvm: QEMU TCG with emulated SVM, Debian's kernel with kvm_amd)."
   else
@@ -45,6 +71,7 @@ if [ $nested = 1 ]; then
     # L1 never started the tests (125) or hung before any result (124): the environment, not a test. Say so loudly
     # and leave the KVM tests counted as skipped, as on any machine without KVM.
     l1_broken=1
+    kvm_mode="not run (the nested-KVM VM $([ "$nrc" -eq 124 ] && echo "hung" || echo "did not start"))"
     echo "NOTE: the nested-KVM VM $([ "$nrc" -eq 124 ] && echo "hung" || echo "did not start") (rc=$nrc);" \
          "the KVM tests stay skipped. Its console is kept under artifacts/nested-kvm/run.*"
   elif [ "$nrc" -ne 0 ] && [ "$nf" -eq 0 ]; then nf=1; fi
@@ -80,5 +107,6 @@ if bash bench/smoke-test.sh > artifacts/bench-smoke.log 2>&1; then
 else
   tail -20 artifacts/bench-smoke.log; echo "bench smoke: FAILED (artifacts/bench-smoke.log)"; failed=$((failed + 1)); rc=1
 fi
+echo "KVM tests: $kvm_mode"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]
