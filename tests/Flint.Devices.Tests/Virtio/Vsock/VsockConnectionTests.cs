@@ -153,14 +153,13 @@ public sealed class VsockConnectionTests : IDisposable
         return c.FillRx(new VsockChain(_mem, d, (ulong)(HeaderSize + room)), out effect);
     }
 
-    private void HostWrites(int n, byte value = 0x5a)
+    /// <summary>The host writes <paramref name="n"/> bytes (0: just readiness, e.g. with EOF or an error set) and epoll reports it.</summary>
+    private void HostWrites(VsockConnection c, int n, byte value = 0x5a)
     {
         for (int i = 0; i < n; i++) _host.Incoming.Enqueue(value);
         // epoll says readable; reading was asked for.
-        Assert.Equal(VsockConnOutcome.Keep, _connForEvents!.OnHostEvents(Libc.EPOLLIN, readInterest: true));
+        Assert.Equal(VsockConnOutcome.Keep, c.OnHostEvents(Libc.EPOLLIN, readInterest: true));
     }
-
-    private VsockConnection? _connForEvents;
 
     // ---------------------------------------------------------------- handshakes
 
@@ -406,9 +405,8 @@ public sealed class VsockConnectionTests : IDisposable
     private VsockConnection HostClosed()
     {
         var c = Established();
-        _connForEvents = c;
         _host.Eof = true;
-        HostWrites(0);
+        HostWrites(c, 0);
         var p = Rx(c, out var effect);
         Assert.Equal((OpShutdown, ShutdownRcv | ShutdownSend), (p.Op, p.Flags));
         Assert.Equal(VsockRxEffect.StartKillTimer, effect);
@@ -421,8 +419,7 @@ public sealed class VsockConnectionTests : IDisposable
     public void HostDataGoesToTheGuestWithinItsCredit()
     {
         var c = Established(guestBufAlloc: 100);
-        _connForEvents = c;
-        HostWrites(150);
+        HostWrites(c, 150);
         var p = Rx(c);
         Assert.Equal((OpRw, 100u), (p.Op, p.Len));
         Assert.Equal(100, p.Payload.Length);
@@ -440,8 +437,7 @@ public sealed class VsockConnectionTests : IDisposable
     public void AGuestClaimingMoreConsumedThanSentGetsNoCredit()
     {
         var c = Established(guestBufAlloc: 100);
-        _connForEvents = c;
-        HostWrites(10);
+        HostWrites(c, 10);
         Assert.Equal(OpRw, Rx(c).Op); // 10 bytes in flight
         // fwd_cnt 1000 > rx_cnt 10: the unsigned difference wraps; it must read as "no room", never as 4 GiB of room.
         Tx(c, OpCreditUpdate, bufAlloc: 100, fwdCnt: 1000);
@@ -465,9 +461,8 @@ public sealed class VsockConnectionTests : IDisposable
     public void HostReadErrorSendsRst()
     {
         var c = Established();
-        _connForEvents = c;
         _host.ReadError = 104;
-        HostWrites(0);
+        HostWrites(c, 0);
         var p = Rx(c, out var effect);
         Assert.Equal(OpRst, p.Op);
         Assert.Equal(VsockRxEffect.Closed, effect);
@@ -478,8 +473,7 @@ public sealed class VsockConnectionTests : IDisposable
     public void HeaderOnlyRxBufferCarriesACreditUpdate()
     {
         var c = Established();
-        _connForEvents = c;
-        HostWrites(10);
+        HostWrites(c, 10);
         Assert.Equal(HeaderSize, TryRx(c, out _, room: 0));
         var b = new byte[HeaderSize];
         _mem.Read(RxAddr, b);
