@@ -140,6 +140,27 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void HostConnectSkipsAnEphemeralPortAGuestConnectionUses()
+    {
+        // The guest may connect to any host port, the ephemeral range included. A host client then connecting to the
+        // same guest port must get another local port: the pair (port, guest port) would name two connections. This
+        // used to throw inside the handler (duplicate key), leaving the client without a REQUEST and its fd in no table.
+        using var listener = _h.ListenGuestPort(FirstEphemeralPort);
+        using var guestSide = _h.OpenGuestInitiated(listener, 60, FirstEphemeralPort);
+        var (host, hostPort) = _h.OpenHostInitiated(60);
+        using var _ = host;
+        Assert.NotEqual(FirstEphemeralPort, hostPort);
+        host.Send("via host"u8.ToArray());
+        var p = _h.Guest.RecvWhere(x => x.Op == OpRw);
+        Assert.Equal((hostPort, "via host"), (p.SrcPort, Encoding.ASCII.GetString(p.Payload)));
+        guestSide.Send("via guest"u8.ToArray());
+        p = _h.Guest.RecvWhere(x => x.Op == OpRw);
+        Assert.Equal((FirstEphemeralPort, "via guest"), (p.SrcPort, Encoding.ASCII.GetString(p.Payload)));
+        Assert.Equal(2, _h.Device.ConnectionCount);
+        _h.AssertHealthy();
+    }
+
+    [Fact]
     public void GuestConnectRefusedWhenNothingListens()
     {
         _h.Guest.Send(7001, 5001, OpRequest);

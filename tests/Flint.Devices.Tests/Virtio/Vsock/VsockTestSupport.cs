@@ -380,14 +380,30 @@ public sealed class VsockHarness : IDisposable
 {
     public const ulong GuestCid = 3;
 
-    public VsockHarness(int rxBuffers = 32, bool splitRx = false)
+    public VsockHarness(int rxBuffers = 32, bool splitRx = false) : this(rxBuffers, splitRx, wrapBackend: null)
+    {
+    }
+
+    /// <summary>
+    /// With <paramref name="wrapBackend"/>, the device runs over the Unix-socket muxer as wrapped by it (a
+    /// decorator that watches or interferes); without, it is built the way the VMM builds it.
+    /// </summary>
+    internal VsockHarness(int rxBuffers, bool splitRx, Func<IVsockBackend, IVsockBackend>? wrapBackend)
     {
         Dir = Path.Combine(Path.GetTempPath(), "vsk-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(Dir);
         UdsPath = Path.Combine(Dir, "v.sock");
         Memory = GuestMemory.Create([(0UL, VsockGuest.MemoryNeeded)]);
         Loop = new TestLoop();
-        Device = new VirtioVsock(GuestCid, UdsPath, Loop) { ConnectionTimeout = TimeSpan.FromMilliseconds(300) };
+        if (wrapBackend == null)
+        {
+            Device = new VirtioVsock(GuestCid, UdsPath, Loop) { ConnectionTimeout = TimeSpan.FromMilliseconds(300) };
+        }
+        else
+        {
+            var muxer = new VsockMuxer(UdsPath, Loop) { ConnectionTimeout = TimeSpan.FromMilliseconds(300) };
+            Device = new VirtioVsock(GuestCid, wrapBackend(muxer));
+        }
         Doorbells = [new EventFd(), new EventFd(), new EventFd()];
         Guest = new VsockGuest(Memory, Doorbells) { SplitRx = splitRx };
         Line = new CountingInterrupt();

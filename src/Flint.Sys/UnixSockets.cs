@@ -1,30 +1,17 @@
 using System.Runtime.InteropServices;
 using System.Text;
-using Flint.Sys;
 
-namespace Flint.Devices.Virtio.Vsock;
+namespace Flint.Sys;
 
-[StructLayout(LayoutKind.Sequential)]
-internal unsafe struct IoVec
-{
-    public void* Base;
-    public nuint Len;
-}
-
-[StructLayout(LayoutKind.Sequential)]
-internal unsafe struct MsgHdr
-{
-    public void* Name;
-    public uint NameLen;
-    public IoVec* Iov;
-    public nuint IovLen;
-    public void* Control;
-    public nuint ControlLen;
-    public int Flags;
-}
-
-/// <summary>The AF_UNIX socket calls the vsock back-end needs; blittable, so NativeAOT calls them directly.</summary>
-internal static unsafe class VsockNative
+/// <summary>
+/// Non-blocking AF_UNIX stream sockets (vsock's host side): listen, accept, connect, and the send/receive calls on
+/// them. Blittable signatures only, so NativeAOT emits direct calls. Scatter/gather calls take the iovec array as
+/// <c>void*</c> (an array of <c>struct iovec { void* base; size_t len; }</c>) so this file does not define an iovec
+/// type of its own.
+/// <para>Every wrapper retries EINTR and returns errors as negative errno instead of throwing: a socket failure is
+/// an ordinary event for the caller (a peer gone), not an exception.</para>
+/// </summary>
+public static unsafe class UnixSockets
 {
     private const string L = "libc";
 
@@ -33,20 +20,32 @@ internal static unsafe class VsockNative
     public const int SocketType = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, AcceptFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
     public const int MSG_PEEK = 2, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
     public const int SHUT_WR = 1;
-    public const int EINPROGRESS = 115, ECONNRESET = 104, EPIPE = 32, ENOTCONN = 107, EMFILE = 24, ENFILE = 23;
     public const int SunPathMax = 108;
 
-    [DllImport(L, SetLastError = true)] public static extern int socket(int domain, int type, int protocol);
-    [DllImport(L, SetLastError = true)] public static extern int bind(int fd, byte* addr, uint len);
-    [DllImport(L, SetLastError = true)] public static extern int listen(int fd, int backlog);
-    [DllImport(L, SetLastError = true)] public static extern int accept4(int fd, byte* addr, uint* len, int flags);
-    [DllImport(L, SetLastError = true)] public static extern int connect(int fd, byte* addr, uint len);
-    [DllImport(L, SetLastError = true)] public static extern nint recv(int fd, void* buf, nuint len, int flags);
-    [DllImport(L, SetLastError = true)] public static extern nint send(int fd, void* buf, nuint len, int flags);
-    [DllImport(L, SetLastError = true)] public static extern nint sendmsg(int fd, MsgHdr* msg, int flags);
-    [DllImport(L, SetLastError = true)] public static extern nint readv(int fd, IoVec* iov, int iovcnt);
-    [DllImport(L, SetLastError = true)] public static extern int shutdown(int fd, int how);
-    [DllImport(L, SetLastError = true)] public static extern int unlink(byte* path);
+    /// <summary>struct msghdr (x86_64 layout).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLen;
+        public void* Iov;
+        public nuint IovLen;
+        public void* Control;
+        public nuint ControlLen;
+        public int Flags;
+    }
+
+    [DllImport(L, SetLastError = true)] private static extern int socket(int domain, int type, int protocol);
+    [DllImport(L, SetLastError = true)] private static extern int bind(int fd, byte* addr, uint len);
+    [DllImport(L, SetLastError = true)] private static extern int listen(int fd, int backlog);
+    [DllImport(L, SetLastError = true)] private static extern int accept4(int fd, byte* addr, uint* len, int flags);
+    [DllImport(L, SetLastError = true)] private static extern int connect(int fd, byte* addr, uint len);
+    [DllImport(L, SetLastError = true)] private static extern nint recv(int fd, void* buf, nuint len, int flags);
+    [DllImport(L, SetLastError = true)] private static extern nint send(int fd, void* buf, nuint len, int flags);
+    [DllImport(L, SetLastError = true)] private static extern nint sendmsg(int fd, MsgHdr* msg, int flags);
+    [DllImport(L, SetLastError = true)] private static extern nint readv(int fd, void* iov, int iovcnt);
+    [DllImport(L, SetLastError = true)] private static extern int shutdown(int fd, int how);
+    [DllImport(L, SetLastError = true)] private static extern int unlink(byte* path);
 
     /// <summary>Fills a sockaddr_un; false when the path does not fit sun_path.</summary>
     private static bool MakeAddr(string path, Span<byte> addr, out uint len)
@@ -98,6 +97,7 @@ internal static unsafe class VsockNative
         return fd;
     }
 
+    /// <summary>accept4 with <see cref="AcceptFlags"/>; the fd, or -1 with errno set.</summary>
     public static int Accept(int listenFd) => accept4(listenFd, null, null, AcceptFlags);
 
     public static void Unlink(string path)
@@ -123,7 +123,7 @@ internal static unsafe class VsockNative
     }
 
     /// <summary>Gathered non-blocking send without SIGPIPE; bytes written, 0 on EAGAIN, -errno on error.</summary>
-    public static nint SendV(int fd, IoVec* iov, int count)
+    public static nint SendV(int fd, void* iov, int count)
     {
         var msg = new MsgHdr { Iov = iov, IovLen = (nuint)count };
         while (true)
@@ -137,7 +137,7 @@ internal static unsafe class VsockNative
     }
 
     /// <summary>Scattered read; bytes read (0 = EOF), -EAGAIN when nothing is there, -errno on error.</summary>
-    public static nint ReadV(int fd, IoVec* iov, int count)
+    public static nint ReadV(int fd, void* iov, int count)
     {
         while (true)
         {
@@ -149,7 +149,7 @@ internal static unsafe class VsockNative
         }
     }
 
-    /// <summary>recv; bytes (0 = EOF), -errno (EAGAIN included) on failure.</summary>
+    /// <summary>Non-blocking recv; bytes (0 = EOF), -errno (EAGAIN included) on failure.</summary>
     public static nint Recv(int fd, void* buf, nuint len, int flags)
     {
         while (true)
@@ -161,4 +161,7 @@ internal static unsafe class VsockNative
             return -e;
         }
     }
+
+    /// <summary>shutdown(fd, SHUT_WR): the peer reads EOF once what was sent is drained. Errors are ignored (the peer may be gone).</summary>
+    public static void ShutdownWrite(int fd) => shutdown(fd, SHUT_WR);
 }
