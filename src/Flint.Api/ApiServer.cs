@@ -100,39 +100,35 @@ public sealed class ApiServer : IDisposable
     public long RequestsServed => Interlocked.Read(ref _served);
     private long _served;
 
-    /// <summary>Binds the socket (removing a stale file; refusing a live one) and starts the API thread.</summary>
+    /// <summary>
+    /// Binds the socket and starts the API thread. Like Firecracker, refuses a path where anything exists already (a
+    /// live socket, a stale one, a regular file: none is deleted). Throws <see cref="ApiSocketException"/>, with the
+    /// operator's message, on any failure, and leaves nothing behind.
+    /// </summary>
     public void Start()
     {
         if (_thread != null) throw new InvalidOperationException("The API server is already started.");
-        if (File.Exists(_socketPath) || Directory.Exists(_socketPath))
-        {
-            if (IsListening(_socketPath))
-                throw new IOException($"Failed to open the API socket at {_socketPath}: the address is already in use (another process is listening on it).");
-            try { File.Delete(_socketPath); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new IOException($"Failed to remove the stale API socket {_socketPath}: {e.Message}", e);
-            }
-        }
+        ApiSocketPath.Check(_socketPath);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        // Bind and listen under a temporary name, then move into place: a client that waits for the socket file to
+        // appear (as Firecracker tooling does) must never find one that refuses connections. The move links without
+        // replacing, so a file that appeared at the path meanwhile is refused, not overwritten.
+        string temp = $"{_socketPath}.{Environment.ProcessId}.tmp";
+        bool viaTemp = Encoding.UTF8.GetByteCount(temp) <= ApiSocketPath.MaxBytes && !ApiSocketPath.Exists(temp);
+        bool tempBound = false;
         try
         {
-            // Bind and listen under a temporary name, then rename into place: a client that waits for the socket
-            // file to appear (as Firecracker tooling does) must never find one that refuses connections.
-            string temp = $"{_socketPath}.{Environment.ProcessId}.tmp";
-            bool viaTemp = System.Text.Encoding.UTF8.GetByteCount(temp) < 108;
             listener.Bind(new UnixDomainSocketEndPoint(viaTemp ? temp : _socketPath));
+            tempBound = viaTemp;
+            _bound = !viaTemp;
             listener.Listen(64);
             if (viaTemp)
             {
                 try { File.Move(temp, _socketPath); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    try { File.Delete(temp); } catch (IOException) { }
-                    throw new SocketException((int)SocketError.AddressAlreadyInUse, $"cannot move the socket into place: {e.Message}");
-                }
+                catch (IOException) when (ApiSocketPath.Exists(_socketPath)) { throw ApiSocketException.InUse(_socketPath); }
+                tempBound = false;
+                _bound = true;
             }
-            _bound = true;
             listener.Blocking = false;
             _epoll = new Epoll();
             _stop = new EventFd(nonBlocking: true);
@@ -140,22 +136,28 @@ public sealed class ApiServer : IDisposable
             _epoll.Add(_stop.Fd, StopToken);
             if (ExtraWatch is { } w) _epoll.Add(w.Fd, ExtraToken);
         }
-        catch (SocketException e)
+        catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException or ArgumentException or SysException)
         {
             listener.Dispose();
+            if (tempBound) TryDelete(temp);
             Cleanup();
-            throw new IOException($"Failed to open the API socket at {_socketPath}: {e.Message}", e);
+            throw e switch
+            {
+                ApiSocketException a => a,
+                SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse } => ApiSocketException.InUse(_socketPath),
+                SocketException { SocketErrorCode: SocketError.AccessDenied } => ApiSocketException.BindFailed("Permission denied (os error 13)"),
+                UnauthorizedAccessException => ApiSocketException.BindFailed("Permission denied (os error 13)"),
+                _ => ApiSocketException.BindFailed(e.Message),
+            };
         }
         _listener = listener;
         _thread = new Thread(Run) { Name = ThreadName, IsBackground = true };
         _thread.Start();
     }
 
-    private static bool IsListening(string path)
+    private static void TryDelete(string path)
     {
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try { probe.Connect(new UnixDomainSocketEndPoint(path)); return true; }
-        catch (SocketException) { return false; }
+        try { File.Delete(path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     private void Run()
