@@ -73,6 +73,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=16, help="requests pipelined per write")
     ap.add_argument("--new-conn-every", type=int, default=64, help="open a fresh connection every this many batches")
+    ap.add_argument("--level", default="Warning", help="flint's log level (Info logs a line per request, to a file here)")
     ap.add_argument("--binary", default=os.path.join(root, "artifacts", "bin", "flint"))
     a = ap.parse_args()
     if not os.access(a.binary, os.X_OK):
@@ -81,8 +82,8 @@ def main():
     d = tempfile.mkdtemp(prefix="flint-soak-")
     sock = os.path.join(d, "api.sock")
     log = open(os.path.join(d, "flint.log"), "wb")
-    # Warning level: Info would log one line per request, which measures the log, not the server.
-    p = subprocess.Popen([a.binary, "--api-sock", sock, "--level", "Warning"], stdout=log, stderr=subprocess.STDOUT)
+    # Warning by default: Info logs one line per request, which measures the log as much as the server.
+    p = subprocess.Popen([a.binary, "--api-sock", sock, "--level", a.level], stdout=log, stderr=subprocess.STDOUT)
     try:
         for _ in range(500):
             if os.path.exists(sock):
@@ -118,6 +119,10 @@ def main():
         p.terminate()
         p.wait(10)
         log.close()
+        for f in (sock, log.name):
+            if os.path.exists(f):
+                os.unlink(f)
+        os.rmdir(d)
 
 
 if __name__ == "__main__":
