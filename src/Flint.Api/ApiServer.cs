@@ -9,9 +9,16 @@ namespace Flint.Api;
 
 /// <summary>
 /// Firecracker's API server: HTTP/1.1 over a Unix domain socket, served by one thread ("fc_api") with an epoll
-/// loop. At most <see cref="MaxConnections"/> connections at once (further clients wait in the listen backlog),
-/// keep-alive and pipelining, Content-Length bodies only. Each parsed request goes through
+/// loop. Keep-alive and pipelining, Content-Length bodies only. Each parsed request goes through
 /// <see cref="ApiRequestParser"/> and then to the <see cref="IApiHandler"/>, one at a time, on this thread.
+/// <para>
+/// Careless or hostile clients cannot lock the API out. At most <see cref="MaxConnections"/> connections are open;
+/// when a new client comes and all are taken, the connection idle longest (no request half-read, no answer unsent)
+/// is closed to make room, and when none is idle the new client gets micro-http's "503 Too many open connections"
+/// at once, as Firecracker answers. Every connection must send a complete request within
+/// <see cref="ClientTimeout"/> of being accepted or of its last answer, or it is closed: that ends idle clients and
+/// slow ones (a request trickled byte by byte) alike.
+/// </para>
 /// </summary>
 public sealed class ApiServer : IDisposable
 {
@@ -22,12 +29,17 @@ public sealed class ApiServer : IDisposable
     private const ulong StopToken = ulong.MaxValue - 1;
     private const ulong ExtraToken = ulong.MaxValue - 2;
     private const int InitialBuffer = 4096;
+    /// <summary>Accepts per listener wake-up: a connect flood cannot keep the loop from serving open connections.</summary>
+    private const int AcceptsPerWake = 64;
+
+    /// <summary>How long a client has to send each complete request (see <see cref="ClientTimeout"/>).</summary>
+    public static readonly TimeSpan DefaultClientTimeout = TimeSpan.FromSeconds(30);
 
     private readonly string _socketPath;
     private readonly int _maxPayload;
     private readonly int _maxHead = HttpRequestParser.DefaultMaxHeadBytes;
     private readonly IApiHandler _handler;
-    private readonly Connection?[] _conns = new Connection?[MaxConnections];
+    private readonly ApiConnection?[] _conns = new ApiConnection?[MaxConnections];
     private readonly PathCache _paths = new();
     private readonly EpollEvent[] _events = new EpollEvent[MaxConnections + 2];
     private Socket? _listener;
@@ -35,8 +47,8 @@ public sealed class ApiServer : IDisposable
     private EventFd? _stop;
     private Thread? _thread;
     private volatile bool _stopping;
-    private bool _listening;
     private int _count;
+    private long _timeoutMs = (long)DefaultClientTimeout.TotalMilliseconds;
     private bool _bound;
 
     public ApiServer(string socketPath, int maxPayloadBytes, IApiHandler handler)
@@ -58,6 +70,28 @@ public sealed class ApiServer : IDisposable
     /// <summary>Counts each answered request under Firecracker's get/put/patch_api_requests counters.</summary>
     public ApiRequestMetrics? RequestMetrics { get; set; }
 
+    /// <summary>
+    /// The time a connection has to deliver its next complete request, counted from its accept or its last answer and
+    /// not extended by partial input; past it the connection is closed. Set before <see cref="Start"/> (tests shorten it).
+    /// </summary>
+    public TimeSpan ClientTimeout
+    {
+        get => TimeSpan.FromMilliseconds(_timeoutMs);
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.FromMilliseconds(1));
+            if (_thread != null) throw new InvalidOperationException("Set the client timeout before starting the server.");
+            _timeoutMs = (long)value.TotalMilliseconds;
+        }
+    }
+
+    /// <summary>Clients turned away with 503 because every connection was busy (for tests).</summary>
+    public long RefusedConnections => Interlocked.Read(ref _refused);
+    private long _refused;
+    /// <summary>Connections closed for missing <see cref="ClientTimeout"/> or to make room for a new client (for tests).</summary>
+    public long DroppedConnections => Interlocked.Read(ref _dropped);
+    private long _dropped;
+
     public string SocketPath => _socketPath;
     public int MaxPayloadBytes => _maxPayload;
     /// <summary>Connections open right now (for tests and metrics).</summary>
@@ -66,39 +100,35 @@ public sealed class ApiServer : IDisposable
     public long RequestsServed => Interlocked.Read(ref _served);
     private long _served;
 
-    /// <summary>Binds the socket (removing a stale file; refusing a live one) and starts the API thread.</summary>
+    /// <summary>
+    /// Binds the socket and starts the API thread. Like Firecracker, refuses a path where anything exists already (a
+    /// live socket, a stale one, a regular file: none is deleted). Throws <see cref="ApiSocketException"/>, with the
+    /// operator's message, on any failure, and leaves nothing behind.
+    /// </summary>
     public void Start()
     {
         if (_thread != null) throw new InvalidOperationException("The API server is already started.");
-        if (File.Exists(_socketPath) || Directory.Exists(_socketPath))
-        {
-            if (IsListening(_socketPath))
-                throw new IOException($"Failed to open the API socket at {_socketPath}: the address is already in use (another process is listening on it).");
-            try { File.Delete(_socketPath); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new IOException($"Failed to remove the stale API socket {_socketPath}: {e.Message}", e);
-            }
-        }
+        ApiSocketPath.Check(_socketPath);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        // Bind and listen under a temporary name, then move into place: a client that waits for the socket file to
+        // appear (as Firecracker tooling does) must never find one that refuses connections. The move links without
+        // replacing, so a file that appeared at the path meanwhile is refused, not overwritten.
+        string temp = $"{_socketPath}.{Environment.ProcessId}.tmp";
+        bool viaTemp = Encoding.UTF8.GetByteCount(temp) <= ApiSocketPath.MaxBytes && !ApiSocketPath.Exists(temp);
+        bool tempBound = false;
         try
         {
-            // Bind and listen under a temporary name, then rename into place: a client that waits for the socket
-            // file to appear (as Firecracker tooling does) must never find one that refuses connections.
-            string temp = $"{_socketPath}.{Environment.ProcessId}.tmp";
-            bool viaTemp = System.Text.Encoding.UTF8.GetByteCount(temp) < 108;
             listener.Bind(new UnixDomainSocketEndPoint(viaTemp ? temp : _socketPath));
+            tempBound = viaTemp;
+            _bound = !viaTemp;
             listener.Listen(64);
             if (viaTemp)
             {
                 try { File.Move(temp, _socketPath); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    try { File.Delete(temp); } catch (IOException) { }
-                    throw new SocketException((int)SocketError.AddressAlreadyInUse, $"cannot move the socket into place: {e.Message}");
-                }
+                catch (IOException) when (ApiSocketPath.Exists(_socketPath)) { throw ApiSocketException.InUse(_socketPath); }
+                tempBound = false;
+                _bound = true;
             }
-            _bound = true;
             listener.Blocking = false;
             _epoll = new Epoll();
             _stop = new EventFd(nonBlocking: true);
@@ -106,23 +136,28 @@ public sealed class ApiServer : IDisposable
             _epoll.Add(_stop.Fd, StopToken);
             if (ExtraWatch is { } w) _epoll.Add(w.Fd, ExtraToken);
         }
-        catch (SocketException e)
+        catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException or ArgumentException or SysException)
         {
             listener.Dispose();
+            if (tempBound) TryDelete(temp);
             Cleanup();
-            throw new IOException($"Failed to open the API socket at {_socketPath}: {e.Message}", e);
+            throw e switch
+            {
+                ApiSocketException a => a,
+                SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse } => ApiSocketException.InUse(_socketPath),
+                SocketException { SocketErrorCode: SocketError.AccessDenied } => ApiSocketException.BindFailed("Permission denied (os error 13)"),
+                UnauthorizedAccessException => ApiSocketException.BindFailed("Permission denied (os error 13)"),
+                _ => ApiSocketException.BindFailed(e.Message),
+            };
         }
         _listener = listener;
-        _listening = true;
         _thread = new Thread(Run) { Name = ThreadName, IsBackground = true };
         _thread.Start();
     }
 
-    private static bool IsListening(string path)
+    private static void TryDelete(string path)
     {
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try { probe.Connect(new UnixDomainSocketEndPoint(path)); return true; }
-        catch (SocketException) { return false; }
+        try { File.Delete(path); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     private void Run()
@@ -133,7 +168,7 @@ public sealed class ApiServer : IDisposable
         {
             while (!_stopping)
             {
-                int n = _epoll!.Wait(_events, -1);
+                int n = _epoll!.Wait(_events, MsToNextDeadline());
                 for (int i = 0; i < n && !_stopping; i++)
                 {
                     ulong token = _events[i].Data;
@@ -143,12 +178,9 @@ public sealed class ApiServer : IDisposable
                     if (token == ExtraToken) { ExtraWatch?.OnReadable(); continue; }
                     var c = _conns[(int)token];
                     if (c == null) continue;
-                    try { Service(c, ev); }
-                    catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException or SysException)
-                    {
-                        Close(c);
-                    }
+                    ServiceOrClose(c, ev);
                 }
+                if (!_stopping) DropExpired();
             }
         }
         catch (Exception e)
@@ -157,45 +189,111 @@ public sealed class ApiServer : IDisposable
         }
     }
 
+    private void ServiceOrClose(ApiConnection c, uint events)
+    {
+        try { Service(c, events); }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException or SysException)
+        {
+            Close(c);
+        }
+    }
+
+    /// <summary>epoll_wait's timeout: until the earliest connection deadline, or forever with no connection open.</summary>
+    private int MsToNextDeadline()
+    {
+        if (_count == 0) return -1;
+        long earliest = long.MaxValue;
+        foreach (var c in _conns) if (c != null && c.DeadlineMs < earliest) earliest = c.DeadlineMs;
+        return (int)Math.Clamp(earliest - Environment.TickCount64, 0, int.MaxValue);
+    }
+
+    private void DropExpired()
+    {
+        if (_count == 0) return;
+        long now = Environment.TickCount64;
+        foreach (var c in _conns)
+        {
+            if (c == null || c.DeadlineMs > now) continue;
+            // Debug, not Warn: a client can cause one of these per timeout per slot, and the log must not be its tool.
+            if (Logger.IsEnabled(LogLevel.Debug)) Logger.Debug("API server: closing a connection that sent no complete request in time.");
+            Interlocked.Increment(ref _dropped);
+            Close(c);
+        }
+    }
+
     private void AcceptAll()
     {
-        while (_count < MaxConnections)
+        for (int i = 0; i < AcceptsPerWake; i++)
         {
             Socket s;
             try { s = _listener!.Accept(); }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.TryAgain or SocketError.Interrupted) { break; }
-            catch (SocketException e) { Logger.Warn($"API server: accept failed: {e.Message}"); break; }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.TryAgain or SocketError.Interrupted) { return; }
+            catch (SocketException e) { Logger.Warn($"API server: accept failed: {e.Message}"); return; }
+            if (_count >= MaxConnections && !EvictIdle())
+            {
+                Refuse(s);
+                continue;
+            }
             s.Blocking = false;
             int slot = Array.IndexOf(_conns, null);
-            var c = new Connection(s, slot, _maxPayload);
+            var c = new ApiConnection(s, slot, Math.Min(InitialBuffer, _maxPayload + _maxHead), InitialBuffer)
+            {
+                DeadlineMs = Environment.TickCount64 + _timeoutMs,
+            };
             _conns[slot] = c;
             _count++;
             _epoll!.Add(c.Fd, (ulong)slot, Libc.EPOLLIN);
         }
-        if (_count >= MaxConnections && _listening)
+    }
+
+    /// <summary>
+    /// Frees a slot by closing the connection idle longest; false when every connection is in the middle of a request.
+    /// A candidate is serviced first, so a request that reached it while we were busy is answered, not lost.
+    /// </summary>
+    private bool EvictIdle()
+    {
+        int tried = 0; // bit per slot
+        while (true)
         {
-            // Full: leave further clients waiting in the backlog until a connection closes.
-            _epoll!.Modify((int)_listener!.Handle, ListenerToken, 0);
-            _listening = false;
+            ApiConnection? oldest = null;
+            foreach (var c in _conns)
+                if (c != null && c.IsIdle && (tried & (1 << c.Slot)) == 0 && (oldest == null || c.DeadlineMs < oldest.DeadlineMs))
+                    oldest = c;
+            if (oldest == null) return false;
+            tried |= 1 << oldest.Slot;
+            long deadline = oldest.DeadlineMs;
+            ServiceOrClose(oldest, Libc.EPOLLIN);
+            if (_conns[oldest.Slot] != oldest) return true; // it hung up (or failed) meanwhile: its slot is free
+            if (oldest.DeadlineMs != deadline || !oldest.IsIdle) continue; // it just had a request: no longer the idlest
+            Interlocked.Increment(ref _dropped);
+            Close(oldest);
+            return true;
         }
     }
 
-    private void Close(Connection c)
+    /// <summary>Answers a client that found every connection busy, as micro-http does, and hangs up.</summary>
+    private void Refuse(Socket s)
+    {
+        Interlocked.Increment(ref _refused);
+        try
+        {
+            s.Blocking = false;
+            s.Send(HttpResponseWriter.ServerFull, SocketFlags.None, out _);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        s.Dispose();
+    }
+
+    private void Close(ApiConnection c)
     {
         if (_conns[c.Slot] != c) return;
         try { _epoll!.Remove(c.Fd); } catch (SysException) { }
         c.Socket.Dispose();
         _conns[c.Slot] = null;
         _count--;
-        if (!_listening && !_stopping)
-        {
-            _epoll!.Modify((int)_listener!.Handle, ListenerToken, Libc.EPOLLIN);
-            _listening = true;
-            AcceptAll();
-        }
     }
 
-    private void Service(Connection c, uint events)
+    private void Service(ApiConnection c, uint events)
     {
         if (c.WantWrite && !Flush(c)) return; // still waiting for room to send the last responses
         bool eof = false;
@@ -206,7 +304,7 @@ public sealed class ApiServer : IDisposable
     }
 
     /// <summary>Reads what the socket has; true when the peer closed its side.</summary>
-    private bool Fill(Connection c)
+    private bool Fill(ApiConnection c)
     {
         while (true)
         {
@@ -223,7 +321,7 @@ public sealed class ApiServer : IDisposable
         }
     }
 
-    private void Process(Connection c)
+    private void Process(ApiConnection c)
     {
         while (!c.CloseAfterFlush)
         {
@@ -303,22 +401,24 @@ public sealed class ApiServer : IDisposable
         return r;
     }
 
-    private void Respond(Connection c, ApiResponse r, bool keepAlive)
+    private void Respond(ApiConnection c, ApiResponse r, bool keepAlive)
     {
         if (!keepAlive) c.CloseAfterFlush = true;
+        // An answer restarts the clock for the next request (and for sending this answer).
+        c.DeadlineMs = Environment.TickCount64 + _timeoutMs;
         HttpResponseWriter.Write(ref c.Out, ref c.OutEnd, r.Status, r.Body, keepAlive);
         Interlocked.Increment(ref _served);
     }
 
     /// <summary>An unfinished request: move it to the buffer start and make sure the buffer can hold all of it.</summary>
-    private void MakeRoom(Connection c)
+    private void MakeRoom(ApiConnection c)
     {
         if (c.InStart > 0) c.Compact();
         if (c.InEnd == c.In.Length) c.Grow(_maxHead + _maxPayload);
     }
 
     /// <summary>Sends pending output; false when the socket is full (EPOLLOUT armed) or the connection was closed.</summary>
-    private bool Flush(Connection c)
+    private bool Flush(ApiConnection c)
     {
         while (c.OutEnd > c.OutStart)
         {
@@ -373,33 +473,5 @@ public sealed class ApiServer : IDisposable
         _epoll?.Dispose(); _epoll = null;
         _stop?.Dispose(); _stop = null;
         RemoveSocketFile();
-    }
-
-    private sealed class Connection(Socket socket, int slot, int maxPayload)
-    {
-        public readonly Socket Socket = socket;
-        public readonly int Fd = (int)socket.Handle;
-        public readonly int Slot = slot;
-        public byte[] In = new byte[Math.Min(InitialBuffer, maxPayload + HttpRequestParser.DefaultMaxHeadBytes)];
-        public int InStart, InEnd;
-        public byte[] Out = new byte[InitialBuffer];
-        public int OutStart, OutEnd;
-        public long Discard;
-        public bool CloseAfterFlush, WantWrite, ContinueSent;
-
-        public void Compact()
-        {
-            int n = InEnd - InStart;
-            if (n > 0 && InStart > 0) Buffer.BlockCopy(In, InStart, In, 0, n);
-            InStart = 0;
-            InEnd = n;
-        }
-
-        public bool Grow(int limit)
-        {
-            if (In.Length >= limit) return false;
-            Array.Resize(ref In, Math.Min(limit, In.Length * 2));
-            return true;
-        }
     }
 }

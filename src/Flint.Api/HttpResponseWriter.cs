@@ -23,6 +23,14 @@ public static class HttpResponseWriter
 
     private static readonly byte[] Continue = "HTTP/1.1 100 Continue\r\n\r\n"u8.ToArray();
 
+    /// <summary>
+    /// micro-http's answer to a client that finds every connection taken, byte for byte but for the Server header
+    /// (ours names Flint, as every other answer does): a bare "503" status line and a JSON body under "error", not
+    /// "fault_message". Clients written against Firecracker match on it.
+    /// </summary>
+    public static ReadOnlySpan<byte> ServerFull =>
+        "HTTP/1.1 503\r\nServer: Flint API\r\nConnection: close\r\nContent-Length: 40\r\n\r\n{ \"error\": \"Too many open connections\" }"u8;
+
     /// <summary>Appends a full response at <paramref name="end"/>, growing <paramref name="buf"/> when needed.</summary>
     public static void Write(ref byte[] buf, ref int end, int status, string? body, bool keepAlive)
     {

@@ -82,9 +82,12 @@ internal sealed class FlintProcess
                     RequestMetrics = _apiRequests,
                 };
                 try { server.Start(); }
-                catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or InvalidOperationException or SysException)
+                catch (ApiSocketException e)
                 {
-                    Logger.Error($"Failed to open the API socket at {_s.ApiSock}: {e.Message}");
+                    // Firecracker's exit code for an API server that cannot bind; the message names the path and why.
+                    // It goes to stderr too: with --log-path set, the log alone would hide it from whoever ran flint.
+                    Logger.Error(e.Message);
+                    Console.Error.WriteLine($"Error: {e.Message}");
                     return ExitCodes.GenericError;
                 }
                 RecordStartupTime();

@@ -9,11 +9,19 @@ namespace Flint.Vmm.Rpc;
 /// </summary>
 public sealed class QueuedApiHandler : IApiHandler, IDisposable
 {
-    private sealed class Pending(VmmAction action)
+    /// <summary>
+    /// One caller's request in flight. Each calling thread keeps one and reuses it: a new object per request that is
+    /// Monitor.Wait-ed on costs, under NativeAOT, a sync-table entry and a ConditionalWeakTable condition per
+    /// request, and those piled up (RSS grew from 5 to 93 MB over 1.3 M `GET /`). A caller blocks until its answer,
+    /// so its one waiter is never queued twice.
+    /// </summary>
+    private sealed class Pending
     {
-        public readonly VmmAction Action = action;
+        public VmmAction? Action;
         public ApiResponse? Response;
     }
+
+    [ThreadStatic] private static Pending? t_pending;
 
     private readonly IApiHandler _inner;
     private readonly Queue<Pending> _queue = new();
@@ -30,18 +38,25 @@ public sealed class QueuedApiHandler : IApiHandler, IDisposable
     /// <summary>API thread: queue the action and wait for the VMM thread's answer.</summary>
     public ApiResponse Handle(VmmAction action)
     {
-        var p = new Pending(action);
+        var p = t_pending ??= new Pending();
+        p.Action = action;
+        p.Response = null;
         lock (_lock)
         {
             if (_disposed) return ApiResponse.Fault("The VMM is shutting down.", 503);
             _queue.Enqueue(p);
         }
         _eventFd.Write(1);
+        ApiResponse r;
         lock (p)
         {
             while (p.Response == null) Monitor.Wait(p);
+            r = p.Response;
+            // Let go of the action and answer: the waiter outlives this request.
+            p.Response = null;
+            p.Action = null;
         }
-        return p.Response;
+        return r;
     }
 
     /// <summary>VMM thread: drain the eventfd and answer every queued request; returns how many were handled.</summary>
@@ -54,7 +69,7 @@ public sealed class QueuedApiHandler : IApiHandler, IDisposable
             Pending? p;
             lock (_lock) { if (!_queue.TryDequeue(out p)) break; }
             ApiResponse r;
-            try { r = _inner.Handle(p.Action); }
+            try { r = _inner.Handle(p.Action!); }
             catch (Exception e) { r = ApiResponse.Fault($"Internal error: {e.Message}", 500); }
             Answer(p, r);
             n++;
