@@ -61,9 +61,10 @@ internal sealed class FakeVcpu(uint id = 0, FakeGuest guest = FakeGuest.Busy) : 
         OnRun?.Invoke(n);
         while (Volatile.Read(ref _stuck) != 0)
             lock (_wake) if (Volatile.Read(ref _stuck) != 0) Monitor.Wait(_wake, 100);
-        if (Volatile.Read(ref _kicked) != 0) { exit = default; return false; }
+        // An injected exit is one the guest was already making when any kick came: it wins over the kick.
         int pending = Interlocked.Exchange(ref _pendingExit, 0);
         if (pending != 0) { exit = VcpuExit.Other((ExitReason)(pending & 0xff), (ulong)(pending >> 8)); return true; }
+        if (Volatile.Read(ref _kicked) != 0) { exit = default; return false; }
         if (Guest == FakeGuest.Busy)
         {
             Thread.SpinWait(SpinsPerExit);
