@@ -42,6 +42,8 @@ public sealed unsafe class Vcpu : KvmFd
     public ExitReason ExitReason => (ExitReason)Run->ExitReason;
 
     /// <summary>The exit the last successful <see cref="RunOnce"/> left in kvm_run, decoded and bounds-checked.</summary>
+    // SAFETY: Run is this vCPU's kvm_run mapping of _mmapSize bytes, live until Dispose; the exit's spans point
+    // into it and are used before the next KVM_RUN on the same thread.
     public VcpuExit ReadExit() => VcpuExit.Decode(Run, _mmapSize);
 
     /// <summary>

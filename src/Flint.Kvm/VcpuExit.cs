@@ -47,6 +47,9 @@ public readonly ref struct VcpuExit
     /// </summary>
     public static unsafe VcpuExit Decode(KvmRun* run, int pageSize)
     {
+        // SAFETY: run points at a mapped kvm_run of pageSize bytes (the caller's contract: Vcpu passes its own
+        // mapping, valid until Dispose, and the vCPU thread is the only one running it). The fixed head read below
+        // lies within the first 288 bytes; the spans handed out are bounds-checked against pageSize first.
         var reason = (ExitReason)run->ExitReason;
         switch (reason)
         {

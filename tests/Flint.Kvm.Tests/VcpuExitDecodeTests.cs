@@ -6,6 +6,7 @@ namespace Flint.Kvm.Tests;
 public unsafe class VcpuExitDecodeTests : IDisposable
 {
     private const int PageSize = 4096;
+    // SAFETY: a zeroed native page that outlives every span Decode hands out (freed in Dispose).
     private readonly byte* _page = (byte*)NativeMemory.AllocZeroed(PageSize);
     private KvmRun* Run => (KvmRun*)_page;
 
