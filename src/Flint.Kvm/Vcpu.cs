@@ -41,8 +41,24 @@ public sealed unsafe class Vcpu : KvmFd
 
     public ExitReason ExitReason => (ExitReason)Run->ExitReason;
 
-    /// <summary>Pointer to the data bytes of a KVM_EXIT_IO exit, inside the kvm_run page.</summary>
-    public byte* IoData => (byte*)Run + Run->Io.DataOffset;
+    /// <summary>The exit the last successful <see cref="RunOnce"/> left in kvm_run, decoded and bounds-checked.</summary>
+    // SAFETY: Run is this vCPU's kvm_run mapping of _mmapSize bytes, live until Dispose; the exit's spans point
+    // into it and are used before the next KVM_RUN on the same thread.
+    public VcpuExit ReadExit() => VcpuExit.Decode(Run, _mmapSize);
+
+    /// <summary>
+    /// KVM_KVMCLOCK_CTRL: tells the guest's kvmclock that the vCPU was stopped by the host, so its soft-lockup
+    /// watchdog does not fire on resume. Returns 0 or the errno; the caller decides what a failure means
+    /// (<see cref="KvmclockNotEnabledErrno"/>: the guest has no kvmclock, which is fine). Call it on the vCPU's own thread.
+    /// </summary>
+    public const int KvmclockNotEnabledErrno = 22;   // EINVAL: the guest never enabled kvmclock
+
+    public int KvmclockCtrl()
+    {
+        int r;
+        do r = Libc.ioctl_val(Fd, Ioctls.KVM_KVMCLOCK_CTRL, 0); while (r < 0 && Libc.Errno == Libc.EINTR);
+        return r < 0 ? Libc.Errno : 0;
+    }
 
     public bool ImmediateExit
     {

@@ -1,202 +1,238 @@
 using Flint.Devices;
 using Flint.Kvm;
-using Flint.Sys;
-using Flint.Vmm.Logging;
 
 namespace Flint.Vmm;
 
 /// <summary>
-/// One vCPU thread: KVM_RUN, dispatch the exit to the PIO or MMIO bus, repeat. The exit path allocates nothing.
-/// Pause and stop kick the thread out of KVM_RUN with immediate_exit plus a directed signal.
+/// One vCPU thread and its state machine (<see cref="VcpuState"/>): run, handle the exit, repeat; park while
+/// paused; leave on stop, guest end or failure.
+///
+/// Other threads never touch the thread's state directly: they write a request (run, pause, stop) under
+/// <see cref="_gate"/> and kick the vCPU; the vCPU thread answers by moving its state under the same lock and
+/// pulsing it, and the requester waits for that answer with a deadline. Because the state only changes on the vCPU
+/// thread, and a parked thread leaves Paused only when the request is no longer Pause, "state == Paused" can never
+/// be a stale answer to a newer request (the bug of the event-reset design: a resume's wake-up lost to the next
+/// pause's reset left both sides waiting forever).
+///
+/// The run loop reads the request with one volatile load per exit and takes no lock: the hot path allocates and
+/// blocks on nothing.
 /// </summary>
-public sealed unsafe class VcpuRunner
+public sealed class VcpuRunner
 {
-    private readonly Vcpu _vcpu;
-    private readonly Bus _pio, _mmio;
+    /// <summary>How long a requester waits for the vCPU thread's answer: Firecracker's RECV_TIMEOUT_SEC.</summary>
+    public static readonly TimeSpan DefaultAckTimeout = TimeSpan.FromSeconds(30);
+
+    private enum Request { Run, Pause, Stop }
+
+    private readonly IVcpuBackend _backend;
+    private readonly VcpuExitHandler _exits;
     private readonly VmExit _exit;
     private readonly VcpuMetrics _metrics;
-    private readonly ManualResetEventSlim _started = new(), _parked = new(), _resume = new(true);
+    private readonly object _gate = new();
+    private VcpuState _state = VcpuState.NotStarted;   // written by the vCPU thread only, under _gate
+    private volatile Request _request = Request.Run;   // written under _gate; read lock-free by the run loop
     private Thread? _thread;
-    private volatile bool _stop, _pauseRequested;
-    private int _tid;
 
-    public uint Id => _vcpu.Id;
+    public uint Id => _backend.Id;
 
     /// <summary>Runs once on the vCPU thread just before its first KVM_RUN (seccomp installs its filter here).</summary>
     public Action? BeforeRun { get; set; }
 
+    /// <summary>The bound on <see cref="Start"/>, <see cref="Pause"/> and <see cref="Resume"/>'s waits.</summary>
+    public TimeSpan AckTimeout { get; set; } = DefaultAckTimeout;
+
+    public VcpuState State { get { lock (_gate) return _state; } }
+
     public VcpuRunner(Vcpu vcpu, Bus pio, Bus mmio, VmExit exit, VcpuMetrics metrics)
+        : this(new KvmVcpuBackend(vcpu, metrics), pio, mmio, exit, metrics) { }
+
+    private VcpuRunner(KvmVcpuBackend backend, Bus pio, Bus mmio, VmExit exit, VcpuMetrics metrics)
+        : this(backend, new VcpuExitHandler(backend.Id, pio, mmio, exit, metrics, backend.DescribeState), exit, metrics) { }
+
+    public VcpuRunner(IVcpuBackend backend, VcpuExitHandler exits, VmExit exit, VcpuMetrics metrics)
     {
-        _vcpu = vcpu;
-        _pio = pio;
-        _mmio = mmio;
+        _backend = backend;
+        _exits = exits;
         _exit = exit;
         _metrics = metrics;
     }
 
+    /// <summary>Starts the thread and waits (bounded) until it runs, or has already exited (a failed BeforeRun).</summary>
     public void Start()
     {
-        Signals.InstallKickHandler();
-        _thread = new Thread(Loop, 256 * 1024) { Name = $"fc_vcpu {_vcpu.Id}", IsBackground = true };
+        lock (_gate)
+        {
+            if (_thread != null) throw new InvalidOperationException($"vCPU {Id} was already started");
+            _thread = new Thread(Loop, 256 * 1024) { Name = $"fc_vcpu {Id}", IsBackground = true };
+        }
         _thread.Start();
-        _started.Wait();
+        var deadline = Deadline.After(AckTimeout);
+        lock (_gate)
+        {
+            // Any state but NotStarted answers: a pause may already have parked it, a failed BeforeRun ended it
+            // (and told VmExit why).
+            while (_state == VcpuState.NotStarted)
+            {
+                int left = deadline.MillisecondsLeft;
+                if (left <= 0) throw new VcpuStateException($"vCPU {Id} did not start within {AckTimeout.TotalSeconds:0.###} s");
+                Monitor.Wait(_gate, left);
+            }
+        }
     }
 
-    /// <summary>Stops the vCPU at the next exit and waits until it is parked outside KVM_RUN.</summary>
+    /// <summary>Pause: <see cref="RequestPause"/> then <see cref="AwaitPaused"/>.</summary>
     public void Pause()
     {
-        _resume.Reset();
-        _parked.Reset();
-        _pauseRequested = true;
-        Kick();
-        _parked.Wait();
+        RequestPause();
+        AwaitPaused(Deadline.After(AckTimeout));
     }
 
+    /// <summary>Resume: <see cref="RequestResume"/> then <see cref="AwaitRunning"/>.</summary>
     public void Resume()
     {
-        _pauseRequested = false;
-        _resume.Set();
+        RequestResume();
+        AwaitRunning(Deadline.After(AckTimeout));
     }
 
+    /// <summary>Asks the vCPU to park at its next exit and kicks it out of its run; does not wait.</summary>
+    public void RequestPause()
+    {
+        lock (_gate)
+        {
+            ThrowIfGone("pause");
+            _request = Request.Pause;
+        }
+        // After the request is published: the kick's fence orders the two, so a vCPU that misses the kick
+        // (it was between runs) sees the request on its next check.
+        _backend.Kick();
+    }
+
+    /// <summary>Asks a paused vCPU to run again; does not wait.</summary>
+    public void RequestResume()
+    {
+        lock (_gate)
+        {
+            ThrowIfGone("resume");
+            _request = Request.Run;
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    /// <summary>Waits until the vCPU is parked; throws <see cref="VcpuStateException"/> if it exited or the deadline passed.</summary>
+    public void AwaitPaused(Deadline deadline) => AwaitState(VcpuState.Paused, "pause", deadline);
+
+    /// <summary>Waits until the vCPU runs again; throws <see cref="VcpuStateException"/> if it exited or the deadline passed.</summary>
+    public void AwaitRunning(Deadline deadline) => AwaitState(VcpuState.Running, "resume", deadline);
+
+    /// <summary>Asks the vCPU thread to leave (whatever it is doing) and kicks it; never throws, never waits.</summary>
     public void Stop()
     {
-        _stop = true;
-        _resume.Set();
-        Kick();
+        lock (_gate)
+        {
+            if (_state == VcpuState.Exited) return;
+            _request = Request.Stop;
+            Monitor.PulseAll(_gate);
+        }
+        _backend.Kick();
     }
 
-    public void Join(TimeSpan timeout) => _thread?.Join(timeout);
+    /// <summary>Waits (bounded) for the thread to end; false if it is still running after <paramref name="timeout"/>.</summary>
+    public bool Join(TimeSpan timeout) => _thread?.Join(timeout) ?? true;
 
-    private void Kick()
+    private void ThrowIfGone(string verb)
     {
-        _vcpu.ImmediateExit = true;
-        if (_tid != 0) Signals.Kick(_tid);
+        if (_state == VcpuState.Exited || _request == Request.Stop)
+            throw new VcpuStateException($"cannot {verb} vCPU {Id}: it has exited");
+        if (_thread == null)
+            throw new VcpuStateException($"cannot {verb} vCPU {Id}: it has not been started");
+    }
+
+    private void AwaitState(VcpuState wanted, string verb, Deadline deadline)
+    {
+        lock (_gate)
+        {
+            while (_state != wanted)
+            {
+                if (_state == VcpuState.Exited) throw new VcpuStateException($"vCPU {Id} exited before it could {verb}");
+                int left = deadline.MillisecondsLeft;
+                if (left <= 0)
+                    throw new VcpuStateException($"vCPU {Id} did not {verb} within {deadline.Budget.TotalSeconds:0.###} s (state {_state})");
+                Monitor.Wait(_gate, left);
+            }
+        }
     }
 
     private void Loop()
     {
-        _tid = Libc.gettid();
-        _started.Set();
         try
         {
+            _backend.AttachThread();
             BeforeRun?.Invoke();
-            while (!_stop)
+            lock (_gate)
             {
-                if (_pauseRequested)
-                {
-                    _parked.Set();
-                    _resume.Wait();
-                    continue;
-                }
-                if (!_vcpu.RunOnce())
-                {
-                    // Interrupted (kick or a runtime signal): clear immediate_exit and re-check the flags.
-                    _vcpu.ImmediateExit = false;
-                    continue;
-                }
-                if (!HandleExit()) break;
+                _state = VcpuState.Running;
+                Monitor.PulseAll(_gate);
             }
+            RunUntilStopped();
         }
         catch (Exception e)
         {
             Interlocked.Increment(ref _metrics.Failures);
-            _exit.Request(ExitCodes.GenericError, $"vCPU {_vcpu.Id} failed: {e.Message}");
+            _exit.Request(ExitCodes.GenericError, $"vCPU {Id} failed: {e.Message}");
         }
         finally
         {
-            _parked.Set();
+            _backend.DetachThread();
+            lock (_gate)
+            {
+                _state = VcpuState.Exited;
+                Monitor.PulseAll(_gate);
+            }
         }
     }
 
-    /// <summary>Handles one exit; false ends this vCPU (and the VM has been told why).</summary>
-    private bool HandleExit()
+    /// <summary>The hot loop: no lock, no allocation; a request other than Run takes it to <see cref="Park"/>.</summary>
+    private void RunUntilStopped()
     {
-        KvmRun* run = _vcpu.Run;
-        switch ((ExitReason)run->ExitReason)
+        while (true)
         {
-            case ExitReason.Io:
+            if (_request != Request.Run)
             {
-                ref IoExit io = ref run->Io;
-                byte* data = (byte*)run + io.DataOffset;
-                int size = io.Size;
-                if (io.Direction == IoExit.Out)
-                {
-                    Interlocked.Increment(ref _metrics.ExitIoOut);
-                    for (uint i = 0; i < io.Count; i++) _pio.Write(io.Port, new ReadOnlySpan<byte>(data + i * size, size));
-                }
-                else
-                {
-                    Interlocked.Increment(ref _metrics.ExitIoIn);
-                    for (uint i = 0; i < io.Count; i++) _pio.Read(io.Port, new Span<byte>(data + i * size, size));
-                }
-                return !_exit.IsRequested;
+                if (!Park()) return;
+                continue;
             }
-            case ExitReason.Mmio:
+            if (!_backend.Run(out VcpuExit exit))
             {
-                ref MmioExit m = ref run->Mmio;
-                int len = (int)Math.Min(m.Len, 8u);
-                var span = new Span<byte>((byte*)run + 32 + 8, len);
-                if (m.IsWrite != 0)
-                {
-                    Interlocked.Increment(ref _metrics.ExitMmioWrite);
-                    _mmio.Write(m.PhysAddr, span);
-                }
-                else
-                {
-                    Interlocked.Increment(ref _metrics.ExitMmioRead);
-                    _mmio.Read(m.PhysAddr, span);
-                }
-                return !_exit.IsRequested;
+                // Kicked (or another signal): re-arm, then the request check above says why.
+                _backend.ClearKick();
+                continue;
             }
-            case ExitReason.Hlt:
-                // With the in-kernel irqchip KVM handles HLT itself; an HLT exit means the guest is done.
-                _exit.Request(ExitCodes.Ok, $"vCPU {_vcpu.Id} halted");
-                return false;
-            case ExitReason.Shutdown:
-                // Triple fault: how a guest without another reset path reboots. Where it was says whether it was
-                // meant (a reboot path) or a crash, so it goes in the log line (a rare exit: no hot-path cost).
-                _exit.Request(ExitCodes.Ok, $"vCPU {_vcpu.Id} received KVM_EXIT_SHUTDOWN (guest reboot or triple fault) {DescribeCpuState()}");
-                return false;
-            case ExitReason.SystemEvent:
-            {
-                var type = (SystemEventType)run->SystemEvent.Type;
-                if (type is SystemEventType.Shutdown or SystemEventType.Reset)
-                    _exit.Request(ExitCodes.Ok, $"vCPU {_vcpu.Id} received system event {type}");
-                else
-                    _exit.Request(ExitCodes.GenericError, $"vCPU {_vcpu.Id} received system event {type}");
-                return false;
-            }
-            case ExitReason.InternalError:
-                Interlocked.Increment(ref _metrics.Failures);
-                _exit.Request(ExitCodes.GenericError,
-                    $"KVM internal error on vCPU {_vcpu.Id}. Suberror: {run->Internal.Suberror}");
-                return false;
-            case ExitReason.FailEntry:
-                Interlocked.Increment(ref _metrics.Failures);
-                _exit.Request(ExitCodes.GenericError,
-                    $"KVM_EXIT_FAIL_ENTRY on vCPU {_vcpu.Id}: hardware entry failure reason 0x{run->HardwareExitReason:x}");
-                return false;
-            case ExitReason.Intr:
-                return true;
-            default:
-                Interlocked.Increment(ref _metrics.Failures);
-                _exit.Request(ExitCodes.GenericError, $"Unexpected exit reason on vCPU {_vcpu.Id}: {run->ExitReason}");
-                return false;
+            if (_exits.Handle(exit) == VcpuExitAction.Stop) return;
         }
     }
 
-    /// <summary>rip, rsp, control registers and EFER of this vCPU, for the log; empty when KVM will not say.</summary>
-    private string DescribeCpuState()
+    /// <summary>
+    /// Running → Paused, and back when the request is Run again. False when the request is Stop. The wait itself
+    /// is as long as the VM stays paused, by design: the requesters' waits are the bounded ones.
+    /// </summary>
+    private bool Park()
     {
-        try
+        lock (_gate)
+            if (_request == Request.Stop) return false;
+        // Before answering "paused": the guest's clock learns it was stopped (Firecracker does it on pause too).
+        _backend.OnPaused();
+        lock (_gate)
         {
-            var r = _vcpu.GetRegs();
-            var sr = _vcpu.GetSregs();
-            return $"at rip=0x{r.Rip:x} rsp=0x{r.Rsp:x} cr0=0x{sr.Cr0:x} cr2=0x{sr.Cr2:x} cr3=0x{sr.Cr3:x} cr4=0x{sr.Cr4:x} efer=0x{sr.Efer:x}";
+            _state = VcpuState.Paused;
+            Monitor.PulseAll(_gate);
+            while (_request == Request.Pause) Monitor.Wait(_gate);
+            if (_request == Request.Stop) return false;
+            _state = VcpuState.Running;
+            Monitor.PulseAll(_gate);
         }
-        catch (Exception)
-        {
-            return "";
-        }
+        // The pause's kick may still be armed (it came between two runs): clear it so the first run after resume
+        // is a real one. The fence in ClearKick keeps a newer pause's kick from being lost (see IVcpuBackend).
+        _backend.ClearKick();
+        return true;
     }
 }

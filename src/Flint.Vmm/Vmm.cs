@@ -24,7 +24,12 @@ public sealed class Vmm : IDisposable
     public required Bus MmioBus { get; init; }
     public required EventLoop EventLoop { get; init; }
     public required VmExit Exit { get; init; }
-    public required IReadOnlyList<VcpuRunner> Vcpus { get; init; }
+    public required IReadOnlyList<VcpuRunner> Vcpus
+    {
+        get => _vcpuGroup.Vcpus;
+        init => _vcpuGroup = new VcpuGroup(value);
+    }
+    private readonly VcpuGroup _vcpuGroup = new([]);
     public required Serial Serial { get; init; }
     public required I8042 I8042 { get; init; }
     public BootTimer? BootTimer { get; init; }
@@ -34,7 +39,7 @@ public sealed class Vmm : IDisposable
     public required VcpuMetrics VcpuMetrics { get; init; }
     public string KernelCmdline { get; init; } = "";
 
-    public bool IsPaused { get; private set; }
+    public bool IsPaused => _vcpuGroup.IsPaused;
     public bool IsStarted { get; private set; }
 
     internal void Own(IDisposable d) => _owned.Add(d);
@@ -56,24 +61,14 @@ public sealed class Vmm : IDisposable
         return Exit.ExitCode;
     }
 
-    public void Pause()
-    {
-        if (IsPaused) return;
-        foreach (var v in Vcpus) v.Pause();
-        IsPaused = true;
-    }
+    /// <summary>Parks every vCPU (bounded: a <see cref="VcpuStateException"/> says which vCPU did not answer).</summary>
+    public void Pause() => _vcpuGroup.Pause();
 
-    public void Resume()
-    {
-        if (!IsPaused) return;
-        foreach (var v in Vcpus) v.Resume();
-        IsPaused = false;
-    }
+    public void Resume() => _vcpuGroup.Resume();
 
     public void Stop()
     {
-        foreach (var v in Vcpus) v.Stop();
-        foreach (var v in Vcpus) v.Join(TimeSpan.FromSeconds(1));
+        _vcpuGroup.Stop(TimeSpan.FromSeconds(2));
         Serial.Flush();
     }
 

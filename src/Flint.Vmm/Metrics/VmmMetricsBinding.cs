@@ -11,6 +11,7 @@ public static class VmmMetricsBinding
         r.Bind("vcpu", "exit_mmio_read", () => Interlocked.Read(ref v.ExitMmioRead));
         r.Bind("vcpu", "exit_mmio_write", () => Interlocked.Read(ref v.ExitMmioWrite));
         r.Bind("vcpu", "failures", () => Interlocked.Read(ref v.Failures));
+        r.Bind("vcpu", "kvmclock_ctrl_fails", () => Interlocked.Read(ref v.KvmclockCtrlFails));
 
         var u = vmm.Serial.Metrics;
         r.Bind("uart", "error_count", () => u.ErrorCount);

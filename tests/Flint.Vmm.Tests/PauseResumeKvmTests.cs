@@ -1,0 +1,123 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Flint.TestGuest;
+using Xunit.Abstractions;
+
+namespace Flint.Vmm.Tests;
+
+/// <summary>
+/// The pause/resume deadlock against the real binary and KVM: 10,000 PATCH /vm Paused/Resumed cycles while the
+/// test guest runs; afterwards the API still answers and the guest still makes progress.
+/// </summary>
+public sealed class PauseResumeKvmTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = Repo.TempDir();
+    private readonly StringBuilder _log = new();
+    private Process? _proc;
+
+    public void Dispose()
+    {
+        if (_proc is { HasExited: false }) { _proc.Kill(true); _proc.WaitForExit(); }
+        _proc?.Dispose();
+        Directory.Delete(_dir, true);
+    }
+
+    private string Sock => Path.Combine(_dir, "api.sock");
+
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
+    [SkippableFact]
+    public void Ten_thousand_pause_resume_cycles_leave_the_api_answering_and_the_guest_running()
+    {
+        KvmRequirement.Check();
+        var metrics = Path.Combine(_dir, "metrics.json");
+        StartFlint("--metrics-path", metrics);
+        using var s = Connect();
+        // Billions of PIO exits: the guest is busy on vCPU 0 for the whole test; vCPU 1 idles in the kernel (the
+        // test guest never starts it), so both a busy and a halted vCPU are paused and resumed each cycle.
+        Assert.Equal(204, Request(s, "PUT", "/boot-source",
+            $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=pio tg.pio=4000000000\"}}").Status);
+        Assert.Equal(204, Request(s, "PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 64}").Status);
+        Assert.Equal(204, Request(s, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}").Status);
+        Assert.True(SpinWait.SpinUntil(() => ExitsSoFar(s, metrics) > 0, 30_000), "the guest made no PIO exit after start");
+
+        var sw = Stopwatch.StartNew();
+        Bounded.Run(TimeSpan.FromMinutes(8), () =>
+        {
+            for (int i = 0; i < 10_000; i++)
+            {
+                var (st, body) = Request(s, "PATCH", "/vm", "{\"state\": \"Paused\"}");
+                Assert.True(st == 204, $"pause {i}: {st} {body}");
+                (st, body) = Request(s, "PATCH", "/vm", "{\"state\": \"Resumed\"}");
+                Assert.True(st == 204, $"resume {i}: {st} {body}");
+            }
+        }, "10,000 PATCH /vm pause/resume cycles");
+        output.WriteLine($"10,000 pause/resume cycles over the API: {sw.Elapsed.TotalMilliseconds:F0} ms " +
+                         $"({sw.Elapsed.TotalMilliseconds / 10_000:F3} ms per cycle)");
+
+        Assert.Contains("\"Running\"", Request(s, "GET", "/").Body);
+        long before = ExitsSoFar(s, metrics);
+        Assert.True(SpinWait.SpinUntil(() => ExitsSoFar(s, metrics) > before + 1000, 30_000),
+            $"the guest made no progress after the last resume ({before} PIO exits)");
+        // Paused, it makes none.
+        Assert.Equal(204, Request(s, "PATCH", "/vm", "{\"state\": \"Paused\"}").Status);
+        long paused = ExitsSoFar(s, metrics);
+        Thread.Sleep(200);
+        Assert.Equal(paused, ExitsSoFar(s, metrics));
+        Assert.False(_proc!.HasExited);
+        lock (_log) output.WriteLine(_log.ToString());
+    }
+
+    /// <summary>Flushes the metrics and reads vcpu.exit_io_out from the line just written.</summary>
+    private static long ExitsSoFar(Socket s, string metricsPath)
+    {
+        Assert.Equal(204, Request(s, "PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}").Status);
+        var last = File.ReadLines(metricsPath).Last();
+        using var doc = JsonDocument.Parse(last);
+        return doc.RootElement.GetProperty("vcpu").GetProperty("exit_io_out").GetInt64();
+    }
+
+    private void StartFlint(params string[] extra)
+    {
+        var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var a in new[] { "--api-sock", Sock, "--id", "pause-resume" }.Concat(extra)) psi.ArgumentList.Add(a);
+        _proc = Process.Start(psi)!;
+        _proc.StandardInput.Close();
+        _proc.OutputDataReceived += (_, e) => { if (e.Data != null) lock (_log) _log.AppendLine(e.Data); };
+        _proc.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_log) _log.AppendLine(e.Data); };
+        _proc.BeginOutputReadLine();
+        _proc.BeginErrorReadLine();
+        Assert.True(SpinWait.SpinUntil(() => File.Exists(Sock), 10_000), "API socket did not appear");
+    }
+
+    private Socket Connect()
+    {
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 60_000, SendTimeout = 60_000 };
+        s.Connect(new UnixDomainSocketEndPoint(Sock));
+        return s;
+    }
+
+    private static (int Status, string Body) Request(Socket s, string method, string path, string? body = null)
+    {
+        var b = body ?? "";
+        var req = $"{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n" +
+                  (body != null ? $"Content-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(b)}\r\n" : "") + "\r\n" + b;
+        s.Send(Encoding.UTF8.GetBytes(req));
+        var buf = new byte[65536];
+        int n = 0;
+        while (true)
+        {
+            int got = s.Receive(buf, n, buf.Length - n, SocketFlags.None);
+            if (got == 0) throw new IOException("flint closed the API connection");
+            n += got;
+            var text = Encoding.UTF8.GetString(buf, 0, n);
+            int he = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+            if (he < 0) continue;
+            var m = System.Text.RegularExpressions.Regex.Match(text, "Content-Length: (\\d+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
+            int len = m.Success ? int.Parse(m.Groups[1].Value) : 0;
+            if (n < he + 4 + len) continue;
+            return (int.Parse(text.Substring(9, 3)), text.Substring(he + 4, len));
+        }
+    }
+}
