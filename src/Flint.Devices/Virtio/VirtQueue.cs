@@ -53,7 +53,10 @@ public sealed unsafe class VirtQueue
     /// <summary>Guest-physical address of the used ring (QueueDevice).</summary>
     public ulong UsedRing { get; set; }
 
-    /// <summary>Next avail ring slot the device will consume (free-running, wraps at 2^16).</summary>
+    /// <summary>
+    /// Next avail ring slot the device will consume (free-running, wraps at 2^16). Set by the transport (reset,
+    /// snapshot); devices move it only through <see cref="TryPop"/> and <see cref="UndoPop"/>.
+    /// </summary>
     public ushort NextAvail { get; set; }
 
     /// <summary>Next used ring slot the device will fill (free-running, wraps at 2^16).</summary>
@@ -168,6 +171,17 @@ public sealed unsafe class VirtQueue
         NextAvail++;
         chain = new DescriptorChain(this, head);
         return true;
+    }
+
+    /// <summary>
+    /// Gives back the last <paramref name="count"/> chains taken with <see cref="TryPop"/> and not completed (a rate
+    /// limiter said wait, or a receive buffer had nothing to carry): the next pop returns them again, re-read from
+    /// the ring, so nothing from the first read is kept. The one place besides the pop that moves the avail cursor.
+    /// </summary>
+    public void UndoPop(int count = 1)
+    {
+        if (count <= 0) return;
+        NextAvail = (ushort)(NextAvail - count);
     }
 
     /// <summary>Entries the driver has made available and the device has not taken yet (0 when inactive or failed).</summary>

@@ -43,7 +43,7 @@ public static unsafe class VmBuilder
             (ulong Address, ulong Size)? initrd = boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel.End) : null;
 
             // 2. The VM.
-            var kvm = Kvm.Kvm.Open(options.KvmPath);
+            var kvm = KvmSystem.Open(options.KvmPath);
             owned.Add(kvm);
             var vm = kvm.CreateVm();
             owned.Add(vm);
@@ -207,7 +207,7 @@ public static unsafe class VmBuilder
 
     private static ICpuTemplate ResolveTemplate(string? name)
     {
-        if (name == null) return CpuTemplates.Detect(Kvm.Kvm.IsKvmPvmHost());
+        if (name == null) return CpuTemplates.Detect(KvmSystem.IsKvmPvmHost());
         return CpuTemplates.ByName(name) ?? throw new ConfigException($"Unknown CPU template \"{name}\" (None, KvmPvm).");
     }
 
