@@ -27,8 +27,9 @@ public sealed class BlockParseOnceTests : IDisposable
         for (int s = 0; s < Sectors; s++) content.AsSpan(s * 512, 512).Fill((byte)(s + 1));
         File.WriteAllBytes(_path, content);
         _driver = new GuestDriver(_mem, 16);
-        // A bandwidth bucket of 4 KiB that does not refill within the test: a request may move at most that.
-        var rl = new RateLimiter(new TokenBucketConfig(4096, null, 1_000_000), null, _clock);
+        // A bandwidth bucket of 4 KiB that does not refill within the test (a request may move at most that), and
+        // an ops bucket, so that every request (a flush too) reads the clock while it is charged.
+        var rl = new RateLimiter(new TokenBucketConfig(4096, null, 1_000_000), new TokenBucketConfig(100, null, 1_000_000), _clock);
         _dev = new VirtioBlock(_path, rateLimiter: rl);
         _driver.Configure(_queue);
         Assert.True(_dev.Activate(_mem, [_queue], new VirtioInterrupt(new CountingInterrupt()),
