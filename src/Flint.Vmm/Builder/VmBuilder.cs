@@ -27,6 +27,7 @@ public static unsafe class VmBuilder
     public static Vmm Build(VmConfig config, VmOptions options)
     {
         ConfigLoader.Validate(config);
+        DeviceLogSink.Bind(); // device failures reach the process log (rate limited per device)
         var mc = config.MachineConfig ?? new MachineConfig();
         var boot = config.BootSource!;
         ulong memBytes = checked((ulong)mc.MemSizeMib << 20);
