@@ -89,6 +89,8 @@ public sealed unsafe class ChainBuffers
             if (Count == _segments.Length) return false;
             byte* p = memory.TryGetHostPointer(d.Addr, d.Len);
             if (p == null) return false; // unreachable: the chain validated the range
+            // SAFETY: Count < _segments.Length was checked above; p covers d.Len bytes of one guest region, which
+            // stays mapped for the VM's lifetime (guest memory is never unmapped while devices exist).
             ref var s = ref _base[Count++];
             s.Base = p;
             s.Len = d.Len;

@@ -30,6 +30,7 @@ public unsafe struct ChainReader
         int done = 0;
         while (done < dst.Length && NextPiece((ulong)(dst.Length - done), out byte* p, out uint len))
         {
+            // SAFETY: p..p+len lies in one validated guest region (ChainBuffers checked it), len <= dst's remainder.
             new ReadOnlySpan<byte>(p, (int)len).CopyTo(dst[done..]);
             done += (int)len;
         }
@@ -57,6 +58,7 @@ public unsafe struct ChainReader
         len = 0;
         while (_index < _count && _offset == _segments[_index].Len) { _index++; _offset = 0; }
         if (_index == _count || max == 0) return false;
+        // SAFETY: _index < _count, the number of segments the buffers filled in.
         ref var s = ref _segments[_index];
         ulong n = Math.Min(Math.Min(max, (ulong)s.Len - _offset), uint.MaxValue);
         p = (byte*)s.Base + _offset;

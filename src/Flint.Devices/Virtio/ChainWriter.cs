@@ -33,6 +33,7 @@ public unsafe struct ChainWriter
         int done = 0;
         while (done < src.Length && NextPiece((ulong)(src.Length - done), out byte* p, out uint len))
         {
+            // SAFETY: p..p+len lies in one validated, device-writable guest buffer (ChainBuffers checked it).
             src.Slice(done, (int)len).CopyTo(new Span<byte>(p, (int)len));
             done += (int)len;
         }
@@ -57,6 +58,7 @@ public unsafe struct ChainWriter
         len = 0;
         while (_index < _count && _offset == _segments[_index].Len) { _index++; _offset = 0; }
         if (_index == _count || max == 0) return false;
+        // SAFETY: _index < _count, the number of segments the buffers filled in.
         ref var s = ref _segments[_index];
         ulong n = Math.Min(Math.Min(max, (ulong)s.Len - _offset), uint.MaxValue);
         p = (byte*)s.Base + _offset;

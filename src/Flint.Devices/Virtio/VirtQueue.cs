@@ -81,6 +81,14 @@ public sealed unsafe class VirtQueue
 
     internal GuestMemory? Memory { get; private set; }
 
+    /// <summary>The owning device's log (set on activation), for the queue's own failures.</summary>
+    internal Logging.DeviceLog? Log { get; set; }
+
+    /// <summary>Times the driver broke the ring protocol (see <see cref="IsFailed"/>); kept across resets.</summary>
+    public long Failures => Interlocked.Read(ref _failures);
+
+    private long _failures;
+
     /// <summary>Ring sizes from spec 2.6: avail and used carry flags, idx and a trailing event field.</summary>
     public static ulong DescTableBytes(ushort size) => (ulong)DescriptorSize * size;
     public static ulong AvailRingBytes(ushort size) => 6 + 2UL * size;
@@ -165,6 +173,8 @@ public sealed unsafe class VirtQueue
         if (pending > Size)
         {
             IsFailed = true;
+            Interlocked.Increment(ref _failures);
+            Log?.Error("queue failed: the driver's avail idx is ahead by more than the queue size", pending);
             return false;
         }
         ushort head = _availRing[NextAvail & _mask];

@@ -56,7 +56,11 @@ public abstract class VirtioDevice : IVirtioDevice
             }
         }
         bool eventIdx = (ackedFeatures & VirtioFeatures.RingEventIdx) != 0;
-        for (int i = 0; i < QueueMaxSizes.Length; i++) queues[i].EventIdx = eventIdx;
+        for (int i = 0; i < QueueMaxSizes.Length; i++)
+        {
+            queues[i].EventIdx = eventIdx;
+            queues[i].Log = Log;
+        }
         Memory = memory;
         Queues = queues;
         Interrupt = interrupt;

@@ -2,7 +2,10 @@ using Flint.Devices.Logging;
 
 namespace Flint.Devices.Tests.Virtio;
 
-/// <summary>Device logging is rate limited per device and says how many lines it dropped.</summary>
+/// <summary>
+/// Device logging is rate limited per device and says how many lines it dropped. These tests swap the process-wide
+/// sink, so their collection runs alone (no other device test logs into it meanwhile).
+/// </summary>
 [Collection(DeviceLogSinkCollection.Name)]
 public sealed class DeviceLogTests
 {
@@ -36,6 +39,33 @@ public sealed class DeviceLogTests
             Assert.Equal($"Warning:TestDevice:again ({100 - DeviceLog.Burst} similar lines suppressed)", sink.Lines[^1]);
             log.Warn("and again");
             Assert.Equal(DeviceLog.Burst + 1, sink.Lines.Count);
+        }
+        finally
+        {
+            DeviceLog.Sink = old;
+        }
+    }
+
+    [Fact]
+    public void AFailedQueueIsLoggedAndCounted()
+    {
+        var sink = new ListSink();
+        var old = DeviceLog.Sink;
+        DeviceLog.Sink = sink;
+        try
+        {
+            using var mem = Flint.Memory.GuestMemory.Create([(0UL, 0x100000UL)]);
+            var driver = new GuestDriver(mem, 16);
+            var q = new Flint.Devices.Virtio.VirtQueue(16);
+            driver.Configure(q);
+            using var rng = new Flint.Devices.Virtio.Rng.VirtioRng();
+            Assert.True(rng.Activate(mem, [q], new Flint.Devices.Virtio.VirtioInterrupt(new CountingInterrupt()), rng.AvailableFeatures));
+            driver.SetAvailIdx(17); // more pending than the queue holds: the driver is broken
+            rng.ProcessQueue(0);
+            rng.ProcessQueue(0);
+            Assert.True(q.IsFailed);
+            Assert.Equal(1, q.Failures);
+            Assert.Single(sink.Lines, l => l.StartsWith("Error:VirtioRng:queue failed", StringComparison.Ordinal));
         }
         finally
         {

@@ -37,6 +37,8 @@ internal readonly unsafe struct BlockRequest
     public static BlockRequest Parse(ChainBuffers buffers)
     {
         if (buffers.WritableBytes == 0) return default;
+        // SAFETY: WritableBytes > 0, so there is a writable segment and it is at least 1 byte long (zero-length
+        // descriptors take no segment); its last byte is inside that validated guest buffer.
         var last = buffers.Writable[buffers.WritableCount - 1];
         byte* status = (byte*)last.Base + last.Len - 1;
 

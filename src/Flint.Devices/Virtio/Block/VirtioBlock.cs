@@ -209,6 +209,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
             Log.Error("request failed", e.GetType().Name);
             s = StatusIoErr;
         }
+        // SAFETY: Status points at the chain's last device-writable byte, checked when the request was parsed.
         *request.Status = s;
         return written + 1;
     }
