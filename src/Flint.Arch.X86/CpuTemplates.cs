@@ -12,6 +12,6 @@ public static class CpuTemplates
         : string.Equals(name, "KvmPvm", StringComparison.OrdinalIgnoreCase) ? KvmPvm
         : null;
 
-    /// <summary>KvmPvm on a kvm_pvm host (Flint.Kvm.Kvm.IsKvmPvmHost()), else None.</summary>
+    /// <summary>KvmPvm on a kvm_pvm host (Flint.Kvm.KvmSystem.IsKvmPvmHost()), else None.</summary>
     public static ICpuTemplate Detect(bool isKvmPvmHost) => isKvmPvmHost ? KvmPvm : None;
 }

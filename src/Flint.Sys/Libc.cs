@@ -29,6 +29,8 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern int close(int fd);
     [DllImport(L, SetLastError = true)] public static extern nint read(int fd, void* buf, nuint count);
     [DllImport(L, SetLastError = true)] public static extern nint write(int fd, void* buf, nuint count);
+    [DllImport(L, SetLastError = true)] public static extern nint readv(int fd, IoVec* iov, int iovcnt);
+    [DllImport(L, SetLastError = true)] public static extern nint writev(int fd, IoVec* iov, int iovcnt);
     [DllImport(L, SetLastError = true)] public static extern nint pread(int fd, void* buf, nuint count, long offset);
     [DllImport(L, SetLastError = true)] public static extern nint pwrite(int fd, void* buf, nuint count, long offset);
     [DllImport(L, SetLastError = true)] public static extern int fsync(int fd);
@@ -50,6 +52,8 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern int gettid();
     [DllImport(L)] public static extern byte* strerror(int errnum);
     [DllImport(L, SetLastError = true)] public static extern nint getrandom(void* buf, nuint len, uint flags);
+    /// <summary>struct stat is 144 bytes on x86_64, 128 on arm64: pass at least 256. Needs glibc 2.33+ (older ones export only __fxstat).</summary>
+    [DllImport(L, SetLastError = true)] public static extern int fstat(int fd, byte* statBuf);
 
     /// <summary><paramref name="n"/> bytes from the kernel's CSPRNG (getrandom(2); blocks only before the pool is seeded).</summary>
     public static byte[] RandomBytes(int n)
@@ -65,6 +69,27 @@ public static unsafe class Libc
             }
         }
         return b;
+    }
+
+    /// <summary>
+    /// Fills [p, p+len) from getrandom(2), retrying short reads and EINTR; false on any other error. For guest
+    /// buffers (virtio-rng), where the caller holds a host pointer and must not allocate.
+    /// </summary>
+    public static bool FillRandom(byte* p, ulong len)
+    {
+        while (len > 0)
+        {
+            nint n = getrandom(p, (nuint)len, 0);
+            if (n < 0)
+            {
+                if (Errno == EINTR) continue;
+                return false;
+            }
+            if (n == 0) return false;
+            p += n;
+            len -= (ulong)n;
+        }
+        return true;
     }
 
     /// <summary>_exit(2): ends the process at once (exit_group), running no atexit handlers or runtime shutdown.</summary>

@@ -19,7 +19,7 @@ public sealed class VmOptions
     public Flint.Devices.Mmds.MmdsStore MmdsStore { get; init; } = new();
 
     /// <summary>The KVM device node.</summary>
-    public string KvmPath { get; init; } = Flint.Kvm.Kvm.DefaultPath;
+    public string KvmPath { get; init; } = Flint.Kvm.KvmSystem.DefaultPath;
 
     /// <summary>Stopwatch timestamp of the moment the VM was asked to start (InstanceStart), for the boot timer.</summary>
     public long StartTimestamp { get; init; } = System.Diagnostics.Stopwatch.GetTimestamp();

@@ -17,7 +17,7 @@ public sealed class Vmm : IDisposable
 {
     private readonly List<IDisposable> _owned = [];
 
-    public required Kvm.Kvm Kvm { get; init; }
+    public required KvmSystem Kvm { get; init; }
     public required Vm Vm { get; init; }
     public required GuestMemory Memory { get; init; }
     public required Bus PioBus { get; init; }

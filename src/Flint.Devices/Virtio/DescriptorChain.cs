@@ -57,6 +57,8 @@ public struct DescriptorChain
     }
 
     /// <summary>
+    /// Devices read requests through <see cref="ChainBuffers"/> (descriptors copied once, host pointers resolved,
+    /// reader/writer over them); this raw copy stays for the vsock device until it moves over.
     /// Reads the whole chain into <paramref name="buffer"/> (sized to the queue's max size, owned by the device so
     /// nothing is allocated per request). Returns the count, or -1 when the chain is broken or does not fit.
     /// Collecting first lets a device judge a request as a whole before touching the disk or guest buffers.

@@ -53,7 +53,10 @@ public sealed unsafe class VirtQueue
     /// <summary>Guest-physical address of the used ring (QueueDevice).</summary>
     public ulong UsedRing { get; set; }
 
-    /// <summary>Next avail ring slot the device will consume (free-running, wraps at 2^16).</summary>
+    /// <summary>
+    /// Next avail ring slot the device will consume (free-running, wraps at 2^16). Set by the transport (reset,
+    /// snapshot); devices move it only through <see cref="TryPop"/> and <see cref="UndoPop"/>.
+    /// </summary>
     public ushort NextAvail { get; set; }
 
     /// <summary>Next used ring slot the device will fill (free-running, wraps at 2^16).</summary>
@@ -77,6 +80,14 @@ public sealed unsafe class VirtQueue
     public bool IsFailed { get; private set; }
 
     internal GuestMemory? Memory { get; private set; }
+
+    /// <summary>The owning device's log (set on activation), for the queue's own failures.</summary>
+    internal Logging.DeviceLog? Log { get; set; }
+
+    /// <summary>Times the driver broke the ring protocol (see <see cref="IsFailed"/>); kept across resets.</summary>
+    public long Failures => Interlocked.Read(ref _failures);
+
+    private long _failures;
 
     /// <summary>Ring sizes from spec 2.6: avail and used carry flags, idx and a trailing event field.</summary>
     public static ulong DescTableBytes(ushort size) => (ulong)DescriptorSize * size;
@@ -162,12 +173,25 @@ public sealed unsafe class VirtQueue
         if (pending > Size)
         {
             IsFailed = true;
+            Interlocked.Increment(ref _failures);
+            Log?.Error("queue failed: the driver's avail idx is ahead by more than the queue size", pending);
             return false;
         }
         ushort head = _availRing[NextAvail & _mask];
         NextAvail++;
         chain = new DescriptorChain(this, head);
         return true;
+    }
+
+    /// <summary>
+    /// Gives back the last <paramref name="count"/> chains taken with <see cref="TryPop"/> and not completed (a rate
+    /// limiter said wait, or a receive buffer had nothing to carry): the next pop returns them again, re-read from
+    /// the ring, so nothing from the first read is kept. The one place besides the pop that moves the avail cursor.
+    /// </summary>
+    public void UndoPop(int count = 1)
+    {
+        if (count <= 0) return;
+        NextAvail = (ushort)(NextAvail - count);
     }
 
     /// <summary>Entries the driver has made available and the device has not taken yet (0 when inactive or failed).</summary>

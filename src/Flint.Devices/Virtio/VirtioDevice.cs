@@ -1,3 +1,4 @@
+using Flint.Devices.Logging;
 using Flint.Memory;
 
 namespace Flint.Devices.Virtio;
@@ -10,13 +11,23 @@ public abstract class VirtioDevice : IVirtioDevice
 {
     private uint _configGeneration;
 
+    protected VirtioDevice()
+    {
+        Log = new DeviceLog(GetType().Name);
+    }
+
+    /// <summary>Rate-limited log for failures the guest or the host causes; pair every line with its metric.</summary>
+    public DeviceLog Log { get; }
+
     public abstract uint DeviceType { get; }
     public abstract ulong AvailableFeatures { get; }
     public abstract ReadOnlySpan<ushort> QueueMaxSizes { get; }
 
     public uint ConfigGeneration => Volatile.Read(ref _configGeneration);
 
-    public bool IsActivated { get; private set; }
+    public bool IsActivated { get => Volatile.Read(ref _activated); private set => Volatile.Write(ref _activated, value); }
+
+    private bool _activated;
 
     protected GuestMemory? Memory { get; private set; }
     protected VirtQueue[] Queues { get; private set; } = [];
@@ -45,7 +56,11 @@ public abstract class VirtioDevice : IVirtioDevice
             }
         }
         bool eventIdx = (ackedFeatures & VirtioFeatures.RingEventIdx) != 0;
-        for (int i = 0; i < QueueMaxSizes.Length; i++) queues[i].EventIdx = eventIdx;
+        for (int i = 0; i < QueueMaxSizes.Length; i++)
+        {
+            queues[i].EventIdx = eventIdx;
+            queues[i].Log = Log;
+        }
         Memory = memory;
         Queues = queues;
         Interrupt = interrupt;
@@ -55,14 +70,20 @@ public abstract class VirtioDevice : IVirtioDevice
         return true;
     }
 
+    /// <summary>
+    /// Device reset. Order matters: first the device is marked inactive (new work sees that and leaves), then
+    /// <see cref="OnReset"/> waits out work already in progress (each device takes its own lock there), and only
+    /// then are memory, queues and interrupt dropped, so a queue being served on the event loop or a limiter timer
+    /// never sees them vanish halfway through a request. The transport resets the queues after this returns.
+    /// </summary>
     public void Reset()
     {
         IsActivated = false;
+        OnReset();
         Memory = null;
         Interrupt = null;
         Queues = [];
         AckedFeatures = 0;
-        OnReset();
     }
 
     /// <summary>
@@ -86,5 +107,9 @@ public abstract class VirtioDevice : IVirtioDevice
 
     protected virtual void OnActivated() { }
     protected virtual void OnActivateFailed() { }
+    /// <summary>
+    /// A barrier against work in progress: take the lock the device serves its queues under (and clear what the
+    /// device keeps per activation). <see cref="IsActivated"/> is already false; memory and queues are still set.
+    /// </summary>
     protected virtual void OnReset() { }
 }

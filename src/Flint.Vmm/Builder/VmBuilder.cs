@@ -27,6 +27,7 @@ public static unsafe class VmBuilder
     public static Vmm Build(VmConfig config, VmOptions options)
     {
         ConfigLoader.Validate(config);
+        DeviceLogSink.Bind(); // device failures reach the process log (rate limited per device)
         var mc = config.MachineConfig ?? new MachineConfig();
         var boot = config.BootSource!;
         ulong memBytes = checked((ulong)mc.MemSizeMib << 20);
@@ -43,7 +44,7 @@ public static unsafe class VmBuilder
             (ulong Address, ulong Size)? initrd = boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel.End) : null;
 
             // 2. The VM.
-            var kvm = Kvm.Kvm.Open(options.KvmPath);
+            var kvm = KvmSystem.Open(options.KvmPath);
             owned.Add(kvm);
             var vm = kvm.CreateVm();
             owned.Add(vm);
@@ -207,7 +208,7 @@ public static unsafe class VmBuilder
 
     private static ICpuTemplate ResolveTemplate(string? name)
     {
-        if (name == null) return CpuTemplates.Detect(Kvm.Kvm.IsKvmPvmHost());
+        if (name == null) return CpuTemplates.Detect(KvmSystem.IsKvmPvmHost());
         return CpuTemplates.ByName(name) ?? throw new ConfigException($"Unknown CPU template \"{name}\" (None, KvmPvm).");
     }
 

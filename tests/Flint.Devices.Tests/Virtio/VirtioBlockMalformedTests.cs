@@ -144,8 +144,12 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     [Fact]
     public void MixedDirectionsInData()
     {
+        // A readable buffer after a writable one breaks spec 2.6.4.2: the chain is not a request at all, so it is
+        // completed with length 0 and nothing (not even a status) is written, as Firecracker does.
         ulong a = _h.Driver.Alloc(512), b = _h.Driver.Alloc(512);
-        Assert.Equal(StatusIoErr, _h.Run(RequestIn, 0, (a, 512, true), (b, 512, false)).Status);
+        var r = _h.Run(RequestIn, 0, (a, 512, true), (b, 512, false));
+        Assert.Equal(0u, r.Len);
+        Assert.Equal(1, _h.Device.Metrics.InvalidReqsCount);
         _h.AssertReadable();
     }
 

@@ -9,6 +9,8 @@ public sealed class BalloonMetrics
     public long StatsUpdateFails;
     public long DeflateCount;
     public long EventFails;
+    /// <summary>Inflate requests too large for one event, continued on the next (not a Firecracker metric).</summary>
+    public long InflateResumes;
 
     /// <summary>Not a Firecracker metric: inflated PFNs outside guest RAM, skipped.</summary>
     public long InvalidPfns;

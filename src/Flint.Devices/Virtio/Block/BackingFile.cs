@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Flint.Sys;
 
 namespace Flint.Devices.Virtio.Block;
@@ -123,7 +122,7 @@ internal sealed unsafe class BackingFile : IDisposable
         byte* st = stackalloc byte[256];
         try
         {
-            if (fstat(fd, st) < 0) return "";
+            if (Libc.fstat(fd, st) < 0) return "";
         }
         catch (EntryPointNotFoundException)
         {
@@ -133,7 +132,4 @@ internal sealed unsafe class BackingFile : IDisposable
         ulong ino = *(ulong*)(st + 8);
         return $"{dev}{ino}";
     }
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int fstat(int fd, byte* buf);
 }

@@ -7,9 +7,9 @@ namespace Flint.Devices.Virtio.Block;
 
 /// <summary>
 /// virtio-blk over a host file (spec 5.2): one request queue, IN/OUT/FLUSH/GET_ID.
-/// A request is a header descriptor (device-readable, 16 bytes), data descriptors, and a device-writable
-/// descriptor whose last byte receives the status. Each chain is collected and judged whole before any I/O;
-/// data moves between the file and guest memory through host pointers with no copy.
+/// A request is a header (device-readable, 16 bytes), data, and a status byte (the last device-writable byte).
+/// Each chain is read once into <see cref="ChainBuffers"/> and parsed into a <see cref="BlockRequest"/>; that one copy
+/// is judged, charged and executed. Data moves between the file and guest memory through host pointers, no copy.
 /// Anything malformed fails only its own request; nothing the guest writes can make this throw or spin.
 /// </summary>
 public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposable
@@ -18,8 +18,8 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
 
     private static readonly ushort[] s_queueSizes = [QueueSize];
 
-    // Scratch for the chain being served: a chain never has more descriptors than the queue size.
-    private readonly Descriptor[] _chain = new Descriptor[QueueSize];
+    // The request being served, read once from its chain: a chain never has more descriptors than the queue size.
+    private readonly ChainBuffers _buffers = new(QueueSize);
     private readonly Lock _fileLock = new();
     private readonly string? _serial;
     private BackingFile _file;
@@ -78,6 +78,9 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
 
     public override ReadOnlySpan<ushort> QueueMaxSizes => s_queueSizes;
 
+    /// <summary>Largest read: its used length (data plus the status byte) must fit the used ring's u32.</summary>
+    public const ulong MaxReadBytes = uint.MaxValue - 1;
+
     /// <summary>Max data segments in a request: the queue size less the header and status descriptors.</summary>
     public static uint SegMax => QueueSize - 2;
 
@@ -129,6 +132,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
         if (index != 0 || !IsActivated || irq == null)
         {
             Interlocked.Increment(ref Metrics.EventFails);
+            Log.Error("notification for an inactive device or unknown queue", index);
             return;
         }
         // Throttled: the limiter's timer resumes the queue.
@@ -149,21 +153,25 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
         bool used = false, throttled = false, notify = false;
         lock (_fileLock)
         {
-            if (!IsActivated || Interrupt is not { } i || Queues.Length == 0) return;
+            if (!IsActivated || Interrupt is not { } i || Queues.Length == 0 || Memory is not { } mem) return;
             irq = i;
             q = Queues[0];
             var rl = RateLimiter;
             while (q.TryPop(out var chain))
             {
-                if (rl != null && !TryCharge(rl, chain))
+                // The one read of this request from guest memory: everything below uses this copy.
+                bool loaded = _buffers.Load(ref chain, mem);
+                var request = loaded ? BlockRequest.Parse(_buffers) : default;
+                // A request too malformed to run is not charged: it fails without I/O.
+                if (rl != null && request.HasStatus && !rl.ConsumeRequest(request.ChargedBytes))
                 {
-                    // Leave the request on the queue; the limiter's timer brings us back to it.
-                    q.NextAvail = (ushort)(q.NextAvail - 1);
+                    // Leave the request on the queue; the limiter's timer brings us back to it (re-read then).
+                    q.UndoPop();
                     Interlocked.Increment(ref _rateLimiterThrottledEvents);
                     throttled = true;
                     break;
                 }
-                uint len = Execute(ref chain);
+                uint len = Execute(request);
                 q.AddUsed(chain.HeadIndex, len);
                 used = true;
             }
@@ -178,76 +186,44 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
         if (notify) irq.SignalUsedQueue();
     }
 
-    /// <summary>
-    /// Firecracker's charge: 1 op, plus the data bytes for reads and writes (the op is given back when the bytes
-    /// are refused). A request too malformed to run is not charged: it fails without I/O. The chain is a copy,
-    /// so walking it here leaves the caller's walk untouched.
-    /// </summary>
-    private bool TryCharge(RateLimiter rl, DescriptorChain probe)
+    /// <summary>Runs one parsed request; returns the used length (bytes written to guest buffers, status included).</summary>
+    private uint Execute(in BlockRequest request)
     {
-        int n = probe.CollectInto(_chain);
-        if (n < 2) return true;
-        var h = _chain[0];
-        byte* hp = h.IsWriteOnly || h.Len < HeaderSize ? null : Memory!.TryGetHostPointer(h.Addr, HeaderSize);
-        if (hp == null) return true;
-        uint type = Unsafe.ReadUnaligned<uint>(hp);
-        ulong bytes = 0;
-        if (type == RequestIn || type == RequestOut)
-            for (int i = 1; i < n - 1; i++) bytes += _chain[i].Len;
-        return rl.ConsumeRequest(bytes);
-    }
-
-    /// <summary>Runs one request; returns the used length (bytes written to guest buffers, status included).</summary>
-    private uint Execute(ref DescriptorChain chain)
-    {
+        // No trustworthy status byte: complete with length 0 and write nothing.
+        if (!request.HasStatus)
+        {
+            Interlocked.Increment(ref Metrics.InvalidReqsCount);
+            Log.Error("malformed request chain (no status byte)");
+            return 0;
+        }
+        uint written = 0;
+        byte s;
         try
         {
-            var mem = Memory!;
-            int n = chain.CollectInto(_chain);
-            // No trustworthy status descriptor: complete with length 0 and write nothing.
-            if (n < 2)
-            {
-                Interlocked.Increment(ref Metrics.InvalidReqsCount);
-                return 0;
-            }
-            var st = _chain[n - 1];
-            if (!st.IsWriteOnly || st.Len == 0)
-            {
-                Interlocked.Increment(ref Metrics.InvalidReqsCount);
-                return 0;
-            }
-            // The status is the last byte of the request, i.e. of its last descriptor.
-            byte* status = mem.TryGetHostPointer(st.Addr + st.Len - 1, 1);
-            if (status == null) return 0; // unreachable: the chain validated the range
-            byte s = Handle(mem, n, out uint written);
-            *status = s;
-            return written + 1;
+            s = Handle(request, out written);
         }
-        catch (Exception)
+        catch (Exception e)
         {
             // A defect here must cost one request, not the VMM.
             Interlocked.Increment(ref Metrics.ExecuteFails);
-            return 0;
+            Log.Error("request failed", e.GetType().Name);
+            s = StatusIoErr;
         }
+        // SAFETY: Status points at the chain's last device-writable byte, checked when the request was parsed.
+        *request.Status = s;
+        return written + 1;
     }
 
-    private byte Handle(GuestMemory mem, int n, out uint written)
+    private byte Handle(in BlockRequest request, out uint written)
     {
         written = 0;
-        var h = _chain[0];
-        if (h.IsWriteOnly || h.Len < HeaderSize) return Invalid(StatusIoErr);
-        byte* hp = mem.TryGetHostPointer(h.Addr, HeaderSize);
-        if (hp == null) return Invalid(StatusIoErr);
-        // One copy of each field: the guest may rewrite the header while we work.
-        uint type = Unsafe.ReadUnaligned<uint>(hp);
-        ulong sector = Unsafe.ReadUnaligned<ulong>(hp + 8);
-        var data = new ReadOnlySpan<Descriptor>(_chain, 1, n - 2);
-        return type switch
+        if (!request.IsWellFormed) return Invalid(StatusIoErr);
+        return request.Type switch
         {
-            RequestIn => Read(mem, data, sector, out written),
-            RequestOut => Write(mem, data, sector),
+            RequestIn => Read(request, out written),
+            RequestOut => Write(request),
             RequestFlush => Flush(),
-            RequestGetId => GetId(mem, data, out written),
+            RequestGetId => GetId(request, out written),
             _ => Invalid(StatusUnsupported),
         };
     }
@@ -258,58 +234,55 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
         return status;
     }
 
-    /// <summary>Total data length when every descriptor has the required direction, and it is whole sectors inside the disk.</summary>
-    private bool CheckData(ReadOnlySpan<Descriptor> data, bool deviceWrites, ulong sector, ulong capacity, out ulong total)
-    {
-        total = 0;
-        foreach (ref readonly var d in data)
-        {
-            if (d.IsWriteOnly != deviceWrites) return false;
-            total += d.Len; // at most 254 x 4 GiB: no overflow
-        }
-        if (total % SectorSize != 0) return false;
-        return sector <= capacity && (total >> SectorShift) <= capacity - sector;
-    }
+    /// <summary>Whole sectors inside the disk.</summary>
+    private static bool CheckData(ulong total, ulong sector, ulong capacity) =>
+        total % SectorSize == 0 && sector <= capacity && (total >> SectorShift) <= capacity - sector;
 
-    private byte Read(GuestMemory mem, ReadOnlySpan<Descriptor> data, ulong sector, out uint written)
+    private byte Read(in BlockRequest request, out uint written)
     {
         written = 0;
         var file = _file;
-        if (!CheckData(data, deviceWrites: true, sector, file.CapacitySectors, out ulong total)) return Invalid(StatusIoErr);
-        long offset = (long)(sector << SectorShift);
-        foreach (ref readonly var d in data)
+        ulong total = request.DataLength;
+        if (!CheckData(total, request.Sector, file.CapacitySectors)) return Invalid(StatusIoErr);
+        // The used length (data + status byte) is a u32: a read it cannot express is refused, not wrapped.
+        if (total > MaxReadBytes) return Invalid(StatusIoErr);
+        long offset = (long)(request.Sector << SectorShift);
+        var writer = _buffers.Writer();
+        while (writer.Written < total && writer.NextPiece(total - writer.Written, out byte* p, out uint len))
         {
-            if (d.Len == 0) continue;
-            byte* p = mem.TryGetHostPointer(d.Addr, d.Len);
-            if (p == null || !file.ReadAt(p, d.Len, offset))
+            if (!file.ReadAt(p, len, offset))
             {
                 Interlocked.Increment(ref Metrics.ExecuteFails);
+                Log.Error("read from the backing file failed at offset", offset);
+                written = (uint)(writer.Written - len);
                 return StatusIoErr;
             }
-            written += d.Len;
-            offset += d.Len;
+            offset += len;
         }
+        written = (uint)writer.Written;
         Interlocked.Increment(ref Metrics.ReadCount);
         Interlocked.Add(ref Metrics.ReadBytes, (long)total);
         return StatusOk;
     }
 
-    private byte Write(GuestMemory mem, ReadOnlySpan<Descriptor> data, ulong sector)
+    private byte Write(in BlockRequest request)
     {
         if (IsReadOnly) return Invalid(StatusIoErr);
         var file = _file;
-        if (!CheckData(data, deviceWrites: false, sector, file.CapacitySectors, out ulong total)) return Invalid(StatusIoErr);
-        long offset = (long)(sector << SectorShift);
-        foreach (ref readonly var d in data)
+        ulong total = request.DataLength;
+        if (!CheckData(total, request.Sector, file.CapacitySectors)) return Invalid(StatusIoErr);
+        long offset = (long)(request.Sector << SectorShift);
+        var reader = _buffers.Reader();
+        reader.Skip(HeaderSize);
+        while (reader.NextPiece(ulong.MaxValue, out byte* p, out uint len))
         {
-            if (d.Len == 0) continue;
-            byte* p = mem.TryGetHostPointer(d.Addr, d.Len);
-            if (p == null || !file.WriteAt(p, d.Len, offset))
+            if (!file.WriteAt(p, len, offset))
             {
                 Interlocked.Increment(ref Metrics.ExecuteFails);
+                Log.Error("write to the backing file failed at offset", offset);
                 return StatusIoErr;
             }
-            offset += d.Len;
+            offset += len;
         }
         Interlocked.Increment(ref Metrics.WriteCount);
         Interlocked.Add(ref Metrics.WriteBytes, (long)total);
@@ -322,6 +295,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
         if (!_file.Flush())
         {
             Interlocked.Increment(ref Metrics.ExecuteFails);
+            Log.Error("fdatasync of the backing file failed");
             return StatusIoErr;
         }
         Interlocked.Increment(ref Metrics.FlushCount);
@@ -329,23 +303,12 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     }
 
     /// <summary>Copies up to 20 serial bytes into the device-writable data buffers.</summary>
-    private byte GetId(GuestMemory mem, ReadOnlySpan<Descriptor> data, out uint written)
+    private byte GetId(in BlockRequest request, out uint written)
     {
-        written = 0;
-        foreach (ref readonly var d in data)
-            if (!d.IsWriteOnly) return Invalid(StatusIoErr);
         ReadOnlySpan<byte> id = _file.Serial;
-        foreach (ref readonly var d in data)
-        {
-            if (id.IsEmpty) break;
-            int n = (int)Math.Min(d.Len, (uint)id.Length);
-            if (n == 0) continue;
-            byte* p = mem.TryGetHostPointer(d.Addr, (ulong)n);
-            if (p == null) return StatusIoErr;
-            id[..n].CopyTo(new Span<byte>(p, n));
-            id = id[n..];
-            written += (uint)n;
-        }
+        int n = (int)Math.Min(request.DataLength, (ulong)id.Length);
+        var writer = _buffers.Writer();
+        written = (uint)writer.Write(id[..n]);
         return StatusOk;
     }
 

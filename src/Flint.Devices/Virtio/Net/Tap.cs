@@ -87,7 +87,7 @@ public sealed unsafe class Tap : IDisposable
     {
         while (true)
         {
-            nint r = NetLibc.readv(_fd, iov, count);
+            nint r = Libc.readv(_fd, iov, count);
             if (r >= 0) return r;
             int e = Libc.Errno;
             if (e == Libc.EINTR) continue;
@@ -100,7 +100,7 @@ public sealed unsafe class Tap : IDisposable
     {
         while (true)
         {
-            nint r = NetLibc.writev(_fd, iov, count);
+            nint r = Libc.writev(_fd, iov, count);
             if (r >= 0) return r;
             int e = Libc.Errno;
             if (e == Libc.EINTR) continue;

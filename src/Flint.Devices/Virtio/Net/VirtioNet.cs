@@ -31,10 +31,11 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     private static readonly ushort[] s_queueSizes = [QueueSize, QueueSize];
 
     private readonly Lock _lock = new();
-    private readonly Descriptor[] _chain = new Descriptor[QueueSize];
+    // Each queue's request, read once from its chain(s): every check, charge and copy below uses this copy.
+    private readonly ChainBuffers _txBuffers = new(QueueSize);
+    private readonly ChainBuffers _rxBuffers = new(QueueSize);
     private readonly ushort[] _rxHeads = new ushort[QueueSize];
     private readonly ulong[] _rxHeadCapacity = new ulong[QueueSize];
-    private readonly IoVec* _iov;
     private readonly byte* _scratch;
     private readonly byte[] _config = new byte[ConfigSize];
     private readonly Tap _tap;
@@ -69,7 +70,6 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         _mmds = mmds;
         GuestMac?.CopyTo(_config, ConfigMac);
         _config[ConfigStatus] = (byte)StatusLinkUp;
-        _iov = (IoVec*)NativeMemory.Alloc(QueueSize, (nuint)sizeof(IoVec));
         _scratch = (byte*)NativeMemory.Alloc(MaxFrameWithHeader);
         var sources = new List<EventSource> { new(tap.Fd, OnTapEvent, Flint.Sys.Libc.EPOLLIN | EPOLLET) };
         if (rxRateLimiter is { EventFd: >= 0 }) sources.Add(new(rxRateLimiter.EventFd, _ => OnRateLimiterEvent(rx: true)));
@@ -182,9 +182,10 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
                     if (_mmds is { HasFrameToSend: true }) ProcessRx();
                 }
             }
-            catch (Exception)
+            catch (Exception e)
             {
                 Interlocked.Increment(ref Metrics.EventFails);
+                Log.Error("queue processing failed", e.GetType().Name);
             }
         }
     }
@@ -198,7 +199,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             _tapReadable = true;
             if (!IsActivated || Interrupt == null) return;
             try { ProcessRx(); }
-            catch (Exception) { Interlocked.Increment(ref Metrics.EventFails); }
+            catch (Exception e) { Interlocked.Increment(ref Metrics.EventFails); Log.Error("rx processing failed", e.GetType().Name); }
         }
     }
 
@@ -215,7 +216,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
                 if (!rx) ProcessTx();
                 ProcessRx();
             }
-            catch (Exception) { Interlocked.Increment(ref Metrics.EventFails); }
+            catch (Exception e) { Interlocked.Increment(ref Metrics.EventFails); Log.Error("rx processing failed", e.GetType().Name); }
         }
     }
 
@@ -231,7 +232,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             if (IsActivated && Interrupt != null)
             {
                 try { ProcessRx(); }
-                catch (Exception) { Interlocked.Increment(ref Metrics.EventFails); }
+                catch (Exception e) { Interlocked.Increment(ref Metrics.EventFails); Log.Error("rx processing failed", e.GetType().Name); }
             }
             ArmMmdsTimer();
         }
@@ -253,6 +254,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     private void ProcessTx()
     {
         var q = Queues[TxQueue];
+        var mem = Memory!;
         bool used = false, popped = false;
         while (true)
         {
@@ -264,23 +266,23 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             }
             if (!q.TryPop(out var chain)) break;
             popped = true;
-            int n = chain.CollectInto(_chain);
-            ulong total = 0;
-            int iovs = n < 0 ? -1 : BuildIov(n, wantWritable: false, out total);
-            if (iovs < 0 || total < VnetHeaderSize || total > MaxFrameWithHeader)
+            bool ok = _txBuffers.Load(ref chain, mem) && _txBuffers.WritableCount == 0;
+            ulong total = _txBuffers.ReadableBytes;
+            if (!ok || total < VnetHeaderSize || total > MaxFrameWithHeader)
             {
                 Interlocked.Increment(ref Metrics.TxMalformedFrames);
+                Log.Error("tx: malformed frame chain, bytes", (long)total);
                 q.AddUsed(chain.HeadIndex, 0);
                 used = true;
                 continue;
             }
             if (limiter != null && !limiter.Consume(total - VnetHeaderSize))
             {
-                q.NextAvail--; // put the chain back: it goes out once the limiter refills
+                q.UndoPop(); // put the chain back: it goes out once the limiter refills (read again then)
                 Interlocked.Increment(ref Metrics.TxRateLimiterThrottled);
                 break;
             }
-            Transmit(iovs, (int)total);
+            Transmit((int)total);
             q.AddUsed(chain.HeadIndex, 0);
             used = true;
         }
@@ -289,13 +291,16 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         ArmMmdsTimer(); // the guest's ACKs move the MMDS deadline
     }
 
-    private void Transmit(int iovs, int total)
+    private void Transmit(int total)
     {
-        // The Ethernet + IPv4/ARP headers (first 42 bytes after the virtio header) decide where the frame goes.
-        Span<byte> head = stackalloc byte[VnetHeaderSize + 42];
-        int hlen = Math.Min(head.Length, total);
-        Gather(iovs, head[..hlen]);
-        var eth = head[VnetHeaderSize..hlen];
+        // The Ethernet + IPv4/ARP headers (first 42 bytes after the virtio header) decide where the frame goes. They
+        // are copied once, to the start of the scratch buffer: an MMDS frame continues after them, so the stack
+        // gets the very bytes the decision was made on.
+        var reader = _txBuffers.Reader();
+        int hlen = Math.Min(VnetHeaderSize + 42, total);
+        var head = new Span<byte>(_scratch, hlen);
+        reader.ReadExact(head);
+        var eth = head[VnetHeaderSize..];
         if (GuestMac != null && eth.Length >= 12 && !eth.Slice(6, 6).SequenceEqual(GuestMac))
             Interlocked.Increment(ref Metrics.TxSpoofedMacCount);
 
@@ -303,17 +308,18 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         if (_mmds != null && MmdsNetworkStack.IsCandidate(eth, _mmds.Ipv4Address))
         {
             var frame = new Span<byte>(_scratch, total);
-            Gather(iovs, frame);
+            reader.ReadExact(frame[hlen..]);
             bool partial = (frame[0] & HeaderFlagNeedsCsum) != 0;
             if (_mmds.DetourFrame(frame[VnetHeaderSize..], partial)) return;
             r = _tap.Write(frame);
         }
         else
         {
-            r = _tap.WriteV(_iov, iovs);
+            r = _tap.WriteV(_txBuffers.Readable, _txBuffers.ReadableCount);
         }
         if (r < 0)
         {
+            Log.Error("tx: tap write failed, errno", -(long)r);
             Interlocked.Increment(ref Metrics.TapWriteFails);
             Interlocked.Increment(ref Metrics.TxFails);
             return;
@@ -328,6 +334,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     private void ProcessRx()
     {
         var q = Queues[RxQueue];
+        var mem = Memory!;
         bool used = false;
         while (true)
         {
@@ -342,7 +349,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             }
             if (_mergeable)
             {
-                var step = ReceiveMerged(q, fromMmds, out int frameLen);
+                var step = ReceiveMerged(q, mem, fromMmds, out int frameLen);
                 if (step == RxStep.Delivered)
                 {
                     limiter?.Consume((ulong)(frameLen - VnetHeaderSize));
@@ -362,26 +369,26 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
                 Interlocked.Increment(ref Metrics.NoRxAvailBuffer);
                 break;
             }
-            int n = chain.CollectInto(_chain);
-            ulong capacity = 0;
-            int iovs = n < 0 ? -1 : BuildIov(n, wantWritable: true, out capacity);
-            if (iovs < 0 || capacity < VnetHeaderSize)
+            bool ok = _rxBuffers.Load(ref chain, mem) && _rxBuffers.ReadableCount == 0;
+            ulong capacity = _rxBuffers.WritableBytes;
+            if (!ok || capacity < VnetHeaderSize)
             {
                 Interlocked.Increment(ref Metrics.RxFails);
+                Log.Error("rx: malformed receive chain, bytes", (long)capacity);
                 q.AddUsed(chain.HeadIndex, 0);
                 used = true;
                 continue;
             }
-            int len = fromMmds ? ReceiveFromMmds(iovs, capacity) : ReceiveFromTap(iovs, capacity);
+            int len = fromMmds ? ReceiveFromMmds(capacity) : ReceiveFromTap(capacity);
             if (len == 0)
             {
-                q.NextAvail--; // nothing to put in it: the guest keeps the buffer
+                q.UndoPop(); // nothing to put in it: the guest keeps the buffer
                 if (fromMmds && !_mmds!.HasFrameToSend) continue;
                 break;
             }
             if (len < 0)
             {
-                q.NextAvail--;
+                q.UndoPop();
                 continue; // that frame was dropped; try the next one with the same buffer
             }
             limiter?.Consume((ulong)(len - VnetHeaderSize));
@@ -407,21 +414,23 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     /// rest go back to the ring. When the ring runs dry first the device waits for the guest to add buffers, unless
     /// every descriptor is already with the device: then it takes what fits, so a small ring never stalls.
     /// </summary>
-    private RxStep ReceiveMerged(VirtQueue q, bool fromMmds, out int frameLen)
+    private RxStep ReceiveMerged(VirtQueue q, GuestMemory mem, bool fromMmds, out int frameLen)
     {
         frameLen = 0;
         ulong need = fromMmds ? (ulong)MaxPlainFrameWithHeader : (ulong)_rxFrameMax;
-        int heads = 0, iovs = 0, descriptors = 0;
+        int heads = 0;
         ulong capacity = 0;
+        _rxBuffers.Clear();
         while (capacity < need && q.TryPop(out var chain))
         {
-            int n = chain.CollectInto(_chain);
-            ulong cap = 0;
-            int k = n < 0 ? -1 : BuildIov(n, wantWritable: true, out cap, iovs);
-            if (k < 0 || cap <= VnetHeaderSize) // each buffer must be larger than the header (spec 5.1.6.3.1)
+            ulong before = _rxBuffers.WritableBytes;
+            bool ok = _rxBuffers.Append(ref chain, mem) && _rxBuffers.ReadableCount == 0;
+            ulong cap = _rxBuffers.WritableBytes - before;
+            if (!ok || cap <= VnetHeaderSize) // each buffer must be larger than the header (spec 5.1.6.3.1)
             {
                 // Complete the bad chain and those taken before it with length 0: the driver drops them.
                 Interlocked.Increment(ref Metrics.RxFails);
+                Log.Error("rx: malformed receive chain, bytes", (long)cap);
                 for (int i = 0; i < heads; i++) q.AddUsedUnpublished(_rxHeads[i], 0);
                 q.AddUsedUnpublished(chain.HeadIndex, 0);
                 q.PublishUsed();
@@ -430,19 +439,17 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             _rxHeads[heads] = chain.HeadIndex;
             _rxHeadCapacity[heads] = cap;
             heads++;
-            iovs += k;
-            descriptors += n;
             capacity += cap;
         }
-        if (heads == 0 || (capacity < need && descriptors < q.Size))
+        if (heads == 0 || (capacity < need && _rxBuffers.DescriptorCount < q.Size))
         {
-            q.NextAvail -= (ushort)heads;
+            q.UndoPop(heads);
             return RxStep.NoBuffers;
         }
-        int len = fromMmds ? ReceiveFromMmds(iovs, capacity) : ReceiveFromTap(iovs, capacity);
+        int len = fromMmds ? ReceiveFromMmds(capacity) : ReceiveFromTap(capacity);
         if (len <= 0)
         {
-            q.NextAvail -= (ushort)heads;
+            q.UndoPop(heads);
             return len == 0 ? RxStep.NothingToRead : RxStep.Dropped;
         }
         ulong left = (ulong)len;
@@ -455,20 +462,20 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             filled++;
         }
         Span<byte> numBuffers = [(byte)filled, (byte)(filled >> 8)];
-        ScatterAt(iovs, 10, numBuffers);
-        q.NextAvail -= (ushort)(heads - filled);
+        WriteAt(10, numBuffers);
+        q.UndoPop(heads - filled);
         q.PublishUsed(); // release: the frame and num_buffers are visible before the used idx
         frameLen = len;
         return RxStep.Delivered;
     }
 
     /// <summary>Frame length with header; 0 when the tap has nothing (or failed); -1 when a frame was dropped.</summary>
-    private int ReceiveFromTap(int iovs, ulong capacity)
+    private int ReceiveFromTap(ulong capacity)
     {
         nint r;
         if (capacity >= (ulong)_rxFrameMax)
         {
-            r = _tap.ReadV(_iov, iovs); // zero copy: the kernel writes the header and frame into guest buffers
+            r = _tap.ReadV(_rxBuffers.Writable, _rxBuffers.WritableCount); // zero copy: the kernel writes the header and frame into guest buffers
             if (r > (nint)capacity) // tun reports a frame's full length even when it had to cut it
             {
                 Interlocked.Increment(ref Metrics.RxFails);
@@ -483,11 +490,15 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
                 Interlocked.Increment(ref Metrics.RxFails);
                 return -1;
             }
-            if (r > 0) Scatter(iovs, new ReadOnlySpan<byte>(_scratch, (int)r));
+            if (r > 0) WriteAt(0, new ReadOnlySpan<byte>(_scratch, (int)r));
         }
         if (r <= 0)
         {
-            if (r < 0) Interlocked.Increment(ref Metrics.TapReadFails);
+            if (r < 0)
+            {
+                Interlocked.Increment(ref Metrics.TapReadFails);
+                Log.Error("rx: tap read failed, errno", -(long)r);
+            }
             _tapReadable = false;
             return 0;
         }
@@ -501,12 +512,12 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         if (!_mergeable)
         {
             Span<byte> one = [1, 0];
-            ScatterAt(iovs, 10, one);
+            WriteAt(10, one);
         }
         return (int)r;
     }
 
-    private int ReceiveFromMmds(int iovs, ulong capacity)
+    private int ReceiveFromMmds(ulong capacity)
     {
         var buf = new Span<byte>(_scratch, MaxFrameWithHeader);
         int flen = _mmds!.WriteNextFrame(buf[VnetHeaderSize..]);
@@ -519,64 +530,15 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
         }
         buf[..VnetHeaderSize].Clear();
         buf[10] = 1; // num_buffers
-        Scatter(iovs, buf[..total]);
+        WriteAt(0, buf[..total]);
         return total;
     }
 
-    // ---- chains as iovecs over guest memory ----
-
-    /// <summary>
-    /// Turns the collected descriptors into host iovecs from _iov[start] on (zero-length ones skipped); returns how
-    /// many it wrote, or -1 when a descriptor has the wrong direction or is not reachable. <paramref name="total"/>
-    /// is the sum of lengths.
-    /// </summary>
-    private int BuildIov(int n, bool wantWritable, out ulong total, int start = 0)
+    /// <summary>Copies <paramref name="src"/> into the receive buffers at byte <paramref name="offset"/>.</summary>
+    private void WriteAt(ulong offset, ReadOnlySpan<byte> src)
     {
-        total = 0;
-        var mem = Memory!;
-        int k = start;
-        for (int i = 0; i < n; i++)
-        {
-            ref readonly var d = ref _chain[i];
-            if (d.IsWriteOnly != wantWritable) return -1;
-            if (d.Len == 0) continue;
-            // A guest can make several chains share descriptors: never more iovecs than _iov holds.
-            if (k == QueueSize) return -1;
-            byte* p = mem.TryGetHostPointer(d.Addr, d.Len);
-            if (p == null) return -1;
-            _iov[k].Base = p;
-            _iov[k].Len = d.Len;
-            k++;
-            total += d.Len;
-        }
-        return k - start;
-    }
-
-    private void Gather(int iovs, Span<byte> dst)
-    {
-        int off = 0;
-        for (int i = 0; i < iovs && off < dst.Length; i++)
-        {
-            int c = (int)Math.Min((ulong)(dst.Length - off), _iov[i].Len);
-            new ReadOnlySpan<byte>(_iov[i].Base, c).CopyTo(dst[off..]);
-            off += c;
-        }
-    }
-
-    private void Scatter(int iovs, ReadOnlySpan<byte> src) => ScatterAt(iovs, 0, src);
-
-    private void ScatterAt(int iovs, int offset, ReadOnlySpan<byte> src)
-    {
-        ulong skip = (ulong)offset;
-        for (int i = 0; i < iovs && !src.IsEmpty; i++)
-        {
-            ulong len = _iov[i].Len;
-            if (skip >= len) { skip -= len; continue; }
-            int c = (int)Math.Min((ulong)src.Length, len - skip);
-            src[..c].CopyTo(new Span<byte>((byte*)_iov[i].Base + skip, c));
-            src = src[c..];
-            skip = 0;
-        }
+        var writer = _rxBuffers.Writer();
+        if (writer.Skip(offset) == offset) writer.Write(src);
     }
 
     public void Dispose()
@@ -587,7 +549,6 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             _disposed = true;
             _tap.Dispose();
             _mmdsTimer?.Dispose();
-            NativeMemory.Free(_iov);
             NativeMemory.Free(_scratch);
         }
     }

@@ -19,7 +19,7 @@ public sealed unsafe class VirtioRng : VirtioDevice, IEventSources, IDisposable
 
     private static readonly ushort[] s_queueSizes = [QueueSize];
 
-    private readonly Descriptor[] _chain = new Descriptor[QueueSize];
+    private readonly ChainBuffers _buffers = new(QueueSize);
     private readonly Lock _lock = new();
 
     /// <param name="limiter">Optional; the device owns it from here on (sets its <see cref="RateLimiter.OnUnblocked"/>, disposes it).</param>
@@ -78,7 +78,7 @@ public sealed unsafe class VirtioRng : VirtioDevice, IEventSources, IDisposable
     private void ProcessLocked()
     {
         var irq = Interrupt;
-        if (!IsActivated || irq == null || Queues.Length == 0) return;
+        if (!IsActivated || irq == null || Queues.Length == 0 || Memory is not { } mem) return;
         var q = Queues[0];
         bool used = false;
         while (q.TryPop(out var chain))
@@ -87,28 +87,31 @@ public sealed unsafe class VirtioRng : VirtioDevice, IEventSources, IDisposable
             uint len;
             try
             {
-                int n = chain.CollectInto(_chain);
-                if (!Measure(n, out uint want))
+                // One read of the chain; the request is measured, charged and filled from this copy.
+                if (!_buffers.Load(ref chain, mem) || _buffers.ReadableCount != 0)
                 {
                     Interlocked.Increment(ref Metrics.EntropyEventFails);
+                    Log.Error("malformed request chain (broken, or with device-readable buffers)");
                     len = 0;
                 }
                 else
                 {
+                    uint want = (uint)Math.Min(_buffers.WritableBytes, MaxBytesPerRequest);
                     if (want > 0 && RateLimiter is { } rl && !rl.ConsumeRequest(want))
                     {
                         // Leave the request where it was; the limiter's timer resumes the queue.
-                        q.NextAvail = (ushort)(q.NextAvail - 1);
+                        q.UndoPop();
                         Interlocked.Increment(ref Metrics.EntropyRateLimiterThrottled);
                         break;
                     }
-                    len = Fill(n, want);
+                    len = Fill(want);
                 }
             }
-            catch (Exception)
+            catch (Exception e)
             {
                 // A defect here must cost one request, not the VMM.
                 Interlocked.Increment(ref Metrics.EntropyEventFails);
+                Log.Error("request failed", e.GetType().Name);
                 len = 0;
             }
             q.AddUsed(chain.HeadIndex, len);
@@ -117,40 +120,21 @@ public sealed unsafe class VirtioRng : VirtioDevice, IEventSources, IDisposable
         if (used && q.NeedsNotification()) irq.SignalUsedQueue();
     }
 
-    /// <summary>A valid chain of device-writable buffers only; <paramref name="want"/> = bytes to deliver (capped).</summary>
-    private bool Measure(int n, out uint want)
+    private uint Fill(uint want)
     {
-        want = 0;
-        if (n < 0) return false;
-        ulong total = 0;
-        for (int i = 0; i < n; i++)
+        var writer = _buffers.Writer();
+        while (writer.NextPiece(want - writer.Written, out byte* p, out uint len))
         {
-            if (!_chain[i].IsWriteOnly) return false;
-            total += _chain[i].Len;
-        }
-        want = (uint)Math.Min(total, MaxBytesPerRequest);
-        return true;
-    }
-
-    private uint Fill(int n, uint want)
-    {
-        var mem = Memory!;
-        uint written = 0;
-        for (int i = 0; i < n && written < want; i++)
-        {
-            uint len = Math.Min(_chain[i].Len, want - written);
-            if (len == 0) continue;
-            byte* p = mem.TryGetHostPointer(_chain[i].Addr, len);
-            if (p == null || !HostRandom.Fill(p, len))
+            if (!Flint.Sys.Libc.FillRandom(p, len))
             {
-                if (p != null) Interlocked.Increment(ref Metrics.HostRngFails);
+                Log.Error("getrandom failed, errno", Flint.Sys.Libc.Errno);
+                Interlocked.Increment(ref Metrics.HostRngFails);
                 Interlocked.Increment(ref Metrics.EntropyEventFails);
                 return 0;
             }
-            written += len;
         }
-        Interlocked.Add(ref Metrics.EntropyBytes, written);
-        return written;
+        Interlocked.Add(ref Metrics.EntropyBytes, (long)writer.Written);
+        return (uint)writer.Written;
     }
 
     public void Dispose() => RateLimiter?.Dispose();

@@ -20,12 +20,12 @@ public sealed class VirtioBalloonTests
         Assert.Equal(5u, plain.DeviceType);
         Assert.Equal(VirtioFeatures.Version1, plain.AvailableFeatures);
         Assert.Equal(2, plain.QueueMaxSizes.Length);
-        Assert.Empty(plain.EventSources);
+        Assert.Single(plain.EventSources); // the inflate resume eventfd
 
         using var full = new VirtioBalloon(0, true, 5);
         Assert.Equal(VirtioFeatures.Version1 | 2UL | 4UL, full.AvailableFeatures);
         Assert.Equal(new ushort[] { 256, 256, 256 }, full.QueueMaxSizes.ToArray());
-        Assert.Single(full.EventSources);
+        Assert.Equal(2, full.EventSources.Count); // the stats timer, then the inflate resume eventfd
     }
 
     [Fact]

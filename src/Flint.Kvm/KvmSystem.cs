@@ -4,13 +4,13 @@ using Flint.Sys;
 namespace Flint.Kvm;
 
 /// <summary>The /dev/kvm system fd: capabilities, supported CPUID, VM creation.</summary>
-public sealed unsafe class Kvm : KvmFd
+public sealed unsafe class KvmSystem : KvmFd
 {
     public const string DefaultPath = "/dev/kvm";
     /// <summary>Upper bound KVM accepts for KVM_GET_SUPPORTED_CPUID (KVM_MAX_CPUID_ENTRIES).</summary>
     public const int MaxCpuidEntries = 256;
 
-    private Kvm(int fd) : base(fd) { }
+    private KvmSystem(int fd) : base(fd) { }
 
     /// <summary>True when a KVM device node exists at <paramref name="path"/>; tests use this to decide whether to skip.</summary>
     public static bool IsPresent(string path = DefaultPath) => File.Exists(path);
@@ -21,11 +21,11 @@ public sealed unsafe class Kvm : KvmFd
     /// </summary>
     public static bool IsKvmPvmHost() => Directory.Exists("/sys/module/kvm_pvm");
 
-    public static Kvm Open(string path = DefaultPath)
+    public static KvmSystem Open(string path = DefaultPath)
     {
         int fd = Libc.Open(path, Libc.O_RDWR);
         if (fd < 0) throw new KvmException($"open {path}", Libc.Errno);
-        var kvm = new Kvm(fd);
+        var kvm = new KvmSystem(fd);
         int v = kvm.ApiVersion;
         if (v != Ioctls.KVM_API_VERSION)
         {

@@ -1,0 +1,70 @@
+using Flint.Sys;
+
+namespace Flint.Devices.Virtio;
+
+/// <summary>
+/// Reads the device-readable bytes of a <see cref="ChainBuffers"/> in order, whatever the descriptor boundaries.
+/// A value type over the buffers' segments: making one allocates nothing. Valid until the buffers are reloaded.
+/// The bytes themselves are guest memory the guest may be rewriting: copy a field once and use that copy.
+/// </summary>
+public unsafe struct ChainReader
+{
+    private readonly IoVec* _segments;
+    private readonly int _count;
+    private int _index;
+    private ulong _offset; // into _segments[_index]
+
+    internal ChainReader(IoVec* segments, int count, ulong total)
+    {
+        _segments = segments;
+        _count = count;
+        Remaining = total;
+    }
+
+    /// <summary>Bytes not yet read.</summary>
+    public ulong Remaining { get; private set; }
+
+    /// <summary>Copies up to <c>dst.Length</c> bytes; returns how many.</summary>
+    public int Read(Span<byte> dst)
+    {
+        int done = 0;
+        while (done < dst.Length && NextPiece((ulong)(dst.Length - done), out byte* p, out uint len))
+        {
+            // SAFETY: p..p+len lies in one validated guest region (ChainBuffers checked it), len <= dst's remainder.
+            new ReadOnlySpan<byte>(p, (int)len).CopyTo(dst[done..]);
+            done += (int)len;
+        }
+        return done;
+    }
+
+    /// <summary>Copies exactly <c>dst.Length</c> bytes, or returns false (having consumed what there was).</summary>
+    public bool ReadExact(Span<byte> dst) => Read(dst) == dst.Length;
+
+    /// <summary>Skips up to <paramref name="n"/> bytes; returns how many.</summary>
+    public ulong Skip(ulong n)
+    {
+        ulong done = 0;
+        while (done < n && NextPiece(n - done, out _, out uint len)) done += len;
+        return done;
+    }
+
+    /// <summary>
+    /// The next contiguous piece of guest memory, at most <paramref name="max"/> bytes (and under 4 GiB), and moves
+    /// past it: for zero-copy I/O straight from guest memory (pwrite from a guest buffer).
+    /// </summary>
+    public bool NextPiece(ulong max, out byte* p, out uint len)
+    {
+        p = null;
+        len = 0;
+        while (_index < _count && _offset == _segments[_index].Len) { _index++; _offset = 0; }
+        if (_index == _count || max == 0) return false;
+        // SAFETY: _index < _count, the number of segments the buffers filled in.
+        ref var s = ref _segments[_index];
+        ulong n = Math.Min(Math.Min(max, (ulong)s.Len - _offset), uint.MaxValue);
+        p = (byte*)s.Base + _offset;
+        len = (uint)n;
+        _offset += n;
+        Remaining -= n;
+        return true;
+    }
+}
