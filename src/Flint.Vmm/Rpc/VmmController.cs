@@ -84,7 +84,7 @@ public sealed class VmmController : IApiHandler
         }
     }
 
-    public const string InternalErrorMessage = "Internal VMM error: the request failed unexpectedly; the details are in the log.";
+    public const string InternalErrorMessage = "Internal error: the VMM failed unexpectedly while handling the request; the details are in its log.";
 
     /// <summary>
     /// Failures a request can meet without Flint being wrong: bad input the checks let through to the VM or the host
