@@ -76,6 +76,20 @@ public sealed class OutputsProcessTests : IDisposable
     }
 
     [Fact]
+    public void Put_logger_and_metrics_on_fifos_without_a_reader_answer_at_once()
+    {
+        string metrics = Fifo("metrics.fifo"), log = Fifo("log.fifo");
+        _proc = Repo.StartWithApi(Sock);
+        Assert.True(File.Exists(Sock), "the API socket did not appear");
+        var sw = Stopwatch.StartNew();
+        Assert.Equal(204, Request(Sock, "PUT", "/logger", $"{{\"log_path\": \"{log}\", \"level\": \"Debug\"}}").Status);
+        Assert.Equal(204, Request(Sock, "PUT", "/metrics", $"{{\"metrics_path\": \"{metrics}\"}}").Status);
+        // Enough requests (each logged) to fill the log FIFO: the VMM thread drops lines instead of waiting.
+        for (int i = 0; i < 1000; i++) Assert.Equal(200, Request(Sock, "GET", "/machine-config").Status); // ~100 KiB of log lines
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"took {sw.Elapsed}");
+    }
+
+    [Fact]
     public void FlushMetrics_on_a_full_disk_answers_an_error()
     {
         _proc = Repo.StartWithApi(Sock);
