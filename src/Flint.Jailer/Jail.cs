@@ -11,9 +11,12 @@ public sealed class Rollback
     public string? JailExecDir;        // <base>/<exec>: removed only when we made it and it is empty
     public List<string> CgroupDirs = new();
     public List<CgroupTarget> Attached = new();
+    /// <summary>Set just before the pivot: removes the jail from inside it.</summary>
+    public InsideJailCleanup? InsideJail;
 
     public void Undo()
     {
+        InsideJail?.Dispose();
         string pid = Environment.ProcessId.ToString();
         foreach (CgroupTarget t in Attached)
         {
@@ -108,11 +111,14 @@ public sealed class JailPlan
 public sealed unsafe class Jail(JailPlan plan, ulong startUs, ulong startCpuUs)
 {
     private JailerOptions O => plan.Options;
+    private bool _pivoted, _bound;
 
     public int Run()
     {
         var rb = new Rollback();
         int devNull = -1;
+        // Touch what later needs the host filesystem (and a free descriptor) first.
+        _ = Console.Error;
         try
         {
             CreateChrootDir(rb);
@@ -122,42 +128,69 @@ public sealed unsafe class Jail(JailPlan plan, ulong startUs, ulong startCpuUs)
                 if (setns(plan.NetNsFd, CLONE_NEWNET) != 0) throw Fail($"setns({O.NetNs}, CLONE_NEWNET)");
                 Libc.close(plan.NetNsFd);
             }
-            SetResourceLimits();
             Cgroups.Apply(plan.Cgroups, rb);
             if (O.Daemonize)
             {
                 devNull = Libc.Open("/dev/null", Libc.O_RDWR);
                 if (devNull < 0) throw Fail("open /dev/null");
             }
-            // Touch what later needs the host filesystem while it is still there.
-            _ = Console.Error;
+            // The jail's directories and device nodes are made through host paths, before the pivot, so a failure
+            // there is undone like any other; inside, only the launch is left.
+            PopulateJail();
+            rb.InsideJail = InsideJailCleanup.Prepare(plan, rb.JailExecDir != null);
             EnterChroot();
         }
-        catch (JailerException)
+        catch (Exception e)
         {
-            rb.Undo();
-            throw;
-        }
-
-        foreach (string dir in new[] { "/", "/dev", "/dev/net", "/run" })
-        {
-            MkDir(dir, 0x1C0 /* 0700 */);
-            fixed (byte* p = Z(dir))
+            // Once pivot_root has run, the host paths are out of reach: only the descriptor can clean up.
+            if (_pivoted) rb.InsideJail!.Run();
+            else
             {
-                if (chmod(p, 0x1C0 /* 0700 */) != 0) throw Fail($"chmod {dir}");
-                if (chown(p, O.Uid, O.Gid) != 0) throw Fail($"chown {dir}");
+                // The bind mount (in this process's own mount namespace) would keep the root dir busy.
+                if (_bound) fixed (byte* d = Z(plan.ChrootDir)) umount2(d, MNT_DETACH);
+                rb.Undo();
             }
+            if (e is JailerException) throw;
+            throw new JailerException($"Unexpected error while building the jail: {e.Message}");
         }
-        MknodAndOwn("/dev/net/tun", 10, 200);
-        MknodAndOwn("/dev/kvm", 10, 232);
-        try { MknodAndOwn("/dev/urandom", 1, 9); }
-        catch (JailerException e) { Console.Error.WriteLine($"flint-jailer: warning: {e.Message}; MMDS version 2 will not be available."); }
-        if (plan.UserfaultfdMinor is uint minor) MknodAndOwn("/dev/userfaultfd", 10, minor);
 
-        return Launch(devNull);
+        try
+        {
+            return Launch(devNull, rb.InsideJail!);
+        }
+        catch (Exception e)
+        {
+            // The host paths are out of reach now: remove the jail through the descriptor kept for it.
+            rb.InsideJail!.Run();
+            if (e is JailerException) throw;
+            throw new JailerException($"Unexpected error while launching {plan.ExecName}: {e.Message}");
+        }
     }
 
-    private int Launch(int devNull)
+    /// <summary>
+    /// The jail's tree, Firecracker's: root, dev, dev/net and run owned by uid:gid with mode 0700, and the device
+    /// nodes for /dev/net/tun, /dev/kvm, /dev/urandom (optional) and /dev/userfaultfd (when the host has it).
+    /// </summary>
+    private void PopulateJail()
+    {
+        foreach (string dir in InsideJailCleanup.Dirs)
+        {
+            string host = Path.Combine(plan.ChrootDir, dir);
+            MkDir(host, 0x1C0 /* 0700 */);
+            fixed (byte* p = Z(host))
+            {
+                if (chmod(p, 0x1C0 /* 0700 */) != 0) throw Fail($"chmod /{dir}");
+                if (chown(p, O.Uid, O.Gid) != 0) throw Fail($"chown /{dir}");
+            }
+        }
+        MknodAndOwn("dev/net/tun", 10, 200);
+        MknodAndOwn("dev/kvm", 10, 232);
+        try { MknodAndOwn("dev/urandom", 1, 9); }
+        catch (JailerException e) { Console.Error.WriteLine($"flint-jailer: warning: {e.Message}; MMDS version 2 will not be available."); }
+        if (plan.UserfaultfdMinor is uint minor) MknodAndOwn("dev/userfaultfd", 10, minor);
+    }
+
+    private int Launch(int devNull, InsideJailCleanup cleanup)
     {
         string chrootExec = "/" + plan.ExecName;
         string pidFile = chrootExec + ".pid";
@@ -182,11 +215,14 @@ public sealed unsafe class Jail(JailPlan plan, ulong startUs, ulong startCpuUs)
         b->Gid = O.Gid;
         b->DevNullFd = devNull;
         b->StatusFd = -1;
+        b->NoFile = O.NoFileLimit ?? JailerOptions.DefaultNoFile;
+        if (O.FileSizeLimit is ulong fsize) { b->FileSize = fsize; b->HasFileSize = 1; }
 
         if (!forks)
         {
             // The VMM keeps this process's pid: record it, then become it.
             WritePidFile(pidFile, Environment.ProcessId);
+            cleanup.ArmStandbyThread();
             var (step, err) = Spawn.ExecInPlace(b);
             throw new JailerException($"Failed to exec {chrootExec} ({Spawn.StepName(step)}): {Libc.StrError(err)}");
         }
@@ -284,18 +320,6 @@ public sealed unsafe class Jail(JailPlan plan, ulong startUs, ulong startCpuUs)
         File.SetUnixFileMode(dst, mode & ~(UnixFileMode.SetUser | UnixFileMode.SetGroup));
     }
 
-    private void SetResourceLimits()
-    {
-        ulong noFile = O.NoFileLimit ?? JailerOptions.DefaultNoFile;
-        RLimit r = new() { Cur = noFile, Max = noFile };
-        if (setrlimit(RLIMIT_NOFILE, &r) != 0) throw Fail($"setrlimit(RLIMIT_NOFILE, {noFile})");
-        if (O.FileSizeLimit is ulong fsize)
-        {
-            r = new RLimit { Cur = fsize, Max = fsize };
-            if (setrlimit(RLIMIT_FSIZE, &r) != 0) throw Fail($"setrlimit(RLIMIT_FSIZE, {fsize})");
-        }
-    }
-
     /// <summary>New mount namespace, root pivoted onto the chroot dir, the old root detached and removed.
     /// unshare(CLONE_NEWNS) works in a multithreaded process: it gives this thread its own fs_struct and mount
     /// namespace, and this thread is the one that execs (or clones the process that does).</summary>
@@ -310,23 +334,26 @@ public sealed unsafe class Jail(JailPlan plan, ulong startUs, ulong startCpuUs)
         {
             if (mount(null, root, null, MS_SLAVE | MS_REC, null) != 0) throw Fail("mount / MS_SLAVE|MS_REC");
             if (mount(dir, dir, null, MS_BIND | MS_REC, null) != 0) throw Fail($"bind mount {plan.ChrootDir}");
+            _bound = true;
             if (chdir(dir) != 0) throw Fail($"chdir {plan.ChrootDir}");
             if (mkdir(old, 0x180 /* 0600 */) != 0) throw Fail("mkdir old_root");
             if (RawSyscall(SYS_pivot_root, (long)dot, (long)old, 0, 0, 0, 0) != 0)
                 throw new JailerException($"pivot_root failed: {Libc.StrError(*ErrnoLocation())}");
+            _pivoted = true;
             if (chdir(root) != 0) throw Fail("chdir /");
             if (umount2(oldAbs, MNT_DETACH) != 0) throw Fail("umount2 old_root");
             if (rmdir(oldAbs) != 0) throw Fail("rmdir old_root");
         }
     }
 
-    private void MknodAndOwn(string path, uint major, uint minor)
+    /// <summary>Makes the character device <paramref name="rel"/> (relative to the jail root) owned by uid:gid.</summary>
+    private void MknodAndOwn(string rel, uint major, uint minor)
     {
-        fixed (byte* p = Z(path))
+        fixed (byte* p = Z(Path.Combine(plan.ChrootDir, rel)))
         {
             long r = Raw(SYS_mknodat, AT_FDCWD, (long)p, S_IFCHR | S_IRUSR | S_IWUSR, (long)MakeDev(major, minor));
-            if (r < 0) throw new JailerException($"mknod {path} ({major}, {minor}) failed: {Libc.StrError((int)-r)}");
-            if (chown(p, O.Uid, O.Gid) != 0) throw Fail($"chown {path}");
+            if (r < 0) throw new JailerException($"mknod /{rel} ({major}, {minor}) failed: {Libc.StrError((int)-r)}");
+            if (chown(p, O.Uid, O.Gid) != 0) throw Fail($"chown /{rel}");
         }
     }
 
@@ -342,7 +369,7 @@ public sealed unsafe class Jail(JailPlan plan, ulong startUs, ulong startCpuUs)
         }
     }
 
-    private static byte[] Z(string s)
+    internal static byte[] Z(string s)
     {
         byte[] b = new byte[System.Text.Encoding.UTF8.GetByteCount(s) + 1];
         System.Text.Encoding.UTF8.GetBytes(s, b);

@@ -27,7 +27,11 @@ public sealed class JailerOptions
         "flint-jailer --id <id> --exec-file <exec_file> --uid <uid> --gid <gid>\n" +
         "             [--chroot-base-dir <dir>] [--netns <path>] [--daemonize] [--new-pid-ns]\n" +
         "             [--cgroup <file>=<value>]... [--cgroup-version 1|2] [--parent-cgroup <relative path>]\n" +
-        "             [--resource-limit fsize=<bytes>|no-file=<n>]... [-- <arguments for the exec file>]\n";
+        "             [--resource-limit fsize=<bytes>|no-file=<n>]... [-- <arguments for the exec file>]\n" +
+        "\n" +
+        "Resource limits apply to the exec file only (no-file: 1 or more; default 2048).\n" +
+        "Exit status: 0 once the exec file runs (without --daemonize or --new-pid-ns, the exec file's own status);\n" +
+        "1 on any error, with the reason on stderr after \"flint-jailer: error:\"; the jail directory is then removed.\n";
 
     private static readonly HashSet<string> ValueFlags = new()
     {
@@ -115,7 +119,13 @@ public sealed class JailerOptions
                     switch (res)
                     {
                         case "fsize": o.FileSizeLimit = limit; break;
-                        case "no-file": o.NoFileLimit = limit; break;
+                        case "no-file":
+                            // Zero leaves the VMM unable to open anything (not even /dev/kvm): refuse it here, with
+                            // Firecracker's ResLimitValue wording, rather than jail a process that cannot start.
+                            if (limit == 0)
+                                throw new JailerException("Invalid limit value for resource: no-file: 0 (the VMM could not open a single file).");
+                            o.NoFileLimit = limit;
+                            break;
                         default: throw new JailerException($"Invalid resource limit argument: '{res}' (expected fsize or no-file).");
                     }
                     break;

@@ -7,8 +7,8 @@ namespace Flint.Jailer;
 /// flint-jailer: Firecracker's jailer for Flint. Validates everything, then builds
 /// <c>&lt;chroot base&gt;/&lt;exec name&gt;/&lt;id&gt;/root</c>, copies the VMM in, joins the network namespace, sets
 /// rlimits and cgroups, pivots into the jail with device nodes for /dev/kvm, /dev/net/tun and /dev/urandom,
-/// optionally daemonizes and/or starts a new PID namespace, drops to uid/gid and execs the VMM. Any error: a
-/// message on stderr and exit 1.
+/// optionally daemonizes and/or starts a new PID namespace, drops to uid/gid, sets the VMM's resource limits and
+/// execs the VMM. Any error: a message on stderr, exit 1, and nothing of the jail left behind.
 /// </summary>
 public static unsafe class Program
 {
@@ -36,6 +36,13 @@ public static unsafe class Program
         }
         catch (JailerException e)
         {
+            Console.Error.WriteLine($"flint-jailer: error: {e.Message}");
+            return 1;
+        }
+        catch (Exception e)
+        {
+            // A failure nobody foresaw still ends as every jailer error does (Firecracker's jailer: the error on
+            // stderr, exit 1), never as an abort with a stack trace.
             Console.Error.WriteLine($"flint-jailer: error: {e.Message}");
             return 1;
         }

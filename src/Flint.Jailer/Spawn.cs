@@ -16,6 +16,11 @@ public unsafe struct ExecBlock
     public int DevNullFd;
     /// <summary>The write end of the status pipe (O_CLOEXEC: closes by itself when execve succeeds), or -1.</summary>
     public int StatusFd;
+    /// <summary>RLIMIT_NOFILE for the VMM (soft = hard).</summary>
+    public ulong NoFile;
+    /// <summary>RLIMIT_FSIZE for the VMM (soft = hard) when <see cref="HasFileSize"/> is 1.</summary>
+    public ulong FileSize;
+    public int HasFileSize;
 }
 
 /// <summary>
@@ -32,7 +37,9 @@ public static unsafe class Spawn
 {
     /// <summary>Step numbers reported through the status pipe (0 = "pid follows").</summary>
     public const int StepPid = 0, StepDup2 = 1, StepSetgroups = 2, StepSetgid = 3, StepSetuid = 4, StepSigmask = 5,
-        StepExecve = 6, StepSetsid = 7, StepClone = 8;
+        StepExecve = 6, StepSetsid = 7, StepClone = 8, StepNoFile = 9, StepFileSize = 10;
+
+    private const long SYS_setrlimit = 160;
 
     public static string StepName(int step) => step switch
     {
@@ -44,6 +51,8 @@ public static unsafe class Spawn
         StepExecve => "execve",
         StepSetsid => "setsid",
         StepClone => "clone",
+        StepNoFile => "setrlimit(RLIMIT_NOFILE)",
+        StepFileSize => "setrlimit(RLIMIT_FSIZE)",
         _ => $"step {step}",
     };
 
@@ -59,6 +68,18 @@ public static unsafe class Spawn
         {
             for (int fd = 0; fd <= 2; fd++)
                 if ((r = Raw(SYS_dup2, b->DevNullFd, fd)) < 0) return (StepDup2, (int)-r);
+        }
+        // The resource limits are the VMM's: set here, as the last steps before exec (while still privileged, after
+        // stdio is in place), so the jailer's own work never runs under them. A small no-file limit applied earlier
+        // made the jailer itself fail to open stderr and abort, leaving the jail behind; a small fsize could have
+        // killed it with SIGXFSZ while it wrote the pid file.
+        ulong* lim = stackalloc ulong[2];
+        lim[0] = lim[1] = b->NoFile;
+        if ((r = Raw(SYS_setrlimit, RLIMIT_NOFILE, (long)lim)) < 0) return (StepNoFile, (int)-r);
+        if (b->HasFileSize != 0)
+        {
+            lim[0] = lim[1] = b->FileSize;
+            if ((r = Raw(SYS_setrlimit, RLIMIT_FSIZE, (long)lim)) < 0) return (StepFileSize, (int)-r);
         }
         if ((r = Raw(SYS_setgroups, 0, 0)) < 0) return (StepSetgroups, (int)-r);
         if ((r = Raw(SYS_setgid, b->Gid)) < 0) return (StepSetgid, (int)-r);

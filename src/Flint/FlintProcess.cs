@@ -26,9 +26,9 @@ internal sealed class FlintProcess
     private Flint.Devices.Mmds.MmdsStore Mmds => _s.Options.MmdsStore;
 
     private readonly Settings _s;
-    private readonly MetricsRegistry _metrics = new();
+    private readonly MetricsRegistry _metrics;
+    private readonly MetricsOutput _metricsOut;
     private readonly ApiRequestMetrics _apiRequests = new();
-    private MetricsWriter? _metricsWriter;
     private Vmm.Vmm? _vmm;
     private long _startTimestamp;
 
@@ -36,6 +36,8 @@ internal sealed class FlintProcess
     {
         _s = s;
         _startTimestamp = s.StartTimestamp;
+        _metrics = new MetricsRegistry();
+        _metricsOut = new MetricsOutput(_metrics);
     }
 
     public int Run()
@@ -47,11 +49,18 @@ internal sealed class FlintProcess
         _metrics.Bind("seccomp", "num_faults", () => SeccompMetrics.NumFaults);
         _apiRequests.BindTo(_metrics);
         // Before any seccomp filter: registering starts the runtime's signal-dispatch thread from this thread.
-        using var signals = new SignalHandlers(_metrics, () => _metricsWriter?.Flush());
+        using var signals = new SignalHandlers(_metrics, _metricsOut.FlushQuietly);
         if (_s.MetricsPath != null && !TryConfigureMetrics(_s.MetricsPath, out var err))
         {
             Logger.Error(err);
             return ExitCodes.GenericError;
+        }
+        // The config file's logger and metrics come first, as in Firecracker's VmResources::from_json: the rest of
+        // the start-up then logs and counts where the file says.
+        if (_s.Config != null && ApplyConfigFileOutputs(_s.Config) is { } outputsError)
+        {
+            Logger.Error($"Configuration for VMM from one single json failed: {outputsError}");
+            return ExitCodes.BadConfiguration;
         }
 
         VmmController? controller = null;
@@ -64,14 +73,11 @@ internal sealed class FlintProcess
                 controller = new VmmController(StartVm, _s.Id, Cli.Version)
                 {
                     MmdsStore = Mmds,
-                    ConfigureMetrics = m =>
-                    {
-                        if (!TryConfigureMetrics(m.MetricsPath, out var e)) throw new InvalidOperationException(e);
-                    },
+                    ConfigureMetrics = m => _metricsOut.Configure(m.MetricsPath),
                     FlushMetricsHandler = () =>
                     {
-                        if (_metricsWriter == null) throw new InvalidOperationException("Metrics system is not configured.");
-                        _metricsWriter.Flush();
+                        if (_metricsOut.Writer == null) throw new InvalidOperationException("Metrics system is not configured.");
+                        _metricsOut.FlushOrThrow(); // a line not written (full disk, FIFO full) is an error, not a 204
                     },
                 };
                 queued = new QueuedApiHandler(controller);
@@ -115,12 +121,12 @@ internal sealed class FlintProcess
                 _vmm.EventLoop.Add(signals.FatalEventFd, _ => signals.OnFatalSignal());
                 using var timer = new TimerFd();
                 timer.Arm(MetricsWriter.Period, MetricsWriter.Period);
-                _vmm.EventLoop.Add(timer.Fd, _ => { timer.Read(); _metricsWriter?.Flush(); });
+                _vmm.EventLoop.Add(timer.Fd, _ => { timer.Read(); _metricsOut.FlushQuietly(); });
                 // The VMM thread's filter goes on last: every thread exists and every fd is open by now.
                 // (Before InstanceStart this thread runs unfiltered: it still has to create the vCPU threads.)
                 SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vmm);
                 int code = _vmm.RunUntilExit();
-                _metricsWriter?.Flush();
+                _metricsOut.FlushQuietly();
                 Logger.Info(code == 0 ? "Flint exiting successfully. exit_code=0" : $"Flint exiting with error. exit_code={code}");
                 ExitUnderFilter(code, server);
                 return code;
@@ -130,7 +136,7 @@ internal sealed class FlintProcess
         {
             queued?.Dispose();
             server?.Dispose();
-            _metricsWriter?.Dispose();
+            _metricsOut.Dispose();
         }
     }
 
@@ -194,17 +200,27 @@ internal sealed class FlintProcess
     private bool TryConfigureMetrics(string path, out string error)
     {
         error = "";
-        if (_metricsWriter != null) { error = "Reinitialization of metrics not allowed."; return false; }
         try
         {
-            _metricsWriter = new MetricsWriter(path, _metrics);
+            _metricsOut.Configure(path);
             return true;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (ConfigException e)
         {
             error = $"Cannot initialize metrics at {path}: {e.Message}";
             return false;
         }
+    }
+
+    /// <summary>Applies the config file's "logger" and "metrics" sections; the error text when one cannot be applied.</summary>
+    private string? ApplyConfigFileOutputs(VmConfig config)
+    {
+        try
+        {
+            ConfigOutputs.Apply(config, _metricsOut);
+            return null;
+        }
+        catch (ConfigException e) { return e.Message; }
     }
 
     /// <summary>

@@ -202,3 +202,114 @@ public class ControllerTests
             ApiRequestParser.Parse("PUT", "/machine-config", "[]").Error!.Message);
     }
 }
+
+/// <summary>A running VM whose every operation throws the given exception: a stand-in for a bug or a refusal.</summary>
+public sealed class ThrowingVm(Func<Exception> fault) : IRunningVm
+{
+    public bool IsPaused => false;
+    public void Pause() => throw fault();
+    public void Resume() => throw fault();
+    public void SendCtrlAltDel() => throw fault();
+    public void PatchDrive(string driveId, string pathOnHost) => throw fault();
+    public void PatchDriveRateLimiter(string driveId, JsonElement rateLimiter) => throw fault();
+    public void PatchNetwork(string ifaceId, JsonElement? rx, JsonElement? tx) => throw fault();
+    public string GetBalloonJson() => throw fault();
+    public string GetBalloonStatsJson() => throw fault();
+    public void PatchBalloon(uint amountMib) => throw fault();
+    public void PatchBalloonStatsInterval(uint intervalS) => throw fault();
+}
+
+/// <summary>Internal bugs are 500s without .NET text; refusals the client can act on stay 400s with their reason.</summary>
+public class ControllerErrorMappingTests
+{
+    private static string Fault(ApiResponse r) => JsonDocument.Parse(r.Body!).RootElement.GetProperty("fault_message").GetString()!;
+
+    private static Env Started(Func<Exception> fault)
+    {
+        var env = new Env();
+        env.StartOverride = _ => new ThrowingVm(fault);
+        Assert.Equal(204, env.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{env.Kernel}\"}}").Status);
+        Assert.Equal(204, env.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}").Status);
+        return env;
+    }
+
+    [Theory]
+    [InlineData("PATCH", "/vm", "{\"state\": \"Paused\"}")]
+    [InlineData("PATCH", "/vm", "{\"state\": \"Resumed\"}")]
+    [InlineData("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"}")]
+    public void AnUnexpectedExceptionIsA500WithoutDotNetText(string method, string path, string body)
+    {
+        using var env = Started(() => new NullReferenceException("Object reference not set to an instance of an object."));
+        var r = env.Call(method, path, body);
+        Assert.Equal(500, r.Status);
+        Assert.Equal(VmmController.InternalErrorMessage, Fault(r));
+        Assert.DoesNotContain("Object reference", r.Body);
+        // The controller carries on: the next request is answered normally.
+        Assert.Equal(200, env.Call("GET", "/").Status);
+    }
+
+    [Fact]
+    public void ABugWhileStartingIsA500AndLeavesTheVmNotStarted()
+    {
+        using var env = new Env();
+        env.StartOverride = _ => throw new IndexOutOfRangeException("Index was outside the bounds of the array.");
+        Assert.Equal(204, env.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{env.Kernel}\"}}").Status);
+        var r = env.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
+        Assert.Equal(500, r.Status);
+        Assert.DoesNotContain("Index was outside", r.Body);
+        Assert.False(env.Controller.IsStarted);
+    }
+
+    [Fact]
+    public void AHostRefusalIsStillA400WithItsReason()
+    {
+        using var env = Started(() => new InvalidOperationException("Failed to send Ctrl+Alt+Del: the i8042 buffer is full."));
+        var r = env.Call("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"}");
+        Assert.Equal(400, r.Status);
+        Assert.Contains("the i8042 buffer is full", Fault(r));
+
+        using var env2 = new Env();
+        env2.StartOverride = _ => throw new Flint.Vmm.Config.ConfigException("The kernel is too big.");
+        Assert.Equal(204, env2.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{env2.Kernel}\"}}").Status);
+        r = env2.Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
+        Assert.Equal(400, r.Status);
+        Assert.Contains("The kernel is too big.", Fault(r));
+    }
+
+    [Fact]
+    public void AQueuedHandlerBugIsA500WithoutDotNetText()
+    {
+        using var queued = new QueuedApiHandler(new ThrowingHandler());
+        var t = new Thread(() => { while (queued.ProcessPending() == 0) Thread.Sleep(1); });
+        t.Start();
+        var r = queued.Handle(new GetVersion());
+        t.Join();
+        Assert.Equal(500, r.Status);
+        Assert.DoesNotContain("boom", r.Body);
+    }
+
+    [Fact]
+    public void FlushMetricsOnAFullDiskAnswersFirecrackersError()
+    {
+        // Wired as FlintProcess wires it: the metrics output refuses to call an unwritten line a success.
+        var output = new Flint.Vmm.Metrics.MetricsOutput(new Flint.Vmm.Metrics.MetricsRegistry());
+        var c = new VmmController(_ => new FakeVm())
+        {
+            ConfigureLogger = _ => { },
+            ConfigureMetrics = m => output.Configure(m.MetricsPath),
+            FlushMetricsHandler = output.FlushOrThrow,
+        };
+        Assert.Equal(204, c.Handle("PUT", "/metrics", "{\"metrics_path\": \"/dev/full\"}").Status);
+        var r = c.Handle("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}");
+        Assert.Equal(400, r.Status);
+        Assert.Equal("Internal VMM error: Metrics error: Failed to write metrics: No space left on device (os error 28)", Fault(r));
+        var bad = c.Handle("PUT", "/metrics", "{\"metrics_path\": \"/nonexistent/dir/m\"}");
+        Assert.Equal(400, bad.Status);
+        output.Dispose();
+    }
+
+    private sealed class ThrowingHandler : IApiHandler
+    {
+        public ApiResponse Handle(VmmAction action) => throw new NullReferenceException("boom");
+    }
+}

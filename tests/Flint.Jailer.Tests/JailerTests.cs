@@ -287,6 +287,7 @@ public sealed class JailerTests(JailerHarness h, ITestOutputHelper output) : ICl
         { "missing --gid", ["--gid", null!], "Missing argument: --gid" },
         { "value missing", ["--id", null!, "--id"], "requires a value" },
         { "cpuset out of range (fails while writing: rolled back)", ["--cgroup", "cpuset.cpus=4095"], "cpuset.cpus" },
+        { "no-file zero (the VMM could not open one file)", ["--resource-limit", "no-file=0"], "Invalid limit value for resource: no-file: 0" },
     };
 
     [SkippableTheory]
@@ -344,6 +345,61 @@ public sealed class JailerTests(JailerHarness h, ITestOutputHelper output) : ICl
                 Assert.False(Directory.Exists(Path.Combine(m, JailerHarness.ExecName)), $"cgroup parent left in {m}");
                 Assert.Empty(Directory.GetDirectories(m, "flint-jailer-probe-*"));
             }
+        }
+        finally
+        {
+            if (Directory.Exists(execDir)) Directory.Delete(execDir, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Small limits are the VMM's, not the jailer's: the jailer used to apply them to itself before its own work and
+    /// died (unhandled EMFILE while opening stderr) leaving the jail behind; now they are set just before execve.
+    /// </summary>
+    [SkippableFact]
+    public void SmallResourceLimits_ApplyToTheVmmOnly()
+    {
+        SkipUnlessReady();
+        string id = NewId("smallrlim");
+        try
+        {
+            var (code, _, err) = h.RunJailer([.. h.Args(id, "--new-pid-ns", "--resource-limit", "no-file=6", "--resource-limit", "fsize=4096"), .. Hold]);
+            Assert.True(code == 0, err);
+            Report r = h.WaitReport(id);
+            Assert.Equal("6 6", r["nofile"]);
+            Assert.Equal("4096 4096", r["fsize"]);
+            h.Release(id, h.PidFromFile(id));
+        }
+        finally { h.Cleanup(id); }
+    }
+
+    /// <summary>
+    /// A failure after the jailer entered the jail (here: execve of a script whose interpreter the jail does not
+    /// hold) exits 1 with the reason and removes the jail directory, which the jailer can no longer reach by path.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("")]
+    [InlineData("--new-pid-ns")]
+    [InlineData("--daemonize")]
+    public void FailureInsideTheJail_Exits1_LeavesNothingBehind(string mode)
+    {
+        SkipUnlessReady();
+        string script = Path.Combine(h.Scratch, "flint-script");
+        File.WriteAllText(script, "#!/bin/sh\nexit 0\n");
+        File.SetUnixFileMode(script, (UnixFileMode)0x1ED /* 0755 */);
+        string execDir = Path.Combine(h.BaseDir, "flint-script");
+        var args = new List<string> { "--id", "inside", "--exec-file", script, "--uid", "1234", "--gid", "2345", "--chroot-base-dir", h.BaseDir };
+        if (mode.Length > 0) args.Add(mode);
+        try
+        {
+            var (code, _, err) = h.RunJailer(args);
+            output.WriteLine($"exit {code}: {err.Trim()}");
+            Assert.Equal(1, code);
+            Assert.StartsWith("flint-jailer: error:", err);
+            Assert.Contains("execve", err);
+            Assert.Contains("No such file or directory", err);
+            Assert.False(Directory.Exists(execDir), $"{execDir} left behind: " +
+                string.Join(", ", Directory.Exists(execDir) ? Directory.GetFileSystemEntries(execDir, "*", SearchOption.AllDirectories) : []));
         }
         finally
         {

@@ -125,4 +125,46 @@ public class ConfigLoaderTests : IDisposable
     [InlineData("null")]
     [InlineData("{\"drives\": []}")]
     public void Rejects_malformed_documents(string json) => Assert.Throws<ConfigException>(() => ConfigLoader.Parse(json));
+
+    [Theory]
+    [InlineData("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"vcpu_count\": 2}", "duplicate field `vcpu_count` at line 1 column ")]
+    [InlineData("{\"vcpu_count\": 1,\n \"mem_size_mib\": 128,\n  \"mem_size_mib\": 256}", "duplicate field `mem_size_mib` at line 3 column 16")]
+    public void Refuses_duplicate_keys_as_serde_does(string machine, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Cfg(machine)));
+        Assert.StartsWith("Invalid JSON: ", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Refuses_a_duplicate_section()
+    {
+        string twice = Cfg()[..^1] + ", \"machine-config\": {\"vcpu_count\": 4, \"mem_size_mib\": 512}}";
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(twice));
+        Assert.Contains("duplicate field `machine-config`", e.Message);
+        // Keys may repeat across objects: only one object's keys must be unique.
+        string drive(string id) => $"{{\"drive_id\": \"{id}\", \"path_on_host\": \"{_disk}\", \"is_root_device\": false}}";
+        Assert.Equal(2, ConfigLoader.Parse(Cfg(drives: $"[{drive("a")}, {drive("b")}]")).Drives.Count);
+    }
+
+    [Theory]
+    [InlineData("Bogus", "unknown variant `Bogus`, expected one of `C3`, `T2`, `T2S`, `None`, `T2CL`, `T2A`")]
+    [InlineData("t2", "unknown variant `t2`")]
+    [InlineData("T2", "The static CPU template \"T2\" is not supported by this build of Flint.")]
+    public void Refuses_unknown_or_unsupported_cpu_templates(string template, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Cfg($"{{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": \"{template}\"}}")));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Accepts_cpu_template_None_and_checks_the_logger_level()
+    {
+        Assert.Equal("None", ConfigLoader.Parse(Cfg("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": \"None\"}")).MachineConfig!.CpuTemplate);
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Cfg(extra: ",\"logger\": {\"level\": \"Loud\"}")));
+        Assert.Contains("unknown variant `Loud`", e.Message);
+        var c = ConfigLoader.Parse(Cfg(extra: ",\"logger\": {\"level\": \"debug\", \"log_path\": \"/tmp/x.log\"}, \"metrics\": {\"metrics_path\": \"/tmp/m\"}"));
+        Assert.Equal("/tmp/x.log", c.Logger!.LogPath);
+        Assert.Equal("/tmp/m", c.Metrics!.MetricsPath);
+    }
 }

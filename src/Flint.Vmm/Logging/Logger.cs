@@ -4,7 +4,9 @@ namespace Flint.Vmm.Logging;
 
 /// <summary>
 /// The process logger, in Firecracker's line format: `&lt;timestamp&gt; [&lt;id&gt;:&lt;thread&gt;(:&lt;LEVEL&gt;)(:&lt;file&gt;:&lt;line&gt;)] message`.
-/// Writes go to stdout until a log path is configured (--log-path or PUT /logger), then to that file or FIFO.
+/// Writes go to stdout until a log path is configured (--log-path, PUT /logger or the config file's "logger"), then to
+/// that file or FIFO, opened non-blocking: a line that cannot be written (FIFO nobody drains, full disk) is dropped and
+/// counted in logger.missed_log_count (and log_fails when the write failed rather than would block), never waited for.
 /// The origin comes from the caller's source file and line (compile-time caller info, no stack walk); the module
 /// filter keeps only lines whose origin path contains the module (e.g. `Devices/Virtio` or `Flint.Api`).
 /// </summary>
@@ -12,6 +14,7 @@ public static class Logger
 {
     private static readonly object Lock = new();
     private static TextWriter _out = Console.Out;
+    private static NonBlockingFile? _file;
     private static bool _configured;
 
     public static string InstanceId { get; set; } = "anonymous-instance";
@@ -21,22 +24,41 @@ public static class Logger
     /// <summary>Only log lines from source paths containing this (null: everything).</summary>
     public static string? Module { get; set; }
     public static long LinesWritten;
+    /// <summary>Lines dropped because the destination could not take them (logger.missed_log_count).</summary>
+    public static long MissedLogCount;
+    /// <summary>Lines dropped because the write failed outright, e.g. a full disk (logger.log_fails).</summary>
+    public static long LogFails;
 
     /// <summary>The fd of the configured log file, or -1 while logging to stdout (the fatal-signal handlers write here too).</summary>
     public static int LogFd { get; private set; } = -1;
 
-    /// <summary>Directs the log to a file or FIFO (opened for append, as Firecracker does). Allowed once.</summary>
+    /// <summary>Directs the log to a file or FIFO (opened non-blocking, for append). Allowed once (the API's rule).</summary>
     public static void Configure(string? path, LogLevel? level, bool? showLevel, bool? showOrigin, string? module = null)
     {
         lock (Lock)
         {
             if (_configured) throw new InvalidOperationException("Logger can only be configured once.");
+            Update(path, level, showLevel, showOrigin, module);
+            _configured = true;
+        }
+    }
+
+    /// <summary>
+    /// Applies a logger configuration on top of the current one, as Firecracker's Logger::update: the config file's
+    /// "logger" section after the command-line flags. The path is opened first, so a bad path changes nothing.
+    /// </summary>
+    public static void Update(string? path, LogLevel? level, bool? showLevel, bool? showOrigin, string? module = null)
+    {
+        lock (Lock)
+        {
             if (path != null)
             {
-                var fs = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
-                _out = new StreamWriter(fs) { AutoFlush = true };
-                LogFd = (int)fs.SafeFileHandle.DangerousGetHandle();
+                var file = NonBlockingFile.Open(path);
+                var old = _file;
+                _file = file;
+                LogFd = file.Fd;
                 Flint.Sys.FatalSignals.SetLogFd(LogFd); // the native fatal-signal handlers log here too (also for PUT /logger)
+                old?.Dispose();
             }
             if (level.HasValue) Level = level.Value;
             if (showLevel.HasValue) ShowLevel = showLevel.Value;
@@ -66,13 +88,23 @@ public static class Logger
         string text = $"{now:yyyy-MM-ddTHH:mm:ss.fffffff}00 [{InstanceId}:{tags}] {message}";
         lock (Lock)
         {
+            if (_file is { } f)
+            {
+                switch (f.Write(System.Text.Encoding.UTF8.GetBytes(text + "\n")))
+                {
+                    case WriteOutcome.Written: LinesWritten++; break;
+                    case WriteOutcome.WouldBlock: MissedLogCount++; break;
+                    default: MissedLogCount++; LogFails++; break;
+                }
+                return;
+            }
             try
             {
                 _out.WriteLine(text);
                 _out.Flush();
                 LinesWritten++;
             }
-            catch (IOException) { }
+            catch (IOException) { MissedLogCount++; LogFails++; }
         }
     }
 

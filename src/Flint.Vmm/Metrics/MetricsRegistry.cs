@@ -66,6 +66,9 @@ public sealed class MetricsRegistry
         // Every group and counter exists from the start, reading 0 until a source is bound.
         foreach (var (g, names) in FirecrackerGroups)
             _groups.Add((g, names.Select(n => new Metric(n, static () => 0, Gauges.Contains(n))).ToList()));
+        // The logger is process-wide: its dropped lines count from the start.
+        Bind("logger", "missed_log_count", static () => Interlocked.Read(ref Flint.Vmm.Logging.Logger.MissedLogCount));
+        Bind("logger", "log_fails", static () => Interlocked.Read(ref Flint.Vmm.Logging.Logger.LogFails));
     }
 
     /// <summary>Binds (or rebinds) a counter to its source; unknown groups or names are added.</summary>

@@ -70,7 +70,12 @@ public sealed class QueuedApiHandler : IApiHandler, IDisposable
             lock (_lock) { if (!_queue.TryDequeue(out p)) break; }
             ApiResponse r;
             try { r = _inner.Handle(p.Action!); }
-            catch (Exception e) { r = ApiResponse.Fault($"Internal error: {e.Message}", 500); }
+            catch (Exception e)
+            {
+                // A bug in the handler: the VMM thread carries on, the client gets a 500 without .NET text.
+                Logging.Logger.Error($"API request {p.Action!.GetType().Name} hit an internal error: {e}");
+                r = ApiResponse.Fault(VmmController.InternalErrorMessage, 500);
+            }
             Answer(p, r);
             n++;
         }

@@ -77,10 +77,32 @@ public sealed class VmmController : IApiHandler
         }
         catch (Exception e)
         {
-            Logger.Error($"API request {action.GetType().Name} failed: {e}");
-            return ApiResponse.Fault($"Internal error: {e.Message}", 500);
+            // Not the client's doing: a bug in Flint. The details go to the log, never to the client (no .NET text in
+            // answers); the status says "internal" so a client does not retry a request it believes malformed.
+            Logger.Error($"API request {action.GetType().Name} hit an internal error: {e}");
+            return ApiResponse.Fault(InternalErrorMessage, 500);
         }
     }
+
+    public const string InternalErrorMessage = "Internal error: the VMM failed unexpectedly while handling the request; the details are in its log.";
+
+    /// <summary>
+    /// Failures a request can meet without Flint being wrong: bad input the checks let through to the VM or the host
+    /// (a missing file, a full disk, a device refusing an operation, a KVM error). These become 400 answers with the
+    /// reason, as Firecracker answers its VmmActionErrors. Anything else (a null dereference, an index out of range, a
+    /// disposed object) is a bug and becomes a 500 from <see cref="Handle(VmmAction)"/>.
+    /// </summary>
+    internal static bool IsRequestFailure(Exception e) => e switch
+    {
+        ObjectDisposedException => false,
+        // Plain ArgumentException is how a few builders refuse a value; its null and range subclasses are bugs.
+        ArgumentException a when a.GetType() == typeof(ArgumentException) => true,
+        ConfigException or IOException or UnauthorizedAccessException or InvalidOperationException or FormatException
+            or OverflowException or JsonException or Flint.Sys.SysException or Flint.Memory.GuestMemoryException
+            or Flint.Arch.X86.KernelLoadException or Flint.Arch.X86.InitrdLoadException
+            or Flint.Arch.X86.KernelCmdlineException => true,
+        _ => false,
+    };
 
     private static bool IsPreBootOnly(VmmAction a) => a is PutBootSource or PutDrive or PutMachineConfig or PatchMachineConfig
         or PutLogger or PutMetrics or StartMicroVm or PutCpuConfig or PutNetworkInterface or PutVsock or PutEntropy
@@ -241,13 +263,13 @@ public sealed class VmmController : IApiHandler
         if (p.RateLimiter is { ValueKind: not JsonValueKind.Null } rl)
         {
             try { _vm!.PatchDriveRateLimiter(p.DriveId, rl); }
-            catch (Exception e) { throw new ApiFault($"Unable to patch the block device: {e.Message}"); }
+            catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the block device: {e.Message}"); }
             d.RateLimiter = rl.Clone();
         }
         if (p.PathOnHost == null) return;
         CheckOpen(p.PathOnHost, d.IsReadOnly != true, "Unable to patch the block device: cannot open the backing file");
         try { _vm!.PatchDrive(p.DriveId, p.PathOnHost); }
-        catch (Exception e) { throw new ApiFault($"Unable to patch the block device: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the block device: {e.Message}"); }
         d.PathOnHost = p.PathOnHost;
     }
 
@@ -269,7 +291,7 @@ public sealed class VmmController : IApiHandler
         if (_cfg.Logger != null) throw new ApiFault("Reinitialization of logger not allowed.");
         try { ConfigureLogger(l); }
         catch (InvalidOperationException) { throw new ApiFault("Reinitialization of logger not allowed."); }
-        catch (Exception e) { throw new ApiFault($"Cannot initialize the logger: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Cannot initialize the logger: {e.Message}"); }
         _cfg.Logger = l;
     }
 
@@ -284,7 +306,8 @@ public sealed class VmmController : IApiHandler
     {
         if (_cfg.Metrics != null) throw new ApiFault("Reinitialization of metrics not allowed.");
         try { ConfigureMetrics?.Invoke(m); }
-        catch (Exception e) { throw new ApiFault($"Cannot initialize the metrics system: {e.Message}"); }
+        catch (ConfigException e) { throw new ApiFault(e.Message); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Cannot initialize the metrics system due to bad user input: {e.Message}"); }
         _cfg.Metrics = m;
     }
 
@@ -295,8 +318,9 @@ public sealed class VmmController : IApiHandler
             if (_cfg.Metrics == null) throw new ApiFault("The metrics system is not initialized.");
             return;
         }
+        // Firecracker: VmmActionError::InternalVmm(VmmError::Metrics(MetricsError::Write)), a 400 like its other errors.
         try { FlushMetricsHandler(); }
-        catch (Exception e) { throw new ApiFault($"Failed to write metrics: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Internal VMM error: Metrics error: {e.Message}"); }
     }
 
     private void SetNet(PutNetworkInterface n)
@@ -363,14 +387,14 @@ public sealed class VmmController : IApiHandler
         catch (ConfigException e) { throw new ApiFault(e.Message); }
         IRunningVm vm;
         try { vm = _startVm(_cfg); }
-        catch (Exception e) { throw new ApiFault($"Failed to start the microVM: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Failed to start the microVM: {e.Message}"); }
         _vm = vm;
     }
 
     private static void Runtime(Action a, string what)
     {
         try { a(); }
-        catch (Exception e) { throw new ApiFault($"{what}: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"{what}: {e.Message}"); }
     }
 
     private static void CheckOpen(string path, bool write, string what)
