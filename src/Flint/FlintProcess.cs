@@ -48,6 +48,9 @@ internal sealed class FlintProcess
         _apiRequests.BindTo(_metrics);
         // Before any seccomp filter: the native handlers are written into memory made executable here.
         var signals = new SignalHandlers(_metrics, () => _metricsWriter?.Flush());
+        // The runtime probes for IPv6 (an AF_INET6 socket) on its first socket; the baseline refuses every socket but a
+        // Unix one, so the probe runs now, before it.
+        _ = System.Net.Sockets.Socket.OSSupportsIPv6;
         // The process baseline on every thread that exists (the runtime's finalizer and socket threads too) and, by
         // inheritance, every thread created later; the API, vCPU and VMM role filters stack on it. Its own threads
         // take their role filter themselves, but the runtime's never run our code, so only a filter put on them from

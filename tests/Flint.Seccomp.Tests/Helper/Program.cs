@@ -156,8 +156,8 @@ public static unsafe class Program
             throw new InvalidOperationException("activate");
         var balloon = new Flint.Devices.Virtio.Balloon.VirtioBalloon(0, false, 1);
         var i8042 = new Flint.Devices.Legacy.I8042(interrupt, () => { });
-        var rx = new Flint.Devices.RateLimiting.RateLimiter(null, null);
-        var tx = new Flint.Devices.RateLimiting.RateLimiter(null, null);
+        var rx = new Flint.Devices.RateLimiting.RateLimiter((Flint.Devices.RateLimiting.TokenBucketConfig?)null, null);
+        var tx = new Flint.Devices.RateLimiting.RateLimiter((Flint.Devices.RateLimiting.TokenBucketConfig?)null, null);
         int vcpuTid = 0;
         using var vcpuReady = new ManualResetEventSlim();
         var vcpu = new Thread(() => { vcpuTid = Libc.gettid(); vcpuReady.Set(); while (true) Thread.Sleep(1000); }) { IsBackground = true };
@@ -274,6 +274,7 @@ public static unsafe class Program
     private static readonly object s_logLock = new();
     private static StreamWriter s_log = null!;
     private static string s_dir = null!;
+    private static Socket? s_listener;
 
     private static void Log(string msg)
     {
@@ -365,6 +366,7 @@ public static unsafe class Program
         s_stop = true;
         s_vcpuEvt.Write();
         bool joined = vcpu.Join(5000) & api.Join(5000);
+        s_listener?.Dispose();
         foreach (var t in helpers) joined &= t.Join(5000);
         Log("stopping");
         Console.Out.WriteLine(joined && s_errors == 0 ? "done" : $"not clean: joined={joined} errors={s_errors}");
@@ -459,7 +461,9 @@ public static unsafe class Program
                 }
             }
             foreach (var c in conns.Values) c.Dispose();
-            listener.Dispose();
+            // Not the listener: disposing a bound Unix socket unlinks its path, which the api filter refuses. As in
+            // flint, the main thread disposes it (ApiServer.Dispose).
+            s_listener = listener;
             epoll.Dispose();
         }
         catch (Exception e) { Fail("api", e); }
