@@ -88,6 +88,8 @@ public class DefaultFilterTests
         Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("socket"), [2, 1, 0]));                 // AF_INET
         Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("socket"), [16, 3, 0]));                // AF_NETLINK
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("socket"), [1, 0x80801, 0]));          // AF_UNIX
+        Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("ioctl"), [0, 0x5412]));               // TIOCSTI
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("ioctl"), [10, 0xAE80]));              // KVM_RUN
         // What building the VM and stacking the role filters need.
         foreach (var s in new[] { "ioctl", "openat", "clone3", "seccomp", "prctl", "read", "futex", "eventfd2" })
             Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr(s)));
