@@ -13,7 +13,8 @@ internal static partial class PrecompiledFilters
     {
         ThreadKind.Vmm => Vmm,
         ThreadKind.Api => Api,
-        _ => Vcpu,
+        ThreadKind.Vcpu => Vcpu,
+        _ => Process,
     };
 
     public static SockFilter[] Program(ThreadKind kind) => MemoryMarshal.Cast<ulong, SockFilter>(For(kind)).ToArray();

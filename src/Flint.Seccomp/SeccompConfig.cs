@@ -2,8 +2,11 @@ using System.Reflection;
 
 namespace Flint.Seccomp;
 
-/// <summary>The three thread kinds that get their own filter, as in Firecracker's JSON ("vmm", "api", "vcpu").</summary>
-public enum ThreadKind { Vmm, Api, Vcpu }
+/// <summary>
+/// The three thread kinds that get their own filter, as in Firecracker's JSON ("vmm", "api", "vcpu"), and the process
+/// baseline ("process") that every thread runs under first and the role filters stack on.
+/// </summary>
+public enum ThreadKind { Vmm, Api, Vcpu, Process }
 
 public static class ThreadKinds
 {
@@ -12,17 +15,24 @@ public static class ThreadKinds
         ThreadKind.Vmm => "vmm",
         ThreadKind.Api => "api",
         ThreadKind.Vcpu => "vcpu",
+        ThreadKind.Process => "process",
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
-    public static readonly ThreadKind[] All = [ThreadKind.Vmm, ThreadKind.Api, ThreadKind.Vcpu];
+    /// <summary>The thread roles a filter file must define (Firecracker's).</summary>
+    public static readonly ThreadKind[] Roles = [ThreadKind.Vmm, ThreadKind.Api, ThreadKind.Vcpu];
+
+    /// <summary>The roles and the process baseline.</summary>
+    public static readonly ThreadKind[] All = [ThreadKind.Vmm, ThreadKind.Api, ThreadKind.Vcpu, ThreadKind.Process];
 }
 
 /// <summary>
 /// Which filters the VMM installs: the built-in ones (<see cref="Default"/>), a user's (<c>--seccomp-filter FILE</c>,
 /// <see cref="Load"/>) or none (<c>--no-seccomp</c>, <see cref="Disabled"/>).
 /// Unlike Firecracker, which takes a file of pre-compiled BPF from seccompiler-bin, <c>--seccomp-filter</c> takes the
-/// seccompiler JSON itself and compiles it at load time (microseconds); the file must define vmm, api and vcpu.
+/// seccompiler JSON itself and compiles it at load time (microseconds); the file must define vmm, api and vcpu, and
+/// may define "process" (the baseline every thread runs under, see <see cref="SeccompFilter.InstallOnAllThreads"/>);
+/// a file without one (any Firecracker file) gets the built-in baseline.
 /// </summary>
 public sealed class SeccompConfig
 {
@@ -43,7 +53,7 @@ public sealed class SeccompConfig
     /// <summary>The compiled program for a thread kind; empty when seccomp is disabled.</summary>
     public ReadOnlySpan<SockFilter> Get(ThreadKind kind) => _programs[(int)kind] ?? [];
 
-    public static SeccompConfig Disabled { get; } = new([null, null, null], false, "disabled");
+    public static SeccompConfig Disabled { get; } = new([null, null, null, null], false, "disabled");
 
     public static SeccompConfig Default => s_default ??= new(ThreadKinds.All.Select(DefaultFilters.Get).ToArray(), true, "default");
     private static SeccompConfig? s_default;
@@ -63,16 +73,19 @@ public sealed class SeccompConfig
     public static SeccompConfig FromJson(string json, string source = "json")
     {
         var specs = FilterParser.Parse(json);
-        var programs = new SockFilter[]?[3];
+        var programs = new SockFilter[]?[ThreadKinds.All.Length];
         foreach (var kind in ThreadKinds.All)
         {
             if (!specs.TryGetValue(kind.JsonName(), out var spec))
+            {
+                if (kind == ThreadKind.Process) { programs[(int)kind] = DefaultFilters.Get(kind); continue; }
                 throw new SeccompConfigException($"The seccomp filter file has no filter for the '{kind.JsonName()}' thread kind.");
+            }
             programs[(int)kind] = BpfCompiler.Compile(spec, kind.JsonName());
         }
         foreach (var name in specs.Keys)
-            if (name is not ("vmm" or "api" or "vcpu"))
-                throw new SeccompConfigException($"The seccomp filter file defines an unknown thread kind '{name}' (expected vmm, api and vcpu).");
+            if (name is not ("vmm" or "api" or "vcpu" or "process"))
+                throw new SeccompConfigException($"The seccomp filter file defines an unknown thread kind '{name}' (expected vmm, api, vcpu and optionally process).");
         return new SeccompConfig(programs, true, source);
     }
 }
@@ -81,7 +94,7 @@ public sealed class SeccompConfig
 public static class DefaultFilters
 {
     private static Dictionary<string, SeccompFilterSpec>? s_specs;
-    private static readonly SockFilter[]?[] s_programs = new SockFilter[]?[3];
+    private static readonly SockFilter[]?[] s_programs = new SockFilter[]?[4];
 
     /// <summary>The JSON text of the built-in filters (same format as <c>--seccomp-filter</c>).</summary>
     public static string Json

@@ -5,6 +5,7 @@
 #   +14 u8 suffix (0: ")", 1: ".")  +15 u8 exit code  +16 u64 chained handler (0: none)
 #   +24 i32 notify fd (-1: none)  +32 message prefix
 # In: rdi = signo, rsi = siginfo, rdx = ucontext (SA_SIGINFO). Makes only write, nanosleep and exit_group.
+# A second run of the same handler (the watcher's metrics flush raised the signal again) exits at once.
 .intel_syntax noprefix
 .globl handler
 handler:
@@ -21,7 +22,8 @@ handler:
 5:
     push rbx
     mov rbx, rax
-    lock inc qword ptr [rbx]
+    mov r12d, 1
+    lock xadd qword ptr [rbx], r12      # r12 = the count before this one
     movzx eax, byte ptr [rbx+13]
     mov r8d, dword ptr [rsi+rax]
     sub rsp, 128
@@ -75,6 +77,8 @@ handler:
     mov rdx, r8
     syscall
 2:
+    test r12, r12                       # again (e.g. SIGXFSZ from the watcher's own metrics flush): exit now
+    jnz 3f
     movsxd rdi, dword ptr [rbx+24]      # wake the watchers (eventfd += 1): one flushes the metrics and exits
     test edi, edi
     js 3f

@@ -48,8 +48,21 @@ internal sealed class FlintProcess
         }
         _metrics.Bind("seccomp", "num_faults", () => SeccompMetrics.NumFaults);
         _apiRequests.BindTo(_metrics);
-        // Before any seccomp filter: registering starts the runtime's signal-dispatch thread from this thread.
-        using var signals = new SignalHandlers(_metrics, _metricsOut.FlushQuietly);
+        // Before any seccomp filter: the native handlers are written into memory made executable here.
+        var signals = new SignalHandlers(_metrics, _metricsOut.FlushQuietly);
+        // The runtime probes for IPv6 (an AF_INET6 socket) on its first socket; the baseline refuses every socket but a
+        // Unix one, so the probe runs now, before it.
+        _ = System.Net.Sockets.Socket.OSSupportsIPv6;
+        // The process baseline on every thread that exists (the runtime's finalizer and socket threads too) and, by
+        // inheritance, every thread created later; the API, vCPU and VMM role filters stack on it. Its own threads
+        // take their role filter themselves, but the runtime's never run our code, so only a filter put on them from
+        // outside (TSYNC, which works only before any thread has a filter of its own) can hold them.
+        try { SeccompFilter.InstallOnAllThreads(_s.Seccomp); }
+        catch (Exception e) when (e is SysException or InvalidOperationException)
+        {
+            Logger.Error($"Failed to install the seccomp filters: {e.Message}");
+            return ExitCodes.GenericError;
+        }
         if (_s.MetricsPath != null && !TryConfigureMetrics(_s.MetricsPath, out var err))
         {
             Logger.Error(err);

@@ -1,28 +1,28 @@
-using System.Runtime.InteropServices;
 using Flint.Sys;
 using Flint.Vmm;
-using Flint.Vmm.Logging;
 using Flint.Vmm.Metrics;
 
 namespace Flint;
 
 /// <summary>
-/// Firecracker's process signal policy. SIGXFSZ, SIGXCPU and SIGHUP log, count, flush metrics and exit with their
-/// codes (151, 154, 156) through the runtime's PosixSignalRegistration, so their handlers run as managed code off the
-/// signal context. SIGPIPE gets a native counting handler and is otherwise ignored (a closed API peer or FIFO must not
-/// kill the VMM). SIGSYS (148), SIGBUS (149), SIGSEGV (150) and SIGILL (157) get the native handlers of
-/// <see cref="FatalSignals"/>, which log and count in signal context and then make <see cref="FatalEventFd"/> readable.
-/// Both the API thread and the main thread's event loop watch it: whichever is not the thread that took the signal
-/// runs <see cref="OnFatalSignal"/>, which flushes the metrics and exits with the code. The handler exits by itself
-/// after 2 s if neither could (no API and the main thread took it, or the runtime is stuck behind the faulting thread).
-/// No thread of its own: a watcher thread cost about 1.4 ms of start-up CPU.
+/// Firecracker's process signal policy. SIGPIPE gets a native counting handler and is otherwise ignored (a closed API
+/// peer or FIFO must not kill the VMM). SIGSYS (148), SIGBUS (149), SIGSEGV (150), SIGILL (157), SIGXFSZ (151),
+/// SIGXCPU (154) and SIGHUP (156) get the native handlers of <see cref="FatalSignals"/>, which log and count in signal
+/// context and then make <see cref="FatalEventFd"/> readable. Both the API thread and the main thread's event loop
+/// watch it: whichever is not the thread that took the signal runs <see cref="OnFatalSignal"/>, which flushes the
+/// metrics and exits with the code. The handler exits by itself after 2 s if neither could (no API and the main thread
+/// took it, or the runtime is stuck behind the faulting thread).
+/// <para>
+/// No thread of its own, and no runtime one: .NET's PosixSignalRegistration (used here before) starts a ".NET
+/// SigHandler" thread and runs the handlers on thread-pool workers, threads that would exist outside any role's
+/// seccomp filter; and its handler returned, so a write past RLIMIT_FSIZE went on to fail with EFBIG, an unhandled
+/// IOException and exit 134 instead of SIGXFSZ's 151. A watcher thread of ours cost about 1.4 ms of start-up CPU.
+/// </para>
 /// </summary>
-internal sealed unsafe class SignalHandlers : IDisposable
+internal sealed unsafe class SignalHandlers
 {
-    private const int SIGHUP = 1, SIGPIPE = 13, SIGXCPU = 24, SIGXFSZ = 25;
+    private const int SIGPIPE = 13;
 
-    private readonly List<PosixSignalRegistration> _registrations = [];
-    private long _sighup, _sigxcpu, _sigxfsz;
     private readonly long* _sigpipe;
     private readonly EventFd _fatal = new();
     private readonly Action _flushMetrics;
@@ -34,34 +34,19 @@ internal sealed unsafe class SignalHandlers : IDisposable
     public SignalHandlers(MetricsRegistry metrics, Action flushMetrics)
     {
         _flushMetrics = flushMetrics;
-        foreach (int signo in new[] { FatalSignals.SIGBUS, FatalSignals.SIGSEGV, FatalSignals.SIGILL })
+        foreach (var (signo, name) in new[]
+                 {
+                     (FatalSignals.SIGBUS, "sigbus"), (FatalSignals.SIGSEGV, "sigsegv"), (FatalSignals.SIGILL, "sigill"),
+                     (FatalSignals.SIGHUP, "sighup"), (FatalSignals.SIGXCPU, "sigxcpu"), (FatalSignals.SIGXFSZ, "sigxfsz"),
+                 })
+        {
             FatalSignals.Install(signo);
-        metrics.Bind("signals", "sigbus", () => FatalSignals.Count(FatalSignals.SIGBUS));
-        metrics.Bind("signals", "sigsegv", () => FatalSignals.Count(FatalSignals.SIGSEGV));
-        metrics.Bind("signals", "sigill", () => FatalSignals.Count(FatalSignals.SIGILL));
+            // Firecracker stores 1 (the process exits on the first); a second SIGXFSZ from the final flush counts 2.
+            metrics.Bind("signals", name, () => Math.Min(1, FatalSignals.Count(signo)));
+        }
         FatalSignals.SetNotifyFd(_fatal.Fd);
-
-        metrics.Bind("signals", "sighup", () => Interlocked.Read(ref _sighup));
         _sigpipe = Flint.Sys.Signals.InstallCountingHandler(SIGPIPE);
         metrics.Bind("signals", "sigpipe", () => Interlocked.Read(ref *_sigpipe));
-        metrics.Bind("signals", "sigxcpu", () => Interlocked.Read(ref _sigxcpu));
-        metrics.Bind("signals", "sigxfsz", () => Interlocked.Read(ref _sigxfsz));
-
-        Fatal(SIGXFSZ, ExitCodes.SigXfsz, () => Interlocked.Increment(ref _sigxfsz), flushMetrics);
-        Fatal(SIGXCPU, ExitCodes.SigXcpu, () => Interlocked.Increment(ref _sigxcpu), flushMetrics);
-        Fatal(SIGHUP, ExitCodes.SigHup, () => Interlocked.Increment(ref _sighup), flushMetrics);
-    }
-
-    private void Fatal(int signo, int exitCode, Action count, Action flushMetrics)
-    {
-        _registrations.Add(PosixSignalRegistration.Create((PosixSignal)signo, ctx =>
-        {
-            ctx.Cancel = true;
-            count();
-            Logger.Error($"Shutting down VM after intercepting signal {signo}, code 0.");
-            try { flushMetrics(); } catch (Exception) { /* exiting anyway */ }
-            Environment.Exit(exitCode);
-        }));
     }
 
     /// <summary>A watcher saw <see cref="FatalEventFd"/> readable: flush the metrics and exit with the signal's code.
@@ -71,10 +56,5 @@ internal sealed unsafe class SignalHandlers : IDisposable
         if (Interlocked.Exchange(ref _exiting, 1) == 1) Thread.Sleep(Timeout.Infinite);
         try { _flushMetrics(); } catch (Exception) { /* exiting anyway */ }
         Libc.ExitNow(FatalSignals.FiredExitCode() ?? ExitCodes.GenericError);
-    }
-
-    public void Dispose()
-    {
-        foreach (var r in _registrations) r.Dispose();
     }
 }

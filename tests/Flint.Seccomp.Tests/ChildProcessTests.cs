@@ -55,6 +55,38 @@ public class ChildProcessTests
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>
+    /// Every post-boot API path through the real controller and devices under the real vmm filter. A relative
+    /// path_on_host (normal in a jail) resolves against the working directory: getcwd, which the filter refused, so
+    /// PATCH /drives after InstanceStart killed the VM with 148.
+    /// </summary>
+    [Fact]
+    public void VmmFilterAllowsEveryPostBootApiPath()
+    {
+        string dir = Directory.CreateTempSubdirectory("flint-seccomp-").FullName;
+        try
+        {
+            var (code, stdout, stderr) = RunHelper(60_000, "postboot-api", dir);
+            Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
+            Assert.Contains("postboot-api ok", stdout);
+            Assert.Equal(8192, new FileInfo(Path.Combine(dir, "b.img")).Length);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void RelativeDrivePatchUnderTheVmmFilterWithoutGetcwdExits148()
+    {
+        string dir = Directory.CreateTempSubdirectory("flint-seccomp-").FullName;
+        try
+        {
+            var (code, _, stderr) = RunHelper(60_000, "postboot-api", dir, "old-vmm-filter");
+            Assert.Equal(148, code);
+            Assert.Contains("Shutting down VM after intercepting a bad syscall (79)", stderr); // 79 = getcwd
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void FatalSigsegvHandlerLeavesNullReferencesToTheRuntimeAndEndsWildFaultsWith150()
     {

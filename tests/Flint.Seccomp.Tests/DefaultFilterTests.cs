@@ -9,7 +9,7 @@ public class DefaultFilterTests
     [Fact]
     public void AllThreeCompileAndAreAllowLists()
     {
-        foreach (var kind in ThreadKinds.All)
+        foreach (var kind in ThreadKinds.Roles)
         {
             var spec = DefaultFilters.GetSpec(kind);
             Assert.Equal(SeccompAction.Trap, spec.DefaultAction);
@@ -26,7 +26,73 @@ public class DefaultFilterTests
             foreach (var s in new[] { "execve", "fork", "vfork", "clone", "clone3", "ptrace", "mount", "setuid", "kill", "init_module", "bpf", "seccomp" })
                 Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr(s)));
             Assert.Equal(Bpf.SECCOMP_RET_KILL_PROCESS, BpfInterpreter.Run(prog, Nr("read"), arch: 0x40000003));
+            // No new code after start-up (Firecracker's "Ensure PROT_EXEC is not set"), on any role.
+            Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("mmap"), [0, 4096, 3, 0x22]));
+            Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("mmap"), [0, 4096, 5, 0x22]));
+            Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("mprotect"), [0, 4096, 0]));
+            Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("mprotect"), [0, 4096, 4]));
+            Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("mprotect"), [0, 4096, 7]));
+            // CoreCLR's JIT-only calls are not in the shipped filters.
+            foreach (var s in new[] { "readlink", "stat", "execveat", "unlinkat", "recvmsg", "rt_sigaction" })
+                Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr(s)));
         }
+    }
+
+    [Fact]
+    public void VcpuMayReadButNotSetVcpuState()
+    {
+        var prog = DefaultFilters.Get(ThreadKind.Vcpu);
+        // The pause and snapshot paths read a parked vCPU's state on its own thread; KVMCLOCK_CTRL goes with pause.
+        foreach (uint get in new uint[] { 0x8090AE81, 0x8138AE83, 0xC008AE88, 0x81A0AE8C, 0x8400AE8E, 0xC008AE91, 0x8004AE98,
+                                           0x8040AE9F, 0x8080AEA1, 0x9000AEA4, 0x9000AECF, 0x8188AEA6, 0xAEA3, 0xAEAD })
+            Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("ioctl"), [10, get]));
+        // KVM_SET_REGS, SREGS, MSRS, FPU, LAPIC, CPUID2, MP_STATE: set once on the VMM thread before the vCPUs start.
+        foreach (uint set in new uint[] { 0x4090AE82, 0x4138AE84, 0x4008AE89, 0x41A0AE8D, 0x4400AE8F, 0x4008AE90, 0x4004AE99 })
+            Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("ioctl"), [10, set]));
+        foreach (var s in new[] { "unlink", "sendmsg", "getcwd" })
+            Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr(s)));
+    }
+
+    [Fact]
+    public void ApiHasNoUnlinkOrMessageCalls()
+    {
+        var prog = DefaultFilters.Get(ThreadKind.Api);
+        foreach (var s in new[] { "unlink", "unlinkat", "sendmsg", "recvmsg", "getcwd" })
+            Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr(s)));
+    }
+
+    [Fact]
+    public void VmmResolvesRelativePathsButCannotUnlinkat()
+    {
+        var prog = DefaultFilters.Get(ThreadKind.Vmm);
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("getcwd"))); // PATCH /drives with a relative path_on_host
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("unlink")));  // the API socket file at exit
+        Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("unlinkat")));
+    }
+
+    [Fact]
+    public void ProcessBaselineDeniesWhatNoThreadDoesAndAllowsTheRest()
+    {
+        var spec = DefaultFilters.GetSpec(ThreadKind.Process);
+        Assert.Equal(SeccompAction.Allow, spec.DefaultAction);
+        Assert.Equal(SeccompAction.Trap, spec.FilterAction);
+        var prog = DefaultFilters.Get(ThreadKind.Process);
+        foreach (var s in new[] { "execve", "execveat", "ptrace", "fork", "vfork", "process_vm_readv", "process_vm_writev",
+                                  "pidfd_getfd", "init_module", "bpf", "mount", "setns", "unshare", "setuid", "io_uring_setup", "userfaultfd" })
+            Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr(s)));
+        Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("clone"), [0x11]));                     // a process (SIGCHLD)
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("clone"), [0x3d0f00]));                // glibc's pthread_create
+        Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("mmap"), [0, 4096, 5, 0x22]));          // PROT_READ|PROT_EXEC
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("mmap"), [0, 4096, 3, 0x01]));         // guest memory
+        Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("mprotect"), [0, 4096, 4]));
+        Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("socket"), [2, 1, 0]));                 // AF_INET
+        Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("socket"), [16, 3, 0]));                // AF_NETLINK
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("socket"), [1, 0x80801, 0]));          // AF_UNIX
+        Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("ioctl"), [0, 0x5412]));               // TIOCSTI
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("ioctl"), [10, 0xAE80]));              // KVM_RUN
+        // What building the VM and stacking the role filters need.
+        foreach (var s in new[] { "ioctl", "openat", "clone3", "seccomp", "prctl", "read", "futex", "eventfd2" })
+            Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr(s)));
     }
 
     [Fact]
@@ -92,6 +158,12 @@ public class DefaultFilterTests
             Assert.True(cfg.IsEnabled);
             foreach (var k in ThreadKinds.All) Assert.Equal(DefaultFilters.Get(k), cfg.Get(k).ToArray());
 
+            // A Firecracker file (no "process") gets the built-in baseline.
+            var roles = System.Text.Json.Nodes.JsonNode.Parse(DefaultFilters.Json)!.AsObject();
+            roles.Remove("process");
+            File.WriteAllText(path, roles.ToJsonString());
+            Assert.Equal(DefaultFilters.Get(ThreadKind.Process), SeccompConfig.Load(path).Get(ThreadKind.Process).ToArray());
+
             File.WriteAllText(path, """{"vmm": {"default_action": "trap", "filter_action": "allow", "filter": []}}""");
             Assert.Contains("no filter for the 'api' thread kind", Assert.Throws<SeccompConfigException>(() => SeccompConfig.Load(path)).Message);
             Assert.Contains("Failed to read", Assert.Throws<SeccompConfigException>(() => SeccompConfig.Load(Path.Combine(dir, "missing.json"))).Message);
@@ -100,6 +172,7 @@ public class DefaultFilterTests
 
         Assert.False(SeccompConfig.Disabled.IsEnabled);
         Assert.True(SeccompConfig.Disabled.Get(ThreadKind.Vcpu).IsEmpty);
+        Assert.True(SeccompConfig.Disabled.Get(ThreadKind.Process).IsEmpty);
         Assert.Equal(DefaultFilters.Get(ThreadKind.Api), SeccompConfig.Default.Get(ThreadKind.Api).ToArray());
     }
 }

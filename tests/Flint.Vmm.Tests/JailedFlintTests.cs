@@ -72,11 +72,10 @@ public sealed class JailedFlintTests : IDisposable
         var status = File.ReadAllText($"/proc/{_pid}/status");
         Assert.Matches(@"Uid:\s+1234\s", status);
         Assert.Matches(@"Gid:\s+1234\s", status);
-        // The API thread serves under its seccomp filter (mode 2); the main thread gets its filter at InstanceStart.
-        var apiThread = Directory.GetDirectories($"/proc/{_pid}/task")
-            .Select(t => File.ReadAllText(Path.Combine(t, "status")))
-            .Single(t => t.StartsWith("Name:\tfc_api", StringComparison.Ordinal));
-        Assert.Matches(@"Seccomp:\s+2", apiThread);
+        // Every thread runs under a filter (mode 2) before boot too: the API thread under the api filter, the main thread
+        // and the runtime's threads under the process baseline (the main thread adds the vmm filter at InstanceStart).
+        AssertEveryThreadFiltered(_pid);
+        Assert.Contains(SeccompProcessTests.ThreadSeccompModes(_pid), t => t.Name == "fc_api");
         Assert.NotEqual(new FileInfo("/proc/self/ns/mnt").LinkTarget, new FileInfo($"/proc/{_pid}/ns/mnt").LinkTarget);
         Assert.Equal(["dev", "flint", "flint.pid", "run"], Directory.GetFileSystemEntries(Root).Select(p => Path.GetFileName(p)!).Order().ToArray());
 
@@ -96,10 +95,19 @@ public sealed class JailedFlintTests : IDisposable
             return; // the boot half below needs KVM; on KVM hosts the same test goes on to boot the guest in the jail
         }
         Assert.Equal(204, st);
+        // Booted: the vCPU threads and every thread there is (the guest may already be done: then nothing is left to see).
+        if (Directory.Exists($"/proc/{_pid}")) AssertEveryThreadFiltered(_pid);
         sw.Restart();
         while (Directory.Exists($"/proc/{_pid}") && sw.Elapsed < TimeSpan.FromSeconds(120)) Thread.Sleep(100);
         Assert.False(Directory.Exists($"/proc/{_pid}"), "the jailed guest did not finish");
         Assert.True(TestGuestImage.SectorMatchesWritePattern(TestGuestImage.ReadSector(Path.Combine(Root, "disk.img"), 3), 3),
             "the jailed guest's write reached the disk");
+    }
+
+    private static void AssertEveryThreadFiltered(int pid)
+    {
+        var threads = SeccompProcessTests.ThreadSeccompModes(pid);
+        string all = string.Join(", ", threads.Select(t => $"{t.Name}={t.Mode}"));
+        Assert.All(threads, t => Assert.True(t.Mode == 2, $"thread '{t.Name}' runs without a filter: {all}"));
     }
 }

@@ -77,6 +77,72 @@ public sealed class SeccompProcessTests : IDisposable
         }
     }
 
+    /// <summary>"Name Seccomp-mode" for each thread of <paramref name="pid"/> (threads that end meanwhile are left out).</summary>
+    internal static List<(string Name, int Mode)> ThreadSeccompModes(int pid)
+    {
+        var threads = new List<(string, int)>();
+        foreach (var t in Directory.GetDirectories($"/proc/{pid}/task"))
+        {
+            string status;
+            try { status = File.ReadAllText(Path.Combine(t, "status")); }
+            catch (IOException) { continue; }
+            var name = System.Text.RegularExpressions.Regex.Match(status, @"^Name:\t(.*)$", System.Text.RegularExpressions.RegexOptions.Multiline).Groups[1].Value;
+            var mode = System.Text.RegularExpressions.Regex.Match(status, @"^Seccomp:\t(\d)$", System.Text.RegularExpressions.RegexOptions.Multiline).Groups[1].Value;
+            threads.Add((name, int.Parse(mode)));
+        }
+        return threads;
+    }
+
+    /// <summary>
+    /// Every thread of a flint serving its API before boot runs under a filter, the runtime's own (".NET Finalizer",
+    /// ".NET SigHandler", ".NET Sockets") and the main thread included: the process baseline goes on all of them at
+    /// start-up, and threads created later inherit it. (Flint's own signal handlers are native: no thread-pool worker
+    /// runs them.)
+    /// </summary>
+    [Fact]
+    public void Every_thread_runs_under_a_filter_before_boot()
+    {
+        var (p, sock) = Start("--metrics-path", Path.Combine(_dir, "metrics.json"), "--log-path", Path.Combine(_dir, "log"));
+        using (p)
+        {
+            try
+            {
+                using (var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+                {
+                    s.Connect(new UnixDomainSocketEndPoint(sock));
+                    s.Send("PUT /actions HTTP/1.1\r\nContent-Length: 30\r\n\r\n{\"action_type\":\"FlushMetrics\"}"u8);
+                    var buf = new byte[4096];
+                    Assert.StartsWith("HTTP/1.1 204", System.Text.Encoding.ASCII.GetString(buf, 0, s.Receive(buf)));
+                }
+                Kill(p.Id, 13); // SIGPIPE: counted by a native handler, no runtime thread wakes for it
+                Thread.Sleep(300);
+                var threads = ThreadSeccompModes(p.Id);
+                string all = string.Join(", ", threads.Select(t => $"{t.Name}={t.Mode}"));
+                Assert.True(threads.Count >= 3, all); // main, fc_api, the runtime's finalizer at least
+                Assert.All(threads, t => Assert.True(t.Mode == 2, $"thread '{t.Name}' runs without a filter: {all}"));
+                Assert.False(p.HasExited, "flint died under its filters");
+            }
+            finally { if (!p.HasExited) { p.Kill(); p.WaitForExit(); } }
+        }
+    }
+
+    [Fact]
+    public void No_seccomp_leaves_every_thread_unfiltered()
+    {
+        var (p, _) = Start("--no-seccomp");
+        using (p)
+        {
+            try { Assert.All(ThreadSeccompModes(p.Id), t => Assert.Equal(0, t.Mode)); }
+            finally { if (!p.HasExited) { p.Kill(); p.WaitForExit(); } }
+        }
+    }
+
+    private static void Kill(int pid, int signo)
+    {
+        using var k = Process.Start("kill", [$"-{signo}", pid.ToString()])!;
+        k.WaitForExit();
+    }
+
     [Fact]
     public void Invalid_filter_file_exits_152()
     {

@@ -39,6 +39,45 @@ public sealed class SignalTests : IDisposable
         Assert.Equal(1, signals.GetProperty(name).GetInt64());
     }
 
+    /// <summary>
+    /// A log or metrics file that grows past RLIMIT_FSIZE: the kernel fails the write with EFBIG and sends SIGXFSZ. Flint
+    /// must end as Firecracker does (151, its log line), not with the unhandled IOException of the EFBIG (exit 134).
+    /// </summary>
+    [Theory]
+    [InlineData("metrics", 6000)] // one metrics line is about 3.5 KB: the second FlushMetrics crosses the limit
+    [InlineData("log", 1200)]     // each PUT is logged (about 150 bytes)
+    public void Writing_past_RLIMIT_FSIZE_exits_151_with_the_sigxfsz_line(string file, int limit)
+    {
+        var sock = Path.Combine(_dir, "api.sock");
+        var psi = new ProcessStartInfo("prlimit", [$"--fsize={limit}", Repo.Flint, "--api-sock", sock,
+            "--metrics-path", Path.Combine(_dir, "metrics.json"), "--log-path", Path.Combine(_dir, "log")])
+            { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        var sw = Stopwatch.StartNew();
+        while (!File.Exists(sock) && !p.HasExited && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+        for (int i = 0; i < 50 && !p.HasExited; i++)
+        {
+            try
+            {
+                using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+                s.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(sock));
+                string body = "{\"action_type\": \"FlushMetrics\"}";
+                s.Send(System.Text.Encoding.ASCII.GetBytes($"PUT /actions HTTP/1.1\r\nContent-Length: {body.Length}\r\n\r\n{body}"));
+                s.ReceiveTimeout = 5000;
+                s.Receive(new byte[4096]);
+            }
+            catch (System.Net.Sockets.SocketException) { break; } // gone: it exited
+            Thread.Sleep(file == "log" ? 10 : 100);
+        }
+        if (!p.WaitForExit(10_000)) { p.Kill(); Assert.Fail($"flint outlived RLIMIT_FSIZE on its {file} file"); }
+        string output = stdout.Result + stderr.Result;
+        Assert.True(p.ExitCode == 151, $"exit {p.ExitCode}\n{output}");
+        Assert.Contains("Shutting down VM after intercepting signal 25, code 0.", output);
+        Assert.DoesNotContain("Unhandled exception", output);
+    }
+
     private static void Kill(int pid, int signo)
     {
         using var k = Process.Start("kill", [$"-{signo}", pid.ToString()]);

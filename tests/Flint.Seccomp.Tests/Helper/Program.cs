@@ -20,6 +20,12 @@ namespace Flint.Seccomp.TestHelper;
 ///                           backing file (PATCH /drives), updates and trips its rate limiter (PATCH rate_limiter, the
 ///                           limiter's timer), serves the queue; prints "postboot ok", removes DIR/api.sock and
 ///                           exits 0 the way flint does after the guest stops (_exit, still under the filter).
+///   postboot-api DIR [old-vmm-filter]
+///                           every post-boot API path (drives, network-interfaces, balloon, vm, mmds, metrics, logger,
+///                           actions) through the real VmmController and the real devices behind it (a block device
+///                           whose backing file is swapped by a path relative to DIR, rate limiters, a balloon, the
+///                           i8042), on the main thread under the default vmm filter, as flint's VMM thread serves them
+///                           after InstanceStart. Prints "STATUS method path" per call, then "postboot-api ok".
 ///   segv                    installs Flint's fatal-signal handlers, catches three NullReferenceExceptions from null
 ///                           dereferences in managed code (the runtime's SIGSEGV path, reached through ours), prints
 ///                           "caught 3", then writes to an unmapped address: exits 150 with the SIGSEGV log line.
@@ -40,6 +46,7 @@ public static unsafe class Program
                 "trap" => Trap(args[1], int.Parse(args[2])),
                 "segv" => Segv(),
                 "postboot" => PostBoot(args[1]),
+                "postboot-api" => PostBootApi(args[1], args.Length > 2 && args[2] == "old-vmm-filter"),
                 "work" => Work(double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture), args[2] == "default"),
                 _ => Usage(),
             };
@@ -91,7 +98,7 @@ public static unsafe class Program
         if (!blk.Activate(mem, [q], new Flint.Devices.Virtio.VirtioInterrupt(new Flint.Devices.EventFdInterrupt(irq)), blk.AvailableFeatures))
             throw new InvalidOperationException("activate");
         Console.WriteLine("postboot start"); // flint's console is in use long before its filters (log lines, serial)
-        SeccompFilter.InstallOnCurrentThread(DefaultFilters.Get(ThreadKind.Vmm));
+        SeccompFilter.InstallOnCurrentThread(Filter(ThreadKind.Vmm));
         blk.UpdateBackingFile(b);                                   // PATCH /drives/{id} path_on_host
         limiter.Update(new Flint.Devices.RateLimiting.TokenBucketConfig(10, null, 1000), null); // PATCH rate_limiter
         while (limiter.ConsumeRequest(8)) { }                      // trip it: arms the timerfd
@@ -107,6 +114,114 @@ public static unsafe class Program
         return 0;
     }
 
+    /// <summary>The API's view of the running VM over real devices: RunningVm's method bodies, without a KVM VM.</summary>
+    private sealed class DeviceVm(Flint.Devices.Virtio.Block.VirtioBlock blk, Flint.Devices.RateLimiting.RateLimiter rx,
+        Flint.Devices.RateLimiting.RateLimiter tx, Flint.Devices.Virtio.Balloon.VirtioBalloon balloon,
+        Flint.Devices.Legacy.I8042 i8042, int vcpuTid) : Flint.Vmm.Rpc.IRunningVm
+    {
+        public bool IsPaused { get; private set; }
+        public void Pause() { Signals.Kick(vcpuTid); IsPaused = true; }   // the vCPU kick, as Vmm.Pause
+        public void Resume() { Signals.Kick(vcpuTid); IsPaused = false; }
+        public void SendCtrlAltDel() { if (!i8042.SendCtrlAltDel()) throw new InvalidOperationException("i8042 full"); }
+        public void PatchDrive(string driveId, string pathOnHost) => blk.UpdateBackingFile(pathOnHost);
+        public void PatchDriveRateLimiter(string driveId, JsonElement rateLimiter) =>
+            blk.RateLimiter!.Update(Flint.Vmm.Config.DeviceConfigs.Limiter(rateLimiter, "rate_limiter"));
+        public void PatchNetwork(string ifaceId, JsonElement? r, JsonElement? t)
+        {
+            if (r is { } re) rx.Update(Flint.Vmm.Config.DeviceConfigs.Limiter(re, "rx_rate_limiter"));
+            if (t is { } te) tx.Update(Flint.Vmm.Config.DeviceConfigs.Limiter(te, "tx_rate_limiter"));
+        }
+        public string GetBalloonJson() => balloon.GetConfig().ToJson();
+        public string GetBalloonStatsJson() => balloon.GetStats().ToJson();
+        public void PatchBalloon(uint amountMib) => balloon.UpdateTarget(amountMib);
+        public void PatchBalloonStatsInterval(uint intervalS) => balloon.UpdateStatsInterval(intervalS);
+    }
+
+    private static int PostBootApi(string dir, bool oldFilter)
+    {
+        SigsysHandler.Install();
+        Signals.InstallKickHandler();
+        // A jail's paths are relative: the VMM runs in the chroot's root.
+        Directory.SetCurrentDirectory(dir);
+        File.WriteAllBytes("a.img", new byte[4096]);
+        File.WriteAllBytes("b.img", new byte[8192]);
+        File.WriteAllBytes("vmlinux", new byte[64]);
+        var mem = Flint.Memory.GuestMemory.Create([(0UL, 0x100000UL)]);
+        var limiter = new Flint.Devices.RateLimiting.RateLimiter(new Flint.Devices.RateLimiting.TokenBucketConfig(1 << 20, null, 100), null);
+        var blk = new Flint.Devices.Virtio.Block.VirtioBlock("a.img", rateLimiter: limiter);
+        var q = new Flint.Devices.Virtio.VirtQueue(256) { Size = 16, DescTable = 0x1000, AvailRing = 0x2000, UsedRing = 0x3000, Ready = true };
+        using var irq = new EventFd();
+        var interrupt = new Flint.Devices.EventFdInterrupt(irq);
+        if (!blk.Activate(mem, [q], new Flint.Devices.Virtio.VirtioInterrupt(interrupt), blk.AvailableFeatures))
+            throw new InvalidOperationException("activate");
+        var balloon = new Flint.Devices.Virtio.Balloon.VirtioBalloon(0, false, 1);
+        var i8042 = new Flint.Devices.Legacy.I8042(interrupt, () => { });
+        var rx = new Flint.Devices.RateLimiting.RateLimiter((Flint.Devices.RateLimiting.TokenBucketConfig?)null, null);
+        var tx = new Flint.Devices.RateLimiting.RateLimiter((Flint.Devices.RateLimiting.TokenBucketConfig?)null, null);
+        int vcpuTid = 0;
+        using var vcpuReady = new ManualResetEventSlim();
+        var vcpu = new Thread(() => { vcpuTid = Libc.gettid(); vcpuReady.Set(); while (true) Thread.Sleep(1000); }) { IsBackground = true };
+        vcpu.Start();
+        vcpuReady.Wait();
+        var metrics = new FileStream("metrics.json", FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
+        var mmds = new Flint.Devices.Mmds.MmdsStore();
+        var vm = new DeviceVm(blk, rx, tx, balloon, i8042, vcpuTid);
+        var controller = new Flint.Vmm.Rpc.VmmController(_ => vm, "helper", "0.1.0")
+        {
+            MmdsStore = mmds,
+            ConfigureMetrics = _ => { },
+            FlushMetricsHandler = () => { metrics.Write("{\"flush\":1}\n"u8); metrics.Flush(); },
+        };
+        int failures = 0;
+        void Call(string method, string path, string? body, int expect)
+        {
+            var r = controller.Handle(method, path, body);
+            Console.WriteLine($"{r.Status} {method} {path} {r.Body}");
+            if (r.Status != expect) { failures++; Console.WriteLine($"  expected {expect}"); }
+        }
+        // Before boot (unfiltered, as in flint): what the post-boot calls need to exist.
+        Call("PUT", "/boot-source", "{\"kernel_image_path\": \"vmlinux\"}", 204);
+        Call("PUT", "/drives/data", "{\"drive_id\": \"data\", \"path_on_host\": \"a.img\", \"is_root_device\": false}", 204);
+        Call("PUT", "/network-interfaces/eth0", "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\"}", 204);
+        Call("PUT", "/balloon", "{\"amount_mib\": 0, \"deflate_on_oom\": false, \"stats_polling_interval_s\": 1}", 204);
+        Call("PUT", "/mmds/config", "{\"network_interfaces\": [\"eth0\"], \"version\": \"V2\"}", 204);
+        Call("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}", 204);
+        Console.Out.Flush();
+
+        var vmm = Filter(ThreadKind.Vmm);
+        if (oldFilter)
+        {
+            // The vmm filter before getcwd was allowed: the relative PATCH /drives below must end in 148.
+            var spec = DefaultFilters.GetSpec(ThreadKind.Vmm);
+            vmm = WithCoreClrExtras(spec with { Rules = spec.Rules.Where(r => r.Syscall != "getcwd").ToList() }, "vmm");
+        }
+        SeccompFilter.InstallOnCurrentThread(vmm);
+        Call("PATCH", "/drives/data", "{\"drive_id\": \"data\", \"path_on_host\": \"b.img\"}", 204);
+        Call("PATCH", "/drives/data", "{\"drive_id\": \"data\", \"rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}}", 204);
+        Call("PATCH", "/network-interfaces/eth0", "{\"iface_id\": \"eth0\", \"rx_rate_limiter\": {\"ops\": {\"size\": 10, \"refill_time\": 100}}, \"tx_rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}}", 204);
+        Call("GET", "/balloon", null, 200);
+        Call("PATCH", "/balloon", "{\"amount_mib\": 4}", 204);
+        Call("PATCH", "/balloon/statistics", "{\"stats_polling_interval_s\": 2}", 204);
+        Call("GET", "/balloon/statistics", null, 200);
+        Call("PATCH", "/vm", "{\"state\": \"Paused\"}", 204);
+        Call("PATCH", "/vm", "{\"state\": \"Resumed\"}", 204);
+        Call("PUT", "/mmds", "{\"latest\": {\"meta-data\": {\"ami-id\": \"ami-1\"}}}", 204);
+        Call("PATCH", "/mmds", "{\"latest\": {\"meta-data\": {\"ami-id\": \"ami-2\"}}}", 204);
+        Call("GET", "/mmds", null, 200);
+        Call("PUT", "/metrics", "{\"metrics_path\": \"metrics2.json\"}", 400);   // pre-boot only, as in Firecracker
+        Call("PUT", "/logger", "{\"log_path\": \"log2\", \"level\": \"Info\"}", 400); // pre-boot only
+        Call("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}", 204);
+        Call("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"}", 204);
+        Call("GET", "/vm/config", null, 200);
+        Call("GET", "/", null, 200);
+        Call("PUT", "/drives/other", "{\"drive_id\": \"other\", \"path_on_host\": \"a.img\", \"is_root_device\": false}", 400);
+        GC.Collect();
+        Console.WriteLine(failures == 0 ? "postboot-api ok" : $"postboot-api: {failures} unexpected answers");
+        Console.Out.Flush();
+        Libc.ExitNow(failures == 0 ? 0 : 1);
+        return 0;
+    }
+
     private static int Usage()
     {
         Console.Error.WriteLine("usage: trap FILTER NR | work SECONDS default|none");
@@ -115,11 +230,26 @@ public static unsafe class Program
 
     private static ReadOnlySpan<SockFilter> Resolve(string filter) => filter switch
     {
-        "vmm" => DefaultFilters.Get(ThreadKind.Vmm),
-        "api" => DefaultFilters.Get(ThreadKind.Api),
-        "vcpu" => DefaultFilters.Get(ThreadKind.Vcpu),
-        _ => BpfCompiler.CompileJson(File.ReadAllText(filter))["vcpu"],
+        "vmm" => Filter(ThreadKind.Vmm),
+        "api" => Filter(ThreadKind.Api),
+        "vcpu" => Filter(ThreadKind.Vcpu),
+        _ => WithCoreClrExtras(FilterParser.Parse(File.ReadAllText(filter))["vcpu"], "vcpu"),
     };
+
+    /// <summary>
+    /// What CoreCLR needs on top of flint's filters: this helper runs JIT-compiled (flint is NativeAOT), and the JIT
+    /// maps code (PROT_EXEC, which flint's filters refuse after start-up) and reads assemblies on a thread's first use
+    /// of them. The real binary runs under the filters exactly as shipped in tests/Flint.Vmm.Tests/SeccompProcessTests.
+    /// </summary>
+    private static readonly string[] CoreClrExtras = ["mmap", "mprotect", "pread64", "readlink", "stat", "fcntl"];
+
+    private static SockFilter[] Filter(ThreadKind kind) => WithCoreClrExtras(DefaultFilters.GetSpec(kind), kind.JsonName());
+
+    private static SockFilter[] WithCoreClrExtras(SeccompFilterSpec spec, string name)
+    {
+        var extra = CoreClrExtras.Select(n => new SeccompRule(n, SyscallTable.TryGetNumber(n, out int nr) ? nr : throw new ArgumentException(n), [], "CoreCLR"));
+        return BpfCompiler.Compile(spec with { Rules = [.. spec.Rules, .. extra] }, name);
+    }
 
     private static int Trap(string filter, int nr)
     {
@@ -144,6 +274,7 @@ public static unsafe class Program
     private static readonly object s_logLock = new();
     private static StreamWriter s_log = null!;
     private static string s_dir = null!;
+    private static Socket? s_listener;
 
     private static void Log(string msg)
     {
@@ -160,7 +291,7 @@ public static unsafe class Program
         new SeccompFilterSpec(SeccompAction.Allow, SeccompAction.Allow, []), "allow-all");
 
     /// <summary>The kind's default filter, or (unfiltered runs) an allow-all one, so strace shows where the filter goes on.</summary>
-    private static SockFilter[] FilterFor(ThreadKind kind, bool filters) => filters ? DefaultFilters.Get(kind) : AllowAll;
+    private static SockFilter[] FilterFor(ThreadKind kind, bool filters) => filters ? Filter(kind) : AllowAll;
 
     private static int Work(double seconds, bool filters)
     {
@@ -235,6 +366,7 @@ public static unsafe class Program
         s_stop = true;
         s_vcpuEvt.Write();
         bool joined = vcpu.Join(5000) & api.Join(5000);
+        s_listener?.Dispose();
         foreach (var t in helpers) joined &= t.Join(5000);
         Log("stopping");
         Console.Out.WriteLine(joined && s_errors == 0 ? "done" : $"not clean: joined={joined} errors={s_errors}");
@@ -329,7 +461,9 @@ public static unsafe class Program
                 }
             }
             foreach (var c in conns.Values) c.Dispose();
-            listener.Dispose();
+            // Not the listener: disposing a bound Unix socket unlinks its path, which the api filter refuses. As in
+            // flint, the main thread disposes it (ApiServer.Dispose).
+            s_listener = listener;
             epoll.Dispose();
         }
         catch (Exception e) { Fail("api", e); }

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Writes src/Flint.Seccomp/default-filters.json: the built-in per-thread allow-lists.
+"""Writes src/Flint.Seccomp/default-filters.json: the built-in per-thread allow-lists and the process baseline.
 
 Derived from `strace -f` of the test helper (Helper/Program.cs `work N none`, summarised by syscalls-by-role.py) under
-CoreCLR and NativeAOT: what the .NET runtime does on any managed thread (GC, suspension signals, waits, thread exit),
-plus what each Flint thread kind does itself. Run from the repo root: python3 tests/Flint.Seccomp.Tests/tools/gen-default-filters.py
+CoreCLR and NativeAOT, and of the published flint under its filters: what the .NET runtime does on any managed thread
+(GC, suspension signals, waits, thread exit), plus what each Flint thread kind does itself. Each role is no looser than
+Firecracker's filter for the same thread (resources/seccomp/x86_64-unknown-linux-musl.json): no PROT_EXEC mapping after
+start-up, vCPU threads get the KVM GET ioctls (pause, snapshots) but no SET, unlink/sendmsg only where used.
+The CoreCLR-only syscalls (JIT: PROT_EXEC, assembly loading) are not here: the test helper, which runs under CoreCLR,
+adds them to its own copy (Helper/Program.cs, CoreClrExtras).
+Run from the repo root: python3 tests/Flint.Seccomp.Tests/tools/gen-default-filters.py
 """
 import json, os
 
@@ -33,8 +38,10 @@ RUNTIME = [
     rule("madvise", None, [a(2, 8, comment="MADV_FREE")]),
     rule("madvise", None, [a(2, 16, comment="MADV_DONTDUMP")]),
     rule("madvise", None, [a(2, 17, comment="MADV_DODUMP")]),
-    rule("mprotect", "GC region commit, guard pages (and JIT W^X under CoreCLR)"),
-    rule("mmap", "GC reservations, W^X double mapping"),
+    rule("mprotect", "GC region commit, thread stack guard pages; never executable (no JIT under NativeAOT)",
+         [a(2, 0, op={"masked_eq": 4}, comment="PROT_EXEC not set")]),
+    rule("mmap", "GC reservations and commits, native allocations; never executable",
+         [a(2, 0, op={"masked_eq": 4}, comment="PROT_EXEC not set")]),
     rule("munmap"),
     rule("brk", "glibc malloc growing the main arena (native allocations on the main thread)"),
     rule("rt_sigreturn", "return from the runtime's activation (GC suspension) signal and the vCPU kick"),
@@ -53,16 +60,9 @@ RUNTIME = [
     rule("sysinfo", "GC memory load"),
     rule("sched_getaffinity"),
     rule("getrandom"),
-    rule("pwrite64", "logger/metrics FileStream writes"),
+    rule("pwrite64", "logger/metrics FileStream writes (a log line can come from any thread)"),
     rule("sigaltstack", "thread exit"),
     rule("exit", "thread exit"), rule("exit_group"),
-]
-
-# CoreCLR (JIT) only: first use of an assembly on a thread maps it. Harmless under NativeAOT; kept so the tests,
-# which run the helper under CoreCLR, exercise the same filters.
-CORECLR = [
-    rule("pread64"), rule("readlink"), rule("stat"),
-    rule("fcntl", "F_DUPFD_CLOEXEC", [a(1, 1030)]),
 ]
 
 FCNTL = [
@@ -72,14 +72,16 @@ FCNTL = [
 
 VCPU = [
     ioctl(io(N, 0x80, 0), "KVM_RUN"),
-    ioctl(io(R, 0x81, 144), "KVM_GET_REGS"), ioctl(io(W, 0x82, 144), "KVM_SET_REGS"),
-    ioctl(io(R, 0x83, 312), "KVM_GET_SREGS"), ioctl(io(W, 0x84, 312), "KVM_SET_SREGS"),
-    ioctl(io(RW, 0x88, 8), "KVM_GET_MSRS"), ioctl(io(W, 0x89, 8), "KVM_SET_MSRS"),
-    ioctl(io(R, 0x8c, 416), "KVM_GET_FPU"), ioctl(io(W, 0x8d, 416), "KVM_SET_FPU"),
-    ioctl(io(R, 0x8e, 1024), "KVM_GET_LAPIC"), ioctl(io(W, 0x8f, 1024), "KVM_SET_LAPIC"),
-    ioctl(io(W, 0x90, 8), "KVM_SET_CPUID2"), ioctl(io(RW, 0x91, 8), "KVM_GET_CPUID2"),
-    ioctl(io(R, 0x98, 4), "KVM_GET_MP_STATE"), ioctl(io(W, 0x99, 4), "KVM_SET_MP_STATE"),
-    ioctl(io(N, 0xa3, 0), "KVM_GET_TSC_KHZ"), ioctl(io(N, 0xad, 0), "KVM_KVMCLOCK_CTRL"),
+    # State is set on the VMM thread before the vCPU threads start (VmBuilder); here only reads: the exit dump, and the
+    # pause/snapshot paths that save a parked vCPU's state (Firecracker's vCPU filter allows the same GETs).
+    ioctl(io(R, 0x81, 144), "KVM_GET_REGS"), ioctl(io(R, 0x83, 312), "KVM_GET_SREGS"),
+    ioctl(io(RW, 0x88, 8), "KVM_GET_MSRS"), ioctl(io(R, 0x8c, 416), "KVM_GET_FPU"),
+    ioctl(io(R, 0x8e, 1024), "KVM_GET_LAPIC"), ioctl(io(RW, 0x91, 8), "KVM_GET_CPUID2"),
+    ioctl(io(R, 0x98, 4), "KVM_GET_MP_STATE"), ioctl(io(R, 0x9f, 64), "KVM_GET_VCPU_EVENTS"),
+    ioctl(io(R, 0xa1, 128), "KVM_GET_DEBUGREGS"), ioctl(io(R, 0xa4, 4096), "KVM_GET_XSAVE"),
+    ioctl(io(R, 0xcf, 4096), "KVM_GET_XSAVE2"), ioctl(io(R, 0xa6, 392), "KVM_GET_XCRS"),
+    ioctl(io(N, 0xa3, 0), "KVM_GET_TSC_KHZ"),
+    ioctl(io(N, 0xad, 0), "KVM_KVMCLOCK_CTRL (on pause: tells the guest its clock stopped, no soft lockups)"),
     ioctl(io(W, 0x61, 8), "KVM_IRQ_LINE (legacy devices emulated on the vCPU thread)"),
     # Virtio register writes run on the vCPU thread, and DRIVER_OK activates the device there:
     ioctl(0x400454d0, "TUNSETOFFLOAD (virtio-net activation sets the tap's offloads)"),
@@ -89,10 +91,10 @@ VCPU = [
 API = [
     rule("epoll_wait"), rule("epoll_pwait"), rule("epoll_ctl"),
     rule("accept4", "API connections", [a(3, 0x80000, comment="SOCK_CLOEXEC")]),
-    rule("recvfrom", "Socket.Receive"), rule("sendto", "Socket.Send"),
-    rule("recvmsg"), rule("sendmsg"),
-    rule("shutdown"),
-    rule("unlink", ".NET unlinks a bound Unix socket's path when the listener is disposed"), rule("unlinkat"),
+    rule("recvfrom", "Socket.Receive (glibc recv)"), rule("sendto", "Socket.Send (glibc send)"),
+    rule("shutdown", "closing a connection"),
+    # No unlink: the listener is disposed and its file removed on the main thread. No sendmsg/recvmsg: single-buffer
+    # sends and receives only.
 ]
 
 VMM = [
@@ -102,10 +104,11 @@ VMM = [
     rule("readv", "virtio-net tap"), rule("writev", "virtio-net tap"),
     rule("timerfd_settime", None, [a(1, 0)]),
     rule("timerfd_create"), rule("eventfd2"), rule("epoll_create1"),
-    rule("openat", "logger/metrics files configured over the API, snapshot files"),
+    rule("openat", "logger/metrics files configured over the API, PATCH /drives backing files, snapshot files"),
+    rule("getcwd", "relative paths in API bodies (normal in a jail): Path.GetFullPath, FileStream"),
     rule("flock", "FileStream open"), rule("fstatfs", "FileStream open"),
     rule("ftruncate", "snapshot files"),
-    rule("unlink", "API socket removal at exit, CoreCLR diagnostics socket"), rule("unlinkat"),
+    rule("unlink", "API socket file removal at exit (File.Delete)"),
     rule("dup", "FileStream handles"),
     ioctl(0x5401, "TCGETS (stdin serial console)"), ioctl(0x5402, "TCSETS"), ioctl(0x5413, "TIOCGWINSZ"),
     ioctl(0x5421, "FIONBIO"),
@@ -116,11 +119,52 @@ VMM = [
     rule("socket", "vsock UDS (VsockNative.Listen/Connect)", [a(0, 1, comment="AF_UNIX"), a(1, 0x80801, comment="SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC"), a(2, 0)]),
 ]
 
+# The process baseline: installed on every thread at once (SECCOMP_FILTER_FLAG_TSYNC) right after start-up, before any
+# role filter, which stack on it. It is what holds the runtime's own threads (the finalizer) and the main thread before
+# InstanceStart, which still builds the VM (KVM ioctls, guest memory, vCPU threads): a deny-list of what Flint never
+# does on any thread, so a hijacked thread cannot start a program, attach to or read another process, make executable
+# memory, leave its namespaces or reach the kernel's module, BPF, keyring and io_uring surfaces. Matching = trap (148).
+def deny(name, comment=None, args=None): return rule(name, comment, args)
+X = {"masked_eq": 4}
+PROCESS = [
+    # First, as the compiler tests syscalls in rule order: ioctl is the hot call (KVM_RUN at every vCPU exit) and, having
+    # arguments checked in the role filters too, it always runs this filter's BPF (the kernel's allow cache skips the
+    # calls a filter allows whatever their arguments). Two compares, then allowed.
+    deny("ioctl", "TIOCSTI: type into the controlling terminal (a shell outside the jail)", [a(1, 0x5412)]),
+    deny("ioctl", "TIOCLINUX: the same on a virtual console", [a(1, 0x541c)]),
+    deny("execve", "start another program"), deny("execveat"),
+    deny("fork", "processes: threads only (clone with CLONE_THREAD)"), deny("vfork"),
+    deny("clone", None, [a(0, 0, op={"masked_eq": 0x10000}, type="qword", comment="CLONE_THREAD not set")]),
+    # clone3's flags are in memory, out of BPF's reach. Allowed (glibc creates threads with it): a child process could
+    # not exec, ptrace or map code either, as it inherits this filter.
+    deny("ptrace", "other processes"), deny("process_vm_readv"), deny("process_vm_writev"), deny("process_madvise"),
+    deny("pidfd_open"), deny("pidfd_getfd"), deny("pidfd_send_signal"), deny("kcmp"),
+    deny("migrate_pages"), deny("move_pages"),
+    deny("mmap", "no new code after start-up (the native signal handlers are written before this filter)", [a(2, 4, op=X, comment="PROT_EXEC")]),
+    deny("mprotect", None, [a(2, 4, op=X, comment="PROT_EXEC")]),
+    deny("pkey_mprotect", None, [a(2, 4, op=X, comment="PROT_EXEC")]),
+    deny("remap_file_pages"), deny("modify_ldt"), deny("iopl"), deny("ioperm"),
+    deny("socket", "only Unix sockets (API, vsock); no network or netlink socket", [a(0, 1, op="ne", comment="AF_UNIX")]),
+    deny("init_module", "kernel surfaces Flint never uses"), deny("finit_module"), deny("delete_module"),
+    deny("kexec_load"), deny("kexec_file_load"), deny("reboot"), deny("swapon"), deny("swapoff"), deny("acct"),
+    deny("bpf"), deny("perf_event_open"), deny("userfaultfd"), deny("keyctl"), deny("add_key"), deny("request_key"),
+    deny("io_uring_setup"), deny("io_uring_enter"), deny("io_uring_register"), deny("personality"), deny("syslog"),
+    deny("mount", "namespaces and the file system tree (the jailer set them up)"), deny("umount2"), deny("pivot_root"),
+    deny("chroot"), deny("setns"), deny("unshare"), deny("fsopen"), deny("fsmount"), deny("fsconfig"),
+    deny("move_mount"), deny("open_tree"), deny("fspick"), deny("mount_setattr"),
+    deny("name_to_handle_at"), deny("open_by_handle_at"), deny("quotactl"), deny("uselib"), deny("vhangup"),
+    deny("setuid", "credentials (the jailer dropped them)"), deny("setgid"), deny("setreuid"), deny("setregid"),
+    deny("setresuid"), deny("setresgid"), deny("setfsuid"), deny("setfsgid"), deny("setgroups"), deny("capset"),
+    deny("settimeofday", "host clocks and names"), deny("clock_settime"), deny("clock_adjtime"), deny("adjtimex"),
+    deny("sethostname"), deny("setdomainname"),
+]
+
 def filt(extra):
-    rules = extra + RUNTIME + CORECLR + FCNTL
+    rules = extra + RUNTIME + FCNTL
     return {"default_action": "trap", "filter_action": "allow", "filter": rules}
 
-doc = {"vmm": filt(VMM), "api": filt(API), "vcpu": filt(VCPU)}
+doc = {"vmm": filt(VMM), "api": filt(API), "vcpu": filt(VCPU),
+       "process": {"default_action": "allow", "filter_action": "trap", "filter": PROCESS}}
 out = os.path.join(os.path.dirname(__file__), "../../../src/Flint.Seccomp/default-filters.json")
 with open(out, "w") as f:
     json.dump(doc, f, indent=2)
