@@ -1,15 +1,7 @@
-using System.Runtime.InteropServices;
 using Flint.Memory;
+using Flint.Sys;
 
 namespace Flint.Devices.Virtio.Vsock;
-
-/// <summary>struct iovec, for readv/sendmsg straight on guest memory (Flint.Sys's UnixSockets takes them as void*).</summary>
-[StructLayout(LayoutKind.Sequential)]
-internal unsafe struct IoVec
-{
-    public void* Base;
-    public nuint Len;
-}
 
 /// <summary>
 /// The one place vsock touches guest buffers: a descriptor chain (already copied out of the guest's table and
