@@ -20,8 +20,11 @@ internal interface IVsockBackend : IDisposable
     /// <summary>Catches up on work deferred from other threads (a reset's closing of every socket).</summary>
     void Sync();
 
-    /// <summary>A guest packet whose header passed <see cref="VsockHeader.Validate"/>; <paramref name="packet"/> is its whole tx chain.</summary>
-    void OnGuestPacket(in VsockHeader header, VsockChain packet);
+    /// <summary>
+    /// A guest packet whose header passed <see cref="VsockHeader.Validate"/>; <paramref name="payload"/> reads the rest
+    /// of its tx chain (at least <c>header.Len</c> bytes).
+    /// </summary>
+    void OnGuestPacket(in VsockHeader header, ChainReader payload);
 
     /// <summary>A packet from our guest whose header failed validation: reset the pair it names (it carries nothing usable).</summary>
     void OnMalformedPacket(in VsockHeader header);
@@ -30,7 +33,7 @@ internal interface IVsockBackend : IDisposable
     bool HasPendingRx { get; }
 
     /// <summary>Writes the next packet for the guest into <paramref name="rx"/> (writable, at least a header long); its length, or -1 when there is none.</summary>
-    int FillRx(VsockChain rx);
+    int FillRx(ChainWriter rx);
 
     /// <summary>The device was reset: every connection is gone for the guest. May defer closing to the event-loop thread.</summary>
     void OnDeviceReset();

@@ -201,9 +201,9 @@ internal sealed unsafe class VsockConnection
 
     /// <summary>
     /// A packet the guest sent on this pair, already validated by the device (CIDs, type, op range, len within the
-    /// chain). <paramref name="packet"/> is the whole tx chain; an RW's payload follows the header in it.
+    /// chain). <paramref name="payload"/> reads what follows the header in the tx chain: an RW's data.
     /// </summary>
-    public VsockConnOutcome OnGuestPacket(in VsockHeader h, VsockChain packet)
+    public VsockConnOutcome OnGuestPacket(in VsockHeader h, ChainReader payload)
     {
         if (State is VsockConnState.Dead or VsockConnState.AwaitConnectLine) return VsockConnOutcome.Keep;
         switch (h.Op)
@@ -233,7 +233,7 @@ internal sealed unsafe class VsockConnection
             case OpRw:
                 if (State == VsockConnState.LocalClosed) return VsockConnOutcome.Keep; // host is gone: the guest gets its RST shortly
                 if (State is not (VsockConnState.Established or VsockConnState.PeerNoRecv)) return VsockConnOutcome.Reset;
-                return ForwardToHost(packet, h.Len);
+                return ForwardToHost(payload, h.Len);
             case OpCreditUpdate:
                 return VsockConnOutcome.Keep;
             case OpCreditRequest:
@@ -272,18 +272,19 @@ internal sealed unsafe class VsockConnection
     }
 
     /// <summary>Writes an RW payload to the host socket, buffering what it will not take.</summary>
-    private VsockConnOutcome ForwardToHost(VsockChain packet, uint len)
+    private VsockConnOutcome ForwardToHost(ChainReader payload, uint len)
     {
         if (len == 0) return VsockConnOutcome.Keep;
         // The guest may only send what we advertised: everything received and not yet forwarded sits in the buffer.
         if ((ulong)TxBuffer.Count + len > ConnBufAlloc) return VsockConnOutcome.Reset;
-        IoVec* iov = stackalloc IoVec[packet.Segments];
-        int cnt = packet.BuildIov(HeaderSize, len, iov);
+        int segments = payload.SegmentsLeft;
+        IoVec* iov = stackalloc IoVec[segments];
+        int cnt = payload.NextPieces(len, iov, segments);
         ulong covered = 0;
         for (int i = 0; i < cnt; i++) covered += iov[i].Len;
         if (covered != len)
         {
-            // Part of the payload is not guest RAM: the packet cannot be delivered as the guest counted it.
+            // The device checked len against the chain, so this is a defect: do not deliver other than the guest counted.
             Interlocked.Increment(ref _metrics.InvalidPackets);
             return VsockConnOutcome.Reset;
         }
@@ -307,7 +308,7 @@ internal sealed unsafe class VsockConnection
         {
             uint l = (uint)iov[i].Len;
             if (skip >= l) { skip -= l; continue; }
-            // SAFETY: iov[i] was built by VsockChain.BuildIov over mapped guest RAM of that length.
+            // SAFETY: iov[i] came from ChainReader.NextPieces: validated guest RAM of that length.
             TxBuffer.TryAppend(new ReadOnlySpan<byte>((byte*)iov[i].Base + skip, (int)(l - skip)));
             skip = 0;
         }
@@ -354,9 +355,10 @@ internal sealed unsafe class VsockConnection
 
     /// <summary>
     /// Writes this connection's next packet for the guest into <paramref name="rx"/> (a device-writable chain of at
-    /// least <see cref="VsockConstants.HeaderSize"/> bytes). Returns its length, or -1 when there is nothing to say.
+    /// least <see cref="VsockConstants.HeaderSize"/> bytes, at its start). Returns its length, or -1 when there is
+    /// nothing to say.
     /// </summary>
-    public int FillRx(VsockChain rx, out VsockRxEffect effect)
+    public int FillRx(ChainWriter rx, out VsockRxEffect effect)
     {
         effect = VsockRxEffect.None;
         switch (State)
@@ -379,11 +381,15 @@ internal sealed unsafe class VsockConnection
                 CreditRequested = true;
                 return WriteControl(rx, OpCreditRequest, 0);
             }
-            int max = (int)Math.Min(Math.Min(credit, (uint)MaxRxPayload), rx.Length - HeaderSize);
+            int max = (int)Math.Min(Math.Min(credit, (uint)MaxRxPayload), rx.Available - HeaderSize);
             if (max == 0) return WriteControl(rx, OpCreditUpdate, 0); // a header-only buffer: spend it on a credit update so the loop moves on
-            IoVec* iov = stackalloc IoVec[rx.Segments];
-            int cnt = rx.BuildIov(HeaderSize, (uint)max, iov);
+            var header = rx; // the header goes in front once the payload's length is known (or a control packet instead)
+            rx.Skip(HeaderSize);
+            int segments = rx.SegmentsLeft;
+            IoVec* iov = stackalloc IoVec[segments];
+            int cnt = rx.NextPieces((uint)max, iov, segments);
             nint r = Stream.ReadV(iov, cnt);
+            rx = header;
             if (r > 0)
             {
                 HostReadable = r == max; // a short read drained the socket; epoll says when there is more
@@ -412,17 +418,18 @@ internal sealed unsafe class VsockConnection
         return CreditUpdateDue ? WriteControl(rx, OpCreditUpdate, 0) : -1;
     }
 
-    private int WriteControl(VsockChain rx, ushort op, uint flags)
+    private int WriteControl(ChainWriter rx, ushort op, uint flags)
     {
         WriteHeader(rx, op, 0, flags);
         return HeaderSize;
     }
 
-    private void WriteHeader(VsockChain rx, ushort op, uint len, uint flags)
+    /// <summary>Writes a header at <paramref name="rx"/>'s position (the start of the rx chain).</summary>
+    private void WriteHeader(ChainWriter rx, ushort op, uint len, uint flags)
     {
         Span<byte> h = stackalloc byte[HeaderSize];
         VsockHeader.ToGuest(_guestCid, LocalPort, PeerPort, op, len, flags, ConnBufAlloc, FwdCnt).TryWrite(h);
-        rx.CopyIn(0, h);
+        rx.Write(h);
         LastFwdCntSent = FwdCnt;
         CreditUpdateDue = false;
     }

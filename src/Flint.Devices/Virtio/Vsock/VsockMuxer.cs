@@ -88,7 +88,7 @@ internal sealed class VsockMuxer : IVsockBackend
 
     // ---------------------------------------------------------------- guest -> host
 
-    public void OnGuestPacket(in VsockHeader h, VsockChain packet)
+    public void OnGuestPacket(in VsockHeader h, ChainReader payload)
     {
         _conns.TryGetValue(h.ConnectionKey, out var conn);
         if (conn == null)
@@ -97,7 +97,7 @@ internal sealed class VsockMuxer : IVsockBackend
             else if (h.Op != OpRst) QueueRst(h.DstPort, h.SrcPort); // nothing to reset for an RST
             return;
         }
-        Apply(conn, conn.OnGuestPacket(h, packet));
+        Apply(conn, conn.OnGuestPacket(h, payload));
     }
 
     public void OnMalformedPacket(in VsockHeader h)
@@ -159,7 +159,7 @@ internal sealed class VsockMuxer : IVsockBackend
     }
 
     /// <summary>Standalone RSTs first, then one packet per connection in turn.</summary>
-    public int FillRx(VsockChain rx)
+    public int FillRx(ChainWriter rx)
     {
         while (true)
         {
@@ -167,7 +167,7 @@ internal sealed class VsockMuxer : IVsockBackend
             {
                 Span<byte> h = stackalloc byte[HeaderSize];
                 VsockHeader.ToGuest(_host.GuestCid, local, peer, OpRst, 0, 0, 0, 0).TryWrite(h);
-                rx.CopyIn(0, h);
+                rx.Write(h);
                 return HeaderSize;
             }
             if (_rxList.Count == 0) return -1;

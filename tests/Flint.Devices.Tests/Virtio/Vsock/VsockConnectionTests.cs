@@ -130,8 +130,9 @@ public sealed class VsockConnectionTests : IDisposable
         _mem.Write(TxAddr, raw);
         _mem.Write(TxAddr + HeaderSize, payload);
         uint total = chainLen ?? (uint)(HeaderSize + payload.Length);
-        Descriptor[] d = [new Descriptor(TxAddr, total, 0, 0)];
-        return c.OnGuestPacket(h, new VsockChain(_mem, d, total));
+        var payloadReader = Reader(TxAddr, total);
+        payloadReader.Skip(HeaderSize);
+        return c.OnGuestPacket(h, payloadReader);
     }
 
     private VsockPacket Rx(VsockConnection c) => Rx(c, out _);
@@ -149,8 +150,25 @@ public sealed class VsockConnectionTests : IDisposable
 
     private int TryRx(VsockConnection c, out VsockRxEffect effect, int room = RxRoom)
     {
-        Descriptor[] d = [new Descriptor(RxAddr, (uint)(HeaderSize + room), Descriptor.FlagWrite, 0)];
-        return c.FillRx(new VsockChain(_mem, d, (ulong)(HeaderSize + room)), out effect);
+        return c.FillRx(Writer(RxAddr, (uint)(HeaderSize + room)), out effect);
+    }
+
+    // One guest buffer as the device would see it after ChainBuffers read its chain.
+    private readonly IoVec[] _txSeg = GC.AllocateArray<IoVec>(1, pinned: true);
+    private readonly IoVec[] _rxSeg = GC.AllocateArray<IoVec>(1, pinned: true);
+
+    private unsafe ChainReader Reader(ulong addr, uint len)
+    {
+        _txSeg[0] = new IoVec { Base = _mem.TryGetHostPointer(addr, len), Len = len };
+        // SAFETY: the array is pinned and outlives the reader (a field of this test instance).
+        fixed (IoVec* p = _txSeg) return new ChainReader(p, 1, len);
+    }
+
+    private unsafe ChainWriter Writer(ulong addr, uint len)
+    {
+        _rxSeg[0] = new IoVec { Base = _mem.TryGetHostPointer(addr, len), Len = len };
+        // SAFETY: the array is pinned and outlives the writer (a field of this test instance).
+        fixed (IoVec* p = _rxSeg) return new ChainWriter(p, 1, len);
     }
 
     /// <summary>The host writes <paramref name="n"/> bytes (0: just readiness, e.g. with EOF or an error set) and epoll reports it.</summary>
