@@ -1,3 +1,5 @@
+using Flint.Devices.Logging;
+
 namespace Flint.Devices.Virtio.Vsock;
 
 /// <summary>
@@ -48,6 +50,9 @@ internal interface IVsockBackendHost
     ulong GuestCid { get; }
 
     VsockMetrics Metrics { get; }
+
+    /// <summary>The device's rate-limited log (bound to the VMM's logger): every failure goes here with its metric.</summary>
+    DeviceLog Log { get; }
 
     /// <summary>Event-loop thread, <see cref="SyncRoot"/> held: the backend queued packets for the guest; fill rx buffers and interrupt.</summary>
     void RxReady();

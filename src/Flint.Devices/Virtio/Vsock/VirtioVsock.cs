@@ -94,13 +94,13 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
     public override void WriteConfig(ulong offset, ReadOnlySpan<byte> data)
     {
         Interlocked.Increment(ref Metrics.CfgFails);
-        VsockLog.Failure("vsock: the guest wrote the read-only config space");
+        Log.Error("vsock: the guest wrote the read-only config space");
     }
 
     protected override void OnActivateFailed()
     {
         Interlocked.Increment(ref Metrics.ActivateFails);
-        VsockLog.Failure("vsock: activation failed (queues not ready or misplaced)");
+        Log.Error("vsock: activation failed (queues not ready or misplaced)");
     }
 
     protected override void OnActivated()
@@ -176,10 +176,10 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
         if ((rxUsed && _rxq!.NeedsNotification()) | (txUsed && _txq!.NeedsNotification())) irq.SignalUsedQueue();
     }
 
-    private static void Fail(ref long counter, string message)
+    private void Fail(ref long counter, string message)
     {
         Interlocked.Increment(ref counter);
-        VsockLog.Failure(message);
+        Log.Error(message);
     }
 
     private void Invalid() => Interlocked.Increment(ref Metrics.InvalidPackets);

@@ -1,3 +1,4 @@
+using Flint.Devices.Logging;
 using Flint.Sys;
 using static Flint.Devices.Virtio.Vsock.VsockConstants;
 
@@ -60,10 +61,13 @@ internal enum VsockRxEffect
 internal sealed unsafe class VsockConnection
 {
     private readonly VsockMetrics _metrics;
+    private readonly DeviceLog _log;
     private readonly ulong _guestCid;
 
-    private VsockConnection(IVsockHostStream stream, bool hostInitiated, VsockConnState state, ulong guestCid, VsockMetrics metrics)
+    private VsockConnection(IVsockHostStream stream, bool hostInitiated, VsockConnState state, ulong guestCid, VsockMetrics metrics,
+        DeviceLog log)
     {
+        _log = log;
         Stream = stream;
         HostInitiated = hostInitiated;
         State = state;
@@ -72,13 +76,13 @@ internal sealed unsafe class VsockConnection
     }
 
     /// <summary>A host client that connected to uds_path; it must send its CONNECT line first.</summary>
-    public static VsockConnection AcceptedFromHost(IVsockHostStream stream, ulong guestCid, VsockMetrics metrics) =>
-        new(stream, hostInitiated: true, VsockConnState.AwaitConnectLine, guestCid, metrics);
+    public static VsockConnection AcceptedFromHost(IVsockHostStream stream, ulong guestCid, VsockMetrics metrics, DeviceLog log) =>
+        new(stream, hostInitiated: true, VsockConnState.AwaitConnectLine, guestCid, metrics, log);
 
     /// <summary>The guest's REQUEST, already connected to uds_path_PORT on the host: owes the guest a RESPONSE.</summary>
     public static VsockConnection ConnectedForGuest(IVsockHostStream stream, uint hostPort, uint guestPort, in VsockHeader request,
-        ulong guestCid, VsockMetrics metrics) =>
-        new(stream, hostInitiated: false, VsockConnState.ResponseQueued, guestCid, metrics)
+        ulong guestCid, VsockMetrics metrics, DeviceLog log) =>
+        new(stream, hostInitiated: false, VsockConnState.ResponseQueued, guestCid, metrics, log)
         {
             LocalPort = hostPort,
             PeerPort = guestPort,
@@ -223,7 +227,7 @@ internal sealed unsafe class VsockConnection
                 if (!SendOk())
                 {
                     Interlocked.Increment(ref _metrics.TxWriteFails);
-                    VsockLog.Failure("vsock: writing the OK line to the host client failed");
+                    _log.Error("vsock: writing the OK line to the host client failed");
                     return VsockConnOutcome.Reset;
                 }
                 State = VsockConnState.Established;
@@ -297,7 +301,7 @@ internal sealed unsafe class VsockConnection
             if (r < 0)
             {
                 Interlocked.Increment(ref _metrics.TxWriteFails);
-                VsockLog.Failure("vsock: writing guest data to the host socket failed");
+                _log.Error("vsock: writing guest data to the host socket failed");
                 return VsockConnOutcome.Reset;
             }
             written = (uint)r;
@@ -341,7 +345,7 @@ internal sealed unsafe class VsockConnection
             if (r < 0)
             {
                 Interlocked.Increment(ref _metrics.TxFlushFails);
-                VsockLog.Failure("vsock: flushing buffered guest data to the host socket failed");
+                _log.Error("vsock: flushing buffered guest data to the host socket failed");
                 return VsockConnOutcome.Reset;
             }
             FwdCnt = unchecked(FwdCnt + (uint)r);
@@ -409,7 +413,7 @@ internal sealed unsafe class VsockConnection
             if (r != -Libc.EAGAIN)
             {
                 Interlocked.Increment(ref _metrics.RxReadFails);
-                VsockLog.Failure("vsock: reading the host socket failed");
+                _log.Error("vsock: reading the host socket failed");
                 effect = VsockRxEffect.Closed;
                 return WriteControl(rx, OpRst, 0);
             }

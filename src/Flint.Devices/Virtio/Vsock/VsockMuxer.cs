@@ -137,7 +137,7 @@ internal sealed class VsockMuxer : IVsockBackend
             QueueRst(request.DstPort, request.SrcPort);
             return;
         }
-        var conn = VsockConnection.ConnectedForGuest(new UnixHostStream(fd), request.DstPort, request.SrcPort, request, _host.GuestCid, Metrics);
+        var conn = VsockConnection.ConnectedForGuest(new UnixHostStream(fd), request.DstPort, request.SrcPort, request, _host.GuestCid, Metrics, _host.Log);
         AddEventSources(conn);
         _conns.Add(conn.Key, conn);
         Interlocked.Increment(ref Metrics.ConnsAdded);
@@ -252,7 +252,7 @@ internal sealed class VsockMuxer : IVsockBackend
                         Fail(ref Metrics.MuxerEventFails, "vsock: host connection refused, connection limit reached");
                         continue;
                     }
-                    var conn = VsockConnection.AcceptedFromHost(new UnixHostStream(fd), _host.GuestCid, Metrics);
+                    var conn = VsockConnection.AcceptedFromHost(new UnixHostStream(fd), _host.GuestCid, Metrics, _host.Log);
                     AddEventSources(conn);
                     _awaiting.Add(conn);
                     UpdateInterest(conn);
@@ -440,10 +440,10 @@ internal sealed class VsockMuxer : IVsockBackend
         _rsts.Clear();
     }
 
-    private static void Fail(ref long counter, string message)
+    private void Fail(ref long counter, string message)
     {
         Interlocked.Increment(ref counter);
-        VsockLog.Failure(message);
+        _host.Log.Error(message);
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Flint.Devices.Logging;
 using System.Text;
 using Flint.Devices.Virtio;
 using Flint.Devices.Virtio.Vsock;
@@ -82,6 +83,7 @@ public sealed class VsockConnectionTests : IDisposable
 
     private readonly GuestMemory _mem = GuestMemory.Create([(0UL, 0x100000UL)]);
     private readonly VsockMetrics _metrics = new();
+    private readonly DeviceLog _log = new(nameof(VirtioVsock));
     private readonly FakeHostStream _host = new();
 
     public void Dispose() => _mem.Dispose();
@@ -91,7 +93,7 @@ public sealed class VsockConnectionTests : IDisposable
     private VsockConnection GuestInitiated(uint guestBufAlloc = 65536)
     {
         var req = new VsockHeader(GuestCid, HostCid, GuestPort, HostPort, 0, TypeStream, OpRequest, 0, guestBufAlloc, 0);
-        return VsockConnection.ConnectedForGuest(_host, HostPort, GuestPort, req, GuestCid, _metrics);
+        return VsockConnection.ConnectedForGuest(_host, HostPort, GuestPort, req, GuestCid, _metrics, _log);
     }
 
     private VsockConnection Established(uint guestBufAlloc = 65536)
@@ -105,7 +107,7 @@ public sealed class VsockConnectionTests : IDisposable
     /// <summary>A host-initiated connection whose REQUEST went out.</summary>
     private VsockConnection RequestSent()
     {
-        var c = VsockConnection.AcceptedFromHost(_host, GuestCid, _metrics);
+        var c = VsockConnection.AcceptedFromHost(_host, GuestCid, _metrics, _log);
         Assert.Equal(VsockConnState.AwaitConnectLine, c.State);
         Assert.Equal(0u, c.WantedEvents & ~Libc.EPOLLIN);
         Assert.True(c.OnConnectLine(FirstEphemeralPort, GuestPort));
@@ -218,7 +220,7 @@ public sealed class VsockConnectionTests : IDisposable
     [Fact]
     public void ResponseBeforeTheRequestWentOutResets()
     {
-        var c = VsockConnection.AcceptedFromHost(_host, GuestCid, _metrics);
+        var c = VsockConnection.AcceptedFromHost(_host, GuestCid, _metrics, _log);
         c.OnConnectLine(FirstEphemeralPort, GuestPort);
         Assert.Equal(VsockConnOutcome.Reset, Tx(c, OpResponse)); // the guest cannot answer a REQUEST it has not seen
         Assert.Equal("", _host.SentText);
