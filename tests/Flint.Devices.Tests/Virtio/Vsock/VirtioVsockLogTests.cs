@@ -55,6 +55,7 @@ public sealed class VirtioVsockLogTests
         var c = VsockConnection.ConnectedForGuest(host, 5000, 7000, req, 3, new VsockMetrics(), log);
         var seg = GC.AllocateArray<IoVec>(1, pinned: true);
         seg[0] = new IoVec { Base = mem.TryGetHostPointer(0, 0x1000), Len = 0x1000 };
+        // SAFETY: seg is pinned and lives through the block; its one segment is 4 KiB of mapped guest RAM.
         fixed (IoVec* p = seg)
         {
             Assert.Equal(HeaderSize, c.FillRx(new ChainWriter(p, 1, 0x1000), out _)); // the RESPONSE: established
