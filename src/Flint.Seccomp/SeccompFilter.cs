@@ -22,8 +22,8 @@ public static unsafe class SeccompFilter
         public SockFilter* Filter;
     }
 
-    [DllImport("libc", SetLastError = true)] private static extern int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
-    [DllImport("libc", SetLastError = true)] private static extern long syscall(long number, long op, long flags, void* args);
+    private static int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5) => SeccompLibc.prctl(option, arg2, arg3, arg4, arg5);
+    private static long syscall(long number, long op, long flags, void* args) => SeccompLibc.syscall(number, op, flags, args);
 
     /// <summary>
     /// Sets no_new_privs and attaches <paramref name="program"/> to the calling thread. The filter also applies to every

@@ -37,7 +37,6 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern int fdatasync(int fd);
     [DllImport(L, SetLastError = true)] public static extern long lseek(int fd, long offset, int whence);
     [DllImport(L, SetLastError = true)] public static extern int ioctl(int fd, nuint request, void* arg);
-    [DllImport(L, EntryPoint = "ioctl", SetLastError = true)] public static extern int ioctl_val(int fd, nuint request, nuint arg);
     [DllImport(L, SetLastError = true)] public static extern void* mmap(void* addr, nuint length, int prot, int flags, int fd, long offset);
     [DllImport(L, SetLastError = true)] public static extern int munmap(void* addr, nuint length);
     [DllImport(L, SetLastError = true)] public static extern int mprotect(void* addr, nuint length, int prot);
@@ -54,6 +53,12 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern nint getrandom(void* buf, nuint len, uint flags);
     /// <summary>struct stat is 144 bytes on x86_64, 128 on arm64: pass at least 256. Needs glibc 2.33+ (older ones export only __fxstat).</summary>
     [DllImport(L, SetLastError = true)] public static extern int fstat(int fd, byte* statBuf);
+
+    /// <summary>
+    /// ioctl with an integer third argument (KVM_RUN's 0, a flag word). The same call as <see cref="ioctl"/>: the
+    /// variadic argument travels in one register either way, so it is one declaration, not two; errno is kept.
+    /// </summary>
+    public static int ioctl_val(int fd, nuint request, nuint arg) => ioctl(fd, request, (void*)arg);
 
     /// <summary><paramref name="n"/> bytes from the kernel's CSPRNG (getrandom(2); blocks only before the pool is seeded).</summary>
     public static byte[] RandomBytes(int n)

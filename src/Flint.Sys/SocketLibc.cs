@@ -4,7 +4,8 @@ namespace Flint.Sys;
 
 /// <summary>
 /// The socket calls of libc (AF_UNIX streams, as the vsock back-end uses them). Blittable signatures, so NativeAOT
-/// calls them directly. readv/writev are in <see cref="Libc"/>; the scatter/gather element is <see cref="IoVec"/>.
+/// calls them directly. Each is declared here only; <see cref="UnixSockets"/> wraps them (EINTR, -errno) for vsock.
+/// readv/writev are in <see cref="Libc"/>; the scatter/gather element is <see cref="IoVec"/>.
 /// </summary>
 public static unsafe class SocketLibc
 {

@@ -1,51 +1,20 @@
-using System.Runtime.InteropServices;
 using System.Text;
+using static Flint.Sys.SocketLibc;
 
 namespace Flint.Sys;
 
 /// <summary>
 /// Non-blocking AF_UNIX stream sockets (vsock's host side): listen, accept, connect, and the send/receive calls on
-/// them. Blittable signatures only, so NativeAOT emits direct calls. Scatter/gather calls take the iovec array as
-/// <c>void*</c> (an array of <c>struct iovec { void* base; size_t len; }</c>) so this file does not define an iovec
-/// type of its own.
+/// them, over the declarations in <see cref="SocketLibc"/> (and <see cref="Libc.readv"/>); scatter/gather goes through
+/// <see cref="IoVec"/> and <see cref="MsgHdr"/>.
 /// <para>Every wrapper retries EINTR and returns errors as negative errno instead of throwing: a socket failure is
 /// an ordinary event for the caller (a peer gone), not an exception.</para>
 /// </summary>
 public static unsafe class UnixSockets
 {
-    private const string L = "libc";
-
-    public const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
     /// <summary>socket(2) type and accept4(2) flags used here; the VMM thread's seccomp filter allows exactly these.</summary>
     public const int SocketType = SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, AcceptFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
-    public const int MSG_PEEK = 2, MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
-    public const int SHUT_WR = 1;
     public const int SunPathMax = 108;
-
-    /// <summary>struct msghdr (x86_64 layout).</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    public struct MsgHdr
-    {
-        public void* Name;
-        public uint NameLen;
-        public void* Iov;
-        public nuint IovLen;
-        public void* Control;
-        public nuint ControlLen;
-        public int Flags;
-    }
-
-    [DllImport(L, SetLastError = true)] private static extern int socket(int domain, int type, int protocol);
-    [DllImport(L, SetLastError = true)] private static extern int bind(int fd, byte* addr, uint len);
-    [DllImport(L, SetLastError = true)] private static extern int listen(int fd, int backlog);
-    [DllImport(L, SetLastError = true)] private static extern int accept4(int fd, byte* addr, uint* len, int flags);
-    [DllImport(L, SetLastError = true)] private static extern int connect(int fd, byte* addr, uint len);
-    [DllImport(L, SetLastError = true)] private static extern nint recv(int fd, void* buf, nuint len, int flags);
-    [DllImport(L, SetLastError = true)] private static extern nint send(int fd, void* buf, nuint len, int flags);
-    [DllImport(L, SetLastError = true)] private static extern nint sendmsg(int fd, MsgHdr* msg, int flags);
-    [DllImport(L, SetLastError = true)] private static extern nint readv(int fd, void* iov, int iovcnt);
-    [DllImport(L, SetLastError = true)] private static extern int shutdown(int fd, int how);
-    [DllImport(L, SetLastError = true)] private static extern int unlink(byte* path);
 
     /// <summary>Fills a sockaddr_un; false when the path does not fit sun_path.</summary>
     private static bool MakeAddr(string path, Span<byte> addr, out uint len)
@@ -123,7 +92,7 @@ public static unsafe class UnixSockets
     }
 
     /// <summary>Gathered non-blocking send without SIGPIPE; bytes written, 0 on EAGAIN, -errno on error.</summary>
-    public static nint SendV(int fd, void* iov, int count)
+    public static nint SendV(int fd, IoVec* iov, int count)
     {
         var msg = new MsgHdr { Iov = iov, IovLen = (nuint)count };
         while (true)
@@ -137,11 +106,11 @@ public static unsafe class UnixSockets
     }
 
     /// <summary>Scattered read; bytes read (0 = EOF), -EAGAIN when nothing is there, -errno on error.</summary>
-    public static nint ReadV(int fd, void* iov, int count)
+    public static nint ReadV(int fd, IoVec* iov, int count)
     {
         while (true)
         {
-            nint n = readv(fd, iov, count);
+            nint n = Libc.readv(fd, iov, count);
             if (n >= 0) return n;
             int e = Libc.Errno;
             if (e == Libc.EINTR) continue;

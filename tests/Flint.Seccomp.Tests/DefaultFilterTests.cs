@@ -134,11 +134,11 @@ public class DefaultFilterTests
             Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr(s)));
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("timerfd_settime"), [5, 0]));
         Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("timerfd_settime"), [5, 1]));
-        // vsock's Unix sockets, with the exact type and flags VsockNative uses (SocketType, AcceptFlags): a filter that
+        // vsock's Unix sockets, with the exact type and flags Flint.Sys.UnixSockets uses (SocketType, AcceptFlags): a filter that
         // allowed SOCK_STREAM|SOCK_CLOEXEC only killed the VMM at the guest's first vsock connect on a KVM host.
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("socket"), [1, 0x80801, 0]));
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("accept4"), [3, 0, 0, 0x80800]));
-        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("sendmsg")));   // VsockNative's scatter-gather send
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("sendmsg")));   // UnixSockets.SendV, the scatter-gather send
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("shutdown")));  // half-close on the guest's SHUTDOWN
         Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("socket"), [2, 0x80801, 0]));
         // The boot timer (vCPU thread) and startup metrics read the process CPU clock, never getrusage.

@@ -48,6 +48,28 @@ public unsafe struct ChainWriter
         return done;
     }
 
+    /// <summary>Segments not yet wholly written: the most pieces <see cref="NextPiece"/> can still hand out.</summary>
+    public int SegmentsLeft => _count - _index;
+
+    /// <summary>
+    /// The next <paramref name="max"/> bytes as at most <paramref name="capacity"/> iovecs (one per
+    /// <see cref="NextPiece"/>), moving past them; returns how many were filled. For a gathered socket call straight
+    /// on guest memory; an array of <see cref="SegmentsLeft"/> entries always holds the whole range.
+    /// </summary>
+    public int NextPieces(ulong max, IoVec* iov, int capacity)
+    {
+        int n = 0;
+        while (n < capacity && max > 0 && NextPiece(max, out byte* p, out uint len))
+        {
+            // SAFETY: n < capacity, the caller's array size.
+            iov[n].Base = p;
+            iov[n].Len = len;
+            n++;
+            max -= len;
+        }
+        return n;
+    }
+
     /// <summary>
     /// The next contiguous piece of guest memory, at most <paramref name="max"/> bytes (and under 4 GiB), counted as
     /// written: for zero-copy I/O straight into guest memory (pread into a guest buffer).

@@ -56,24 +56,6 @@ public struct DescriptorChain
         return true;
     }
 
-    /// <summary>
-    /// Devices read requests through <see cref="ChainBuffers"/> (descriptors copied once, host pointers resolved,
-    /// reader/writer over them); this raw copy stays for the vsock device until it moves over.
-    /// Reads the whole chain into <paramref name="buffer"/> (sized to the queue's max size, owned by the device so
-    /// nothing is allocated per request). Returns the count, or -1 when the chain is broken or does not fit.
-    /// Collecting first lets a device judge a request as a whole before touching the disk or guest buffers.
-    /// </summary>
-    public int CollectInto(Span<Descriptor> buffer)
-    {
-        int n = 0;
-        while (TryNext(out var d))
-        {
-            if (n == buffer.Length) { IsBroken = true; return -1; }
-            buffer[n++] = d;
-        }
-        return IsBroken ? -1 : n;
-    }
-
     // A zero-length buffer touches no memory, so its address does not matter; any other must lie in one region
     // because devices reach it through a single host pointer.
     private static bool IsInsideMemory(GuestMemory mem, in Descriptor d) => d.Len == 0 || mem.IsValidRange(d.Addr, d.Len);

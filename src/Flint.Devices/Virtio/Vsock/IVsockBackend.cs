@@ -1,3 +1,5 @@
+using Flint.Devices.Logging;
+
 namespace Flint.Devices.Virtio.Vsock;
 
 /// <summary>
@@ -20,8 +22,11 @@ internal interface IVsockBackend : IDisposable
     /// <summary>Catches up on work deferred from other threads (a reset's closing of every socket).</summary>
     void Sync();
 
-    /// <summary>A guest packet whose header passed <see cref="VsockHeader.Validate"/>; <paramref name="packet"/> is its whole tx chain.</summary>
-    void OnGuestPacket(in VsockHeader header, VsockChain packet);
+    /// <summary>
+    /// A guest packet whose header passed <see cref="VsockHeader.Validate"/>; <paramref name="payload"/> reads the rest
+    /// of its tx chain (at least <c>header.Len</c> bytes).
+    /// </summary>
+    void OnGuestPacket(in VsockHeader header, ChainReader payload);
 
     /// <summary>A packet from our guest whose header failed validation: reset the pair it names (it carries nothing usable).</summary>
     void OnMalformedPacket(in VsockHeader header);
@@ -30,7 +35,7 @@ internal interface IVsockBackend : IDisposable
     bool HasPendingRx { get; }
 
     /// <summary>Writes the next packet for the guest into <paramref name="rx"/> (writable, at least a header long); its length, or -1 when there is none.</summary>
-    int FillRx(VsockChain rx);
+    int FillRx(ChainWriter rx);
 
     /// <summary>The device was reset: every connection is gone for the guest. May defer closing to the event-loop thread.</summary>
     void OnDeviceReset();
@@ -45,6 +50,9 @@ internal interface IVsockBackendHost
     ulong GuestCid { get; }
 
     VsockMetrics Metrics { get; }
+
+    /// <summary>The device's rate-limited log (bound to the VMM's logger): every failure goes here with its metric.</summary>
+    DeviceLog Log { get; }
 
     /// <summary>Event-loop thread, <see cref="SyncRoot"/> held: the backend queued packets for the guest; fill rx buffers and interrupt.</summary>
     void RxReady();

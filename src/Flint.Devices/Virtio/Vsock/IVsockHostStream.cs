@@ -1,3 +1,5 @@
+using Flint.Sys;
+
 namespace Flint.Devices.Virtio.Vsock;
 
 /// <summary>

@@ -22,7 +22,7 @@ internal sealed unsafe class UnixHostStream : IVsockHostStream
     public nint Recv(Span<byte> buffer, bool peek)
     {
         // SAFETY: the span is pinned for the call; recv writes at most buffer.Length bytes into it.
-        fixed (byte* p = buffer) return UnixSockets.Recv(Fd, p, (nuint)buffer.Length, peek ? UnixSockets.MSG_PEEK : 0);
+        fixed (byte* p = buffer) return UnixSockets.Recv(Fd, p, (nuint)buffer.Length, peek ? SocketLibc.MSG_PEEK : 0);
     }
 
     public void ShutdownWrite()

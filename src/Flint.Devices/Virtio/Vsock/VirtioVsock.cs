@@ -6,8 +6,8 @@ namespace Flint.Devices.Virtio.Vsock;
 
 /// <summary>
 /// virtio-vsock (spec 5.10): the queues, config space and interrupts. Each guest packet is read out of guest memory
-/// once (descriptors copied by the queue, the 44-byte header copied here), checked, and only the parsed copy is
-/// used; the host side (by default Firecracker's Unix-socket <see cref="VsockMuxer"/>) is an
+/// once (descriptors through <see cref="ChainBuffers"/>, the 44-byte header copied here), checked, and only the
+/// parsed copy is used; the host side (by default Firecracker's Unix-socket <see cref="VsockMuxer"/>) is an
 /// <see cref="IVsockBackend"/> that gets the parsed header and fills rx buffers.
 /// <para>Threading: <see cref="ProcessQueue"/> and every backend fd handler run on the event-loop thread;
 /// activation, reset and config come from vCPU threads. One device lock covers all of it.</para>
@@ -19,7 +19,9 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
     private readonly Lock _lock = new();
     private readonly IVsockBackend _backend;
     private readonly VsockMuxer? _muxer;
-    private readonly Descriptor[] _chain = new Descriptor[QueueSize];
+    // One per queue, made here: reading a chain allocates nothing. Used under _lock only.
+    private readonly ChainBuffers _txBuffers = new(QueueSize);
+    private readonly ChainBuffers _rxBuffers = new(QueueSize);
 
     // Captured on activation, cleared on reset, both under _lock: handlers never see half-reset queues.
     private GuestMemory? _mem;
@@ -92,13 +94,13 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
     public override void WriteConfig(ulong offset, ReadOnlySpan<byte> data)
     {
         Interlocked.Increment(ref Metrics.CfgFails);
-        VsockLog.Failure("vsock: the guest wrote the read-only config space");
+        Log.Error("vsock: the guest wrote the read-only config space");
     }
 
     protected override void OnActivateFailed()
     {
         Interlocked.Increment(ref Metrics.ActivateFails);
-        VsockLog.Failure("vsock: activation failed (queues not ready or misplaced)");
+        Log.Error("vsock: activation failed (queues not ready or misplaced)");
     }
 
     protected override void OnActivated()
@@ -174,10 +176,10 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
         if ((rxUsed && _rxq!.NeedsNotification()) | (txUsed && _txq!.NeedsNotification())) irq.SignalUsedQueue();
     }
 
-    private static void Fail(ref long counter, string message)
+    private void Fail(ref long counter, string message)
     {
         Interlocked.Increment(ref counter);
-        VsockLog.Failure(message);
+        Log.Error(message);
     }
 
     private void Invalid() => Interlocked.Increment(ref Metrics.InvalidPackets);
@@ -190,8 +192,7 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
         bool used = false;
         while (q.TryPop(out var chain))
         {
-            int n = chain.CollectInto(_chain);
-            HandleTxPacket(n);
+            HandleTxPacket(ref chain);
             q.AddUsed(chain.HeadIndex, 0);
             used = true;
         }
@@ -199,26 +200,23 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
     }
 
     /// <summary>
-    /// One guest packet: the chain's descriptors are this call's copy (<see cref="_chain"/>), the header is copied
-    /// once into a stack buffer and parsed; validation and the backend see only those copies.
+    /// One guest packet: its descriptors are read once into <see cref="_txBuffers"/>, the header is copied once into a
+    /// stack buffer and parsed; validation and the backend see only those copies (the payload as a reader past it).
     /// </summary>
-    private void HandleTxPacket(int n)
+    private void HandleTxPacket(ref DescriptorChain chain)
     {
-        if (n <= 0) { Invalid(); return; }
-        var d = new ReadOnlySpan<Descriptor>(_chain, 0, n);
-        ulong total = 0;
-        foreach (ref readonly var x in d)
+        // A tx packet is device-readable only (spec 5.10.6.2) and starts with a whole header.
+        if (!_txBuffers.Load(ref chain, _mem!) || _txBuffers.WritableCount != 0 || _txBuffers.ReadableBytes < HeaderSize)
         {
-            if (x.IsWriteOnly) { Invalid(); return; }
-            total += x.Len;
+            Invalid();
+            return;
         }
-        if (total < HeaderSize) { Invalid(); return; }
-        var packet = new VsockChain(_mem!, d, total);
+        var packet = _txBuffers.Reader();
         Span<byte> raw = stackalloc byte[HeaderSize];
-        if (!packet.CopyOut(0, raw) || !VsockHeader.TryRead(raw, out var h)) { Invalid(); return; }
+        if (!packet.ReadExact(raw) || !VsockHeader.TryRead(raw, out var h)) { Invalid(); return; }
         Interlocked.Increment(ref Metrics.TxPacketsCount);
 
-        switch (h.Validate(GuestCid, total - HeaderSize))
+        switch (h.Validate(GuestCid, packet.Remaining))
         {
             case VsockHeaderVerdict.Valid:
                 _backend.OnGuestPacket(h, packet);
@@ -248,9 +246,8 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
         while (_backend.HasPendingRx)
         {
             if (!q.TryPop(out var chain)) break;
-            int n = chain.CollectInto(_chain);
-            long cap = RxCapacity(n);
-            if (cap < HeaderSize)
+            // An rx buffer is device-writable only and holds at least a header.
+            if (!_rxBuffers.Load(ref chain, mem) || _rxBuffers.ReadableCount != 0 || _rxBuffers.WritableBytes < HeaderSize)
             {
                 // Unusable buffer: hand it back empty rather than hold it forever.
                 Fail(ref Metrics.RxQueueEventFails, "vsock: unusable rx buffer (broken, device-readable or shorter than a header)");
@@ -258,10 +255,10 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
                 used = true;
                 continue;
             }
-            int len = _backend.FillRx(new VsockChain(mem, new ReadOnlySpan<Descriptor>(_chain, 0, n), (ulong)cap));
+            int len = _backend.FillRx(_rxBuffers.Writer());
             if (len < 0)
             {
-                q.NextAvail--; // nothing to say after all: the buffer stays the guest's
+                q.UndoPop(); // nothing to say after all: the buffer stays the guest's
                 break;
             }
             q.AddUsed(chain.HeadIndex, (uint)len);
@@ -269,19 +266,6 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
             used = true;
         }
         return used;
-    }
-
-    /// <summary>Total writable bytes of an rx chain, or -1 when it is broken or has a device-readable part.</summary>
-    private long RxCapacity(int n)
-    {
-        if (n <= 0) return -1;
-        long cap = 0;
-        for (int i = 0; i < n; i++)
-        {
-            if (!_chain[i].IsWriteOnly) return -1;
-            cap += _chain[i].Len;
-        }
-        return cap;
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Flint.Devices.Logging;
 using Flint.Sys;
 using static Flint.Devices.Virtio.Vsock.VsockConstants;
 
@@ -60,10 +61,13 @@ internal enum VsockRxEffect
 internal sealed unsafe class VsockConnection
 {
     private readonly VsockMetrics _metrics;
+    private readonly DeviceLog _log;
     private readonly ulong _guestCid;
 
-    private VsockConnection(IVsockHostStream stream, bool hostInitiated, VsockConnState state, ulong guestCid, VsockMetrics metrics)
+    private VsockConnection(IVsockHostStream stream, bool hostInitiated, VsockConnState state, ulong guestCid, VsockMetrics metrics,
+        DeviceLog log)
     {
+        _log = log;
         Stream = stream;
         HostInitiated = hostInitiated;
         State = state;
@@ -72,13 +76,13 @@ internal sealed unsafe class VsockConnection
     }
 
     /// <summary>A host client that connected to uds_path; it must send its CONNECT line first.</summary>
-    public static VsockConnection AcceptedFromHost(IVsockHostStream stream, ulong guestCid, VsockMetrics metrics) =>
-        new(stream, hostInitiated: true, VsockConnState.AwaitConnectLine, guestCid, metrics);
+    public static VsockConnection AcceptedFromHost(IVsockHostStream stream, ulong guestCid, VsockMetrics metrics, DeviceLog log) =>
+        new(stream, hostInitiated: true, VsockConnState.AwaitConnectLine, guestCid, metrics, log);
 
     /// <summary>The guest's REQUEST, already connected to uds_path_PORT on the host: owes the guest a RESPONSE.</summary>
     public static VsockConnection ConnectedForGuest(IVsockHostStream stream, uint hostPort, uint guestPort, in VsockHeader request,
-        ulong guestCid, VsockMetrics metrics) =>
-        new(stream, hostInitiated: false, VsockConnState.ResponseQueued, guestCid, metrics)
+        ulong guestCid, VsockMetrics metrics, DeviceLog log) =>
+        new(stream, hostInitiated: false, VsockConnState.ResponseQueued, guestCid, metrics, log)
         {
             LocalPort = hostPort,
             PeerPort = guestPort,
@@ -201,9 +205,9 @@ internal sealed unsafe class VsockConnection
 
     /// <summary>
     /// A packet the guest sent on this pair, already validated by the device (CIDs, type, op range, len within the
-    /// chain). <paramref name="packet"/> is the whole tx chain; an RW's payload follows the header in it.
+    /// chain). <paramref name="payload"/> reads what follows the header in the tx chain: an RW's data.
     /// </summary>
-    public VsockConnOutcome OnGuestPacket(in VsockHeader h, VsockChain packet)
+    public VsockConnOutcome OnGuestPacket(in VsockHeader h, ChainReader payload)
     {
         if (State is VsockConnState.Dead or VsockConnState.AwaitConnectLine) return VsockConnOutcome.Keep;
         switch (h.Op)
@@ -223,7 +227,7 @@ internal sealed unsafe class VsockConnection
                 if (!SendOk())
                 {
                     Interlocked.Increment(ref _metrics.TxWriteFails);
-                    VsockLog.Failure("vsock: writing the OK line to the host client failed");
+                    _log.Error("vsock: writing the OK line to the host client failed");
                     return VsockConnOutcome.Reset;
                 }
                 State = VsockConnState.Established;
@@ -233,7 +237,7 @@ internal sealed unsafe class VsockConnection
             case OpRw:
                 if (State == VsockConnState.LocalClosed) return VsockConnOutcome.Keep; // host is gone: the guest gets its RST shortly
                 if (State is not (VsockConnState.Established or VsockConnState.PeerNoRecv)) return VsockConnOutcome.Reset;
-                return ForwardToHost(packet, h.Len);
+                return ForwardToHost(payload, h.Len);
             case OpCreditUpdate:
                 return VsockConnOutcome.Keep;
             case OpCreditRequest:
@@ -272,18 +276,19 @@ internal sealed unsafe class VsockConnection
     }
 
     /// <summary>Writes an RW payload to the host socket, buffering what it will not take.</summary>
-    private VsockConnOutcome ForwardToHost(VsockChain packet, uint len)
+    private VsockConnOutcome ForwardToHost(ChainReader payload, uint len)
     {
         if (len == 0) return VsockConnOutcome.Keep;
         // The guest may only send what we advertised: everything received and not yet forwarded sits in the buffer.
         if ((ulong)TxBuffer.Count + len > ConnBufAlloc) return VsockConnOutcome.Reset;
-        IoVec* iov = stackalloc IoVec[packet.Segments];
-        int cnt = packet.BuildIov(HeaderSize, len, iov);
+        int segments = payload.SegmentsLeft;
+        IoVec* iov = stackalloc IoVec[segments];
+        int cnt = payload.NextPieces(len, iov, segments);
         ulong covered = 0;
         for (int i = 0; i < cnt; i++) covered += iov[i].Len;
         if (covered != len)
         {
-            // Part of the payload is not guest RAM: the packet cannot be delivered as the guest counted it.
+            // The device checked len against the chain, so this is a defect: do not deliver other than the guest counted.
             Interlocked.Increment(ref _metrics.InvalidPackets);
             return VsockConnOutcome.Reset;
         }
@@ -296,7 +301,7 @@ internal sealed unsafe class VsockConnection
             if (r < 0)
             {
                 Interlocked.Increment(ref _metrics.TxWriteFails);
-                VsockLog.Failure("vsock: writing guest data to the host socket failed");
+                _log.Error("vsock: writing guest data to the host socket failed");
                 return VsockConnOutcome.Reset;
             }
             written = (uint)r;
@@ -307,7 +312,7 @@ internal sealed unsafe class VsockConnection
         {
             uint l = (uint)iov[i].Len;
             if (skip >= l) { skip -= l; continue; }
-            // SAFETY: iov[i] was built by VsockChain.BuildIov over mapped guest RAM of that length.
+            // SAFETY: iov[i] came from ChainReader.NextPieces: validated guest RAM of that length.
             TxBuffer.TryAppend(new ReadOnlySpan<byte>((byte*)iov[i].Base + skip, (int)(l - skip)));
             skip = 0;
         }
@@ -340,7 +345,7 @@ internal sealed unsafe class VsockConnection
             if (r < 0)
             {
                 Interlocked.Increment(ref _metrics.TxFlushFails);
-                VsockLog.Failure("vsock: flushing buffered guest data to the host socket failed");
+                _log.Error("vsock: flushing buffered guest data to the host socket failed");
                 return VsockConnOutcome.Reset;
             }
             FwdCnt = unchecked(FwdCnt + (uint)r);
@@ -354,9 +359,10 @@ internal sealed unsafe class VsockConnection
 
     /// <summary>
     /// Writes this connection's next packet for the guest into <paramref name="rx"/> (a device-writable chain of at
-    /// least <see cref="VsockConstants.HeaderSize"/> bytes). Returns its length, or -1 when there is nothing to say.
+    /// least <see cref="VsockConstants.HeaderSize"/> bytes, at its start). Returns its length, or -1 when there is
+    /// nothing to say.
     /// </summary>
-    public int FillRx(VsockChain rx, out VsockRxEffect effect)
+    public int FillRx(ChainWriter rx, out VsockRxEffect effect)
     {
         effect = VsockRxEffect.None;
         switch (State)
@@ -379,11 +385,15 @@ internal sealed unsafe class VsockConnection
                 CreditRequested = true;
                 return WriteControl(rx, OpCreditRequest, 0);
             }
-            int max = (int)Math.Min(Math.Min(credit, (uint)MaxRxPayload), rx.Length - HeaderSize);
+            int max = (int)Math.Min(Math.Min(credit, (uint)MaxRxPayload), rx.Available - HeaderSize);
             if (max == 0) return WriteControl(rx, OpCreditUpdate, 0); // a header-only buffer: spend it on a credit update so the loop moves on
-            IoVec* iov = stackalloc IoVec[rx.Segments];
-            int cnt = rx.BuildIov(HeaderSize, (uint)max, iov);
+            var header = rx; // the header goes in front once the payload's length is known (or a control packet instead)
+            rx.Skip(HeaderSize);
+            int segments = rx.SegmentsLeft;
+            IoVec* iov = stackalloc IoVec[segments];
+            int cnt = rx.NextPieces((uint)max, iov, segments);
             nint r = Stream.ReadV(iov, cnt);
+            rx = header;
             if (r > 0)
             {
                 HostReadable = r == max; // a short read drained the socket; epoll says when there is more
@@ -403,7 +413,7 @@ internal sealed unsafe class VsockConnection
             if (r != -Libc.EAGAIN)
             {
                 Interlocked.Increment(ref _metrics.RxReadFails);
-                VsockLog.Failure("vsock: reading the host socket failed");
+                _log.Error("vsock: reading the host socket failed");
                 effect = VsockRxEffect.Closed;
                 return WriteControl(rx, OpRst, 0);
             }
@@ -412,17 +422,18 @@ internal sealed unsafe class VsockConnection
         return CreditUpdateDue ? WriteControl(rx, OpCreditUpdate, 0) : -1;
     }
 
-    private int WriteControl(VsockChain rx, ushort op, uint flags)
+    private int WriteControl(ChainWriter rx, ushort op, uint flags)
     {
         WriteHeader(rx, op, 0, flags);
         return HeaderSize;
     }
 
-    private void WriteHeader(VsockChain rx, ushort op, uint len, uint flags)
+    /// <summary>Writes a header at <paramref name="rx"/>'s position (the start of the rx chain).</summary>
+    private void WriteHeader(ChainWriter rx, ushort op, uint len, uint flags)
     {
         Span<byte> h = stackalloc byte[HeaderSize];
         VsockHeader.ToGuest(_guestCid, LocalPort, PeerPort, op, len, flags, ConnBufAlloc, FwdCnt).TryWrite(h);
-        rx.CopyIn(0, h);
+        rx.Write(h);
         LastFwdCntSent = FwdCnt;
         CreditUpdateDue = false;
     }

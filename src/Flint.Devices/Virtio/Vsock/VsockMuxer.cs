@@ -88,7 +88,7 @@ internal sealed class VsockMuxer : IVsockBackend
 
     // ---------------------------------------------------------------- guest -> host
 
-    public void OnGuestPacket(in VsockHeader h, VsockChain packet)
+    public void OnGuestPacket(in VsockHeader h, ChainReader payload)
     {
         _conns.TryGetValue(h.ConnectionKey, out var conn);
         if (conn == null)
@@ -97,7 +97,7 @@ internal sealed class VsockMuxer : IVsockBackend
             else if (h.Op != OpRst) QueueRst(h.DstPort, h.SrcPort); // nothing to reset for an RST
             return;
         }
-        Apply(conn, conn.OnGuestPacket(h, packet));
+        Apply(conn, conn.OnGuestPacket(h, payload));
     }
 
     public void OnMalformedPacket(in VsockHeader h)
@@ -137,7 +137,7 @@ internal sealed class VsockMuxer : IVsockBackend
             QueueRst(request.DstPort, request.SrcPort);
             return;
         }
-        var conn = VsockConnection.ConnectedForGuest(new UnixHostStream(fd), request.DstPort, request.SrcPort, request, _host.GuestCid, Metrics);
+        var conn = VsockConnection.ConnectedForGuest(new UnixHostStream(fd), request.DstPort, request.SrcPort, request, _host.GuestCid, Metrics, _host.Log);
         AddEventSources(conn);
         _conns.Add(conn.Key, conn);
         Interlocked.Increment(ref Metrics.ConnsAdded);
@@ -159,7 +159,7 @@ internal sealed class VsockMuxer : IVsockBackend
     }
 
     /// <summary>Standalone RSTs first, then one packet per connection in turn.</summary>
-    public int FillRx(VsockChain rx)
+    public int FillRx(ChainWriter rx)
     {
         while (true)
         {
@@ -167,7 +167,7 @@ internal sealed class VsockMuxer : IVsockBackend
             {
                 Span<byte> h = stackalloc byte[HeaderSize];
                 VsockHeader.ToGuest(_host.GuestCid, local, peer, OpRst, 0, 0, 0, 0).TryWrite(h);
-                rx.CopyIn(0, h);
+                rx.Write(h);
                 return HeaderSize;
             }
             if (_rxList.Count == 0) return -1;
@@ -252,7 +252,7 @@ internal sealed class VsockMuxer : IVsockBackend
                         Fail(ref Metrics.MuxerEventFails, "vsock: host connection refused, connection limit reached");
                         continue;
                     }
-                    var conn = VsockConnection.AcceptedFromHost(new UnixHostStream(fd), _host.GuestCid, Metrics);
+                    var conn = VsockConnection.AcceptedFromHost(new UnixHostStream(fd), _host.GuestCid, Metrics, _host.Log);
                     AddEventSources(conn);
                     _awaiting.Add(conn);
                     UpdateInterest(conn);
@@ -440,10 +440,10 @@ internal sealed class VsockMuxer : IVsockBackend
         _rsts.Clear();
     }
 
-    private static void Fail(ref long counter, string message)
+    private void Fail(ref long counter, string message)
     {
         Interlocked.Increment(ref counter);
-        VsockLog.Failure(message);
+        _host.Log.Error(message);
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Flint.Devices.Logging;
 using System.Text;
 using Flint.Devices.Virtio;
 using Flint.Devices.Virtio.Vsock;
@@ -82,6 +83,7 @@ public sealed class VsockConnectionTests : IDisposable
 
     private readonly GuestMemory _mem = GuestMemory.Create([(0UL, 0x100000UL)]);
     private readonly VsockMetrics _metrics = new();
+    private readonly DeviceLog _log = new(nameof(VirtioVsock));
     private readonly FakeHostStream _host = new();
 
     public void Dispose() => _mem.Dispose();
@@ -91,7 +93,7 @@ public sealed class VsockConnectionTests : IDisposable
     private VsockConnection GuestInitiated(uint guestBufAlloc = 65536)
     {
         var req = new VsockHeader(GuestCid, HostCid, GuestPort, HostPort, 0, TypeStream, OpRequest, 0, guestBufAlloc, 0);
-        return VsockConnection.ConnectedForGuest(_host, HostPort, GuestPort, req, GuestCid, _metrics);
+        return VsockConnection.ConnectedForGuest(_host, HostPort, GuestPort, req, GuestCid, _metrics, _log);
     }
 
     private VsockConnection Established(uint guestBufAlloc = 65536)
@@ -105,7 +107,7 @@ public sealed class VsockConnectionTests : IDisposable
     /// <summary>A host-initiated connection whose REQUEST went out.</summary>
     private VsockConnection RequestSent()
     {
-        var c = VsockConnection.AcceptedFromHost(_host, GuestCid, _metrics);
+        var c = VsockConnection.AcceptedFromHost(_host, GuestCid, _metrics, _log);
         Assert.Equal(VsockConnState.AwaitConnectLine, c.State);
         Assert.Equal(0u, c.WantedEvents & ~Libc.EPOLLIN);
         Assert.True(c.OnConnectLine(FirstEphemeralPort, GuestPort));
@@ -130,8 +132,9 @@ public sealed class VsockConnectionTests : IDisposable
         _mem.Write(TxAddr, raw);
         _mem.Write(TxAddr + HeaderSize, payload);
         uint total = chainLen ?? (uint)(HeaderSize + payload.Length);
-        Descriptor[] d = [new Descriptor(TxAddr, total, 0, 0)];
-        return c.OnGuestPacket(h, new VsockChain(_mem, d, total));
+        var payloadReader = Reader(TxAddr, total);
+        payloadReader.Skip(HeaderSize);
+        return c.OnGuestPacket(h, payloadReader);
     }
 
     private VsockPacket Rx(VsockConnection c) => Rx(c, out _);
@@ -149,8 +152,25 @@ public sealed class VsockConnectionTests : IDisposable
 
     private int TryRx(VsockConnection c, out VsockRxEffect effect, int room = RxRoom)
     {
-        Descriptor[] d = [new Descriptor(RxAddr, (uint)(HeaderSize + room), Descriptor.FlagWrite, 0)];
-        return c.FillRx(new VsockChain(_mem, d, (ulong)(HeaderSize + room)), out effect);
+        return c.FillRx(Writer(RxAddr, (uint)(HeaderSize + room)), out effect);
+    }
+
+    // One guest buffer as the device would see it after ChainBuffers read its chain.
+    private readonly IoVec[] _txSeg = GC.AllocateArray<IoVec>(1, pinned: true);
+    private readonly IoVec[] _rxSeg = GC.AllocateArray<IoVec>(1, pinned: true);
+
+    private unsafe ChainReader Reader(ulong addr, uint len)
+    {
+        _txSeg[0] = new IoVec { Base = _mem.TryGetHostPointer(addr, len), Len = len };
+        // SAFETY: the array is pinned and outlives the reader (a field of this test instance).
+        fixed (IoVec* p = _txSeg) return new ChainReader(p, 1, len);
+    }
+
+    private unsafe ChainWriter Writer(ulong addr, uint len)
+    {
+        _rxSeg[0] = new IoVec { Base = _mem.TryGetHostPointer(addr, len), Len = len };
+        // SAFETY: the array is pinned and outlives the writer (a field of this test instance).
+        fixed (IoVec* p = _rxSeg) return new ChainWriter(p, 1, len);
     }
 
     /// <summary>The host writes <paramref name="n"/> bytes (0: just readiness, e.g. with EOF or an error set) and epoll reports it.</summary>
@@ -200,7 +220,7 @@ public sealed class VsockConnectionTests : IDisposable
     [Fact]
     public void ResponseBeforeTheRequestWentOutResets()
     {
-        var c = VsockConnection.AcceptedFromHost(_host, GuestCid, _metrics);
+        var c = VsockConnection.AcceptedFromHost(_host, GuestCid, _metrics, _log);
         c.OnConnectLine(FirstEphemeralPort, GuestPort);
         Assert.Equal(VsockConnOutcome.Reset, Tx(c, OpResponse)); // the guest cannot answer a REQUEST it has not seen
         Assert.Equal("", _host.SentText);

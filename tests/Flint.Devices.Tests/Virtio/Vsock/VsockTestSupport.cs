@@ -361,6 +361,24 @@ public sealed class VsockGuest
         Kick(1);
     }
 
+    /// <summary>
+    /// Overwrites, in guest memory, every tx buffer that starts with <paramref name="original"/> (a header already sent)
+    /// with <paramref name="replacement"/>: a vCPU rewriting its packet while the device works on it. Returns how many.
+    /// </summary>
+    public int OverwriteTx(byte[] original, byte[] replacement)
+    {
+        int n = 0;
+        var cur = new byte[original.Length];
+        for (ushort d = 0; d < Size; d++)
+        {
+            _mem.Read(SlotAddr(1, d), cur);
+            if (!cur.AsSpan().SequenceEqual(original)) continue;
+            _mem.Write(SlotAddr(1, d), replacement);
+            n++;
+        }
+        return n;
+    }
+
     /// <summary>Waits until the device has consumed every tx chain published so far.</summary>
     public void WaitTxDone(int timeoutMs = 5000)
     {
