@@ -84,6 +84,18 @@ public sealed class VirtioBlockPropertyTests
         }
     }
 
+    private static bool WritableBufferCoversTheRings(in Case c)
+    {
+        const ulong ringsStart = GuestDriver.AvailBase, ringsEnd = GuestDriver.UsedBase + 6 + 8UL * QSize;
+        foreach (var d in c.Table)
+        {
+            if ((d.Flags & Descriptor.FlagWrite) == 0) continue;
+            ulong a = Address(d), end = a + Length(d);
+            if (end < a || (a < ringsEnd && end > ringsStart)) return true;
+        }
+        return false;
+    }
+
     private void RunCase(string file, Case c)
     {
         using var mem = GuestMemory.Create([(0UL, MemSize)]);
@@ -118,6 +130,10 @@ public sealed class VirtioBlockPropertyTests
         dev.ProcessQueue(0);
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), "ProcessQueue took too long");
 
+        // A writable buffer over the avail or used ring lets the device's own data writes rewrite them (seen: a read of zeros and
+        // headers over the used ring read back as used idx 272 for 16 requests): what the ring holds then is the
+        // guest's doing, not the device's count, so only promptness and containment are checked for such cases.
+        if (WritableBufferCoversTheRings(c)) return;
         ushort used = drv.UsedIdx;
         if (availIdx <= QSize)
         {

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using Flint.Devices.RateLimiting;
 using Flint.Memory;
+using Flint.Sys;
 using static Flint.Devices.Virtio.Block.VirtioBlockConstants;
 
 namespace Flint.Devices.Virtio.Block;
@@ -25,6 +26,11 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     private BackingFile _file;
     private long _rateLimiterThrottledEvents;
     private long _rateLimiterEventCount;
+    // Written when one event served a whole queue's worth of requests and more were pending: the event loop comes
+    // back to the rest after its other fds (the API among them), so a guest that keeps the avail ring full, or whose
+    // own DMA targets rewrite its avail idx, cannot hold the VMM thread in one handler.
+    private readonly EventFd _resume = new();
+    private readonly EventSource[] _sources;
 
     /// <param name="path">Disk image or block device.</param>
     /// <param name="readOnly">Open O_RDONLY, offer VIRTIO_BLK_F_RO and fail writes.</param>
@@ -46,13 +52,19 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
         _file = BackingFile.Open(path, readOnly, serial);
         RateLimiter = rateLimiter;
         if (rateLimiter != null) rateLimiter.OnUnblocked = OnRateLimiterUnblocked;
+        var resume = new EventSource(_resume.Fd, OnResume);
+        _sources = rateLimiter != null ? [.. rateLimiter.EventSources, resume] : [resume];
     }
 
     /// <summary>Charges 1 op per request plus the data bytes of reads and writes; null: unlimited.</summary>
     public RateLimiter? RateLimiter { get; }
 
-    /// <summary>The rate limiter's refill timer, for the event loop (none without a limiter).</summary>
-    public IReadOnlyList<EventSource> EventSources => RateLimiter?.EventSources ?? [];
+    /// <summary>The rate limiter's refill timer (with a limiter) and the resume eventfd of a batch cut short.</summary>
+    public IReadOnlyList<EventSource> EventSources => _sources;
+
+    /// <summary>Events that stopped after one queue's worth of requests (the queue's size) with more pending.</summary>
+    public long BatchesCutShort => Interlocked.Read(ref _batchesCutShort);
+    private long _batchesCutShort;
 
     /// <summary>Firecracker's block rate_limiter_throttled_events: requests left on the queue by the limiter.</summary>
     public long RateLimiterThrottledEvents => Interlocked.Read(ref _rateLimiterThrottledEvents);
@@ -140,6 +152,13 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
         ProcessAvailable();
     }
 
+    private void OnResume(uint events)
+    {
+        _resume.Read();
+        if (RateLimiter is { IsBlocked: true }) return;
+        ProcessAvailable();
+    }
+
     private void OnRateLimiterUnblocked()
     {
         Interlocked.Increment(ref _rateLimiterEventCount);
@@ -157,8 +176,20 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
             irq = i;
             q = Queues[0];
             var rl = RateLimiter;
-            while (q.TryPop(out var chain))
+            int served = 0;
+            while (true)
             {
+                if (served == q.Size)
+                {
+                    if (q.PendingCount > 0)
+                    {
+                        Interlocked.Increment(ref _batchesCutShort);
+                        _resume.Write();
+                    }
+                    break;
+                }
+                if (!q.TryPop(out var chain)) break;
+                served++;
                 // The one read of this request from guest memory: everything below uses this copy.
                 bool loaded = _buffers.Load(ref chain, mem);
                 var request = loaded ? BlockRequest.Parse(_buffers) : default;
@@ -316,5 +347,6 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     {
         _file.Dispose();
         RateLimiter?.Dispose();
+        _resume.Dispose();
     }
 }
