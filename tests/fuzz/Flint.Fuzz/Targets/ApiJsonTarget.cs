@@ -28,8 +28,12 @@ public sealed class ApiJsonTarget : IFuzzTarget
         string? body = b < 0 ? null : text[(b + 1)..];
         ExceptionWatch.Begin();
         _ = ApiRequestParser.Parse(method, path, body);
-        ExceptionWatch.End(static e => e is JsonBodyException or JsonException || e.Source == "System.Text.Json");
+        ExceptionWatch.End(static e => e is JsonBodyException or JsonException || FromJsonReader(e));
     }
+
+    /// <summary>Thrown by System.Text.Json itself (the reader's InvalidOperationException on a lone surrogate escape): JsonBody translates those.</summary>
+    private static bool FromJsonReader(Exception e) =>
+        e is InvalidOperationException && e.TargetSite?.DeclaringType?.Assembly.GetName().Name == "System.Text.Json";
 
     public IEnumerable<(string, byte[])> Seeds()
     {

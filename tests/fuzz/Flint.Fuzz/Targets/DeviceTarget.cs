@@ -12,7 +12,8 @@ namespace Flint.Fuzz.Targets;
 /// a few rounds. ProcessQueue must never throw on guest input; the devices end in catch-alls, so the target also
 /// watches first-chance exceptions: only <see cref="SysException"/> (a host syscall failing, e.g. a write to a tap
 /// that is down) is expected. The device is built once per process (opening files and taps per input would dwarf
-/// the work under test) and reset per input.
+/// the work under test) and reset per input. Ring contents are not checked afterwards: a guest may point its own
+/// buffers at its rings (or balloon the page they are on), so any state of guest memory is a legal outcome.
 /// </summary>
 public abstract class DeviceTarget : IFuzzTarget
 {
@@ -76,28 +77,8 @@ public abstract class DeviceTarget : IFuzzTarget
                 for (int i = 0; i < nq; i++) dev.ProcessQueue(reverse ? nq - 1 - i : i);
                 AfterRound(dev);
             }
-            CheckUsedRings(mem, nq);
         }
         ExceptionWatch.End(IsExpected);
-    }
-
-    /// <summary>The device may only have published used entries for heads the driver's ring could name.</summary>
-    private void CheckUsedRings(GuestMemory mem, int nq)
-    {
-        for (int q = 0; q < nq; q++)
-        {
-            var vq = _queues[q];
-            if (!vq.IsActivated || vq.NextUsed == 0) continue; // the image may hold any used idx; only the device's writes count
-            ushort usedIdx = mem.Read<ushort>(QueueLayout.UsedRing(q) + 2);
-            if (usedIdx != vq.NextUsed)
-                throw new FuzzInvariantException($"queue {q}: used idx in memory {usedIdx} but the queue's NextUsed is {vq.NextUsed}");
-            int count = Math.Min((int)vq.NextUsed, (int)vq.Size);
-            for (int i = 0; i < count; i++)
-            {
-                uint id = mem.Read<uint>(QueueLayout.UsedRing(q) + 4 + 8UL * (ulong)i);
-                if (id >= vq.Size) throw new FuzzInvariantException($"queue {q}: used element {i} names descriptor {id} of a {vq.Size}-entry table");
-            }
-        }
     }
 
     public abstract IEnumerable<(string Name, byte[] Data)> Seeds();
