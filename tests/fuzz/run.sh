@@ -6,6 +6,8 @@
 #                                      in-process mutation per target (no AFL++ needed); exit 1 on a crash, 3 on a hang
 #   tests/fuzz/run.sh --replay DIR...  replay findings (AFL's crashes/ or hangs/ dirs) through their targets
 #   FUZZ_TARGETS="http api-json" ...   restricts either mode to those targets
+#   FUZZ_RESUME=1 ...                  continue the last campaign's queues (default: start afresh; the previous
+#                                      artifacts/fuzz/out/TARGET is kept as out.prev/TARGET)
 #
 # Builds tests/fuzz/Flint.Fuzz (JIT, not NativeAOT), instruments the Flint assemblies with SharpFuzz into
 # artifacts/fuzz/bin, then runs afl-fuzz on each target under `nice -n 19` (the build machine is shared). The
@@ -98,16 +100,22 @@ if ! command -v afl-fuzz >/dev/null; then
   fi
 fi
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 \
-       AFL_NO_AFFINITY=1 AFL_AUTORESUME=1 AFL_MAP_SIZE=65536 AFL_SHUFFLE_QUEUE=1 DOTNET_TieredPGO=0
+       AFL_NO_AFFINITY=1 AFL_MAP_SIZE=65536 AFL_SHUFFLE_QUEUE=1 DOTNET_TieredPGO=0
 summary=$FUZZ/summary.tsv
 printf 'target\tseconds\texecs\texecs_per_sec\tcorpus\tcrashes\thangs\tedges\n' >"$summary"
 rc=0
 for t in $TARGETS; do
   out=$FUZZ/out/$t
+  if [ "${FUZZ_RESUME:-0}" = 1 ] && [ -d "$out/default" ]; then resume=1; else
+    resume=0
+    if [ -d "$out" ]; then mkdir -p "$FUZZ/out.prev"; rm -rf "$FUZZ/out.prev/$t"; mv "$out" "$FUZZ/out.prev/$t"; fi
+  fi
   mkdir -p "$out"
+  input=$CORPUS/$t; [ $resume = 1 ] && input=-
   echo "== $t: ${secs}s" >&2
-  # -t: a hang is an input over 2 s (after warm-up; the JIT's first run of a path is slow); -V: stop after secs
-  wrap "$t" nice -n 19 afl-fuzz -i "$CORPUS/$t" -o "$out" -t 2000+ -m none -V "$secs" -- "$BIN/Flint.Fuzz" afl "$t" \
+  # -t: a hang is an input over 2 s, fixed (AFL's auto timeout, tens of ms, would count the JIT's first run of a path
+  # and GC pauses on this loaded machine as hangs, and each one restarts the .NET fork server); -V: stop after secs
+  wrap "$t" nice -n 19 afl-fuzz -i "$input" -o "$out" -t 2000 -m none -V "$secs" -- "$BIN/Flint.Fuzz" afl "$t" \
     >"$out/afl.log" 2>&1 || { echo "fuzz: afl-fuzz $t failed, see $out/afl.log" >&2; tail -n 20 "$out/afl.log" >&2; rc=1; continue; }
   stats=$out/default/fuzzer_stats
   get() { awk -F' *: *' -v k="$1" '$1==k {print $2}' "$stats"; }

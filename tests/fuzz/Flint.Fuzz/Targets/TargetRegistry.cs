@@ -1,6 +1,6 @@
 namespace Flint.Fuzz.Targets;
 
-/// <summary>Every fuzz target by name, in the order run.sh runs them.</summary>
+/// <summary>Every fuzz target by name, in the order run.sh runs them (plus "selftest", which only checks the plumbing).</summary>
 public static class TargetRegistry
 {
     public static readonly string[] Names =
@@ -17,6 +17,7 @@ public static class TargetRegistry
         "virtio-vsock" => new VsockTarget(),
         "virtio-rng" => new RngTarget(),
         "virtio-balloon" => new BalloonTarget(),
+        "selftest" => new SelfTestTarget(),
         _ => throw new ArgumentException($"unknown target '{name}' (known: {string.Join(", ", Names)})"),
     };
 }
