@@ -29,21 +29,15 @@ case "${1:-}" in
 esac
 
 build() {
-  # Instrumented and plain builds must not mix: an instrumented Flint.*.dll run outside afl-fuzz still works (SharpFuzz
-  # falls back to one run per input), so one output dir serves both, re-instrumented whenever it is rebuilt.
-  local stamp=$BIN/.instrumented
-  nice -n 19 dotnet publish tests/fuzz/Flint.Fuzz -c Release -o "$BIN" --nologo -v quiet >"$FUZZ/build.log" 2>&1 \
+  # Publish plain, then instrument a fresh copy: SharpFuzz rewrites assemblies in place, and an incremental publish
+  # over instrumented files could leave a mix. An instrumented Flint.*.dll run outside afl-fuzz behaves as before
+  # (SharpFuzz only records coverage), so the replay and --ci modes use the same copy.
+  nice -n 19 dotnet publish tests/fuzz/Flint.Fuzz -c Release -o "$FUZZ/publish" --nologo -v quiet >"$FUZZ/build.log" 2>&1 \
     || { cat "$FUZZ/build.log"; echo "fuzz: build failed" >&2; exit 2; }
-  if [ ! -f "$stamp" ] || [ -n "$(find "$BIN" -maxdepth 1 -name 'Flint.*.dll' ! -name Flint.Fuzz.dll -newer "$stamp")" ]; then
-    # publish copies fresh dlls only when they changed; instrument exactly the ones that are not yet instrumented
-    local dlls=()
-    for d in "$BIN"/Flint.Api.dll "$BIN"/Flint.Vmm.dll "$BIN"/Flint.Devices.dll "$BIN"/Flint.Memory.dll; do
-      if [ ! -f "$stamp" ] || [ "$d" -nt "$stamp" ]; then dlls+=("$d"); fi
-    done
-    [ ${#dlls[@]} -eq 0 ] || "$BIN/Flint.Fuzz" instrument "${dlls[@]}" >>"$FUZZ/build.log" 2>&1 \
-      || { cat "$FUZZ/build.log"; echo "fuzz: instrumentation failed" >&2; exit 2; }
-    touch "$stamp"
-  fi
+  rm -rf "$BIN"
+  cp -a "$FUZZ/publish" "$BIN"
+  "$BIN/Flint.Fuzz" instrument "$BIN"/Flint.Api.dll "$BIN"/Flint.Vmm.dll "$BIN"/Flint.Devices.dll "$BIN"/Flint.Memory.dll \
+    >>"$FUZZ/build.log" 2>&1 || { cat "$FUZZ/build.log"; echo "fuzz: instrumentation failed" >&2; exit 2; }
 }
 
 # The net target needs its own network namespace for the tap it creates; elsewhere the host's is left alone.
