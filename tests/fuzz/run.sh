@@ -17,7 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 FUZZ=$ROOT/artifacts/fuzz
-BIN=$FUZZ/bin
+BIN=$FUZZ/bin       # instrumented: only usable under afl-fuzz (outside Fuzzer.Run, SharpFuzz's trace map is not set up)
+PLAIN=$FUZZ/publish # the same build, not instrumented: replay and --ci
 CORPUS=$ROOT/tests/fuzz/corpus
 ALL_TARGETS="http api-json mmds-http mmds-stack virtio-block virtio-net virtio-vsock virtio-rng virtio-balloon"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
@@ -30,8 +31,7 @@ esac
 
 build() {
   # Publish plain, then instrument a fresh copy: SharpFuzz rewrites assemblies in place, and an incremental publish
-  # over instrumented files could leave a mix. An instrumented Flint.*.dll run outside afl-fuzz behaves as before
-  # (SharpFuzz only records coverage), so the replay and --ci modes use the same copy.
+  # over instrumented files could leave a mix.
   nice -n 19 dotnet publish tests/fuzz/Flint.Fuzz -c Release -o "$FUZZ/publish" --nologo -v quiet >"$FUZZ/build.log" 2>&1 \
     || { cat "$FUZZ/build.log"; echo "fuzz: build failed" >&2; exit 2; }
   rm -rf "$BIN"
@@ -59,7 +59,7 @@ if [ "$mode" = replay ]; then
   for dir in "$@"; do
     # .../out/TARGET/default/crashes -> TARGET
     t=$(basename "$(dirname "$(dirname "$dir")")")
-    wrap "$t" "$BIN/Flint.Fuzz" replay "$t" "$dir" || rc=1
+    wrap "$t" "$PLAIN/Flint.Fuzz" replay "$t" "$dir" || rc=1
   done
   exit $rc
 fi
@@ -73,9 +73,9 @@ if [ "$mode" = ci ]; then
     for d in "$FUZZ/out/$t/default/crashes" "$FUZZ/out/$t/default/hangs"; do
       [ -n "$(ls -A "$d" 2>/dev/null | grep -v README)" ] && found+=("$d")
     done
-    wrap "$t" "$BIN/Flint.Fuzz" replay "$t" "$CORPUS/$t" "${found[@]}" | tail -n 1 || rc=1
+    wrap "$t" "$PLAIN/Flint.Fuzz" replay "$t" "$CORPUS/$t" "${found[@]}" | tail -n 1 || rc=1
     set +e
-    wrap "$t" nice -n 19 "$BIN/Flint.Fuzz" mutate "$t" "$secs" "$CORPUS/$t" "$FUZZ/ci/$t"
+    wrap "$t" nice -n 19 "$PLAIN/Flint.Fuzz" mutate "$t" "$secs" "$CORPUS/$t" "$FUZZ/ci/$t"
     r=$?
     set -e
     [ $r -eq 0 ] || { echo "fuzz: $t failed (exit $r), input saved under $FUZZ/ci/$t" >&2; rc=1; }

@@ -42,11 +42,14 @@ internal static class Cli
                 return 0;
             case "afl" when args.Length == 2:
             {
-                var target = Available(args[1]);
-                if (target == null) return 2;
+                // Instrumented code may only run inside Fuzzer.Run: before it, SharpFuzz's trace map is not set up and the
+                // first instrumented branch (a target's constructor) faults. So the target is made on the first input.
+                string name = args[1];
+                IFuzzTarget? target = null;
                 var buf = new byte[1 << 20];
                 Fuzzer.Run(stream =>
                 {
+                    if (target == null && (target = Available(name)) == null) Environment.Exit(2);
                     int n = 0, r;
                     while (n < buf.Length && (r = stream.Read(buf, n, buf.Length - n)) > 0) n += r;
                     target.Run(buf.AsSpan(0, n));
