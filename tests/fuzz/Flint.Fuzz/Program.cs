@@ -9,11 +9,11 @@ using SharpFuzz;
 //   Flint.Fuzz afl TARGET                        the AFL++ fork server (afl-fuzz starts this)
 //   Flint.Fuzz replay TARGET PATH...             runs files (or every file in directories); exit 1 on a crash
 //   Flint.Fuzz mutate TARGET SECONDS CORPUS [OUT] blind in-process mutation (no AFL); exit 1 on a crash, 3 on a hang
-return Cli.Main(args);
+return Cli.Run(args);
 
 internal static class Cli
 {
-    public static int Main(string[] args)
+    public static int Run(string[] args)
     {
         if (args.Length == 0) return Usage();
         switch (args[0])
@@ -82,7 +82,7 @@ internal static class Cli
     private static IEnumerable<string> Files(IEnumerable<string> paths) =>
         paths.SelectMany(p => Directory.Exists(p)
             ? Directory.GetFiles(p).Where(f => !Path.GetFileName(f).StartsWith('.') && !f.EndsWith(".txt", StringComparison.Ordinal)).Order()
-            : (IEnumerable<string>)[p]);
+            : File.Exists(p) ? (IEnumerable<string>)[p] : []);
 
     private static int Replay(string name, string[] paths)
     {
