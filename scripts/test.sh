@@ -101,6 +101,14 @@ if [ $nested = 1 ]; then
   [ "$nrc" -ne 0 ] && [ $l1_broken = 0 ] && rc=1
 fi
 
+# The fuzz targets briefly (seed corpora and saved findings replayed, then seconds of random mutation each):
+# a parser change that crashes on a known input fails here. The campaigns themselves: tests/fuzz/run.sh SECONDS.
+if bash tests/fuzz/run.sh --ci > artifacts/fuzz-ci.log 2>&1; then
+  echo "fuzz smoke: passed ($(tail -1 artifacts/fuzz-ci.log))"; passed=$((passed + 1))
+else
+  tail -20 artifacts/fuzz-ci.log; echo "fuzz smoke: FAILED (artifacts/fuzz-ci.log)"; failed=$((failed + 1)); rc=1
+fi
+
 # The benchmark harness in smoke mode (tiny counts): checks that bench/ still builds and measures end to end.
 if bash bench/smoke-test.sh > artifacts/bench-smoke.log 2>&1; then
   echo "bench smoke: passed"; passed=$((passed + 1))
