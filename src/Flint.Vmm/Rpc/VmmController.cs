@@ -100,7 +100,9 @@ public sealed class VmmController : IApiHandler
         ConfigException or IOException or UnauthorizedAccessException or InvalidOperationException or FormatException
             or OverflowException or JsonException or Flint.Sys.SysException or Flint.Memory.GuestMemoryException
             or Flint.Arch.X86.KernelLoadException or Flint.Arch.X86.InitrdLoadException
-            or Flint.Arch.X86.KernelCmdlineException => true,
+            or Flint.Arch.X86.KernelCmdlineException
+            // A vCPU that did not pause or resume in time, or had already exited: Firecracker's 400 "Failed to pause".
+            or VcpuStateException => true,
         _ => false,
     };
 
