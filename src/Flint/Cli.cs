@@ -173,7 +173,7 @@ public static class Cli
             try { json = File.ReadAllText(configFile); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                return GenericFail($"Unable to open or read from the configuration file: {IoErrorText.Of(e, configFile)}");
+                return GenericFail($"Unable to open or read from the configuration file: {IoErrorText.Of(e, configFile)}: {configFile}");
             }
             try { config = ConfigLoader.Parse(json); }
             catch (ConfigException e)
@@ -237,7 +237,7 @@ public static class Cli
         try { json = File.ReadAllText(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return $"Unable to open or read from the mmds content file: {IoErrorText.Of(e, path)}";
+            return $"Unable to open or read from the mmds content file: {IoErrorText.Of(e, path)}: {path}";
         }
         try
         {

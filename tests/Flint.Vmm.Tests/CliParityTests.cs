@@ -366,7 +366,7 @@ public class CliParityTests : IDisposable
         using var p = Repo.StartWithApi(sock, "--id", "parity-1", "--metadata", metadata, "--log-path", log);
         try
         {
-            Assert.False(p.HasExited, "flint exited: " + p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd());
+            if (p.HasExited) Assert.Fail("flint exited: " + p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd());
             var (st, body) = Http(sock, "GET", "/mmds");
             Assert.Equal(200, st);
             Assert.True(JsonElement.DeepEquals(Json(body), Json(File.ReadAllText(metadata))), body);
@@ -425,7 +425,7 @@ public class CliParityTests : IDisposable
         using var p = Repo.StartWithApi(sock);
         try
         {
-            Assert.False(p.WaitForExit(3000), "flint exited: " + p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd());
+            if (p.WaitForExit(3000)) Assert.Fail("flint exited: " + p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd());
         }
         finally
         {
