@@ -27,7 +27,7 @@ public class ServerTests
         Assert.Equal("test-vm", info.GetProperty("id").GetString());
         Assert.Equal("Not started", info.GetProperty("state").GetString());
         Assert.Equal("1.2.3", info.GetProperty("vmm_version").GetString());
-        Assert.Equal("Flint", info.GetProperty("app_name").GetString());
+        Assert.Equal("Firecracker", info.GetProperty("app_name").GetString());
 
         r = c.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env.Kernel)}\", \"boot_args\": \"console=ttyS0 reboot=k panic=1\"}}");
         Assert.Equal(204, r.Status);

@@ -144,12 +144,13 @@ public sealed class SeccompProcessTests : IDisposable
     }
 
     [Fact]
-    public void Invalid_filter_file_exits_152()
+    // Firecracker's main.rs: MainError::SeccompFilter -> FcExitCode::GenericError (1); 152 is only for --level.
+    public void Invalid_filter_file_exits_1()
     {
         var filter = Path.Combine(_dir, "bad.json");
         File.WriteAllText(filter, "{\"vmm\": {\"default_action\": \"trap\", \"filter_action\": \"allow\", \"filter\": [{\"syscall\": \"no_such_call\"}]}}");
         var r = Repo.RunFlint(TimeSpan.FromSeconds(20), "--api-sock", Path.Combine(_dir, "s"), "--seccomp-filter", filter);
-        Assert.Equal(152, r.ExitCode);
+        Assert.Equal(1, r.ExitCode);
         Assert.Contains("Seccomp error", r.All);
     }
 }

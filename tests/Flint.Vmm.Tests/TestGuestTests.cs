@@ -81,7 +81,7 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(0, r.ExitCode);
         Assert.Matches("fail=0", r.Stdout);
         r = Boot(Config("tg.tests=serial", withDisk: false, extra: Template("100000")));
-        Assert.Equal(152, r.ExitCode);
+        Assert.Equal(1, r.ExitCode); // a config file that fails to build: Firecracker's main.rs exits 1 (GenericError)
         Assert.Contains("lacks capability 100000", r.All);
     }
 

@@ -12,7 +12,7 @@ namespace Flint.Vmm.Rpc;
 /// </summary>
 public sealed class VmmController : IApiHandler
 {
-    public const string AppName = "Flint";
+    public const string AppName = "Firecracker"; // what Firecracker reports in GET /; clients compare it (docs/compatibility.md)
     public const string NotSupportedAfterStart = "The requested operation is not supported after starting the microVM.";
     public const string NotSupportedBeforeStart = "The requested operation is not supported before starting the microVM.";
 
