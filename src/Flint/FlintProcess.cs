@@ -140,7 +140,7 @@ internal sealed class FlintProcess
                 SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vmm);
                 int code = _vmm.RunUntilExit();
                 _metricsOut.FlushQuietly();
-                Logger.Info(code == 0 ? "Flint exiting successfully. exit_code=0" : $"Flint exiting with error. exit_code={code}");
+                Logger.Info(code == 0 ? "Firecracker exiting successfully. exit_code=0" : $"Firecracker exiting with error. exit_code={code}");
                 ExitUnderFilter(code, server);
                 return code;
             }
