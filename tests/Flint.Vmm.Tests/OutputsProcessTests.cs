@@ -124,11 +124,12 @@ public sealed class OutputsProcessTests : IDisposable
     }
 
     [Fact]
-    public void A_config_file_logger_path_that_cannot_be_opened_exits_152()
+    public void A_config_file_logger_path_that_cannot_be_opened_exits_1()
     {
+        // Firecracker's main.rs: a config-file build error is MainError::RunWithoutApiError -> GenericError (1).
         string cfg = Config(", \"logger\": {\"log_path\": \"/nonexistent/dir/flint.log\"}");
         var r = Repo.RunFlint(TimeSpan.FromSeconds(30), "--no-api", "--config-file", cfg);
-        Assert.Equal(152, r.ExitCode);
+        Assert.Equal(1, r.ExitCode);
         Assert.Contains("Logger error: Failed to open target file: No such file or directory (os error 2)", r.All);
     }
 }

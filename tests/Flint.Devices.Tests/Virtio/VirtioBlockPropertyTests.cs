@@ -62,7 +62,7 @@ public sealed class VirtioBlockPropertyTests
         _ => d.RawLen,
     };
 
-    private long _served, _rejected;
+    private long _served, _rejected, _cases, _aliased;
 
     [Fact]
     public async Task RandomChainsNeverEscapeOrHang()
@@ -75,7 +75,8 @@ public sealed class VirtioBlockPropertyTests
             var run = Task.Run(() => GenCase.Sample(c => RunCase(file, c), iter: 4000, threads: 1));
             await run.WaitAsync(TimeSpan.FromMinutes(3));
             // The generator must reach both sides: requests that succeed and requests that are rejected.
-            Assert.True(_served > 0, "no random request was ever served");
+            Assert.True(_served > 0, $"no random request was ever served ({_cases} cases, {_aliased} with buffers over the rings, " +
+                $"{_rejected} rejected, backing file {new FileInfo(file).Length} bytes)");
             Assert.True(_rejected > 0, "no random request was ever rejected");
         }
         finally
@@ -134,8 +135,10 @@ public sealed class VirtioBlockPropertyTests
         // A writable buffer over the avail or used ring lets the device's own data writes rewrite them (seen: a read of zeros and
         // headers over the used ring read back as used idx 272 for 16 requests): what the ring holds then is the
         // guest's doing, not the device's count, so only promptness and containment are checked for such cases.
+        Interlocked.Increment(ref _cases);
         if (WritableBufferCoversTheRings(c))
         {
+            _aliased++;
             _served += dev.Metrics.ReadCount + dev.Metrics.WriteCount + dev.Metrics.FlushCount;
             _rejected += dev.Metrics.InvalidReqsCount;
             return;
