@@ -9,20 +9,12 @@ namespace Flint.Devices.Virtio;
 /// </summary>
 public unsafe struct ChainReader
 {
-    private readonly IoVec* _segments;
-    private readonly int _count;
-    private int _index;
-    private ulong _offset; // into _segments[_index]
+    private SegmentCursor _cursor;
 
-    internal ChainReader(IoVec* segments, int count, ulong total)
-    {
-        _segments = segments;
-        _count = count;
-        Remaining = total;
-    }
+    internal ChainReader(IoVec* segments, int count, ulong total) => _cursor = new SegmentCursor(segments, count, total);
 
     /// <summary>Bytes not yet read.</summary>
-    public ulong Remaining { get; private set; }
+    public readonly ulong Remaining => _cursor.Left;
 
     /// <summary>Copies up to <c>dst.Length</c> bytes; returns how many.</summary>
     public int Read(Span<byte> dst)
@@ -41,52 +33,21 @@ public unsafe struct ChainReader
     public bool ReadExact(Span<byte> dst) => Read(dst) == dst.Length;
 
     /// <summary>Skips up to <paramref name="n"/> bytes; returns how many.</summary>
-    public ulong Skip(ulong n)
-    {
-        ulong done = 0;
-        while (done < n && NextPiece(n - done, out _, out uint len)) done += len;
-        return done;
-    }
+    public ulong Skip(ulong n) => _cursor.Skip(n);
 
     /// <summary>Segments not yet wholly read: the most pieces <see cref="NextPiece"/> can still hand out.</summary>
-    public int SegmentsLeft => _count - _index;
+    public readonly int SegmentsLeft => _cursor.SegmentsLeft;
 
     /// <summary>
     /// The next <paramref name="max"/> bytes as at most <paramref name="capacity"/> iovecs (one per
     /// <see cref="NextPiece"/>), moving past them; returns how many were filled. For a gathered socket call straight
     /// on guest memory; an array of <see cref="SegmentsLeft"/> entries always holds the whole range.
     /// </summary>
-    public int NextPieces(ulong max, IoVec* iov, int capacity)
-    {
-        int n = 0;
-        while (n < capacity && max > 0 && NextPiece(max, out byte* p, out uint len))
-        {
-            // SAFETY: n < capacity, the caller's array size.
-            iov[n].Base = p;
-            iov[n].Len = len;
-            n++;
-            max -= len;
-        }
-        return n;
-    }
+    public int NextPieces(ulong max, IoVec* iov, int capacity) => _cursor.NextPieces(max, iov, capacity);
 
     /// <summary>
     /// The next contiguous piece of guest memory, at most <paramref name="max"/> bytes (and under 4 GiB), and moves
     /// past it: for zero-copy I/O straight from guest memory (pwrite from a guest buffer).
     /// </summary>
-    public bool NextPiece(ulong max, out byte* p, out uint len)
-    {
-        p = null;
-        len = 0;
-        while (_index < _count && _offset == _segments[_index].Len) { _index++; _offset = 0; }
-        if (_index == _count || max == 0) return false;
-        // SAFETY: _index < _count, the number of segments the buffers filled in.
-        ref var s = ref _segments[_index];
-        ulong n = Math.Min(Math.Min(max, (ulong)s.Len - _offset), uint.MaxValue);
-        p = (byte*)s.Base + _offset;
-        len = (uint)n;
-        _offset += n;
-        Remaining -= n;
-        return true;
-    }
+    public bool NextPiece(ulong max, out byte* p, out uint len) => _cursor.NextPiece(max, out p, out len);
 }

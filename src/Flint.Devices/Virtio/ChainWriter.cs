@@ -9,23 +9,20 @@ namespace Flint.Devices.Virtio;
 /// </summary>
 public unsafe struct ChainWriter
 {
-    private readonly IoVec* _segments;
-    private readonly int _count;
-    private int _index;
-    private ulong _offset; // into _segments[_index]
+    private SegmentCursor _cursor;
+    private readonly ulong _total;
 
     internal ChainWriter(IoVec* segments, int count, ulong total)
     {
-        _segments = segments;
-        _count = count;
-        Available = total;
+        _cursor = new SegmentCursor(segments, count, total);
+        _total = total;
     }
 
     /// <summary>Writable bytes not yet written.</summary>
-    public ulong Available { get; private set; }
+    public readonly ulong Available => _cursor.Left;
 
     /// <summary>Bytes written (or skipped) so far.</summary>
-    public ulong Written { get; private set; }
+    public readonly ulong Written => _total - _cursor.Left;
 
     /// <summary>Copies as much of <paramref name="src"/> as fits; returns how many bytes.</summary>
     public int Write(ReadOnlySpan<byte> src)
@@ -41,53 +38,21 @@ public unsafe struct ChainWriter
     }
 
     /// <summary>Moves past up to <paramref name="n"/> bytes without writing them (a header field written later).</summary>
-    public ulong Skip(ulong n)
-    {
-        ulong done = 0;
-        while (done < n && NextPiece(n - done, out _, out uint len)) done += len;
-        return done;
-    }
+    public ulong Skip(ulong n) => _cursor.Skip(n);
 
     /// <summary>Segments not yet wholly written: the most pieces <see cref="NextPiece"/> can still hand out.</summary>
-    public int SegmentsLeft => _count - _index;
+    public readonly int SegmentsLeft => _cursor.SegmentsLeft;
 
     /// <summary>
     /// The next <paramref name="max"/> bytes as at most <paramref name="capacity"/> iovecs (one per
-    /// <see cref="NextPiece"/>), moving past them; returns how many were filled. For a gathered socket call straight
-    /// on guest memory; an array of <see cref="SegmentsLeft"/> entries always holds the whole range.
+    /// <see cref="NextPiece"/>), counted as written; returns how many were filled. For a scattered socket read straight
+    /// into guest memory; an array of <see cref="SegmentsLeft"/> entries always holds the whole range.
     /// </summary>
-    public int NextPieces(ulong max, IoVec* iov, int capacity)
-    {
-        int n = 0;
-        while (n < capacity && max > 0 && NextPiece(max, out byte* p, out uint len))
-        {
-            // SAFETY: n < capacity, the caller's array size.
-            iov[n].Base = p;
-            iov[n].Len = len;
-            n++;
-            max -= len;
-        }
-        return n;
-    }
+    public int NextPieces(ulong max, IoVec* iov, int capacity) => _cursor.NextPieces(max, iov, capacity);
 
     /// <summary>
     /// The next contiguous piece of guest memory, at most <paramref name="max"/> bytes (and under 4 GiB), counted as
     /// written: for zero-copy I/O straight into guest memory (pread into a guest buffer).
     /// </summary>
-    public bool NextPiece(ulong max, out byte* p, out uint len)
-    {
-        p = null;
-        len = 0;
-        while (_index < _count && _offset == _segments[_index].Len) { _index++; _offset = 0; }
-        if (_index == _count || max == 0) return false;
-        // SAFETY: _index < _count, the number of segments the buffers filled in.
-        ref var s = ref _segments[_index];
-        ulong n = Math.Min(Math.Min(max, (ulong)s.Len - _offset), uint.MaxValue);
-        p = (byte*)s.Base + _offset;
-        len = (uint)n;
-        _offset += n;
-        Available -= n;
-        Written += n;
-        return true;
-    }
+    public bool NextPiece(ulong max, out byte* p, out uint len) => _cursor.NextPiece(max, out p, out len);
 }
