@@ -19,7 +19,21 @@ public sealed class QueuedApiHandler : IApiHandler, IDisposable
     {
         public VmmAction? Action;
         public ApiResponse? Response;
+        /// <summary>Set under the queue lock when the VMM thread dequeues it: from then on it runs, whatever the caller does.</summary>
+        public bool Taken;
     }
+
+    /// <summary>How long a request may wait in the queue before the VMM thread takes it.</summary>
+    public static readonly TimeSpan DefaultQueueTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long a taken request may run. Generous: an InstanceStart or a snapshot of a large guest takes seconds,
+    /// and the answer must not claim a failure that did not happen unless the VMM is truly stuck.
+    /// </summary>
+    public static readonly TimeSpan DefaultRunTimeout = TimeSpan.FromMinutes(5);
+
+    public const string NotTakenMessage = "The VMM did not take the request in time; it was not run.";
+    public const string NotFinishedMessage = "The VMM did not finish the request in time; its outcome is unknown.";
 
     [ThreadStatic] private static Pending? t_pending;
 
@@ -29,34 +43,79 @@ public sealed class QueuedApiHandler : IApiHandler, IDisposable
     private readonly EventFd _eventFd = new(nonBlocking: true);
     private bool _disposed;
 
-    public QueuedApiHandler(IApiHandler inner) => _inner = inner;
+    private readonly TimeSpan _queueTimeout, _runTimeout;
+
+    public QueuedApiHandler(IApiHandler inner) : this(inner, DefaultQueueTimeout, DefaultRunTimeout) { }
+
+    /// <summary>Every wait of the API thread is bounded: by <paramref name="queueTimeout"/> until the VMM thread takes
+    /// the request, then by <paramref name="runTimeout"/> until it answers.</summary>
+    public QueuedApiHandler(IApiHandler inner, TimeSpan queueTimeout, TimeSpan runTimeout)
+    {
+        _inner = inner;
+        _queueTimeout = queueTimeout;
+        _runTimeout = runTimeout;
+    }
 
     /// <summary>The eventfd to register (EPOLLIN) in the VMM thread's epoll loop; call <see cref="ProcessPending"/> when it fires.</summary>
     public int Fd => _eventFd.Fd;
     public EventFd EventFd => _eventFd;
 
-    /// <summary>API thread: queue the action and wait for the VMM thread's answer.</summary>
+    /// <summary>
+    /// API thread: queue the action and wait for the VMM thread's answer. A VMM thread that does not take the request
+    /// in time gets it withdrawn (503, nothing ran); one that takes it and does not finish in time leaves the outcome
+    /// unknown (504), and this thread's waiter is given up so a late answer cannot land in a later request.
+    /// </summary>
     public ApiResponse Handle(VmmAction action)
     {
         var p = t_pending ??= new Pending();
         p.Action = action;
         p.Response = null;
+        p.Taken = false;
         lock (_lock)
         {
             if (_disposed) return ApiResponse.Fault("The VMM is shutting down.", 503);
             _queue.Enqueue(p);
         }
         _eventFd.Write(1);
-        ApiResponse r;
         lock (p)
         {
-            while (p.Response == null) Monitor.Wait(p);
-            r = p.Response;
+            var queued = Deadline.After(_queueTimeout);
+            while (p.Response == null && !Volatile.Read(ref p.Taken) && queued.MillisecondsLeft > 0)
+                Monitor.Wait(p, queued.MillisecondsLeft);
+            if (p.Response == null && !Volatile.Read(ref p.Taken) && TryWithdraw(p))
+            {
+                p.Action = null;
+                return ApiResponse.Fault(NotTakenMessage, 503);
+            }
+            var running = Deadline.After(_runTimeout);
+            while (p.Response == null && running.MillisecondsLeft > 0) Monitor.Wait(p, running.MillisecondsLeft);
+            if (p.Response is not { } r)
+            {
+                Logging.Logger.Error($"API request {action.GetType().Name} did not finish within {_runTimeout.TotalSeconds:0} s");
+                t_pending = null; // the VMM thread may still answer into this one
+                return ApiResponse.Fault(NotFinishedMessage, 504);
+            }
             // Let go of the action and answer: the waiter outlives this request.
             p.Response = null;
             p.Action = null;
+            return r;
         }
-        return r;
+    }
+
+    /// <summary>Takes <paramref name="p"/> out of the queue if the VMM thread has not dequeued it yet.</summary>
+    private bool TryWithdraw(Pending p)
+    {
+        lock (_lock)
+        {
+            if (p.Taken || !_queue.Contains(p)) return false;
+            int n = _queue.Count;
+            for (int i = 0; i < n; i++)
+            {
+                var q = _queue.Dequeue();
+                if (!ReferenceEquals(q, p)) _queue.Enqueue(q);
+            }
+            return true;
+        }
     }
 
     /// <summary>VMM thread: drain the eventfd and answer every queued request; returns how many were handled.</summary>
@@ -67,7 +126,13 @@ public sealed class QueuedApiHandler : IApiHandler, IDisposable
         while (true)
         {
             Pending? p;
-            lock (_lock) { if (!_queue.TryDequeue(out p)) break; }
+            lock (_lock)
+            {
+                if (!_queue.TryDequeue(out p)) break;
+                p.Taken = true;
+            }
+            // Wake the caller so it moves from the queue bound to the run bound.
+            lock (p) Monitor.PulseAll(p);
             ApiResponse r;
             try { r = _inner.Handle(p.Action!); }
             catch (Exception e)
