@@ -1,5 +1,5 @@
-using System.Buffers.Binary;
-using static Flint.Devices.Mmds.PacketUtil;
+using Flint.Devices.Mmds.Pdu;
+using static Flint.Devices.Mmds.Pdu.TcpSegment;
 
 namespace Flint.Devices.Mmds;
 
@@ -22,8 +22,6 @@ public sealed class MmdsNetworkStack
     /// <summary>Retransmission timeout of a connection's first unacknowledged segment; it doubles on each expiry up to
     /// <see cref="MaxRtoMs"/>, and after <see cref="MaxRetransmits"/> expiries in a row the connection is reset.</summary>
     public const int InitialRtoMs = 250, MaxRtoMs = 4000, MaxRetransmits = 6;
-
-    private const byte Fin = 1, Syn = 2, Rst = 4, Psh = 8, Ack = 16;
 
     /// <summary>Firecracker's MMDS MAC, 06:01:23:45:67:01.</summary>
     public static ReadOnlySpan<byte> DefaultMac => [0x06, 0x01, 0x23, 0x45, 0x67, 0x01];
@@ -60,7 +58,7 @@ public sealed class MmdsNetworkStack
         // The precise monotonic clock, the one timerfds use: TickCount64 is the coarse one (a jiffy behind at times), and
         // a timer armed for a deadline on it fired "before" that deadline.
         _nowMs = clockMs ?? (() => System.Diagnostics.Stopwatch.GetTimestamp() / (System.Diagnostics.Stopwatch.Frequency / 1000));
-        Ipv4Address = ParseIpv4(ipv4);
+        Ipv4Address = PacketUtil.ParseIpv4(ipv4);
         Http = new MmdsHttp(store, version, new MmdsTokenAuthority(clockMs));
         for (int i = 0; i < _conns.Length; i++) _conns[i] = new MmdsTcpConnection();
     }
@@ -127,13 +125,13 @@ public sealed class MmdsNetworkStack
     /// </summary>
     public static bool IsCandidate(ReadOnlySpan<byte> eth, uint ipv4)
     {
-        if (eth.Length < EthHeader) return false;
-        ushort type = BinaryPrimitives.ReadUInt16BigEndian(eth[12..]);
-        if (type == EtherTypeArp)
-            return eth.Length >= EthHeader + ArpPayload && BinaryPrimitives.ReadUInt32BigEndian(eth[(EthHeader + 24)..]) == ipv4;
-        if (type == EtherTypeIpv4)
-            return eth.Length >= EthHeader + Ipv4MinHeader && BinaryPrimitives.ReadUInt32BigEndian(eth[(EthHeader + 16)..]) == ipv4;
-        return false;
+        if (!EthernetFrame.TryRead(eth, out var frame)) return false;
+        return frame.EtherType switch
+        {
+            EthernetFrame.TypeArp => ArpPacket.TryRead(frame.Payload, out var arp) && arp.TargetIp == ipv4,
+            EthernetFrame.TypeIpv4 => Ipv4Packet.TryPeekDestination(frame.Payload, out uint dst) && dst == ipv4,
+            _ => false,
+        };
     }
 
     /// <summary>
@@ -144,81 +142,62 @@ public sealed class MmdsNetworkStack
     public bool DetourFrame(ReadOnlySpan<byte> frame, bool checksumPartial = false)
     {
         Interlocked.Increment(ref Metrics.RxCount);
-        if (frame.Length < EthHeader)
+        if (!EthernetFrame.TryRead(frame, out var eth))
         {
             Interlocked.Increment(ref Metrics.RxBadEth);
             return false;
         }
-        ushort type = BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
-        var srcMac = frame.Slice(6, 6);
-        if (type == EtherTypeArp) return HandleArp(srcMac, frame[EthHeader..]);
-        if (type != EtherTypeIpv4) return false;
+        if (eth.EtherType == EthernetFrame.TypeArp) return HandleArp(eth.Source, eth.Payload);
+        if (eth.EtherType != EthernetFrame.TypeIpv4) return false;
 
-        var ip = frame[EthHeader..];
-        if (ip.Length < Ipv4MinHeader || BinaryPrimitives.ReadUInt32BigEndian(ip[16..]) != Ipv4Address) return false;
+        if (!Ipv4Packet.TryPeekDestination(eth.Payload, out uint dst) || dst != Ipv4Address) return false;
         Interlocked.Increment(ref Metrics.RxAccepted);
-        int ihl = (ip[0] & 0xf) * 4;
-        int total = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
-        if ((ip[0] >> 4) != 4 || ihl < Ipv4MinHeader || total < ihl || total > ip.Length || Checksum(ip[..ihl]) != 0)
+        switch (Ipv4Packet.Validate(eth.Payload, out var ip))
+        {
+            case Ipv4Packet.Verdict.Malformed:
+                Interlocked.Increment(ref Metrics.RxAcceptedErr);
+                return true;
+            case Ipv4Packet.Verdict.Fragment or Ipv4Packet.Verdict.NotTcp:
+                // Fragments and anything but TCP: dropped, never forwarded.
+                Interlocked.Increment(ref Metrics.RxAcceptedUnusual);
+                return true;
+        }
+        if (!TcpSegment.TryRead(ip.Payload, ip.Source, Ipv4Address, checksumPartial, out var seg))
         {
             Interlocked.Increment(ref Metrics.RxAcceptedErr);
             return true;
         }
-        if ((BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x3fff) != 0 || ip[9] != ProtoTcp)
-        {
-            // Fragments and anything but TCP: dropped, never forwarded.
-            Interlocked.Increment(ref Metrics.RxAcceptedUnusual);
-            return true;
-        }
-        uint src = BinaryPrimitives.ReadUInt32BigEndian(ip[12..]);
-        HandleTcp(srcMac, src, ip[ihl..total], checksumPartial);
+        HandleTcp(eth.Source, ip.Source, seg);
         return true;
     }
 
-    private bool HandleArp(ReadOnlySpan<byte> srcMac, ReadOnlySpan<byte> arp)
+    private bool HandleArp(ReadOnlySpan<byte> srcMac, ReadOnlySpan<byte> payload)
     {
-        if (arp.Length < ArpPayload) return false;
-        if (BinaryPrimitives.ReadUInt32BigEndian(arp[24..]) != Ipv4Address) return false;
-        if (BinaryPrimitives.ReadUInt16BigEndian(arp) != 1 || BinaryPrimitives.ReadUInt16BigEndian(arp[2..]) != EtherTypeIpv4
-            || arp[4] != 6 || arp[5] != 4)
-            return false;
+        if (!ArpPacket.TryRead(payload, out var arp) || arp.TargetIp != Ipv4Address || !arp.IsIpv4OverEthernet) return false;
         Interlocked.Increment(ref Metrics.RxAccepted);
-        if (BinaryPrimitives.ReadUInt16BigEndian(arp[6..]) != 1)
+        if (arp.Operation != ArpPacket.OpRequest)
         {
             Interlocked.Increment(ref Metrics.RxAcceptedUnusual); // a reply or other op for our address: nothing to do
             return true;
         }
         // Only the most recent request is remembered.
-        arp.Slice(8, 6).CopyTo(_arpMac);
-        _arpIp = BinaryPrimitives.ReadUInt32BigEndian(arp[14..]);
+        arp.SenderMac.CopyTo(_arpMac);
+        _arpIp = arp.SenderIp;
         _arpPending = true;
         return true;
     }
 
-    private void HandleTcp(ReadOnlySpan<byte> srcMac, uint src, ReadOnlySpan<byte> seg, bool partial)
+    private void HandleTcp(ReadOnlySpan<byte> srcMac, uint src, in TcpSegment seg)
     {
-        if (seg.Length < TcpMinHeader)
-        {
-            Interlocked.Increment(ref Metrics.RxAcceptedErr);
-            return;
-        }
-        int doff = (seg[12] >> 4) * 4;
-        if (doff < TcpMinHeader || doff > seg.Length || (!partial && TransportChecksum(src, Ipv4Address, ProtoTcp, seg) != 0))
-        {
-            Interlocked.Increment(ref Metrics.RxAcceptedErr);
-            return;
-        }
-        ushort sport = BinaryPrimitives.ReadUInt16BigEndian(seg);
-        ushort dport = BinaryPrimitives.ReadUInt16BigEndian(seg[2..]);
-        uint seq = BinaryPrimitives.ReadUInt32BigEndian(seg[4..]);
-        uint ack = BinaryPrimitives.ReadUInt32BigEndian(seg[8..]);
-        byte flags = seg[13];
-        ushort window = BinaryPrimitives.ReadUInt16BigEndian(seg[14..]);
-        var payload = seg[doff..];
+        ushort sport = seg.SourcePort;
+        uint seq = seg.Sequence;
+        uint ack = seg.AckNumber;
+        byte flags = seg.Flags;
+        var payload = seg.Payload;
         bool syn = (flags & Syn) != 0, fin = (flags & Fin) != 0, rst = (flags & Rst) != 0, ackf = (flags & Ack) != 0;
 
         var c = Find(src, sport);
-        if (dport != HttpPort || (syn && (fin || rst)))
+        if (seg.DestinationPort != HttpPort || (syn && (fin || rst)))
         {
             if (!rst) ResetFor(srcMac, src, sport, seq, ack, ackf, payload.Length + (syn ? 1 : 0) + (fin ? 1 : 0));
             if (c != null) Free(c);
@@ -229,13 +208,13 @@ public sealed class MmdsNetworkStack
             if (rst) return;
             if (syn && !ackf)
             {
-                Open(srcMac, src, sport, seq, window, ParseMss(seg[TcpMinHeader..doff]));
+                Open(srcMac, src, sport, seq, seg.Window, seg.MaxSegmentSize(Mss));
                 return;
             }
             ResetFor(srcMac, src, sport, seq, ack, ackf, payload.Length + (fin ? 1 : 0));
             return;
         }
-        OnSegment(c, seq, ack, flags, window, payload);
+        OnSegment(c, seq, ack, flags, seg.Window, payload);
     }
 
     private void Open(ReadOnlySpan<byte> mac, uint ip, ushort port, uint seq, ushort window, int mss)
@@ -258,27 +237,6 @@ public sealed class MmdsNetworkStack
         }
         slot.Init(mac, ip, port, seq, (uint)Random.Shared.Next(), window, mss, _order++);
         Interlocked.Increment(ref Metrics.ConnectionsCreated);
-    }
-
-    private static int ParseMss(ReadOnlySpan<byte> opts)
-    {
-        int i = 0;
-        while (i < opts.Length)
-        {
-            byte kind = opts[i];
-            if (kind == 0) break;
-            if (kind == 1) { i++; continue; }
-            if (i + 1 >= opts.Length) break;
-            int len = opts[i + 1];
-            if (len < 2 || i + len > opts.Length) break;
-            if (kind == 2 && len == 4)
-            {
-                int m = BinaryPrimitives.ReadUInt16BigEndian(opts[(i + 2)..]);
-                return Math.Clamp(m, 64, Mss);
-            }
-            i += len;
-        }
-        return 536; // RFC 1122 default when the SYN carries no MSS
     }
 
     private void OnSegment(MmdsTcpConnection c, uint seq, uint ack, byte flags, ushort window, ReadOnlySpan<byte> payload)
@@ -487,7 +445,7 @@ public sealed class MmdsNetworkStack
         }
         else if (c.Established && c.Unsent > 0 && c.WindowLeft > 0)
         {
-            int room = buf.Length - EthHeader - Ipv4MinHeader - TcpMinHeader;
+            int room = buf.Length - EthernetFrame.HeaderLength - Ipv4Packet.MinHeaderLength - TcpSegment.MinHeaderLength;
             int n = Math.Min(Math.Min(c.Unsent, c.PeerMss), Math.Min(c.WindowLeft, room));
             payload = c.Tx.AsSpan((int)(c.SndNxt - c.TxBase), n);
             flags |= Psh;
@@ -517,75 +475,31 @@ public sealed class MmdsNetworkStack
     private int WriteTcp(Span<byte> buf, ReadOnlySpan<byte> dstMac, uint dstIp, ushort dstPort, uint seq, uint ack,
         byte flags, ushort window, ReadOnlySpan<byte> payload, bool mssOption)
     {
-        int tcpLen = TcpMinHeader + (mssOption ? 4 : 0) + payload.Length;
-        int ipLen = Ipv4MinHeader + tcpLen;
-        int total = EthHeader + ipLen;
+        int tcpLen = TcpSegment.LengthOf(mssOption, payload.Length);
+        int ipLen = Ipv4Packet.MinHeaderLength + tcpLen;
+        int total = EthernetFrame.HeaderLength + ipLen;
         if (total > buf.Length)
         {
             Interlocked.Increment(ref Metrics.TxErrors);
             return 0;
         }
-        WriteEth(buf, dstMac, EtherTypeIpv4);
-        var ip = buf.Slice(EthHeader, Ipv4MinHeader);
-        ip[0] = 0x45;
-        ip[1] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)ipLen);
-        BinaryPrimitives.WriteUInt16BigEndian(ip[4..], _ipId++);
-        BinaryPrimitives.WriteUInt16BigEndian(ip[6..], 0x4000); // DF
-        ip[8] = 64;
-        ip[9] = ProtoTcp;
-        ip[10] = ip[11] = 0;
-        BinaryPrimitives.WriteUInt32BigEndian(ip[12..], Ipv4Address);
-        BinaryPrimitives.WriteUInt32BigEndian(ip[16..], dstIp);
-        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Checksum(ip));
-
-        var tcp = buf.Slice(EthHeader + Ipv4MinHeader, tcpLen);
-        BinaryPrimitives.WriteUInt16BigEndian(tcp, HttpPort);
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[2..], dstPort);
-        BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], seq);
-        BinaryPrimitives.WriteUInt32BigEndian(tcp[8..], ack);
-        tcp[12] = (byte)(((TcpMinHeader + (mssOption ? 4 : 0)) / 4) << 4);
-        tcp[13] = flags;
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[14..], window);
-        tcp[16] = tcp[17] = tcp[18] = tcp[19] = 0;
-        int off = TcpMinHeader;
-        if (mssOption)
-        {
-            tcp[20] = 2;
-            tcp[21] = 4;
-            BinaryPrimitives.WriteUInt16BigEndian(tcp[22..], Mss);
-            off += 4;
-        }
-        payload.CopyTo(tcp[off..]);
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], TransportChecksum(Ipv4Address, dstIp, ProtoTcp, tcp));
+        EthernetFrame.WriteHeader(buf, dstMac, _mac, EthernetFrame.TypeIpv4);
+        var ip = buf[EthernetFrame.HeaderLength..];
+        Ipv4Packet.WriteHeader(ip, ipLen, _ipId++, Ipv4Packet.ProtocolTcp, Ipv4Address, dstIp);
+        TcpSegment.Write(ip[Ipv4Packet.MinHeaderLength..], Ipv4Address, dstIp, HttpPort, dstPort, seq, ack, flags, window,
+            payload, mssOption ? Mss : null);
         Count(total);
         return total;
     }
 
     private int WriteArpReply(Span<byte> buf)
     {
-        const int total = EthHeader + ArpPayload;
+        const int total = EthernetFrame.HeaderLength + ArpPacket.Length;
         if (buf.Length < total) { Interlocked.Increment(ref Metrics.TxErrors); return 0; }
-        WriteEth(buf, _arpMac, EtherTypeArp);
-        var a = buf.Slice(EthHeader, ArpPayload);
-        BinaryPrimitives.WriteUInt16BigEndian(a, 1);
-        BinaryPrimitives.WriteUInt16BigEndian(a[2..], EtherTypeIpv4);
-        a[4] = 6;
-        a[5] = 4;
-        BinaryPrimitives.WriteUInt16BigEndian(a[6..], 2); // reply
-        _mac.CopyTo(a[8..]);
-        BinaryPrimitives.WriteUInt32BigEndian(a[14..], Ipv4Address);
-        _arpMac.CopyTo(a[18..]);
-        BinaryPrimitives.WriteUInt32BigEndian(a[24..], _arpIp);
+        EthernetFrame.WriteHeader(buf, _arpMac, _mac, EthernetFrame.TypeArp);
+        ArpPacket.WriteReply(buf[EthernetFrame.HeaderLength..], _mac, Ipv4Address, _arpMac, _arpIp);
         Count(total);
         return total;
-    }
-
-    private void WriteEth(Span<byte> buf, ReadOnlySpan<byte> dst, ushort type)
-    {
-        dst.CopyTo(buf);
-        _mac.CopyTo(buf[6..]);
-        BinaryPrimitives.WriteUInt16BigEndian(buf[12..], type);
     }
 
     private void Count(int bytes)

@@ -2,16 +2,19 @@ using System.Buffers.Binary;
 
 namespace Flint.Devices.Mmds;
 
-/// <summary>Internet checksum helpers and Ethernet/IPv4 constants used by the MMDS stack.</summary>
+/// <summary>
+/// Internet checksum helpers. The header layouts live in the typed views under <c>Pdu/</c>; the constants here name
+/// theirs for test and fuzz code that builds frames by hand.
+/// </summary>
 public static class PacketUtil
 {
-    public const int EthHeader = 14;
-    public const ushort EtherTypeIpv4 = 0x0800;
-    public const ushort EtherTypeArp = 0x0806;
-    public const int ArpPayload = 28;
-    public const int Ipv4MinHeader = 20;
-    public const int TcpMinHeader = 20;
-    public const byte ProtoTcp = 6;
+    public const int EthHeader = Pdu.EthernetFrame.HeaderLength;
+    public const ushort EtherTypeIpv4 = Pdu.EthernetFrame.TypeIpv4;
+    public const ushort EtherTypeArp = Pdu.EthernetFrame.TypeArp;
+    public const int ArpPayload = Pdu.ArpPacket.Length;
+    public const int Ipv4MinHeader = Pdu.Ipv4Packet.MinHeaderLength;
+    public const int TcpMinHeader = Pdu.TcpSegment.MinHeaderLength;
+    public const byte ProtoTcp = Pdu.Ipv4Packet.ProtocolTcp;
 
     /// <summary>One's-complement sum of 16-bit big-endian words (odd byte padded), folded but not inverted.</summary>
     public static uint Sum(ReadOnlySpan<byte> data, uint acc = 0)
