@@ -1,0 +1,43 @@
+namespace Flint.Vmm.Rpc;
+
+/// <summary>
+/// The one place that knows how Firecracker composes a VMM action's fault_message: "&lt;Area&gt; error: &lt;inner&gt;",
+/// the area being the VmmActionError variant its handler maps failures to (rpc_interface.rs, each variant's Display).
+/// Handlers throw the inner text only; <see cref="VmmController"/> adds the prefix here, so a new failure cannot
+/// forget it and no message carries it twice.
+/// </summary>
+public static class FaultText
+{
+    /// <summary>The VmmActionError prefix for failures of <paramref name="action"/> in the given boot phase; null: none.</summary>
+    public static string? Prefix(VmmAction action, bool started) => action switch
+    {
+        PutBootSource => "Boot source error: ",
+        PutDrive or PatchDrive => "Drive config error: ",
+        PutMachineConfig or PatchMachineConfig => "Machine config error: ",
+        PutLogger => "Logger error: ",
+        PutMetrics => "Metrics error: ",
+        StartMicroVm => "Start microvm error: ",
+        PutNetworkInterface or PatchNetworkInterface => "Network config error: ",
+        PutVsock => "Vsock config error: ",
+        PutEntropy => "Entropy config error: ",
+        PutBalloon => "Balloon config error: ",
+        // Pre-boot the balloon's config comes from VmResources (BalloonConfig); after boot from the Vmm (InternalVmm).
+        GetBalloon => started ? "Internal VMM error: " : "Balloon config error: ",
+        GetBalloonStats => "Internal VMM error: ",
+        PatchBalloon or PatchBalloonStatsInterval => "Balloon update error: ",
+        // Firecracker's Display really reads "MMMDS" (rpc_interface.rs MmdsConfig); clients match it as it is.
+        PutMmdsConfig => "MMMDS config error: ",
+        PutMmds or PatchMmds or GetMmds => "MMDS error: ",
+        SendCtrlAltDel or Pause or Resume or FlushMetrics => "Internal VMM error: ",
+        CreateSnapshot => "Create snapshot error: ",
+        LoadSnapshot => "Load snapshot error: ",
+        _ => null,
+    };
+
+    /// <summary>MmdsDatastoreError::DataStoreLimitExceeded has its own variant (and status 413).</summary>
+    public const string MmdsLimitExceededPrefix = "MMDS limit exceeded error: ";
+
+    /// <summary><paramref name="inner"/> with the area prefix, unless it already starts with it.</summary>
+    public static string Compose(string? prefix, string inner) =>
+        prefix == null || inner.StartsWith(prefix, StringComparison.Ordinal) ? inner : prefix + inner;
+}
