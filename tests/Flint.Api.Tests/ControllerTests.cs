@@ -31,7 +31,7 @@ public class ControllerTests
         string before = env.ConfigJson;
         var r = env.Call("PUT", "/drives/second", Drive(env, "second", true));
         Assert.Equal(400, r.Status);
-        Assert.Equal("{\"fault_message\":\"A root block device already exists!\"}", r.Body);
+        Assert.Equal("{\"fault_message\":\"Drive config error: A root block device already exists!\"}", r.Body);
         Assert.Equal(before, env.ConfigJson);
         var drives = env.Controller.Configuration.Drives;
         Assert.Equal(["rootfs", "data"], drives.Select(d => d.DriveId));
