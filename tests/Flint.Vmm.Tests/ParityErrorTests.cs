@@ -177,6 +177,17 @@ public class ParityErrorTests : IDisposable
             Fault(c.Handle("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}")));
     }
 
+    // Values serde accepts but Flint's model cannot hold (usize beyond i64) and .NET-only failures read as Flint's
+    // sentence, never as .NET's exception text ("Arithmetic operation resulted in an overflow.").
+    [Fact]
+    public void Out_of_range_values_are_refused_without_dotnet_text()
+    {
+        Assert.Equal(Body + "a value is out of the range this build of Flint supports.",
+            Fault(NewController().Handle("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 18446744073709551615}")));
+        Assert.Equal("a value is not in the expected format", FaultText.Inner(new FormatException("Input string was not in a correct format.")));
+        Assert.Equal("No such file or directory (os error 2)", FaultText.Inner(new DirectoryNotFoundException("Could not find a part of the path '/x'.")));
+    }
+
     [Fact]
     public void Prefixes_are_added_once_and_only_where_firecracker_has_them()
     {

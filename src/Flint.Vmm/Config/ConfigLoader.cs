@@ -86,39 +86,39 @@ public static class ConfigLoader
         var ids = new HashSet<string>();
         foreach (var d in cfg.Drives)
         {
-            if (!IsValidId(d.DriveId)) throw new ConfigException($"Invalid drive_id \"{d.DriveId}\": use 1-64 alphanumerics or '_'.");
-            if (!ids.Add(d.DriveId)) throw new ConfigException($"Duplicate drive_id \"{d.DriveId}\".");
+            if (!IsValidId(d.DriveId)) throw new ConfigException(ConfigArea.Block, $"Invalid drive_id \"{d.DriveId}\": use 1-64 alphanumerics or '_'.");
+            if (!ids.Add(d.DriveId)) throw new ConfigException(ConfigArea.Block, $"Duplicate drive_id \"{d.DriveId}\".");
             if (d.IsRootDevice && ++roots > 1) throw new ConfigException(ConfigArea.Block, "A root block device already exists!");
-            if (d.Socket != null) throw new ConfigException($"Drive \"{d.DriveId}\": vhost-user block (socket) is not supported.");
-            if (string.IsNullOrEmpty(d.PathOnHost)) throw new ConfigException($"Drive \"{d.DriveId}\": path_on_host is required.");
+            if (d.Socket != null) throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": vhost-user block (socket) is not supported.");
+            if (string.IsNullOrEmpty(d.PathOnHost)) throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": path_on_host is required.");
             CheckReadable(d.PathOnHost, ConfigArea.Block,
                 e => $"Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: {e} {d.PathOnHost}");
             if (d.CacheType is not (null or "Unsafe" or "Writeback"))
-                throw new ConfigException($"Drive \"{d.DriveId}\": unknown cache_type \"{d.CacheType}\" (Unsafe or Writeback).");
+                throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": unknown cache_type \"{d.CacheType}\" (Unsafe or Writeback).");
             if (d.IoEngine is not (null or "Sync"))
-                throw new ConfigException($"Drive \"{d.DriveId}\": io_engine \"{d.IoEngine}\" is not supported (Sync).");
-            DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter");
+                throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": io_engine \"{d.IoEngine}\" is not supported (Sync).");
+            In(ConfigArea.Block, () => DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter"));
         }
 
         var netIds = new HashSet<string>();
         var tapNames = new HashSet<string>();
         foreach (var n in cfg.NetworkInterfaces ?? [])
         {
-            var net = DeviceConfigs.Net(n);
-            if (!netIds.Add(net.IfaceId)) throw new ConfigException($"Duplicate iface_id \"{net.IfaceId}\".");
+            var net = In(ConfigArea.Net, () => DeviceConfigs.Net(n));
+            if (!netIds.Add(net.IfaceId)) throw new ConfigException(ConfigArea.Net, $"Duplicate iface_id \"{net.IfaceId}\".");
             if (!tapNames.Add(net.HostDevName)) throw new ConfigException(ConfigArea.Net, TapBusy(net.HostDevName));
         }
         if (Present(cfg.MmdsConfig) is { } mmds)
         {
-            var m = DeviceConfigs.Mmds(mmds);
+            var m = In(ConfigArea.MmdsConfig, () => DeviceConfigs.Mmds(mmds));
             if (m.Interfaces.Any(i => !netIds.Contains(i)))
                 throw new ConfigException(ConfigArea.MmdsConfig, "The list of network interface IDs provided contains at least one ID that does not correspond to any existing network interface.");
         }
-        if (Present(cfg.Vsock) is { } vs) DeviceConfigs.Vsock(vs);
-        if (Present(cfg.Entropy) is { } en) DeviceConfigs.Entropy(en);
+        if (Present(cfg.Vsock) is { } vs) In(ConfigArea.Vsock, () => DeviceConfigs.Vsock(vs));
+        if (Present(cfg.Entropy) is { } en) In(ConfigArea.Entropy, () => DeviceConfigs.Entropy(en));
         if (Present(cfg.Balloon) is { } bl)
         {
-            var b = DeviceConfigs.Balloon(bl);
+            var b = In(ConfigArea.Balloon, () => DeviceConfigs.Balloon(bl));
             if (b.AmountMib > (ulong)(mc?.MemSizeMib ?? 128)) throw new ConfigException(ConfigArea.Balloon, "Amount of pages requested is too large.");
         }
         if (Present(cfg.CpuConfig) is { } cpu) CpuTemplateConfig.Parse(cpu);
@@ -126,6 +126,13 @@ public static class ConfigLoader
             + (Present(cfg.Entropy) != null ? 1 : 0) + (Present(cfg.Balloon) != null ? 1 : 0);
         if (virtioDevices > MaxVirtioDevices)
             throw new ConfigException($"Too many virtio devices ({virtioDevices}): at most {MaxVirtioDevices} fit the legacy IRQ range.");
+    }
+
+    /// <summary>Runs a section's check; its plain failures get the section's ResourcesError prefix (ConfigException.Area).</summary>
+    private static T In<T>(ConfigArea area, Func<T> check)
+    {
+        try { return check(); }
+        catch (ConfigException e) when (e.Area == ConfigArea.None) { throw new ConfigException(area, e.Message); }
     }
 
     /// <summary>MachineConfigError's texts for vcpu_count and mem_size_mib (one place for the config file and the API). Null when fine.</summary>

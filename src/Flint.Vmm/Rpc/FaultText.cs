@@ -40,4 +40,17 @@ public static class FaultText
     /// <summary><paramref name="inner"/> with the area prefix, unless it already starts with it.</summary>
     public static string Compose(string? prefix, string inner) =>
         prefix == null || inner.StartsWith(prefix, StringComparison.Ordinal) ? inner : prefix + inner;
+
+    /// <summary>
+    /// A failure's inner text for a user: the OS's words (Rust io::Error style) for I/O and system-call failures, a
+    /// fixed sentence for the .NET exceptions whose messages are always .NET's own (overflow, format, JSON), and the
+    /// message otherwise (Flint's exceptions carry Flint's words).
+    /// </summary>
+    public static string Inner(Exception e, string? path = null) => e switch
+    {
+        IOException or UnauthorizedAccessException or Flint.Sys.SysException => IoErrorText.Of(e, path),
+        OverflowException => "a value is out of the range this build of Flint supports",
+        FormatException or System.Text.Json.JsonException => "a value is not in the expected format",
+        _ => e.Message,
+    };
 }

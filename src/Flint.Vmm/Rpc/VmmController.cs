@@ -412,8 +412,7 @@ public sealed class VmmController : IApiHandler
 
     /// <summary>An exception's text for a client: the OS's words (Rust io::Error style) for I/O and system-call
     /// failures, whose .NET messages must not reach a user; Flint's own message otherwise.</summary>
-    private static string ErrorText(Exception e, string? path = null) =>
-        e is IOException or UnauthorizedAccessException or Flint.Sys.SysException ? Flint.Vmm.IoErrorText.Of(e, path) : e.Message;
+    private static string ErrorText(Exception e, string? path = null) => FaultText.Inner(e, path);
 
     /// <summary>Opens <paramref name="path"/> as the device will; on failure, the fault <paramref name="describe"/>
     /// words around the OS error text.</summary>
