@@ -131,6 +131,23 @@ public class ParityConfigTests : IDisposable
             Assert.Throws<ConfigException>(() => ConfigLoader.Parse(m)).Message);
     }
 
+    // Through the real binary (published by scripts/setup.sh): main.rs maps config-file build errors
+    // (RunWithoutApiError::BuildMicroVMFromJson(ParseFromJson)) to exit 1 and logs the chain of Displays.
+    [Theory]
+    [InlineData("\"pmem\": [{\"id\": \"p\"}]", "Configuration for VMM from one single json failed: Pmem device error: ")]
+    [InlineData("\"memory-hotplug\": {}", "Configuration for VMM from one single json failed: Memory hotplug config error: ")]
+    [InlineData("\"machine-config\": {\"vcpu_count\": 1,}", "Configuration for VMM from one single json failed: Invalid JSON: trailing comma at line 1 column ")]
+    public void The_cli_reports_config_file_errors_in_firecrackers_words_and_exits_1(string section, string expected)
+    {
+        string cfg = Path.Combine(_dir, "vm.json");
+        File.WriteAllText(cfg, $"{{\"boot-source\": {{\"kernel_image_path\": \"{_kernel}\"}}, \"drives\": [], {section}}}");
+        var r = Repo.RunFlint(TimeSpan.FromSeconds(30), "--no-api", "--config-file", cfg);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(expected, r.Stdout);
+        string line = r.Stdout.Split('\n').First(l => l.Contains("single json failed"));
+        ParityErrorTests.AssertNoDotNetText(line[line.IndexOf("Configuration for VMM", StringComparison.Ordinal)..]);
+    }
+
     private VmmController Configured()
     {
         var c = new VmmController(_ => throw new InvalidOperationException("not started")) { ConfigureLogger = _ => { }, ConfigureMetrics = _ => { } };
