@@ -186,6 +186,9 @@ public class ParityErrorTests : IDisposable
             Fault(NewController().Handle("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 18446744073709551615}")));
         Assert.Equal("a value is not in the expected format", FaultText.Inner(new FormatException("Input string was not in a correct format.")));
         Assert.Equal("No such file or directory (os error 2)", FaultText.Inner(new DirectoryNotFoundException("Could not find a part of the path '/x'.")));
+        // builder.rs StartMicrovmError::Kvm(KvmError::Kvm): what a missing or inaccessible /dev/kvm reads as.
+        Assert.Equal("Kvm error: Error creating KVM object: No such file or directory (os error 2) Make sure the user launching the firecracker process is configured on the /dev/kvm file's ACL.",
+            FaultText.StartFailure(new Flint.Kvm.KvmException("open /dev/kvm", 2)));
     }
 
     [Fact]

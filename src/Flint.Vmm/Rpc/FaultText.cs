@@ -53,4 +53,16 @@ public static class FaultText
         FormatException or System.Text.Json.JsonException => "a value is not in the expected format",
         _ => e.Message,
     };
+
+    /// <summary>
+    /// Why InstanceStart failed (StartMicrovmError's Display): /dev/kvm that cannot be opened in Firecracker's words
+    /// (vstate/kvm.rs KvmError::Kvm, which names the ACL to check), anything else as an internal error.
+    /// </summary>
+    public static string StartFailure(Exception e) => e switch
+    {
+        Flint.Kvm.KvmException k when k.Operation.StartsWith("open ", StringComparison.Ordinal) =>
+            $"Kvm error: Error creating KVM object: {IoErrorText.Of(k)} Make sure the user launching the firecracker process is configured on the /dev/kvm file's ACL.",
+        Flint.Sys.SysException s => $"Internal error while starting microVM: {s.Operation} failed: {IoErrorText.Of(s)}",
+        _ => $"Internal error while starting microVM: {Inner(e)}",
+    };
 }

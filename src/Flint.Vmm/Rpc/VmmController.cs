@@ -400,7 +400,7 @@ public sealed class VmmController : IApiHandler
         catch (ConfigException e) { throw new ApiFault(e.Detail); }
         IRunningVm vm;
         try { vm = _startVm(_cfg); }
-        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Internal error while starting microVM: {ErrorText(e)}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault(FaultText.StartFailure(e)); }
         _vm = vm;
     }
 
