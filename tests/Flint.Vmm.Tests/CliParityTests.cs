@@ -254,7 +254,7 @@ public class CliParityTests : IDisposable
         File.WriteAllText(cfg, "{\"boot-source\": {\"kernel_image_path\": \"/nonexistent/vmlinux\"}, \"drives\": [], \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 128}}");
         var r = Repo.RunFlint(T, "--api-sock", Path.Combine(_dir, "s"), "--config-file", cfg);
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("/nonexistent/vmlinux", r.All);
+        Assert.Contains("Boot source error: The kernel file cannot be opened: No such file or directory (os error 2)", r.All); // Firecracker names no path
     }
 
     // main.rs: fs::read_to_string(config-file).expect("Unable to open or read from the configuration file"). Firecracker

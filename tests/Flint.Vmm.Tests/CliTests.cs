@@ -54,7 +54,7 @@ public class CliTests : IDisposable
     {
         var r = Repo.RunFlint(T, "--no-api", "--config-file", WriteConfig("/nonexistent/vmlinux"));
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("/nonexistent/vmlinux", r.All);
+        Assert.Contains("Boot source error: The kernel file cannot be opened: No such file or directory (os error 2)", r.All); // Firecracker names no path
     }
 
     [Fact]

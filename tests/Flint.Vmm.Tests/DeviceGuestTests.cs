@@ -36,6 +36,7 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
         var p = Path.Combine(_dir, "config.json");
         File.WriteAllText(p, $$"""
             {"boot-source": {"kernel_image_path": "{{TestGuestImage.Path}}", "boot_args": "{{bootArgs}}" },
+             "drives": [],
              "machine-config": {"vcpu_count": 1, "mem_size_mib": 128 }{{extra}} }
             """);
         return p;

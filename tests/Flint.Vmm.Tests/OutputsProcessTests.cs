@@ -105,7 +105,7 @@ public sealed class OutputsProcessTests : IDisposable
         string kernel = Path.Combine(_dir, "vmlinux");
         File.WriteAllBytes(kernel, new byte[4096]);
         string p = Path.Combine(_dir, "config.json");
-        File.WriteAllText(p, $"{{\"boot-source\": {{\"kernel_image_path\": \"{kernel}\"}}, \"machine-config\": {{\"vcpu_count\": 1, \"mem_size_mib\": 128}}{sections}}}");
+        File.WriteAllText(p, $"{{\"boot-source\": {{\"kernel_image_path\": \"{kernel}\"}}, \"drives\": [], \"machine-config\": {{\"vcpu_count\": 1, \"mem_size_mib\": 128}}{sections}}}");
         return p;
     }
 

@@ -67,6 +67,7 @@ public sealed class RealKernelNetworkTests(ITestOutputHelper output) : IDisposab
         var cfg = Path.Combine(_dir, "config.json");
         File.WriteAllText(cfg, $$"""
             {"boot-source": {"kernel_image_path": "{{vmlinux}}", "boot_args": "console=ttyS0 reboot=k panic=1 root=/dev/vdz rootwait ip=172.16.0.2::172.16.0.1:255.255.255.252::eth0:off" },
+             "drives": [],
              "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}],
              "machine-config": {"vcpu_count": 1, "mem_size_mib": 128 } }
             """);

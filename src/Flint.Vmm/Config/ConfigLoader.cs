@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Flint.Vmm.Rpc;
 
 namespace Flint.Vmm.Config;
 
@@ -13,46 +14,69 @@ public static class ConfigLoader
         try { text = File.ReadAllText(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new ConfigException($"Unable to read the configuration file {path}: {e.Message}");
+            throw new ConfigException(ConfigArea.File, IoErrorText.Of(e, path));
         }
         return Parse(text);
     }
 
+    /// <summary>
+    /// Parses a config file as Firecracker's VmResources::from_json does: serde's errors ("Invalid JSON: missing field
+    /// `drives` at line 1 column 2"), unknown top-level keys skipped, Firecracker's sections Flint does not implement
+    /// refused by name; then <see cref="Validate"/>.
+    /// </summary>
     public static VmConfig Parse(string json)
     {
-        if (DuplicateKeys.Find(json) is { } dup) throw new ConfigException($"Invalid JSON: {dup}.");
+        string jsonPrefix = ConfigAreas.Prefix(ConfigArea.Json);
+        JsonBody doc;
+        try { doc = JsonBody.Parse(json, Schemas.VmmConfigFile, jsonPrefix); }
+        catch (JsonBodyException e)
+        {
+            // serde_json's Display has no final period (the API's sentence adds one).
+            throw new ConfigException(ConfigArea.Json, e.Message[jsonPrefix.Length..].TrimEnd('.'));
+        }
+        if (DuplicateKeys.Find(json) is { } dup) throw new ConfigException(ConfigArea.Json, dup);
+        RefuseUnsupported(doc.Root);
         VmConfig? cfg;
         try { cfg = JsonSerializer.Deserialize(json, ConfigJsonContext.Default.VmConfig); }
         catch (JsonException e)
         {
-            throw new ConfigException($"Invalid configuration JSON: {e.Message}");
+            // Defensive: the schema check above should have refused it. Positions only, never the serializer's text.
+            throw new ConfigException(ConfigArea.Json, $"invalid type at line {(e.LineNumber ?? 0) + 1} column {(e.BytePositionInLine ?? 0) + 1}");
         }
-        if (cfg == null) throw new ConfigException("Invalid configuration JSON: the document is null.");
+        if (cfg == null) throw new ConfigException(ConfigArea.Json, "invalid type: null, expected struct VmmConfig at line 1 column 4");
         Validate(cfg);
         return cfg;
+    }
+
+    /// <summary>Firecracker's sections for devices Flint lacks: an empty "pmem" list and a null "memory-hotplug" (as its
+    /// tests/framework/vm_config.json has them) are fine; anything else is refused, naming the section.</summary>
+    private static void RefuseUnsupported(JNode root)
+    {
+        if (root["pmem"] is { } pmem)
+        {
+            if (pmem.Kind != JKind.Array) throw new ConfigException(ConfigArea.Json, $"invalid type: {JsonBody.Unexpected(pmem)}, expected a sequence");
+            if (pmem.Items!.Count > 0)
+                throw new ConfigException(ConfigArea.Pmem, "virtio-pmem devices (the \"pmem\" section) are not supported by this build of Flint.");
+        }
+        if (root["memory-hotplug"] != null)
+            throw new ConfigException(ConfigArea.MemoryHotplug, "memory hotplug (the \"memory-hotplug\" section) is not supported by this build of Flint.");
     }
 
     /// <summary>Checks everything that can be checked without touching KVM, so bad input starts no VM.</summary>
     public static void Validate(VmConfig cfg)
     {
-        if (cfg.BootSource == null) throw new ConfigException("Missing boot source: the configuration has no \"boot-source\".");
-        var kernel = cfg.BootSource.KernelImagePath;
-        if (string.IsNullOrEmpty(kernel)) throw new ConfigException("Invalid kernel path: kernel_image_path is empty.");
-        CheckReadable(kernel, "kernel image");
-        if (cfg.BootSource.InitrdPath is { } initrd) CheckReadable(initrd, "initrd");
-
+        // Firecracker's from_json order: machine-config, then boot-source, drives, network, vsock, balloon, mmds, entropy.
         var mc = cfg.MachineConfig;
         if (mc != null)
         {
-            if (mc.VcpuCount < 1 || mc.VcpuCount > MaxVcpus)
-                throw new ConfigException($"The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled. vcpu_count must be between 1 and {MaxVcpus}, got {mc.VcpuCount}.");
-            if (mc.Smt && mc.VcpuCount > 1 && mc.VcpuCount % 2 != 0)
-                throw new ConfigException("The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.");
-            if (mc.MemSizeMib <= 0)
-                throw new ConfigException($"The memory size (MiB) is invalid: mem_size_mib must be greater than 0, got {mc.MemSizeMib}.");
-            if (HugePagesError(mc, Present(cfg.Balloon) != null) is { } hp) throw new ConfigException(hp);
+            if (MachineConfigError(mc) is { } invalid) throw new ConfigException(ConfigArea.Machine, invalid);
+            if (HugePagesError(mc, Present(cfg.Balloon) != null) is { } hp) throw new ConfigException(ConfigArea.Machine, hp);
             if (CpuTemplateError(mc.CpuTemplate) is { } ct) throw new ConfigException(ct);
         }
+        if (cfg.BootSource == null) throw new ConfigException("Cannot start microvm without kernel configuration.");
+        CheckReadable(cfg.BootSource.KernelImagePath, ConfigArea.BootSource, e => $"The kernel file cannot be opened: {e}");
+        if (cfg.BootSource.InitrdPath is { } initrd)
+            CheckReadable(initrd, ConfigArea.BootSource, e => $"The initrd file cannot be opened due to invalid path or invalid permissions. {e}");
         if (cfg.Logger?.Level is { } level && !Logging.LogLevels.TryParse(level, out _))
             throw new ConfigException($"Invalid JSON: unknown variant `{level}`, expected one of `Error`, `Warning`, `Info`, `Debug`, `Trace`, `Off`.");
         if (cfg.Metrics is { MetricsPath.Length: 0 })
@@ -62,39 +86,40 @@ public static class ConfigLoader
         var ids = new HashSet<string>();
         foreach (var d in cfg.Drives)
         {
-            if (!IsValidId(d.DriveId)) throw new ConfigException($"Invalid drive_id \"{d.DriveId}\": use 1-64 alphanumerics or '_'.");
-            if (!ids.Add(d.DriveId)) throw new ConfigException($"Duplicate drive_id \"{d.DriveId}\".");
-            if (d.IsRootDevice && ++roots > 1) throw new ConfigException("A root block device already exists!");
-            if (d.Socket != null) throw new ConfigException($"Drive \"{d.DriveId}\": vhost-user block (socket) is not supported.");
-            if (string.IsNullOrEmpty(d.PathOnHost)) throw new ConfigException($"Drive \"{d.DriveId}\": path_on_host is required.");
-            CheckReadable(d.PathOnHost, $"drive \"{d.DriveId}\" backing file");
+            if (!IsValidId(d.DriveId)) throw new ConfigException(ConfigArea.Block, $"Invalid drive_id \"{d.DriveId}\": use 1-64 alphanumerics or '_'.");
+            if (!ids.Add(d.DriveId)) throw new ConfigException(ConfigArea.Block, $"Duplicate drive_id \"{d.DriveId}\".");
+            if (d.IsRootDevice && ++roots > 1) throw new ConfigException(ConfigArea.Block, "A root block device already exists!");
+            if (d.Socket != null) throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": vhost-user block (socket) is not supported.");
+            if (string.IsNullOrEmpty(d.PathOnHost)) throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": path_on_host is required.");
+            CheckReadable(d.PathOnHost, ConfigArea.Block,
+                e => $"Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: {e} {d.PathOnHost}");
             if (d.CacheType is not (null or "Unsafe" or "Writeback"))
-                throw new ConfigException($"Drive \"{d.DriveId}\": unknown cache_type \"{d.CacheType}\" (Unsafe or Writeback).");
+                throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": unknown cache_type \"{d.CacheType}\" (Unsafe or Writeback).");
             if (d.IoEngine is not (null or "Sync"))
-                throw new ConfigException($"Drive \"{d.DriveId}\": io_engine \"{d.IoEngine}\" is not supported (Sync).");
-            DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter");
+                throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": io_engine \"{d.IoEngine}\" is not supported (Sync).");
+            In(ConfigArea.Block, () => DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter"));
         }
 
         var netIds = new HashSet<string>();
         var tapNames = new HashSet<string>();
         foreach (var n in cfg.NetworkInterfaces ?? [])
         {
-            var net = DeviceConfigs.Net(n);
-            if (!netIds.Add(net.IfaceId)) throw new ConfigException($"Duplicate iface_id \"{net.IfaceId}\".");
-            if (!tapNames.Add(net.HostDevName)) throw new ConfigException($"The host device name {net.HostDevName} is already in use.");
+            var net = In(ConfigArea.Net, () => DeviceConfigs.Net(n));
+            if (!netIds.Add(net.IfaceId)) throw new ConfigException(ConfigArea.Net, $"Duplicate iface_id \"{net.IfaceId}\".");
+            if (!tapNames.Add(net.HostDevName)) throw new ConfigException(ConfigArea.Net, TapBusy(net.HostDevName));
         }
         if (Present(cfg.MmdsConfig) is { } mmds)
         {
-            var m = DeviceConfigs.Mmds(mmds);
+            var m = In(ConfigArea.MmdsConfig, () => DeviceConfigs.Mmds(mmds));
             if (m.Interfaces.Any(i => !netIds.Contains(i)))
-                throw new ConfigException("The list of network interface IDs provided contains at least one ID that does not correspond to any existing network interface.");
+                throw new ConfigException(ConfigArea.MmdsConfig, "The list of network interface IDs provided contains at least one ID that does not correspond to any existing network interface.");
         }
-        if (Present(cfg.Vsock) is { } vs) DeviceConfigs.Vsock(vs);
-        if (Present(cfg.Entropy) is { } en) DeviceConfigs.Entropy(en);
+        if (Present(cfg.Vsock) is { } vs) In(ConfigArea.Vsock, () => DeviceConfigs.Vsock(vs));
+        if (Present(cfg.Entropy) is { } en) In(ConfigArea.Entropy, () => DeviceConfigs.Entropy(en));
         if (Present(cfg.Balloon) is { } bl)
         {
-            var b = DeviceConfigs.Balloon(bl);
-            if (b.AmountMib > (ulong)(mc?.MemSizeMib ?? 128)) throw new ConfigException("Amount of pages requested is too large.");
+            var b = In(ConfigArea.Balloon, () => DeviceConfigs.Balloon(bl));
+            if (b.AmountMib > (ulong)(mc?.MemSizeMib ?? 128)) throw new ConfigException(ConfigArea.Balloon, "Amount of pages requested is too large.");
         }
         if (Present(cfg.CpuConfig) is { } cpu) CpuTemplateConfig.Parse(cpu);
         int virtioDevices = cfg.Drives.Count + netIds.Count + (Present(cfg.Vsock) != null ? 1 : 0)
@@ -103,6 +128,30 @@ public static class ConfigLoader
             throw new ConfigException($"Too many virtio devices ({virtioDevices}): at most {MaxVirtioDevices} fit the legacy IRQ range.");
     }
 
+    /// <summary>Runs a section's check; its plain failures get the section's ResourcesError prefix (ConfigException.Area).</summary>
+    private static T In<T>(ConfigArea area, Func<T> check)
+    {
+        try { return check(); }
+        catch (ConfigException e) when (e.Area == ConfigArea.None) { throw new ConfigException(area, e.Message); }
+    }
+
+    /// <summary>MachineConfigError's texts for vcpu_count and mem_size_mib (one place for the config file and the API). Null when fine.</summary>
+    public static string? MachineConfigError(MachineConfig mc)
+    {
+        if (mc.VcpuCount < 1 || mc.VcpuCount > MaxVcpus || (mc.Smt && mc.VcpuCount > 1 && mc.VcpuCount % 2 != 0))
+            return $"The number of vCPUs must be greater than 0, less than {MaxVcpus} and must be 1 or an even number if SMT is enabled.";
+        if (mc.MemSizeMib <= 0) return InvalidMemorySize;
+        return null;
+    }
+
+    public const string InvalidMemorySize = "The memory size (MiB) is either 0, or not a multiple of the configured page size.";
+    public const string IncompatibleBalloonSize = "The memory size (MiB) is smaller than the previously set balloon device target size.";
+
+    /// <summary>What Firecracker reports when a tap is opened twice (it does not compare names; the second open is busy).</summary>
+    public static string TapBusy(string name) =>
+        "Could not create the network device: Open tap device failed: Error while creating ifreq structure: Device or resource busy (os error 16). "
+        + $"Invalid TUN/TAP Backend provided by {name}. Check our documentation on setting up the network devices.";
+
     /// <summary>
     /// The huge_pages rules (one place for the config file and the API): "None", "2M" (hugetlbfs; memory a multiple of
     /// 2 MiB, and no balloon, whose 4 KiB discards cannot split a huge page) or "Transparent". Null when fine.
@@ -110,7 +159,7 @@ public static class ConfigLoader
     public static string? HugePagesError(MachineConfig mc, bool hasBalloon) => mc.HugePages switch
     {
         null or "None" or "Transparent" => null,
-        "2M" when mc.MemSizeMib % 2 != 0 => $"The memory size (MiB) is invalid: with 2M huge pages mem_size_mib must be a multiple of 2, got {mc.MemSizeMib}.",
+        "2M" when mc.MemSizeMib % 2 != 0 => InvalidMemorySize,
         "2M" when hasBalloon => BalloonWithHugePages,
         "2M" => null,
         var v => $"Unsupported huge_pages value \"{v}\" (None, 2M or Transparent).",
@@ -153,7 +202,7 @@ public static class ConfigLoader
     public static bool IsValidId(string id) =>
         id.Length is > 0 and <= 64 && id.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
 
-    private static void CheckReadable(string path, string what)
+    private static void CheckReadable(string path, ConfigArea area, Func<string, string> describe)
     {
         try
         {
@@ -161,7 +210,8 @@ public static class ConfigLoader
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
-            throw new ConfigException($"Cannot open the {what} {path}: {e.Message}");
+            // An empty path fails to open like a missing file (ArgumentException in .NET, ENOENT in Rust).
+            throw new ConfigException(area, describe(path.Length == 0 ? "No such file or directory (os error 2)" : IoErrorText.Of(e, path)));
         }
     }
 }

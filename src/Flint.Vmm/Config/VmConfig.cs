@@ -5,6 +5,8 @@ namespace Flint.Vmm.Config;
 // Firecracker's configuration model: the config file (kebab-case sections) and the API bodies share these types,
 // so `--config-file` and the REST API go through one code path. Field names are Firecracker's.
 
+// Firecracker's VmmConfig has no deny_unknown_fields: unknown top-level keys are skipped (the sections inside do deny).
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Skip)]
 public sealed class VmConfig
 {
     [JsonPropertyName("boot-source")] public BootSourceConfig? BootSource { get; set; }

@@ -46,7 +46,7 @@ public static class ApiRequestParser
         catch (Exception e) when (e is JsonException or FormatException or OverflowException or InvalidOperationException or ArgumentException)
         {
             // Defensive: the schema check should have caught it; still a client error, never a crash.
-            return new ApiError(JsonBody.Prefix + e.Message);
+            return new ApiError(JsonBody.Prefix + FaultText.Inner(e) + ".");
         }
     }
 

@@ -33,7 +33,11 @@ internal enum FieldKind { String, Bool, U8, U16, U32, U64, I32, Usize, Enum, Str
 
 internal sealed record Field(string Name, FieldKind Kind, bool Required = false, StructSchema? Nested = null, string[]? Variants = null);
 
-internal sealed record StructSchema(string Name, params Field[] Fields);
+internal sealed record StructSchema(string Name, params Field[] Fields)
+{
+    /// <summary>serde's default for a struct without deny_unknown_fields (Firecracker's top-level VmmConfig): unknown keys are skipped.</summary>
+    public bool IgnoreUnknown { get; init; }
+}
 
 /// <summary>
 /// Body parsing for the API: a small JSON tree over <see cref="Utf8JsonReader"/> with byte positions, checked
@@ -47,79 +51,32 @@ internal sealed class JsonBody
     public string Source { get; }
     public JNode Root { get; }
 
-    private JsonBody(string source, byte[] bytes, JNode root) { Source = source; _bytes = bytes; Root = root; }
+    private readonly string _prefix;
+
+    private JsonBody(string source, byte[] bytes, JNode root, string prefix) { Source = source; _bytes = bytes; Root = root; _prefix = prefix; }
 
     /// <summary>Parses <paramref name="body"/> and checks it against <paramref name="schema"/> (null: any JSON).</summary>
-    public static JsonBody Parse(string body, StructSchema? schema)
+    /// <param name="prefix">What precedes serde's text: the API's sentence, or the config file's "Invalid JSON: ".</param>
+    public static JsonBody Parse(string body, StructSchema? schema, string prefix = Prefix)
     {
         var bytes = Encoding.UTF8.GetBytes(body);
+        // serde_json's wording and position for the first syntax error; the reader below then only sees valid JSON.
+        if (SerdeJsonSyntax.FirstError(bytes) is { } syntax) throw new JsonBodyException(prefix + syntax + ".");
         JNode root;
-        var reader = new Utf8JsonReader(bytes, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 64 });
+        var reader = new Utf8JsonReader(bytes, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, MaxDepth = SerdeJsonSyntax.MaxDepth + 1 });
         try
         {
-            if (!reader.Read()) throw new JsonBodyException(Prefix + "EOF while parsing a value" + At(bytes, bytes.Length) + ".");
+            reader.Read();
             root = ReadValue(ref reader, bytes);
-            if (reader.Read()) throw new JsonBodyException(Prefix + "trailing characters" + At(bytes, (int)reader.TokenStartIndex + 1) + ".");
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException)
         {
-            long line = (e.LineNumber ?? 0) + 1, col = (e.BytePositionInLine ?? 0) + 1;
-            if (Unclosed(bytes) is { } inside && OnlyWhitespaceAfter(bytes, Offset(bytes, line, col)))
-                throw new JsonBodyException($"{Prefix}EOF while parsing {inside}{At(bytes, bytes.Length)}.");
-            string what = e.Message;
-            int cut = what.IndexOf(" LineNumber:", StringComparison.Ordinal);
-            if (cut >= 0) what = what[..cut];
-            what = what.TrimEnd('.', ' ');
-            throw new JsonBodyException($"{Prefix}{what} at line {line} column {col}.");
+            // Defensive: the syntax check accepts only what the reader accepts. Never the reader's own (.NET) text.
+            throw new JsonBodyException(prefix + SerdeJsonSyntax.At(bytes, "expected value", (int)reader.BytesConsumed + 1) + ".");
         }
-        catch (InvalidOperationException)
-        {
-            throw new JsonBodyException(Prefix + "invalid unicode code point" + At(bytes, (int)reader.BytesConsumed) + ".");
-        }
-        var jb = new JsonBody(body, bytes, root);
+        var jb = new JsonBody(body, bytes, root, prefix);
         if (schema != null) jb.CheckStruct(root, schema);
         return jb;
-    }
-
-    /// <summary>What the text ends inside of ("an object", "a list", "a string"), or null when everything is closed.</summary>
-    private static string? Unclosed(byte[] b)
-    {
-        var stack = new Stack<byte>();
-        bool inString = false, escape = false;
-        foreach (byte c in b)
-        {
-            if (inString)
-            {
-                if (escape) escape = false;
-                else if (c == '\\') escape = true;
-                else if (c == '"') inString = false;
-                continue;
-            }
-            switch (c)
-            {
-                case (byte)'"': inString = true; break;
-                case (byte)'{' or (byte)'[': stack.Push(c); break;
-                case (byte)'}' or (byte)']': if (stack.Count > 0) stack.Pop(); break;
-            }
-        }
-        if (inString) return "a string";
-        return stack.Count == 0 ? null : stack.Peek() == '{' ? "an object" : "a list";
-    }
-
-    private static int Offset(byte[] b, long line, long col)
-    {
-        int l = 1, i = 0;
-        while (i < b.Length && l < line) { if (b[i] == '\n') l++; i++; }
-        return (int)Math.Min(b.Length, i + col - 1);
-    }
-
-    private static bool OnlyWhitespaceAfter(byte[] b, int from)
-    {
-        // The reader reports the offending token's start; a truncated number/literal at the very end counts as EOF.
-        int i = from;
-        while (i < b.Length && b[i] is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')) i++;
-        for (; i < b.Length; i++) if (b[i] is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')) return false;
-        return true;
     }
 
     private static JNode ReadValue(ref Utf8JsonReader r, byte[] bytes)
@@ -164,7 +121,7 @@ internal sealed class JsonBody
         return $" at line {line} column {col}";
     }
 
-    public JsonBodyException Error(string message, int end) => new(Prefix + message + At(_bytes, end) + ".");
+    public JsonBodyException Error(string message, int end) => new(_prefix + message + At(_bytes, end) + ".");
 
     /// <summary>The node's JSON text as a detached element (for storing device sections verbatim).</summary>
     public JsonElement Element(JNode n)
@@ -185,6 +142,7 @@ internal sealed class JsonBody
         {
             Field? f = null;
             foreach (var x in s.Fields) if (x.Name == key) { f = x; break; }
+            if (f == null && s.IgnoreUnknown) continue;
             if (f == null) throw Error($"unknown field `{key}`, {ExpectedList(s.Fields.Select(x => x.Name).ToArray(), "there are no fields")}", keyEnd);
             if (!seen.Add(key)) throw Error($"duplicate field `{key}`", keyEnd);
             if (value.Kind == JKind.Null && !f.Required && f.Kind != FieldKind.Any) continue; // Option<T>: null is None
@@ -293,7 +251,8 @@ internal static class Schemas
         B("is_read_only"), S("path_on_host"), St("rate_limiter", RateLimiter), E("io_engine", false, "Sync", "Async"), S("socket"));
     public static readonly StructSchema PartialDrive = new("BlockDeviceUpdateConfig", S("drive_id", true), S("path_on_host"), St("rate_limiter", RateLimiter));
 
-    private static readonly string[] CpuTemplates = ["C3", "T2", "T2S", "T2CL", "T2A", "V1N1", "None"];
+    // Firecracker's x86_64 StaticCpuTemplate variants, in its order (serde lists them so in "unknown variant").
+    private static readonly string[] CpuTemplates = Config.ConfigLoader.StaticCpuTemplates;
     private static readonly string[] HugePages = ["None", "Transparent", "2M"];
     public static readonly StructSchema MachineConfig = new("MachineConfig",
         K("vcpu_count", FieldKind.U8, true), K("mem_size_mib", FieldKind.Usize, true), B("smt"),
@@ -339,4 +298,15 @@ internal static class Schemas
     public static readonly StructSchema SnapshotLoad = new("LoadSnapshotConfig",
         S("snapshot_path", true), S("mem_file_path"), St("mem_backend", MemBackend), B("enable_diff_snapshots"), B("track_dirty_pages"),
         B("resume_vm"), Arr("network_overrides", NetworkOverride), St("vsock_override", VsockOverride), B("clock_realtime"));
+
+    /// <summary>
+    /// Firecracker's config file (resources.rs VmmConfig), fields in its declaration order so that the first missing
+    /// one is the one serde names. Unknown top-level keys are skipped as serde skips them there; "cpu-config" (a
+    /// template or a path), "pmem" and "memory-hotplug" are checked by <see cref="Config.ConfigLoader"/>.
+    /// </summary>
+    public static readonly StructSchema VmmConfigFile = new("VmmConfig",
+        St("balloon", Balloon), Arr("drives", Drive, true), St("boot-source", BootSource, true), K("cpu-config", FieldKind.Any),
+        St("logger", Logger), St("machine-config", MachineConfig), St("metrics", Metrics), St("mmds-config", MmdsConfig),
+        Arr("network-interfaces", NetworkInterface), St("vsock", Vsock), St("entropy", Entropy), K("pmem", FieldKind.Any),
+        K("memory-hotplug", FieldKind.Any)) { IgnoreUnknown = true };
 }

@@ -65,15 +65,18 @@ public sealed class VmmController : IApiHandler
 
     public ApiResponse Handle(VmmAction action)
     {
+        bool started = false;
         try
         {
             if (IsPreBootOnly(action) && _vm != null) return ApiResponse.Fault(NotSupportedAfterStart);
             if (IsPostBootOnly(action) && _vm == null) return ApiResponse.Fault(NotSupportedBeforeStart);
+            started = _vm != null;
             return Dispatch(action);
         }
         catch (ApiFault f)
         {
-            return ApiResponse.Fault(f.Message, f.Status);
+            // Firecracker's "<Area> error: <inner>" (VmmActionError's Display), composed in one place.
+            return ApiResponse.Fault(f.Bare ? f.Message : FaultText.Compose(FaultText.Prefix(action, started), f.Message), f.Status);
         }
         catch (Exception e)
         {
@@ -113,9 +116,12 @@ public sealed class VmmController : IApiHandler
     private static bool IsPostBootOnly(VmmAction a) => a is PatchDrive or PatchNetworkInterface or SendCtrlAltDel or Pause
         or Resume or PatchBalloon or PatchBalloonStatsInterval or GetBalloonStats or CreateSnapshot;
 
-    private sealed class ApiFault(string message, int status = 400) : Exception(message)
+    /// <summary>A refused request: the inner text, which <see cref="Handle(VmmAction)"/> prefixes with the action's area
+    /// (<see cref="FaultText"/>) unless <paramref name="bare"/> (a message Firecracker sends without one).</summary>
+    private sealed class ApiFault(string message, int status = 400, bool bare = false) : Exception(message)
     {
         public int Status { get; } = status;
+        public bool Bare { get; } = bare;
     }
 
     private ApiResponse Dispatch(VmmAction action)
@@ -124,7 +130,7 @@ public sealed class VmmController : IApiHandler
         {
             case GetVmInstanceInfo: return ApiResponse.Ok(InstanceInfoJson());
             case GetVersion: return ApiResponse.Ok(JsonText.Serialize(w => { w.WriteStartObject(); w.WriteString("firecracker_version", VmmVersion); w.WriteEndObject(); }));
-            case GetVmConfig: return ApiResponse.Ok(JsonSerializer.Serialize(_cfg, ConfigJsonContext.Default.VmConfig));
+            case GetVmConfig: return ApiResponse.Ok(FullConfigJson.Write(_cfg));
             case GetMachineConfig: return ApiResponse.Ok(MachineConfigJson(_cfg.MachineConfig!));
 
             case PutBootSource b: SetBootSource(b.Config); return ApiResponse.NoContent;
@@ -156,7 +162,7 @@ public sealed class VmmController : IApiHandler
 
             case PutCpuConfig c:
                 try { CpuTemplateConfig.Parse(c.Config); }
-                catch (ConfigException e) { throw new ApiFault(e.Message); }
+                catch (ConfigException e) { throw new ApiFault(e.Message, bare: true); }
                 _cfg.CpuConfig = c.Config;
                 return ApiResponse.NoContent;
             case PutNetworkInterface n: SetNet(n); return ApiResponse.NoContent;
@@ -200,7 +206,7 @@ public sealed class VmmController : IApiHandler
             case CreateSnapshot: throw new ApiFault("Creating snapshots is not supported yet by this build of Flint.");
             case LoadSnapshot: throw new ApiFault("Loading snapshots is not supported yet by this build of Flint.");
         }
-        throw new ApiFault($"Unsupported action {action.GetType().Name}.");
+        throw new ApiFault($"Unsupported action {action.GetType().Name}.", bare: true);
     }
 
     // ---- GET bodies ----
@@ -231,9 +237,9 @@ public sealed class VmmController : IApiHandler
 
     private void SetBootSource(BootSourceConfig b)
     {
-        if (b.KernelImagePath.Length == 0) throw new ApiFault("The kernel file cannot be opened: the path is empty.");
-        CheckOpen(b.KernelImagePath, false, "The kernel file cannot be opened");
-        if (b.InitrdPath != null) CheckOpen(b.InitrdPath, false, "The initrd file cannot be opened");
+        // Firecracker's BootSourceConfigError texts; an empty path fails to open like any missing file.
+        CheckOpen(b.KernelImagePath, false, e => $"The kernel file cannot be opened: {e}");
+        if (b.InitrdPath != null) CheckOpen(b.InitrdPath, false, e => $"The initrd file cannot be opened due to invalid path or invalid permissions. {e}");
         if (b.BootArgs is { } args && System.Text.Encoding.UTF8.GetByteCount(args) >= 2048)
             throw new ApiFault("The kernel command line is invalid: it is longer than 2047 bytes.");
         _cfg.BootSource = b;
@@ -245,7 +251,8 @@ public sealed class VmmController : IApiHandler
         if (string.IsNullOrEmpty(d.PathOnHost)) throw new ApiFault($"Unable to create the block device: path_on_host is required for drive \"{d.DriveId}\".");
         if (d.IsRootDevice && _cfg.Drives.Any(x => x.IsRootDevice && x.DriveId != d.DriveId))
             throw new ApiFault("A root block device already exists!");
-        CheckOpen(d.PathOnHost, d.IsReadOnly != true, "Unable to create the block device: cannot open the backing file");
+        CheckOpen(d.PathOnHost, d.IsReadOnly != true,
+            e => $"Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: {e} {d.PathOnHost}");
 
         var list = new List<DriveConfig>(_cfg.Drives);
         int i = list.FindIndex(x => x.DriveId == d.DriveId);
@@ -265,26 +272,25 @@ public sealed class VmmController : IApiHandler
         if (p.RateLimiter is { ValueKind: not JsonValueKind.Null } rl)
         {
             try { _vm!.PatchDriveRateLimiter(p.DriveId, rl); }
-            catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the block device: {e.Message}"); }
+            catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the block device: {ErrorText(e)} Please verify the request arguments."); }
             d.RateLimiter = rl.Clone();
         }
         if (p.PathOnHost == null) return;
-        CheckOpen(p.PathOnHost, d.IsReadOnly != true, "Unable to patch the block device: cannot open the backing file");
+        CheckOpen(p.PathOnHost, d.IsReadOnly != true,
+            e => $"Unable to patch the block device: Error manipulating the backing file: {e} {p.PathOnHost} Please verify the request arguments.");
         try { _vm!.PatchDrive(p.DriveId, p.PathOnHost); }
-        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the block device: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the block device: {ErrorText(e)} Please verify the request arguments."); }
         d.PathOnHost = p.PathOnHost;
     }
 
     private void SetMachineConfig(MachineConfig m)
     {
-        if (m.VcpuCount < 1 || m.VcpuCount > ConfigLoader.MaxVcpus || (m.Smt && m.VcpuCount > 1 && m.VcpuCount % 2 != 0))
-            throw new ApiFault("The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.");
-        if (m.MemSizeMib <= 0) throw new ApiFault("The memory size (MiB) is invalid.");
+        if (ConfigLoader.MachineConfigError(m) is { } invalid) throw new ApiFault(invalid);
         if (ConfigLoader.HugePagesError(m, ConfigLoader.Present(_cfg.Balloon) != null) is { } hp) throw new ApiFault(hp);
         if (m.CpuTemplate is not (null or "None"))
             throw new ApiFault($"The static CPU template \"{m.CpuTemplate}\" is not supported by this build of Flint.");
         if (_cfg.Balloon is { } bal && bal.TryGetProperty("amount_mib", out var amt) && amt.GetInt64() > m.MemSizeMib)
-            throw new ApiFault("Amount of pages requested is too large.");
+            throw new ApiFault(ConfigLoader.IncompatibleBalloonSize);
         _cfg.MachineConfig = m;
     }
 
@@ -293,7 +299,7 @@ public sealed class VmmController : IApiHandler
         if (_cfg.Logger != null) throw new ApiFault("Reinitialization of logger not allowed.");
         try { ConfigureLogger(l); }
         catch (InvalidOperationException) { throw new ApiFault("Reinitialization of logger not allowed."); }
-        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Cannot initialize the logger: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Failed to open target file: {ErrorText(e, l.LogPath)}"); }
         _cfg.Logger = l;
     }
 
@@ -309,7 +315,7 @@ public sealed class VmmController : IApiHandler
         if (_cfg.Metrics != null) throw new ApiFault("Reinitialization of metrics not allowed.");
         try { ConfigureMetrics?.Invoke(m); }
         catch (ConfigException e) { throw new ApiFault(e.Message); }
-        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Cannot initialize the metrics system due to bad user input: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Cannot initialize the metrics system due to bad user input: {ErrorText(e, m.MetricsPath)}"); }
         _cfg.Metrics = m;
     }
 
@@ -322,7 +328,7 @@ public sealed class VmmController : IApiHandler
         }
         // Firecracker: VmmActionError::InternalVmm(VmmError::Metrics(MetricsError::Write)), a 400 like its other errors.
         try { FlushMetricsHandler(); }
-        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Internal VMM error: Metrics error: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Metrics error: {ErrorText(e)}"); }
     }
 
     private void SetNet(PutNetworkInterface n)
@@ -332,11 +338,12 @@ public sealed class VmmController : IApiHandler
         {
             string id = e.GetProperty("iface_id").GetString()!;
             if (id == n.IfaceId) continue;
+            // Firecracker does not compare names: opening the busy tap fails, with these words.
             if (e.GetProperty("host_dev_name").GetString() == n.HostDevName)
-                throw new ApiFault($"The host device name {n.HostDevName} is already in use.");
+                throw new ApiFault(ConfigLoader.TapBusy(n.HostDevName));
             if (n.GuestMac != null && e.TryGetProperty("guest_mac", out var mac) && mac.ValueKind == JsonValueKind.String
                 && string.Equals(mac.GetString(), n.GuestMac, StringComparison.OrdinalIgnoreCase))
-                throw new ApiFault($"The MAC address is already in use: {n.GuestMac}.");
+                throw new ApiFault($"The MAC address is already in use: {n.GuestMac.ToLowerInvariant()}");
         }
         var copy = new List<JsonElement>(list);
         int i = copy.FindIndex(e => e.GetProperty("iface_id").GetString() == n.IfaceId);
@@ -352,7 +359,7 @@ public sealed class VmmController : IApiHandler
         if (c.NetworkInterfaces.Any(id => !known.Contains(id)))
             throw new ApiFault("The list of network interface IDs provided contains at least one ID that does not correspond to any existing network interface.");
         if (!IsLinkLocal(c.Ipv4Address))
-            throw new ApiFault($"The MMDS IPv4 address is not link local: {c.Ipv4Address}.");
+            throw new ApiFault("The MMDS IPv4 address is not link local.");
         _cfg.MmdsConfig = c.Config;
     }
 
@@ -375,6 +382,10 @@ public sealed class VmmController : IApiHandler
     private static void Mmds(Action op)
     {
         try { op(); }
+        catch (Flint.Devices.Mmds.MmdsStoreException e) when (e.StatusCode == 413)
+        {
+            throw new ApiFault(FaultText.MmdsLimitExceededPrefix + "The MMDS patch request doesn't fit.", 413, bare: true);
+        }
         catch (Flint.Devices.Mmds.MmdsStoreException e) { throw new ApiFault(e.Message, e.StatusCode); }
     }
 
@@ -386,20 +397,26 @@ public sealed class VmmController : IApiHandler
     {
         if (_cfg.BootSource == null) throw new ApiFault("Cannot start microvm without kernel configuration.");
         try { ConfigLoader.Validate(_cfg); }
-        catch (ConfigException e) { throw new ApiFault(e.Message); }
+        catch (ConfigException e) { throw new ApiFault(e.Detail); }
         IRunningVm vm;
         try { vm = _startVm(_cfg); }
-        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Failed to start the microVM: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault(FaultText.StartFailure(e)); }
         _vm = vm;
     }
 
     private static void Runtime(Action a, string what)
     {
         try { a(); }
-        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"{what}: {e.Message}"); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"{what}: {ErrorText(e)}"); }
     }
 
-    private static void CheckOpen(string path, bool write, string what)
+    /// <summary>An exception's text for a client: the OS's words (Rust io::Error style) for I/O and system-call
+    /// failures, whose .NET messages must not reach a user; Flint's own message otherwise.</summary>
+    private static string ErrorText(Exception e, string? path = null) => FaultText.Inner(e, path);
+
+    /// <summary>Opens <paramref name="path"/> as the device will; on failure, the fault <paramref name="describe"/>
+    /// words around the OS error text.</summary>
+    private static void CheckOpen(string path, bool write, Func<string, string> describe)
     {
         try
         {
@@ -407,7 +424,7 @@ public sealed class VmmController : IApiHandler
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
-            throw new ApiFault($"{what} {path}: {e.Message}");
+            throw new ApiFault(describe(path.Length == 0 ? "No such file or directory (os error 2)" : Flint.Vmm.IoErrorText.Of(e, path)));
         }
     }
 

@@ -1,0 +1,236 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Flint.Vmm.Config;
+using Flint.Vmm.Rpc;
+
+namespace Flint.Vmm.Tests;
+
+/// <summary>
+/// Firecracker's config-file schema (resources.rs VmmConfig) and GET /vm/config (test_api.py test_get_full_config,
+/// test_config_start_with_api): its framework config loads, its sections Flint lacks are refused by name, and
+/// GET /vm/config reports every key with Firecracker's defaults and nulls and loads back as a config file.
+/// </summary>
+public class ParityConfigTests : IDisposable
+{
+    private readonly string _dir = Repo.TempDir();
+    private readonly string _kernel, _disk;
+
+    public ParityConfigTests()
+    {
+        _kernel = Path.Combine(_dir, "vmlinux.bin");
+        _disk = Path.Combine(_dir, "bionic.rootfs.ext4");
+        File.WriteAllBytes(_kernel, new byte[64]);
+        File.WriteAllBytes(_disk, new byte[4096]);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    /// <summary>Firecracker's tests/framework/vm_config.json (main), its two paths pointed at files that exist.</summary>
+    private string FirecrackerFrameworkConfig() => $$"""
+        {
+          "boot-source": {
+            "kernel_image_path": "{{_kernel}}",
+            "boot_args": "console=ttyS0 reboot=k panic=1",
+            "initrd_path": null
+          },
+          "drives": [
+            {
+              "drive_id": "rootfs",
+              "partuuid": null,
+              "is_root_device": true,
+              "cache_type": "Unsafe",
+              "is_read_only": false,
+              "path_on_host": "{{_disk}}",
+              "io_engine": "Sync",
+              "rate_limiter": null,
+              "socket": null
+            }
+          ],
+          "machine-config": {
+            "vcpu_count": 2,
+            "mem_size_mib": 1024,
+            "smt": false,
+            "track_dirty_pages": false,
+            "huge_pages": "None"
+          },
+          "cpu-config": null,
+          "balloon": null,
+          "network-interfaces": [],
+          "vsock": null,
+          "logger": null,
+          "metrics": null,
+          "mmds-config": null,
+          "entropy": null,
+          "pmem": [],
+          "memory-hotplug": null
+        }
+        """;
+
+    // tests/framework/vm_config.json is what Firecracker's own test framework starts every VM from.
+    [Fact]
+    public void Firecrackers_framework_config_loads()
+    {
+        var c = ConfigLoader.Parse(FirecrackerFrameworkConfig());
+        Assert.Equal(2, c.MachineConfig!.VcpuCount);
+        Assert.Equal(1024, c.MachineConfig.MemSizeMib);
+        Assert.Equal("rootfs", Assert.Single(c.Drives).DriveId);
+    }
+
+    // resources.rs VmmConfig has no deny_unknown_fields: serde skips unknown top-level keys (and "serial", which is
+    // serde(skip)); the sections themselves deny unknown fields.
+    [Fact]
+    public void Unknown_top_level_keys_are_skipped_but_unknown_section_fields_are_not()
+    {
+        string cfg = FirecrackerFrameworkConfig().Replace("\"cpu-config\": null,", "\"serial\": {\"serial_out_path\": \"/tmp/x\"}, \"future-thing\": [1, 2],");
+        ConfigLoader.Parse(cfg);
+        string bad = FirecrackerFrameworkConfig().Replace("\"huge_pages\": \"None\"", "\"huge_pages\": \"None\", \"bogus\": 1");
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(bad));
+        Assert.StartsWith("Invalid JSON: unknown field `bogus`, expected one of `vcpu_count`, `mem_size_mib`, `smt`, `cpu_template`, `track_dirty_pages`, `huge_pages` at line ", e.Message);
+    }
+
+    // Sections of Firecracker's schema for devices Flint does not have: refused, naming the section, with the
+    // ResourcesError prefix of that section (resources.rs: "Pmem device error: {0}", "Memory hotplug config error: {0}").
+    [Fact]
+    public void Unsupported_sections_are_refused_by_name()
+    {
+        string pmem = FirecrackerFrameworkConfig().Replace("\"pmem\": []", $"\"pmem\": [{{\"id\": \"pmem0\", \"path_on_host\": \"{_disk}\"}}]");
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(pmem));
+        Assert.StartsWith("Pmem device error: ", e.Message);
+        Assert.Contains("\"pmem\"", e.Message);
+        string hotplug = FirecrackerFrameworkConfig().Replace("\"memory-hotplug\": null", "\"memory-hotplug\": {\"total_size_mib\": 1024}");
+        e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(hotplug));
+        Assert.StartsWith("Memory hotplug config error: ", e.Message);
+        Assert.Contains("\"memory-hotplug\"", e.Message);
+    }
+
+    // resources.rs test_from_json: "}" and "{}" are InvalidJson ("Invalid JSON: {serde}"); serde names the first
+    // missing field in declaration order (balloon is optional, drives is not).
+    [Theory]
+    [InlineData("}", "Invalid JSON: expected value at line 1 column 1")]
+    [InlineData("{}", "Invalid JSON: missing field `drives` at line 1 column 2")]
+    [InlineData("{\"drives\": []}", "Invalid JSON: missing field `boot-source` at line 1 column 14")]
+    [InlineData("{\"drives\": [],}", "Invalid JSON: trailing comma at line 1 column 15")]
+    [InlineData("{\"drives\": null, \"boot-source\": {\"kernel_image_path\": \"k\"}}", "Invalid JSON: invalid type: null, expected a sequence at line 1 column 15")]
+    public void Json_errors_are_serdes(string json, string expected)
+    {
+        Assert.Equal(expected, Assert.Throws<ConfigException>(() => ConfigLoader.Parse(json)).Message);
+    }
+
+    // resources.rs test_from_json: a kernel or drive that cannot be opened is BootSource / BlockDevice error.
+    [Fact]
+    public void File_errors_carry_the_section_prefix_and_the_os_error()
+    {
+        string k = FirecrackerFrameworkConfig().Replace(_kernel, "/nonexistent/vmlinux");
+        Assert.Equal("Boot source error: The kernel file cannot be opened: No such file or directory (os error 2)",
+            Assert.Throws<ConfigException>(() => ConfigLoader.Parse(k)).Message);
+        string d = FirecrackerFrameworkConfig().Replace(_disk, "/nonexistent/rootfs");
+        Assert.Equal("Block device error: Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: No such file or directory (os error 2) /nonexistent/rootfs",
+            Assert.Throws<ConfigException>(() => ConfigLoader.Parse(d)).Message);
+        string m = FirecrackerFrameworkConfig().Replace("\"vcpu_count\": 2", "\"vcpu_count\": 0");
+        Assert.Equal("VM config error: The number of vCPUs must be greater than 0, less than 32 and must be 1 or an even number if SMT is enabled.",
+            Assert.Throws<ConfigException>(() => ConfigLoader.Parse(m)).Message);
+    }
+
+    // Through the real binary (published by scripts/setup.sh): main.rs maps config-file build errors
+    // (RunWithoutApiError::BuildMicroVMFromJson(ParseFromJson)) to exit 1 and logs the chain of Displays.
+    [Theory]
+    [InlineData("\"pmem\": [{\"id\": \"p\"}]", "Configuration for VMM from one single json failed: Pmem device error: ")]
+    [InlineData("\"memory-hotplug\": {}", "Configuration for VMM from one single json failed: Memory hotplug config error: ")]
+    [InlineData("\"machine-config\": {\"vcpu_count\": 1,}", "Configuration for VMM from one single json failed: Invalid JSON: trailing comma at line 1 column ")]
+    public void The_cli_reports_config_file_errors_in_firecrackers_words_and_exits_1(string section, string expected)
+    {
+        string cfg = Path.Combine(_dir, "vm.json");
+        File.WriteAllText(cfg, $"{{\"boot-source\": {{\"kernel_image_path\": \"{_kernel}\"}}, \"drives\": [], {section}}}");
+        var r = Repo.RunFlint(TimeSpan.FromSeconds(30), "--no-api", "--config-file", cfg);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(expected, r.Stdout);
+        string line = r.Stdout.Split('\n').First(l => l.Contains("single json failed"));
+        ParityErrorTests.AssertNoDotNetText(line[line.IndexOf("Configuration for VMM", StringComparison.Ordinal)..]);
+    }
+
+    private VmmController Configured()
+    {
+        var c = new VmmController(_ => throw new InvalidOperationException("not started")) { ConfigureLogger = _ => { }, ConfigureMetrics = _ => { } };
+        void Ok(string method, string path, string body) => Assert.Equal(204, c.Handle(method, path, body).Status);
+        Ok("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}");
+        Ok("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{_kernel}\", \"boot_args\": \"\"}}");
+        Ok("PUT", "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{_disk}\", \"is_root_device\": true, \"is_read_only\": true, \"io_engine\": \"Sync\"}}");
+        Ok("PUT", "/balloon", "{\"amount_mib\": 1, \"deflate_on_oom\": true}");
+        Ok("PUT", "/vsock", "{\"guest_cid\": 15, \"uds_path\": \"vsock.sock\"}");
+        Ok("PUT", "/network-interfaces/1", "{\"iface_id\": \"1\", \"guest_mac\": \"06:00:00:00:00:01\", \"host_dev_name\": \"tap1\", "
+            + "\"tx_rate_limiter\": {\"bandwidth\": {\"size\": 1000000, \"refill_time\": 100}}}");
+        Ok("PUT", "/mmds/config", "{\"version\": \"V2\", \"ipv4_address\": \"169.254.169.250\", \"network_interfaces\": [\"1\"], \"imds_compat\": true}");
+        Ok("PUT", "/logger", "{\"level\": \"Info\"}");
+        return c;
+    }
+
+    // test_api.py test_get_full_config: the expected document, key for key (pmem and memory-hotplug as Firecracker
+    // reports them unused: Flint has neither).
+    [Fact]
+    public void Get_vm_config_reports_every_key_with_firecrackers_defaults()
+    {
+        var r = Configured().Handle("GET", "/vm/config", null);
+        Assert.Equal(200, r.Status);
+        var expected = JsonNode.Parse($$"""
+            {
+              "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "smt": false, "track_dirty_pages": false, "huge_pages": "None"},
+              "cpu-config": null,
+              "boot-source": {"boot_args": "", "kernel_image_path": "{{_kernel}}", "initrd_path": null},
+              "drives": [{"drive_id": "rootfs", "partuuid": null, "is_root_device": true, "cache_type": "Unsafe", "is_read_only": true,
+                          "path_on_host": "{{_disk}}", "rate_limiter": null, "io_engine": "Sync", "socket": null}],
+              "pmem": [],
+              "balloon": {"amount_mib": 1, "deflate_on_oom": true, "stats_polling_interval_s": 0, "free_page_reporting": false, "free_page_hinting": false},
+              "vsock": {"guest_cid": 15, "uds_path": "vsock.sock"},
+              "memory-hotplug": null,
+              "network-interfaces": [{"iface_id": "1", "host_dev_name": "tap1", "guest_mac": "06:00:00:00:00:01", "mtu": null, "rx_rate_limiter": null,
+                                      "tx_rate_limiter": {"bandwidth": {"size": 1000000, "refill_time": 100, "one_time_burst": null}, "ops": null} }],
+              "logger": null,
+              "metrics": null,
+              "mmds-config": {"version": "V2", "ipv4_address": "169.254.169.250", "network_interfaces": ["1"], "imds_compat": true},
+              "entropy": null
+            }
+            """);
+        Assert.True(JsonNode.DeepEquals(expected, JsonNode.Parse(r.Body!)), r.Body);
+    }
+
+    [Fact]
+    public void Get_vm_config_of_an_unconfigured_vmm_has_every_section()
+    {
+        var doc = JsonDocument.Parse(new VmmController(_ => throw new InvalidOperationException()).Handle("GET", "/vm/config", null).Body!).RootElement;
+        string[] keys = ["balloon", "drives", "boot-source", "cpu-config", "logger", "machine-config", "metrics", "mmds-config",
+            "network-interfaces", "vsock", "entropy", "pmem", "memory-hotplug"];
+        Assert.Equal(keys, doc.EnumerateObject().Select(p => p.Name).ToArray());
+        Assert.Equal("", doc.GetProperty("boot-source").GetProperty("kernel_image_path").GetString());
+        Assert.Equal(JsonValueKind.Null, doc.GetProperty("boot-source").GetProperty("boot_args").ValueKind);
+    }
+
+    // test_api.py test_config_start_with_api: GET /vm/config, saved as a file, configures the same VM with
+    // --config-file. Here: the answer loads with ConfigLoader (the --config-file path) and reports itself unchanged.
+    [Fact]
+    public void Get_vm_config_round_trips_through_the_config_file_loader()
+    {
+        string body = Configured().Handle("GET", "/vm/config", null).Body!;
+        string file = Path.Combine(_dir, "vm_config.json");
+        File.WriteAllText(file, body);
+        var loaded = ConfigLoader.LoadFile(file);
+        var again = new VmmController(_ => throw new InvalidOperationException());
+        again.AttachRunning(loaded, new NeverUsedVm());
+        Assert.Equal(body, again.Handle("GET", "/vm/config", null).Body);
+        Assert.Equal(body, FullConfigJson.Write(loaded));
+    }
+
+    private sealed class NeverUsedVm : IRunningVm
+    {
+        public bool IsPaused => false;
+        public void Pause() { }
+        public void Resume() { }
+        public void SendCtrlAltDel() { }
+        public void PatchDrive(string driveId, string pathOnHost) { }
+        public void PatchDriveRateLimiter(string driveId, JsonElement rateLimiter) { }
+        public void PatchNetwork(string ifaceId, JsonElement? rx, JsonElement? tx) { }
+        public string GetBalloonJson() => "{}";
+        public string GetBalloonStatsJson() => "{}";
+        public void PatchBalloon(uint amountMib) { }
+        public void PatchBalloonStatsInterval(uint intervalS) { }
+    }
+}
