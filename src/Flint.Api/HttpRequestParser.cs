@@ -77,7 +77,7 @@ public static class HttpRequestParser
             var line = rest.Slice(pos, len);
             pos += len + 2;
             int colon = line.IndexOf((byte)':');
-            if (colon < 0) { error = HeaderFormat(line); return HttpParseStatus.Error; }
+            if (colon <= 0) { error = HeaderFormat(line); return HttpParseStatus.Error; }
             var name = line[..colon];
             foreach (byte c in name) if (!IsTokenChar(c)) { error = HeaderFormat(name); return HttpParseStatus.Error; }
             var raw = line[(colon + 1)..];
