@@ -28,7 +28,7 @@ public sealed class ParityLoggingTests : IDisposable
     /// <summary>Starts flint with the API, sends the requests, and returns its log (stdout) once it has them all.</summary>
     private string RunAndLog(string[] flags, params (string Method, string Path, string? Body)[] requests)
     {
-        string sock = Path.Combine(_dir, "api.sock");
+        string sock = Path.Combine(_dir, Guid.NewGuid().ToString("n")[..8] + ".sock"); // a killed flint leaves its socket
         var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in new[] { "--api-sock", sock, "--id", "api-log-1" }.Concat(flags)) psi.ArgumentList.Add(a);
         var log = new StringBuilder();

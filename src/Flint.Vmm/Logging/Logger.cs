@@ -14,6 +14,10 @@ namespace Flint.Vmm.Logging;
 public static class Logger
 {
     private static readonly object Lock = new();
+
+    // The local time zone is read (TZ, /etc/localtime) on first use: do it when the logger is first touched, at
+    // start-up, not in a line logged later from a thread whose seccomp filter may not allow opening files.
+    static Logger() => _ = TimeZoneInfo.Local;
     private static TextWriter _out = Console.Out;
     private static NonBlockingFile? _file;
     private static bool _configured;

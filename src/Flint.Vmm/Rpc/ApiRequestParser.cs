@@ -131,6 +131,18 @@ public static class ApiRequestParser
     /// <summary>Firecracker's checked_id on an id from the path (plus Flint's length bound); null when it is valid.</summary>
     private static ApiError? CheckedId(string? id)
     {
+        return CheckedIdCore(id);
+    }
+
+    /// <summary><see cref="CheckedId"/> for parsers that go on with the id: false (and a non-null id) when it is valid.</summary>
+    private static bool BadId([System.Diagnostics.CodeAnalysis.NotNullWhen(false)] string? id, out ApiError? error)
+    {
+        error = CheckedIdCore(id);
+        return error != null;
+    }
+
+    private static ApiError? CheckedIdCore(string? id)
+    {
         if (string.IsNullOrEmpty(id)) return new ApiError("The ID cannot be empty.");
         if (!IsValidId(id))
             return new ApiError(id.Length > MaxIdLength
@@ -176,7 +188,7 @@ public static class ApiRequestParser
 
     private static ParsedRequest ParsePutDrive(string? id, string body)
     {
-        if (CheckedId(id) is { } err) return err;
+        if (BadId(id, out var err)) return err!;
         var jb = JsonBody.Parse(body, Schemas.Drive);
         var o = jb.Root;
         if (JsonBody.Str(o, "drive_id") != id) return IdMismatch;
@@ -196,7 +208,7 @@ public static class ApiRequestParser
 
     private static ParsedRequest ParsePatchDrive(string? id, string body)
     {
-        if (CheckedId(id) is { } err) return err;
+        if (BadId(id, out var err)) return err!;
         var jb = JsonBody.Parse(body, Schemas.PartialDrive);
         var o = jb.Root;
         if (JsonBody.Str(o, "drive_id") != id) return IdMismatch;
@@ -259,7 +271,7 @@ public static class ApiRequestParser
 
     private static ParsedRequest ParsePutNet(string? id, string body)
     {
-        if (CheckedId(id) is { } err) return err;
+        if (BadId(id, out var err)) return err!;
         var jb = JsonBody.Parse(body, Schemas.NetworkInterface);
         var o = jb.Root;
         if (JsonBody.Str(o, "iface_id") is var bodyId && bodyId != id) return NetIdMismatch(id!, bodyId);
@@ -273,7 +285,7 @@ public static class ApiRequestParser
 
     private static ParsedRequest ParsePatchNet(string? id, string body)
     {
-        if (CheckedId(id) is { } err) return err;
+        if (BadId(id, out var err)) return err!;
         var jb = JsonBody.Parse(body, Schemas.PartialNetworkInterface);
         var o = jb.Root;
         if (JsonBody.Str(o, "iface_id") is var bodyId && bodyId != id) return NetIdMismatch(id!, bodyId);
