@@ -339,18 +339,16 @@ public sealed class ApiServer : IDisposable
             if (st == HttpParseStatus.Incomplete) { MakeRoom(c); return; }
             if (st == HttpParseStatus.Error)
             {
-                Respond(c, ApiResponse.Fault(error!), keepAlive: false);
-                return;
-            }
-            if (head.HasTransferEncoding)
-            {
-                Respond(c, ApiResponse.Fault("Transfer-Encoding is not supported: send the body with a Content-Length header.", 411), keepAlive: false);
+                // micro-http's answer; then close, since where the next request would start is unknown.
+                RespondHttpError(c, error!);
+                c.CloseAfterFlush = true;
                 return;
             }
             long len = head.BodyLength;
             if (len > _maxPayload)
             {
-                Respond(c, ApiResponse.Fault($"Request payload with size {len} is larger than the limit of {_maxPayload} allowed by server."), head.KeepAlive);
+                // micro-http's answer too, but the length is known: the body is skipped and the connection serves on.
+                RespondHttpError(c, $"Request payload with size {len} is larger than the limit of {_maxPayload} allowed by server.");
                 c.InStart += head.HeadLength;
                 c.Discard = len;
                 if (!head.KeepAlive) c.CloseAfterFlush = true;
@@ -373,40 +371,71 @@ public sealed class ApiServer : IDisposable
             c.InStart += head.HeadLength + (int)len;
             c.ContinueSent = false;
 
-            var response = Dispatch(method, path, body);
-            Respond(c, response, head.KeepAlive);
+            var (response, deprecated) = Dispatch(method, path, body);
+            Respond(c, response, head.KeepAlive, deprecated);
         }
     }
 
-    private ApiResponse Dispatch(string method, string path, string? body)
+    /// <summary>
+    /// Routes and serves one request, logging it as Firecracker does: the request received, then the outcome
+    /// (success, or the error as text), then the deprecation warning when the request used a deprecated field.
+    /// </summary>
+    private (ApiResponse Response, bool Deprecated) Dispatch(string method, string path, string? body)
     {
-        if (Logger.IsEnabled(LogLevel.Info))
-            Logger.Info(body == null || !Logger.IsEnabled(LogLevel.Debug)
-                ? $"The API server received a {method} request on \"{path}\"."
-                : $"The API server received a {method} request on \"{path}\" with body \"{body}\".");
+        if (Logger.IsEnabled(LogLevel.Info)) Logger.Info(ApiLogLines.Received(method, path, body));
         ApiResponse r;
+        ParsedRequest parsed = default;
         try
         {
-            var parsed = ApiRequestParser.Parse(method, path, body);
+            parsed = ApiRequestParser.Parse(method, path, body);
             r = parsed.Error != null ? parsed.Error.ToResponse() : _handler.Handle(parsed.Action!);
         }
         catch (Exception e)
         {
             Logger.Error($"API request {method} {path} failed: {e}");
-            r = ApiResponse.Fault($"Internal error: {e.Message}", 500);
+            r = ApiResponse.Fault(VmmController.InternalErrorMessage, 500);
         }
-        RequestMetrics?.Record(method, path, r.Status);
-        if (r.Status >= 400 && Logger.IsEnabled(LogLevel.Error))
-            Logger.Error($"Received Error. Status code: {r.Status} {HttpResponseWriter.Reason(r.Status)}. Message: {r.Body}");
-        return r;
+        RequestMetrics?.Record(parsed.Route, r.Status);
+        if (r.Status >= 400)
+        {
+            if (Logger.IsEnabled(LogLevel.Error)) Logger.Error(ApiLogLines.Error(r.Status, parsed.Error?.Message ?? FaultText(r.Body)));
+        }
+        else if (Logger.IsEnabled(LogLevel.Info)) Logger.Info(ApiLogLines.Success(r.Status));
+        if (parsed.Deprecation is { } deprecation)
+        {
+            RequestMetrics?.RecordDeprecated();
+            Logger.Warn(deprecation);
+        }
+        return (r, parsed.Deprecation != null);
     }
 
-    private void Respond(ApiConnection c, ApiResponse r, bool keepAlive)
+    /// <summary>The fault_message of an error body, for the log line (the body itself when it has none).</summary>
+    private static string FaultText(string? body)
+    {
+        if (body == null) return "";
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(body);
+            if (doc.RootElement.TryGetProperty("fault_message", out var m) && m.GetString() is { } s) return s;
+        }
+        catch (System.Text.Json.JsonException) { }
+        return body;
+    }
+
+    private void Respond(ApiConnection c, ApiResponse r, bool keepAlive, bool deprecated = false)
     {
         if (!keepAlive) c.CloseAfterFlush = true;
         // An answer restarts the clock for the next request (and for sending this answer).
         c.DeadlineMs = Environment.TickCount64 + _timeoutMs;
-        HttpResponseWriter.Write(ref c.Out, ref c.OutEnd, r.Status, r.Body, keepAlive);
+        HttpResponseWriter.Write(ref c.Out, ref c.OutEnd, r.Status, r.Body, deprecated);
+        Interlocked.Increment(ref _served);
+    }
+
+    private void RespondHttpError(ApiConnection c, string message)
+    {
+        if (Logger.IsEnabled(LogLevel.Error)) Logger.Error($"API Server error on retrieving incoming request: Parsing error: {message}");
+        c.DeadlineMs = Environment.TickCount64 + _timeoutMs;
+        HttpResponseWriter.WriteHttpError(ref c.Out, ref c.OutEnd, message);
         Interlocked.Increment(ref _served);
     }
 

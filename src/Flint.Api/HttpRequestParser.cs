@@ -12,7 +12,7 @@ public struct HttpRequestHead
     /// <summary>-1 when the request has no Content-Length header.</summary>
     public long ContentLength;
     public int VersionMinor;
-    public bool KeepAlive, ExpectContinue, HasTransferEncoding;
+    public bool KeepAlive, ExpectContinue;
 
     public readonly long BodyLength => ContentLength < 0 ? 0 : ContentLength;
 }
@@ -25,13 +25,19 @@ public static class HttpRequestParser
 {
     public const int DefaultMaxHeadBytes = 8192;
 
-    public const string ErrHeadTooLarge = "Request headers are too large.";
-    public const string ErrRequestLine = "Invalid HTTP request line.";
-    public const string ErrMethod = "Invalid HTTP method.";
-    public const string ErrUri = "Invalid request URI.";
-    public const string ErrVersion = "Unsupported HTTP version.";
-    public const string ErrHeader = "Invalid HTTP header.";
-    public const string ErrContentLength = "Invalid Content-Length header.";
+    // micro-http's RequestError texts (src/common/mod.rs), which Firecracker's HTTP layer answers with.
+    public const string ErrHeadTooLarge = "Invalid request.";
+    public const string ErrRequestLine = "Invalid request.";
+    public const string ErrMethod = "Invalid HTTP Method: Unsupported HTTP method.";
+    public const string ErrUriEmpty = "Invalid URI: Empty URI not allowed.";
+    public const string ErrUri = "Invalid URI: Cannot parse URI as UTF-8.";
+    public const string ErrVersion = "Invalid HTTP Version: Unsupported HTTP version.";
+
+    private static string HeaderFormat(ReadOnlySpan<byte> key) =>
+        $"Invalid header. Reason: Header is incorrectly formatted. Key: {System.Text.Encoding.ASCII.GetString(key)}";
+    private static string HeaderValue(ReadOnlySpan<byte> key, ReadOnlySpan<byte> rawValue) =>
+        $"Invalid header. Reason: Invalid value. Key:{System.Text.Encoding.ASCII.GetString(key)}; Value:{System.Text.Encoding.ASCII.GetString(rawValue)}";
+    private const string ErrChunked = "Invalid header. Reason: Unsupported feature. Key: Transfer-Encoding; Value: chunked";
 
     /// <summary>
     /// Parses the request head at the start of <paramref name="buf"/>. Leading empty lines are skipped (counted in
@@ -62,7 +68,6 @@ public static class HttpRequestParser
 
         int lineEnd = rest.IndexOf("\r\n"u8);
         if (!ParseRequestLine(rest[..lineEnd], skip, ref head, out error)) return HttpParseStatus.Error;
-        head.KeepAlive = head.VersionMinor == 1;
 
         int pos = lineEnd + 2;
         bool sawClose = false, sawKeepAlive = false;
@@ -72,27 +77,30 @@ public static class HttpRequestParser
             var line = rest.Slice(pos, len);
             pos += len + 2;
             int colon = line.IndexOf((byte)':');
-            if (colon <= 0) { error = ErrHeader; return HttpParseStatus.Error; }
+            if (colon <= 0) { error = HeaderFormat(line); return HttpParseStatus.Error; }
             var name = line[..colon];
-            foreach (byte c in name) if (!IsTokenChar(c)) { error = ErrHeader; return HttpParseStatus.Error; }
-            var value = Trim(line[(colon + 1)..]);
-            foreach (byte c in value) if ((c < 0x20 && c != '\t') || c == 0x7f) { error = ErrHeader; return HttpParseStatus.Error; }
+            foreach (byte c in name) if (!IsTokenChar(c)) { error = HeaderFormat(name); return HttpParseStatus.Error; }
+            var raw = line[(colon + 1)..];
+            var value = Trim(raw);
+            foreach (byte c in value) if ((c < 0x20 && c != '\t') || c == 0x7f) { error = HeaderValue(name, raw); return HttpParseStatus.Error; }
 
             if (name.EqualsIgnoreCaseAscii("Content-Length"u8))
             {
-                if (value.Length is 0 or > 15) { error = ErrContentLength; return HttpParseStatus.Error; }
+                // micro-http reads a u32; a second, different length is refused too (request smuggling).
+                if (value.Length is 0 or > 10) { error = HeaderValue(name, raw); return HttpParseStatus.Error; }
                 long n = 0;
                 foreach (byte c in value)
                 {
-                    if (c is < (byte)'0' or > (byte)'9') { error = ErrContentLength; return HttpParseStatus.Error; }
+                    if (c is < (byte)'0' or > (byte)'9') { error = HeaderValue(name, raw); return HttpParseStatus.Error; }
                     n = n * 10 + (c - '0');
                 }
-                if (head.ContentLength >= 0 && head.ContentLength != n) { error = ErrContentLength; return HttpParseStatus.Error; }
+                if (n > uint.MaxValue || (head.ContentLength >= 0 && head.ContentLength != n)) { error = HeaderValue(name, raw); return HttpParseStatus.Error; }
                 head.ContentLength = n;
             }
             else if (name.EqualsIgnoreCaseAscii("Transfer-Encoding"u8))
             {
-                head.HasTransferEncoding = true;
+                // micro-http accepts "chunked" but never decodes it; the chunks would be read as the next request.
+                if (value.EqualsIgnoreCaseAscii("chunked"u8)) { error = ErrChunked; return HttpParseStatus.Error; }
             }
             else if (name.EqualsIgnoreCaseAscii("Connection"u8))
             {
@@ -104,40 +112,49 @@ public static class HttpRequestParser
                 if (value.EqualsIgnoreCaseAscii("100-continue"u8)) head.ExpectContinue = true;
             }
         }
-        if (sawClose) head.KeepAlive = false;
-        else if (sawKeepAlive) head.KeepAlive = true;
+        // micro-http keeps every connection open (HTTP/1.0 too) and answers "keep-alive"; only a client that asks to
+        // close gets its connection closed after the answer.
+        head.KeepAlive = !sawClose || sawKeepAlive;
         head.HeadLength = skip + end + 4;
         return HttpParseStatus.Complete;
     }
 
+    /// <summary>
+    /// micro-http's request line: method up to the first space, URI up to the next, the version is the rest; checked
+    /// in that order. A URI that is neither absolute ("http://host/path") nor starts with '/' has an empty path, as
+    /// micro-http's Uri::get_abs_path gives.
+    /// </summary>
     private static bool ParseRequestLine(ReadOnlySpan<byte> line, int offset, ref HttpRequestHead head, out string? error)
     {
         error = null;
         int sp1 = line.IndexOf((byte)' ');
-        if (sp1 <= 0) { error = ErrRequestLine; return false; }
-        var method = line[..sp1];
-        if (method.Length > 16) { error = ErrMethod; return false; }
-        foreach (byte c in method) if (c is < (byte)'A' or > (byte)'Z') { error = ErrMethod; return false; }
+        if (sp1 < 0) { error = ErrRequestLine; return false; }
         var afterMethod = line[(sp1 + 1)..];
         int sp2 = afterMethod.IndexOf((byte)' ');
-        if (sp2 <= 0) { error = ErrRequestLine; return false; }
+        if (sp2 < 0) { error = ErrRequestLine; return false; }
+        var method = line[..sp1];
+        if (!IsMethod(method)) { error = ErrMethod; return false; }
         var target = afterMethod[..sp2];
         var version = afterMethod[(sp2 + 1)..];
+        if (target.Length == 0) { error = ErrUriEmpty; return false; }
+        // Printable ASCII only: paths are turned into strings one byte per char (PathCache) and logged.
+        foreach (byte c in target) if (c is <= 0x20 or >= 0x7f) { error = ErrUri; return false; }
         if (version.SequenceEqual("HTTP/1.1"u8)) head.VersionMinor = 1;
         else if (version.SequenceEqual("HTTP/1.0"u8)) head.VersionMinor = 0;
-        else { error = version.IndexOf((byte)' ') >= 0 ? ErrRequestLine : ErrVersion; return false; }
+        else { error = ErrVersion; return false; }
 
         int targetStart = sp1 + 1;
-        // Absolute form (http://host/path) is reduced to its path, as Firecracker's server does.
         if (target.StartsWith("http://"u8))
         {
             int slash = target[7..].IndexOf((byte)'/');
-            if (slash < 0) { error = ErrUri; return false; }
-            targetStart += 7 + slash;
-            target = target[(7 + slash)..];
+            targetStart += slash < 0 ? target.Length : 7 + slash;
+            target = slash < 0 ? default : target[(7 + slash)..];
         }
-        if (target.Length == 0 || target[0] != '/') { error = ErrUri; return false; }
-        foreach (byte c in target) if (c is <= 0x20 or >= 0x7f) { error = ErrUri; return false; }
+        else if (target[0] != '/')
+        {
+            targetStart += target.Length;
+            target = default;
+        }
 
         head.MethodStart = offset;
         head.MethodLength = method.Length;
@@ -146,13 +163,17 @@ public static class HttpRequestParser
         return true;
     }
 
+    /// <summary>The methods micro-http parses; any other is refused at the HTTP layer.</summary>
+    private static bool IsMethod(ReadOnlySpan<byte> m) =>
+        m.SequenceEqual("GET"u8) || m.SequenceEqual("PUT"u8) || m.SequenceEqual("PATCH"u8) || m.SequenceEqual("DELETE"u8);
+
+    /// <summary>Whether a request line still being received can become one with a method micro-http parses.</summary>
     private static bool LooksLikeMethodPrefix(ReadOnlySpan<byte> s)
     {
         int sp = s.IndexOf((byte)' ');
         var m = sp < 0 ? s : s[..sp];
-        if (m.Length > 16 || (sp == 0)) return false;
-        foreach (byte c in m) if (c is < (byte)'A' or > (byte)'Z') return false;
-        return true;
+        if (sp >= 0) return IsMethod(m);
+        return "GET"u8.StartsWith(m) || "PUT"u8.StartsWith(m) || "PATCH"u8.StartsWith(m) || "DELETE"u8.StartsWith(m);
     }
 
     private static bool IsTokenChar(byte c) =>

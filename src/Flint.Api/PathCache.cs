@@ -22,12 +22,13 @@ public sealed class PathCache
         return s;
     }
 
-    /// <summary>Method names: the three the API serves are constants; anything else gets a new string.</summary>
+    /// <summary>Method names: the four micro-http parses are constants; anything else gets a new string.</summary>
     public static string Method(ReadOnlySpan<byte> m)
     {
         if (m.SequenceEqual("GET"u8)) return "GET";
         if (m.SequenceEqual("PUT"u8)) return "PUT";
         if (m.SequenceEqual("PATCH"u8)) return "PATCH";
+        if (m.SequenceEqual("DELETE"u8)) return "DELETE";
         return System.Text.Encoding.ASCII.GetString(m);
     }
 }

@@ -133,7 +133,9 @@ public static class Cli
         {
             return GenericFail($"Could not initialize logger: Failed to open target file: {IoErrorText.Of(e, p.Get(LogPath))}");
         }
-        Logger.Info($"Running Firecracker v{Version} (Flint v{Versions.Flint})");
+        // Firecracker's banner, word for word (its test suite looks for it on the first line); Flint's own release at Debug.
+        Logger.Info($"Running Firecracker v{Version}");
+        if (Logger.IsEnabled(LogLevel.Debug)) Logger.Debug($"Flint v{Versions.Flint}");
 
         if (!TryGetNumber(p, MaxPayload, out long? maxPayloadValue, out int rc)
             || !TryGetNumber(p, MmdsSizeLimit, out long? mmdsLimitValue, out rc)

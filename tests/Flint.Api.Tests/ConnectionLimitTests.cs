@@ -11,7 +11,7 @@ namespace Flint.Api.Tests;
 public class ConnectionLimitTests
 {
     private const string ServerFull =
-        "HTTP/1.1 503\r\nServer: Flint API\r\nConnection: close\r\nContent-Length: 40\r\n\r\n{ \"error\": \"Too many open connections\" }";
+        "HTTP/1.1 503\r\nServer: Firecracker API\r\nConnection: close\r\nContent-Length: 40\r\n\r\n{ \"error\": \"Too many open connections\" }";
 
     private static Socket Open(string path)
     {

@@ -244,7 +244,8 @@ public class FuzzTests
                 Assert.InRange(head.HeadLength, 4, span.Length);
                 Assert.InRange(head.PathStart + head.PathLength, 1, head.HeadLength);
                 Assert.InRange(head.MethodStart + head.MethodLength, 1, head.HeadLength);
-                Assert.Equal((byte)'/', span[head.PathStart]);
+                // A target that is not "/..." (nor absolute) has an empty path, as micro-http's get_abs_path.
+                if (head.PathLength > 0) Assert.Equal((byte)'/', span[head.PathStart]);
             }
         }
     }

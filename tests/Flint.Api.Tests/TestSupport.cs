@@ -79,7 +79,13 @@ public sealed class Env : IDisposable
 
 public sealed record HttpResp(int Status, string Reason, Dictionary<string, string> Headers, string? Body)
 {
-    public string? Fault => Body == null ? null : JsonDocument.Parse(Body).RootElement.GetProperty("fault_message").GetString();
+    private const string MicroHttpError = "{ \"error\": \"", MicroHttpTail = "\nAll previous unanswered requests will be dropped.\" }";
+
+    /// <summary>The fault_message of an API error, or the message of micro-http's HTTP-layer error.</summary>
+    public string? Fault => Body == null ? null
+        : Body.StartsWith(MicroHttpError, StringComparison.Ordinal) && Body.EndsWith(MicroHttpTail, StringComparison.Ordinal)
+            ? Body[MicroHttpError.Length..^MicroHttpTail.Length]
+            : JsonDocument.Parse(Body).RootElement.GetProperty("fault_message").GetString();
 }
 
 /// <summary>A raw HTTP client over the Unix socket.</summary>

@@ -103,7 +103,7 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("The requested operation is not supported before starting the microVM.", body);
         (st, body) = Request(s, "GET", "/nope");
         Assert.Equal(400, st);
-        Assert.Contains("Invalid request method and/or path: GET /nope.", body);
+        Assert.Contains("Invalid request method and/or path: GET nope.", body);
         (st, _) = Request(s, "GET", "/vm/config");
         Assert.Equal(200, st);
         Assert.True(WaitForLog("API server started."), "no 'API server started.' line");

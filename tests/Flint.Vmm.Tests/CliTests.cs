@@ -117,8 +117,8 @@ public class LoggerOptionTests : IDisposable
             "--log-path", log, "--show-log-origin", "--level", "Debug");
         Assert.Equal(1, r.ExitCode);
         var text = File.ReadAllText(log);
-        Assert.Matches(@"\[anonymous-instance:main:INFO:src/Flint/Cli\.cs:\d+\] Running Firecracker v", text);
-        Assert.Matches(@"\[anonymous-instance:main:ERROR:src/Flint/Cli\.cs:\d+\] Unable to open or read from the configuration file", text);
+        Assert.Matches(@"\[anonymous-instance:main:src/Flint/Cli\.cs:\d+\] Running Firecracker v", text);
+        Assert.Matches(@"\[anonymous-instance:main:src/Flint/Cli\.cs:\d+\] Unable to open or read from the configuration file", text);
 
         var log2 = Path.Combine(_dir, "filtered.log");
         r = Repo.RunFlint(TimeSpan.FromSeconds(30), "--no-api", "--config-file", Path.Combine(_dir, "missing.json"),

@@ -3,7 +3,8 @@ using System.Runtime.CompilerServices;
 namespace Flint.Vmm.Logging;
 
 /// <summary>
-/// The process logger, in Firecracker's line format: `&lt;timestamp&gt; [&lt;id&gt;:&lt;thread&gt;(:&lt;LEVEL&gt;)(:&lt;file&gt;:&lt;line&gt;)] message`.
+/// The process logger, in Firecracker's line format: `&lt;local time, ns&gt; [&lt;id&gt;:&lt;thread&gt;(:&lt;LEVEL&gt;)(:&lt;file&gt;:&lt;line&gt;)] message`,
+/// the level only with --show-level and the origin only with --show-log-origin (both off by default, as Firecracker).
 /// Writes go to stdout until a log path is configured (--log-path, PUT /logger or the config file's "logger"), then to
 /// that file or FIFO, opened non-blocking: a line that cannot be written (FIFO nobody drains, full disk) is dropped and
 /// counted in logger.missed_log_count (and log_fails when the write failed rather than would block), never waited for.
@@ -13,13 +14,18 @@ namespace Flint.Vmm.Logging;
 public static class Logger
 {
     private static readonly object Lock = new();
+
+    // The local time zone is read (TZ, /etc/localtime) on first use: do it when the logger is first touched, at
+    // start-up, not in a line logged later from a thread whose seccomp filter may not allow opening files.
+    static Logger() => _ = TimeZoneInfo.Local;
     private static TextWriter _out = Console.Out;
     private static NonBlockingFile? _file;
     private static bool _configured;
 
     public static string InstanceId { get; set; } = "anonymous-instance";
     public static LogLevel Level { get; set; } = LogLevel.Info;
-    public static bool ShowLevel { get; set; } = true;
+    /// <summary>Firecracker's default: no level in the tag unless --show-level (or show_level) asks for it.</summary>
+    public static bool ShowLevel { get; set; }
     public static bool ShowOrigin { get; set; }
     /// <summary>Only log lines from source paths containing this (null: everything).</summary>
     public static string? Module { get; set; }
@@ -80,11 +86,12 @@ public static class Logger
         if (!IsEnabled(level)) return;
         string origin = Origin(file);
         if (Module is { } m && !origin.Contains(m, StringComparison.Ordinal)) return;
-        var now = DateTime.UtcNow;
+        var now = DateTime.Now;
         string thread = Thread.CurrentThread.Name ?? "main";
         string tags = thread;
         if (ShowLevel) tags += ":" + LogLevels.Name(level);
         if (ShowOrigin) tags += $":{origin}:{line}";
+        // Firecracker's LocalTime: local time, nanoseconds (DateTime has 100 ns ticks, so the last two digits are 0).
         string text = $"{now:yyyy-MM-ddTHH:mm:ss.fffffff}00 [{InstanceId}:{tags}] {message}";
         lock (Lock)
         {

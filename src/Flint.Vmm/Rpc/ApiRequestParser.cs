@@ -5,186 +5,150 @@ namespace Flint.Vmm.Rpc;
 
 /// <summary>
 /// Firecracker's REST routing: (method, path, body) to a <see cref="VmmAction"/>, or an <see cref="ApiError"/> with
-/// Firecracker's wording. Pure: no state, no I/O; everything that needs the VM's state is left to
-/// <see cref="VmmController"/>. Never throws.
+/// Firecracker's wording, through the one route table <see cref="ApiRoutes"/>. Pure: no state, no I/O; everything
+/// that needs the VM's state is left to <see cref="VmmController"/>. Never throws. Routing the body-less GETs that
+/// tools poll allocates nothing (shared immutable actions, span tokens).
 /// </summary>
 public static class ApiRequestParser
 {
     public const int MaxIdLength = 64;
 
-    /// <summary>
-    /// The body-less GETs that tools poll (GET / above all), answered from shared immutable actions so that routing
-    /// them allocates nothing. Same results as the general router, including its one-trailing-slash rule.
-    /// </summary>
-    private static readonly Dictionary<string, VmmAction> SimpleGets = BuildSimpleGets();
+    private static readonly VmmAction InstanceInfo = new GetVmInstanceInfo(), Version = new GetVersion(),
+        MachineCfg = new GetMachineConfig(), MmdsGet = new GetMmds(), Balloon = new GetBalloon(),
+        BalloonStats = new GetBalloonStats(), VmConfig = new GetVmConfig();
 
-    private static Dictionary<string, VmmAction> BuildSimpleGets()
-    {
-        var d = new Dictionary<string, VmmAction>(StringComparer.Ordinal);
-        void Add(string p, VmmAction a) { d[p] = a; if (p != "/") d[p + "/"] = a; }
-        Add("/", new GetVmInstanceInfo());
-        Add("/version", new GetVersion());
-        Add("/machine-config", new GetMachineConfig());
-        Add("/mmds", new GetMmds());
-        Add("/balloon", new GetBalloon());
-        Add("/balloon/statistics", new GetBalloonStats());
-        Add("/vm/config", new GetVmConfig());
-        return d;
-    }
+    /// <summary>Firecracker's route table, in the order of the arms of its <c>ParsedRequest::try_from</c>.</summary>
+    internal static ApiRoute[] BuildRoutes() =>
+    [
+        new(ApiMethod.Get, "", BodyRule.None, null, "instance_info", static (_, _) => InstanceInfo),
+        new(ApiMethod.Get, "balloon", BodyRule.None, null, null, ParseGetBalloon),
+        new(ApiMethod.Get, "version", BodyRule.None, null, "vmm_version", static (_, _) => Version),
+        new(ApiMethod.Get, "vm", BodyRule.None, "config", null, static (_, _) => VmConfig),
+        new(ApiMethod.Get, "machine-config", BodyRule.None, null, "machine_cfg", static (_, _) => MachineCfg),
+        new(ApiMethod.Get, "mmds", BodyRule.None, null, "mmds", static (_, _) => MmdsGet),
+        new(ApiMethod.Get, "hotplug", BodyRule.None, "memory", null, static (_, _) => NotSupported("Memory hotplug")),
+
+        new(ApiMethod.Put, "actions", BodyRule.Required, null, "actions", static (b, _) => ParseAction(b!)),
+        new(ApiMethod.Put, "balloon", BodyRule.Required, null, null, static (b, _) => ParsePutBalloon(b!)),
+        new(ApiMethod.Put, "boot-source", BodyRule.Required, null, "boot_source", static (b, _) => ParseBootSource(b!)),
+        new(ApiMethod.Put, "cpu-config", BodyRule.Required, null, "cpu_cfg", static (b, _) =>
+        {
+            var jb = JsonBody.Parse(b!, Schemas.CpuConfig);
+            return new PutCpuConfig(jb.Element(jb.Root));
+        }),
+        new(ApiMethod.Put, "drives", BodyRule.Required, null, "drive", static (b, t) => ParsePutDrive(t.NextString(), b!)),
+        new(ApiMethod.Put, "pmem", BodyRule.Required, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Persistent memory (pmem) devices")),
+        new(ApiMethod.Put, "logger", BodyRule.Required, null, "logger", static (b, _) => ParseLogger(b!)),
+        new(ApiMethod.Put, "serial", BodyRule.Required, null, null, static (_, _) => NotSupported("Serial output configuration")),
+        new(ApiMethod.Put, "machine-config", BodyRule.Required, null, "machine_cfg", static (b, _) => ParsePutMachineConfig(b!)),
+        new(ApiMethod.Put, "metrics", BodyRule.Required, null, "metrics", static (b, _) =>
+        {
+            var jb = JsonBody.Parse(b!, Schemas.Metrics);
+            return new PutMetrics(new MetricsConfig { MetricsPath = JsonBody.Str(jb.Root, "metrics_path")! });
+        }),
+        new(ApiMethod.Put, "mmds", BodyRule.Required, null, "mmds", static (b, t) => ParsePutMmds(t, b!)),
+        new(ApiMethod.Put, "network-interfaces", BodyRule.Required, null, "network", static (b, t) => ParsePutNet(t.NextString(), b!)),
+        new(ApiMethod.Put, "snapshot", BodyRule.Required, null, null, static (b, t) => ParsePutSnapshot(t, b!)),
+        new(ApiMethod.Put, "vsock", BodyRule.Required, null, "vsock", static (b, _) => ParseVsock(b!)),
+        new(ApiMethod.Put, "entropy", BodyRule.Required, null, null, static (b, _) =>
+        {
+            var jb = JsonBody.Parse(b!, Schemas.Entropy);
+            return new PutEntropy(jb.Element(jb.Root));
+        }),
+        new(ApiMethod.Put, "hotplug", BodyRule.Required, "memory", null, static (_, _) => NotSupported("Memory hotplug")),
+
+        new(ApiMethod.Patch, "balloon", BodyRule.Any, null, null, ParsePatchBalloon),
+        new(ApiMethod.Patch, "drives", BodyRule.Required, null, "drive", static (b, t) => ParsePatchDrive(t.NextString(), b!)),
+        new(ApiMethod.Patch, "machine-config", BodyRule.Required, null, "machine_cfg", static (b, _) => ParsePatchMachineConfig(b!)),
+        new(ApiMethod.Patch, "mmds", BodyRule.Required, null, "mmds", static (b, _) =>
+        {
+            var jb = JsonBody.Parse(b!, null);
+            return new PatchMmds(jb.RawText(jb.Root));
+        }),
+        new(ApiMethod.Patch, "network-interfaces", BodyRule.Required, null, "network", static (b, t) => ParsePatchNet(t.NextString(), b!)),
+        new(ApiMethod.Patch, "pmem", BodyRule.Required, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Persistent memory (pmem) devices")),
+        new(ApiMethod.Patch, "vm", BodyRule.Required, null, null, static (b, _) =>
+        {
+            var jb = JsonBody.Parse(b!, Schemas.Vm);
+            return JsonBody.Str(jb.Root, "state") == "Paused" ? new Pause() : new Resume();
+        }),
+        new(ApiMethod.Patch, "hotplug", BodyRule.Required, "memory", null, static (_, _) => NotSupported("Memory hotplug")),
+
+        new(ApiMethod.Delete, "drives", BodyRule.None, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Device hot-unplug")),
+        new(ApiMethod.Delete, "pmem", BodyRule.None, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Device hot-unplug")),
+        new(ApiMethod.Delete, "network-interfaces", BodyRule.None, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Device hot-unplug")),
+    ];
 
     public static ParsedRequest Parse(string method, string path, string? body)
     {
-        if (method == "GET" && string.IsNullOrEmpty(body) && SimpleGets.TryGetValue(path, out var simple)) return simple;
+        if (string.IsNullOrEmpty(body)) body = null;
+        var tokens = new PathTokens(path);
+        var first = tokens.Next(out var f) ? f : default;
+        if (!ApiRoutes.TryParseMethod(method, out var m))
+            return new ApiError($"Invalid request method and/or path: {method} {first}.");
+        var peek = tokens;
+        bool hasSecond = peek.Next(out var second);
+        var route = ApiRoutes.Find(m, first, body != null, second, hasSecond);
+        if (route == null) return Unrouted(m, first, body != null);
+        ParsedRequest p;
         try
         {
-            return Route(method, path, string.IsNullOrEmpty(body) ? null : body);
+            p = route.Parse(body, tokens);
         }
         catch (JsonBodyException e)
         {
-            return new ApiError(e.Message);
+            p = new ApiError(e.Message);
         }
-        catch (Exception e) when (e is JsonException or FormatException or OverflowException or InvalidOperationException or ArgumentException)
+        catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or OverflowException or InvalidOperationException or ArgumentException)
         {
             // Defensive: the schema check should have caught it; still a client error, never a crash.
-            return new ApiError(JsonBody.Prefix + FaultText.Inner(e) + ".");
+            p = new ApiError(JsonBody.Prefix + FaultText.Inner(e) + ".");
         }
+        return p with { Route = route };
     }
 
-    private static ParsedRequest Route(string method, string path, string? body)
+    /// <summary>Firecracker's fall-through arms: a body where none belongs, none where one must, or no such route.</summary>
+    private static ApiError Unrouted(ApiMethod m, ReadOnlySpan<char> first, bool hasBody) => (m, hasBody) switch
     {
-        // Firecracker splits the path on '/' (a single trailing '/' is ignored) and routes on the first segment.
-        var tokens = Tokens(path);
-        string first = tokens.Count > 0 ? tokens[0] : "";
-        string? second = tokens.Count > 1 ? tokens[1] : null;
-        int extra = tokens.Count;
+        (ApiMethod.Get, true) => GetWithBody,
+        (ApiMethod.Put, false) => EmptyPut,
+        (ApiMethod.Patch, false) => EmptyPatch,
+        (ApiMethod.Delete, true) => new ApiError("Empty Delete request."),
+        _ => InvalidPath(m, first),
+    };
 
-        switch (method)
-        {
-            case "GET":
-                if (body != null)
-                    return new ApiError("GET request cannot have a body.");
-                switch (first)
-                {
-                    case "" when extra == 0: return new GetVmInstanceInfo();
-                    case "version" when extra == 1: return new GetVersion();
-                    case "machine-config" when extra == 1: return new GetMachineConfig();
-                    case "mmds" when extra == 1: return new GetMmds();
-                    case "balloon" when extra == 1: return new GetBalloon();
-                    case "balloon" when extra == 2 && second == "statistics": return new GetBalloonStats();
-                    case "vm" when extra == 2 && second == "config": return new GetVmConfig();
-                }
-                return InvalidPath(method, path);
+    private static readonly ApiError GetWithBody = new("GET request cannot have a body.");
+    private static readonly ApiError EmptyPut = new("Empty PUT request.");
+    private static readonly ApiError EmptyPatch = new("Empty PATCH request.");
 
-            case "PUT":
-                if (body == null) return new ApiError("Empty PUT request.");
-                switch (first)
-                {
-                    case "actions" when extra == 1: return ParseAction(body);
-                    case "boot-source" when extra == 1: return ParseBootSource(body);
-                    case "drives": return ParsePutDrive(method, path, tokens, body);
-                    case "machine-config" when extra == 1: return ParsePutMachineConfig(body);
-                    case "logger" when extra == 1: return ParseLogger(body);
-                    case "metrics" when extra == 1:
-                    {
-                        var jb = JsonBody.Parse(body, Schemas.Metrics);
-                        return new PutMetrics(new MetricsConfig { MetricsPath = JsonBody.Str(jb.Root, "metrics_path")! });
-                    }
-                    case "cpu-config" when extra == 1:
-                    {
-                        var jb = JsonBody.Parse(body, Schemas.CpuConfig);
-                        return new PutCpuConfig(jb.Element(jb.Root));
-                    }
-                    case "network-interfaces": return ParsePutNet(method, path, tokens, body);
-                    case "vsock" when extra == 1: return ParseVsock(body);
-                    case "entropy" when extra == 1:
-                    {
-                        var jb = JsonBody.Parse(body, Schemas.Entropy);
-                        return new PutEntropy(jb.Element(jb.Root));
-                    }
-                    case "balloon" when extra == 1: return ParsePutBalloon(body);
-                    case "mmds" when extra == 1:
-                    {
-                        var jb = JsonBody.Parse(body, null);
-                        return new PutMmds(jb.RawText(jb.Root));
-                    }
-                    case "mmds" when extra == 2 && second == "config": return ParseMmdsConfig(body);
-                    case "snapshot" when extra == 2 && second == "create":
-                    {
-                        var jb = JsonBody.Parse(body, Schemas.SnapshotCreate);
-                        var o = jb.Root;
-                        return new CreateSnapshot(JsonBody.Str(o, "snapshot_path")!, JsonBody.Str(o, "mem_file_path")!, JsonBody.Str(o, "snapshot_type") ?? "Full");
-                    }
-                    case "snapshot" when extra == 2 && second == "load":
-                    {
-                        var jb = JsonBody.Parse(body, Schemas.SnapshotLoad);
-                        var o = jb.Root;
-                        bool file = o["mem_file_path"] != null, backend = o["mem_backend"] != null;
-                        if (file && backend) throw jb.Error("too many fields: either `mem_backend` or `mem_file_path` exclusively is required", o.End);
-                        if (!file && !backend) throw jb.Error("missing field: either `mem_backend` or `mem_file_path` is required", o.End);
-                        return new LoadSnapshot(JsonBody.Str(o, "snapshot_path")!, jb.Element(o));
-                    }
-                }
-                return InvalidPath(method, path);
+    /// <summary>Firecracker's InvalidPathMethod: it names the first path token only (or the sub-path it was given).</summary>
+    private static ApiError InvalidPath(ApiMethod m, ReadOnlySpan<char> what) =>
+        new($"Invalid request method and/or path: {ApiRoutes.MethodName(m)} {what}.");
 
-            case "PATCH":
-                if (body == null) return new ApiError("Empty PATCH request.");
-                switch (first)
-                {
-                    case "drives": return ParsePatchDrive(method, path, tokens, body);
-                    case "machine-config" when extra == 1: return ParsePatchMachineConfig(body);
-                    case "network-interfaces": return ParsePatchNet(method, path, tokens, body);
-                    case "vm" when extra == 1:
-                    {
-                        var jb = JsonBody.Parse(body, Schemas.Vm);
-                        return JsonBody.Str(jb.Root, "state") == "Paused" ? new Pause() : new Resume();
-                    }
-                    case "balloon" when extra == 1:
-                    {
-                        var jb = JsonBody.Parse(body, Schemas.BalloonUpdate);
-                        return new PatchBalloon((uint)JsonBody.UInt(jb.Root, "amount_mib")!.Value);
-                    }
-                    case "balloon" when extra == 2 && second == "statistics":
-                    {
-                        var jb = JsonBody.Parse(body, Schemas.BalloonStatsUpdate);
-                        return new PatchBalloonStatsInterval((ushort)JsonBody.UInt(jb.Root, "stats_polling_interval_s")!.Value);
-                    }
-                    case "mmds" when extra == 1:
-                    {
-                        var jb = JsonBody.Parse(body, null);
-                        return new PatchMmds(jb.RawText(jb.Root));
-                    }
-                }
-                return InvalidPath(method, path);
-        }
-        return InvalidPath(method, path);
+    /// <summary>A route Firecracker has and this build does not serve (the request is refused before the VMM).</summary>
+    private static ApiError NotSupported(string what) => new($"{what} is not supported yet by this build of Flint.");
+
+    /// <summary>Firecracker's checked_id on an id from the path (plus Flint's length bound); null when it is valid.</summary>
+    private static ApiError? CheckedId(string? id)
+    {
+        return CheckedIdCore(id);
     }
 
-    // Like Firecracker, "GET request cannot have a body." / "Empty PUT request." come before the path is looked at.
-    private static ApiError InvalidPath(string method, string path) => new($"Invalid request method and/or path: {method} {path}.");
-
-    private static List<string> Tokens(string path)
+    /// <summary><see cref="CheckedId"/> for parsers that go on with the id: false (and a non-null id) when it is valid.</summary>
+    private static bool BadId([System.Diagnostics.CodeAnalysis.NotNullWhen(false)] string? id, out ApiError? error)
     {
-        var t = new List<string>(path.Split('/'));
-        if (t.Count > 0) t.RemoveAt(0);                 // the part before the leading '/'
-        if (t.Count > 0 && t[^1].Length == 0) t.RemoveAt(t.Count - 1); // one trailing '/'
-        return t;
+        error = CheckedIdCore(id);
+        return error != null;
     }
 
-    /// <summary>The id segment of /drives/{id} and /network-interfaces/{id}; null with an error when it is not valid.</summary>
-    private static string? PathId(string method, string path, List<string> tokens, out ApiError? error)
+    private static ApiError? CheckedIdCore(string? id)
     {
-        error = null;
-        if (tokens.Count > 2) { error = InvalidPath(method, path); return null; }
-        if (tokens.Count < 2 || tokens[1].Length == 0) { error = new ApiError("The ID cannot be empty."); return null; }
-        string id = tokens[1];
+        if (string.IsNullOrEmpty(id)) return new ApiError("The ID cannot be empty.");
         if (!IsValidId(id))
-        {
-            error = new ApiError(id.Length > MaxIdLength
+            return new ApiError(id.Length > MaxIdLength
                 ? $"The ID cannot be longer than {MaxIdLength} characters."
                 : "API Resource IDs can only contain alphanumeric characters and underscores.");
-            return null;
-        }
-        return id;
+        return null;
     }
 
     public static bool IsValidId(string id)
@@ -195,6 +159,10 @@ public static class ApiRequestParser
     }
 
     private static readonly ApiError IdMismatch = new("The id from the path does not match the id from the body!");
+
+    // request/net.rs words its mismatch with both ids.
+    private static ApiError NetIdMismatch(string pathId, string? bodyId) =>
+        new($"The id from the path [{pathId}] does not match the id from the body [{bodyId}]!");
 
     private static ParsedRequest ParseAction(string body)
     {
@@ -218,10 +186,9 @@ public static class ApiRequestParser
         });
     }
 
-    private static ParsedRequest ParsePutDrive(string method, string path, List<string> tokens, string body)
+    private static ParsedRequest ParsePutDrive(string? id, string body)
     {
-        string? id = PathId(method, path, tokens, out var err);
-        if (id == null) return err!;
+        if (BadId(id, out var err)) return err!;
         var jb = JsonBody.Parse(body, Schemas.Drive);
         var o = jb.Root;
         if (JsonBody.Str(o, "drive_id") != id) return IdMismatch;
@@ -239,10 +206,9 @@ public static class ApiRequestParser
         });
     }
 
-    private static ParsedRequest ParsePatchDrive(string method, string path, List<string> tokens, string body)
+    private static ParsedRequest ParsePatchDrive(string? id, string body)
     {
-        string? id = PathId(method, path, tokens, out var err);
-        if (id == null) return err!;
+        if (BadId(id, out var err)) return err!;
         var jb = JsonBody.Parse(body, Schemas.PartialDrive);
         var o = jb.Root;
         if (JsonBody.Str(o, "drive_id") != id) return IdMismatch;
@@ -252,7 +218,7 @@ public static class ApiRequestParser
     private static ParsedRequest ParsePutMachineConfig(string body)
     {
         var o = JsonBody.Parse(body, Schemas.MachineConfig).Root;
-        return new PutMachineConfig(new MachineConfig
+        ParsedRequest p = new PutMachineConfig(new MachineConfig
         {
             VcpuCount = (int)JsonBody.UInt(o, "vcpu_count")!.Value,
             MemSizeMib = checked((long)JsonBody.UInt(o, "mem_size_mib")!.Value),
@@ -261,6 +227,8 @@ public static class ApiRequestParser
             HugePages = JsonBody.Str(o, "huge_pages"),
             CpuTemplate = JsonBody.Str(o, "cpu_template"),
         });
+        // request/machine_configuration.rs: any cpu_template, "None" included, is the deprecated field.
+        return JsonBody.Str(o, "cpu_template") != null ? p with { Deprecation = Deprecations.PutMachineConfigCpuTemplate } : p;
     }
 
     private static ParsedRequest ParsePatchMachineConfig(string body)
@@ -272,8 +240,8 @@ public static class ApiRequestParser
             JsonBody.Bool(o, "smt"), JsonBody.Bool(o, "track_dirty_pages"),
             JsonBody.Str(o, "huge_pages"), JsonBody.Str(o, "cpu_template"));
         if (p is { VcpuCount: null, MemSizeMib: null, Smt: null, TrackDirtyPages: null, HugePages: null, CpuTemplate: null })
-            return new ApiError("Empty PATCH request.");
-        return p;
+            return EmptyPatch;
+        return p.CpuTemplate != null ? new ParsedRequest(p, null) { Deprecation = Deprecations.PatchMachineConfigCpuTemplate } : p;
     }
 
     private static readonly string[] LogLevelNames = ["Error", "Warning", "Info", "Debug", "Trace", "Off"];
@@ -301,13 +269,12 @@ public static class ApiRequestParser
         });
     }
 
-    private static ParsedRequest ParsePutNet(string method, string path, List<string> tokens, string body)
+    private static ParsedRequest ParsePutNet(string? id, string body)
     {
-        string? id = PathId(method, path, tokens, out var err);
-        if (id == null) return err!;
+        if (BadId(id, out var err)) return err!;
         var jb = JsonBody.Parse(body, Schemas.NetworkInterface);
         var o = jb.Root;
-        if (JsonBody.Str(o, "iface_id") != id) return IdMismatch;
+        if (JsonBody.Str(o, "iface_id") is var bodyId && bodyId != id) return NetIdMismatch(id!, bodyId);
         string? mac = JsonBody.Str(o, "guest_mac");
         if (mac != null && !IsMac(mac))
             throw jb.Error($"invalid value: string {JsonText.Quote(mac)}, expected a MAC address of the form xx:xx:xx:xx:xx:xx", o["guest_mac"]!.End);
@@ -316,13 +283,12 @@ public static class ApiRequestParser
         return new PutNetworkInterface(id, JsonBody.Str(o, "host_dev_name")!, mac, jb.Element(o));
     }
 
-    private static ParsedRequest ParsePatchNet(string method, string path, List<string> tokens, string body)
+    private static ParsedRequest ParsePatchNet(string? id, string body)
     {
-        string? id = PathId(method, path, tokens, out var err);
-        if (id == null) return err!;
+        if (BadId(id, out var err)) return err!;
         var jb = JsonBody.Parse(body, Schemas.PartialNetworkInterface);
         var o = jb.Root;
-        if (JsonBody.Str(o, "iface_id") != id) return IdMismatch;
+        if (JsonBody.Str(o, "iface_id") is var bodyId && bodyId != id) return NetIdMismatch(id!, bodyId);
         return new PatchNetworkInterface(id, o["rx_rate_limiter"] is { } rx ? jb.Element(rx) : null, o["tx_rate_limiter"] is { } tx ? jb.Element(tx) : null);
     }
 
@@ -343,7 +309,8 @@ public static class ApiRequestParser
         var o = jb.Root;
         ulong cid = JsonBody.UInt(o, "guest_cid")!.Value;
         if (cid < 3) throw jb.Error($"invalid value: integer `{cid}`, expected a guest CID of at least 3", o["guest_cid"]!.End);
-        return new PutVsock((uint)cid, JsonBody.Str(o, "uds_path")!, jb.Element(o));
+        ParsedRequest p = new PutVsock((uint)cid, JsonBody.Str(o, "uds_path")!, jb.Element(o));
+        return JsonBody.Str(o, "vsock_id") != null ? p with { Deprecation = Deprecations.PutVsockId } : p;
     }
 
     private static ParsedRequest ParsePutBalloon(string body)
@@ -354,12 +321,85 @@ public static class ApiRequestParser
             (ushort)(JsonBody.UInt(o, "stats_polling_interval_s") ?? 0), jb.Element(o));
     }
 
+    /// <summary>request/balloon.rs parse_get_balloon.</summary>
+    private static ParsedRequest ParseGetBalloon(string? body, PathTokens rest)
+    {
+        if (!rest.Next(out var sub)) return Balloon;
+        if (sub.SequenceEqual("statistics")) return BalloonStats;
+        if (sub.SequenceEqual("hinting"))
+        {
+            if (!rest.Next(out var h)) return new ApiError("Unrecognized GET request path `/hinting/`.");
+            return h.SequenceEqual("status") ? NotSupported("Free page hinting") : new ApiError($"Unrecognized GET request path `/hinting/{h}`.");
+        }
+        return new ApiError($"Unrecognized GET request path `{sub}`.");
+    }
+
+    /// <summary>request/balloon.rs parse_patch_balloon: any other sub-path with a body updates the balloon.</summary>
+    private static ParsedRequest ParsePatchBalloon(string? body, PathTokens rest)
+    {
+        bool hasSub = rest.Next(out var sub);
+        if (hasSub && sub.SequenceEqual("statistics") && body != null)
+        {
+            var jb = JsonBody.Parse(body, Schemas.BalloonStatsUpdate);
+            return new PatchBalloonStatsInterval((ushort)JsonBody.UInt(jb.Root, "stats_polling_interval_s")!.Value);
+        }
+        if (hasSub && sub.SequenceEqual("hinting"))
+        {
+            if (!rest.Next(out var h)) return new ApiError("Unrecognized PATCH request path `/hinting/`.");
+            return h.SequenceEqual("start") || h.SequenceEqual("stop")
+                ? NotSupported("Free page hinting")
+                : new ApiError($"Unrecognized PATCH request path `/hinting/{h}`.");
+        }
+        if (body == null) return EmptyPatch;
+        var u = JsonBody.Parse(body, Schemas.BalloonUpdate);
+        return new PatchBalloon((uint)JsonBody.UInt(u.Root, "amount_mib")!.Value);
+    }
+
+    /// <summary>request/mmds.rs parse_put_mmds: /mmds, /mmds/config, anything else refused by name.</summary>
+    private static ParsedRequest ParsePutMmds(PathTokens rest, string body)
+    {
+        if (!rest.Next(out var sub))
+        {
+            var jb = JsonBody.Parse(body, null);
+            return new PutMmds(jb.RawText(jb.Root));
+        }
+        if (sub.SequenceEqual("config")) return ParseMmdsConfig(body);
+        return new ApiError($"Unrecognized PUT request path `{sub}`.");
+    }
+
     private static ParsedRequest ParseMmdsConfig(string body)
     {
         var jb = JsonBody.Parse(body, Schemas.MmdsConfig);
         var o = jb.Root;
         var ifaces = o["network_interfaces"]!.Items!.Select(i => i.Text!).ToList();
         string ip = JsonBody.Str(o, "ipv4_address") ?? "169.254.169.254";
-        return new PutMmdsConfig(JsonBody.Str(o, "version") ?? "V1", ifaces, ip, jb.Element(o));
+        string version = JsonBody.Str(o, "version") ?? "V1";
+        ParsedRequest p = new PutMmdsConfig(version, ifaces, ip, jb.Element(o));
+        // request/mmds.rs: V1, the default when "version" is absent, is deprecated.
+        return version == "V1" ? p with { Deprecation = Deprecations.PutMmdsConfigV1 } : p;
+    }
+
+    /// <summary>request/snapshot.rs parse_put_snapshot.</summary>
+    private static ParsedRequest ParsePutSnapshot(PathTokens rest, string body)
+    {
+        if (!rest.Next(out var op)) return new ApiError("Missing snapshot operation type.");
+        if (op.SequenceEqual("create"))
+        {
+            var jb = JsonBody.Parse(body, Schemas.SnapshotCreate);
+            var o = jb.Root;
+            return new CreateSnapshot(JsonBody.Str(o, "snapshot_path")!, JsonBody.Str(o, "mem_file_path")!, JsonBody.Str(o, "snapshot_type") ?? "Full");
+        }
+        if (op.SequenceEqual("load"))
+        {
+            var jb = JsonBody.Parse(body, Schemas.SnapshotLoad);
+            var o = jb.Root;
+            bool file = o["mem_file_path"] != null, backend = o["mem_backend"] != null;
+            if (file && backend) throw jb.Error("too many fields: either `mem_backend` or `mem_file_path` exclusively is required", o.End);
+            if (!file && !backend) throw jb.Error("missing field: either `mem_backend` or `mem_file_path` is required", o.End);
+            ParsedRequest p = new LoadSnapshot(JsonBody.Str(o, "snapshot_path")!, jb.Element(o));
+            bool deprecated = JsonBody.Str(o, "mem_file_path") != null || JsonBody.Bool(o, "enable_diff_snapshots") == true;
+            return deprecated ? p with { Deprecation = Deprecations.PutSnapshotLoadMemFile } : p;
+        }
+        return InvalidPath(ApiMethod.Put, $"/snapshot/{op}");
     }
 }

@@ -57,9 +57,15 @@ public sealed record PutMmdsConfig(string Version, IReadOnlyList<string> Network
 public sealed record CreateSnapshot(string SnapshotPath, string MemFilePath, string SnapshotType) : VmmAction;
 public sealed record LoadSnapshot(string SnapshotPath, JsonElement Config) : VmmAction;
 
-/// <summary>What <see cref="ApiRequestParser.Parse"/> produced: exactly one of an action or an error.</summary>
+/// <summary>
+/// What <see cref="ApiRequestParser.Parse"/> produced: exactly one of an action or an error; the route that took it
+/// (null when none did: its per-route counters) and Firecracker's deprecation message when the request used a
+/// deprecated field or endpoint.
+/// </summary>
 public readonly record struct ParsedRequest(VmmAction? Action, ApiError? Error)
 {
+    public ApiRoute? Route { get; init; }
+    public string? Deprecation { get; init; }
     public static implicit operator ParsedRequest(VmmAction a) => new(a, null);
     public static implicit operator ParsedRequest(ApiError e) => new(null, e);
     public bool IsError => Error != null;

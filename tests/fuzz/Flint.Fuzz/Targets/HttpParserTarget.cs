@@ -24,7 +24,9 @@ public sealed class HttpParserTarget : IFuzzTarget
             case HttpParseStatus.Complete:
                 if (head.HeadLength <= 0 || head.HeadLength > input.Length
                     || head.MethodStart < 0 || head.MethodStart + head.MethodLength > head.HeadLength
-                    || head.PathStart < 0 || head.PathLength <= 0 || head.PathStart + head.PathLength > head.HeadLength
+                    || head.PathStart < 0 || head.PathLength < 0 || head.PathStart + head.PathLength > head.HeadLength
+                    // an empty path is micro-http's for a target that is not "/..."; a non-empty one starts with '/'
+                    || (head.PathLength > 0 && input[head.PathStart] != '/')
                     || head.ContentLength < -1)
                     throw new FuzzInvariantException($"Complete with offsets outside the head: {head.MethodStart}+{head.MethodLength} {head.PathStart}+{head.PathLength} head {head.HeadLength} of {input.Length}");
                 _ = Encoding.ASCII.GetString(input.Slice(head.PathStart, head.PathLength));
