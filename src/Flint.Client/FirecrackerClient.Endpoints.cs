@@ -70,20 +70,32 @@ public sealed partial class FirecrackerClient
         SendAsync(HttpMethod.Put, "/cpu-config", cpuConfig, Json.CpuConfig, cancellationToken);
 
     /// <summary>PUT /drives/{drive_id}: creates or replaces a block device. Pre-boot only.</summary>
-    public Task PutDriveAsync(Drive drive, CancellationToken cancellationToken = default) =>
-        SendAsync(HttpMethod.Put, Resource("/drives/", drive?.DriveId!), drive!, Json.Drive, cancellationToken);
+    public Task PutDriveAsync(Drive drive, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(drive);
+        return SendAsync(HttpMethod.Put, Resource("/drives/", drive.DriveId), drive, Json.Drive, cancellationToken);
+    }
 
     /// <summary>PATCH /drives/{drive_id}: swaps the backing file or the rate limiter. Post-boot only.</summary>
-    public Task PatchDriveAsync(PartialDrive drive, CancellationToken cancellationToken = default) =>
-        SendAsync(HttpMethod.Patch, Resource("/drives/", drive?.DriveId!), drive!, Json.PartialDrive, cancellationToken);
+    public Task PatchDriveAsync(PartialDrive drive, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(drive);
+        return SendAsync(HttpMethod.Patch, Resource("/drives/", drive.DriveId), drive, Json.PartialDrive, cancellationToken);
+    }
 
     /// <summary>PUT /pmem/{id}: creates or replaces a pmem device. Pre-boot only.</summary>
-    public Task PutPmemAsync(Pmem pmem, CancellationToken cancellationToken = default) =>
-        SendAsync(HttpMethod.Put, Resource("/pmem/", pmem?.Id!), pmem!, Json.Pmem, cancellationToken);
+    public Task PutPmemAsync(Pmem pmem, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(pmem);
+        return SendAsync(HttpMethod.Put, Resource("/pmem/", pmem.Id), pmem, Json.Pmem, cancellationToken);
+    }
 
     /// <summary>PATCH /pmem/{id}: changes a pmem device's rate limiter. Post-boot only.</summary>
-    public Task PatchPmemAsync(PartialPmem pmem, CancellationToken cancellationToken = default) =>
-        SendAsync(HttpMethod.Patch, Resource("/pmem/", pmem?.Id!), pmem!, Json.PartialPmem, cancellationToken);
+    public Task PatchPmemAsync(PartialPmem pmem, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(pmem);
+        return SendAsync(HttpMethod.Patch, Resource("/pmem/", pmem.Id), pmem, Json.PartialPmem, cancellationToken);
+    }
 
     /// <summary>PUT /logger: sets up the log output.</summary>
     public Task PutLoggerAsync(Logger logger, CancellationToken cancellationToken = default) =>
@@ -164,12 +176,18 @@ public sealed partial class FirecrackerClient
         GetAsync("/hotplug/memory", Json.MemoryHotplugStatus, cancellationToken);
 
     /// <summary>PUT /network-interfaces/{iface_id}: adds a network interface. Pre-boot only.</summary>
-    public Task PutNetworkInterfaceAsync(NetworkInterface iface, CancellationToken cancellationToken = default) =>
-        SendAsync(HttpMethod.Put, Resource("/network-interfaces/", iface?.IfaceId!), iface!, Json.NetworkInterface, cancellationToken);
+    public Task PutNetworkInterfaceAsync(NetworkInterface iface, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(iface);
+        return SendAsync(HttpMethod.Put, Resource("/network-interfaces/", iface.IfaceId), iface, Json.NetworkInterface, cancellationToken);
+    }
 
     /// <summary>PATCH /network-interfaces/{iface_id}: changes an interface's rate limiters. Post-boot only.</summary>
-    public Task PatchNetworkInterfaceAsync(PartialNetworkInterface iface, CancellationToken cancellationToken = default) =>
-        SendAsync(HttpMethod.Patch, Resource("/network-interfaces/", iface?.IfaceId!), iface!, Json.PartialNetworkInterface, cancellationToken);
+    public Task PatchNetworkInterfaceAsync(PartialNetworkInterface iface, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(iface);
+        return SendAsync(HttpMethod.Patch, Resource("/network-interfaces/", iface.IfaceId), iface, Json.PartialNetworkInterface, cancellationToken);
+    }
 
     /// <summary>PUT /snapshot/create: writes a snapshot of the paused microVM.</summary>
     public Task CreateSnapshotAsync(SnapshotCreateParams parameters, CancellationToken cancellationToken = default) =>

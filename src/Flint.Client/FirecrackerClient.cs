@@ -110,9 +110,12 @@ public sealed partial class FirecrackerClient : IDisposable
             if (response.IsSuccessStatusCode) return body;
             throw new FirecrackerApiException(response.StatusCode, FaultMessageOf(body, response), method.Method, path);
         }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested && deadline.IsCancellationRequested)
+        catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
         {
-            throw new TimeoutException($"{method.Method} {path}: no answer from {SocketPath} within {_timeout.TotalSeconds:0.###} s");
+            // Not the caller's token: our deadline, or the handler's connect timeout (which cancels on its own).
+            throw new TimeoutException(deadline.IsCancellationRequested
+                ? $"{method.Method} {path}: no answer from {SocketPath} within {_timeout.TotalSeconds:0.###} s"
+                : $"{method.Method} {path}: could not connect to {SocketPath} in time", e);
         }
     }
 
