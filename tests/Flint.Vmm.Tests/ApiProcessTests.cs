@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using Flint.Client;
+using Flint.Client.Models;
 using Flint.TestGuest;
 using Xunit.Abstractions;
 
@@ -178,37 +180,35 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
 
     [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
-    public void Getting_started_sequence_boots_the_test_guest_and_pauses_it()
+    public async Task Getting_started_sequence_boots_the_test_guest_and_pauses_it()
     {
+        // Driven through Flint.Client, as a .NET user (and flint-pool) would: the typed calls, faults as exceptions.
         var metrics = Path.Combine(_dir, "metrics.json");
         StartFlint("--boot-timer", "--metrics-path", metrics);
-        using var s = Connect();
+        using var vmm = new FirecrackerClient(Sock, new FirecrackerClientOptions { RequestTimeout = TimeSpan.FromSeconds(30) });
         var disk = Path.Combine(_dir, "disk.img");
         TestGuestImage.WriteDisk(disk, 64);
         // 300 k PIO exits keep the guest running when the pause arrives (milliseconds after the start) and still
         // finish well inside the 120 s wait on the slowest KVM we run on (nested KVM under TCG, about 17 k exits/s).
-        Assert.Equal(204, Request(s, "PUT", "/boot-source",
-            $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=serial,blk tg.pio=300000\"}}").Status);
-        Assert.Equal(204, Request(s, "PUT", "/drives/data",
-            $"{{\"drive_id\": \"data\", \"path_on_host\": \"{disk}\", \"is_root_device\": false, \"is_read_only\": false}}").Status);
-        Assert.Equal(204, Request(s, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}").Status);
-        var (st, body) = Request(s, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
+        await vmm.PutBootSourceAsync(new BootSource { KernelImagePath = TestGuestImage.Path, BootArgs = "tg.tests=serial,blk tg.pio=300000" });
+        await vmm.PutDriveAsync(new Drive { DriveId = "data", PathOnHost = disk, IsRootDevice = false, IsReadOnly = false });
+        await vmm.PutMachineConfigAsync(new MachineConfiguration { VcpuCount = 1, MemSizeMib = 64 });
         if (!File.Exists("/dev/kvm"))
         {
             // Without KVM the start must fail cleanly with a 400 naming the cause, and the process stays up.
-            Assert.Equal(400, st);
-            Assert.Contains("/dev/kvm", body);
-            Assert.Equal(200, Request(s, "GET", "/").Status);
+            var refused = await Assert.ThrowsAsync<FirecrackerApiException>(() => vmm.StartInstanceAsync());
+            Assert.Equal(System.Net.HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Contains("/dev/kvm", refused.FaultMessage);
+            Assert.Equal(InstanceStates.NotStarted, (await vmm.GetInstanceInfoAsync()).State);
             KvmRequirement.Check();
         }
-        Assert.Equal(204, st);
-        Assert.Contains("\"Running\"", Request(s, "GET", "/").Body);
-        Assert.Equal(204, Request(s, "PATCH", "/vm", "{\"state\": \"Paused\"}").Status);
-        Assert.Contains("\"Paused\"", Request(s, "GET", "/").Body);
-        Assert.Equal(204, Request(s, "PATCH", "/vm", "{\"state\": \"Resumed\"}").Status);
-        (st, body) = Request(s, "PUT", "/boot-source", $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\"}}");
-        Assert.Equal(400, st);
-        Assert.Contains("The requested operation is not supported after starting the microVM.", body);
+        await vmm.StartInstanceAsync();
+        Assert.Equal(InstanceStates.Running, (await vmm.GetInstanceInfoAsync()).State);
+        await vmm.PauseAsync();
+        Assert.Equal(InstanceStates.Paused, (await vmm.GetInstanceInfoAsync()).State);
+        await vmm.ResumeAsync();
+        var e = await Assert.ThrowsAsync<FirecrackerApiException>(() => vmm.PutBootSourceAsync(new BootSource { KernelImagePath = TestGuestImage.Path }));
+        Assert.Equal("The requested operation is not supported after starting the microVM.", e.FaultMessage);
         Assert.True(_proc!.WaitForExit(120_000), "guest did not finish");
         lock (_log) output.WriteLine(_log.ToString());
         Assert.Equal(0, _proc.ExitCode);
