@@ -94,6 +94,7 @@ internal sealed class FlintProcess
                     },
                 };
                 queued = new QueuedApiHandler(controller);
+                VmmMetricsBinding.BindConfigured(_metrics, () => controller?.Configuration);
                 server = new ApiServer(_s.ApiSock, _s.MaxPayload, queued)
                 {
                     BeforeServe = () => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Api),

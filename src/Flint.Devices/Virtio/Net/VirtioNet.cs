@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Flint.Devices.Metrics;
 using Flint.Devices.Mmds;
 using Flint.Memory;
 using static Flint.Devices.Virtio.Net.NetConstants;
@@ -305,28 +306,34 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             Interlocked.Increment(ref Metrics.TxSpoofedMacCount);
 
         nint r;
+        long tapWriteStart = 0;
         if (_mmds != null && MmdsNetworkStack.IsCandidate(eth, _mmds.Ipv4Address))
         {
             var frame = new Span<byte>(_scratch, total);
             reader.ReadExact(frame[hlen..]);
             bool partial = (frame[0] & HeaderFlagNeedsCsum) != 0;
             if (_mmds.DetourFrame(frame[VnetHeaderSize..], partial)) return;
+            tapWriteStart = LatencyAggregate.Start();
             r = _tap.Write(frame);
         }
         else
         {
+            tapWriteStart = LatencyAggregate.Start();
             r = _tap.WriteV(_txBuffers.Readable, _txBuffers.ReadableCount);
         }
+        Metrics.TapWriteAgg.RecordSince(tapWriteStart);
         if (r < 0)
         {
+            // As Firecracker's net device.rs: a failed tap write is tap_write_fails only (tx_fails is a chain it
+            // could not load).
             Log.Error("tx: tap write failed, errno", -(long)r);
             Interlocked.Increment(ref Metrics.TapWriteFails);
-            Interlocked.Increment(ref Metrics.TxFails);
             return;
         }
         Interlocked.Increment(ref Metrics.TxCount);
         Interlocked.Increment(ref Metrics.TxPacketsCount);
-        Interlocked.Add(ref Metrics.TxBytesCount, total - VnetHeaderSize);
+        // Firecracker counts the bytes written to the tap: the virtio-net header included.
+        Interlocked.Add(ref Metrics.TxBytesCount, total);
     }
 
     // ---- RX ----
@@ -404,7 +411,8 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     {
         Interlocked.Increment(ref Metrics.RxCount);
         Interlocked.Increment(ref Metrics.RxPacketsCount);
-        Interlocked.Add(ref Metrics.RxBytesCount, lenWithHeader - VnetHeaderSize);
+        // Firecracker counts the bytes put in the guest's buffers: the virtio-net header included.
+        Interlocked.Add(ref Metrics.RxBytesCount, lenWithHeader);
     }
 
     /// <summary>

@@ -1,0 +1,228 @@
+using System.Text;
+using System.Text.Json;
+using Flint.Devices.Metrics;
+using Flint.Devices.Mmds;
+using Flint.Vmm.Metrics;
+using Flint.Vmm.Rpc;
+
+namespace Flint.Vmm.Tests;
+
+/// <summary>
+/// Firecracker parity of the metrics file (issue 12, item 7): every line has exactly Firecracker main's keys, as its
+/// tests/host_tools/fcmetrics.py checks them (<see cref="FirecrackerMetricsValidator"/>), per-device objects sum up
+/// to their group, and each number is reported as Firecracker reports it (SharedIncMetric: the change since the
+/// previous flush; SharedStoreMetric: the value). Firecracker sources: src/vmm/src/logger/metrics.rs and the
+/// devices' metrics.rs; tests: tests/integration_tests/functional/test_metrics.py.
+/// </summary>
+public sealed class ParityMetricsTests : IDisposable
+{
+    private readonly string _dir = Repo.TempDir();
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private static JsonElement Line(MetricsRegistry r) => JsonDocument.Parse(r.Snapshot(DateTimeOffset.UtcNow)).RootElement;
+
+    /// <summary>fcmetrics.py validate_fc_metrics, as test_metrics.py::test_flush_metrics runs it on a fresh VM.</summary>
+    [Fact]
+    public void A_line_has_exactly_Firecrackers_keys()
+    {
+        FirecrackerMetricsValidator.AssertConforms(Line(new MetricsRegistry()));
+    }
+
+    /// <summary>fcmetrics.py validate_fc_metrics' own negative check (validate_missing_metrics): the check sees a
+    /// missing number inside a group, and Flint-only keys.</summary>
+    [Fact]
+    public void The_check_itself_sees_a_missing_number_and_an_extra_key()
+    {
+        var json = Encoding.UTF8.GetString(new MetricsRegistry().Snapshot(DateTimeOffset.UtcNow));
+        var broken = json.Replace("\"process_startup_time_us\":0,", "").Replace("\"panic_count\":0", "\"panic_count\":0,\"device_events\":0");
+        var problems = FirecrackerMetricsValidator.Problems(JsonDocument.Parse(broken).RootElement);
+        Assert.Contains("api_server.process_startup_time_us: missing", problems);
+        Assert.Contains("vmm.device_events: not a Firecracker key", problems);
+    }
+
+    /// <summary>No Flint-only key can reach the file: binding one is refused (the schema is Firecracker's).</summary>
+    [Fact]
+    public void Binding_a_key_Firecracker_lacks_is_refused()
+    {
+        var r = new MetricsRegistry();
+        Assert.Throws<ArgumentException>(() => r.Bind("vmm", "device_events", () => 1));
+        Assert.Throws<ArgumentException>(() => r.Bind("logger", "log_fails", () => 1));
+        Assert.Throws<ArgumentException>(() => r.Bind("net", "rx_count", () => 1)); // net is the sum of net_{id}
+    }
+
+    /// <summary>metrics.rs: SharedIncMetric serialises the change since the last flush, SharedStoreMetric its value
+    /// (api_server, latencies_us, seccomp.num_faults, vmm.panic_count, every signal but sigpipe, an _agg's min/max).</summary>
+    [Fact]
+    public void Inc_numbers_are_deltas_and_store_numbers_are_values()
+    {
+        var r = new MetricsRegistry();
+        long pipes = 3, faults = 1;
+        r.Bind("signals", "sigpipe", () => pipes);
+        r.Bind("signals", "sigbus", () => 1);
+        r.Bind("seccomp", "num_faults", () => faults);
+        r.Bind("vmm", "panic_count", () => 1);
+        r.Bind("latencies_us", "pause_vm", () => 250);
+        var agg = new LatencyAggregate();
+        agg.Record(40);
+        agg.Record(10);
+        r.BindAggregate("vcpu", "exit_io_in_agg", agg);
+
+        var first = Line(r);
+        Assert.Equal(3, first.GetProperty("signals").GetProperty("sigpipe").GetInt64());
+        Assert.Equal(50, first.GetProperty("vcpu").GetProperty("exit_io_in_agg").GetProperty("sum_us").GetInt64());
+
+        agg.Record(20);
+        var second = Line(r);
+        Assert.Equal(0, second.GetProperty("signals").GetProperty("sigpipe").GetInt64());
+        Assert.Equal(1, second.GetProperty("signals").GetProperty("sigbus").GetInt64());
+        Assert.Equal(1, second.GetProperty("seccomp").GetProperty("num_faults").GetInt64());
+        Assert.Equal(1, second.GetProperty("vmm").GetProperty("panic_count").GetInt64());
+        Assert.Equal(250, second.GetProperty("latencies_us").GetProperty("pause_vm").GetInt64());
+        var a = second.GetProperty("vcpu").GetProperty("exit_io_in_agg");
+        Assert.Equal(10, a.GetProperty("min_us").GetInt64());  // kept for the process's life
+        Assert.Equal(40, a.GetProperty("max_us").GetInt64());
+        Assert.Equal(20, a.GetProperty("sum_us").GetInt64());  // since the previous flush
+    }
+
+    /// <summary>block/virtio/metrics.rs and net/metrics.rs flush_metrics: one "block_{id}" object per drive, in id order,
+    /// and "block" the sum of their changes; fcmetrics.py FcDeviceMetrics.validate_per_device_metrics.</summary>
+    [Fact]
+    public void Per_device_objects_sum_up_to_their_group()
+    {
+        var r = new MetricsRegistry();
+        long reads1 = 5, reads2 = 7;
+        var agg = new LatencyAggregate();
+        agg.Record(30);
+        r.BindDevices("block", () =>
+        [
+            new MetricsRegistry.DeviceSource("scratch", () => [("read_count", reads2), .. agg.Snapshot("read_agg")]),
+            new MetricsRegistry.DeviceSource("rootfs", () => [("read_count", reads1)]),
+        ]);
+        var first = Line(r);
+        FirecrackerMetricsValidator.AssertConforms(first);
+        Assert.Equal(["block_rootfs", "block_scratch", "block"], first.EnumerateObject().Select(p => p.Name).Where(n => n.StartsWith("block")));
+        FirecrackerMetricsValidator.AssertAggregate(first, "block", 2);
+        Assert.Equal(12, first.GetProperty("block").GetProperty("read_count").GetInt64());
+        Assert.Equal(30, first.GetProperty("block_scratch").GetProperty("read_agg").GetProperty("min_us").GetInt64());
+
+        reads1 += 1;
+        var second = Line(r);
+        FirecrackerMetricsValidator.AssertAggregate(second, "block", 2);
+        Assert.Equal(1, second.GetProperty("block").GetProperty("read_count").GetInt64());
+        Assert.Equal(0, second.GetProperty("block_scratch").GetProperty("read_count").GetInt64());
+        // Without devices the group is still there, all zeros (Firecracker always writes the aggregate).
+        FirecrackerMetricsValidator.AssertAggregate(Line(new MetricsRegistry()), "net", 0);
+    }
+
+    /// <summary>
+    /// test_metrics.py::test_flush_metrics / test_block_metrics / test_net_metrics, before boot: a configured VM's
+    /// FlushMetrics through the controller writes a conforming line with a block_{id} per drive and a net_{id} per
+    /// interface (Firecracker allocates a device's metrics when PUT creates the device).
+    /// </summary>
+    [Fact]
+    public void FlushMetrics_of_a_configured_vm_through_the_controller_conforms()
+    {
+        var registry = new MetricsRegistry();
+        using var output = new MetricsOutput(registry);
+        string metrics = Path.Combine(_dir, "metrics.json"), disk = Path.Combine(_dir, "disk.img");
+        File.WriteAllBytes(disk, new byte[1 << 20]);
+        var c = new VmmController(_ => throw new InvalidOperationException("not started in this test"), "parity-vm")
+        {
+            ConfigureLogger = _ => { },
+            ConfigureMetrics = m => output.Configure(m.MetricsPath),
+            FlushMetricsHandler = output.FlushOrThrow,
+        };
+        VmmMetricsBinding.BindConfigured(registry, () => c.Configuration);
+        foreach (var id in new[] { "rootfs", "data" })
+            Assert.Equal(204, c.Handle("PUT", $"/drives/{id}",
+                $"{{\"drive_id\":\"{id}\",\"path_on_host\":\"{disk}\",\"is_root_device\":{(id == "rootfs" ? "true" : "false")},\"is_read_only\":false}}").Status);
+        Assert.Equal(204, c.Handle("PUT", "/network-interfaces/eth0", "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap-parity0\"}").Status);
+        Assert.Equal(204, c.Handle("PUT", "/metrics", $"{{\"metrics_path\":\"{metrics}\"}}").Status);
+        Assert.Equal(204, c.Handle("PUT", "/actions", "{\"action_type\":\"FlushMetrics\"}").Status);
+
+        var line = JsonDocument.Parse(File.ReadAllLines(metrics).Single()).RootElement;
+        FirecrackerMetricsValidator.AssertConforms(line);
+        FirecrackerMetricsValidator.AssertAggregate(line, "block", 2);
+        FirecrackerMetricsValidator.AssertAggregate(line, "net", 1);
+        Assert.True(line.TryGetProperty("block_rootfs", out _));
+        Assert.True(line.TryGetProperty("net_eth0", out _));
+        // test_metrics.py::test_metrics_default_shape: no id or properties unless asked for.
+        Assert.False(line.TryGetProperty("id", out _));
+        Assert.False(line.TryGetProperty("properties", out _));
+    }
+
+    /// <summary>test_metrics.py::test_metrics_emit_id_and_properties (vmm_config/metrics.rs init_metrics): "id" and
+    /// "properties" on every line once configured, and the line still conforms.</summary>
+    [Fact]
+    public void Emit_id_and_properties_add_top_level_fields()
+    {
+        var registry = new MetricsRegistry();
+        using var output = new MetricsOutput(registry);
+        string path = Path.Combine(_dir, "m.json");
+        output.Configure(path, emitIdAs: "vm-7", properties: new Dictionary<string, string> { ["customer_id"] = "1234", ["bundle_id"] = "fn-abc" });
+        output.FlushOrThrow();
+        var line = JsonDocument.Parse(File.ReadAllLines(path).Single()).RootElement;
+        FirecrackerMetricsValidator.AssertConforms(line);
+        Assert.Equal(["utc_timestamp_ms", "id", "properties"], line.EnumerateObject().Take(3).Select(p => p.Name));
+        Assert.Equal("vm-7", line.GetProperty("id").GetString());
+        Assert.Equal(["bundle_id", "customer_id"], line.GetProperty("properties").EnumerateObject().Select(p => p.Name));
+    }
+
+    /// <summary>mmds/mod.rs respond_to_get_request_v1/_v2 (its tests test_respond_to_request_mmdsv1/v2): a GET without a
+    /// token counts rx_no_token, one with a bad token rx_invalid_token, under V1 (served anyway) and V2 (401).</summary>
+    [Theory]
+    [InlineData(MmdsVersion.V1, 200)]
+    [InlineData(MmdsVersion.V2, 401)]
+    public void Mmds_gets_without_or_with_a_bad_token_are_counted(MmdsVersion version, int status)
+    {
+        var store = new MmdsStore();
+        store.Put("{\"a\":\"b\"}");
+        var http = new MmdsHttp(store, version, new MmdsTokenAuthority());
+        Assert.Equal(status, Status(http, "GET /a HTTP/1.1\r\n\r\n"));
+        Assert.Equal(status, Status(http, "GET /a HTTP/1.1\r\nX-metadata-token: nope\r\n\r\n"));
+        Assert.Equal(1, http.Metrics.RxNoToken);
+        Assert.Equal(1, http.Metrics.RxInvalidToken);
+        var r = new MetricsRegistry();
+        r.BindSum("mmds", [http.Metrics.Snapshot]);
+        Assert.Equal(1, Line(r).GetProperty("mmds").GetProperty("rx_no_token").GetInt64());
+    }
+
+    /// <summary>x86_64 vcpu.rs run_arch_emulation / vstate/vcpu.rs: each I/O-port and MMIO exit's bus work is timed
+    /// into vcpu.exit_*_agg beside its count.</summary>
+    [Fact]
+    public void Vcpu_exits_are_timed_into_their_agg()
+    {
+        var pio = new Flint.Devices.Bus();
+        var mmio = new Flint.Devices.Bus();
+        using var exit = new VmExit();
+        var m = new VcpuMetrics();
+        var slow = new SlowDevice();
+        pio.Insert(slow, 0x3f8, 8);
+        mmio.Insert(slow, 0xd000_0000, 0x1000);
+        var h = new VcpuExitHandler(0, pio, mmio, exit, m);
+        h.Handle(Flint.Kvm.VcpuExit.Io(0x3f8, isOut: true, 1, new byte[1]));
+        h.Handle(Flint.Kvm.VcpuExit.Io(0x3f8, isOut: false, 1, new byte[1]));
+        h.Handle(Flint.Kvm.VcpuExit.Mmio(0xd000_0000, isWrite: true, new byte[4]));
+        h.Handle(Flint.Kvm.VcpuExit.Mmio(0xd000_0000, isWrite: false, new byte[4]));
+        foreach (var (agg, count) in new[] { (m.ExitIoOutAgg, m.ExitIoOut), (m.ExitIoInAgg, m.ExitIoIn), (m.ExitMmioWriteAgg, m.ExitMmioWrite), (m.ExitMmioReadAgg, m.ExitMmioRead) })
+        {
+            Assert.Equal(1, count);
+            Assert.InRange(agg.MinUs, 1_000, 5_000_000); // the device takes 2 ms
+            Assert.Equal(agg.MinUs, agg.MaxUs);
+            Assert.Equal(agg.MinUs, agg.SumUs);
+        }
+    }
+
+    private sealed class SlowDevice : Flint.Devices.IBusDevice
+    {
+        public void Read(ulong offset, Span<byte> data) => Thread.Sleep(2);
+        public void Write(ulong offset, ReadOnlySpan<byte> data) => Thread.Sleep(2);
+    }
+
+    private static int Status(MmdsHttp http, string request)
+    {
+        Assert.True(http.TryHandle(Encoding.ASCII.GetBytes(request), out var response, out _) > 0);
+        return int.Parse(Encoding.ASCII.GetString(response!).Substring(9, 3));
+    }
+}
