@@ -95,7 +95,7 @@ internal sealed class FlintProcess
                 };
                 queued = new QueuedApiHandler(controller);
                 VmmMetricsBinding.BindConfigured(_metrics, () => controller?.Configuration);
-                server = new ApiServer(_s.ApiSock, _s.MaxPayload, queued)
+                server = new ApiServer(_s.ApiSock, _s.MaxPayload, ApiRequestMetrics.ObserveParsed(queued))
                 {
                     BeforeServe = () => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Api),
                     ExtraWatch = (signals.FatalEventFd, signals.OnFatalSignal),

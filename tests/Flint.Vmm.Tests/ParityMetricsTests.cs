@@ -220,6 +220,41 @@ public sealed class ParityMetricsTests : IDisposable
         public void Write(ulong offset, ReadOnlySpan<byte> data) => Thread.Sleep(2);
     }
 
+    /// <summary>
+    /// api_server/request/*.rs (e.g. drive.rs parse_put_drive, with its test test_parse_put_drive_request): a request
+    /// counts under its route; *_fails only when the parser refused it. A request the VMM refuses after parsing is
+    /// not a fail in Firecracker. Routes Flint lacks but Firecracker counts (PUT /serial) count and fail.
+    /// </summary>
+    [Fact]
+    public void Api_fails_count_parse_failures_only()
+    {
+        var m = new ApiRequestMetrics();
+        var r = new MetricsRegistry();
+        m.BindTo(r);
+        var vmmRefuses = ApiRequestMetrics.ObserveParsed(new Refusing());
+        // Parsed, refused by the VMM (the handler saw it): counted, not failed.
+        Assert.Equal(400, vmmRefuses.Handle(new GetVersion()).Status);
+        m.Record("PUT", "/drives/rootfs", 400);
+        // Refused by the parser (the handler never saw it): counted and failed.
+        m.Record("PUT", "/drives/rootfs", 400);
+        m.Record("PUT", "/serial", 400);
+        m.Record("GET", "/hotplug/memory", 400);
+        m.Record("GET", "/hotplug/other", 400);
+        var line = Line(r);
+        FirecrackerMetricsValidator.AssertConforms(line);
+        var put = line.GetProperty("put_api_requests");
+        Assert.Equal(2, put.GetProperty("drive_count").GetInt64());
+        Assert.Equal(1, put.GetProperty("drive_fails").GetInt64());
+        Assert.Equal(1, put.GetProperty("serial_count").GetInt64());
+        Assert.Equal(1, put.GetProperty("serial_fails").GetInt64());
+        Assert.Equal(1, line.GetProperty("get_api_requests").GetProperty("hotplug_memory_count").GetInt64());
+    }
+
+    private sealed class Refusing : IApiHandler
+    {
+        public ApiResponse Handle(VmmAction action) => ApiResponse.Fault("refused");
+    }
+
     private static int Status(MmdsHttp http, string request)
     {
         Assert.True(http.TryHandle(Encoding.ASCII.GetBytes(request), out var response, out _) > 0);

@@ -24,8 +24,7 @@ public sealed class BlockMetrics
     public long UpdateCount;
     /// <summary>Declared by Firecracker but never incremented there (a failed PATCH /drives is an API error); 0 here too.</summary>
     public long UpdateFails;
-    /// <summary>Firecracker counts the requests left in the queue when the rate limiter stops it; Flint's request loop
-    /// does not count them (always 0, docs/compatibility.md).</summary>
+    /// <summary>At each request taken from the queue, how many more were waiting (Firecracker's block device.rs).</summary>
     public long RemainingReqsCount;
     /// <summary>read_agg / write_agg: how long each read or write request's I/O took.</summary>
     public readonly LatencyAggregate ReadAgg = new(), WriteAgg = new();

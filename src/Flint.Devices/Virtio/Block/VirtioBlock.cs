@@ -191,6 +191,8 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
                 }
                 if (!q.TryPop(out var chain)) break;
                 served++;
+                // Firecracker's remaining_reqs_count: at each pop, the requests still waiting behind this one.
+                Interlocked.Add(ref Metrics.RemainingReqsCount, q.PendingCount);
                 // The one read of this request from guest memory: everything below uses this copy.
                 bool loaded = _buffers.Load(ref chain, mem);
                 var request = loaded ? BlockRequest.Parse(_buffers) : default;

@@ -38,8 +38,7 @@ public sealed class NetMetrics
     public long TxRateLimiterEventCount;
     public long TxRateLimiterThrottled;
     public long TxSpoofedMacCount;
-    /// <summary>Firecracker counts the tx requests left in the queue when the rate limiter stops it; Flint's tx loop
-    /// does not count them (always 0, docs/compatibility.md).</summary>
+    /// <summary>At each tx chain taken from the queue, how many more were waiting (Firecracker's net device.rs).</summary>
     public long TxRemainingReqsCount;
     /// <summary>tap_write_agg: how long each frame's write to the tap took.</summary>
     public readonly LatencyAggregate TapWriteAgg = new();

@@ -267,11 +267,16 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             }
             if (!q.TryPop(out var chain)) break;
             popped = true;
-            bool ok = _txBuffers.Load(ref chain, mem) && _txBuffers.WritableCount == 0;
+            // Firecracker's tx_remaining_reqs_count: at each pop, the frames still waiting behind this one.
+            Interlocked.Add(ref Metrics.TxRemainingReqsCount, q.PendingCount);
+            // A device-writable descriptor makes the chain unloadable for tx, as in Firecracker's IoVecBuffer.
+            bool loaded = _txBuffers.Load(ref chain, mem) && _txBuffers.WritableCount == 0;
             ulong total = _txBuffers.ReadableBytes;
-            if (!ok || total < VnetHeaderSize || total > MaxFrameWithHeader)
+            if (!loaded || total < VnetHeaderSize || total > MaxFrameWithHeader)
             {
-                Interlocked.Increment(ref Metrics.TxMalformedFrames);
+                // As Firecracker's net device.rs: a chain that cannot be loaded is tx_fails, one that loads but is not
+                // a frame it can send (shorter than the virtio header, longer than any frame) is tx_malformed_frames.
+                Interlocked.Increment(ref loaded ? ref Metrics.TxMalformedFrames : ref Metrics.TxFails);
                 Log.Error("tx: malformed frame chain, bytes", (long)total);
                 q.AddUsed(chain.HeadIndex, 0);
                 used = true;
