@@ -255,6 +255,38 @@ public sealed class ParityMetricsTests : IDisposable
         public ApiResponse Handle(VmmAction action) => ApiResponse.Fault("refused");
     }
 
+    /// <summary>api_server/mod.rs serve_vmm_action_request (its test test_serve_vmm_action_request) and
+    /// rpc_interface.rs: a successful PATCH /vm Paused stores its duration in latencies_us.pause_vm, the VMM's part in
+    /// vmm_pause_vm; a failed request stores nothing; the values stay (SharedStoreMetric).</summary>
+    [Fact]
+    public void Pause_and_resume_store_their_latency()
+    {
+        var lat = new VmLatencyMetrics();
+        var r = new MetricsRegistry();
+        lat.BindTo(r);
+        var api = lat.TimeApiRequests(new PauseOkResumeFails());
+        Assert.Equal(204, api.Handle(new Pause()).Status);
+        Assert.Equal(400, api.Handle(new Resume()).Status);
+        lat.TimeVmmPause(() => Thread.Sleep(2));
+        for (int i = 0; i < 2; i++)
+        {
+            var l = Line(r).GetProperty("latencies_us");
+            Assert.InRange(l.GetProperty("pause_vm").GetInt64(), 1_000, 5_000_000);
+            Assert.Equal(0, l.GetProperty("resume_vm").GetInt64());
+            Assert.InRange(l.GetProperty("vmm_pause_vm").GetInt64(), 1_000, 5_000_000);
+            Assert.Equal(0, l.GetProperty("full_create_snapshot").GetInt64());
+        }
+    }
+
+    private sealed class PauseOkResumeFails : IApiHandler
+    {
+        public ApiResponse Handle(VmmAction action)
+        {
+            Thread.Sleep(2);
+            return action is Pause ? ApiResponse.NoContent : ApiResponse.Fault("no");
+        }
+    }
+
     private static int Status(MmdsHttp http, string request)
     {
         Assert.True(http.TryHandle(Encoding.ASCII.GetBytes(request), out var response, out _) > 0);

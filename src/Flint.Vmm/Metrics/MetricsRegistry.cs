@@ -44,6 +44,7 @@ public sealed class MetricsRegistry
         Bind("logger", "missed_log_count", static () => Interlocked.Read(ref Flint.Vmm.Logging.Logger.MissedLogCount));
         Bind("deprecated_api", "deprecated_http_api_calls", static () => Interlocked.Read(ref DeprecatedApiMetrics.DeprecatedHttpApiCalls));
         Bind("interrupts", "triggers", static () => Interlocked.Read(ref InterruptMetrics.Triggers));
+        Bind("logger", "rate_limited_log_count", static () => Interlocked.Read(ref RateLimitedLogMetrics.RateLimitedLogCount));
     }
 
     /// <summary>Binds (or rebinds) one number of a group to its source. Throws for a key Firecracker does not have, so no
