@@ -97,7 +97,7 @@ internal sealed class FlintProcess
                 };
                 queued = new QueuedApiHandler(controller);
                 VmmMetricsBinding.BindConfigured(_metrics, () => controller?.Configuration);
-                server = new ApiServer(_s.ApiSock, _s.MaxPayload, ApiRequestMetrics.ObserveParsed(_latencies.TimeApiRequests(queued)))
+                server = new ApiServer(_s.ApiSock, _s.MaxPayload, _apiRequests.ObserveParsed(_latencies.TimeApiRequests(queued)))
                 {
                     BeforeServe = () => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Api),
                     ExtraWatch = (signals.FatalEventFd, signals.OnFatalSignal),

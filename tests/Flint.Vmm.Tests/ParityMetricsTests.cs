@@ -231,9 +231,9 @@ public sealed class ParityMetricsTests : IDisposable
         var m = new ApiRequestMetrics();
         var r = new MetricsRegistry();
         m.BindTo(r);
-        var vmmRefuses = ApiRequestMetrics.ObserveParsed(new Refusing());
-        // Parsed, refused by the VMM (the handler saw it): counted, not failed.
-        Assert.Equal(400, vmmRefuses.Handle(new GetVersion()).Status);
+        var vmmRefuses = m.ObserveParsed(new Refusing());
+        // Parsed, refused by the VMM (the handler saw it): counted (before the VMM runs it), not failed.
+        Assert.Equal(400, vmmRefuses.Handle(new PutDrive(new Flint.Vmm.Config.DriveConfig { DriveId = "rootfs" })).Status);
         m.Record("PUT", "/drives/rootfs", 400);
         // Refused by the parser (the handler never saw it): counted and failed.
         m.Record("PUT", "/drives/rootfs", 400);
@@ -284,6 +284,107 @@ public sealed class ParityMetricsTests : IDisposable
         {
             Thread.Sleep(2);
             return action is Pause ? ApiResponse.NoContent : ApiResponse.Fault("no");
+        }
+    }
+
+    /// <summary>
+    /// test_metrics.py::test_flush_metrics with the real binary (artifacts/bin/flint): a configured VM's FlushMetrics
+    /// over the API socket writes a line fcmetrics.py accepts, with a block_{id} and net_{id} per configured device,
+    /// and the API counters as Firecracker keeps them (its own FlushMetrics request already counted; a body that
+    /// does not parse is a drive_fails, a drive the VMM refuses is not).
+    /// </summary>
+    [Fact]
+    public void FlushMetrics_of_the_real_process_conforms()
+    {
+        string sock = Path.Combine(_dir, "api.sock"), metrics = Path.Combine(_dir, "metrics.json"), disk = Path.Combine(_dir, "disk.img");
+        File.WriteAllBytes(disk, new byte[1 << 20]);
+        using var p = Repo.StartWithApi(sock, "--metrics-path", metrics);
+        try
+        {
+            using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+            s.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(sock));
+            Assert.Equal(200, Http(s, "GET", "/", null));
+            Assert.Equal(204, Http(s, "PUT", "/drives/rootfs", $"{{\"drive_id\":\"rootfs\",\"path_on_host\":\"{disk}\",\"is_root_device\":true,\"is_read_only\":false}}"));
+            Assert.Equal(400, Http(s, "PUT", "/drives/scratch", "{\"drive_id\": 7}"));
+            Assert.Equal(204, Http(s, "PUT", "/network-interfaces/eth0", "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap-parity0\"}"));
+            Assert.Equal(204, Http(s, "PUT", "/actions", "{\"action_type\":\"FlushMetrics\"}"));
+        }
+        finally
+        {
+            p.Kill();
+            p.WaitForExit();
+        }
+        // The first line is the one FlushMetrics wrote (the exit may add another).
+        var line = JsonDocument.Parse(File.ReadAllLines(metrics).First()).RootElement;
+        FirecrackerMetricsValidator.AssertConforms(line);
+        FirecrackerMetricsValidator.AssertAggregate(line, "block", 1);
+        FirecrackerMetricsValidator.AssertAggregate(line, "net", 1);
+        Assert.True(line.TryGetProperty("block_rootfs", out _));
+        Assert.True(line.TryGetProperty("net_eth0", out _));
+        var put = line.GetProperty("put_api_requests");
+        Assert.Equal(2, put.GetProperty("drive_count").GetInt64());
+        Assert.Equal(1, put.GetProperty("drive_fails").GetInt64());
+        Assert.Equal(1, put.GetProperty("network_count").GetInt64());
+        Assert.Equal(1, put.GetProperty("actions_count").GetInt64());
+        Assert.Equal(1, line.GetProperty("get_api_requests").GetProperty("instance_info_count").GetInt64());
+        Assert.InRange(line.GetProperty("api_server").GetProperty("process_startup_time_us").GetInt64(), 1, 60_000_000);
+    }
+
+    /// <summary>
+    /// test_metrics.py::test_block_metrics / test_net_metrics' shape on a real guest: the test guest reads and writes
+    /// its drive; after the run the metrics hold a conforming line whose block_{id} counted the I/O (with its
+    /// read_agg/write_agg), and vCPU exits were timed (vcpu.exit_io_out_agg).
+    /// </summary>
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
+    [SkippableFact]
+    public void A_guest_run_counts_block_io_and_times_exits_in_conforming_lines()
+    {
+        KvmRequirement.Check();
+        string disk = Path.Combine(_dir, "disk.img"), metrics = Path.Combine(_dir, "metrics.json"), cfg = Path.Combine(_dir, "config.json");
+        Flint.TestGuest.TestGuestImage.WriteDisk(disk, 64);
+        File.WriteAllText(cfg, $$"""
+            {"boot-source": {"kernel_image_path": "{{Flint.TestGuest.TestGuestImage.Path}}", "boot_args": "tg.tests=serial,blk" },
+             "drives": [{"drive_id": "data", "path_on_host": "{{disk}}", "is_root_device": false, "is_read_only": false, "cache_type": "Writeback"}],
+             "machine-config": {"vcpu_count": 1, "mem_size_mib": 64 },
+             "metrics": {"metrics_path": "{{metrics}}"} }
+            """);
+        var r = Repo.RunFlint(TimeSpan.FromSeconds(120), "--no-api", "--config-file", cfg);
+        Assert.Contains("PASS blk", r.Stdout);
+        var lines = File.ReadAllLines(metrics).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.NotEmpty(lines);
+        foreach (var l in lines)
+        {
+            FirecrackerMetricsValidator.AssertConforms(l);
+            FirecrackerMetricsValidator.AssertAggregate(l, "block", 1);
+        }
+        long Sum(string group, string name) => lines.Sum(l => l.GetProperty(group).GetProperty(name).GetInt64());
+        Assert.True(Sum("block_data", "read_count") > 0);
+        Assert.True(Sum("block_data", "write_count") > 0);
+        Assert.True(Sum("vcpu", "exit_io_out") > 0);
+        // max_us is kept for the process's life: the slowest serial write took at least a microsecond.
+        Assert.True(lines[^1].GetProperty("vcpu").GetProperty("exit_io_out_agg").GetProperty("max_us").GetInt64() > 0);
+        Assert.True(Sum("interrupts", "triggers") > 0);
+    }
+
+    private static int Http(System.Net.Sockets.Socket s, string method, string path, string? body)
+    {
+        var b = body ?? "";
+        s.Send(Encoding.UTF8.GetBytes($"{method} {path} HTTP/1.1\r\nHost: localhost\r\n" +
+            (body != null ? $"Content-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(b)}\r\n" : "") + "\r\n" + b));
+        var buf = new byte[65536];
+        int n = 0;
+        while (true)
+        {
+            int got = s.Receive(buf, n, buf.Length - n, System.Net.Sockets.SocketFlags.None);
+            Assert.True(got > 0, "the API closed the connection");
+            n += got;
+            var text = Encoding.UTF8.GetString(buf, 0, n);
+            int he = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+            if (he < 0) continue;
+            var m = System.Text.RegularExpressions.Regex.Match(text, "Content-Length: (\\d+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
+            int len = m.Success ? int.Parse(m.Groups[1].Value) : 0;
+            if (n < he + 4 + len) continue;
+            return int.Parse(text.Substring(9, 3));
         }
     }
 

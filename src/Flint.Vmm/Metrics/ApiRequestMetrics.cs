@@ -27,34 +27,66 @@ public sealed class ApiRequestMetrics
     private readonly long[] _count = new long[(int)Slot.Count];
     private readonly long[] _fails = new long[(int)Slot.Count];
 
-    /// <summary>Set on the API thread when the request being answered got past the parser to the VMM.</summary>
+    /// <summary>Set on the API thread when the request being answered got past the parser to the VMM (and was counted).</summary>
     [ThreadStatic] private static bool t_reachedVmm;
 
     /// <summary>
-    /// The handler the API server should call: it notes, for <see cref="Record"/>, that the request parsed (the server
-    /// calls the handler only for parsed requests, and records each answer on the same thread right after).
+    /// The handler the API server should call. A request that parsed is counted here, before the VMM runs it, as
+    /// Firecracker counts while parsing (so a FlushMetrics line already counts its own request); <see cref="Record"/>
+    /// then counts, with their fail, only the requests the parser refused. The server calls the handler only for
+    /// parsed requests, and records each answer on the same thread right after.
     /// </summary>
-    public static IApiHandler ObserveParsed(IApiHandler inner) => new ParsedObserver(inner);
+    public IApiHandler ObserveParsed(IApiHandler inner) => new ParsedObserver(inner, this);
 
-    private sealed class ParsedObserver(IApiHandler inner) : IApiHandler
+    private sealed class ParsedObserver(IApiHandler inner, ApiRequestMetrics m) : IApiHandler
     {
         public ApiResponse Handle(VmmAction action)
         {
             t_reachedVmm = true;
+            var slot = SlotFor(action);
+            if (slot != Slot.Count) Interlocked.Increment(ref m._count[(int)slot]);
             return inner.Handle(action);
         }
     }
 
-    /// <summary>Counts one answered request. <paramref name="path"/> may carry a query string; it is ignored.</summary>
+    /// <summary>
+    /// Counts one answered request. <paramref name="path"/> may carry a query string; it is ignored. Without
+    /// <see cref="ObserveParsed"/> every request is counted here and every error answer is a fail.
+    /// </summary>
     public void Record(string method, string path, int status)
     {
-        bool parsed = t_reachedVmm;
+        bool counted = t_reachedVmm;
         t_reachedVmm = false;
+        if (counted) return;
         var slot = SlotFor(method, path);
         if (slot == Slot.Count) return;
         Interlocked.Increment(ref _count[(int)slot]);
-        if (status >= 400 && !parsed) Interlocked.Increment(ref _fails[(int)slot]);
+        if (status >= 400) Interlocked.Increment(ref _fails[(int)slot]);
     }
+
+    /// <summary>The counter of a parsed request (the same routes as <see cref="SlotFor(string, string)"/>).</summary>
+    private static Slot SlotFor(VmmAction a) => a switch
+    {
+        GetVmInstanceInfo => Slot.GetInstanceInfo,
+        GetMachineConfig => Slot.GetMachineCfg,
+        GetMmds => Slot.GetMmds,
+        GetVersion => Slot.GetVersion,
+        StartMicroVm or SendCtrlAltDel or FlushMetrics => Slot.PutActions,
+        PutBootSource => Slot.PutBootSource,
+        PutDrive => Slot.PutDrive,
+        PutLogger => Slot.PutLogger,
+        PutMachineConfig => Slot.PutMachineCfg,
+        PutCpuConfig => Slot.PutCpuCfg,
+        PutMetrics => Slot.PutMetrics,
+        PutNetworkInterface => Slot.PutNetwork,
+        PutMmds or PutMmdsConfig => Slot.PutMmds,
+        PutVsock => Slot.PutVsock,
+        PatchDrive => Slot.PatchDrive,
+        PatchNetworkInterface => Slot.PatchNetwork,
+        PatchMachineConfig => Slot.PatchMachineCfg,
+        PatchMmds => Slot.PatchMmds,
+        _ => Slot.Count,
+    };
 
     /// <summary>Binds every counter under Firecracker's group and counter names.</summary>
     public void BindTo(MetricsRegistry r)
