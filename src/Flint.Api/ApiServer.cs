@@ -388,14 +388,23 @@ public sealed class ApiServer : IDisposable
         try
         {
             parsed = ApiRequestParser.Parse(method, path, body);
-            r = parsed.Error != null ? parsed.Error.ToResponse() : _handler.Handle(parsed.Action!);
+            if (parsed.Error != null)
+            {
+                RequestMetrics?.RecordRefused(parsed.Route);
+                r = parsed.Error.ToResponse();
+            }
+            else
+            {
+                // Counted before the VMM runs it, as Firecracker counts while parsing.
+                RequestMetrics?.RecordParsed(parsed.Route);
+                r = _handler.Handle(parsed.Action!);
+            }
         }
         catch (Exception e)
         {
             Logger.Error($"API request {method} {path} failed: {e}");
             r = ApiResponse.Fault(VmmController.InternalErrorMessage, 500);
         }
-        RequestMetrics?.Record(parsed.Route, r.Status);
         if (r.Status >= 400)
         {
             if (Logger.IsEnabled(LogLevel.Error)) Logger.Error(ApiLogLines.Error(r.Status, parsed.Error?.Message ?? FaultText(r.Body)));

@@ -6,13 +6,16 @@ using Flint.Vmm.Rpc;
 namespace Flint.Vmm;
 
 /// <summary>The API's view of a started VM: pause/resume, Ctrl+Alt+Del, drive and limiter updates, balloon control.</summary>
-public sealed class RunningVm(Vmm vmm) : IRunningVm
+public sealed class RunningVm(Vmm vmm, Metrics.VmLatencyMetrics? latencies = null) : IRunningVm
 {
     public Vmm Vmm { get; } = vmm;
 
+    /// <summary>Where pause and resume store their duration (latencies_us.vmm_pause_vm / vmm_resume_vm).</summary>
+    private readonly Metrics.VmLatencyMetrics _latencies = latencies ?? new();
+
     public bool IsPaused => Vmm.IsPaused;
-    public void Pause() => Vmm.Pause();
-    public void Resume() => Vmm.Resume();
+    public void Pause() => _latencies.TimeVmmPause(Vmm.Pause);
+    public void Resume() => _latencies.TimeVmmResume(Vmm.Resume);
 
     public void SendCtrlAltDel()
     {

@@ -1,3 +1,4 @@
+using Flint.Devices.Metrics;
 using Flint.Devices;
 using Flint.Kvm;
 
@@ -45,30 +46,39 @@ public sealed class VcpuExitHandler
                 ushort port = (ushort)e.Address;
                 int size = e.Size;
                 Span<byte> data = e.Data;
+                // Each exit's bus work is timed into vcpu.exit_*_agg, as Firecracker's vcpu.rs does.
+                long start = LatencyAggregate.Start();
                 if (e.IsWrite)
                 {
                     Interlocked.Increment(ref _metrics.ExitIoOut);
                     for (int off = 0; off + size <= data.Length; off += size) _pio.Write(port, data.Slice(off, size));
+                    _metrics.ExitIoOutAgg.RecordSince(start);
                 }
                 else
                 {
                     Interlocked.Increment(ref _metrics.ExitIoIn);
                     for (int off = 0; off + size <= data.Length; off += size) _pio.Read(port, data.Slice(off, size));
+                    _metrics.ExitIoInAgg.RecordSince(start);
                 }
                 return _exit.IsRequested ? VcpuExitAction.Stop : VcpuExitAction.Continue;
             }
             case ExitReason.Mmio:
+            {
+                long start = LatencyAggregate.Start();
                 if (e.IsWrite)
                 {
                     Interlocked.Increment(ref _metrics.ExitMmioWrite);
                     _mmio.Write(e.Address, e.Data);
+                    _metrics.ExitMmioWriteAgg.RecordSince(start);
                 }
                 else
                 {
                     Interlocked.Increment(ref _metrics.ExitMmioRead);
                     _mmio.Read(e.Address, e.Data);
+                    _metrics.ExitMmioReadAgg.RecordSince(start);
                 }
                 return _exit.IsRequested ? VcpuExitAction.Stop : VcpuExitAction.Continue;
+            }
             case ExitReason.Intr:
                 return VcpuExitAction.Continue;
             case ExitReason.Hlt:

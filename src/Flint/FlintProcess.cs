@@ -29,6 +29,7 @@ internal sealed class FlintProcess
     private readonly MetricsRegistry _metrics;
     private readonly MetricsOutput _metricsOut;
     private readonly ApiRequestMetrics _apiRequests = new();
+    private readonly VmLatencyMetrics _latencies = new();
     private Vmm.Vmm? _vmm;
     private long _startTimestamp;
 
@@ -48,6 +49,7 @@ internal sealed class FlintProcess
         }
         _metrics.Bind("seccomp", "num_faults", () => SeccompMetrics.NumFaults);
         _apiRequests.BindTo(_metrics);
+        _latencies.BindTo(_metrics);
         // Before any seccomp filter: the native handlers are written into memory made executable here.
         var signals = new SignalHandlers(_metrics, _metricsOut.FlushQuietly);
         // The runtime probes for IPv6 (an AF_INET6 socket) on its first socket; the baseline refuses every socket but a
@@ -94,7 +96,8 @@ internal sealed class FlintProcess
                     },
                 };
                 queued = new QueuedApiHandler(controller);
-                server = new ApiServer(_s.ApiSock, _s.MaxPayload, queued)
+                VmmMetricsBinding.BindConfigured(_metrics, () => controller?.Configuration);
+                server = new ApiServer(_s.ApiSock, _s.MaxPayload, _latencies.TimeApiRequests(queued))
                 {
                     BeforeServe = () => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Api),
                     ExtraWatch = (signals.FatalEventFd, signals.OnFatalSignal),
@@ -207,7 +210,7 @@ internal sealed class FlintProcess
         VmmMetricsBinding.Bind(_metrics, vmm);
         vmm.StartVcpus(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu));
         _vmm = vmm;
-        return new RunningVm(vmm);
+        return new RunningVm(vmm, _latencies);
     }
 
     private bool TryConfigureMetrics(string path, out string error)

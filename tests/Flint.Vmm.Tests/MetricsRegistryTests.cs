@@ -15,10 +15,11 @@ public class MetricsRegistryTests
         using var first = JsonDocument.Parse(r.Snapshot(DateTimeOffset.FromUnixTimeMilliseconds(1000)));
         var props = first.RootElement.EnumerateObject().Select(p => p.Name).ToList();
         Assert.Equal("utc_timestamp_ms", props[0]);
-        foreach (var (g, counters) in MetricsRegistry.FirecrackerGroups)
+        foreach (var g in FirecrackerMetricsSchema.Groups)
         {
-            Assert.Contains(g, props);
-            foreach (var c in counters) Assert.True(first.RootElement.GetProperty(g).TryGetProperty(c, out _), $"{g}.{c}");
+            Assert.Contains(g.Name, props);
+            foreach (var c in g.Leaves.Where(l => !l.Path.Contains('.')))
+                Assert.True(first.RootElement.GetProperty(g.Name).TryGetProperty(c.Path, out _), $"{g.Name}.{c.Path}");
         }
         Assert.Equal(10, first.RootElement.GetProperty("vcpu").GetProperty("exit_io_out").GetInt64());
         exits = 15;

@@ -69,6 +69,7 @@ public sealed class DeviceLog
             {
                 _suppressed++;
                 SuppressedTotal++;
+                Interlocked.Increment(ref Metrics.RateLimitedLogMetrics.RateLimitedLogCount);
                 return;
             }
             _tokens--;

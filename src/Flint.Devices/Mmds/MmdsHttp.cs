@@ -16,6 +16,9 @@ public sealed class MmdsHttp(MmdsStore store, MmdsVersion version, MmdsTokenAuth
     public MmdsStore Store { get; } = store;
     public MmdsVersion Version { get; } = version;
 
+    /// <summary>Where rx_no_token / rx_invalid_token are counted (the network stack passes its own).</summary>
+    public MmdsMetrics Metrics { get; init; } = new();
+
     /// <summary>
     /// Looks for a whole request at the start of <paramref name="buf"/>. Returns the bytes it takes (0: not whole yet)
     /// and the response to send; <paramref name="close"/> when the connection should close after it.
@@ -88,7 +91,12 @@ public sealed class MmdsHttp(MmdsStore store, MmdsVersion version, MmdsTokenAuth
                         $"Invalid time to live value provided for token: {ttl}. Please provide a value between {MmdsTokenAuthority.MinTtlSeconds} and {MmdsTokenAuthority.MaxTtlSeconds}.", close);
                 return Build(200, "OK", "text/plain", tokens.Generate((int)secs), close);
             case "GET":
-                if (Version == MmdsVersion.V2 && !tokens.IsValid(token))
+                // Firecracker (mmds/mod.rs respond_to_get_request_v1/_v2) counts a GET without a token (rx_no_token) or
+                // with one that is not valid (rx_invalid_token) under both versions; only V2 refuses it.
+                bool valid = token != null && tokens.IsValid(token);
+                if (token == null) Interlocked.Increment(ref Metrics.RxNoToken);
+                else if (!valid) Interlocked.Increment(ref Metrics.RxInvalidToken);
+                if (Version == MmdsVersion.V2 && !valid)
                     return Build(401, "Unauthorized", "text/plain",
                         token == null ? "No MMDS token provided. Use `X-metadata-token` header to specify the session token."
                                       : "MMDS token not valid.", close);

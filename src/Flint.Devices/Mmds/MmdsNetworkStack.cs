@@ -59,7 +59,7 @@ public sealed class MmdsNetworkStack
         // a timer armed for a deadline on it fired "before" that deadline.
         _nowMs = clockMs ?? (() => System.Diagnostics.Stopwatch.GetTimestamp() / (System.Diagnostics.Stopwatch.Frequency / 1000));
         Ipv4Address = PacketUtil.ParseIpv4(ipv4);
-        Http = new MmdsHttp(store, version, new MmdsTokenAuthority(clockMs));
+        Http = new MmdsHttp(store, version, new MmdsTokenAuthority(clockMs)) { Metrics = Metrics };
         for (int i = 0; i < _conns.Length; i++) _conns[i] = new MmdsTcpConnection();
     }
 

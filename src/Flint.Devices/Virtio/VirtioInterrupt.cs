@@ -23,12 +23,14 @@ public sealed class VirtioInterrupt(IInterrupt line)
     public void SignalUsedQueue()
     {
         Interlocked.Or(ref _status, (int)UsedBuffer);
+        Interlocked.Increment(ref Metrics.InterruptMetrics.Triggers);
         Line.Trigger();
     }
 
     public void SignalConfigChange()
     {
         Interlocked.Or(ref _status, (int)ConfigChange);
+        Interlocked.Increment(ref Metrics.InterruptMetrics.Triggers);
         Line.Trigger();
     }
 

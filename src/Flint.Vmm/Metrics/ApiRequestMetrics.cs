@@ -40,17 +40,24 @@ public sealed class ApiRequestMetrics
 
     public void RecordDeprecated() => Interlocked.Increment(ref _deprecated);
 
-    /// <summary>Counts one answered request routed to <paramref name="route"/> (null: no route took it; not counted).</summary>
-    public void Record(ApiRoute? route, int status)
+    /// <summary>A request <paramref name="route"/> parsed: counted before the VMM runs it (null route: not counted).</summary>
+    public void RecordParsed(ApiRoute? route)
     {
-        if (route == null) return;
-        int slot = _slotOfRoute[route.Index];
-        if (slot < 0) return;
-        Interlocked.Increment(ref _count[slot]);
-        if (status >= 400) Interlocked.Increment(ref _fails[slot]);
+        if (Slot(route) is int slot and >= 0) Interlocked.Increment(ref _count[slot]);
     }
 
-    /// <summary>Counts one answered request by method and path (the route whatever the body).</summary>
+    /// <summary>A request the parser of <paramref name="route"/> refused: counted and failed.</summary>
+    public void RecordRefused(ApiRoute? route)
+    {
+        if (Slot(route) is not (int slot and >= 0)) return;
+        Interlocked.Increment(ref _count[slot]);
+        Interlocked.Increment(ref _fails[slot]);
+    }
+
+    private int? Slot(ApiRoute? route) => route == null ? null : _slotOfRoute[route.Index];
+
+    /// <summary>By method and path (the route whatever the body), for callers without the parse: an error status
+    /// counts as a parser refusal.</summary>
     public void Record(string method, string path, int status)
     {
         if (!ApiRoutes.TryParseMethod(method, out var m)) return;
@@ -58,7 +65,11 @@ public sealed class ApiRequestMetrics
         var first = tokens.Next(out var f) ? f : default;
         bool hasSecond = tokens.Next(out var second);
         foreach (var body in new[] { BodyRule.Required, BodyRule.None })
-            if (ApiRoutes.Find(m, first, body == BodyRule.Required, second, hasSecond) is { } r) { Record(r, status); return; }
+            if (ApiRoutes.Find(m, first, body == BodyRule.Required, second, hasSecond) is { } r)
+            {
+                if (status >= 400) RecordRefused(r); else RecordParsed(r);
+                return;
+            }
     }
 
     /// <summary>Binds every counter under Firecracker's group and counter names.</summary>

@@ -13,8 +13,12 @@ public sealed class MetricsOutput(MetricsRegistry registry) : IDisposable
 
     public MetricsWriter? Writer { get; private set; }
 
-    /// <summary>Opens the destination; <see cref="ConfigException"/> with Firecracker's message when it cannot.</summary>
-    public void Configure(string path)
+    /// <summary>
+    /// Opens the destination; <see cref="ConfigException"/> with Firecracker's message when it cannot. As Firecracker's
+    /// init_metrics (vmm_config/metrics.rs), <paramref name="emitIdAs"/> (MetricsConfig.emit_id: the instance id) and
+    /// <paramref name="properties"/> (MetricsConfig.properties) add top-level "id" and "properties" to every line.
+    /// </summary>
+    public void Configure(string path, string? emitIdAs = null, IReadOnlyDictionary<string, string>? properties = null)
     {
         if (Writer != null) throw new ConfigException($"Cannot initialize the metrics system due to bad user input: {Reinitialization}");
         try { Writer = new MetricsWriter(path, registry); }
@@ -22,6 +26,8 @@ public sealed class MetricsOutput(MetricsRegistry registry) : IDisposable
         {
             throw new ConfigException($"Cannot initialize the metrics system due to bad user input: {e.Message}");
         }
+        if (emitIdAs != null) registry.EmitInstanceId(emitIdAs);
+        if (properties != null) registry.SetProperties(properties);
     }
 
     /// <summary>

@@ -1,8 +1,36 @@
+using System.Text.Json;
+using Flint.Vmm.Config;
+
 namespace Flint.Vmm.Metrics;
 
-/// <summary>Binds a built VM's device counters into the registry (Firecracker's group and counter names).</summary>
+/// <summary>Binds a VM's counters into the registry under Firecracker's group and counter names.</summary>
 public static class VmmMetricsBinding
 {
+    /// <summary>
+    /// Before the VM is built: a <c>block_{id}</c> / <c>net_{id}</c> object (zeros) for each configured drive and
+    /// interface, as Firecracker allocates a device's metrics when PUT /drives or PUT /network-interfaces creates it.
+    /// </summary>
+    public static void BindConfigured(MetricsRegistry r, Func<VmConfig?> config)
+    {
+        r.BindDevices("block", Stable(() => (config()?.Drives ?? []).Select(d => d.DriveId)));
+        r.BindDevices("net", Stable(() => (config()?.NetworkInterfaces ?? []).Select(IfaceId).OfType<string>()));
+    }
+
+    /// <summary>
+    /// The ids as zero-valued devices. The configuration belongs to the VMM thread; a flush from another thread that
+    /// meets it in the middle of a change reports the ids it read last time rather than failing.
+    /// </summary>
+    private static Func<IEnumerable<MetricsRegistry.DeviceSource>> Stable(Func<IEnumerable<string>> ids)
+    {
+        MetricsRegistry.DeviceSource[] last = [];
+        return () =>
+        {
+            try { last = ids().Select(id => new MetricsRegistry.DeviceSource(id, null)).ToArray(); }
+            catch (InvalidOperationException) { }
+            return last;
+        };
+    }
+
     public static void Bind(MetricsRegistry r, Vmm vmm)
     {
         var v = vmm.VcpuMetrics;
@@ -12,6 +40,10 @@ public static class VmmMetricsBinding
         r.Bind("vcpu", "exit_mmio_write", () => Interlocked.Read(ref v.ExitMmioWrite));
         r.Bind("vcpu", "failures", () => Interlocked.Read(ref v.Failures));
         r.Bind("vcpu", "kvmclock_ctrl_fails", () => Interlocked.Read(ref v.KvmclockCtrlFails));
+        r.BindAggregate("vcpu", "exit_io_in_agg", v.ExitIoInAgg);
+        r.BindAggregate("vcpu", "exit_io_out_agg", v.ExitIoOutAgg);
+        r.BindAggregate("vcpu", "exit_mmio_read_agg", v.ExitMmioReadAgg);
+        r.BindAggregate("vcpu", "exit_mmio_write_agg", v.ExitMmioWriteAgg);
 
         var u = vmm.Serial.Metrics;
         r.Bind("uart", "error_count", () => u.ErrorCount);
@@ -29,34 +61,22 @@ public static class VmmMetricsBinding
         r.Bind("i8042", "reset_count", () => k.ResetCount);
         r.Bind("i8042", "write_count", () => k.WriteCount);
 
-        // Device groups aggregate every device of the kind, as Firecracker's do.
+        // block_{id} / net_{id} per device; "block" / "net" are their sum (the registry adds them up).
         var d = vmm.Devices;
-        BindSum(r, "block", d.Blocks.Select(b => (Func<(string, long)[]>)(() =>
+        var blocks = d.Blocks.Select(b => new MetricsRegistry.DeviceSource(b.Id, () =>
             [.. b.Device.Metrics.Snapshot(), ("rate_limiter_throttled_events", b.Device.RateLimiterThrottledEvents),
-             ("rate_limiter_event_count", b.Device.RateLimiterEventCount)])));
-        BindSum(r, "net", d.Nets.Select(n => (Func<(string, long)[]>)n.Device.Metrics.Snapshot));
-        BindSum(r, "mmds", d.Nets.Where(n => n.Mmds != null).Select(n => (Func<(string, long)[]>)n.Mmds!.Metrics.Snapshot));
-        if (d.Vsock is { } vs) BindSum(r, "vsock", [vs.Metrics.Snapshot]);
-        if (d.Rng is { } rng) BindSum(r, "entropy", [rng.Metrics.Snapshot]);
-        if (d.Balloon is { } bal) BindSum(r, "balloon", [bal.Metrics.Snapshot]);
+             ("rate_limiter_event_count", b.Device.RateLimiterEventCount)])).ToArray();
+        r.BindDevices("block", () => blocks);
+        var nets = d.Nets.Select(n => new MetricsRegistry.DeviceSource(n.Id, n.Device.Metrics.Snapshot)).ToArray();
+        r.BindDevices("net", () => nets);
+        // Firecracker's mmds group is process-wide: the sum over the interfaces that serve MMDS.
+        r.BindSum("mmds", d.Nets.Where(n => n.Mmds != null).Select(n => (Func<(string, long)[]>)n.Mmds!.Metrics.Snapshot).ToArray());
+        if (d.Vsock is { } vs) r.BindSum("vsock", [vs.Metrics.Snapshot]);
+        if (d.Rng is { } rng) r.BindSum("entropy", [rng.Metrics.Snapshot]);
+        if (d.Balloon is { } bal) r.BindSum("balloon", [bal.Metrics.Snapshot]);
     }
 
-    /// <summary>Binds each counter of a group to the sum of that counter over several devices' snapshots.</summary>
-    private static void BindSum(MetricsRegistry r, string group, IEnumerable<Func<(string Name, long Value)[]>> sources)
-    {
-        var list = sources.ToList();
-        if (list.Count == 0) return;
-        foreach (var (name, _) in list[0]())
-        {
-            string n = name;
-            r.Bind(group, n, () =>
-            {
-                long sum = 0;
-                foreach (var src in list)
-                    foreach (var (k, v) in src())
-                        if (k == n) sum += v;
-                return sum;
-            });
-        }
-    }
+    private static string? IfaceId(JsonElement e) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty("iface_id", out var id) && id.ValueKind == JsonValueKind.String
+            ? id.GetString() : null;
 }

@@ -26,7 +26,7 @@ public static class ApiRequestParser
         new(ApiMethod.Get, "vm", BodyRule.None, "config", null, static (_, _) => VmConfig),
         new(ApiMethod.Get, "machine-config", BodyRule.None, null, "machine_cfg", static (_, _) => MachineCfg),
         new(ApiMethod.Get, "mmds", BodyRule.None, null, "mmds", static (_, _) => MmdsGet),
-        new(ApiMethod.Get, "hotplug", BodyRule.None, "memory", null, static (_, _) => NotSupported("Memory hotplug")),
+        new(ApiMethod.Get, "hotplug", BodyRule.None, "memory", "hotplug_memory", static (_, _) => NotSupported("Memory hotplug")),
 
         new(ApiMethod.Put, "actions", BodyRule.Required, null, "actions", static (b, _) => ParseAction(b!)),
         new(ApiMethod.Put, "balloon", BodyRule.Required, null, null, static (b, _) => ParsePutBalloon(b!)),
@@ -37,9 +37,9 @@ public static class ApiRequestParser
             return new PutCpuConfig(jb.Element(jb.Root));
         }),
         new(ApiMethod.Put, "drives", BodyRule.Required, null, "drive", static (b, t) => ParsePutDrive(t.NextString(), b!)),
-        new(ApiMethod.Put, "pmem", BodyRule.Required, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Persistent memory (pmem) devices")),
+        new(ApiMethod.Put, "pmem", BodyRule.Required, null, "pmem", static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Persistent memory (pmem) devices")),
         new(ApiMethod.Put, "logger", BodyRule.Required, null, "logger", static (b, _) => ParseLogger(b!)),
-        new(ApiMethod.Put, "serial", BodyRule.Required, null, null, static (_, _) => NotSupported("Serial output configuration")),
+        new(ApiMethod.Put, "serial", BodyRule.Required, null, "serial", static (_, _) => NotSupported("Serial output configuration")),
         new(ApiMethod.Put, "machine-config", BodyRule.Required, null, "machine_cfg", static (b, _) => ParsePutMachineConfig(b!)),
         new(ApiMethod.Put, "metrics", BodyRule.Required, null, "metrics", static (b, _) =>
         {
@@ -55,7 +55,7 @@ public static class ApiRequestParser
             var jb = JsonBody.Parse(b!, Schemas.Entropy);
             return new PutEntropy(jb.Element(jb.Root));
         }),
-        new(ApiMethod.Put, "hotplug", BodyRule.Required, "memory", null, static (_, _) => NotSupported("Memory hotplug")),
+        new(ApiMethod.Put, "hotplug", BodyRule.Required, "memory", "hotplug_memory", static (_, _) => NotSupported("Memory hotplug")),
 
         new(ApiMethod.Patch, "balloon", BodyRule.Any, null, null, ParsePatchBalloon),
         new(ApiMethod.Patch, "drives", BodyRule.Required, null, "drive", static (b, t) => ParsePatchDrive(t.NextString(), b!)),
@@ -66,13 +66,13 @@ public static class ApiRequestParser
             return new PatchMmds(jb.RawText(jb.Root));
         }),
         new(ApiMethod.Patch, "network-interfaces", BodyRule.Required, null, "network", static (b, t) => ParsePatchNet(t.NextString(), b!)),
-        new(ApiMethod.Patch, "pmem", BodyRule.Required, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Persistent memory (pmem) devices")),
+        new(ApiMethod.Patch, "pmem", BodyRule.Required, null, "pmem", static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Persistent memory (pmem) devices")),
         new(ApiMethod.Patch, "vm", BodyRule.Required, null, null, static (b, _) =>
         {
             var jb = JsonBody.Parse(b!, Schemas.Vm);
             return JsonBody.Str(jb.Root, "state") == "Paused" ? new Pause() : new Resume();
         }),
-        new(ApiMethod.Patch, "hotplug", BodyRule.Required, "memory", null, static (_, _) => NotSupported("Memory hotplug")),
+        new(ApiMethod.Patch, "hotplug", BodyRule.Required, "memory", "hotplug_memory", static (_, _) => NotSupported("Memory hotplug")),
 
         new(ApiMethod.Delete, "drives", BodyRule.None, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Device hot-unplug")),
         new(ApiMethod.Delete, "pmem", BodyRule.None, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Device hot-unplug")),

@@ -259,7 +259,9 @@ public sealed class VirtioBlockTests : IDisposable
         var names = _h.Device.Metrics.Snapshot().Select(x => x.Name).ToArray();
         Assert.Equal(
             ["activate_fails", "cfg_fails", "flush_count", "read_count", "write_count", "read_bytes", "write_bytes",
-             "invalid_reqs_count", "no_avail_buffer", "event_fails", "queue_event_count", "execute_fails", "update_count"],
+             "invalid_reqs_count", "no_avail_buffer", "event_fails", "queue_event_count", "execute_fails", "update_count",
+             "update_fails", "remaining_reqs_count", "read_agg.min_us", "read_agg.max_us", "read_agg.sum_us",
+             "write_agg.min_us", "write_agg.max_us", "write_agg.sum_us"],
             names);
     }
 }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Flint.Devices.Metrics;
 using Flint.Devices.Mmds;
 using Flint.Memory;
 using static Flint.Devices.Virtio.Net.NetConstants;
@@ -266,11 +267,16 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             }
             if (!q.TryPop(out var chain)) break;
             popped = true;
-            bool ok = _txBuffers.Load(ref chain, mem) && _txBuffers.WritableCount == 0;
+            // Firecracker's tx_remaining_reqs_count: at each pop, the frames still waiting behind this one.
+            Interlocked.Add(ref Metrics.TxRemainingReqsCount, q.PendingCount);
+            // A device-writable descriptor makes the chain unloadable for tx, as in Firecracker's IoVecBuffer.
+            bool loaded = _txBuffers.Load(ref chain, mem) && _txBuffers.WritableCount == 0;
             ulong total = _txBuffers.ReadableBytes;
-            if (!ok || total < VnetHeaderSize || total > MaxFrameWithHeader)
+            if (!loaded || total < VnetHeaderSize || total > MaxFrameWithHeader)
             {
-                Interlocked.Increment(ref Metrics.TxMalformedFrames);
+                // As Firecracker's net device.rs: a chain that cannot be loaded is tx_fails, one that loads but is not
+                // a frame it can send (shorter than the virtio header, longer than any frame) is tx_malformed_frames.
+                Interlocked.Increment(ref loaded ? ref Metrics.TxMalformedFrames : ref Metrics.TxFails);
                 Log.Error("tx: malformed frame chain, bytes", (long)total);
                 q.AddUsed(chain.HeadIndex, 0);
                 used = true;
@@ -305,28 +311,34 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             Interlocked.Increment(ref Metrics.TxSpoofedMacCount);
 
         nint r;
+        long tapWriteStart = 0;
         if (_mmds != null && MmdsNetworkStack.IsCandidate(eth, _mmds.Ipv4Address))
         {
             var frame = new Span<byte>(_scratch, total);
             reader.ReadExact(frame[hlen..]);
             bool partial = (frame[0] & HeaderFlagNeedsCsum) != 0;
             if (_mmds.DetourFrame(frame[VnetHeaderSize..], partial)) return;
+            tapWriteStart = LatencyAggregate.Start();
             r = _tap.Write(frame);
         }
         else
         {
+            tapWriteStart = LatencyAggregate.Start();
             r = _tap.WriteV(_txBuffers.Readable, _txBuffers.ReadableCount);
         }
+        Metrics.TapWriteAgg.RecordSince(tapWriteStart);
         if (r < 0)
         {
+            // As Firecracker's net device.rs: a failed tap write is tap_write_fails only (tx_fails is a chain it
+            // could not load).
             Log.Error("tx: tap write failed, errno", -(long)r);
             Interlocked.Increment(ref Metrics.TapWriteFails);
-            Interlocked.Increment(ref Metrics.TxFails);
             return;
         }
         Interlocked.Increment(ref Metrics.TxCount);
         Interlocked.Increment(ref Metrics.TxPacketsCount);
-        Interlocked.Add(ref Metrics.TxBytesCount, total - VnetHeaderSize);
+        // Firecracker counts the bytes written to the tap: the virtio-net header included.
+        Interlocked.Add(ref Metrics.TxBytesCount, total);
     }
 
     // ---- RX ----
@@ -404,7 +416,8 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
     {
         Interlocked.Increment(ref Metrics.RxCount);
         Interlocked.Increment(ref Metrics.RxPacketsCount);
-        Interlocked.Add(ref Metrics.RxBytesCount, lenWithHeader - VnetHeaderSize);
+        // Firecracker counts the bytes put in the guest's buffers: the virtio-net header included.
+        Interlocked.Add(ref Metrics.RxBytesCount, lenWithHeader);
     }
 
     /// <summary>
