@@ -42,7 +42,8 @@ public sealed class MmdsStore
     public void Put(string json)
     {
         var node = Parse(json);
-        lock (_lock) Set(node, "The MMDS data store limit was exceeded.");
+        // Firecracker answers an oversized PUT with the same DataStoreLimitExceeded text as a PATCH.
+        lock (_lock) Set(node, "The MMDS patch request doesn't fit.");
     }
 
     /// <summary>PATCH /mmds: RFC 7396 merge patch. 400 when the store was never set or the patch is not JSON, 413 when the result is too big.</summary>

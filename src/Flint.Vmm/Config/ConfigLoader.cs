@@ -7,6 +7,10 @@ public static class ConfigLoader
 {
     public const int MaxVcpus = 32;
 
+    /// <summary>Firecracker's MachineConfigError::InvalidVcpuCount (it names the limit).</summary>
+    public static readonly string InvalidVcpuCount =
+        $"The number of vCPUs must be greater than 0, less than {MaxVcpus} and must be 1 or an even number if SMT is enabled.";
+
     public static VmConfig LoadFile(string path)
     {
         string text;
@@ -44,10 +48,8 @@ public static class ConfigLoader
         var mc = cfg.MachineConfig;
         if (mc != null)
         {
-            if (mc.VcpuCount < 1 || mc.VcpuCount > MaxVcpus)
-                throw new ConfigException($"The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled. vcpu_count must be between 1 and {MaxVcpus}, got {mc.VcpuCount}.");
-            if (mc.Smt && mc.VcpuCount > 1 && mc.VcpuCount % 2 != 0)
-                throw new ConfigException("The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.");
+            if (mc.VcpuCount < 1 || mc.VcpuCount > MaxVcpus || (mc.Smt && mc.VcpuCount > 1 && mc.VcpuCount % 2 != 0))
+                throw new ConfigException(InvalidVcpuCount);
             if (mc.MemSizeMib <= 0)
                 throw new ConfigException($"The memory size (MiB) is invalid: mem_size_mib must be greater than 0, got {mc.MemSizeMib}.");
             if (HugePagesError(mc, Present(cfg.Balloon) != null) is { } hp) throw new ConfigException(hp);
@@ -129,7 +131,7 @@ public static class ConfigLoader
         null or "None" => null,
         _ when Array.IndexOf(StaticCpuTemplates, template) < 0 =>
             $"Invalid JSON: unknown variant `{template}`, expected one of {string.Join(", ", StaticCpuTemplates.Select(t => $"`{t}`"))}.",
-        _ => $"The static CPU template \"{template}\" is not supported by this build of Flint.",
+        _ => null, // a static template Firecracker knows (Flint.Arch.X86.StaticCpuTemplates)
     };
 
     public const string BalloonWithHugePages = "A balloon device cannot be used with 2M huge pages.";
