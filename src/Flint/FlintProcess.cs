@@ -29,6 +29,8 @@ internal sealed class FlintProcess
     private readonly MetricsRegistry _metrics;
     private readonly MetricsOutput _metricsOut;
     private readonly ApiRequestMetrics _apiRequests = new();
+    /// <summary>Taps and the vsock socket the API opens at PUT time (as Firecracker); the builder takes them at InstanceStart.</summary>
+    private readonly Flint.Vmm.Builder.PreopenedHostDevices _preopened = new();
     private Vmm.Vmm? _vmm;
     private long _startTimestamp;
 
@@ -86,6 +88,7 @@ internal sealed class FlintProcess
                 controller = new VmmController(StartVm, _s.Id, Cli.Version)
                 {
                     MmdsStore = Mmds,
+                    Preopened = _preopened,
                     ConfigureMetrics = m => _metricsOut.Configure(m.MetricsPath),
                     FlushMetricsHandler = () =>
                     {
@@ -202,6 +205,7 @@ internal sealed class FlintProcess
             ConsoleInputFd = _s.Options.ConsoleInputFd,
             KvmPath = _s.Options.KvmPath,
             MmdsStore = Mmds,
+            Preopened = _preopened,
             StartTimestamp = Stopwatch.GetTimestamp(),
         };
         var vmm = VmBuilder.Build(config, options);
