@@ -45,7 +45,8 @@ public sealed class ParityBehaviourTests : IDisposable
         public int DrivePatches;
         public void PatchDrive(string driveId, string pathOnHost) => DrivePatches++;
         public void PatchDriveRateLimiter(string driveId, JsonElement rateLimiter) => DrivePatches++;
-        public void PatchNetwork(string ifaceId, JsonElement? rx, JsonElement? tx) { }
+        public int NetPatches;
+        public void PatchNetwork(string ifaceId, JsonElement? rx, JsonElement? tx) => NetPatches++;
         private VirtioBalloon Balloon => balloon ?? throw new InvalidOperationException("No balloon device found.");
         public string GetBalloonJson() => Balloon.GetConfig().ToJson();
         public string GetBalloonStatsJson() => Balloon.GetStats().ToJson();
@@ -177,6 +178,24 @@ public sealed class ParityBehaviourTests : IDisposable
         Assert.Equal(0, vm.DrivePatches);
     }
 
+    /// Firecracker: rpc_interface.rs, update_block_device with a rate_limiter (RateLimiterUpdate: buckets left out stay).
+    [Fact]
+    public void Drive_rate_limiter_patch_keeps_the_buckets_it_leaves_out()
+    {
+        var vm = new BalloonVm(null);
+        var drive = new DriveConfig
+        {
+            DriveId = "scratch", PathOnHost = "/dev/null", IsRootDevice = false,
+            RateLimiter = JsonDocument.Parse("{\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}").RootElement,
+        };
+        var c = Started(vm, new VmConfig { MachineConfig = new MachineConfig(), Drives = [drive] });
+        Assert.Equal(204, c.Handle("PATCH", "/drives/scratch", "{\"drive_id\": \"scratch\", \"rate_limiter\": {\"ops\": {\"size\": 7, \"refill_time\": 10}}}").Status);
+        var rl = c.Configuration.Drives[0].RateLimiter!.Value;
+        Assert.True(rl.TryGetProperty("bandwidth", out _), rl.GetRawText());
+        Assert.Equal(1000UL, rl.GetProperty("bandwidth").GetProperty("size").GetUInt64());
+        Assert.Equal(7UL, rl.GetProperty("ops").GetProperty("size").GetUInt64());
+    }
+
     // ---- logger, metrics ----
 
     /// Firecracker: src/vmm/src/logger/logging.rs, Logger::update (PUT /logger applies on top, any number of times
@@ -237,6 +256,20 @@ public sealed class ParityBehaviourTests : IDisposable
         Assert.Equal(413, r.Status);
         Assert.Contains("The MMDS patch request doesn't fit.", Fault(r));
         Assert.Equal("{}", c.Handle("GET", "/mmds", null).Body);
+    }
+
+    /// Firecracker: data_store.rs, put_data (the limit is on serde_json::to_vec of the data: UTF-8 as it is, '<' one
+    /// byte) and the GET answer (serde_json::to_string, no HTML escaping).
+    [Fact]
+    public void Mmds_size_and_text_are_serdes_not_html_escaped()
+    {
+        var c = Controller();
+        string body = "{\"k\":\"" + new string('<', 51200 - 8) + "\"}"; // exactly 51200 bytes compact
+        Assert.Equal(204, c.Handle("PUT", "/mmds", body).Status);
+        Assert.Equal(body, c.Handle("GET", "/mmds", null).Body);
+        Assert.Equal(413, c.Handle("PUT", "/mmds", "{\"k\":\"" + new string('<', 51200 - 7) + "\"}").Status);
+        Assert.Equal(204, c.Handle("PUT", "/mmds", "{\"k\": \"é\"}").Status);
+        Assert.Equal("{\"k\":\"é\"}", c.Handle("GET", "/mmds", null).Body);
     }
 
     // ---- machine config ----
@@ -340,6 +373,40 @@ public sealed class ParityBehaviourTests : IDisposable
         }
     }
 
+    /// Firecracker: rpc_interface.rs, update_net_rate_limiters (RateLimiterUpdate: a bucket given replaces, size or
+    /// refill_time 0 disables, one left out stays; the live limiter is what GET /vm/config reports) and
+    /// test_api.py, test_rate_limiters_api_config / test_negative_api_patch_post_boot (a refused PATCH changes nothing).
+    [Fact]
+    public void Network_interface_patch_updates_the_configuration_as_firecracker_and_a_refused_one_changes_nothing()
+    {
+        var vm = new BalloonVm(null);
+        var iface = JsonDocument.Parse("""
+            {"iface_id": "eth0", "host_dev_name": "tap0",
+             "rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}},
+             "tx_rate_limiter": {"ops": {"size": 10, "refill_time": 100}}}
+            """).RootElement;
+        var c = Started(vm, new VmConfig { MachineConfig = new MachineConfig(), NetworkInterfaces = [iface] });
+        string before = c.Handle("GET", "/vm/config", null).Body!;
+
+        var r = c.Handle("PATCH", "/network-interfaces/eth0", """ {"iface_id": "eth0", "tx_rate_limiter": {"ops": {"size": -1, "refill_time": 1}}} """);
+        Assert.Equal(400, r.Status);
+        r = c.Handle("PATCH", "/network-interfaces/eth9", """ {"iface_id": "eth9", "rx_rate_limiter": {"ops": {"size": 5, "refill_time": 1}}} """);
+        Assert.Equal(400, r.Status);
+        Assert.Equal(0, vm.NetPatches);
+        Assert.Equal(before, c.Handle("GET", "/vm/config", null).Body);
+
+        Assert.Equal(204, c.Handle("PATCH", "/network-interfaces/eth0",
+            """ {"iface_id": "eth0", "rx_rate_limiter": {"ops": {"size": 5, "refill_time": 1}}, "tx_rate_limiter": {"ops": {"size": 0, "refill_time": 1}}} """).Status);
+        Assert.Equal(1, vm.NetPatches);
+        var stored = Assert.Single(c.Configuration.NetworkInterfaces!);
+        var rx = stored.GetProperty("rx_rate_limiter");
+        Assert.Equal(1000UL, rx.GetProperty("bandwidth").GetProperty("size").GetUInt64()); // left out: kept
+        Assert.Equal(5UL, rx.GetProperty("ops").GetProperty("size").GetUInt64());          // given: replaced
+        Assert.False(stored.TryGetProperty("tx_rate_limiter", out var tx) && tx.ValueKind == JsonValueKind.Object
+            && tx.TryGetProperty("ops", out _), "a bucket of size 0 disables it");
+        Assert.Equal("tap0", stored.GetProperty("host_dev_name").GetString());
+    }
+
     private static bool CanOpenTun()
     {
         try { using var f = File.Open("/dev/net/tun", FileMode.Open, FileAccess.ReadWrite); return true; }
@@ -396,6 +463,37 @@ public sealed class ParityBehaviourTests : IDisposable
         Assert.Equal("Failed to get CPU template: CPU vendor mismatched between actual CPU and CPU template.", e.Message);
         Assert.NotNull(Builder.VmBuilder.StaticTemplate("T2CL", intelHost));
         Assert.Null(Builder.VmBuilder.StaticTemplate("None", intelHost));
+    }
+
+    /// Firecracker: custom_cpu_template.rs, get_cpu_template, on this host's real KVM: the Intel templates are refused
+    /// on AMD and T2A on Intel with Firecracker's vendor text; a template the host may use yields a CPUID KVM takes.
+    [Trait("Needs", "kvm")]
+    [SkippableFact]
+    public void Static_cpu_templates_follow_the_host_vendor_under_real_kvm()
+    {
+        KvmRequirement.Check();
+        using var kvm = KvmSystem.Open();
+        var host = kvm.GetSupportedCpuid();
+        var leaf0 = host.First(e => e.Function == 0);
+        string vendor = StaticCpuTemplates.VendorId(leaf0.Ebx, leaf0.Edx, leaf0.Ecx);
+        foreach (var name in new[] { "C3", "T2", "T2S", "T2CL", "T2A" })
+        {
+            bool vendorFits = StaticCpuTemplates.SupportedVendor(name) == vendor;
+            CustomCpuTemplate? t = null;
+            try { t = Builder.VmBuilder.StaticTemplate(name, host); }
+            catch (ConfigException e)
+            {
+                Assert.Equal(vendorFits ? "Failed to get CPU template: The current CPU model is not permitted to apply the CPU template."
+                    : "Failed to get CPU template: CPU vendor mismatched between actual CPU and CPU template.", e.Message);
+                continue;
+            }
+            Assert.True(vendorFits, $"{name} accepted on {vendor}");
+            using var vm = kvm.CreateVm();
+            using var vcpu = vm.CreateVcpu(0);
+            var edited = host.ToList();
+            t!.ApplyCpuid(edited);
+            vcpu.SetCpuid2([.. CpuidNormalizer.Normalize([.. edited], 0, 1, false)]);
+        }
     }
 
     /// Firecracker: static_cpu_templates/t2.rs and t2cl.rs (the modifiers themselves): T2 forces CPUID.1:EAX's

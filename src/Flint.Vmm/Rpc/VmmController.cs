@@ -172,6 +172,8 @@ public sealed class VmmController : IApiHandler
                 if (!(_cfg.NetworkInterfaces ?? []).Any(e => e.GetProperty("iface_id").GetString() == pn.IfaceId))
                     throw new ApiFault($"Invalid network interface ID - not found: {pn.IfaceId}.");
                 Runtime(() => _vm!.PatchNetwork(pn.IfaceId, pn.RxRateLimiter, pn.TxRateLimiter), "Unable to patch the network interface");
+                // Only a PATCH the device took changes the configuration (Firecracker's GET /vm/config reads it back).
+                _cfg.NetworkInterfaces = RateLimiterPatch.ApplyToInterface(_cfg.NetworkInterfaces!, pn.IfaceId, pn.RxRateLimiter, pn.TxRateLimiter);
                 return ApiResponse.NoContent;
             case PutVsock v: SetVsock(v); return ApiResponse.NoContent;
             case PutEntropy e: _cfg.Entropy = e.Config; return ApiResponse.NoContent;
@@ -278,7 +280,9 @@ public sealed class VmmController : IApiHandler
         {
             try { _vm!.PatchDriveRateLimiter(p.DriveId, rl); }
             catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the block device: {e.Message}"); }
-            d.RateLimiter = rl.Clone();
+            // Firecracker's RateLimiterUpdate: buckets the PATCH leaves out stay, size or refill_time 0 removes one.
+            var merged = RateLimiterPatch.Merge(d.RateLimiter is { ValueKind: JsonValueKind.Object } cur ? JsonNode.Parse(cur.GetRawText()) : null, rl);
+            d.RateLimiter = merged == null ? null : JsonDocument.Parse(merged.ToJsonString()).RootElement.Clone();
         }
         if (p.PathOnHost == null) return;
         CheckOpen(p.PathOnHost, d.IsReadOnly != true, "Unable to patch the block device: cannot open the backing file");

@@ -61,12 +61,12 @@ public sealed class VirtioBalloonTests
     {
         using var h = new BalloonHarness(amountMib: 1);
         uint gen = h.Device.ConfigGeneration;
-        h.Device.UpdateTarget(10);
-        Assert.Equal(2560u, h.Device.TargetPages);
+        h.Device.UpdateTarget(3); // the harness guest has 4 MiB
+        Assert.Equal(768u, h.Device.TargetPages);
         Assert.NotEqual(gen, h.Device.ConfigGeneration);
         Assert.Equal(VirtioInterrupt.ConfigChange, h.Interrupt.Status & VirtioInterrupt.ConfigChange);
         Assert.Equal(1, h.Line.Count);
-        Assert.Equal(10u, h.Device.GetConfig().AmountMib);
+        Assert.Equal(3u, h.Device.GetConfig().AmountMib);
         // Above the guest's RAM (4 MiB here): Firecracker's 400 text, nothing changes.
         var e = Assert.Throws<InvalidOperationException>(() => h.Device.UpdateTarget(uint.MaxValue));
         Assert.Equal($"Requested memory should be less than {uint.MaxValue}MiB", e.Message);
