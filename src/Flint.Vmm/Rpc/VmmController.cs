@@ -27,7 +27,7 @@ public sealed class VmmController : IApiHandler
     public Action<LoggerConfig> ConfigureLogger { get; init; } = ApplyToProcessLogger;
     /// <summary>Applies PUT /metrics; default: the configuration is only recorded.</summary>
     public Action<MetricsConfig>? ConfigureMetrics { get; init; }
-    /// <summary>Runs FlushMetrics; default: 204 once metrics are configured.</summary>
+    /// <summary>Runs FlushMetrics after the start; it returns quietly when no metrics are configured. Default: a 204.</summary>
     public Action? FlushMetricsHandler { get; init; }
     /// <summary>
     /// Taps and the vsock socket opened at PUT time, as Firecracker opens them; the VM factory passes the same object
