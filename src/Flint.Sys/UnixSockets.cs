@@ -29,12 +29,16 @@ public static unsafe class UnixSockets
         return true;
     }
 
-    /// <summary>Binds and listens on <paramref name="path"/> (a stale file there is removed first). Throws on failure.</summary>
-    public static int Listen(string path, int backlog = 128)
+    /// <summary>
+    /// Binds and listens on <paramref name="path"/>; with <paramref name="removeStale"/> a file already there is removed
+    /// first, without it bind fails (EADDRINUSE) as Firecracker's UnixListener::bind does. Throws on failure
+    /// (<see cref="ArgumentException"/> for a path that does not fit sun_path, <see cref="SysException"/> otherwise).
+    /// </summary>
+    public static int Listen(string path, int backlog = 128, bool removeStale = true)
     {
         Span<byte> addr = stackalloc byte[2 + SunPathMax];
         if (!MakeAddr(path, addr, out uint len)) throw new ArgumentException($"vsock uds_path too long or empty: '{path}'");
-        Unlink(path);
+        if (removeStale) Unlink(path);
         int fd = socket(AF_UNIX, SocketType, 0);
         if (fd < 0) throw SysException.Last("socket(AF_UNIX)");
         fixed (byte* a = addr)

@@ -18,6 +18,9 @@ public sealed class VmOptions
     /// <summary>The MMDS data store the VM's network stacks serve (shared with the API).</summary>
     public Flint.Devices.Mmds.MmdsStore MmdsStore { get; init; } = new();
 
+    /// <summary>Taps and the vsock socket the API opened at PUT time (Firecracker's order); null: the builder opens them.</summary>
+    public Builder.PreopenedHostDevices? Preopened { get; init; }
+
     /// <summary>The KVM device node.</summary>
     public string KvmPath { get; init; } = Flint.Kvm.KvmSystem.DefaultPath;
 

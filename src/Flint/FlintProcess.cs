@@ -30,6 +30,8 @@ internal sealed class FlintProcess
     private readonly MetricsOutput _metricsOut;
     private readonly ApiRequestMetrics _apiRequests = new();
     private readonly VmLatencyMetrics _latencies = new();
+    /// <summary>Taps and the vsock socket the API opens at PUT time (as Firecracker); the builder takes them at InstanceStart.</summary>
+    private readonly Flint.Vmm.Builder.PreopenedHostDevices _preopened = new();
     private Vmm.Vmm? _vmm;
     private long _startTimestamp;
 
@@ -88,10 +90,12 @@ internal sealed class FlintProcess
                 controller = new VmmController(StartVm, _s.Id, Cli.Version)
                 {
                     MmdsStore = Mmds,
+                    Preopened = _preopened,
                     ConfigureMetrics = m => _metricsOut.Configure(m.MetricsPath),
                     FlushMetricsHandler = () =>
                     {
-                        if (_metricsOut.Writer == null) throw new InvalidOperationException("Metrics system is not configured.");
+                        // Firecracker's METRICS.write(): nothing configured, nothing written, and no error.
+                        if (_metricsOut.Writer == null) return;
                         _metricsOut.FlushOrThrow(); // a line not written (full disk, FIFO full) is an error, not a 204
                     },
                 };
@@ -204,6 +208,7 @@ internal sealed class FlintProcess
             ConsoleInputFd = _s.Options.ConsoleInputFd,
             KvmPath = _s.Options.KvmPath,
             MmdsStore = Mmds,
+            Preopened = _preopened,
             StartTimestamp = Stopwatch.GetTimestamp(),
         };
         var vmm = VmBuilder.Build(config, options);

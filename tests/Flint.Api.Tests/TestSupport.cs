@@ -31,7 +31,10 @@ public sealed class FakeVm : IRunningVm
 public sealed class Env : IDisposable
 {
     public readonly string Dir;
-    public readonly string Kernel, Rootfs, Disk2, Sock;
+    public readonly string Kernel, Rootfs, Disk2, Sock, VsockPath;
+    /// <summary>A tap name of this Env's own: PUT /network-interfaces opens the tap (as Firecracker), so names must not collide.</summary>
+    public readonly string TapName = "flt" + Guid.NewGuid().ToString("N")[..10];
+    public readonly string TapName2 = "flu" + Guid.NewGuid().ToString("N")[..10];
     public FakeVm? Vm;
     public VmConfig? StartedWith;
     public readonly VmmController Controller;
@@ -48,6 +51,7 @@ public sealed class Env : IDisposable
         Rootfs = Path.Combine(Dir, "rootfs.ext4"); File.WriteAllBytes(Rootfs, new byte[4096]);
         Disk2 = Path.Combine(Dir, "data.img"); File.WriteAllBytes(Disk2, new byte[4096]);
         Sock = Path.Combine(Dir, "api.sock");
+        VsockPath = Path.Combine(Dir, "v.sock");
         Controller = new VmmController(cfg =>
         {
             if (StartOverride != null) return StartOverride(cfg);
@@ -73,6 +77,7 @@ public sealed class Env : IDisposable
     public void Dispose()
     {
         Server?.Dispose();
+        Controller.Preopened.Dispose(); // taps and the vsock socket opened at PUT time
         try { Directory.Delete(Dir, true); } catch (IOException) { }
     }
 }

@@ -42,7 +42,8 @@ public sealed class MmdsStore
     public void Put(string json)
     {
         var node = Parse(json);
-        lock (_lock) Set(node, "The MMDS data store limit was exceeded.");
+        // Firecracker answers an oversized PUT with the same DataStoreLimitExceeded text as a PATCH.
+        lock (_lock) Set(node, "The MMDS patch request doesn't fit.");
     }
 
     /// <summary>PATCH /mmds: RFC 7396 merge patch. 400 when the store was never set or the patch is not JSON, 413 when the result is too big.</summary>
@@ -60,7 +61,7 @@ public sealed class MmdsStore
     /// <summary>GET /mmds: the document as JSON text ("{}" before the first PUT).</summary>
     public string GetJson()
     {
-        lock (_lock) return _initialized ? (_data?.ToJsonString() ?? "null") : "{}";
+        lock (_lock) return _initialized ? Compact(_data) : "{}";
     }
 
     /// <summary>
@@ -87,7 +88,7 @@ public sealed class MmdsStore
                 }
                 else return NotFound(path);
             }
-            if (json) return new(200, node?.ToJsonString() ?? "null", true);
+            if (json) return new(200, Compact(node), true);
             switch (node)
             {
                 case JsonObject o:
@@ -107,11 +108,29 @@ public sealed class MmdsStore
 
     private void Set(JsonNode? data, string tooBig)
     {
-        string text = data?.ToJsonString() ?? "null";
-        if (Encoding.UTF8.GetByteCount(text) > SizeLimit) throw new MmdsStoreException(tooBig, 413);
+        if (CompactByteCount(data) > SizeLimit) throw new MmdsStoreException(tooBig, 413);
         _data = data;
         _initialized = true;
     }
+
+    // Firecracker measures and serves the store as serde_json writes it: compact, UTF-8 as it is, only quotes,
+    // backslashes and control characters escaped. System.Text.Json's default encoder also escapes non-ASCII and
+    // HTML-sensitive characters ('<' becomes 6 bytes), which made the size limit bite early and changed the text.
+    private static readonly JsonWriterOptions s_serdeLike = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private static System.Buffers.ArrayBufferWriter<byte> Write(JsonNode? node)
+    {
+        var buf = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buf, s_serdeLike))
+        {
+            if (node == null) w.WriteNullValue(); else node.WriteTo(w);
+        }
+        return buf;
+    }
+
+    private static string Compact(JsonNode? node) => Encoding.UTF8.GetString(Write(node).WrittenSpan);
+
+    private static int CompactByteCount(JsonNode? node) => Write(node).WrittenCount;
 
     /// <summary>Parses MMDS JSON into a mutable tree; duplicate keys: the last wins. 400 on invalid JSON.</summary>
     public static JsonNode? Parse(string json)

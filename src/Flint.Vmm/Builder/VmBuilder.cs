@@ -108,14 +108,22 @@ public static unsafe class VmBuilder
                     ? new MmdsNetworkStack(options.MmdsStore, mmds.Version, mmds.Ipv4Address) : null;
                 var rx = new RateLimiter(net.Rx);
                 var tx = new RateLimiter(net.Tx);
-                var dev = new VirtioNet(net.HostDevName, net.GuestMac, new NetRateLimiterAdapter(rx), new NetRateLimiterAdapter(tx), stack);
+                var tap = options.Preopened?.TakeTap(net.IfaceId, net.HostDevName) ?? Tap.Open(net.HostDevName);
+                VirtioNet dev;
+                try { dev = new VirtioNet(tap, net.GuestMac, new NetRateLimiterAdapter(rx), new NetRateLimiterAdapter(tx), stack); }
+                catch { tap.Dispose(); throw; }
                 devices.Add(dev);
                 devices.Nets.Add((net.IfaceId, dev, stack, rx, tx));
             }
             if (ConfigLoader.Present(config.Vsock) is { } vj)
             {
                 var vs = DeviceConfigs.Vsock(vj);
-                devices.Vsock = new VirtioVsock(vs.GuestCid, vs.UdsPath, loop);
+                if (options.Preopened?.TakeVsock(vs.UdsPath) is { } listener)
+                {
+                    try { devices.Vsock = new VirtioVsock(vs.GuestCid, listener, loop); }
+                    catch { listener.Dispose(); throw; }
+                }
+                else devices.Vsock = new VirtioVsock(vs.GuestCid, vs.UdsPath, loop);
                 devices.Add(devices.Vsock);
             }
             if (ConfigLoader.Present(config.Entropy) is { } ej)
@@ -137,10 +145,10 @@ public static unsafe class VmBuilder
             MpTable.Write(memory, vcpuCount);
 
             // 5. vCPUs. A custom CPU template edits the host's CPUID before normalisation, as Firecracker's does.
-            var custom = ConfigLoader.Present(config.CpuConfig) is { } cj ? CpuTemplateConfig.Parse(cj) : null;
+            var supported = kvm.GetSupportedCpuid();
+            var custom = ConfigLoader.Present(config.CpuConfig) is { } cj ? CpuTemplateConfig.Parse(cj) : StaticTemplate(mc.CpuTemplate, supported);
             foreach (int cap in custom?.RequiredKvmCapabilities ?? [])
                 if (kvm.CheckExtension(cap) <= 0) throw new ConfigException($"cpu-config: this host's KVM lacks capability {cap}.");
-            var supported = kvm.GetSupportedCpuid();
             if (custom != null)
             {
                 var edited = supported.ToList();
@@ -204,6 +212,23 @@ public static unsafe class VmBuilder
             }
             throw;
         }
+    }
+
+    /// <summary>
+    /// machine-config's static template (Firecracker's get_cpu_template): null for none; refused, with Firecracker's
+    /// text, on a host of the other vendor or a model the template does not list. The vendor and model are the host's
+    /// as KVM reports them (leaves 0 and 1 of its supported CPUID carry the host's values).
+    /// A cpu-config template, when present, wins (Firecracker's from_json sets it after machine-config).
+    /// </summary>
+    public static CustomCpuTemplate? StaticTemplate(string? name, KvmCpuidEntry2[] hostCpuid)
+    {
+        if (StaticCpuTemplates.ByName(name) is not { } template) return null;
+        var leaf0 = hostCpuid.FirstOrDefault(e => e.Function == 0);
+        var leaf1 = hostCpuid.FirstOrDefault(e => e.Function == 1);
+        string vendor = StaticCpuTemplates.VendorId(leaf0.Ebx, leaf0.Edx, leaf0.Ecx);
+        if (StaticCpuTemplates.HostError(name!, vendor, leaf1.Eax) is { } error)
+            throw new ConfigException($"Failed to get CPU template: {error}");
+        return template;
     }
 
     private static ICpuTemplate ResolveTemplate(string? name)

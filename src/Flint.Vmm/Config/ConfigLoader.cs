@@ -8,6 +8,10 @@ public static class ConfigLoader
 {
     public const int MaxVcpus = 32;
 
+    /// <summary>Firecracker's MachineConfigError::InvalidVcpuCount (it names the limit).</summary>
+    public static readonly string InvalidVcpuCount =
+        $"The number of vCPUs must be greater than 0, less than {MaxVcpus} and must be 1 or an even number if SMT is enabled.";
+
     public static VmConfig LoadFile(string path)
     {
         string text;
@@ -178,7 +182,7 @@ public static class ConfigLoader
         null or "None" => null,
         _ when Array.IndexOf(StaticCpuTemplates, template) < 0 =>
             $"Invalid JSON: unknown variant `{template}`, expected one of {string.Join(", ", StaticCpuTemplates.Select(t => $"`{t}`"))}.",
-        _ => $"The static CPU template \"{template}\" is not supported by this build of Flint.",
+        _ => null, // a static template Firecracker knows (Flint.Arch.X86.StaticCpuTemplates)
     };
 
     public const string BalloonWithHugePages = "A balloon device cannot be used with 2M huge pages.";

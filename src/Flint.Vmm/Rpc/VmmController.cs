@@ -27,8 +27,14 @@ public sealed class VmmController : IApiHandler
     public Action<LoggerConfig> ConfigureLogger { get; init; } = ApplyToProcessLogger;
     /// <summary>Applies PUT /metrics; default: the configuration is only recorded.</summary>
     public Action<MetricsConfig>? ConfigureMetrics { get; init; }
-    /// <summary>Runs FlushMetrics; default: 204 once metrics are configured.</summary>
+    /// <summary>Runs FlushMetrics after the start; it returns quietly when no metrics are configured. Default: a 204.</summary>
     public Action? FlushMetricsHandler { get; init; }
+    /// <summary>
+    /// Taps and the vsock socket opened at PUT time, as Firecracker opens them; the VM factory passes the same object
+    /// to the builder (<see cref="VmOptions.Preopened"/>), which takes them over.
+    /// </summary>
+    public Builder.PreopenedHostDevices Preopened { get; init; } = new();
+
     /// <summary>The MMDS data store, shared with the virtio-net devices that serve it to the guest.</summary>
     public Flint.Devices.Mmds.MmdsStore MmdsStore { get; init; } = new();
 
@@ -114,7 +120,7 @@ public sealed class VmmController : IApiHandler
         or PutBalloon or PutMmdsConfig or LoadSnapshot;
 
     private static bool IsPostBootOnly(VmmAction a) => a is PatchDrive or PatchNetworkInterface or SendCtrlAltDel or Pause
-        or Resume or PatchBalloon or PatchBalloonStatsInterval or GetBalloonStats or CreateSnapshot;
+        or Resume or PatchBalloon or PatchBalloonStatsInterval or GetBalloonStats or CreateSnapshot or FlushMetrics;
 
     /// <summary>A refused request: the inner text, which <see cref="Handle(VmmAction)"/> prefixes with the action's area
     /// (<see cref="FaultText"/>) unless <paramref name="bare"/> (a message Firecracker sends without one).</summary>
@@ -164,14 +170,18 @@ public sealed class VmmController : IApiHandler
                 try { CpuTemplateConfig.Parse(c.Config); }
                 catch (ConfigException e) { throw new ApiFault(e.Message, bare: true); }
                 _cfg.CpuConfig = c.Config;
+                // Firecracker's set_custom_cpu_template: the custom template replaces a static one.
+                if (_cfg.MachineConfig!.CpuTemplate is not null) _cfg.MachineConfig.CpuTemplate = null;
                 return ApiResponse.NoContent;
             case PutNetworkInterface n: SetNet(n); return ApiResponse.NoContent;
             case PatchNetworkInterface pn:
                 if (!(_cfg.NetworkInterfaces ?? []).Any(e => e.GetProperty("iface_id").GetString() == pn.IfaceId))
                     throw new ApiFault($"Invalid network interface ID - not found: {pn.IfaceId}.");
                 Runtime(() => _vm!.PatchNetwork(pn.IfaceId, pn.RxRateLimiter, pn.TxRateLimiter), "Unable to patch the network interface");
+                // Only a PATCH the device took changes the configuration (Firecracker's GET /vm/config reads it back).
+                _cfg.NetworkInterfaces = RateLimiterPatch.ApplyToInterface(_cfg.NetworkInterfaces!, pn.IfaceId, pn.RxRateLimiter, pn.TxRateLimiter);
                 return ApiResponse.NoContent;
-            case PutVsock v: _cfg.Vsock = v.Config; return ApiResponse.NoContent;
+            case PutVsock v: SetVsock(v); return ApiResponse.NoContent;
             case PutEntropy e: _cfg.Entropy = e.Config; return ApiResponse.NoContent;
 
             case PutBalloon b:
@@ -198,9 +208,9 @@ public sealed class VmmController : IApiHandler
                 return ApiResponse.Ok(json);
             }
 
-            case PutMmds pm: Mmds(() => MmdsStore.Put(pm.Data)); return ApiResponse.NoContent;
-            case PatchMmds pt: Mmds(() => MmdsStore.Patch(pt.Patch)); return ApiResponse.NoContent;
-            case GetMmds: return ApiResponse.Ok(MmdsStore.GetJson());
+            case PutMmds pm: RequireMmdsAfterStart(); Mmds(() => MmdsStore.Put(pm.Data)); return ApiResponse.NoContent;
+            case PatchMmds pt: RequireMmdsAfterStart(); Mmds(() => MmdsStore.Patch(pt.Patch)); return ApiResponse.NoContent;
+            case GetMmds: RequireMmdsAfterStart(); return ApiResponse.Ok(MmdsStore.GetJson());
             case PutMmdsConfig mc: SetMmdsConfig(mc); return ApiResponse.NoContent;
 
             case CreateSnapshot: throw new ApiFault("Creating snapshots is not supported yet by this build of Flint.");
@@ -269,11 +279,17 @@ public sealed class VmmController : IApiHandler
     private void UpdateDrive(PatchDrive p)
     {
         var d = _cfg.Drives.FirstOrDefault(x => x.DriveId == p.DriveId) ?? throw new ApiFault("Invalid block device ID!");
+        // Firecracker reads a PATCH with neither field as a vhost-user config refresh, which a virtio drive (every
+        // Flint drive) refuses.
+        if (p.PathOnHost == null && p.RateLimiter is not { ValueKind: not JsonValueKind.Null })
+            throw new ApiFault(DriveUpdateRules.NothingToUpdate);
         if (p.RateLimiter is { ValueKind: not JsonValueKind.Null } rl)
         {
             try { _vm!.PatchDriveRateLimiter(p.DriveId, rl); }
             catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the block device: {ErrorText(e)} Please verify the request arguments."); }
-            d.RateLimiter = rl.Clone();
+            // Firecracker's RateLimiterUpdate: buckets the PATCH leaves out stay, size or refill_time 0 removes one.
+            var merged = RateLimiterPatch.Merge(d.RateLimiter is { ValueKind: JsonValueKind.Object } cur ? JsonNode.Parse(cur.GetRawText()) : null, rl);
+            d.RateLimiter = merged == null ? null : JsonDocument.Parse(merged.ToJsonString()).RootElement.Clone();
         }
         if (p.PathOnHost == null) return;
         CheckOpen(p.PathOnHost, d.IsReadOnly != true,
@@ -287,27 +303,31 @@ public sealed class VmmController : IApiHandler
     {
         if (ConfigLoader.MachineConfigError(m) is { } invalid) throw new ApiFault(invalid);
         if (ConfigLoader.HugePagesError(m, ConfigLoader.Present(_cfg.Balloon) != null) is { } hp) throw new ApiFault(hp);
-        if (m.CpuTemplate is not (null or "None"))
-            throw new ApiFault($"The static CPU template \"{m.CpuTemplate}\" is not supported by this build of Flint.");
+        if (ConfigLoader.CpuTemplateError(m.CpuTemplate) is { } ct) throw new ApiFault(ct);
         if (_cfg.Balloon is { } bal && bal.TryGetProperty("amount_mib", out var amt) && amt.GetInt64() > m.MemSizeMib)
             throw new ApiFault(ConfigLoader.IncompatibleBalloonSize);
+        // Firecracker's MachineConfig::update: a cpu_template given ("None" included) replaces a custom template;
+        // one not given keeps whichever template is set.
+        if (m.CpuTemplate != null) _cfg.CpuConfig = null;
+        else m.CpuTemplate = _cfg.MachineConfig?.CpuTemplate;
         _cfg.MachineConfig = m;
     }
 
     private void SetLogger(LoggerConfig l)
     {
-        if (_cfg.Logger != null) throw new ApiFault("Reinitialization of logger not allowed.");
+        // Firecracker's LOGGER.update: PUT /logger may be sent again before the start; each one applies on top.
         try { ConfigureLogger(l); }
         catch (InvalidOperationException) { throw new ApiFault("Reinitialization of logger not allowed."); }
         catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Failed to open target file: {ErrorText(e, l.LogPath)}"); }
         _cfg.Logger = l;
     }
 
+    /// <summary>As Firecracker's Logger::update: an absent level means the default (Info), not "unchanged".</summary>
     private static void ApplyToProcessLogger(LoggerConfig l)
     {
-        LogLevel? level = null;
+        LogLevel level = LogLevel.Info;
         if (l.Level != null && LogLevels.TryParse(l.Level, out var lv)) level = lv;
-        Logger.Configure(l.LogPath, level, l.ShowLevel, l.ShowLogOrigin, l.Module);
+        Logger.Update(l.LogPath, level, l.ShowLevel, l.ShowLogOrigin, l.Module);
     }
 
     private void SetMetrics(MetricsConfig m)
@@ -321,16 +341,22 @@ public sealed class VmmController : IApiHandler
 
     private void Flush()
     {
-        if (FlushMetricsHandler == null)
-        {
-            if (_cfg.Metrics == null) throw new ApiFault("The metrics system is not initialized.");
-            return;
-        }
+        // Firecracker's METRICS.write(): with no metrics configured nothing is written and the answer is a 204.
+        // The handler knows whether metrics were configured (here or by --metrics-path) and returns quietly if not.
+        if (FlushMetricsHandler == null) return;
         // Firecracker: VmmActionError::InternalVmm(VmmError::Metrics(MetricsError::Write)), a 400 like its other errors.
         try { FlushMetricsHandler(); }
         catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Metrics error: {ErrorText(e)}"); }
     }
 
+    /// <summary>
+    /// Firecracker's NetBuilder::build: a MAC another interface uses is refused; otherwise the interface is created,
+    /// which opens its tap, so a host device that is not a TAP, is busy (another interface holds it) or has a bad name
+    /// fails this request with Firecracker's text. Re-PUT with the same host device keeps the open tap (Firecracker
+    /// closes it and opens it again). Deliberately kept different: Firecracker drops the interface being replaced
+    /// before opening the new tap, so a failed replacement loses it; here a refused request changes nothing, as every
+    /// other refused request (docs/compatibility.md, Behaviour).
+    /// </summary>
     private void SetNet(PutNetworkInterface n)
     {
         var list = _cfg.NetworkInterfaces ?? [];
@@ -338,17 +364,43 @@ public sealed class VmmController : IApiHandler
         {
             string id = e.GetProperty("iface_id").GetString()!;
             if (id == n.IfaceId) continue;
-            // Firecracker does not compare names: opening the busy tap fails, with these words.
-            if (e.GetProperty("host_dev_name").GetString() == n.HostDevName)
-                throw new ApiFault(ConfigLoader.TapBusy(n.HostDevName));
             if (n.GuestMac != null && e.TryGetProperty("guest_mac", out var mac) && mac.ValueKind == JsonValueKind.String
                 && string.Equals(mac.GetString(), n.GuestMac, StringComparison.OrdinalIgnoreCase))
                 throw new ApiFault($"The MAC address is already in use: {n.GuestMac.ToLowerInvariant()}");
         }
         var copy = new List<JsonElement>(list);
         int i = copy.FindIndex(e => e.GetProperty("iface_id").GetString() == n.IfaceId);
+        bool sameTap = i >= 0 && copy[i].GetProperty("host_dev_name").GetString() == n.HostDevName && Preopened.HasTap(n.IfaceId);
+        if (!sameTap)
+        {
+            Flint.Devices.Virtio.Net.Tap tap;
+            try { tap = Flint.Devices.Virtio.Net.TapOpener.Open(n.HostDevName); }
+            catch (Flint.Devices.Virtio.Net.TapOpenException e) { throw new ApiFault(e.FirecrackerText); }
+            Preopened.SetTap(n.IfaceId, tap); // closes the replaced interface's tap
+        }
         if (i >= 0) copy[i] = n.Config; else copy.Add(n.Config);
         _cfg.NetworkInterfaces = copy;
+    }
+
+    /// <summary>
+    /// Firecracker's VsockBuilder::insert binds the host socket at PUT: a path that cannot be bound (a missing
+    /// directory, a file already there) is this request's 400. Re-PUT on the same path keeps the bound socket
+    /// (Firecracker removes the file and binds again: the same result). Deliberately kept different: Firecracker drops
+    /// the device being replaced before binding, so a failed replacement loses it; here a refused request changes
+    /// nothing, and the replaced socket is closed (its file removed) only once the new one is bound.
+    /// </summary>
+    private void SetVsock(PutVsock v)
+    {
+        if (Preopened.Vsock is { } held && held.Path == v.UdsPath && ConfigLoader.Present(_cfg.Vsock) != null)
+        {
+            _cfg.Vsock = v.Config;
+            return;
+        }
+        Flint.Devices.Virtio.Vsock.VsockListener listener;
+        try { listener = Flint.Devices.Virtio.Vsock.VsockListener.Bind(v.UdsPath); }
+        catch (Flint.Devices.Virtio.Vsock.VsockBindException e) { throw new ApiFault(e.FirecrackerText); }
+        Preopened.SetVsock(listener); // closes the replaced socket and removes its file
+        _cfg.Vsock = v.Config;
     }
 
     private void SetMmdsConfig(PutMmdsConfig c)
@@ -377,6 +429,19 @@ public sealed class VmmController : IApiHandler
         // 169.254.0.0/16 without the reserved first and last /24.
         return b[0] == 169 && b[1] == 254 && b[2] is >= 1 and <= 254;
     }
+
+    /// <summary>
+    /// After the start Firecracker reaches the data store through the network devices that serve it: with no
+    /// mmds-config there is none, and GET/PUT/PATCH /mmds answer 400 "not initialized" (before the start it makes a
+    /// default store on first use, as Flint's always-present store behaves).
+    /// </summary>
+    private void RequireMmdsAfterStart()
+    {
+        if (_vm != null && ConfigLoader.Present(_cfg.MmdsConfig) == null)
+            throw new ApiFault(MmdsNotInitialized);
+    }
+
+    public const string MmdsNotInitialized = "The MMDS data store is not initialized.";
 
     /// <summary>Runs a store operation, turning its errors (400, or 413 over the size limit) into API faults.</summary>
     private static void Mmds(Action op)

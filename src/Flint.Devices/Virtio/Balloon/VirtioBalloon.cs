@@ -113,13 +113,30 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
         if (touched) Volatile.Write(ref _actualPages, actual);
     }
 
-    /// <summary>PATCH /balloon: new target; the driver learns it through a config-change interrupt.</summary>
+    /// <summary>
+    /// PATCH /balloon: new target; the driver learns it through a config-change interrupt. As Firecracker's
+    /// update_size: refused (<see cref="InvalidOperationException"/>, Firecracker's texts) until the driver has
+    /// activated the device, and above the guest's memory (the amount named in the message is the one requested,
+    /// as Firecracker words it).
+    /// </summary>
     public void UpdateTarget(uint amountMib)
     {
-        uint pages = MibToPages(amountMib);
-        Volatile.Write(ref _numPages, pages);
+        var memory = Memory;
+        if (!IsActivated || memory == null) throw new InvalidOperationException(DeviceNotActiveMessage);
+        if (amountMib > memory.TotalSize >> 20) throw new InvalidOperationException(TooMuchMemoryMessage(amountMib));
+        Volatile.Write(ref _numPages, amountMib * PagesPerMib); // cannot overflow: at most the guest's RAM in pages
         NotifyConfigChanged();
     }
+
+    /// <summary>Firecracker's BalloonError::DeviceNotActive.</summary>
+    public const string DeviceNotActiveMessage = "Device not activated yet.";
+    /// <summary>Firecracker's BalloonError::StatisticsStateChange.</summary>
+    public const string StatisticsStateChangeMessage = "Statistics cannot be enabled/disabled after activation.";
+    /// <summary>Firecracker's BalloonError::StatisticsDisabled.</summary>
+    public const string StatisticsDisabledMessage = "Received stats query when stats are disabled.";
+
+    /// <summary>Firecracker's BalloonError::TooMuchMemoryRequested.</summary>
+    public static string TooMuchMemoryMessage(uint mib) => $"Requested memory should be less than {mib}MiB";
 
     /// <summary>
     /// PATCH /balloon/statistics. Statistics can be neither enabled after start nor disabled (interval 0):
@@ -128,8 +145,10 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
     /// </summary>
     public void UpdateStatsInterval(uint intervalS)
     {
-        if (!StatsEnabled) throw new InvalidOperationException("Statistics for the balloon device are not enabled.");
-        if (intervalS == 0) throw new InvalidOperationException("Cannot disable the balloon statistics after start.");
+        // Firecracker's order: the same interval is a no-op (even 0 on a device without stats), then a change to or
+        // from 0 is refused, whether the driver has activated the device or not.
+        if (intervalS == StatsPollingIntervalS) return;
+        if (!StatsEnabled || intervalS == 0) throw new InvalidOperationException(StatisticsStateChangeMessage);
         lock (_lock)
         {
             if (intervalS == _statsInterval) return;
@@ -146,7 +165,7 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
     /// <summary>GET /balloon/statistics. Throws <see cref="InvalidOperationException"/> when stats are disabled.</summary>
     public BalloonStats GetStats()
     {
-        if (!StatsEnabled) throw new InvalidOperationException("Statistics for the balloon device are not enabled.");
+        if (!StatsEnabled) throw new InvalidOperationException(StatisticsDisabledMessage);
         uint target = TargetPages, actual = ActualPages;
         lock (_lock)
         {

@@ -38,6 +38,22 @@ public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVso
     {
     }
 
+    /// <param name="guestCid">The guest's CID (&gt;= 3).</param>
+    /// <param name="listener">The host socket bound at PUT /vsock; the device owns it from now on.</param>
+    /// <param name="registrar">The event loop, for per-connection fds (used on the event-loop thread only).</param>
+    public VirtioVsock(ulong guestCid, VsockListener listener, IEventRegistrar registrar)
+        : this(guestCid, CreateMuxer(guestCid, listener, registrar))
+    {
+    }
+
+    private static VsockMuxer CreateMuxer(ulong guestCid, VsockListener listener, IEventRegistrar registrar)
+    {
+        ArgumentNullException.ThrowIfNull(listener);
+        ArgumentNullException.ThrowIfNull(registrar);
+        CheckCid(guestCid); // before the muxer takes the socket: the caller still owns it on a bad CID
+        return new VsockMuxer(listener, registrar);
+    }
+
     /// <summary>A device over any backend (tests drive the device against fakes through this).</summary>
     internal VirtioVsock(ulong guestCid, IVsockBackend backend)
     {

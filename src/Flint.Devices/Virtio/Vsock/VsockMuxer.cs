@@ -39,11 +39,23 @@ internal sealed class VsockMuxer : IVsockBackend
     /// <param name="udsPath">Host Unix socket to listen on; <c>udsPath_PORT</c> is dialled for guest-initiated connections.</param>
     /// <param name="registrar">The event loop, for per-connection fds (used on the event-loop thread only).</param>
     public VsockMuxer(string udsPath, IEventRegistrar registrar)
+        : this(udsPath, UnixSockets.Listen(udsPath), registrar)
+    {
+    }
+
+    /// <param name="listener">A socket bound when the device was configured (PUT /vsock); the muxer owns it from now on.</param>
+    /// <param name="registrar">The event loop, for per-connection fds (used on the event-loop thread only).</param>
+    public VsockMuxer(VsockListener listener, IEventRegistrar registrar)
+        : this(listener.Path, listener.Release(), registrar)
+    {
+    }
+
+    private VsockMuxer(string udsPath, int listenFd, IEventRegistrar registrar)
     {
         UdsPath = udsPath;
         _registrar = registrar;
         _expire = KillWithRst;
-        _listenFd = UnixSockets.Listen(udsPath);
+        _listenFd = listenFd;
         try
         {
             _kick = new EventFd();

@@ -61,14 +61,28 @@ public sealed class VirtioBalloonTests
     {
         using var h = new BalloonHarness(amountMib: 1);
         uint gen = h.Device.ConfigGeneration;
-        h.Device.UpdateTarget(10);
-        Assert.Equal(2560u, h.Device.TargetPages);
+        h.Device.UpdateTarget(3); // the harness guest has 4 MiB
+        Assert.Equal(768u, h.Device.TargetPages);
         Assert.NotEqual(gen, h.Device.ConfigGeneration);
         Assert.Equal(VirtioInterrupt.ConfigChange, h.Interrupt.Status & VirtioInterrupt.ConfigChange);
         Assert.Equal(1, h.Line.Count);
-        Assert.Equal(10u, h.Device.GetConfig().AmountMib);
-        Assert.Throws<ArgumentOutOfRangeException>(() => h.Device.UpdateTarget(uint.MaxValue));
-        Assert.Equal(2560u, h.Device.TargetPages);
+        Assert.Equal(3u, h.Device.GetConfig().AmountMib);
+        // Above the guest's RAM (4 MiB here): Firecracker's 400 text, nothing changes.
+        var e = Assert.Throws<InvalidOperationException>(() => h.Device.UpdateTarget(uint.MaxValue));
+        Assert.Equal($"Requested memory should be less than {uint.MaxValue}MiB", e.Message);
+        Assert.Throws<InvalidOperationException>(() => h.Device.UpdateTarget(5));
+        h.Device.UpdateTarget(4); // all of it is allowed
+        Assert.Equal(1024u, h.Device.TargetPages);
+    }
+
+    [Fact]
+    public void UpdateTargetBeforeActivationIsRefused()
+    {
+        // Firecracker's update_size: DeviceNotActive until the driver has set the device up.
+        using var d = new VirtioBalloon(0, false, 0);
+        var e = Assert.Throws<InvalidOperationException>(() => d.UpdateTarget(1));
+        Assert.Equal("Device not activated yet.", e.Message);
+        Assert.Equal(0u, d.TargetPages);
     }
 
     [Fact]
@@ -270,8 +284,11 @@ public sealed class VirtioBalloonTests
     public void StatsIntervalRules()
     {
         using var off = new VirtioBalloon(0, false, 0);
-        Assert.Throws<InvalidOperationException>(() => off.UpdateStatsInterval(5));
-        Assert.Throws<InvalidOperationException>(() => off.GetStats());
+        Assert.Equal("Statistics cannot be enabled/disabled after activation.",
+            Assert.Throws<InvalidOperationException>(() => off.UpdateStatsInterval(5)).Message);
+        off.UpdateStatsInterval(0); // the same interval: a no-op, as in Firecracker
+        Assert.Equal("Received stats query when stats are disabled.",
+            Assert.Throws<InvalidOperationException>(() => off.GetStats()).Message);
 
         using var h = new BalloonHarness(statsIntervalS: 2);
         Assert.Throws<InvalidOperationException>(() => h.Device.UpdateStatsInterval(0));
