@@ -157,7 +157,7 @@ public class ParityConfigTests : IDisposable
         Ok("PUT", "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{_disk}\", \"is_root_device\": true, \"is_read_only\": true, \"io_engine\": \"Sync\"}}");
         Ok("PUT", "/balloon", "{\"amount_mib\": 1, \"deflate_on_oom\": true}");
         Ok("PUT", "/vsock", "{\"guest_cid\": 15, \"uds_path\": \"vsock.sock\"}");
-        Ok("PUT", "/network-interfaces/1", "{\"iface_id\": \"1\", \"guest_mac\": \"06:00:00:00:00:01\", \"host_dev_name\": \"tap1\", "
+        Ok("PUT", "/network-interfaces/1", "{\"iface_id\": \"1\", \"guest_mac\": \"06:00:00:00:00:01\", \"host_dev_name\": \"tapPc1\", "
             + "\"tx_rate_limiter\": {\"bandwidth\": {\"size\": 1000000, \"refill_time\": 100}}}");
         Ok("PUT", "/mmds/config", "{\"version\": \"V2\", \"ipv4_address\": \"169.254.169.250\", \"network_interfaces\": [\"1\"], \"imds_compat\": true}");
         Ok("PUT", "/logger", "{\"level\": \"Info\"}");
@@ -182,7 +182,7 @@ public class ParityConfigTests : IDisposable
               "balloon": {"amount_mib": 1, "deflate_on_oom": true, "stats_polling_interval_s": 0, "free_page_reporting": false, "free_page_hinting": false},
               "vsock": {"guest_cid": 15, "uds_path": "vsock.sock"},
               "memory-hotplug": null,
-              "network-interfaces": [{"iface_id": "1", "host_dev_name": "tap1", "guest_mac": "06:00:00:00:00:01", "mtu": null, "rx_rate_limiter": null,
+              "network-interfaces": [{"iface_id": "1", "host_dev_name": "tapPc1", "guest_mac": "06:00:00:00:00:01", "mtu": null, "rx_rate_limiter": null,
                                       "tx_rate_limiter": {"bandwidth": {"size": 1000000, "refill_time": 100, "one_time_burst": null}, "ops": null} }],
               "logger": null,
               "metrics": null,

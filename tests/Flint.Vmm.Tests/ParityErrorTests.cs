@@ -136,7 +136,7 @@ public class ParityErrorTests : IDisposable
             Fault(c.Handle("PUT", "/mmds/config", "{\"network_interfaces\": []}")));
         Assert.Equal("MMMDS config error: The list of network interface IDs provided contains at least one ID that does not correspond to any existing network interface.",
             Fault(c.Handle("PUT", "/mmds/config", "{\"network_interfaces\": [\"foo\"]}")));
-        Assert.Equal(204, c.Handle("PUT", "/network-interfaces/1", "{\"iface_id\": \"1\", \"host_dev_name\": \"tap1\"}").Status);
+        Assert.Equal(204, c.Handle("PUT", "/network-interfaces/1", "{\"iface_id\": \"1\", \"host_dev_name\": \"tapPe0\"}").Status);
         Assert.Equal("MMMDS config error: The MMDS IPv4 address is not link local.",
             Fault(c.Handle("PUT", "/mmds/config", "{\"network_interfaces\": [\"1\"], \"ipv4_address\": \"10.0.0.1\"}")));
         Assert.Equal(Body + "unknown variant `foo`, expected `V1` or `V2` at line 1 column 17.",
@@ -149,11 +149,11 @@ public class ParityErrorTests : IDisposable
     public void Network_errors_are_firecrackers()
     {
         var c = NewController();
-        Assert.Equal(204, c.Handle("PUT", "/network-interfaces/1", "{\"iface_id\": \"1\", \"host_dev_name\": \"tap1\", \"guest_mac\": \"06:00:00:00:00:01\"}").Status);
+        Assert.Equal(204, c.Handle("PUT", "/network-interfaces/1", "{\"iface_id\": \"1\", \"host_dev_name\": \"tapPe1\", \"guest_mac\": \"06:00:00:00:00:01\"}").Status);
         Assert.Equal("Network config error: The MAC address is already in use: 06:00:00:00:00:01",
-            Fault(c.Handle("PUT", "/network-interfaces/2", "{\"iface_id\": \"2\", \"host_dev_name\": \"tap2\", \"guest_mac\": \"06:00:00:00:00:01\"}")));
+            Fault(c.Handle("PUT", "/network-interfaces/2", "{\"iface_id\": \"2\", \"host_dev_name\": \"tapPe2\", \"guest_mac\": \"06:00:00:00:00:01\"}")));
         Assert.StartsWith("Network config error: Could not create the network device: Open tap device failed: ",
-            Fault(c.Handle("PUT", "/network-interfaces/3", "{\"iface_id\": \"3\", \"host_dev_name\": \"tap1\"}")));
+            Fault(c.Handle("PUT", "/network-interfaces/3", "{\"iface_id\": \"3\", \"host_dev_name\": \"tapPe1\"}")));
     }
 
     // rpc_interface.rs: Logger, Metrics, BalloonConfig and StartMicrovm variants; logging.rs LoggerUpdateError
