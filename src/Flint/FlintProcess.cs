@@ -201,7 +201,6 @@ internal sealed class FlintProcess
             ConsoleInputFd = _s.Options.ConsoleInputFd,
             KvmPath = _s.Options.KvmPath,
             MmdsStore = Mmds,
-            StartTimestamp = Stopwatch.GetTimestamp(),
         };
         var vmm = VmBuilder.Build(config, options);
         VmmMetricsBinding.Bind(_metrics, vmm);

@@ -161,7 +161,7 @@ public static class ConfigLoader
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
-            throw new ConfigException($"Cannot open the {what} {path}: {e.Message}");
+            throw new ConfigException($"Cannot open the {what} {path}: {HostFileProblem.Describe(path, e, false, what)}");
         }
     }
 }

@@ -407,7 +407,7 @@ public sealed class VmmController : IApiHandler
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
-            throw new ApiFault($"{what} {path}: {e.Message}");
+            throw new ApiFault($"{what} {path}: {HostFileProblem.Describe(path, e, write, what)}");
         }
     }
 
