@@ -84,5 +84,6 @@ public sealed class ActionableErrorTests : IDisposable
         // Both kinds reach the user as a message (exit 1 or the API's 400), never as a crash.
         Assert.True(e is ConfigException or SysException, $"{e.GetType().Name}: {e.Message}");
         Assert.Contains($"mem_size_mib {mib}", e.Message);
+        if (hugePages != null) Assert.Contains("/proc/sys/vm/nr_hugepages", e.Message);
     }
 }

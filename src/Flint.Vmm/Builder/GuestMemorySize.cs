@@ -31,7 +31,9 @@ internal static class GuestMemorySize
         {
             throw new SysException("mmap guest memory", e.Errno,
                 $"this host cannot provide mem_size_mib {mib} ({Human(mib)}) of guest memory: lower mem_size_mib"
-                + (e.Message.Contains("huge pages") ? " or reserve more 2 MiB huge pages (/proc/sys/vm/nr_hugepages)" : ""));
+                + (e.Message.Contains("huge pages", StringComparison.Ordinal)
+                    ? ", or reserve more 2 MiB huge pages (too few free: see HugePages_Free in /proc/meminfo, reserve more in /proc/sys/vm/nr_hugepages)"
+                    : ""));
         }
     }
 
