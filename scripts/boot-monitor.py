@@ -2,8 +2,8 @@
 """Passes a microVM's console through unchanged (byte by byte, prompts without a newline included), keeps a copy,
 notes when each boot milestone appeared, and at the end says in plain words how far the boot got and how long it took.
 
-Used by scripts/run-default-vm.sh:  flint ... | boot-monitor.py HOST_KIND LOG_FILE
-HOST_KIND is "kvm_pvm" (software KVM: guest user space cannot run) or "hardware" (VMX/SVM).
+Used by scripts/run-default-vm.sh:  flint ... | boot-monitor.py HOST_KIND LOG_FILE [START_EPOCH_SECONDS]
+HOST_KIND is "kvm_pvm" (software KVM: guest user space cannot run), "hardware" (VMX/SVM) or "none" (no /dev/kvm).
 """
 import os
 import re
@@ -30,7 +30,8 @@ def main():
     kind, log_path = sys.argv[1], sys.argv[2]
     # Ctrl-C goes to the whole foreground group: flint ends, this keeps reading so nothing it printed is lost.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    start = time.monotonic()
+    # Times count from flint's start (the script passes it: this process may start later on a busy host).
+    start = time.monotonic() - (time.time() - float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
     seen = {}
     tail = b""
     with open(log_path, "wb") as log:
@@ -62,9 +63,9 @@ def summary(kind, seen, elapsed, log_path):
     reached = [m for m in MILESTONES if m[0] in seen and m[0] != "boottimer"]
     if reached:
         key, _, meaning = reached[-1]
-        out.append(f"Reached: {meaning} ({seen[key][0]:.1f} s after flint started; flint ran {elapsed:.1f} s in all).")
+        out.append(f"Reached: {meaning} ({seen[key][0]:.1f} s after flint started; the run ended after {elapsed:.1f} s).")
     else:
-        out.append(f"Reached: nothing from the guest kernel (flint ran {elapsed:.1f} s).")
+        out.append(f"Reached: nothing from the guest kernel (the run ended after {elapsed:.1f} s).")
     if "boottimer" in seen:
         m = re.search(r"Guest-boot-time = +(\d+) us", seen["boottimer"][1])
         if m:
@@ -72,7 +73,9 @@ def summary(kind, seen, elapsed, log_path):
     if "kvm_error" in seen:
         out.append("KVM stopped the guest with an internal error: the guest ran an instruction this host's KVM cannot run"
                    " (see docs/troubleshooting.md).")
-    if kind == "kvm_pvm":
+    if kind == "none":
+        out.append("No VM could run: this host has no /dev/kvm (docs/troubleshooting.md says how to get one).")
+    elif kind == "kvm_pvm":
         if "init" in seen and "userspace" not in seen:
             out.append("That is the expected end on this host: its /dev/kvm is the software kvm_pvm module, and guest user"
                        " space cannot run on it, so init crashed")

@@ -27,6 +27,7 @@ JSON
 kind=hardware
 if [ -d /sys/module/kvm_pvm ] || ! grep -qw -e vmx -e svm /proc/cpuinfo; then kind=kvm_pvm; fi
 if [ ! -e /dev/kvm ]; then
+  kind=none
   echo "run: /dev/kvm does not exist on this host, so no VM can start here (see docs/troubleshooting.md)."
 elif [ $kind = kvm_pvm ]; then
   cat <<'TXT'
@@ -41,8 +42,9 @@ else
 fi
 echo "run: artifacts/bin/flint --no-api --boot-timer --config-file artifacts/run/vm_config.json"
 set +e
+start=$(date +%s.%N)
 artifacts/bin/flint --no-api --boot-timer --config-file artifacts/run/vm_config.json \
-  | python3 -u scripts/boot-monitor.py "$kind" artifacts/run/console.log
+  | python3 -u scripts/boot-monitor.py "$kind" artifacts/run/console.log "$start"
 rc=${PIPESTATUS[0]}
 set -e
 echo "flint exit status: $rc$([ "$rc" = 0 ] && echo ' (the guest rebooted or shut down)')"

@@ -61,6 +61,15 @@ public sealed class RunDefaultVmScriptTests : IDisposable
     }
 
     [Fact]
+    public void Without_kvm_the_summary_says_no_vm_could_run()
+    {
+        var (o, _) = Monitor("none", "2026-12-06T18:27:21.383281600 [anonymous-instance:main:ERROR] Building VMM configured from cmdline json failed: open /dev/kvm failed\n");
+        Assert.Contains("Reached: nothing from the guest kernel", o);
+        Assert.Contains("no /dev/kvm", o);
+        Assert.DoesNotContain("On a host with VMX or SVM", o);
+    }
+
+    [Fact]
     public void The_default_vm_gets_no_option_its_kernel_does_not_know()
     {
         // Our guest kernel has no PCI (CONFIG_PCI unset), so pci=off was only printed back as an unknown parameter.
