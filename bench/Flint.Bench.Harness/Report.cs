@@ -261,9 +261,14 @@ internal static class Svg
 
     public static string Bars(string title, string unit, List<Group> groups)
     {
-        const int left = 230, width = 900, barH = 18, gap = 4, groupGap = 16, top = 50;
-        int plotW = width - left - 170;
-        double max = groups.SelectMany(g => g.Bars).Select(b => double.IsNaN(b.Max) ? b.Value : Math.Max(b.Value, b.Max)).DefaultIfEmpty(1).Max();
+        const int barH = 18, gap = 4, groupGap = 16, top = 50, plotW = 500, textW = 300;
+        // The label column fits the longest group label (about 7 px per character at 12 px bold): fixed at 230 px it
+        // cut the micro-benchmark names.
+        int left = Math.Max(230, 16 + 7 * groups.Select(g => g.Label.Length).DefaultIfEmpty(0).Max());
+        int width = left + plotW + textW;
+        // The axis follows the bars, not the whiskers: one outlier's max used to squash every bar to a sliver. A
+        // whisker past the axis is cut at its end and its max is written in the bar's text.
+        double max = groups.SelectMany(g => g.Bars).Where(b => b.Missing == null).Select(b => b.Value).DefaultIfEmpty(1).Max() * 1.3;
         if (max <= 0) max = 1;
         max = Nice(max);
         int height = top + groups.Sum(g => g.Bars.Count * (barH + gap) + groupGap) + 40;
@@ -296,15 +301,18 @@ internal static class Svg
                 {
                     double w = Math.Max(1, plotW * b.Value / max);
                     sb.AppendLine($"<rect x=\"{left}\" y=\"{y}\" width=\"{N(w)}\" height=\"{barH}\" fill=\"{Color(b.Subject)}\"><title>{X(b.Subject)}: {N(b.Value)} {X(unit)}</title></rect>");
+                    bool cut = !double.IsNaN(b.Max) && b.Max > max;
                     if (!double.IsNaN(b.Min) && !double.IsNaN(b.Max) && b.Max > b.Min)
                     {
-                        double x1 = left + plotW * b.Min / max, x2 = left + plotW * b.Max / max, cy = y + barH / 2.0;
+                        double x1 = left + plotW * b.Min / max, x2 = left + plotW * Math.Min(b.Max, max) / max, cy = y + barH / 2.0;
                         sb.AppendLine($"<line x1=\"{N(x1)}\" y1=\"{N(cy)}\" x2=\"{N(x2)}\" y2=\"{N(cy)}\" stroke=\"black\"/>");
                         sb.AppendLine($"<line x1=\"{N(x1)}\" y1=\"{N(cy - 5)}\" x2=\"{N(x1)}\" y2=\"{N(cy + 5)}\" stroke=\"black\"/>");
                         sb.AppendLine($"<line x1=\"{N(x2)}\" y1=\"{N(cy - 5)}\" x2=\"{N(x2)}\" y2=\"{N(cy + 5)}\" stroke=\"black\"/>");
                     }
-                    double tx = left + Math.Max(w, double.IsNaN(b.Max) ? 0 : plotW * b.Max / max) + 6;
-                    sb.AppendLine($"<text x=\"{N(tx)}\" y=\"{y + barH - 5}\">{X(b.Subject)}: {X(b.Text ?? Report.F(b.Value) + " " + unit)}</text>");
+                    double tx = left + Math.Max(w, double.IsNaN(b.Max) ? 0 : plotW * Math.Min(b.Max, max) / max) + 6;
+                    string text = b.Text ?? Report.F(b.Value) + " " + unit;
+                    if (cut) text += $" (max {Report.F(b.Max)}, off the axis)";
+                    sb.AppendLine($"<text x=\"{N(tx)}\" y=\"{y + barH - 5}\">{X(b.Subject)}: {X(text)}</text>");
                 }
                 y += barH + gap;
             }
