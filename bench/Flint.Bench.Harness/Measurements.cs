@@ -25,7 +25,9 @@ internal sealed class Measurements
         public int BootRuns => Smoke ? 2 : 10;
         public int KernelBootRuns => Smoke ? 2 : 5;
         public int CreationRounds => Smoke ? 2 : 3;
-        public int CreationBatch => Smoke ? 2 : 2 * Environment.ProcessorCount;
+        // At least 16 VMs at once (and two per core on bigger hosts), so the batch saturates the host: with a handful the
+        // rate measures one VM's latency, not the host's creation throughput.
+        public int CreationBatch => Smoke ? 2 : Math.Max(16, 2 * Environment.ProcessorCount);
     }
 
     public Measurements(Settings s, HarnessResults r)
@@ -93,12 +95,12 @@ internal sealed class Measurements
     {
         // Plain `-M microvm` starts as is (checked with QEMU 7.2); the boot runs use the options the test
         // guest's README uses (no option ROMs, RTC or ACPI: QEMU then puts the virtio-mmio devices on the cmdline).
-        return new List<string>
-        {
+        return
+        [
             "-M", minimalMachine ? "microvm,x-option-roms=off,rtc=off,acpi=off" : "microvm",
-            "-S", "-nodefaults", "-accel", "tcg", "-m", memMiB.ToString(), "-smp", vcpus.ToString(),
+            "-S", "-nodefaults", .. QemuAccel.Args, "-m", memMiB.ToString(), "-smp", vcpus.ToString(),
             "-qmp", $"unix:{qmpSock},server=on,wait=off",
-        };
+        ];
     }
 
     private Child StartQemu(string qmpSock, int memMiB, int vcpus, bool captureStdout, bool minimalMachine = false, IEnumerable<string>? extra = null)
@@ -139,13 +141,13 @@ internal sealed class Measurements
     {
         const string sec = "startup";
         var fw = Add(sec, "process start -> API answers (Flint: first `GET /`; QEMU: QMP greeting + `qmp_capabilities`)", "Flint", "ms");
-        var qw = Add(sec, "process start -> API answers (Flint: first `GET /`; QEMU: QMP greeting + `qmp_capabilities`)", "QEMU", "ms", "TCG, -S");
+        var qw = Add(sec, "process start -> API answers (Flint: first `GET /`; QEMU: QMP greeting + `qmp_capabilities`)", "QEMU", "ms", QemuAccel.RestLabel("-S"));
         var fc = Add(sec, "CPU time at that moment (all threads, /proc/PID/task/*/schedstat)", "Flint", "ms");
-        var qc = Add(sec, "CPU time at that moment (all threads, /proc/PID/task/*/schedstat)", "QEMU", "ms", "TCG, -S");
+        var qc = Add(sec, "CPU time at that moment (all threads, /proc/PID/task/*/schedstat)", "QEMU", "ms", QemuAccel.RestLabel("-S"));
         var fs = Add(sec, "CPU time at that moment (utime+stime, /proc/PID/stat, 10 ms ticks)", "Flint", "ms");
-        var qs = Add(sec, "CPU time at that moment (utime+stime, /proc/PID/stat, 10 ms ticks)", "QEMU", "ms", "TCG, -S");
+        var qs = Add(sec, "CPU time at that moment (utime+stime, /proc/PID/stat, 10 ms ticks)", "QEMU", "ms", QemuAccel.RestLabel("-S"));
         var fr = Add(sec, "CPU time of the whole life, killed right after (wait4 rusage)", "Flint", "ms");
-        var qr = Add(sec, "CPU time of the whole life, killed right after (wait4 rusage)", "QEMU", "ms", "TCG, -S");
+        var qr = Add(sec, "CPU time of the whole life, killed right after (wait4 rusage)", "QEMU", "ms", QemuAccel.RestLabel("-S"));
         for (int i = 0; i < _s.StartupRuns; i++)
         {
             // A: flint
@@ -201,13 +203,13 @@ internal sealed class Measurements
         const string rssM = "RSS, VMM overhead before boot (max of 10 ms samples)";
         const string pssM = "PSS, VMM overhead before boot (max of 10 ms samples)";
         var fRss = Add(sec, rssM + ", API only / -S 128 MiB 1 vCPU", "Flint", "MiB", "nothing configured");
-        var qRss = Add(sec, rssM + ", API only / -S 128 MiB 1 vCPU", "QEMU", "MiB", "TCG, -S, 128 MiB, 1 vCPU");
+        var qRss = Add(sec, rssM + ", API only / -S 128 MiB 1 vCPU", "QEMU", "MiB", QemuAccel.RestLabel("-S, 128 MiB, 1 vCPU"));
         var fPss = Add(sec, pssM + ", API only / -S 128 MiB 1 vCPU", "Flint", "MiB", "nothing configured");
-        var qPss = Add(sec, pssM + ", API only / -S 128 MiB 1 vCPU", "QEMU", "MiB", "TCG, -S, 128 MiB, 1 vCPU");
+        var qPss = Add(sec, pssM + ", API only / -S 128 MiB 1 vCPU", "QEMU", "MiB", QemuAccel.RestLabel("-S, 128 MiB, 1 vCPU"));
         var fRss2 = Add(sec, rssM + ", 1024 MiB 2 vCPUs configured (Flint: PUT /machine-config)", "Flint", "MiB", "machine-config PUT, not started");
-        var qRss2 = Add(sec, rssM + ", 1024 MiB 2 vCPUs configured (Flint: PUT /machine-config)", "QEMU", "MiB", "TCG, -S, 1024 MiB, 2 vCPUs");
+        var qRss2 = Add(sec, rssM + ", 1024 MiB 2 vCPUs configured (Flint: PUT /machine-config)", "QEMU", "MiB", QemuAccel.RestLabel("-S, 1024 MiB, 2 vCPUs"));
         var fPss2 = Add(sec, pssM + ", 1024 MiB 2 vCPUs configured (Flint: PUT /machine-config)", "Flint", "MiB", "machine-config PUT, not started");
-        var qPss2 = Add(sec, pssM + ", 1024 MiB 2 vCPUs configured (Flint: PUT /machine-config)", "QEMU", "MiB", "TCG, -S, 1024 MiB, 2 vCPUs");
+        var qPss2 = Add(sec, pssM + ", 1024 MiB 2 vCPUs configured (Flint: PUT /machine-config)", "QEMU", "MiB", QemuAccel.RestLabel("-S, 1024 MiB, 2 vCPUs"));
         for (int i = 0; i < _s.MemoryRuns; i++)
         {
             foreach (bool big in new[] { false, true })
@@ -248,7 +250,7 @@ internal sealed class Measurements
         const string sec = "latency";
         int n = _s.LatencyRequests;
         var fGet = Add(sec, $"`GET /` x{n} on one keep-alive connection / QMP `query-status` x{n}", "Flint", "us", p99: true);
-        var qGet = Add(sec, $"`GET /` x{n} on one keep-alive connection / QMP `query-status` x{n}", "QEMU", "us", "TCG, -S", p99: true);
+        var qGet = Add(sec, $"`GET /` x{n} on one keep-alive connection / QMP `query-status` x{n}", "QEMU", "us", QemuAccel.RestLabel("-S"), p99: true);
         var fPut = Add(sec, $"`PUT /machine-config` x{n} on one keep-alive connection", "Flint", "us", p99: true);
         var qPut = Add(sec, $"`PUT /machine-config` x{n} on one keep-alive connection", "QEMU", "us", p99: true);
         qPut.NotMeasured = "no QEMU equivalent (machine size is fixed on its command line)";
@@ -324,7 +326,7 @@ internal sealed class Measurements
     public void Boot()
     {
         const string sec = "boot";
-        const string tcg = "TCG: reference only, not comparable to KVM";
+        string? tcg = QemuAccel.GuestRowLabel;
         var fFirst = Add(sec, "test guest: InstanceStart / `cont` -> first guest serial line (~ first guest instructions)", "Flint", "ms");
         var qFirst = Add(sec, "test guest: InstanceStart / `cont` -> first guest serial line (~ first guest instructions)", "QEMU", "ms", tcg);
         var fTimer = Add(sec, "test guest: InstanceStart / `cont` -> boot-timer write (QEMU: the `done` line printed just before it)", "Flint", "ms");
@@ -351,7 +353,7 @@ internal sealed class Measurements
             if (kvm) FlintKernel(fInit, fInitOk.NotMeasured == null ? fInitOk : null);
             QemuKernel(qInit, qInitOk);
         }
-        Log($"boot: qemu (TCG) test guest first line {Stats.Median(qFirst.Samples):F1} ms, done {Stats.Median(qTimer.Samples):F1} ms; " +
+        Log($"boot: qemu ({QemuAccel.Name}) test guest first line {Stats.Median(qFirst.Samples):F1} ms, done {Stats.Median(qTimer.Samples):F1} ms; " +
             $"kernel init {Stats.Median(qInit.Samples):F0} ms" + (kvm ? $"; flint test guest {Stats.Median(fTimer.Samples):F1} ms, kernel {Stats.Median(fInit.Samples):F0} ms" : "; flint: no /dev/kvm"));
     }
 
@@ -395,7 +397,7 @@ internal sealed class Measurements
         var (_, conn) = WaitForApi(c, sock);
         using (conn)
         {
-            Put(conn, "/boot-source", $"{{\"kernel_image_path\": {J(_s.Kernel)}, \"boot_args\": \"console=ttyS0 reboot=k panic=1 pci=off\"}}");
+            Put(conn, "/boot-source", $"{{\"kernel_image_path\": {J(_s.Kernel)}, \"boot_args\": \"console=ttyS0 reboot=k panic=1\"}}");
             Put(conn, "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": {J(rootfs)}, \"is_root_device\": true, \"is_read_only\": false}}");
             Put(conn, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 128}");
             long t0 = Stopwatch.GetTimestamp();
@@ -446,7 +448,7 @@ internal sealed class Measurements
     {
         string sock = NewPath("q") + ".sock", rootfs = RootfsCopy();
         // The same cmdline as Flint's runs (Flint adds root= itself).
-        var (c, t0) = StartQemuGuest(sock, ["-kernel", _s.Kernel, "-append", "console=ttyS0 reboot=k panic=1 pci=off root=/dev/vda rw",
+        var (c, t0) = StartQemuGuest(sock, ["-kernel", _s.Kernel, "-append", "console=ttyS0 reboot=k panic=1" + QemuAccel.LinuxCmdlineExtra + " root=/dev/vda rw",
             "-drive", $"file={rootfs},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d"]);
         using (c)
         {
@@ -464,7 +466,7 @@ internal sealed class Measurements
         int k = _s.CreationBatch;
         string metric = $"microVMs created and run to completion per host core per second ({k} at once, 1 vCPU, 128 MiB, test guest)";
         var f = Add(sec, metric, "Flint", "VMs/core/s");
-        var q = Add(sec, metric, "QEMU", "VMs/core/s", "TCG: reference only, not comparable to KVM");
+        var q = Add(sec, metric, "QEMU", "VMs/core/s", QemuAccel.GuestRowLabel);
         if (!HasKvm) f.NotMeasured = NoKvm;
         int cores = Environment.ProcessorCount;
         for (int round = 0; round < _s.CreationRounds; round++)
@@ -472,7 +474,7 @@ internal sealed class Measurements
             if (HasKvm) f.Samples.Add(FlintBatch(k) / cores);
             q.Samples.Add(QemuBatch(k) / cores);
         }
-        Log($"creation: qemu (TCG) {Stats.Median(q.Samples):F2} VMs/core/s" + (HasKvm ? $", flint {Stats.Median(f.Samples):F2}" : ""));
+        Log($"creation: qemu ({QemuAccel.Name}) {Stats.Median(q.Samples):F2} VMs/core/s" + (HasKvm ? $", flint {Stats.Median(f.Samples):F2}" : ""));
     }
 
     private double FlintBatch(int k)
@@ -501,15 +503,15 @@ internal sealed class Measurements
     {
         var disks = Enumerable.Range(0, k).Select(_ => TestDisk()).ToList();
         long t0 = Stopwatch.GetTimestamp();
-        var cs = disks.Select(d => Child.Start(_s.Qemu, new[]
-        {
-            "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-accel", "tcg", "-m", "128", "-smp", "1",
+        var cs = disks.Select(d => Child.Start(_s.Qemu, (string[])
+        [
+            "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", .. QemuAccel.Args, "-m", "128", "-smp", "1",
             "-display", "none", "-monitor", "none", "-nodefaults", "-no-reboot",
             "-kernel", _s.TestGuest, "-append", "tg.boottimer=0 tg.tests=serial,blk",
             "-global", "virtio-mmio.force-legacy=false",
             "-drive", $"file={d},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d,serial=flint-tg",
             "-serial", "stdio",
-        }, false)).ToList();
+        ], false)).ToList();
         foreach (var c in cs) if (!c.WaitForExit(TimeSpan.FromSeconds(60))) throw new TimeoutException("qemu VM did not finish");
         double s = Ms(t0, cs.Max(c => c.ExitTimestamp)) / 1000;
         foreach (var c in cs) c.Dispose();

@@ -84,6 +84,9 @@ internal static class HostInfo
         h["KVM modules loaded"] = mods.Count > 0 ? string.Join(", ", mods) : "none";
         h[".NET"] = System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription;
         h["QEMU"] = Run(qemu, "--version").Split('\n')[0];
+        h["QEMU accelerator"] = QemuAccel.Kvm
+            ? "kvm (the same KVM as Flint's guests" + (QemuAccel.Pvm ? "; kvm_pvm: the CPU flags and cmdline of Flint's KvmPvm template)" : ")")
+            : "tcg (no usable /dev/kvm)";
         h["git commit"] = Run("git", "rev-parse --short HEAD").Trim() + (Run("git", "status --porcelain --untracked-files=no src").Trim().Length > 0 ? " (src/ has uncommitted changes)" : "");
         h["flint binary"] = "artifacts/bin/flint (NativeAOT, scripts/setup.sh)";
     }

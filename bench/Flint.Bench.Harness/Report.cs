@@ -33,8 +33,10 @@ internal static class Report
         foreach (var (k, v) in h.Host) md.AppendLine($"| {k} | {Esc(v)} |");
         md.AppendLine();
 
-        md.AppendLine("## What depends on this host (no KVM here)").AppendLine();
         bool kvm = h.Host.GetValueOrDefault("/dev/kvm") == "present";
+        bool qemuKvm = h.Host.GetValueOrDefault("QEMU accelerator", "tcg").StartsWith("kvm", StringComparison.Ordinal);
+        string accel = qemuKvm ? "kvm" : "tcg";
+        md.AppendLine(kvm ? "## What depends on this host" : "## What depends on this host (no KVM here)").AppendLine();
         if (!kvm)
             md.AppendLine("- **`/dev/kvm` is absent** on this host (it is itself a VM; the `kvm_pvm` module is loaded but exposes no device). Flint " +
                           "needs KVM to run a guest, so every Flint row that boots a guest (boot time, creation rate) reads " +
@@ -42,12 +44,18 @@ internal static class Report
         else if (h.Host.GetValueOrDefault("KVM modules loaded", "").Contains("kvm_pvm") && !h.Host["KVM modules loaded"].Contains("kvm_intel") && !h.Host["KVM modules loaded"].Contains("kvm_amd"))
             md.AppendLine("- `/dev/kvm` here is **kvm_pvm (software, no VMX/SVM)**: guest code runs through KVM's instruction emulator " +
                           "(~1 us per instruction, ~8 us per PIO exit), so Flint's boot numbers are orders of magnitude slower than on VMX/SVM hardware.");
-        md.AppendLine("- **QEMU runs with `-accel tcg`** (binary translation) in every row. For start-up, memory and API latency QEMU is " +
-                      "stopped (`-S`) and runs no guest code, but TCG still shapes its process: it allocates a translation-block " +
-                      "cache and starts a TCG vCPU thread, which `-accel kvm` would not. With KVM, QEMU's start-up CPU time and RSS would differ.");
-        md.AppendLine("- QEMU's boot-time and creation-rate rows are TCG numbers: **reference only, not comparable to KVM** (and not to Firecracker's " +
-                      "125 ms boot / 5 VMs per core per second promises, which are KVM figures). On VMX/SVM hardware both VMMs would run guests " +
-                      "natively and these rows would change completely.");
+        if (qemuKvm)
+            md.AppendLine("- **QEMU runs with `-accel kvm`** on the same KVM as Flint, with the same guest cmdline (on kvm_pvm also the CPU " +
+                          "features and kernel flags Flint's KvmPvm template gives its guest), so every Flint/QEMU ratio compares like with like.");
+        else
+        {
+            md.AppendLine("- **QEMU runs with `-accel tcg`** (binary translation) in every row: this host has no usable /dev/kvm. For start-up, memory and API latency QEMU is " +
+                          "stopped (`-S`) and runs no guest code, but TCG still shapes its process: it allocates a translation-block " +
+                          "cache and starts a TCG vCPU thread, which `-accel kvm` would not. With KVM, QEMU's start-up CPU time and RSS would differ.");
+            md.AppendLine("- QEMU's boot-time and creation-rate rows are TCG numbers: **reference only, not comparable to KVM** (and not to Firecracker's " +
+                          "125 ms boot / 5 VMs per core per second promises, which are KVM figures). On VMX/SVM hardware both VMMs would run guests " +
+                          "natively and these rows would change completely.");
+        }
         md.AppendLine("- Flint's start-up, memory and API-latency rows do not touch KVM at all (Flint opens `/dev/kvm` only at InstanceStart), " +
                       "so they are representative of Flint on any x86-64 Linux host, scaled by CPU speed and load. They are \"VMM overhead " +
                       "before boot\": no guest memory is mapped or touched yet, so nothing is subtracted for guest memory " +
@@ -59,7 +67,7 @@ internal static class Report
 
         Section(md, h, "startup", "1. Start-up: process start -> API answers",
             "Flint: `artifacts/bin/flint --api-sock S` until its first `GET /` is answered. QEMU: `qemu-system-x86_64 -M microvm -S -nodefaults " +
-            "-nographic -accel tcg -m 128 -smp 1 -qmp unix:S,server=on,wait=off` until the QMP greeting has arrived and `qmp_capabilities` is answered. " +
+            "-nographic -accel " + accel + " -m 128 -smp 1 -qmp unix:S,server=on,wait=off` until the QMP greeting has arrived and `qmp_capabilities` is answered. " +
             "Both started with posix_spawn; the socket is polled every 100 us. CPU time is read from the child at the moment of the answer " +
             "(scheduler run time of every thread, ns resolution; `/proc/PID/stat` utime+stime shown too, but it only has 10 ms ticks), and from wait4's " +
             "rusage after it is killed right after. Firecracker's promise: <= 8 CPU ms, ~12 ms wall.", "startup.svg");
@@ -232,7 +240,7 @@ internal static class Report
             G("PUT /machine-config, median", "latency", "`PUT /machine-config`"),
             G("PUT /machine-config, p99", "latency", "`PUT /machine-config`", p99: true),
         }));
-        File.WriteAllText(Path.Combine(outDir, "boot.svg"), Svg.Bars("Boot time from InstanceStart / QMP cont (median, whiskers min-max; QEMU under TCG: reference only)", "ms", new()
+        File.WriteAllText(Path.Combine(outDir, "boot.svg"), Svg.Bars("Boot time from InstanceStart / QMP cont (median, whiskers min-max" + (h.Host.GetValueOrDefault("QEMU accelerator", "tcg").StartsWith("kvm", StringComparison.Ordinal) ? ")" : "; QEMU under TCG: reference only)"), "ms", new()
         {
             G("test guest: first serial line", "boot", "test guest: InstanceStart / `cont` -> first"),
             G("test guest: boot timer / done", "boot", "test guest: InstanceStart / `cont` -> boot-timer"),
@@ -253,9 +261,14 @@ internal static class Svg
 
     public static string Bars(string title, string unit, List<Group> groups)
     {
-        const int left = 230, width = 900, barH = 18, gap = 4, groupGap = 16, top = 50;
-        int plotW = width - left - 170;
-        double max = groups.SelectMany(g => g.Bars).Select(b => double.IsNaN(b.Max) ? b.Value : Math.Max(b.Value, b.Max)).DefaultIfEmpty(1).Max();
+        const int barH = 18, gap = 4, groupGap = 16, top = 50, plotW = 500, textW = 300;
+        // The label column fits the longest group label (about 7 px per character at 12 px bold): fixed at 230 px it
+        // cut the micro-benchmark names.
+        int left = Math.Max(230, 16 + 7 * groups.Select(g => g.Label.Length).DefaultIfEmpty(0).Max());
+        int width = left + plotW + textW;
+        // The axis follows the bars, not the whiskers: one outlier's max used to squash every bar to a sliver. A
+        // whisker past the axis is cut at its end and its max is written in the bar's text.
+        double max = groups.SelectMany(g => g.Bars).Where(b => b.Missing == null).Select(b => b.Value).DefaultIfEmpty(1).Max() * 1.3;
         if (max <= 0) max = 1;
         max = Nice(max);
         int height = top + groups.Sum(g => g.Bars.Count * (barH + gap) + groupGap) + 40;
@@ -288,15 +301,18 @@ internal static class Svg
                 {
                     double w = Math.Max(1, plotW * b.Value / max);
                     sb.AppendLine($"<rect x=\"{left}\" y=\"{y}\" width=\"{N(w)}\" height=\"{barH}\" fill=\"{Color(b.Subject)}\"><title>{X(b.Subject)}: {N(b.Value)} {X(unit)}</title></rect>");
+                    bool cut = !double.IsNaN(b.Max) && b.Max > max;
                     if (!double.IsNaN(b.Min) && !double.IsNaN(b.Max) && b.Max > b.Min)
                     {
-                        double x1 = left + plotW * b.Min / max, x2 = left + plotW * b.Max / max, cy = y + barH / 2.0;
+                        double x1 = left + plotW * b.Min / max, x2 = left + plotW * Math.Min(b.Max, max) / max, cy = y + barH / 2.0;
                         sb.AppendLine($"<line x1=\"{N(x1)}\" y1=\"{N(cy)}\" x2=\"{N(x2)}\" y2=\"{N(cy)}\" stroke=\"black\"/>");
                         sb.AppendLine($"<line x1=\"{N(x1)}\" y1=\"{N(cy - 5)}\" x2=\"{N(x1)}\" y2=\"{N(cy + 5)}\" stroke=\"black\"/>");
                         sb.AppendLine($"<line x1=\"{N(x2)}\" y1=\"{N(cy - 5)}\" x2=\"{N(x2)}\" y2=\"{N(cy + 5)}\" stroke=\"black\"/>");
                     }
-                    double tx = left + Math.Max(w, double.IsNaN(b.Max) ? 0 : plotW * b.Max / max) + 6;
-                    sb.AppendLine($"<text x=\"{N(tx)}\" y=\"{y + barH - 5}\">{X(b.Subject)}: {X(b.Text ?? Report.F(b.Value) + " " + unit)}</text>");
+                    double tx = left + Math.Max(w, double.IsNaN(b.Max) ? 0 : plotW * Math.Min(b.Max, max) / max) + 6;
+                    string text = b.Text ?? Report.F(b.Value) + " " + unit;
+                    if (cut) text += $" (max {Report.F(b.Max)}, off the axis)";
+                    sb.AppendLine($"<text x=\"{N(tx)}\" y=\"{y + barH - 5}\">{X(b.Subject)}: {X(text)}</text>");
                 }
                 y += barH + gap;
             }

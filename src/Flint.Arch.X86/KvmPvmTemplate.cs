@@ -38,8 +38,20 @@ public sealed class KvmPvmTemplate : ICpuTemplate
 
     public string Name => "KvmPvm";
 
-    /// <summary>noxsave: no xsave/xrstor; clearcpuid=151: POPCNT (word 4 bit 23); 308: SMAP (word 9 bit 20).</summary>
+    /// <summary>
+    /// noxsave: no xsave/xrstor; clearcpuid=151: POPCNT (word 4 bit 23); 308: SMAP (word 9 bit 20). The guest kernel
+    /// lists `noxsave` among "Unknown kernel command line parameters" (no __setup handler claims it), yet its early
+    /// CPU setup (cpu_parse_early_param) reads it from the raw command line: without it the boot dies on xsave.
+    /// </summary>
     public string ExtraKernelCmdline => "noxsave clearcpuid=151,308";
+
+    /// <summary>The Info line logged when the template is applied because the host was detected as kvm_pvm.</summary>
+    public static string AppliedMessage(string reason) =>
+        $"CPU template KvmPvm applied: host detected as kvm_pvm ({reason}). It hides the CPUID features KVM's "
+        + $"instruction emulator cannot run and adds \"{Instance.ExtraKernelCmdline}\" to the kernel command line "
+        + "(the guest kernel calls noxsave unknown, but its early CPU setup reads it). On such a host guest user "
+        + "space cannot run: the kernel's \"Run /sbin/init as init process\" is as far as a boot gets, and the "
+        + "init crash and kernel panic after it are expected.";
 
     public bool SkipMsr(uint index) => index == BootMsrs.Ia32ArchCapabilities;
 

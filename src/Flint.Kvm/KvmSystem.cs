@@ -17,14 +17,15 @@ public sealed unsafe class KvmSystem : KvmFd
 
     /// <summary>
     /// True when the host's KVM is the software kvm_pvm module (no VMX/SVM): guest code runs through the
-    /// instruction emulator and some instructions cannot run (see CpuTemplates.KvmPvm).
+    /// instruction emulator and some instructions cannot run (see CpuTemplates.KvmPvm). Works in a jail too
+    /// (<see cref="KvmHostKindDetector"/>).
     /// </summary>
-    public static bool IsKvmPvmHost() => Directory.Exists("/sys/module/kvm_pvm");
+    public static bool IsKvmPvmHost() => KvmHostKindDetector.Detect().Kind == KvmHostKind.KvmPvm;
 
     public static KvmSystem Open(string path = DefaultPath)
     {
         int fd = Libc.Open(path, Libc.O_RDWR);
-        if (fd < 0) throw new KvmException($"open {path}", Libc.Errno);
+        if (fd < 0) throw OpenFailure(path, Libc.Errno);
         var kvm = new KvmSystem(fd);
         int v = kvm.ApiVersion;
         if (v != Ioctls.KVM_API_VERSION)
@@ -34,6 +35,18 @@ public sealed unsafe class KvmSystem : KvmFd
         }
         return kvm;
     }
+
+    /// <summary>Why /dev/kvm could not be opened, with the usual fix for each cause.</summary>
+    public static KvmException OpenFailure(string path, int errno) => new($"open {path}", errno, errno switch
+    {
+        Libc.EACCES or Libc.EPERM =>
+            $"the user running flint may not use {path}: add it to the kvm group (sudo usermod -aG kvm $USER, then "
+            + $"log in again) or grant it with an ACL (sudo setfacl -m u:$USER:rw {path})",
+        Libc.ENOENT => $"{path} does not exist: KVM is not available on this host (load kvm_intel or kvm_amd, with "
+            + "virtualization enabled in the firmware, or use a machine that offers nested virtualization)",
+        Libc.ENXIO or Libc.ENODEV => $"no KVM module serves {path}: load kvm_intel or kvm_amd",
+        _ => "",
+    });
 
     public int ApiVersion => IoctlVal(Ioctls.KVM_GET_API_VERSION, 0, "KVM_GET_API_VERSION");
 

@@ -23,6 +23,7 @@ public static unsafe class Libc
     public const int CLOCK_MONOTONIC = 1;
     public const int TFD_NONBLOCK = 0x800, TFD_CLOEXEC = 0x80000;
     public const int EINTR = 4, EAGAIN = 11, ENOENT = 2, EBADF = 9, ENOTTY = 25;
+    public const int EPERM = 1, ENXIO = 6, EACCES = 13, ENODEV = 19, EISDIR = 21;
     public static readonly nint MAP_FAILED = -1;
 
     [DllImport(L, SetLastError = true)] public static extern int open(byte* path, int flags, int mode);

@@ -43,10 +43,22 @@ public static unsafe class UnixSockets
         if (fd < 0) throw SysException.Last("socket(AF_UNIX)");
         fixed (byte* a = addr)
         {
-            if (bind(fd, a, len) < 0) { var e = SysException.Last($"bind({path})"); Libc.close(fd); throw e; }
+            if (bind(fd, a, len) < 0) { var e = BindFailure(path, Libc.Errno); Libc.close(fd); throw e; }
         }
         if (listen(fd, backlog) < 0) { var e = SysException.Last("listen"); Libc.close(fd); throw e; }
         return fd;
+    }
+
+    /// <summary>bind's failure, saying which directory is missing or not writable: the usual mistakes with a socket path.</summary>
+    internal static SysException BindFailure(string path, int errno)
+    {
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
+        return new SysException($"bind({path})", errno, errno switch
+        {
+            Libc.ENOENT => $"the directory {dir} does not exist: create it first",
+            Libc.EACCES => $"the user running flint may not create files in {dir}",
+            _ => "",
+        });
     }
 
     /// <summary>Non-blocking connect to a Unix socket; returns the fd or -errno. A full backlog (EAGAIN) is a failure.</summary>

@@ -23,7 +23,4 @@ public sealed class VmOptions
 
     /// <summary>The KVM device node.</summary>
     public string KvmPath { get; init; } = Flint.Kvm.KvmSystem.DefaultPath;
-
-    /// <summary>Stopwatch timestamp of the moment the VM was asked to start (InstanceStart), for the boot timer.</summary>
-    public long StartTimestamp { get; init; } = System.Diagnostics.Stopwatch.GetTimestamp();
 }

@@ -209,7 +209,6 @@ internal sealed class FlintProcess
             KvmPath = _s.Options.KvmPath,
             MmdsStore = Mmds,
             Preopened = _preopened,
-            StartTimestamp = Stopwatch.GetTimestamp(),
         };
         var vmm = VmBuilder.Build(config, options);
         VmmMetricsBinding.Bind(_metrics, vmm);

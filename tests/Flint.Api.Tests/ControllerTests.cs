@@ -55,6 +55,18 @@ public class ControllerTests
     }
 
     [Fact]
+    public void A_drive_path_that_is_a_directory_is_refused_in_words()
+    {
+        using var env = new Env();
+        var r = env.Call("PUT", "/drives/rootfs", Drive(env, "rootfs", true, env.Dir));
+        Assert.Equal(400, r.Status);
+        var m = JsonDocument.Parse(r.Body!).RootElement.GetProperty("fault_message").GetString()!;
+        Assert.StartsWith("Unable to create the block device", m);
+        Assert.Contains($"{env.Dir} is a directory: a drive needs a disk image file or a block device", m);
+        Assert.DoesNotContain("Access to the path", m); // .NET's text, which it used to be
+    }
+
+    [Fact]
     public void PatchMachineConfigKeepsOtherFields()
     {
         using var env = new Env();

@@ -3,8 +3,10 @@ using System.Diagnostics;
 namespace Flint.Devices.Legacy;
 
 /// <summary>
-/// Firecracker's boot-time device at MMIO 0xC0000000: when the guest writes 123 to it (the rootfs init does),
-/// the VMM logs the wall and CPU time since InstanceStart.
+/// Firecracker's boot-time device at MMIO 0xC0000000 (--boot-timer): when the guest writes the byte 123 to it (the
+/// rootfs init does), the VMM logs at Info the wall and process CPU time since the VM build started, in Firecracker's
+/// words ("Guest-boot-time = ... us ... ms, ... CPU us ... CPU ms"). Both clocks start at the same moment, as
+/// Firecracker's TimestampUs taken at the top of build_microvm_for_boot, so the CPU figure excludes process start-up.
 /// </summary>
 public sealed class BootTimer : IBusDevice
 {
@@ -26,11 +28,16 @@ public sealed class BootTimer : IBusDevice
         _log = log;
     }
 
+    /// <summary>A timer whose wall and CPU clocks both start now (the builder calls it as the build begins).</summary>
+    public static BootTimer StartingNow(Action<string> log) =>
+        new(Stopwatch.GetTimestamp(), Flint.Sys.ProcessClock.CpuTime(), log);
+
     public void Read(ulong offset, Span<byte> data) => data.Clear();
 
     public void Write(ulong offset, ReadOnlySpan<byte> data)
     {
-        if (offset != 0 || data.Length == 0 || data[0] != MagicValue) return;
+        // Firecracker handles only a one-byte write at offset 0.
+        if (offset != 0 || data.Length != 1 || data[0] != MagicValue) return;
         var wall = Stopwatch.GetElapsedTime(_startTimestamp);
         var cpu = Flint.Sys.ProcessClock.CpuTime() - _startCpu;
         BootTime = wall;

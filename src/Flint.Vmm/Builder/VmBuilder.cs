@@ -26,19 +26,22 @@ public static unsafe class VmBuilder
 {
     public static Vmm Build(VmConfig config, VmOptions options)
     {
+        // Firecracker takes its boot timestamp (wall and process CPU) as the build starts: the boot timer reports
+        // from here, so neither process start-up nor the time the VM sat configured counts as boot time.
+        BootTimer? bootTimer = options.BootTimer ? BootTimer.StartingNow(m => Logger.Info(m)) : null;
         ConfigLoader.Validate(config);
         DeviceLogSink.Bind(); // device failures reach the process log (rate limited per device)
         var mc = config.MachineConfig ?? new MachineConfig();
         var boot = config.BootSource!;
-        ulong memBytes = checked((ulong)mc.MemSizeMib << 20);
+        ulong memBytes = GuestMemorySize.Bytes(mc.MemSizeMib);
         uint vcpuCount = (uint)mc.VcpuCount;
 
-        var template = ResolveTemplate(options.CpuTemplate);
+        var forcedTemplate = ForcedTemplate(options.CpuTemplate);
         var owned = new List<IDisposable>();
         try
         {
             // 1. Guest memory and the kernel image: no KVM needed yet.
-            var memory = GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc));
+            var memory = GuestMemorySize.Allocate(mc.MemSizeMib, () => GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
             owned.Add(memory);
             var kernel = KernelLoader.Load(memory, boot.KernelImagePath);
             (ulong Address, ulong Size)? initrd = boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel.End) : null;
@@ -46,6 +49,7 @@ public static unsafe class VmBuilder
             // 2. The VM.
             var kvm = KvmSystem.Open(options.KvmPath);
             owned.Add(kvm);
+            var template = ResolveTemplate(forcedTemplate);
             var vm = kvm.CreateVm();
             owned.Add(vm);
             foreach (var (slot, region) in memory.Regions.Select((r, i) => ((uint)i, r)))
@@ -74,12 +78,7 @@ public static unsafe class VmBuilder
                 () => exit.Request(ExitCodes.Ok, "Received KVM_EXIT_SHUTDOWN after the guest reset the i8042"));
             pio.Insert(i8042, I8042.BasePort, I8042.PortCount);
 
-            BootTimer? bootTimer = null;
-            if (options.BootTimer)
-            {
-                bootTimer = new BootTimer(options.StartTimestamp, TimeSpan.Zero, m => Logger.Info(m));
-                mmio.Insert(bootTimer, Layout.BootTimerAddress, 0x1000);
-            }
+            if (bootTimer != null) mmio.Insert(bootTimer, Layout.BootTimerAddress, BootTimer.Length);
             loop.Add(exit.Event.Fd, _ => exit.Event.Read());
 
             var cmdline = new KernelCmdline();
@@ -231,10 +230,25 @@ public static unsafe class VmBuilder
         return template;
     }
 
-    private static ICpuTemplate ResolveTemplate(string? name)
+    /// <summary>The forced template (checked before anything is allocated), or null to detect it once KVM is open.</summary>
+    private static ICpuTemplate? ForcedTemplate(string? name) => name == null ? null
+        : CpuTemplates.ByName(name) ?? throw new ConfigException($"Unknown CPU template \"{name}\" (None, KvmPvm).");
+
+    /// <summary>Detects the template after /dev/kvm opened, so a host without KVM is not told it is a kvm_pvm host.</summary>
+    private static ICpuTemplate ResolveTemplate(ICpuTemplate? forced)
     {
-        if (name == null) return CpuTemplates.Detect(KvmSystem.IsKvmPvmHost());
-        return CpuTemplates.ByName(name) ?? throw new ConfigException($"Unknown CPU template \"{name}\" (None, KvmPvm).");
+        if (forced != null)
+        {
+            Logger.Info($"CPU template {forced.Name} applied: forced by --cpu-template.");
+            return forced;
+        }
+        var host = KvmHostKindDetector.Detect();
+        var template = CpuTemplates.Detect(host.Kind == KvmHostKind.KvmPvm);
+        // Said at Info because it changes what the guest sees (CPUID, its kernel command line) and why its user space
+        // cannot run on such a host; a user reading the log should not have to guess.
+        if (template != CpuTemplates.None) Logger.Info(KvmPvmTemplate.AppliedMessage(host.Reason));
+        else Logger.Debug($"No built-in CPU template: {host.Reason}.");
+        return template;
     }
 
     internal static EventFdInterrupt NewIrq(Vm vm, uint gsi, List<IDisposable> owned)

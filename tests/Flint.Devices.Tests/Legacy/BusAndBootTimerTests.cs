@@ -53,4 +53,47 @@ public class BusAndBootTimerTests
         Assert.StartsWith("Guest-boot-time = ", lines[0]);
         Assert.NotNull(t.BootTime);
     }
+
+    [Fact]
+    public void Boot_timer_counts_cpu_time_from_the_start_it_was_given_not_from_process_start()
+    {
+        // Firecracker's "CPU us" is the process CPU time since the boot request (TimestampUs at build start).
+        var lines = new List<string>();
+        var cpuAtStart = Flint.Sys.ProcessClock.CpuTime();
+        var t = new BootTimer(Stopwatch.GetTimestamp(), cpuAtStart, lines.Add);
+        t.Write(0, [123]);
+        var m = System.Text.RegularExpressions.Regex.Match(lines.Single(),
+            @"^Guest-boot-time = +(\d+) us (\d+) ms, +(\d+) CPU us (\d+) CPU ms$");
+        Assert.True(m.Success, lines[0]);
+        long cpuUs = long.Parse(m.Groups[3].Value);
+        // This test process has used far more than 50 ms of CPU before this point (the test host's start-up alone);
+        // counted from the start given, the write itself costs microseconds.
+        Assert.True(cpuAtStart > TimeSpan.FromMilliseconds(50), $"process CPU so far: {cpuAtStart}");
+        Assert.True(cpuUs < 50_000, $"CPU us {cpuUs} counts from process start, not from the given start");
+    }
+
+    [Fact]
+    public void Boot_timer_started_now_counts_wall_and_cpu_from_its_creation()
+    {
+        // The builder creates it at the start of the build, as Firecracker's build_microvm_for_boot takes its
+        // TimestampUs (wall and process CPU together); it used to pass CPU zero, i.e. CPU since process start.
+        var lines = new List<string>();
+        var t = BootTimer.StartingNow(lines.Add);
+        t.Write(0, [123]);
+        var m = System.Text.RegularExpressions.Regex.Match(lines.Single(), @"(\d+) CPU us");
+        Assert.True(Flint.Sys.ProcessClock.CpuTime() > TimeSpan.FromMilliseconds(50));
+        Assert.True(long.Parse(m.Groups[1].Value) < 50_000, lines[0]);
+    }
+
+    [Fact]
+    public void Boot_timer_takes_only_a_one_byte_write_at_offset_zero_as_firecracker()
+    {
+        var lines = new List<string>();
+        var t = new BootTimer(Stopwatch.GetTimestamp(), TimeSpan.Zero, lines.Add);
+        t.Write(0, [123, 0, 0, 0]);
+        t.Write(1, [123]);
+        Assert.Empty(lines);
+        t.Write(0, [123]);
+        Assert.Single(lines);
+    }
 }

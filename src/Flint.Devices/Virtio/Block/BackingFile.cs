@@ -29,6 +29,9 @@ internal sealed unsafe class BackingFile : IDisposable
     /// <summary>Opens <paramref name="path"/> read-write, or read-only so a read-only drive cannot be written even by a bug here.</summary>
     public static BackingFile Open(string path, bool readOnly, string? serial)
     {
+        // open(O_RDONLY) succeeds on a directory; a read-only "disk" that is one must be refused here, in words.
+        if (Directory.Exists(path))
+            throw new SysException($"open {path}", Libc.EISDIR, $"{path} is a directory: a drive needs a disk image file or a block device");
         int fd = Libc.Open(path, readOnly ? Libc.O_RDONLY : Libc.O_RDWR);
         if (fd < 0) throw SysException.Last($"open {path}");
         try

@@ -1,0 +1,27 @@
+namespace Flint.Vmm;
+
+/// <summary>
+/// Why a host file the user named (kernel, initrd, drive) cannot be opened, in words the user can act on. Used
+/// instead of .NET's exception text, which for a directory said "Access to the path ... is denied".
+/// </summary>
+internal static class HostFileProblem
+{
+    /// <param name="what">The file's role, as the caller's message names it; a drive's ("block device", "drive ...")
+    /// gets the drive-specific advice.</param>
+    public static string Describe(string path, Exception e, bool write, string what)
+    {
+        bool drive = what.Contains("drive", StringComparison.Ordinal) || what.Contains("block device", StringComparison.Ordinal);
+        if (Directory.Exists(path))
+            return $"{path} is a directory: " + (drive ? "a drive needs a disk image file or a block device" : "give the path of a file");
+        return e switch
+        {
+            FileNotFoundException or DirectoryNotFoundException => "No such file or directory: check the path (under the jailer, paths are inside the jail)",
+            UnauthorizedAccessException when write =>
+                "Permission denied: the user running flint cannot open it for reading and writing (set is_read_only to open it read-only)",
+            UnauthorizedAccessException => "Permission denied: the user running flint cannot read it",
+            PathTooLongException => "the path is too long",
+            ArgumentException => "the path is not valid",
+            _ => "the file cannot be opened (I/O error)",
+        };
+    }
+}
