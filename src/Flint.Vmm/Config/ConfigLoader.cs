@@ -70,8 +70,9 @@ public static class ConfigLoader
             CheckReadable(d.PathOnHost, $"drive \"{d.DriveId}\" backing file");
             if (d.CacheType is not (null or "Unsafe" or "Writeback"))
                 throw new ConfigException($"Drive \"{d.DriveId}\": unknown cache_type \"{d.CacheType}\" (Unsafe or Writeback).");
-            if (d.IoEngine is not (null or "Sync"))
-                throw new ConfigException($"Drive \"{d.DriveId}\": io_engine \"{d.IoEngine}\" is not supported (Sync).");
+            if (d.IoEngine is not (null or "Sync" or "Async"))
+                throw new ConfigException($"Drive \"{d.DriveId}\": unknown io_engine \"{d.IoEngine}\" (Sync or Async).");
+            if (IoEngineSupport.Refusal(d.IoEngine) is { } noAsync) throw new ConfigException(noAsync);
             DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter");
         }
 

@@ -33,7 +33,8 @@ public static class VmmMetricsBinding
         var d = vmm.Devices;
         BindSum(r, "block", d.Blocks.Select(b => (Func<(string, long)[]>)(() =>
             [.. b.Device.Metrics.Snapshot(), ("rate_limiter_throttled_events", b.Device.RateLimiterThrottledEvents),
-             ("rate_limiter_event_count", b.Device.RateLimiterEventCount)])));
+             ("rate_limiter_event_count", b.Device.RateLimiterEventCount),
+             ("io_engine_throttled_events", b.Device.IoEngineThrottledEvents)])));
         BindSum(r, "net", d.Nets.Select(n => (Func<(string, long)[]>)n.Device.Metrics.Snapshot));
         BindSum(r, "mmds", d.Nets.Where(n => n.Mmds != null).Select(n => (Func<(string, long)[]>)n.Mmds!.Metrics.Snapshot));
         if (d.Vsock is { } vs) BindSum(r, "vsock", [vs.Metrics.Snapshot]);

@@ -246,6 +246,7 @@ public sealed class VmmController : IApiHandler
         if (d.IsRootDevice && _cfg.Drives.Any(x => x.IsRootDevice && x.DriveId != d.DriveId))
             throw new ApiFault("A root block device already exists!");
         CheckOpen(d.PathOnHost, d.IsReadOnly != true, "Unable to create the block device: cannot open the backing file");
+        if (Config.IoEngineSupport.Refusal(d.IoEngine) is { } noAsync) throw new ApiFault(noAsync);
 
         var list = new List<DriveConfig>(_cfg.Drives);
         int i = list.FindIndex(x => x.DriveId == d.DriveId);
