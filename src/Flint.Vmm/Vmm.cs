@@ -61,8 +61,19 @@ public sealed class Vmm : IDisposable
         return Exit.ExitCode;
     }
 
-    /// <summary>Parks every vCPU (bounded: a <see cref="VcpuStateException"/> says which vCPU did not answer).</summary>
-    public void Pause() => _vcpuGroup.Pause();
+    /// <summary>
+    /// Parks every vCPU (bounded: a <see cref="VcpuStateException"/> says which vCPU did not answer), then lets the
+    /// Async block engines finish what the kernel holds (bounded per drive), so a paused VM has no I/O half-done.
+    /// </summary>
+    public void Pause()
+    {
+        _vcpuGroup.Pause();
+        foreach (var b in Devices.Blocks)
+        {
+            if (!b.Device.CompleteInFlight(VirtioBlock.DrainTimeout))
+                Logger.Warn($"Pause: drive {b.Id} still has io_uring requests in flight after {VirtioBlock.DrainTimeout.TotalSeconds} s.");
+        }
+    }
 
     public void Resume() => _vcpuGroup.Resume();
 

@@ -41,6 +41,17 @@ public class ControllerTests
         Assert.Equal("second", env.Controller.Configuration.Drives[0].DriveId);
     }
 
+    /// <summary>PUT /drives takes io_engine Async (io_uring works on this host) and GET /vm/config reports it.</summary>
+    [Fact]
+    public void AsyncIoEngineIsAcceptedAndReported()
+    {
+        using var env = new Env();
+        string body = $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{Esc(env.Rootfs)}\", \"is_root_device\": true, \"io_engine\": \"Async\"}}";
+        Assert.Equal(204, env.Call("PUT", "/drives/rootfs", body).Status);
+        var drive = JsonDocument.Parse(env.Call("GET", "/vm/config").Body!).RootElement.GetProperty("drives")[0];
+        Assert.Equal("Async", drive.GetProperty("io_engine").GetString());
+    }
+
     [Fact]
     public void MissingBackingFilesAreRefusedAtPut()
     {

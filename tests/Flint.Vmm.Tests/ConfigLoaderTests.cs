@@ -30,6 +30,19 @@ public class ConfigLoaderTests : IDisposable
         Assert.True(c.Drives[0].IsReadOnly);
     }
 
+    /// <summary>io_engine Async is accepted where io_uring works (this host); an unknown engine is still refused.</summary>
+    [Fact]
+    public void Io_engine_async_is_accepted_and_unknown_engines_refused()
+    {
+        string D(string engine) => $"[{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{_disk}\", \"is_root_device\": true, \"io_engine\": \"{engine}\"}}]";
+        Assert.Equal("Async", ConfigLoader.Parse(Cfg(drives: D("Async"))).Drives[0].IoEngine);
+        Assert.Equal("Sync", ConfigLoader.Parse(Cfg(drives: D("Sync"))).Drives[0].IoEngine);
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(Cfg(drives: D("Uring"))));
+        Assert.Contains("io_engine", e.Message);
+        Assert.Null(Flint.Vmm.Config.IoEngineSupport.Refusal("Async"));
+        Assert.Null(Flint.Vmm.Config.IoEngineSupport.Refusal(null));
+    }
+
     [Theory]
     [InlineData("{\"vcpu_count\": 0, \"mem_size_mib\": 128}", "vcpu")]
     [InlineData("{\"vcpu_count\": 33, \"mem_size_mib\": 128}", "vcpu")]

@@ -14,12 +14,13 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, true);
 
-    private string Config(string bootArgs, bool readOnly = false, int vcpus = 1, int memMib = 64, bool withDisk = true, string extra = "")
+    private string Config(string bootArgs, bool readOnly = false, int vcpus = 1, int memMib = 64, bool withDisk = true, string extra = "",
+        string ioEngine = "Sync")
     {
         var disk = Path.Combine(_dir, "disk.img");
         TestGuestImage.WriteDisk(disk, 64);
         var drives = withDisk
-            ? $"[{{\"drive_id\": \"data\", \"path_on_host\": \"{disk}\", \"is_root_device\": false, \"is_read_only\": {(readOnly ? "true" : "false")}, \"cache_type\": \"Writeback\"}}]"
+            ? $"[{{\"drive_id\": \"data\", \"path_on_host\": \"{disk}\", \"is_root_device\": false, \"is_read_only\": {(readOnly ? "true" : "false")}, \"cache_type\": \"Writeback\", \"io_engine\": \"{ioEngine}\"}}]"
             : "[]";
         var p = Path.Combine(_dir, "config.json");
         File.WriteAllText(p, $$"""
@@ -49,6 +50,22 @@ public class TestGuestTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("PASS blk-flush", r.Stdout);      // cache_type Writeback offers FLUSH
         Assert.Matches(@"FLINT-TESTGUEST done pass=\d+ fail=0", r.Stdout);
         Assert.Contains("Guest-boot-time =", r.Stdout);
+        var sector3 = new byte[512];
+        using (var f = File.OpenRead(Path.Combine(_dir, "disk.img"))) { f.Seek(3 * 512, SeekOrigin.Begin); f.ReadExactly(sector3); }
+        Assert.True(TestGuestImage.SectorMatchesWritePattern(sector3, 3), "the guest's write reached the backing file");
+    }
+
+    /// <summary>The same guest-driven reads, writes and flush through io_engine Async (io_uring, completions on the event loop).</summary>
+    [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
+    [SkippableFact]
+    public void Drives_virtio_blk_through_the_async_io_uring_engine()
+    {
+        KvmRequirement.Check();
+        var r = Boot(Config("tg.tests=serial,blk", ioEngine: "Async"));
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("PASS blk", r.Stdout);
+        Assert.Contains("PASS blk-flush", r.Stdout);
+        Assert.Matches(@"FLINT-TESTGUEST done pass=\d+ fail=0", r.Stdout);
         var sector3 = new byte[512];
         using (var f = File.OpenRead(Path.Combine(_dir, "disk.img"))) { f.Seek(3 * 512, SeekOrigin.Begin); f.ReadExactly(sector3); }
         Assert.True(TestGuestImage.SectorMatchesWritePattern(sector3, 3), "the guest's write reached the backing file");

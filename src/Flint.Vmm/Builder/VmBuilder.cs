@@ -90,7 +90,8 @@ public static unsafe class VmBuilder
             foreach (var d in config.Drives.OrderByDescending(d => d.IsRootDevice))
             {
                 var limiter = new RateLimiter(DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter"));
-                var dev = new VirtioBlock(d.PathOnHost!, d.IsReadOnly ?? false, d.DriveId, limiter, writeback: d.CacheType == "Writeback");
+                var dev = new VirtioBlock(d.PathOnHost!, d.IsReadOnly ?? false, d.DriveId, limiter, writeback: d.CacheType == "Writeback",
+                    ioEngine: d.IoEngine == "Async" ? BlockIoEngine.Async : BlockIoEngine.Sync);
                 var transport = devices.Add(dev);
                 devices.Blocks.Add((d.DriveId, transport, dev));
                 if (d.IsRootDevice)

@@ -99,8 +99,9 @@ public static class ConfigLoader
                 e => $"Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: {e} {d.PathOnHost}");
             if (d.CacheType is not (null or "Unsafe" or "Writeback"))
                 throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": unknown cache_type \"{d.CacheType}\" (Unsafe or Writeback).");
-            if (d.IoEngine is not (null or "Sync"))
-                throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": io_engine \"{d.IoEngine}\" is not supported (Sync).");
+            if (d.IoEngine is not (null or "Sync" or "Async"))
+                throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": unknown io_engine \"{d.IoEngine}\" (Sync or Async).");
+            if (IoEngineSupport.Refusal(d.IoEngine) is { } noAsync) throw new ConfigException(ConfigArea.Block, noAsync);
             In(ConfigArea.Block, () => DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter"));
         }
 

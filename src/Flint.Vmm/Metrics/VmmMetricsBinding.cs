@@ -65,7 +65,8 @@ public static class VmmMetricsBinding
         var d = vmm.Devices;
         var blocks = d.Blocks.Select(b => new MetricsRegistry.DeviceSource(b.Id, () =>
             [.. b.Device.Metrics.Snapshot(), ("rate_limiter_throttled_events", b.Device.RateLimiterThrottledEvents),
-             ("rate_limiter_event_count", b.Device.RateLimiterEventCount)])).ToArray();
+             ("rate_limiter_event_count", b.Device.RateLimiterEventCount),
+             ("io_engine_throttled_events", b.Device.IoEngineThrottledEvents)])).ToArray();
         r.BindDevices("block", () => blocks);
         var nets = d.Nets.Select(n => new MetricsRegistry.DeviceSource(n.Id, n.Device.Metrics.Snapshot)).ToArray();
         r.BindDevices("net", () => nets);

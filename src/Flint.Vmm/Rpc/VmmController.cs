@@ -263,6 +263,7 @@ public sealed class VmmController : IApiHandler
             throw new ApiFault("A root block device already exists!");
         CheckOpen(d.PathOnHost, d.IsReadOnly != true,
             e => $"Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: {e} {d.PathOnHost}");
+        if (Config.IoEngineSupport.Refusal(d.IoEngine) is { } noAsync) throw new ApiFault(noAsync);
 
         var list = new List<DriveConfig>(_cfg.Drives);
         int i = list.FindIndex(x => x.DriveId == d.DriveId);

@@ -13,7 +13,8 @@ public sealed class BlockHarness : IDisposable
     public const int Sectors = 64;
     public const ulong MemSize = 0x100000;
 
-    public BlockHarness(bool readOnly = false, ushort queueSize = 16, string? serial = null, int sectors = Sectors, bool writeback = false)
+    public BlockHarness(bool readOnly = false, ushort queueSize = 16, string? serial = null, int sectors = Sectors, bool writeback = false,
+        BlockIoEngine engine = BlockIoEngine.Sync)
     {
         FilePath = System.IO.Path.GetTempFileName();
         var content = new byte[sectors * 512];
@@ -21,7 +22,7 @@ public sealed class BlockHarness : IDisposable
         File.WriteAllBytes(FilePath, content);
         Memory = GuestMemory.Create([(0UL, MemSize)]);
         Driver = new GuestDriver(Memory, queueSize);
-        Device = new VirtioBlock(FilePath, readOnly, serial, writeback: writeback);
+        Device = new VirtioBlock(FilePath, readOnly, serial, writeback: writeback, ioEngine: engine);
         Line = new CountingInterrupt();
         Interrupt = new VirtioInterrupt(Line);
         Queue = new VirtQueue(VirtioBlock.QueueSize);
@@ -52,7 +53,12 @@ public sealed class BlockHarness : IDisposable
 
     public byte Status(ulong addr) => Memory.Read<byte>(addr);
 
-    public void Process() => Device.ProcessQueue(0);
+    /// <summary>A queue notification; with the Async engine, also waits until what it submitted has completed.</summary>
+    public void Process()
+    {
+        Device.ProcessQueue(0);
+        if (Device.IoEngine == BlockIoEngine.Async) Assert.True(Device.CompleteInFlight(TimeSpan.FromSeconds(10)), "requests still in flight after 10 s");
+    }
 
     /// <summary>Submits header + data + status and processes; returns (status byte, used len).</summary>
     public (byte Status, uint Len) Run(uint type, ulong sector, params (ulong Addr, uint Len, bool Write)[] data)

@@ -9,10 +9,12 @@ namespace Flint.Devices.Tests.Virtio;
 /// <summary>Reading a request once (ChainBuffers, reader/writer, BlockRequest) allocates nothing per request.</summary>
 public sealed class RequestPathAllocationTests
 {
-    [Fact]
-    public void BlockReadsWritesAndGetIdDoNotAllocate()
+    [Theory]
+    [InlineData(Flint.Devices.Virtio.Block.BlockIoEngine.Sync)]
+    [InlineData(Flint.Devices.Virtio.Block.BlockIoEngine.Async)] // submit, reap and complete through io_uring
+    public void BlockReadsWritesAndGetIdDoNotAllocate(Flint.Devices.Virtio.Block.BlockIoEngine engine)
     {
-        using var h = new BlockHarness(queueSize: 16);
+        using var h = new BlockHarness(queueSize: 16, engine: engine);
         long allocated = 0;
         for (int i = 0; i < 60; i++)
         {

@@ -4,9 +4,20 @@ using static Flint.Devices.Virtio.Block.VirtioBlockConstants;
 
 namespace Flint.Devices.Tests.Virtio;
 
-public sealed class VirtioBlockTests : IDisposable
+/// <summary>virtio-blk on the Sync engine; <see cref="VirtioBlockAsyncTests"/> runs every case again on io_uring.</summary>
+public class VirtioBlockTests : IDisposable
 {
-    private readonly BlockHarness _h = new();
+    private readonly BlockHarness _h;
+
+    protected BlockIoEngine Engine { get; }
+
+    public VirtioBlockTests() : this(BlockIoEngine.Sync) { }
+
+    protected VirtioBlockTests(BlockIoEngine engine)
+    {
+        Engine = engine;
+        _h = new BlockHarness(engine: engine);
+    }
 
     public void Dispose() => _h.Dispose();
 
@@ -83,7 +94,7 @@ public sealed class VirtioBlockTests : IDisposable
     [Fact]
     public void Flush_with_writeback_is_offered_and_syncs()
     {
-        using var h = new BlockHarness(writeback: true);
+        using var h = new BlockHarness(writeback: true, engine: Engine);
         Assert.NotEqual(0UL, h.Device.AvailableFeatures & (1UL << FeatureFlush));
         var (s, len) = h.Run(RequestFlush, 0);
         Assert.Equal(StatusOk, s);
@@ -103,7 +114,7 @@ public sealed class VirtioBlockTests : IDisposable
     [Fact]
     public void GetIdFromSerial()
     {
-        using var h = new BlockHarness(serial: "rootfs");
+        using var h = new BlockHarness(serial: "rootfs", engine: Engine);
         ulong id = h.Driver.Alloc(20, 0xee);
         var (s, len) = h.Run(RequestGetId, 0, (id, 20, true));
         Assert.Equal(StatusOk, s);
@@ -137,7 +148,7 @@ public sealed class VirtioBlockTests : IDisposable
     [Fact]
     public void ReadOnlyDriveRejectsWrites()
     {
-        using var h = new BlockHarness(readOnly: true);
+        using var h = new BlockHarness(readOnly: true, engine: Engine);
         Assert.NotEqual(0UL, h.Device.AvailableFeatures & (1UL << FeatureReadOnly));
         ulong w = h.Driver.Alloc(512, 0xcc);
         var (s, len) = h.Run(RequestOut, 0, (w, 512, false));
@@ -191,9 +202,12 @@ public sealed class VirtioBlockTests : IDisposable
         }
         _h.Process();
         Assert.Equal(5, _h.Driver.UsedIdx);
-        Assert.Equal(1, _h.Line.Count);
+        // Async: one interrupt per batch of completions reaped together, which the kernel may split.
+        int irqs = _h.Line.Count;
+        if (Engine == BlockIoEngine.Sync) Assert.Equal(1, irqs);
+        else Assert.InRange(irqs, 1, 5);
         _h.Process(); // nothing pending
-        Assert.Equal(1, _h.Line.Count);
+        Assert.Equal(irqs, _h.Line.Count);
         Assert.Equal(1, _h.Device.Metrics.NoAvailBuffer);
         Assert.Equal(2, _h.Device.Metrics.QueueEventCount);
     }
@@ -236,7 +250,7 @@ public sealed class VirtioBlockTests : IDisposable
     [Fact]
     public void NotActivatedProcessCountsEventFail()
     {
-        using var h = new BlockHarness();
+        using var h = new BlockHarness(engine: Engine);
         h.Device.Reset();
         h.Device.ProcessQueue(0);
         Assert.Equal(1, h.Device.Metrics.EventFails);
@@ -245,7 +259,7 @@ public sealed class VirtioBlockTests : IDisposable
     [Fact]
     public void ActivationWithBadQueueFails()
     {
-        using var h = new BlockHarness();
+        using var h = new BlockHarness(engine: Engine);
         h.Device.Reset();
         var q = new VirtQueue(256) { Size = 16, DescTable = 0x1008, AvailRing = 0x2000, UsedRing = 0x3000, Ready = true };
         Assert.False(h.Device.Activate(h.Memory, [q], h.Interrupt, 0));
@@ -264,4 +278,10 @@ public sealed class VirtioBlockTests : IDisposable
              "write_agg.min_us", "write_agg.max_us", "write_agg.sum_us"],
             names);
     }
+}
+
+/// <summary>Every <see cref="VirtioBlockTests"/> case on io_engine Async (io_uring).</summary>
+public sealed class VirtioBlockAsyncTests : VirtioBlockTests
+{
+    public VirtioBlockAsyncTests() : base(BlockIoEngine.Async) { }
 }

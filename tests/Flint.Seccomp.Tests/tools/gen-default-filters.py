@@ -86,6 +86,10 @@ VCPU = [
     # Virtio register writes run on the vCPU thread, and DRIVER_OK activates the device there:
     ioctl(0x400454d0, "TUNSETOFFLOAD (virtio-net activation sets the tap's offloads)"),
     rule("timerfd_settime", "virtio-balloon activation/reset arms or disarms its stats timer", [a(1, 0)]),
+    # A guest's device reset (a register write, handled here) waits for the Async block engine's in-flight requests
+    # before the queue goes away (as Firecracker's vCPU filter allows io_uring_enter for the same drain). No setup,
+    # no register: the ring exists already.
+    rule("io_uring_enter", "virtio-blk Async: reset drains in-flight requests"),
 ]
 
 API = [
@@ -101,6 +105,11 @@ VMM = [
     rule("epoll_wait"), rule("epoll_pwait"), rule("epoll_ctl"),
     rule("pread64", "virtio-blk"), rule("pwrite64"), rule("preadv"), rule("pwritev"),
     rule("fdatasync", "virtio-blk FLUSH"), rule("fsync"),
+    # virtio-blk io_engine Async (Firecracker's VMM filter allows the same three): setup and register when a drive's
+    # ring is made (PATCH /drives makes a new one for the new file), enter to submit and reap. The rings are mapped
+    # with mmap MAP_SHARED, non-executable, which the runtime's mmap rule below already allows.
+    rule("io_uring_enter", "virtio-blk Async: submit, reap, drain"),
+    rule("io_uring_setup", "virtio-blk Async: a drive's ring"), rule("io_uring_register", "virtio-blk Async: eventfd, file, restrictions"),
     rule("readv", "virtio-net tap"), rule("writev", "virtio-net tap"),
     rule("timerfd_settime", None, [a(1, 0)]),
     rule("timerfd_create"), rule("eventfd2"), rule("epoll_create1"),
@@ -123,7 +132,7 @@ VMM = [
 # role filter, which stack on it. It is what holds the runtime's own threads (the finalizer) and the main thread before
 # InstanceStart, which still builds the VM (KVM ioctls, guest memory, vCPU threads): a deny-list of what Flint never
 # does on any thread, so a hijacked thread cannot start a program, attach to or read another process, make executable
-# memory, leave its namespaces or reach the kernel's module, BPF, keyring and io_uring surfaces. Matching = trap (148).
+# memory, leave its namespaces or reach the kernel's module, BPF and keyring surfaces. Matching = trap (148).
 def deny(name, comment=None, args=None): return rule(name, comment, args)
 X = {"masked_eq": 4}
 PROCESS = [
@@ -148,7 +157,10 @@ PROCESS = [
     deny("init_module", "kernel surfaces Flint never uses"), deny("finit_module"), deny("delete_module"),
     deny("kexec_load"), deny("kexec_file_load"), deny("reboot"), deny("swapon"), deny("swapoff"), deny("acct"),
     deny("bpf"), deny("perf_event_open"), deny("userfaultfd"), deny("keyctl"), deny("add_key"), deny("request_key"),
-    deny("io_uring_setup"), deny("io_uring_enter"), deny("io_uring_register"), deny("personality"), deny("syslog"),
+    # io_uring is not here: the Async block engine needs it on the VMM thread (and io_uring_enter on vCPU threads),
+    # and a baseline deny would win over those roles' allows. The role filters keep it off every other Flint thread
+    # (API: default trap); what is left are the runtime's own threads (finalizer), which never call it.
+    deny("personality"), deny("syslog"),
     deny("mount", "namespaces and the file system tree (the jailer set them up)"), deny("umount2"), deny("pivot_root"),
     deny("chroot"), deny("setns"), deny("unshare"), deny("fsopen"), deny("fsmount"), deny("fsconfig"),
     deny("move_mount"), deny("open_tree"), deny("fspick"), deny("mount_setattr"),

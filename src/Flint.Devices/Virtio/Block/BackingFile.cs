@@ -21,6 +21,9 @@ internal sealed unsafe class BackingFile : IDisposable
     }
 
     public string Path { get; }
+
+    /// <summary>The open file, for the Async engine to register with its io_uring.</summary>
+    public int Fd => _fd;
     public ulong CapacitySectors { get; }
 
     /// <summary>The GET_ID answer: 20 bytes, zero-padded.</summary>

@@ -32,6 +32,15 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     // own DMA targets rewrite its avail idx, cannot hold the VMM thread in one handler.
     private readonly EventFd _resume = new();
     private readonly EventSource[] _sources;
+    // io_engine Async: the io_uring engine (null: Sync). Its requests complete on its eventfd, one of _sources.
+    private readonly AsyncBlockEngine? _async;
+    // A request found the engine full and was left on the queue: a completion takes the queue up again (Firecracker's
+    // is_io_engine_throttled).
+    private bool _engineThrottled;
+    private long _ioEngineThrottledEvents;
+
+    /// <summary>How long Reset, a backing-file swap and Dispose wait for requests the kernel still holds.</summary>
+    public static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(5);
 
     /// <param name="path">Disk image or block device.</param>
     /// <param name="readOnly">Open O_RDONLY, offer VIRTIO_BLK_F_RO and fail writes.</param>
@@ -45,17 +54,44 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     /// Unsafe (false, the default) does not offer it, so the guest sends no flushes and writes stay in the host's
     /// page cache. A flush from a guest that was not offered the feature is acknowledged without syncing.
     /// </param>
-    public VirtioBlock(string path, bool readOnly = false, string? serial = null, RateLimiter? rateLimiter = null, bool writeback = false)
+    /// <param name="ioEngine">
+    /// Firecracker's io_engine. Async sets up an io_uring for the file and throws <see cref="SysException"/>
+    /// (nothing left open) where the host has no usable io_uring.
+    /// </param>
+    public VirtioBlock(string path, bool readOnly = false, string? serial = null, RateLimiter? rateLimiter = null, bool writeback = false,
+        BlockIoEngine ioEngine = BlockIoEngine.Sync)
+        : this(path, readOnly, serial, rateLimiter, writeback, ioEngine, AsyncBlockEngine.RingEntries)
+    {
+    }
+
+    /// <param name="asyncRingEntries">The io_uring's size (tests use a small one to fill it).</param>
+    internal VirtioBlock(string path, bool readOnly, string? serial, RateLimiter? rateLimiter, bool writeback,
+        BlockIoEngine ioEngine, uint asyncRingEntries)
     {
         IsReadOnly = readOnly;
         IsWriteback = writeback;
+        IoEngine = ioEngine;
         _serial = serial;
         _file = BackingFile.Open(path, readOnly, serial);
+        if (ioEngine == BlockIoEngine.Async)
+        {
+            try { _async = new AsyncBlockEngine(_file.Fd, asyncRingEntries); }
+            catch { _file.Dispose(); _resume.Dispose(); throw; }
+        }
         RateLimiter = rateLimiter;
         if (rateLimiter != null) rateLimiter.OnUnblocked = OnRateLimiterUnblocked;
-        var resume = new EventSource(_resume.Fd, OnResume);
-        _sources = rateLimiter != null ? [.. rateLimiter.EventSources, resume] : [resume];
+        var own = new List<EventSource> { new(_resume.Fd, OnResume) };
+        if (_async != null) own.Add(new EventSource(_async.CompletionEvent.Fd, OnEngineCompletion));
+        _sources = rateLimiter != null ? [.. rateLimiter.EventSources, .. own] : [.. own];
     }
+
+    public BlockIoEngine IoEngine { get; }
+
+    /// <summary>Firecracker's block io_engine_throttled_events: queue notifications that found the engine full.</summary>
+    public long IoEngineThrottledEvents => Interlocked.Read(ref _ioEngineThrottledEvents);
+
+    /// <summary>Requests the Async engine has in flight (0 for Sync).</summary>
+    public int InFlight { get { lock (_fileLock) return _async?.InFlight ?? 0; } }
 
     /// <summary>Charges 1 op per request plus the data bytes of reads and writes; null: unlimited.</summary>
     public RateLimiter? RateLimiter { get; }
@@ -113,7 +149,18 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
 
     // The limiter's timer resumes the queue outside the transport lock: once Reset has passed this barrier no
     // such run is inside the queue, and later ones see the device inactive.
-    protected override void OnReset() { lock (_fileLock) { } }
+    // With the Async engine the kernel may still be reading into or out of guest buffers: wait for it (bounded) and
+    // drop those completions, as Firecracker's reset does (drain, discard_cqes), so nothing lands after the guest was
+    // told the device is reset and no used entry is written into the next activation's rings.
+    protected override void OnReset()
+    {
+        lock (_fileLock)
+        {
+            _engineThrottled = false;
+            if (_async != null && !_async.DrainDiscarding(DrainTimeout))
+                Log.Error("reset: io_uring requests still in flight after the drain timeout were abandoned", _async.InFlight);
+        }
+    }
 
     /// <summary>
     /// Swaps in a new backing file (PATCH /drives): the new size shows up in config space and the guest is told
@@ -123,13 +170,27 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     public void UpdateBackingFile(string path)
     {
         var next = BackingFile.Open(path, IsReadOnly, _serial);
+        IoUring? ring = null;
+        try { ring = _async?.CreateRing(next.Fd); }
+        catch { next.Dispose(); throw; }
         BackingFile old;
+        VirtioInterrupt? irq = null;
+        bool resume = false;
         lock (_fileLock)
         {
             old = _file;
+            // The old file's requests finish on the old ring first (they complete to the guest as usual).
+            if (_async != null)
+            {
+                irq = CompleteInFlightLocked(DrainTimeout);
+                _async.SwapRing(ring!);
+                resume = TakeResume();
+            }
             Volatile.Write(ref _file, next);
         }
         old.Dispose();
+        irq?.SignalUsedQueue();
+        if (resume) ProcessAvailable();
         Interlocked.Increment(ref Metrics.UpdateCount);
         NotifyConfigChanged();
     }
@@ -150,6 +211,12 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
         }
         // Throttled: the limiter's timer resumes the queue.
         if (RateLimiter is { IsBlocked: true }) return;
+        // The engine is full: its next completion resumes the queue.
+        if (Volatile.Read(ref _engineThrottled))
+        {
+            Interlocked.Increment(ref _ioEngineThrottledEvents);
+            return;
+        }
         ProcessAvailable();
     }
 
@@ -170,7 +237,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     {
         VirtQueue q;
         VirtioInterrupt irq;
-        bool used = false, throttled = false, notify = false;
+        bool used = false, throttled = false, notify = false, submitted = false;
         lock (_fileLock)
         {
             if (!IsActivated || Interrupt is not { } i || Queues.Length == 0 || Memory is not { } mem) return;
@@ -196,6 +263,15 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
                 // The one read of this request from guest memory: everything below uses this copy.
                 bool loaded = _buffers.Load(ref chain, mem);
                 var request = loaded ? BlockRequest.Parse(_buffers) : default;
+                bool viaEngine = _async != null && UsesEngine(request);
+                if (viaEngine && !_async!.HasRoom)
+                {
+                    // Every slot is in flight: leave it on the queue (never dropped) until a completion frees one.
+                    q.UndoPop();
+                    _engineThrottled = true;
+                    throttled = true;
+                    break;
+                }
                 // A request too malformed to run is not charged: it fails without I/O.
                 if (rl != null && request.HasStatus && !rl.ConsumeRequest(request.ChargedBytes))
                 {
@@ -205,19 +281,213 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
                     throttled = true;
                     break;
                 }
+                if (viaEngine)
+                {
+                    // Queued: it completes on the engine's eventfd. Refused before any I/O: its status is written.
+                    if (Submit(request, chain.HeadIndex)) submitted = true;
+                    else
+                    {
+                        q.AddUsed(chain.HeadIndex, 1);
+                        used = true;
+                    }
+                    continue;
+                }
                 uint len = Execute(request);
                 q.AddUsed(chain.HeadIndex, len);
                 used = true;
             }
+            if (submitted && _async!.Kick() is < 0 and var err) Log.Error("io_uring submit failed; retried on the next event", -err);
             // Under the lock: with EVENT_IDX the decision updates the queue's notification state.
             notify = used && q.NeedsNotification();
         }
         if (!used)
         {
-            if (!throttled) Interlocked.Increment(ref Metrics.NoAvailBuffer);
+            if (!throttled && !submitted) Interlocked.Increment(ref Metrics.NoAvailBuffer);
             return;
         }
         if (notify) irq.SignalUsedQueue();
+    }
+
+    /// <summary>Requests the Async engine runs: reads, writes and (Writeback) flushes; the rest complete at once.</summary>
+    private bool UsesEngine(in BlockRequest request) =>
+        request.HasStatus && request.IsWellFormed &&
+        (request.Type is RequestIn or RequestOut || (request.Type == RequestFlush && IsWriteback));
+
+    /// <summary>
+    /// Validates and queues one request on the engine (the caller checked it has room). False: it did not go to the
+    /// engine and its status byte is already written (a request that fails validation, as in the Sync path).
+    /// </summary>
+    private bool Submit(in BlockRequest request, ushort head)
+    {
+        var engine = _async!;
+        byte s = request.Type == RequestFlush ? StatusOk : Validate(request);
+        if (s == StatusOk)
+        {
+            ulong offset = request.Sector << SectorShift;
+            bool queued;
+            if (request.Type == RequestFlush)
+            {
+                queued = engine.TrySubmitFlush(head, request.Status);
+            }
+            else if (request.Type == RequestIn)
+            {
+                queued = engine.TrySubmitRead(head, request.Status, _buffers.Writer(), request.DataLength, offset);
+            }
+            else
+            {
+                var reader = _buffers.Reader();
+                reader.Skip(HeaderSize);
+                queued = engine.TrySubmitWrite(head, request.Status, reader, request.DataLength, offset);
+            }
+            if (queued) return true;
+            // The caller checked HasRoom, so this is a defect: it costs this request only.
+            Interlocked.Increment(ref Metrics.ExecuteFails);
+            s = StatusIoErr;
+        }
+        // SAFETY: Status points at the chain's last device-writable byte, checked when the request was parsed.
+        *request.Status = s;
+        return false;
+    }
+
+    /// <summary>The engine's eventfd: finished requests get their status byte and used entry, then one interrupt.</summary>
+    private void OnEngineCompletion(uint events)
+    {
+        _async!.CompletionEvent.Read();
+        bool resume;
+        VirtioInterrupt? irq;
+        lock (_fileLock)
+        {
+            irq = ReapLocked();
+            resume = TakeResume();
+        }
+        irq?.SignalUsedQueue();
+        if (resume) ProcessAvailable();
+    }
+
+    /// <summary>True (and cleared) when the queue waited on a free engine slot and one is free now.</summary>
+    private bool TakeResume()
+    {
+        if (!_engineThrottled || !_async!.HasRoom) return false;
+        _engineThrottled = false;
+        return true;
+    }
+
+    /// <summary>
+    /// Completes what the engine finished (status bytes, used entries). Returns the interrupt to signal once the lock
+    /// is released, or null when the guest need not be told.
+    /// </summary>
+    private VirtioInterrupt? ReapLocked()
+    {
+        var engine = _async!;
+        // Inactive (a reset in progress): the reset drains and drops these.
+        if (!IsActivated || Interrupt is not { } irq || Queues.Length == 0) return null;
+        var q = Queues[0];
+        bool any = false;
+        while (engine.TryComplete(out var done))
+        {
+            q.AddUsed(done.Head, Finish(done));
+            any = true;
+        }
+        // Requests the kernel did not take on an earlier kick (it was short of memory) go again now.
+        if (engine.InFlight > 0) engine.Kick();
+        // Under the lock: with EVENT_IDX the decision updates the queue's notification state.
+        return any && q.NeedsNotification() ? irq : null;
+    }
+
+    /// <summary>Writes a finished request's status byte; returns its used length (data written to the guest, status included).</summary>
+    private uint Finish(in EngineCompletion done)
+    {
+        uint written = 0;
+        byte s = StatusOk;
+        if (done.Result < 0 || (ulong)done.Result != done.Length)
+        {
+            Interlocked.Increment(ref Metrics.ExecuteFails);
+            if (done.Result < 0) Log.Error("io_uring request failed with errno", -done.Result);
+            else Log.Error("io_uring request moved fewer bytes than asked at offset", (long)done.Offset);
+            // A short read did fill that much of the guest's buffers.
+            if (done.Kind == RequestIn && done.Result > 0) written = (uint)done.Result;
+            s = StatusIoErr;
+        }
+        else if (done.Kind == RequestIn)
+        {
+            written = (uint)done.Length;
+            Interlocked.Increment(ref Metrics.ReadCount);
+            Interlocked.Add(ref Metrics.ReadBytes, (long)done.Length);
+        }
+        else if (done.Kind == RequestOut)
+        {
+            Interlocked.Increment(ref Metrics.WriteCount);
+            Interlocked.Add(ref Metrics.WriteBytes, (long)done.Length);
+        }
+        else
+        {
+            Interlocked.Increment(ref Metrics.FlushCount);
+        }
+        // SAFETY: Status points at the chain's last device-writable byte, checked when the request was parsed; guest
+        // memory stays mapped while requests are in flight (Reset and Dispose drain first).
+        *done.Status = s;
+        return written + 1;
+    }
+
+    /// <summary>
+    /// Waits, bounded by <paramref name="timeout"/>, until every request the Async engine holds has completed to the
+    /// guest (status, used ring, interrupt), taking up requests that waited for a free slot too. For a pause that
+    /// must leave nothing half-done, and for tests. True when nothing is left in flight; a no-op for Sync.
+    /// </summary>
+    public bool CompleteInFlight(TimeSpan timeout)
+    {
+        if (_async == null) return true;
+        long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        while (true)
+        {
+            bool resume, idle;
+            VirtioInterrupt? irq;
+            lock (_fileLock)
+            {
+                irq = ReapLocked();
+                resume = TakeResume();
+                idle = _async.InFlight == 0 && !_engineThrottled;
+            }
+            irq?.SignalUsedQueue();
+            if (resume)
+            {
+                ProcessAvailable();
+                continue;
+            }
+            if (idle) return true;
+            long left = deadline - System.Diagnostics.Stopwatch.GetTimestamp();
+            if (left <= 0) return false;
+            lock (_fileLock) _async.Wait(Math.Min(10_000_000, left * 1_000_000_000 / System.Diagnostics.Stopwatch.Frequency));
+        }
+    }
+
+    /// <summary>
+    /// The file swap's drain, the caller holding the lock: completes in-flight requests to the guest, bounded.
+    /// Returns the interrupt to signal after the lock, if any completed.
+    /// </summary>
+    private VirtioInterrupt? CompleteInFlightLocked(TimeSpan timeout)
+    {
+        var engine = _async!;
+        VirtioInterrupt? signal = null;
+        if (!IsActivated)
+        {
+            // Nowhere to complete to (never activated, or reset): nothing should be in flight; drop what is.
+            engine.DrainDiscarding(timeout);
+            return null;
+        }
+        long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        while (true)
+        {
+            signal = ReapLocked() ?? signal;
+            if (engine.InFlight == 0) return signal;
+            long left = deadline - System.Diagnostics.Stopwatch.GetTimestamp();
+            if (left <= 0)
+            {
+                Log.Error("backing file swap: io_uring requests still in flight after the drain timeout were abandoned", engine.InFlight);
+                return signal;
+            }
+            engine.Wait(Math.Min(10_000_000, left * 1_000_000_000 / System.Diagnostics.Stopwatch.Frequency));
+        }
     }
 
     /// <summary>Runs one parsed request; returns the used length (bytes written to guest buffers, status included).</summary>
@@ -272,6 +542,16 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
     private static bool CheckData(ulong total, ulong sector, ulong capacity) =>
         total % SectorSize == 0 && sector <= capacity && (total >> SectorShift) <= capacity - sector;
 
+    /// <summary>The checks a read or write passes before any I/O, whichever engine runs it; StatusOk when it may run.</summary>
+    private byte Validate(in BlockRequest request)
+    {
+        if (request.Type == RequestOut && IsReadOnly) return Invalid(StatusIoErr);
+        if (!CheckData(request.DataLength, request.Sector, _file.CapacitySectors)) return Invalid(StatusIoErr);
+        // The used length (data + status byte) is a u32: a read it cannot express is refused, not wrapped.
+        if (request.Type == RequestIn && request.DataLength > MaxReadBytes) return Invalid(StatusIoErr);
+        return StatusOk;
+    }
+
     /// <summary>A read request, timed into read_agg (Firecracker times the file engine's read the same way).</summary>
     private byte Read(in BlockRequest request, out uint written)
     {
@@ -293,9 +573,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
         written = 0;
         var file = _file;
         ulong total = request.DataLength;
-        if (!CheckData(total, request.Sector, file.CapacitySectors)) return Invalid(StatusIoErr);
-        // The used length (data + status byte) is a u32: a read it cannot express is refused, not wrapped.
-        if (total > MaxReadBytes) return Invalid(StatusIoErr);
+        if (Validate(request) is var v && v != StatusOk) return v;
         long offset = (long)(request.Sector << SectorShift);
         var writer = _buffers.Writer();
         while (writer.Written < total && writer.NextPiece(total - writer.Written, out byte* p, out uint len))
@@ -317,10 +595,9 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
 
     private byte WriteData(in BlockRequest request)
     {
-        if (IsReadOnly) return Invalid(StatusIoErr);
         var file = _file;
         ulong total = request.DataLength;
-        if (!CheckData(total, request.Sector, file.CapacitySectors)) return Invalid(StatusIoErr);
+        if (Validate(request) is var v && v != StatusOk) return v;
         long offset = (long)(request.Sector << SectorShift);
         var reader = _buffers.Reader();
         reader.Skip(HeaderSize);
@@ -364,6 +641,16 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
 
     public void Dispose()
     {
+        if (_async != null)
+        {
+            // Guest memory may be unmapped after this: the kernel must be done with every buffer first.
+            lock (_fileLock)
+            {
+                if (!_async.DrainDiscarding(DrainTimeout))
+                    Log.Error("dispose: io_uring requests still in flight after the drain timeout", _async.InFlight);
+            }
+            _async.Dispose();
+        }
         _file.Dispose();
         RateLimiter?.Dispose();
         _resume.Dispose();
