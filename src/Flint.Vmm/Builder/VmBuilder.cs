@@ -24,9 +24,15 @@ namespace Flint.Vmm.Builder;
 /// </summary>
 public static unsafe class VmBuilder
 {
-    public static Vmm Build(VmConfig config, VmOptions options)
+    /// <param name="restoreMemoryFile">
+    /// Snapshot restore: guest RAM is mapped from this memory file (MAP_PRIVATE) instead of loading a kernel, and no boot
+    /// state is written (the snapshot's state is applied after the build, before the vCPUs start).
+    /// </param>
+    public static Vmm Build(VmConfig config, VmOptions options, string? restoreMemoryFile = null)
     {
-        ConfigLoader.Validate(config);
+        bool restoring = restoreMemoryFile != null;
+        // A restored VM needs no kernel file: its boot-source is only what GET /vm/config reports.
+        if (!restoring) ConfigLoader.Validate(config);
         DeviceLogSink.Bind(); // device failures reach the process log (rate limited per device)
         var mc = config.MachineConfig ?? new MachineConfig();
         var boot = config.BootSource!;
@@ -38,10 +44,12 @@ public static unsafe class VmBuilder
         try
         {
             // 1. Guest memory and the kernel image: no KVM needed yet.
-            var memory = GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc));
+            var memory = restoring
+                ? GuestMemory.CreateFromFile(MemoryLayout.RamRanges(memBytes), restoreMemoryFile!)
+                : GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc));
             owned.Add(memory);
-            var kernel = KernelLoader.Load(memory, boot.KernelImagePath);
-            (ulong Address, ulong Size)? initrd = boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel.End) : null;
+            var kernel = restoring ? null : KernelLoader.Load(memory, boot.KernelImagePath);
+            (ulong Address, ulong Size)? initrd = !restoring && boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel!.End) : null;
 
             // 2. The VM.
             var kvm = KvmSystem.Open(options.KvmPath);
@@ -132,9 +140,12 @@ public static unsafe class VmBuilder
 
             // 4. Boot structures in guest memory.
             var cmdBytes = cmdline.ToBytes();
-            memory.Write(Layout.CmdlineStart, cmdBytes);
-            BootParams.Write(memory, kernel, Layout.CmdlineStart, cmdBytes.Length - 1, initrd, memBytes);
-            MpTable.Write(memory, vcpuCount);
+            if (kernel != null)
+            {
+                memory.Write(Layout.CmdlineStart, cmdBytes);
+                BootParams.Write(memory, kernel, Layout.CmdlineStart, cmdBytes.Length - 1, initrd, memBytes);
+                MpTable.Write(memory, vcpuCount);
+            }
 
             // 5. vCPUs. A custom CPU template edits the host's CPUID before normalisation, as Firecracker's does.
             var custom = ConfigLoader.Present(config.CpuConfig) is { } cj ? CpuTemplateConfig.Parse(cj) : null;
@@ -156,6 +167,12 @@ public static unsafe class VmBuilder
                 var cpuid = CpuidNormalizer.Normalize(supported, id, vcpuCount, mc.Smt).ToList();
                 template.Apply(cpuid);
                 vcpu.SetCpuid2(cpuid.ToArray());
+                if (kernel == null)
+                {
+                    // Restoring: registers, MSRs and the LAPIC come from the snapshot (SnapshotRestorer).
+                    runners.Add(new VcpuRunner(vcpu, pio, mmio, exit, metrics));
+                    continue;
+                }
                 if (custom is { Msrs.Count: > 0 })
                 {
                     // The template's bits go on the vCPU's current values; the boot-protocol MSRs are written after.
@@ -190,7 +207,8 @@ public static unsafe class VmBuilder
             {
                 Kvm = kvm, Vm = vm, Memory = memory, PioBus = pio, MmioBus = mmio, EventLoop = loop, Exit = exit,
                 Vcpus = runners, Serial = serial, I8042 = i8042, BootTimer = bootTimer, Devices = devices,
-                KernelCmdline = cmdText, VcpuMetrics = metrics,
+                KernelCmdline = cmdText, VcpuMetrics = metrics, TrackDirtyPages = mc.TrackDirtyPages,
+                SnapshotCaps = Snapshot.KvmSnapshotCaps.Probe(kvm),
             };
             // Dispose in reverse creation order: vCPUs before the VM before /dev/kvm, memory last.
             foreach (var o in owned) vmm.Own(o);
