@@ -103,12 +103,13 @@ public sealed class SnapshotFile
         r.U32();
         int count = r.Count(SnapshotFormat.MaxSections);
         var snap = new SnapshotFile { Version = version };
+        Span<byte> nameBuf = stackalloc byte[SnapshotFormat.MaxSectionNameLength];
         for (int i = 0; i < count; i++)
         {
             int nameLen = r.U16();
             if (nameLen == 0 || nameLen > SnapshotFormat.MaxSectionNameLength)
                 throw new SnapshotFormatException($"Section {i} has an invalid name length ({nameLen}).");
-            Span<byte> nameBytes = stackalloc byte[nameLen];
+            var nameBytes = nameBuf[..nameLen];
             r.Raw(nameBytes);
             foreach (byte b in nameBytes)
                 if (b is <= (byte)' ' or >= 127) throw new SnapshotFormatException($"Section {i} has an invalid name.");

@@ -1,3 +1,4 @@
+using Flint.Vmm.Snapshot;
 using System.Diagnostics;
 using Flint.Api;
 using Flint.Arch.X86;
@@ -86,6 +87,10 @@ internal sealed class FlintProcess
                 controller = new VmmController(StartVm, _s.Id, Cli.Version)
                 {
                     MmdsStore = Mmds,
+                    CreateSnapshotHandler = p => SnapshotCreator.Create(_vmm!, controller!.Configuration, Mmds, p),
+                    LoadSnapshotHandler = LoadSnapshot,
+                    // Firecracker ends the process when a load failed half-way (its fatal_error), after the answer.
+                    OnFatalLoadError = () => _fatalLoad = true,
                     ConfigureMetrics = m => _metricsOut.Configure(m.MetricsPath),
                     FlushMetricsHandler = () =>
                     {
@@ -93,6 +98,7 @@ internal sealed class FlintProcess
                         _metricsOut.FlushOrThrow(); // a line not written (full disk, FIFO full) is an error, not a 204
                     },
                 };
+                controller.SnapshotMetrics.Bind(_metrics);
                 queued = new QueuedApiHandler(controller);
                 server = new ApiServer(_s.ApiSock, _s.MaxPayload, queued)
                 {
@@ -124,7 +130,16 @@ internal sealed class FlintProcess
                 using var preboot = new EventLoop();
                 preboot.Add(queued.Fd, _ => queued.ProcessPending());
                 preboot.Add(signals.FatalEventFd, _ => signals.OnFatalSignal());
-                preboot.Run(() => _vmm != null);
+                preboot.Run(() => _vmm != null || _fatalLoad);
+            }
+            if (_fatalLoad)
+            {
+                // The failed load's answer is on its way to the client (the API thread writes it): a bounded moment for
+                // it, then out, as Firecracker's main returns BuildMicrovmFromRequestsError::Restore (exit 1).
+                Thread.Sleep(200);
+                Logger.Error("Loading snapshot failed.");
+                _vmm?.Dispose();
+                return ExitCodes.GenericError;
             }
             if (_vmm == null) return ExitCodes.GenericError;
 
@@ -190,10 +205,31 @@ internal sealed class FlintProcess
         }
     }
 
+    private bool _fatalLoad;
+
+    /// <summary>PUT /snapshot/load: restores the VM Paused, its vCPU threads parked under their filter.</summary>
+    private (VmConfig, IRunningVm) LoadSnapshot(SnapshotLoadParams p)
+    {
+        var (config, vmm) = SnapshotLoader.Load(p, (cfg, mem) => VmBuilder.Build(cfg, NewVmOptions(), mem),
+            v => v.StartVcpusPaused(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu)), Mmds);
+        VmmMetricsBinding.Bind(_metrics, vmm);
+        _vmm = vmm;
+        return (config, new RunningVm(vmm));
+    }
+
     /// <summary>Builds and starts the VM (InstanceStart or --config-file); runs on the main thread.</summary>
     private IRunningVm StartVm(VmConfig config)
     {
-        var options = new VmOptions
+        var vmm = VmBuilder.Build(config, NewVmOptions());
+        VmmMetricsBinding.Bind(_metrics, vmm);
+        vmm.StartVcpus(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu));
+        _vmm = vmm;
+        return new RunningVm(vmm);
+    }
+
+    private VmOptions NewVmOptions()
+    {
+        return new VmOptions
         {
             BootTimer = _s.Options.BootTimer,
             CpuTemplate = _s.Options.CpuTemplate,
@@ -203,11 +239,6 @@ internal sealed class FlintProcess
             MmdsStore = Mmds,
             StartTimestamp = Stopwatch.GetTimestamp(),
         };
-        var vmm = VmBuilder.Build(config, options);
-        VmmMetricsBinding.Bind(_metrics, vmm);
-        vmm.StartVcpus(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu));
-        _vmm = vmm;
-        return new RunningVm(vmm);
     }
 
     private bool TryConfigureMetrics(string path, out string error)

@@ -24,6 +24,8 @@ public static class SnapshotCreator
             throw new SnapshotException(Prefix + "Cannot get dirty bitmap: Diff snapshots need track_dirty_pages in machine-config.");
         if (p.Diff) throw new SnapshotException(Prefix + "Diff snapshots are not supported yet by this build of Flint.");
 
+        // A line the guest had half written reaches the console now: the restored guest writes the rest of it.
+        vmm.Serial.Flush();
         var file = new SnapshotFile();
         try
         {

@@ -163,6 +163,8 @@ public static class SnapshotLoader
             r.ExpectEnd();
             mmds.Put(json);
         }
+        // The vsock connections lived in the old process: the guest learns they are gone (Firecracker does the same).
+        vmm.Devices.Vsock?.SendTransportReset();
         // A kick the old process had not served yet died with it: ring every live queue once, so the devices look at
         // their rings (a queue with nothing new does nothing).
         foreach (var t in transports)
