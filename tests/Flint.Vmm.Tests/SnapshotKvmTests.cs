@@ -16,8 +16,8 @@ namespace Flint.Vmm.Tests;
 /// </summary>
 public sealed class SnapshotKvmTests(ITestOutputHelper output) : IDisposable
 {
-    private const int Lines = 30;
-    private const int Spin = 20000;
+    private const int Lines = 16;
+    private const int Spin = 10000;
     private readonly string _dir = Repo.TempDir();
     private readonly List<Process> _procs = [];
 

@@ -60,8 +60,10 @@ public sealed partial class VmmController
             throw new ApiFault(LoadNotAllowed);
         }
         if (LoadSnapshotHandler == null) throw new ApiFault("Load snapshot error: this VMM cannot load snapshots.");
-        var p = SnapshotLoadParams.From(l.SnapshotPath, l.Config);
+        SnapshotLoadParams p;
         (VmConfig Config, IRunningVm Vm) loaded;
+        try { p = SnapshotLoadParams.From(l.SnapshotPath, l.Config); }
+        catch (SnapshotException e) { throw new ApiFault(e.Message); }
         try { loaded = LoadSnapshotHandler(p); }
         catch (SnapshotException e)
         {

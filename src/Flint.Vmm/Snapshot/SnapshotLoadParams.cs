@@ -18,10 +18,10 @@ public sealed record SnapshotLoadParams(
         string type = "File", path;
         if (body.TryGetProperty("mem_backend", out var mb) && mb.ValueKind == JsonValueKind.Object)
         {
-            type = mb.GetProperty("backend_type").GetString()!;
-            path = mb.GetProperty("backend_path").GetString()!;
+            type = Str(mb, "backend_type");
+            path = Str(mb, "backend_path");
         }
-        else path = body.GetProperty("mem_file_path").GetString()!;
+        else path = Str(body, "mem_file_path");
         // enable_diff_snapshots is the deprecated name of track_dirty_pages (Firecracker ORs them).
         bool track = Flag(body, "track_dirty_pages") || Flag(body, "enable_diff_snapshots");
         var overrides = new List<(string, string)>();
@@ -32,6 +32,11 @@ public sealed record SnapshotLoadParams(
             ? vo.GetProperty("uds_path").GetString() : null;
         return new SnapshotLoadParams(snapshotPath, type, path, track, Flag(body, "resume_vm"), Flag(body, "clock_realtime"), overrides, uds);
     }
+
+    /// <summary>The parser's schema guarantees these strings; a body that still lacks one is the client's error, not a crash.</summary>
+    private static string Str(JsonElement o, string name) =>
+        o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()!
+            : throw new SnapshotException("Load snapshot error: missing field: either `mem_backend` or `mem_file_path` is required");
 
     private static bool Flag(JsonElement o, string name) =>
         o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.True;
