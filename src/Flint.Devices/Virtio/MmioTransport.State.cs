@@ -63,7 +63,7 @@ public sealed partial class MmioTransport
                 q.Size = qs[i].Size;
                 q.Ready = qs[i].Ready;
                 q.DescTable = qs[i].Desc; q.AvailRing = qs[i].Avail; q.UsedRing = qs[i].Used;
-                q.NextAvail = qs[i].NextAvail; q.NextUsed = qs[i].NextUsed;
+                q.RestoreCursors(qs[i].NextAvail, qs[i].NextUsed);
             }
             Interrupt.RestoreStatus(irqStatus);
             if (activated && (_status & VirtioStatus.DriverOk) != 0 && (_status & VirtioStatus.DeviceNeedsReset) == 0)

@@ -60,12 +60,12 @@ public static class SnapshotCreator
         try { file.Save(p.SnapshotPath); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new SnapshotException(Prefix + $"Cannot perform open on the snapshot backing file: {e.Message}");
+            throw new SnapshotException(Prefix + $"Cannot perform open on the snapshot backing file: {IoText.Of(e, p.SnapshotPath)}");
         }
         try { vmm.Memory.DumpToFile(p.MemFilePath); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new SnapshotException(Prefix + $"Cannot perform write on the memory backing file: {e.Message}");
+            throw new SnapshotException(Prefix + $"Cannot perform write on the memory backing file: {IoText.Of(e, p.MemFilePath)}");
         }
     }
 

@@ -32,7 +32,7 @@ public static class SnapshotLoader
         try { vmm = build(config, p.MemBackendPath); }
         catch (Exception e) when (IsBuildFailure(e))
         {
-            throw new SnapshotException(Restore + $"Failed to build microVM from snapshot: {e.Message}", fatal: true);
+            throw new SnapshotException(Restore + $"Failed to build microVM from snapshot: {Describe(e)}", fatal: true);
         }
         try
         {
@@ -42,10 +42,14 @@ public static class SnapshotLoader
         catch (Exception e) when (IsBuildFailure(e) || e is SnapshotFormatException or MmdsStoreException or VcpuStateException)
         {
             vmm.Dispose();
-            throw new SnapshotException(Restore + $"Failed to build microVM from snapshot: {e.Message}", fatal: true);
+            throw new SnapshotException(Restore + $"Failed to build microVM from snapshot: {Describe(e)}", fatal: true);
         }
         return (config, vmm);
     }
+
+    /// <summary>Our own messages as they are; an I/O failure in the OS's words.</summary>
+    private static string Describe(Exception e) =>
+        e is (IOException and not Flint.Memory.GuestMemoryFileException) or UnauthorizedAccessException ? IoText.Of(e) : e.Message;
 
     private static bool IsBuildFailure(Exception e) => e is Flint.Kvm.KvmException or Flint.Sys.SysException or IOException
         or ConfigException or InvalidOperationException or Flint.Memory.GuestMemoryException or ArgumentException
@@ -59,7 +63,7 @@ public static class SnapshotLoader
         catch (SnapshotFormatException e) { throw new SnapshotException(FromFile + $"Failed to load snapshot state from file: {e.Message}"); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
-            throw new SnapshotException(FromFile + $"Failed to open snapshot file: {e.Message}");
+            throw new SnapshotException(FromFile + $"Failed to open snapshot file: {IoText.Of(e, p.SnapshotPath)}");
         }
         try
         {
@@ -134,10 +138,15 @@ public static class SnapshotLoader
     {
         ulong want = checked((ulong)config.MachineConfig!.MemSizeMib << 20);
         long have;
-        try { have = new FileInfo(path).Length; }
+        try
+        {
+            var info = new FileInfo(path);
+            if (!info.Exists) throw new FileNotFoundException();
+            have = info.Length;
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
-            throw new SnapshotException(Restore + $"Failed to load guest memory: Error creating guest memory from file: Failed to load guest memory: {e.Message}");
+            throw new SnapshotException(Restore + $"Failed to load guest memory: Error creating guest memory from file: Failed to load guest memory: {IoText.Of(e, path)}");
         }
         if ((ulong)have != want)
             throw new SnapshotException(Restore + $"Failed to load guest memory: Error creating guest memory from file: Failed to restore guest memory: the memory file {path} holds {have} bytes, the snapshot's guest memory is {want} bytes.");
