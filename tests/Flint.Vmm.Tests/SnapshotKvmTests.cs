@@ -109,7 +109,10 @@ public sealed class SnapshotKvmTests(ITestOutputHelper output) : IDisposable
     {
         string sock = Path.Combine(_dir, name + ".sock");
         var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        foreach (var a in new[] { "--api-sock", sock, "--id", "snap-" + name }) psi.ArgumentList.Add(a);
+        // The log goes to a file: on stdout its lines would land inside a console line the guest had half written when
+        // it was paused (the first nested-KVM run: "seq 3 sum=135...<log line>6616"), and stdout must be the console alone.
+        foreach (var a in new[] { "--api-sock", sock, "--id", "snap-" + name, "--log-path", Path.Combine(_dir, name + ".log") })
+            psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         _procs.Add(p);
         p.StandardInput.Close();
