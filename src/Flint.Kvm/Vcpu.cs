@@ -4,7 +4,7 @@ using Flint.Sys;
 namespace Flint.Kvm;
 
 /// <summary>A vCPU fd and its mmap'ed kvm_run page.</summary>
-public sealed unsafe class Vcpu : KvmFd
+public sealed unsafe partial class Vcpu : KvmFd
 {
     private readonly int _mmapSize;
 

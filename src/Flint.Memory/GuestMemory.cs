@@ -8,7 +8,7 @@ namespace Flint.Memory;
 /// Every read or write either lies wholly inside guest RAM or throws <see cref="GuestMemoryException"/>;
 /// no access may wrap around or reach host memory outside the mappings.
 /// </summary>
-public sealed unsafe class GuestMemory : IDisposable
+public sealed unsafe partial class GuestMemory : IDisposable
 {
     public const ulong PageSize = 4096;
 

@@ -37,4 +37,11 @@ public interface IVcpuBackend
 
     /// <summary>Registers for a log line about a crash; empty when they cannot be read.</summary>
     string DescribeState();
+
+    /// <summary>
+    /// Before the vCPU parks: finishes the I/O instruction of the last exit (KVM completes it, and moves RIP past it,
+    /// only at the next KVM_RUN) without running guest code, so state saved while parked is consistent and a restored
+    /// guest does not repeat its last port or MMIO access. Called on the vCPU thread.
+    /// </summary>
+    void CompletePendingIo() { }
 }

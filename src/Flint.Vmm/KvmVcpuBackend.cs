@@ -66,6 +66,16 @@ public sealed class KvmVcpuBackend : IVcpuBackend
         if (errno != Vcpu.KvmclockNotEnabledErrno) Logger.Warn($"KVM_KVMCLOCK_CTRL on vCPU {Id} failed: errno {errno}");
     }
 
+    public void CompletePendingIo()
+    {
+        // KVM_RUN with immediate_exit set runs the pending completion (complete_userspace_io) and returns EINTR before
+        // entering the guest. The flag stays set: the runner's ClearKick after the pause re-arms it.
+        _vcpu.ImmediateExit = true;
+        Interlocked.MemoryBarrier();
+        try { _vcpu.RunOnce(); }
+        catch (KvmException e) { Logger.Warn($"vCPU {Id}: completing the pending I/O before pausing failed: {e.Message}"); }
+    }
+
     public string DescribeState()
     {
         try

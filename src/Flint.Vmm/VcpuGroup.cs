@@ -42,6 +42,16 @@ public sealed class VcpuGroup(IReadOnlyList<VcpuRunner> vcpus)
         }
     }
 
+    /// <summary>Starts every vCPU parked and marks the group paused (a VM restored from a snapshot).</summary>
+    public void StartPaused()
+    {
+        lock (_op)
+        {
+            foreach (var v in Vcpus) v.StartPaused();
+            IsPaused = true;
+        }
+    }
+
     public void Resume()
     {
         lock (_op)

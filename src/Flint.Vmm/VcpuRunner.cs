@@ -32,6 +32,8 @@ public sealed class VcpuRunner
     private VcpuState _state = VcpuState.NotStarted;   // written by the vCPU thread only, under _gate
     private volatile Request _request = Request.Run;   // written under _gate; read lock-free by the run loop
     private Thread? _thread;
+    private Action? _parkedWork;       // run by the parked vCPU thread (snapshot state), under _gate
+    private Exception? _parkedError;
 
     public uint Id => _backend.Id;
 
@@ -44,7 +46,10 @@ public sealed class VcpuRunner
     public VcpuState State { get { lock (_gate) return _state; } }
 
     public VcpuRunner(Vcpu vcpu, Bus pio, Bus mmio, VmExit exit, VcpuMetrics metrics)
-        : this(new KvmVcpuBackend(vcpu, metrics), pio, mmio, exit, metrics) { }
+        : this(new KvmVcpuBackend(vcpu, metrics), pio, mmio, exit, metrics) => KvmVcpu = vcpu;
+
+    /// <summary>The KVM vCPU this runner drives (null for test backends): snapshots save and restore its state.</summary>
+    public Vcpu? KvmVcpu { get; }
 
     private VcpuRunner(KvmVcpuBackend backend, Bus pio, Bus mmio, VmExit exit, VcpuMetrics metrics)
         : this(backend, new VcpuExitHandler(backend.Id, pio, mmio, exit, metrics, backend.DescribeState), exit, metrics) { }
@@ -77,6 +82,41 @@ public sealed class VcpuRunner
                 if (left <= 0) throw new VcpuStateException($"vCPU {Id} did not start within {AckTimeout.TotalSeconds:0.###} s");
                 Monitor.Wait(_gate, left);
             }
+        }
+    }
+
+    /// <summary>
+    /// Starts the thread parked (a VM restored from a snapshot starts Paused, as Firecracker's): the request is Pause
+    /// before the thread exists, so no guest instruction runs until a resume.
+    /// </summary>
+    public void StartPaused()
+    {
+        lock (_gate) _request = Request.Pause;
+        Start();
+        AwaitPaused(Deadline.After(AckTimeout));
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on the parked vCPU thread and waits for it (bounded by <paramref name="deadline"/>).
+    /// Snapshots save vCPU state this way: the vCPU filter allows the KVM GET ioctls there, as Firecracker's does.
+    /// </summary>
+    public void RunWhileParked(Action work, Deadline deadline)
+    {
+        lock (_gate)
+        {
+            if (_state != VcpuState.Paused || _request != Request.Pause)
+                throw new VcpuStateException($"vCPU {Id} is not paused");
+            _parkedWork = work;
+            _parkedError = null;
+            Monitor.PulseAll(_gate);
+            while (_parkedWork != null)
+            {
+                if (_state == VcpuState.Exited) throw new VcpuStateException($"vCPU {Id} exited before saving its state");
+                int left = deadline.MillisecondsLeft;
+                if (left <= 0) throw new VcpuStateException($"vCPU {Id} did not save its state within {deadline.Budget.TotalSeconds:0.###} s");
+                Monitor.Wait(_gate, left);
+            }
+            if (_parkedError != null) throw _parkedError;
         }
     }
 
@@ -219,13 +259,26 @@ public sealed class VcpuRunner
     {
         lock (_gate)
             if (_request == Request.Stop) return false;
-        // Before answering "paused": the guest's clock learns it was stopped (Firecracker does it on pause too).
+        // Before answering "paused": the last exit's I/O is completed (state saved while parked is then consistent),
+        // and the guest's clock learns it was stopped (Firecracker does both on pause too).
+        _backend.CompletePendingIo();
         _backend.OnPaused();
         lock (_gate)
         {
             _state = VcpuState.Paused;
             Monitor.PulseAll(_gate);
-            while (_request == Request.Pause) Monitor.Wait(_gate);
+            while (_request == Request.Pause)
+            {
+                if (_parkedWork is { } work)
+                {
+                    try { work(); }
+                    catch (Exception e) { _parkedError = e; }
+                    _parkedWork = null;
+                    Monitor.PulseAll(_gate);
+                    continue;
+                }
+                Monitor.Wait(_gate);
+            }
             if (_request == Request.Stop) return false;
             _state = VcpuState.Running;
             Monitor.PulseAll(_gate);

@@ -52,6 +52,20 @@ public sealed class Vmm : IDisposable
         IsStarted = true;
     }
 
+    /// <summary>Starts every vCPU thread parked (a restored VM starts Paused); <paramref name="beforeRun"/> as in <see cref="StartVcpus"/>.</summary>
+    public void StartVcpusPaused(Action? beforeRun = null)
+    {
+        foreach (var v in Vcpus) v.BeforeRun = beforeRun;
+        _vcpuGroup.StartPaused();
+        IsStarted = true;
+    }
+
+    /// <summary>KVM dirty-page logging is on for guest RAM (machine-config or snapshot load track_dirty_pages).</summary>
+    public bool TrackDirtyPages { get; init; }
+
+    /// <summary>What this host's KVM can save (probed at build time: /dev/kvm ioctls are not allowed once the VM runs).</summary>
+    public Snapshot.KvmSnapshotCaps SnapshotCaps { get; init; } = Snapshot.KvmSnapshotCaps.None;
+
     /// <summary>Runs the event loop on this thread until the VM exits; returns the process exit code.</summary>
     public int RunUntilExit()
     {

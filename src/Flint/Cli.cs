@@ -61,8 +61,6 @@ public static class Cli
     /// <summary>Firecracker flags for features flint does not have: refused by name, never ignored.</summary>
     private static readonly (Flag Flag, string Reason)[] Unsupported =
     [
-        (SnapshotVersion, "Flint does not implement snapshots."),
-        (DescribeSnapshot, "Flint does not implement snapshots."),
         (EnablePci, "Flint does not implement PCI; its devices are virtio-mmio."),
     ];
 
@@ -82,6 +80,13 @@ public static class Cli
             Console.Out.Write($"Firecracker v{Version}\n\n");
             return ExitCodes.Ok;
         }
+        // As Firecracker's main: after --version, before anything is set up.
+        if (parsed.Has(SnapshotVersion))
+        {
+            Console.Out.Write($"{Flint.Snapshot.SnapshotFormat.VersionText}\n");
+            return ExitCodes.Ok;
+        }
+        if (parsed.Get(DescribeSnapshot) is { } snapshotPath) return DescribeSnapshotFile(snapshotPath);
         foreach (var (flag, reason) in Unsupported)
             if (parsed.Has(flag)) return ArgFail(new ArgParseError(ArgParseErrorKind.Unsupported, flag.Name, Reason: reason));
         return Start(parsed, startTimestamp);
@@ -107,6 +112,30 @@ public static class Cli
         Fail(ExitCodes.ArgParsing, $"Arguments parsing error: {message} \\n\\nFor more information try --help.", $"ParseArguments({debug})");
 
     private static int GenericFail(string message) => Fail(ExitCodes.GenericError, message, message);
+
+    /// <summary>--describe-snapshot: the data format version of a state file ("v1.0.0"), or Firecracker's error and exit 1.</summary>
+    private static int DescribeSnapshotFile(string path)
+    {
+        byte[] bytes;
+        try { bytes = Flint.Snapshot.SnapshotFile.ReadBounded(path); }
+        catch (Flint.Snapshot.SnapshotFormatException e)
+        {
+            return GenericFail($"When printing Snapshot Data format: Invalid data format version of snapshot file: {e.Message}");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            return GenericFail($"When printing Snapshot Data format: Unable to open snapshot state file: {IoErrorText.Of(e, path)}");
+        }
+        try
+        {
+            Console.Out.Write($"{Flint.Snapshot.SnapshotFile.DescribeVersion(bytes)}\n");
+            return ExitCodes.Ok;
+        }
+        catch (Flint.Snapshot.SnapshotFormatException e)
+        {
+            return GenericFail($"When printing Snapshot Data format: Invalid data format version of snapshot file: {e.Message}");
+        }
+    }
 
     private static int Start(ParsedArgs p, long startTimestamp)
     {

@@ -1,3 +1,4 @@
+using Flint.Vmm.Snapshot;
 using System.Diagnostics;
 using Flint.Api;
 using Flint.Arch.X86;
@@ -91,6 +92,10 @@ internal sealed class FlintProcess
                 {
                     MmdsStore = Mmds,
                     Preopened = _preopened,
+                    CreateSnapshotHandler = p => SnapshotCreator.Create(_vmm!, controller!.Configuration, Mmds, p),
+                    LoadSnapshotHandler = LoadSnapshot,
+                    // Firecracker ends the process when a load failed half-way (its fatal_error), after the answer.
+                    OnFatalLoadError = () => _fatalLoad = true,
                     ConfigureMetrics = m => _metricsOut.Configure(m.MetricsPath),
                     FlushMetricsHandler = () =>
                     {
@@ -99,6 +104,7 @@ internal sealed class FlintProcess
                         _metricsOut.FlushOrThrow(); // a line not written (full disk, FIFO full) is an error, not a 204
                     },
                 };
+                controller.SnapshotMetrics.Bind(_metrics);
                 queued = new QueuedApiHandler(controller);
                 VmmMetricsBinding.BindConfigured(_metrics, () => controller?.Configuration);
                 server = new ApiServer(_s.ApiSock, _s.MaxPayload, _latencies.TimeApiRequests(queued))
@@ -131,7 +137,16 @@ internal sealed class FlintProcess
                 using var preboot = new EventLoop();
                 preboot.Add(queued.Fd, _ => queued.ProcessPending());
                 preboot.Add(signals.FatalEventFd, _ => signals.OnFatalSignal());
-                preboot.Run(() => _vmm != null);
+                preboot.Run(() => _vmm != null || _fatalLoad);
+            }
+            if (_fatalLoad)
+            {
+                // The failed load's answer is on its way to the client (the API thread writes it): a bounded moment for
+                // it, then out, as Firecracker's main returns BuildMicrovmFromRequestsError::Restore (exit 1).
+                Thread.Sleep(200);
+                Logger.Error("Loading snapshot failed.");
+                _vmm?.Dispose();
+                return ExitCodes.GenericError;
             }
             if (_vmm == null) return ExitCodes.GenericError;
 
@@ -197,10 +212,31 @@ internal sealed class FlintProcess
         }
     }
 
+    private bool _fatalLoad;
+
+    /// <summary>PUT /snapshot/load: restores the VM Paused, its vCPU threads parked under their filter.</summary>
+    private (VmConfig, IRunningVm) LoadSnapshot(SnapshotLoadParams p)
+    {
+        var (config, vmm) = SnapshotLoader.Load(p, (cfg, mem) => VmBuilder.Build(cfg, NewVmOptions(), mem),
+            v => v.StartVcpusPaused(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu)), Mmds);
+        VmmMetricsBinding.Bind(_metrics, vmm);
+        _vmm = vmm;
+        return (config, new RunningVm(vmm, _latencies));
+    }
+
     /// <summary>Builds and starts the VM (InstanceStart or --config-file); runs on the main thread.</summary>
     private IRunningVm StartVm(VmConfig config)
     {
-        var options = new VmOptions
+        var vmm = VmBuilder.Build(config, NewVmOptions());
+        VmmMetricsBinding.Bind(_metrics, vmm);
+        vmm.StartVcpus(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu));
+        _vmm = vmm;
+        return new RunningVm(vmm, _latencies);
+    }
+
+    private VmOptions NewVmOptions()
+    {
+        return new VmOptions
         {
             BootTimer = _s.Options.BootTimer,
             CpuTemplate = _s.Options.CpuTemplate,
@@ -210,11 +246,6 @@ internal sealed class FlintProcess
             MmdsStore = Mmds,
             Preopened = _preopened,
         };
-        var vmm = VmBuilder.Build(config, options);
-        VmmMetricsBinding.Bind(_metrics, vmm);
-        vmm.StartVcpus(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu));
-        _vmm = vmm;
-        return new RunningVm(vmm, _latencies);
     }
 
     private bool TryConfigureMetrics(string path, out string error)

@@ -120,7 +120,7 @@ public class ServerTests
     [InlineData("PATCH", "/vm", "{\"state\": \"Paused\"}", 400, "The requested operation is not supported before starting the microVM.")]
     [InlineData("PATCH", "/drives/rootfs", "{\"drive_id\": \"rootfs\"}", 400, "The requested operation is not supported before starting the microVM.")]
     [InlineData("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}", 400, "Start microvm error: Cannot start microvm without kernel configuration.")]
-    [InlineData("PUT", "/snapshot/load", "{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"m\"}}", 400, "Load snapshot error: Loading snapshots is not supported yet by this build of Flint.")]
+    [InlineData("PUT", "/snapshot/load", "{\"snapshot_path\": \"s\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"m\"}}", 400, "Load snapshot error: this VMM cannot load snapshots.")]
     [InlineData("PUT", "/snapshot/create", "{\"snapshot_path\": \"s\", \"mem_file_path\": \"m\"}", 400, "The requested operation is not supported before starting the microVM.")]
     [InlineData("PUT", "/snapshot/other", "{}", 400, "Invalid request method and/or path: PUT /snapshot/other.")]
     [InlineData("PUT", "/boot-source", "{\"kernel_image_path\": 1", 400, "An error occurred when deserializing the json body of a request: EOF while parsing an object at line 1 column 23.")]

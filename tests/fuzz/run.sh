@@ -20,7 +20,7 @@ FUZZ=$ROOT/artifacts/fuzz
 BIN=$FUZZ/bin       # instrumented: only usable under afl-fuzz (outside Fuzzer.Run, SharpFuzz's trace map is not set up)
 PLAIN=$FUZZ/publish # the same build, not instrumented: replay and --ci
 CORPUS=$ROOT/tests/fuzz/corpus
-ALL_TARGETS="http api-json mmds-http mmds-stack virtio-block virtio-net virtio-vsock virtio-rng virtio-balloon"
+ALL_TARGETS="http api-json mmds-http mmds-stack virtio-block virtio-net virtio-vsock virtio-rng virtio-balloon snapshot"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 
 mode=afl
@@ -36,7 +36,7 @@ build() {
     || { cat "$FUZZ/build.log"; echo "fuzz: build failed" >&2; exit 2; }
   rm -rf "$BIN"
   cp -a "$FUZZ/publish" "$BIN"
-  "$BIN/Flint.Fuzz" instrument "$BIN"/Flint.Api.dll "$BIN"/Flint.Vmm.dll "$BIN"/Flint.Devices.dll "$BIN"/Flint.Memory.dll \
+  "$BIN/Flint.Fuzz" instrument "$BIN"/Flint.Api.dll "$BIN"/Flint.Vmm.dll "$BIN"/Flint.Devices.dll "$BIN"/Flint.Memory.dll "$BIN"/Flint.Snapshot.dll \
     >>"$FUZZ/build.log" 2>&1 || { cat "$FUZZ/build.log"; echo "fuzz: instrumentation failed" >&2; exit 2; }
 }
 

@@ -4,7 +4,7 @@ namespace Flint.Devices.Legacy;
 /// The i8042 keyboard controller at 0x60-0x64 (IRQ 1), as much of it as a microVM needs: the guest resets the
 /// machine with command 0xFE (that is how reboot=k reboots), and the host can inject Ctrl+Alt+Del.
 /// </summary>
-public sealed class I8042 : IBusDevice
+public sealed partial class I8042 : IBusDevice
 {
     public const ushort BasePort = 0x60;
     public const ulong PortCount = 5;

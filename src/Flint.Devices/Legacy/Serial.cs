@@ -4,7 +4,7 @@ namespace Flint.Devices.Legacy;
 /// A 16550A UART at 0x3f8 (IRQ 4): what Linux's 8250 driver needs for a console. Output goes to a stream
 /// (stdout or a file); input is queued by the event loop from stdin. Registers follow the 16550 data sheet.
 /// </summary>
-public sealed class Serial : IBusDevice
+public sealed partial class Serial : IBusDevice
 {
     public const ushort Com1Port = 0x3f8;
     public const ulong PortCount = 8;

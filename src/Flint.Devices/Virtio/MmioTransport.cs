@@ -11,7 +11,7 @@ namespace Flint.Devices.Virtio;
 /// reset can never pull memory out from under a request being served. The two hot registers stay lock-free:
 /// QueueNotify only kicks an eventfd, and InterruptStatus/ACK are an atomic word.
 /// </summary>
-public sealed class MmioTransport : IBusDevice, IDisposable
+public sealed partial class MmioTransport : IBusDevice, IDisposable
 {
     public const ulong SlotSize = 0x1000;
 

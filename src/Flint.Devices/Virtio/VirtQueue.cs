@@ -131,6 +131,13 @@ public sealed unsafe class VirtQueue
         return true;
     }
 
+    /// <summary>Snapshot restore, before activation: the cursors the saved device had reached.</summary>
+    public void RestoreCursors(ushort nextAvail, ushort nextUsed)
+    {
+        NextAvail = nextAvail;
+        NextUsed = nextUsed;
+    }
+
     /// <summary>Back to the state after a device reset (spec 2.4): not ready, no addresses, indices at 0.</summary>
     public void Reset()
     {

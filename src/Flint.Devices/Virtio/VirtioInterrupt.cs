@@ -38,4 +38,7 @@ public sealed class VirtioInterrupt(IInterrupt line)
     public void Acknowledge(uint bits) => Interlocked.And(ref _status, ~(int)bits);
 
     public void Reset() => Volatile.Write(ref _status, 0);
+
+    /// <summary>Snapshot restore: the status bits the driver had not acknowledged yet (only the two defined bits).</summary>
+    public void RestoreStatus(uint bits) => Volatile.Write(ref _status, (int)(bits & (UsedBuffer | ConfigChange)));
 }

@@ -45,6 +45,9 @@ public sealed class VirtioDeviceSet
     public VirtioRng? Rng { get; internal set; }
     public VirtioBalloon? Balloon { get; internal set; }
 
+    /// <summary>Every transport in slot order (MMIO address order): snapshots save and restore them in this order.</summary>
+    public List<MmioTransport> Transports { get; } = [];
+
     public MmioTransport Add(IVirtioDevice device)
     {
         if (device is IDisposable d) _owned.Add(d);
@@ -53,6 +56,7 @@ public sealed class VirtioDeviceSet
         uint irq = Layout.VirtioIrq(slot);
         var transport = new MmioTransport(device, _memory, VmBuilder.NewIrq(_vm, irq, _owned));
         _owned.Add(transport);
+        Transports.Add(transport);
         _mmio.Insert(transport, addr, MmioTransport.SlotSize);
         for (int q = 0; q < transport.QueueEvents.Length; q++)
         {

@@ -24,12 +24,18 @@ namespace Flint.Vmm.Builder;
 /// </summary>
 public static unsafe class VmBuilder
 {
-    public static Vmm Build(VmConfig config, VmOptions options)
+    /// <param name="restoreMemoryFile">
+    /// Snapshot restore: guest RAM is mapped from this memory file (MAP_PRIVATE) instead of loading a kernel, and no boot
+    /// state is written (the snapshot's state is applied after the build, before the vCPUs start).
+    /// </param>
+    public static Vmm Build(VmConfig config, VmOptions options, string? restoreMemoryFile = null)
     {
         // Firecracker takes its boot timestamp (wall and process CPU) as the build starts: the boot timer reports
         // from here, so neither process start-up nor the time the VM sat configured counts as boot time.
         BootTimer? bootTimer = options.BootTimer ? BootTimer.StartingNow(m => Logger.Info(m)) : null;
-        ConfigLoader.Validate(config);
+        bool restoring = restoreMemoryFile != null;
+        // A restored VM needs no kernel file: its boot-source is only what GET /vm/config reports.
+        if (!restoring) ConfigLoader.Validate(config);
         DeviceLogSink.Bind(); // device failures reach the process log (rate limited per device)
         var mc = config.MachineConfig ?? new MachineConfig();
         var boot = config.BootSource!;
@@ -41,10 +47,12 @@ public static unsafe class VmBuilder
         try
         {
             // 1. Guest memory and the kernel image: no KVM needed yet.
-            var memory = GuestMemorySize.Allocate(mc.MemSizeMib, () => GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
+            var memory = restoring
+                ? GuestMemory.CreateFromFile(MemoryLayout.RamRanges(memBytes), restoreMemoryFile!)
+                : GuestMemorySize.Allocate(mc.MemSizeMib, () => GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
             owned.Add(memory);
-            var kernel = KernelLoader.Load(memory, boot.KernelImagePath);
-            (ulong Address, ulong Size)? initrd = boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel.End) : null;
+            var kernel = restoring ? null : KernelLoader.Load(memory, boot.KernelImagePath);
+            (ulong Address, ulong Size)? initrd = !restoring && boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel!.End) : null;
 
             // 2. The VM.
             var kvm = KvmSystem.Open(options.KvmPath);
@@ -140,9 +148,12 @@ public static unsafe class VmBuilder
 
             // 4. Boot structures in guest memory.
             var cmdBytes = cmdline.ToBytes();
-            memory.Write(Layout.CmdlineStart, cmdBytes);
-            BootParams.Write(memory, kernel, Layout.CmdlineStart, cmdBytes.Length - 1, initrd, memBytes);
-            MpTable.Write(memory, vcpuCount);
+            if (kernel != null)
+            {
+                memory.Write(Layout.CmdlineStart, cmdBytes);
+                BootParams.Write(memory, kernel, Layout.CmdlineStart, cmdBytes.Length - 1, initrd, memBytes);
+                MpTable.Write(memory, vcpuCount);
+            }
 
             // 5. vCPUs. A custom CPU template edits the host's CPUID before normalisation, as Firecracker's does.
             var supported = kvm.GetSupportedCpuid();
@@ -164,6 +175,12 @@ public static unsafe class VmBuilder
                 var cpuid = CpuidNormalizer.Normalize(supported, id, vcpuCount, mc.Smt).ToList();
                 template.Apply(cpuid);
                 vcpu.SetCpuid2(cpuid.ToArray());
+                if (kernel == null)
+                {
+                    // Restoring: registers, MSRs and the LAPIC come from the snapshot (SnapshotRestorer).
+                    runners.Add(new VcpuRunner(vcpu, pio, mmio, exit, metrics));
+                    continue;
+                }
                 if (custom is { Msrs.Count: > 0 })
                 {
                     // The template's bits go on the vCPU's current values; the boot-protocol MSRs are written after.
@@ -198,7 +215,8 @@ public static unsafe class VmBuilder
             {
                 Kvm = kvm, Vm = vm, Memory = memory, PioBus = pio, MmioBus = mmio, EventLoop = loop, Exit = exit,
                 Vcpus = runners, Serial = serial, I8042 = i8042, BootTimer = bootTimer, Devices = devices,
-                KernelCmdline = cmdText, VcpuMetrics = metrics,
+                KernelCmdline = cmdText, VcpuMetrics = metrics, TrackDirtyPages = mc.TrackDirtyPages,
+                SnapshotCaps = Snapshot.KvmSnapshotCaps.Probe(kvm),
             };
             // Dispose in reverse creation order: vCPUs before the VM before /dev/kvm, memory last.
             foreach (var o in owned) vmm.Own(o);

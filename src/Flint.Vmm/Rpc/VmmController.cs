@@ -10,7 +10,7 @@ namespace Flint.Vmm.Rpc;
 /// change before applying it (a refused request leaves the configuration exactly as it was), starts the microVM
 /// through the injected factory and forwards runtime requests to it.
 /// </summary>
-public sealed class VmmController : IApiHandler
+public sealed partial class VmmController : IApiHandler
 {
     public const string AppName = "Firecracker"; // what Firecracker reports in GET /; clients compare it (docs/compatibility.md)
     public const string NotSupportedAfterStart = "The requested operation is not supported after starting the microVM.";
@@ -77,6 +77,7 @@ public sealed class VmmController : IApiHandler
             if (IsPreBootOnly(action) && _vm != null) return ApiResponse.Fault(NotSupportedAfterStart);
             if (IsPostBootOnly(action) && _vm == null) return ApiResponse.Fault(NotSupportedBeforeStart);
             started = _vm != null;
+            NoteBootPath(action);
             return Dispatch(action);
         }
         catch (ApiFault f)
@@ -213,8 +214,8 @@ public sealed class VmmController : IApiHandler
             case GetMmds: RequireMmdsAfterStart(); return ApiResponse.Ok(MmdsStore.GetJson());
             case PutMmdsConfig mc: SetMmdsConfig(mc); return ApiResponse.NoContent;
 
-            case CreateSnapshot: throw new ApiFault("Creating snapshots is not supported yet by this build of Flint.");
-            case LoadSnapshot: throw new ApiFault("Loading snapshots is not supported yet by this build of Flint.");
+            case CreateSnapshot cs: return CreateSnapshotAction(cs);
+            case LoadSnapshot ls: return LoadSnapshotAction(ls);
         }
         throw new ApiFault($"Unsupported action {action.GetType().Name}.", bare: true);
     }

@@ -122,6 +122,11 @@ VMM = [
     ioctl(0x5401, "TCGETS (stdin serial console)"), ioctl(0x5402, "TCSETS"), ioctl(0x5413, "TIOCGWINSZ"),
     ioctl(0x5421, "FIONBIO"),
     ioctl(io(W, 0x61, 8), "KVM_IRQ_LINE"), ioctl(io(W, 0x42, 16), "KVM_GET_DIRTY_LOG"),
+    # PUT /snapshot/create saves the in-kernel irqchip, PIT and kvmclock on this thread while every vCPU is parked
+    # (each vCPU saves its own registers on its thread, under the vcpu filter). Reads only: every SET of a restore
+    # happens before InstanceStart-equivalent, on this thread, before this filter is installed.
+    ioctl(io(RW, 0x62, 520), "KVM_GET_IRQCHIP (snapshot create)"), ioctl(io(R, 0x9f, 112), "KVM_GET_PIT2 (snapshot create)"),
+    ioctl(io(R, 0x7c, 48), "KVM_GET_CLOCK (snapshot create)"),
     rule("accept4", "vsock Unix sockets (VsockNative.Accept)", [a(3, 0x80800, comment="SOCK_NONBLOCK|SOCK_CLOEXEC")]),
     rule("recvfrom"), rule("sendto"), rule("connect", "vsock"),
     rule("sendmsg", "vsock: scatter-gather send to the host socket (VsockNative)"), rule("shutdown", "vsock: half-close on a guest SHUTDOWN"),

@@ -12,7 +12,7 @@ namespace Flint.Devices.Virtio.Vsock;
 /// <para>Threading: <see cref="ProcessQueue"/> and every backend fd handler run on the event-loop thread;
 /// activation, reset and config come from vCPU threads. One device lock covers all of it.</para>
 /// </summary>
-public sealed class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVsockBackendHost
+public sealed partial class VirtioVsock : VirtioDevice, IEventSources, IDisposable, IVsockBackendHost
 {
     private static readonly ushort[] s_queueSizes = [QueueSize, QueueSize, QueueSize];
 

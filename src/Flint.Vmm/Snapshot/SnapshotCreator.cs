@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Flint.Arch.X86;
+using Flint.Devices.Mmds;
+using Flint.Snapshot;
+using Flint.Vmm.Config;
+using Flint.Vmm.Logging;
+
+namespace Flint.Vmm.Snapshot;
+
+/// <summary>
+/// PUT /snapshot/create on a paused VM: the state file (devices first, as Firecracker: a device may still raise an
+/// interrupt while it is saved, and the irqchip saved after it then holds it), then the memory file. Runs on the VMM
+/// thread; each vCPU saves its own registers on its parked thread.
+/// </summary>
+public static class SnapshotCreator
+{
+    public const string Prefix = "Create snapshot error: ";
+
+    public static void Create(Vmm vmm, VmConfig config, MmdsStore? mmds, SnapshotCreateParams p)
+    {
+        if (!vmm.IsPaused) throw new SnapshotException(Prefix + "Cannot save the microVM state: Vcpu is in unexpected state.");
+        if (p.Diff && !vmm.TrackDirtyPages)
+            throw new SnapshotException(Prefix + "Cannot get dirty bitmap: Diff snapshots need track_dirty_pages in machine-config.");
+        if (p.Diff) throw new SnapshotException(Prefix + "Diff snapshots are not supported yet by this build of Flint.");
+
+        // A line the guest had half written reaches the console now: the restored guest writes the rest of it.
+        vmm.Serial.Flush();
+        var file = new SnapshotFile();
+        try
+        {
+            file.Add(SnapshotSections.Config, ConfigSection(config));
+            file.Add(SnapshotSections.Memory, MemorySection(config));
+            Save(file, SnapshotSections.Serial, vmm.Serial.SaveState);
+            Save(file, SnapshotSections.I8042, vmm.I8042.SaveState);
+            for (int i = 0; i < vmm.Devices.Transports.Count; i++)
+                Save(file, SnapshotSections.Virtio(i), vmm.Devices.Transports[i].SaveState);
+            if (mmds != null && mmds.IsInitialized)
+            {
+                var w = new StateWriter();
+                w.String(mmds.GetJson());
+                file.Add(SnapshotSections.Mmds, w);
+            }
+            var deadline = Deadline.After(VcpuRunner.DefaultAckTimeout);
+            for (int i = 0; i < vmm.Vcpus.Count; i++)
+            {
+                var runner = vmm.Vcpus[i];
+                var vcpu = runner.KvmVcpu ?? throw new InvalidOperationException("vCPU without KVM state");
+                var w = new StateWriter();
+                runner.RunWhileParked(() => VcpuStateCodec.Save(vcpu, vmm.SnapshotCaps, w), deadline);
+                file.Add(SnapshotSections.Vcpu(i), w);
+            }
+            Save(file, SnapshotSections.Vm, w => VmStateCodec.Save(vmm.Vm, w));
+        }
+        catch (Exception e) when (e is Flint.Kvm.KvmException or VcpuStateException)
+        {
+            throw new SnapshotException(Prefix + $"Cannot save the microVM state: {e.Message}");
+        }
+
+        try { file.Save(p.SnapshotPath); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SnapshotException(Prefix + $"Cannot perform open on the snapshot backing file: {IoText.Of(e, p.SnapshotPath)}");
+        }
+        try { vmm.Memory.DumpToFile(p.MemFilePath); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SnapshotException(Prefix + $"Cannot perform write on the memory backing file: {IoText.Of(e, p.MemFilePath)}");
+        }
+    }
+
+    private static void Save(SnapshotFile f, string name, Action<StateWriter> save)
+    {
+        var w = new StateWriter();
+        save(w);
+        f.Add(name, w);
+    }
+
+    /// <summary>The configuration without the process's own outputs (logger, metrics): a loading process keeps its own.</summary>
+    private static StateWriter ConfigSection(VmConfig c)
+    {
+        var copy = new VmConfig
+        {
+            BootSource = c.BootSource, Drives = c.Drives, MachineConfig = c.MachineConfig, CpuConfig = c.CpuConfig,
+            NetworkInterfaces = c.NetworkInterfaces, Vsock = c.Vsock, MmdsConfig = c.MmdsConfig, Entropy = c.Entropy,
+            Balloon = c.Balloon,
+        };
+        var w = new StateWriter();
+        w.String(JsonSerializer.Serialize(copy, ConfigJsonContext.Default.VmConfig));
+        return w;
+    }
+
+    /// <summary>Guest RAM's regions (guest base, size), in memory file order; the load checks them against the config.</summary>
+    public static StateWriter MemorySection(VmConfig c)
+    {
+        var ranges = MemoryLayout.RamRanges(checked((ulong)(c.MachineConfig ?? new MachineConfig()).MemSizeMib << 20)).ToArray();
+        var w = new StateWriter();
+        w.U32((uint)ranges.Length);
+        foreach (var (gb, size) in ranges) { w.U64(gb); w.U64(size); }
+        return w;
+    }
+
+    internal static long ElapsedUs(long startTimestamp) => (long)Stopwatch.GetElapsedTime(startTimestamp).TotalMicroseconds;
+}

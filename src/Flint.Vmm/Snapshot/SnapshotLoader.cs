@@ -1,0 +1,183 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Flint.Arch.X86;
+using Flint.Devices.Mmds;
+using Flint.Snapshot;
+using Flint.Vmm.Config;
+
+namespace Flint.Vmm.Snapshot;
+
+/// <summary>
+/// PUT /snapshot/load: reads and checks the state file and the memory file, builds the VM from the snapshot's
+/// configuration with guest RAM mapped MAP_PRIVATE from the memory file, applies the saved VM, vCPU and device state
+/// on this (the VMM) thread before any vCPU thread exists, then starts the vCPUs parked. Everything that can be checked
+/// before the VM is built is (a bad file changes nothing); a failure after that is fatal, as in Firecracker.
+/// </summary>
+public static class SnapshotLoader
+{
+    public const string Prefix = "Load snapshot error: ";
+    private const string Restore = Prefix + "Failed to restore from snapshot: ";
+    private const string FromFile = Restore + "Failed to get snapshot state from file: ";
+
+    /// <param name="build">Builds the VM from a configuration and a memory file (VmBuilder.Build in restore mode).</param>
+    /// <param name="start">Starts the restored VM's vCPUs parked (with their seccomp filter).</param>
+    public static (VmConfig Config, Vmm Vmm) Load(SnapshotLoadParams p, Func<VmConfig, string, Vmm> build, Action<Vmm> start, MmdsStore? mmds)
+    {
+        var (file, config) = ReadState(p);
+        if (p.MemBackendType != "File")
+            throw new SnapshotException(Restore + "Failed to load guest memory: Error creating guest memory from uffd: the Uffd backend is not supported yet by this build of Flint.");
+        CheckMemoryFile(p.MemBackendPath, config);
+
+        Vmm vmm;
+        try { vmm = build(config, p.MemBackendPath); }
+        catch (Exception e) when (IsBuildFailure(e))
+        {
+            throw new SnapshotException(Restore + $"Failed to build microVM from snapshot: {Describe(e)}", fatal: true);
+        }
+        try
+        {
+            ApplyState(file, config, vmm, p.ClockRealtime, mmds);
+            start(vmm);
+        }
+        catch (Exception e) when (IsBuildFailure(e) || e is SnapshotFormatException or MmdsStoreException or VcpuStateException)
+        {
+            vmm.Dispose();
+            throw new SnapshotException(Restore + $"Failed to build microVM from snapshot: {Describe(e)}", fatal: true);
+        }
+        return (config, vmm);
+    }
+
+    /// <summary>Our own messages as they are; an I/O failure in the OS's words.</summary>
+    private static string Describe(Exception e) =>
+        e is (IOException and not Flint.Memory.GuestMemoryFileException) or UnauthorizedAccessException ? IoText.Of(e) : e.Message;
+
+    private static bool IsBuildFailure(Exception e) => e is Flint.Kvm.KvmException or Flint.Sys.SysException or IOException
+        or ConfigException or InvalidOperationException or Flint.Memory.GuestMemoryException or ArgumentException
+        or UnauthorizedAccessException or JsonException;
+
+    /// <summary>The state file, its configuration with the request's overrides applied, and the layout checks.</summary>
+    public static (SnapshotFile File, VmConfig Config) ReadState(SnapshotLoadParams p)
+    {
+        SnapshotFile file;
+        try { file = SnapshotFile.Load(p.SnapshotPath); }
+        catch (SnapshotFormatException e) { throw new SnapshotException(FromFile + $"Failed to load snapshot state from file: {e.Message}"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new SnapshotException(FromFile + $"Failed to open snapshot file: {IoText.Of(e, p.SnapshotPath)}");
+        }
+        try
+        {
+            var config = ReadConfig(file);
+            ApplyOverrides(config, p);
+            var mc = config.MachineConfig!;
+            config.MachineConfig = new MachineConfig
+            {
+                VcpuCount = mc.VcpuCount, MemSizeMib = mc.MemSizeMib, Smt = mc.Smt, HugePages = mc.HugePages,
+                CpuTemplate = mc.CpuTemplate, TrackDirtyPages = p.TrackDirtyPages,
+            };
+            return (file, config);
+        }
+        catch (SnapshotFormatException e) { throw new SnapshotException(FromFile + $"Failed to load snapshot state from file: {e.Message}"); }
+    }
+
+    private static VmConfig ReadConfig(SnapshotFile file)
+    {
+        var r = file.Open(SnapshotSections.Config);
+        string json = r.RequiredString(SnapshotFormat.MaxFileSize);
+        r.ExpectEnd();
+        VmConfig? config;
+        try { config = JsonSerializer.Deserialize(json, ConfigJsonContext.Default.VmConfig); }
+        catch (JsonException) { throw new SnapshotFormatException("Section config does not hold a valid VM configuration."); }
+        if (config?.MachineConfig is not { } mc || config.BootSource == null)
+            throw new SnapshotFormatException("Section config lacks the machine configuration or the boot source.");
+        if (mc.VcpuCount < 1 || mc.VcpuCount > ConfigLoader.MaxVcpus || mc.MemSizeMib <= 0 || mc.MemSizeMib > (1L << 30))
+            throw new SnapshotFormatException("Section config holds an invalid machine configuration.");
+        if (mc.HugePages is "2M")
+            throw new SnapshotException(Restore + "Failed to load guest memory: Error creating guest memory from file: Cannot restore hugetlbfs backed snapshot by mapping the memory file. Please use uffd.");
+
+        // The memory layout the snapshot was taken with must be the one this build derives from the configuration.
+        var saved = file.Open(SnapshotSections.Memory);
+        int n = saved.Count(16);
+        var expected = MemoryLayout.RamRanges(checked((ulong)mc.MemSizeMib << 20));
+        if (n != expected.Length) throw new SnapshotFormatException("Section memory does not match the configured memory size.");
+        foreach (var (gb, size) in expected)
+            if (saved.U64() != gb || saved.U64() != size) throw new SnapshotFormatException("Section memory does not match the configured memory size.");
+        saved.ExpectEnd();
+
+        int vcpus = file.SectionNames("vcpu/").Count();
+        if (vcpus != mc.VcpuCount) throw new SnapshotFormatException($"The snapshot holds {vcpus} vCPU states for {mc.VcpuCount} vCPUs.");
+        return config;
+    }
+
+    private static void ApplyOverrides(VmConfig config, SnapshotLoadParams p)
+    {
+        foreach (var (iface, dev) in p.NetworkOverrides)
+        {
+            var list = config.NetworkInterfaces ?? [];
+            int i = list.FindIndex(e => e.TryGetProperty("iface_id", out var id) && id.GetString() == iface);
+            if (i < 0) throw new SnapshotException(FromFile + "Unknown Network Device.");
+            list[i] = WithField(list[i], "host_dev_name", dev);
+        }
+        if (p.VsockUdsPath is { } uds)
+        {
+            if (ConfigLoader.Present(config.Vsock) is not { } vs) throw new SnapshotException(FromFile + "Unknown Vsock Device.");
+            config.Vsock = WithField(vs, "uds_path", uds);
+        }
+    }
+
+    private static JsonElement WithField(JsonElement e, string name, string value)
+    {
+        var node = JsonNode.Parse(e.GetRawText())!.AsObject();
+        node[name] = value;
+        using var doc = JsonDocument.Parse(node.ToJsonString());
+        return doc.RootElement.Clone();
+    }
+
+    /// <summary>The memory file must exist and be exactly guest RAM's size; checked before anything is built.</summary>
+    private static void CheckMemoryFile(string path, VmConfig config)
+    {
+        ulong want = checked((ulong)config.MachineConfig!.MemSizeMib << 20);
+        long have;
+        try
+        {
+            var info = new FileInfo(path);
+            if (!info.Exists) throw new FileNotFoundException();
+            have = info.Length;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new SnapshotException(Restore + $"Failed to load guest memory: Error creating guest memory from file: Failed to load guest memory: {IoText.Of(e, path)}");
+        }
+        if ((ulong)have != want)
+            throw new SnapshotException(Restore + $"Failed to load guest memory: Error creating guest memory from file: Failed to restore guest memory: the memory file {path} holds {have} bytes, the snapshot's guest memory is {want} bytes.");
+    }
+
+    /// <summary>VM, vCPUs, then devices; all on this thread, before any vCPU thread exists.</summary>
+    private static void ApplyState(SnapshotFile file, VmConfig config, Vmm vmm, bool clockRealtime, MmdsStore? mmds)
+    {
+        VmStateCodec.Restore(vmm.Vm, file.Open(SnapshotSections.Vm), clockRealtime);
+        for (int i = 0; i < vmm.Vcpus.Count; i++)
+            VcpuStateCodec.Restore(vmm.Vcpus[i].KvmVcpu!, file.Open(SnapshotSections.Vcpu(i)));
+        vmm.Serial.RestoreState(file.Open(SnapshotSections.Serial));
+        vmm.I8042.RestoreState(file.Open(SnapshotSections.I8042));
+        var transports = vmm.Devices.Transports;
+        int saved = file.SectionNames("virtio/").Count();
+        if (saved != transports.Count)
+            throw new SnapshotFormatException($"The snapshot holds {saved} virtio devices, its configuration builds {transports.Count}.");
+        for (int i = 0; i < transports.Count; i++) transports[i].RestoreState(file.Open(SnapshotSections.Virtio(i)));
+        if (mmds != null && file.Has(SnapshotSections.Mmds))
+        {
+            var r = file.Open(SnapshotSections.Mmds);
+            string json = r.RequiredString(SnapshotFormat.MaxFileSize);
+            r.ExpectEnd();
+            mmds.Put(json);
+        }
+        // The vsock connections lived in the old process: the guest learns they are gone (Firecracker does the same).
+        vmm.Devices.Vsock?.SendTransportReset();
+        // A kick the old process had not served yet died with it: ring every live queue once, so the devices look at
+        // their rings (a queue with nothing new does nothing).
+        foreach (var t in transports)
+            if (t.IsActivated)
+                foreach (var e in t.QueueEvents) e.Write(1);
+    }
+}

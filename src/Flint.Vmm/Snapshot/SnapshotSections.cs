@@ -1,0 +1,9 @@
+namespace Flint.Vmm.Snapshot;
+
+/// <summary>The section names of a Flint snapshot (docs/snapshots.md lists what each holds).</summary>
+public static class SnapshotSections
+{
+    public const string Config = "config", Memory = "memory", Vm = "vm", Serial = "serial", I8042 = "i8042", Mmds = "mmds";
+    public static string Vcpu(int i) => $"vcpu/{i}";
+    public static string Virtio(int slot) => $"virtio/{slot}";
+}
