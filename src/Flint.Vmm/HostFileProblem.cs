@@ -6,12 +6,22 @@ namespace Flint.Vmm;
 /// </summary>
 internal static class HostFileProblem
 {
+    /// <summary>
+    /// For a path that is a directory: the OS's words for it (Rust's io::Error: "Is a directory (os error 21)"; .NET
+    /// reports "access denied" instead) and the advice to append, so the Firecracker-shaped message also says what to
+    /// do. Null when the path is not a directory.
+    /// </summary>
+    public static (string OsError, string Advice)? Directory(string path, bool drive) =>
+        System.IO.Directory.Exists(path)
+            ? ("Is a directory (os error 21)", $"{path} is a directory: " + (drive ? "a drive needs a disk image file or a block device" : "give the path of a file"))
+            : null;
+
     /// <param name="what">The file's role, as the caller's message names it; a drive's ("block device", "drive ...")
     /// gets the drive-specific advice.</param>
     public static string Describe(string path, Exception e, bool write, string what)
     {
         bool drive = what.Contains("drive", StringComparison.Ordinal) || what.Contains("block device", StringComparison.Ordinal);
-        if (Directory.Exists(path))
+        if (System.IO.Directory.Exists(path))
             return $"{path} is a directory: " + (drive ? "a drive needs a disk image file or a block device" : "give the path of a file");
         return e switch
         {

@@ -96,7 +96,7 @@ internal sealed class FlintProcess
                     LoadSnapshotHandler = LoadSnapshot,
                     // Firecracker ends the process when a load failed half-way (its fatal_error), after the answer.
                     OnFatalLoadError = () => _fatalLoad = true,
-                    ConfigureMetrics = m => _metricsOut.Configure(m.MetricsPath),
+                    ConfigureMetrics = m => _metricsOut.Configure(m.MetricsPath, m.EmitId == true ? _s.Id : null, m.Properties),
                     FlushMetricsHandler = () =>
                     {
                         // Firecracker's METRICS.write(): nothing configured, nothing written, and no error.
@@ -268,7 +268,7 @@ internal sealed class FlintProcess
     {
         try
         {
-            ConfigOutputs.Apply(config, _metricsOut);
+            ConfigOutputs.Apply(config, _metricsOut, _s.Id);
             return null;
         }
         catch (ConfigException e) { return e.Message; }

@@ -72,7 +72,7 @@ public class ControllerTests
         var r = env.Call("PUT", "/drives/rootfs", Drive(env, "rootfs", true, env.Dir));
         Assert.Equal(400, r.Status);
         var m = JsonDocument.Parse(r.Body!).RootElement.GetProperty("fault_message").GetString()!;
-        Assert.StartsWith("Unable to create the block device", m);
+        Assert.StartsWith("Drive config error: Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: Is a directory (os error 21)", m);
         Assert.Contains($"{env.Dir} is a directory: a drive needs a disk image file or a block device", m);
         Assert.DoesNotContain("Access to the path", m); // .NET's text, which it used to be
     }

@@ -390,7 +390,7 @@ public class CliParityTests : IDisposable
         using var p = Repo.StartWithApi(sock, "--id", "parity-1", "--metadata", metadata, "--log-path", log);
         try
         {
-            if (p.HasExited) Assert.Fail("flint exited: " + p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd());
+            if (p.HasExited) Assert.Fail("flint exited: " + Repo.Output(p));
             var (st, body) = Http(sock, "GET", "/mmds");
             Assert.Equal(200, st);
             Assert.True(JsonElement.DeepEquals(Json(body), Json(File.ReadAllText(metadata))), body);
@@ -449,7 +449,7 @@ public class CliParityTests : IDisposable
         using var p = Repo.StartWithApi(sock);
         try
         {
-            if (p.WaitForExit(3000)) Assert.Fail("flint exited: " + p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd());
+            if (p.WaitForExit(3000)) Assert.Fail("flint exited: " + Repo.Output(p));
         }
         finally
         {

@@ -148,16 +148,21 @@ public class ParityConfigTests : IDisposable
         ParityErrorTests.AssertNoDotNetText(line[line.IndexOf("Configuration for VMM", StringComparison.Ordinal)..]);
     }
 
-    private VmmController Configured()
+    private static int s_configured;
+
+    /// <summary>A controller configured with every section. The tap and vsock socket are opened at PUT (as Firecracker),
+    /// so each call gets its own: <paramref name="n"/> names them (tapPc{n}, vsock{n}.sock in the test's directory).</summary>
+    private VmmController Configured(int n = 0)
     {
+        if (n == 0) n = 100 + Interlocked.Increment(ref s_configured);
         var c = new VmmController(_ => throw new InvalidOperationException("not started")) { ConfigureLogger = _ => { }, ConfigureMetrics = _ => { } };
         void Ok(string method, string path, string body) => Assert.Equal(204, c.Handle(method, path, body).Status);
         Ok("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}");
         Ok("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{_kernel}\", \"boot_args\": \"\"}}");
         Ok("PUT", "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{_disk}\", \"is_root_device\": true, \"is_read_only\": true, \"io_engine\": \"Sync\"}}");
         Ok("PUT", "/balloon", "{\"amount_mib\": 1, \"deflate_on_oom\": true}");
-        Ok("PUT", "/vsock", "{\"guest_cid\": 15, \"uds_path\": \"vsock.sock\"}");
-        Ok("PUT", "/network-interfaces/1", "{\"iface_id\": \"1\", \"guest_mac\": \"06:00:00:00:00:01\", \"host_dev_name\": \"tapPc1\", "
+        Ok("PUT", "/vsock", $"{{\"guest_cid\": 15, \"uds_path\": \"{Path.Combine(_dir, $"vsock{n}.sock")}\"}}");
+        Ok("PUT", "/network-interfaces/1", $"{{\"iface_id\": \"1\", \"guest_mac\": \"06:00:00:00:00:01\", \"host_dev_name\": \"tapPc{n}\", "
             + "\"tx_rate_limiter\": {\"bandwidth\": {\"size\": 1000000, \"refill_time\": 100}}}");
         Ok("PUT", "/mmds/config", "{\"version\": \"V2\", \"ipv4_address\": \"169.254.169.250\", \"network_interfaces\": [\"1\"], \"imds_compat\": true}");
         Ok("PUT", "/logger", "{\"level\": \"Info\"}");
@@ -169,7 +174,7 @@ public class ParityConfigTests : IDisposable
     [Fact]
     public void Get_vm_config_reports_every_key_with_firecrackers_defaults()
     {
-        var r = Configured().Handle("GET", "/vm/config", null);
+        var r = Configured(1).Handle("GET", "/vm/config", null);
         Assert.Equal(200, r.Status);
         var expected = JsonNode.Parse($$"""
             {
@@ -180,7 +185,7 @@ public class ParityConfigTests : IDisposable
                           "path_on_host": "{{_disk}}", "rate_limiter": null, "io_engine": "Sync", "socket": null}],
               "pmem": [],
               "balloon": {"amount_mib": 1, "deflate_on_oom": true, "stats_polling_interval_s": 0, "free_page_reporting": false, "free_page_hinting": false},
-              "vsock": {"guest_cid": 15, "uds_path": "vsock.sock"},
+              "vsock": {"guest_cid": 15, "uds_path": "{{Path.Combine(_dir, "vsock1.sock")}}"},
               "memory-hotplug": null,
               "network-interfaces": [{"iface_id": "1", "host_dev_name": "tapPc1", "guest_mac": "06:00:00:00:00:01", "mtu": null, "rx_rate_limiter": null,
                                       "tx_rate_limiter": {"bandwidth": {"size": 1000000, "refill_time": 100, "one_time_burst": null}, "ops": null} }],

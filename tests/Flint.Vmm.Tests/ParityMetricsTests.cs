@@ -254,6 +254,33 @@ public sealed class ParityMetricsTests : IDisposable
         Assert.Equal(1, line.GetProperty("get_api_requests").GetProperty("hotplug_memory_count").GetInt64());
     }
 
+    /// <summary>
+    /// swagger Metrics (emit_id, properties) and vmm_config/metrics.rs init_metrics: PUT /metrics takes both, each line
+    /// then carries the instance id and the properties; a property that is not a string is refused as serde refuses it.
+    /// </summary>
+    [Fact]
+    public void Put_metrics_takes_emit_id_and_properties()
+    {
+        var registry = new MetricsRegistry();
+        using var output = new MetricsOutput(registry);
+        string metrics = Path.Combine(_dir, "metrics-id.json");
+        var c = new VmmController(_ => throw new InvalidOperationException("not started in this test"), "vm-7")
+        {
+            ConfigureLogger = _ => { },
+            ConfigureMetrics = m => output.Configure(m.MetricsPath, m.EmitId == true ? "vm-7" : null, m.Properties),
+        };
+        var bad = c.Handle("PUT", "/metrics", $"{{\"metrics_path\":\"{metrics}\",\"properties\":{{\"a\":1}}}}");
+        Assert.Equal(400, bad.Status);
+        Assert.Contains("invalid type: integer `1`, expected a string", bad.Body);
+        Assert.Equal(204, c.Handle("PUT", "/metrics",
+            $"{{\"metrics_path\":\"{metrics}\",\"emit_id\":true,\"properties\":{{\"team\":\"edge\",\"zone\":\"a\"}}}}").Status);
+        output.FlushOrThrow();
+        var line = JsonDocument.Parse(File.ReadAllLines(metrics).Single()).RootElement;
+        Assert.Equal("vm-7", line.GetProperty("id").GetString());
+        Assert.Equal("edge", line.GetProperty("properties").GetProperty("team").GetString());
+        Assert.Equal("a", line.GetProperty("properties").GetProperty("zone").GetString());
+    }
+
     private sealed class Refusing : IApiHandler
     {
         public ApiResponse Handle(VmmAction action) => ApiResponse.Fault("refused");

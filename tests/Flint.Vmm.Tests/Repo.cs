@@ -73,11 +73,30 @@ internal static class Repo
     /// Starts flint serving its API on <paramref name="sock"/> (stdout/stderr redirected) and returns once the socket
     /// file exists (flint renames it into place only after it listens) or the process has exited.
     /// </summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Process, System.Text.StringBuilder> s_output = new();
+
+    /// <summary>What a process from <see cref="StartWithApi"/> wrote to stdout and stderr so far (all of it once it
+    /// has exited: this waits for the pipes to drain then).</summary>
+    public static string Output(Process p)
+    {
+        if (p.HasExited) p.WaitForExit();
+        if (!s_output.TryGetValue(p, out var b)) return "";
+        lock (b) return b.ToString();
+    }
+
     public static Process StartWithApi(string sock, params string[] extra)
     {
         Assert.True(File.Exists(Flint), $"{Flint} is missing: run scripts/setup.sh");
         var psi = new ProcessStartInfo(Flint, ["--api-sock", sock, .. extra]) { RedirectStandardOutput = true, RedirectStandardError = true };
         var p = Process.Start(psi)!;
+        // Drain both pipes: flint logs two lines per API request (Firecracker's format), and a full pipe would block
+        // its API thread mid-test (seen: a test waiting on an answer while fc_api sat in pipe_write).
+        var output = new System.Text.StringBuilder();
+        s_output.AddOrUpdate(p, output);
+        p.OutputDataReceived += (_, e) => { if (e.Data != null) lock (output) output.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (output) output.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
         var sw = Stopwatch.StartNew();
         while (!File.Exists(sock) && !p.HasExited && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
         return p;

@@ -29,7 +29,7 @@ public sealed class SignalTests : IDisposable
         Assert.False(p.HasExited, "SIGPIPE killed flint");
         Kill(p.Id, signo);
         Assert.True(p.WaitForExit(10_000), "flint ignored the signal");
-        string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+        string output = Repo.Output(p);
         Assert.Equal(exitCode, p.ExitCode);
         Assert.Contains($"Shutting down VM after intercepting signal {signo}, code 0.", output);
         using var doc = JsonDocument.Parse(File.ReadAllLines(metrics).Last());

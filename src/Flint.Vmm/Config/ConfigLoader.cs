@@ -215,6 +215,9 @@ public static class ConfigLoader
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
+            // A drive that is a directory gets advice after Firecracker's text; a kernel or initrd gets Firecracker's text.
+            if (HostFileProblem.Directory(path, area == ConfigArea.Block) is { } dir)
+                throw new ConfigException(area, area == ConfigArea.Block ? $"{describe(dir.OsError)} ({dir.Advice})" : describe(dir.OsError));
             // An empty path fails to open like a missing file (ArgumentException in .NET, ENOENT in Rust).
             throw new ConfigException(area, describe(path.Length == 0 ? "No such file or directory (os error 2)" : IoErrorText.Of(e, path)));
         }

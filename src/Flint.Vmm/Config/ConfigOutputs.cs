@@ -10,7 +10,7 @@ namespace Flint.Vmm.Config;
 /// </summary>
 public static class ConfigOutputs
 {
-    public static void Apply(VmConfig config, MetricsOutput metrics)
+    public static void Apply(VmConfig config, MetricsOutput metrics, string instanceId = "anonymous-instance")
     {
         if (config.Logger is { } l)
         {
@@ -25,7 +25,7 @@ public static class ConfigOutputs
         }
         if (config.Metrics is { } m)
         {
-            try { metrics.Configure(m.MetricsPath); }
+            try { metrics.Configure(m.MetricsPath, m.EmitId == true ? instanceId : null, m.Properties); }
             catch (ConfigException e) { throw new ConfigException($"Metrics error: {e.Message}"); }
         }
     }

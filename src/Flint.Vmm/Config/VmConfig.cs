@@ -64,6 +64,10 @@ public sealed class LoggerConfig
 public sealed class MetricsConfig
 {
     [JsonPropertyName("metrics_path"), JsonRequired] public string MetricsPath { get; set; } = "";
+    /// <summary>Firecracker: write the instance id as a top-level "id" on each line.</summary>
+    [JsonPropertyName("emit_id")] public bool? EmitId { get; set; }
+    /// <summary>Firecracker: operator key-value pairs written as a top-level "properties" object on each line.</summary>
+    [JsonPropertyName("properties")] public Dictionary<string, string>? Properties { get; set; }
 }
 
 [JsonSourceGenerationOptions(

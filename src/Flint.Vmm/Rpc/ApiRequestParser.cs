@@ -44,7 +44,7 @@ public static class ApiRequestParser
         new(ApiMethod.Put, "metrics", BodyRule.Required, null, "metrics", static (b, _) =>
         {
             var jb = JsonBody.Parse(b!, Schemas.Metrics);
-            return new PutMetrics(new MetricsConfig { MetricsPath = JsonBody.Str(jb.Root, "metrics_path")! });
+            return new PutMetrics(new MetricsConfig { MetricsPath = JsonBody.Str(jb.Root, "metrics_path")!, EmitId = JsonBody.Bool(jb.Root, "emit_id"), Properties = JsonBody.StrMap(jb.Root, "properties") });
         }),
         new(ApiMethod.Put, "mmds", BodyRule.Required, null, "mmds", static (b, t) => ParsePutMmds(t, b!)),
         new(ApiMethod.Put, "network-interfaces", BodyRule.Required, null, "network", static (b, t) => ParsePutNet(t.NextString(), b!)),

@@ -29,7 +29,7 @@ internal sealed class JNode
     }
 }
 
-internal enum FieldKind { String, Bool, U8, U16, U32, U64, I32, Usize, Enum, Struct, StructArray, StringArray, Any }
+internal enum FieldKind { String, Bool, U8, U16, U32, U64, I32, Usize, Enum, Struct, StructArray, StringArray, StringMap, Any }
 
 internal sealed record Field(string Name, FieldKind Kind, bool Required = false, StructSchema? Nested = null, string[]? Variants = null);
 
@@ -179,6 +179,11 @@ internal sealed class JsonBody
                 if (v.Kind != JKind.Array) throw Error($"invalid type: {Unexpected(v)}, expected a sequence", v.End);
                 foreach (var item in v.Items!) CheckStruct(item, f.Nested!);
                 return;
+            case FieldKind.StringMap: // serde's BTreeMap<String, String>
+                if (v.Kind != JKind.Object) throw Error($"invalid type: {Unexpected(v)}, expected a map", v.End);
+                foreach (var (_, _, item) in v.Props!)
+                    if (item.Kind != JKind.String) throw Error($"invalid type: {Unexpected(item)}, expected a string", item.End);
+                return;
             case FieldKind.StringArray:
                 if (v.Kind != JKind.Array) throw Error($"invalid type: {Unexpected(v)}, expected a sequence", v.End);
                 foreach (var item in v.Items!)
@@ -229,6 +234,15 @@ internal sealed class JsonBody
     public static bool? Bool(JNode o, string k) => o[k] is { } n ? n.Kind == JKind.True : null;
     public static ulong? UInt(JNode o, string k) => o[k] is { } n ? ulong.Parse(n.Text!, CultureInfo.InvariantCulture) : null;
     public static long? Int(JNode o, string k) => o[k] is { } n ? long.Parse(n.Text!, CultureInfo.InvariantCulture) : null;
+
+    /// <summary>A string map (checked as <see cref="FieldKind.StringMap"/>), or null when absent or null.</summary>
+    public static Dictionary<string, string>? StrMap(JNode o, string k)
+    {
+        if (o[k] is not { Kind: JKind.Object } n) return null;
+        var d = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (key, _, v) in n.Props!) d[key] = v.Text!;
+        return d;
+    }
 }
 
 /// <summary>Firecracker's request body shapes (swagger definitions), field order as there.</summary>
@@ -262,7 +276,7 @@ internal static class Schemas
         E("cpu_template", false, CpuTemplates), B("track_dirty_pages"), E("huge_pages", false, HugePages));
 
     public static readonly StructSchema Logger = new("LoggerConfig", S("log_path"), S("level"), B("show_level"), B("show_log_origin"), S("module"));
-    public static readonly StructSchema Metrics = new("MetricsConfig", S("metrics_path", true));
+    public static readonly StructSchema Metrics = new("MetricsConfig", S("metrics_path", true), B("emit_id"), new Field("properties", FieldKind.StringMap));
     public static readonly StructSchema Vm = new("Vm", E("state", true, "Paused", "Resumed"));
 
     public static readonly StructSchema NetworkInterface = new("NetworkInterfaceConfig",

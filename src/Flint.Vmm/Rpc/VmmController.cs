@@ -491,6 +491,10 @@ public sealed partial class VmmController : IApiHandler
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
+            // A drive that is a directory gets advice after Firecracker's text; a kernel or initrd gets Firecracker's text.
+            bool drive = describe("").Contains("block device", StringComparison.Ordinal);
+            if (HostFileProblem.Directory(path, drive) is { } dir)
+                throw new ApiFault(drive ? $"{describe(dir.OsError)} ({dir.Advice})" : describe(dir.OsError));
             throw new ApiFault(describe(path.Length == 0 ? "No such file or directory (os error 2)" : Flint.Vmm.IoErrorText.Of(e, path)));
         }
     }
