@@ -8,25 +8,11 @@ namespace Flint;
 /// </summary>
 public static class RustDebug
 {
+    /// <summary>The one implementation lives beside the API log lines, which quote request bodies the same way.</summary>
     public static string Quote(string s)
     {
-        var sb = new StringBuilder(s.Length + 2).Append('"');
-        foreach (char c in s)
-        {
-            switch (c)
-            {
-                case '"': sb.Append("\\\""); break;
-                case '\\': sb.Append("\\\\"); break;
-                case '\n': sb.Append("\\n"); break;
-                case '\r': sb.Append("\\r"); break;
-                case '\t': sb.Append("\\t"); break;
-                case '\0': sb.Append("\\0"); break;
-                default:
-                    if (char.IsControl(c)) sb.Append("\\u{").Append(((int)c).ToString("x")).Append('}');
-                    else sb.Append(c);
-                    break;
-            }
-        }
-        return sb.Append('"').ToString();
+        var sb = new StringBuilder(s.Length + 2);
+        Flint.Vmm.Logging.ApiLogLines.AppendDebugQuoted(sb, s);
+        return sb.ToString();
     }
 }
