@@ -65,5 +65,16 @@ expect "$W/ro.log" "FLINT-TESTGUEST start" "PASS serial" "PASS blk-init" "PASS b
 "$MKDISK" "$W/expect-ro.img" $SECTORS
 cmp -s "$W/disk.img" "$W/expect-ro.img" || { echo "run-qemu: ro disk was modified"; FAILS=$((FAILS+1)); }
 
+# blkbench (throughput mode): each mode completes its requests; a malformed option fails cleanly
+"$MKDISK" "$W/disk.img" $SECTORS
+for spec in seq-read,64,4096,4 rand-read,64 seq-write,32,8192,8 rand-write,32,512; do
+  run_guest "bench-${spec%%,*}" "" "tg.boottimer=0 tg.tests=blkbench tg.blk.bench=$spec" || { echo "run-qemu: qemu blkbench $spec failed or timed out"; FAILS=$((FAILS+1)); }
+  log="$W/bench-${spec%%,*}.log"
+  expect "$log" "blkbench start" "PASS blkbench" "FLINT-TESTGUEST done pass=1 fail=0"
+  grep -qE "^blkbench done ops=$(echo "$spec" | cut -d, -f2) bytes=[0-9]+ cycles=[0-9]+ tsc_khz=[0-9]+ us=[0-9]+$" "$log" || { echo "run-qemu: no blkbench done line for $spec"; FAILS=$((FAILS+1)); }
+done
+run_guest bench-bad "" "tg.boottimer=0 tg.tests=blkbench tg.blk.bench=seq-read,64,1000" || true
+grep -qxF "FLINT-TESTGUEST done pass=0 fail=1" "$W/bench-bad.log" && grep -q "^FAIL blkbench: tg.blk.bench: bs a multiple of 512" "$W/bench-bad.log" || { echo "run-qemu: a bad tg.blk.bench was not refused"; FAILS=$((FAILS+1)); }
+
 if [ $FAILS -eq 0 ]; then echo "run-qemu: OK"; exit 0; fi
 echo "run-qemu: $FAILS problem(s)"; exit 1

@@ -11,7 +11,8 @@
  * Kernel command line (from hvm_start_info.cmdline_paddr):
  *   virtio_mmio.device=<size>@<base>:<irq>[:<id>]   size 4K/512/0x200/... (any)
  *   tg.tests=<comma list>     default "serial,blk" (known: serial, blk, pio, rng, net,
- *                             balloon, vsock; see rng.c, net.c, balloon.c, vsock.c)
+ *                             balloon, vsock, blkbench; see rng.c, net.c, balloon.c, vsock.c,
+ *                             blkbench.c for tg.blk.bench=)
  *   tg.timeout=<ms>           bound of each wait in the new tests (default 5000)
  *   tg.tsc_khz=<kHz>          TSC frequency for those bounds (default: CPUID, else 2 GHz)
  *   tg.pio=<N>                N outb's to port 0x3ff (implies the pio test)
@@ -787,7 +788,7 @@ void tg_main(u32 start_info)
 	parse_cmdline(start_info);
 
 	/* run tests in a fixed order; report unknown names */
-	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock", "seq"};
+	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock", "seq", "blkbench"};
 	const char *s = opt_tests;
 	while (*s) {
 		char name[32];
@@ -817,6 +818,8 @@ void tg_main(u32 start_info)
 		test_serial();
 	if (test_enabled("blk"))
 		test_blk();
+	if (test_enabled("blkbench"))
+		test_blkbench();
 	if (opt_pio_set || test_enabled("pio"))
 		test_pio(opt_pio_set ? opt_pio : 1000);
 	if (test_enabled("seq"))

@@ -84,5 +84,6 @@ void test_rng(void);
 void test_net(void);
 void test_balloon(void);
 void test_vsock(void);
+void test_blkbench(void);	/* blkbench.c: tg.blk.bench= throughput mode */
 
 #endif
