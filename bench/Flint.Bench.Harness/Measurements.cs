@@ -7,14 +7,15 @@ namespace Flint.Bench.Harness;
 /// The whole-process measurements. Every measurement alternates Flint and QEMU runs (A B A B ...), so drift in
 /// the host's load hits both the same way.
 /// </summary>
-internal sealed class Measurements
+internal sealed partial class Measurements
 {
     private readonly Settings _s;
     private readonly HarnessResults _r;
     private readonly string _dir;
     private int _seq;
 
-    public sealed record Settings(bool Smoke, string Root, string Flint, string Qemu, string TestGuest, string Kernel, string Rootfs)
+    public sealed record Settings(bool Smoke, string Root, string Flint, string Qemu, string TestGuest, string Kernel, string Rootfs,
+        int? CreationBatchOverride = null)
     {
         public int StartupRuns => Smoke ? 3 : 20;
         public int MemoryRuns => Smoke ? 2 : 3;
@@ -25,9 +26,16 @@ internal sealed class Measurements
         public int BootRuns => Smoke ? 2 : 10;
         public int KernelBootRuns => Smoke ? 2 : 5;
         public int CreationRounds => Smoke ? 2 : 3;
+        public int BlockRuns => Smoke ? 1 : 3;
+        public double BlockRunSeconds => Smoke ? 0.2 : 1.0;
+        public int ApiRateRounds => Smoke ? 1 : 3;
+        public TimeSpan ApiRateWindow => TimeSpan.FromSeconds(Smoke ? 0.3 : 2.0);
+        // Below Flint's API connection limit (ApiServer.MaxConnections = 10).
+        public int ApiRateConnections => 8;
         // At least 16 VMs at once (and two per core on bigger hosts), so the batch saturates the host: with a handful the
         // rate measures one VM's latency, not the host's creation throughput.
-        public int CreationBatch => Smoke ? 2 : Math.Max(16, 2 * Environment.ProcessorCount);
+        // --creation-batch N sets it (bench/run passes it through).
+        public int CreationBatch => CreationBatchOverride ?? (Smoke ? 2 : Math.Max(16, 2 * Environment.ProcessorCount));
     }
 
     public Measurements(Settings s, HarnessResults r)

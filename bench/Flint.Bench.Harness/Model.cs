@@ -20,6 +20,8 @@ public sealed class Series
 public sealed class HarnessResults
 {
     public bool Smoke { get; set; }
+    /// <summary>The --only list the run was limited to, or null for every step.</summary>
+    public string? Steps { get; set; }
     public string StartedUtc { get; set; } = "";
     public double TotalSeconds { get; set; }
     public Dictionary<string, string> Host { get; set; } = new();

@@ -5,8 +5,10 @@ namespace Flint.Bench.Harness;
 
 /// <summary>
 /// Usage (from the repository root; bench/run drives it):
-///   Flint.Bench.Harness measure [--smoke] --out artifacts/bench/harness.json
-///   Flint.Bench.Harness report --harness artifacts/bench/harness.json --micro artifacts/bench/micro.json --out docs/benchmarks
+///   Flint.Bench.Harness measure [--smoke] [--only startup,memory,...] --out artifacts/bench/harness.json
+///     --only: a comma list of the steps to run (startup, memory, latency, apirate, boot, bootmemory, block, creation);
+///     default all. --creation-batch N: VMs launched at once in the creation-rate step (default max(16, 2 x cores)). A nested-KVM run (tests/nested-kvm) picks the guest-running ones, the rest need no KVM.
+///   Flint.Bench.Harness report --harness artifacts/bench/harness.json --micro artifacts/bench/micro.json --out docs/benchmarks [--prefix nested-]
 /// </summary>
 public static class Program
 {
@@ -19,38 +21,45 @@ public static class Program
         bool smoke = args.Contains("--smoke");
         switch (args[0])
         {
-            case "measure": return Measure(smoke, Arg("--out") ?? "artifacts/bench/harness.json");
+            case "measure": return Measure(smoke, Arg("--out") ?? "artifacts/bench/harness.json", Arg("--only"),
+                int.TryParse(Arg("--creation-batch"), out int b) && b > 0 ? b : null);
             case "report":
                 Report.Write(Arg("--harness") ?? "artifacts/bench/harness.json", Arg("--micro") ?? "artifacts/bench/micro.json",
-                    Arg("--out") ?? "docs/benchmarks");
+                    Arg("--out") ?? "docs/benchmarks", Arg("--prefix") ?? "");
                 return 0;
             default: Console.Error.WriteLine($"unknown command {args[0]}"); return 2;
         }
     }
 
-    private static int Measure(bool smoke, string outPath)
+    private static readonly string[] Steps = ["startup", "memory", "latency", "apirate", "boot", "bootmemory", "block", "creation"];
+
+    private static int Measure(bool smoke, string outPath, string? only, int? creationBatch)
     {
+        var steps = only?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? Steps;
+        if (steps.FirstOrDefault(x => !Steps.Contains(x)) is { } bad) { Console.Error.WriteLine($"unknown step {bad} (known: {string.Join(", ", Steps)})"); return 2; }
         string root = Directory.GetCurrentDirectory();
         string qemu = FindInPath("qemu-system-x86_64") ?? throw new FileNotFoundException("qemu-system-x86_64 not in PATH");
         var s = new Measurements.Settings(smoke, root,
             Path.Combine(root, "artifacts/bin/flint"), qemu,
             Path.Combine(root, "tests/testguest/out/testguest.elf"),
-            Path.Combine(root, "artifacts/guest/vmlinux"), Path.Combine(root, "artifacts/guest/rootfs.ext4"));
+            Path.Combine(root, "artifacts/guest/vmlinux"), Path.Combine(root, "artifacts/guest/rootfs.ext4"), creationBatch);
         foreach (var f in new[] { s.Flint, s.TestGuest, s.Kernel, s.Rootfs })
             if (!File.Exists(f)) throw new FileNotFoundException($"missing {f} (bench/run builds it)");
 
-        var r = new HarnessResults { Smoke = smoke, StartedUtc = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm:ss 'UTC'") };
+        QemuAccel.Detect(qemu);
+        var r = new HarnessResults { Smoke = smoke, Steps = only, StartedUtc = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm:ss 'UTC'") };
         HostInfo.Collect(r.Host, qemu, "start");
         var sw = Stopwatch.StartNew();
         var m = new Measurements(s, r);
         try
         {
             // Each step interleaves Flint and QEMU runs (A B A B).
-            m.Startup();
-            m.Memory();
-            m.Latency();
-            m.Boot();
-            m.CreationRate();
+            var run = new Dictionary<string, Action>
+            {
+                ["startup"] = m.Startup, ["memory"] = m.Memory, ["latency"] = m.Latency, ["apirate"] = m.ApiRate, ["boot"] = m.Boot,
+                ["bootmemory"] = m.MemoryAfterBoot, ["block"] = m.Block, ["creation"] = m.CreationRate,
+            };
+            foreach (var step in Steps.Where(steps.Contains)) run[step]();
         }
         finally { m.Cleanup(); }
         r.TotalSeconds = sw.Elapsed.TotalSeconds;
@@ -80,13 +89,14 @@ internal static class HostInfo
         h["memory"] = $"{long.Parse(Read("/proc/meminfo").Split('\n')[0].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024} MiB";
         h["kernel"] = Read("/proc/sys/kernel/osrelease").Trim();
         h["/dev/kvm"] = File.Exists("/dev/kvm") ? "present" : "absent";
+        h["host kind"] = HostKind.Describe();
         var mods = new[] { "kvm", "kvm_intel", "kvm_amd", "kvm_pvm" }.Where(m => Directory.Exists($"/sys/module/{m}")).ToList();
         h["KVM modules loaded"] = mods.Count > 0 ? string.Join(", ", mods) : "none";
         h[".NET"] = System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription;
         h["QEMU"] = Run(qemu, "--version").Split('\n')[0];
         h["QEMU accelerator"] = QemuAccel.Kvm
             ? "kvm (the same KVM as Flint's guests" + (QemuAccel.Pvm ? "; kvm_pvm: the CPU flags and cmdline of Flint's KvmPvm template)" : ")")
-            : "tcg (no usable /dev/kvm)";
+            : $"tcg ({QemuAccel.TcgReason})";
         h["git commit"] = Run("git", "rev-parse --short HEAD").Trim() + (Run("git", "status --porcelain --untracked-files=no src").Trim().Length > 0 ? " (src/ has uncommitted changes)" : "");
         h["flint binary"] = "artifacts/bin/flint (NativeAOT, scripts/setup.sh)";
     }
