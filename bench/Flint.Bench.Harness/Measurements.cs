@@ -500,7 +500,7 @@ internal sealed partial class Measurements
         }
         long t0 = Stopwatch.GetTimestamp();
         var cs = configs.Select(cfg => Child.Start(_s.Flint, new[] { "--no-api", "--boot-timer", "--config-file", cfg }, false)).ToList();
-        foreach (var c in cs) if (!c.WaitForExit(TimeSpan.FromSeconds(60))) throw new TimeoutException("flint VM did not finish");
+        foreach (var c in cs) if (!c.WaitForExit(TimeSpan.FromSeconds(300))) throw new TimeoutException("flint VM did not finish");
         double s = Ms(t0, cs.Max(c => c.ExitTimestamp)) / 1000;
         foreach (var c in cs) c.Dispose();
         foreach (var p in disks.Concat(configs)) File.Delete(p);
@@ -520,7 +520,7 @@ internal sealed partial class Measurements
             "-drive", $"file={d},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d,serial=flint-tg",
             "-serial", "stdio",
         ], false)).ToList();
-        foreach (var c in cs) if (!c.WaitForExit(TimeSpan.FromSeconds(60))) throw new TimeoutException("qemu VM did not finish");
+        foreach (var c in cs) if (!c.WaitForExit(TimeSpan.FromSeconds(300))) throw new TimeoutException("qemu VM did not finish");
         double s = Ms(t0, cs.Max(c => c.ExitTimestamp)) / 1000;
         foreach (var c in cs) c.Dispose();
         foreach (var p in disks) File.Delete(p);

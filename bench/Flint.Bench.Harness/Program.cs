@@ -31,7 +31,7 @@ public static class Program
         }
     }
 
-    private static readonly string[] Steps = ["startup", "memory", "latency", "apirate", "boot", "bootmemory", "block", "creation"];
+    private static readonly string[] Steps = ["startup", "memory", "latency", "apirate", "bootmemory", "block", "boot", "creation"];
 
     private static int Measure(bool smoke, string outPath, string? only, int? creationBatch)
     {
@@ -59,15 +59,26 @@ public static class Program
                 ["startup"] = m.Startup, ["memory"] = m.Memory, ["latency"] = m.Latency, ["apirate"] = m.ApiRate, ["boot"] = m.Boot,
                 ["bootmemory"] = m.MemoryAfterBoot, ["block"] = m.Block, ["creation"] = m.CreationRate,
             };
-            foreach (var step in Steps.Where(steps.Contains)) run[step]();
+            foreach (var step in Steps.Where(steps.Contains))
+            {
+                run[step]();
+                // Saved after every step: a run cut short (a nested L1's time limit) keeps what it measured.
+                Save(r, outPath, sw.Elapsed.TotalSeconds);
+            }
         }
         finally { m.Cleanup(); }
-        r.TotalSeconds = sw.Elapsed.TotalSeconds;
         HostInfo.Collect(r.Host, qemu, "end");
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
-        File.WriteAllText(outPath, JsonSerializer.Serialize(r, Json));
+        Save(r, outPath, sw.Elapsed.TotalSeconds);
         Console.WriteLine($"harness: {r.Series.Count} series in {r.TotalSeconds:F1} s -> {outPath}");
         return 0;
+    }
+
+    private static void Save(HarnessResults r, string outPath, double seconds)
+    {
+        r.TotalSeconds = seconds;
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
+        File.WriteAllText(outPath + ".tmp", JsonSerializer.Serialize(r, Json));
+        File.Move(outPath + ".tmp", outPath, true);
     }
 
     internal static string? FindInPath(string exe) =>
