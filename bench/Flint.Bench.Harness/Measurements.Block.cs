@@ -134,12 +134,12 @@ internal sealed partial class Measurements
     /// </summary>
     private static (double Seconds, string Done) TimeBlockRun(Child c, string who)
     {
-        var limit = TimeSpan.FromSeconds(300);
+        var limit = Wait(300);
         var start = c.WaitForLine("blkbench start", limit, out _)
                     ?? throw new InvalidOperationException($"{who}: the guest never started the block run{FirstFailure(c)}");
         var done = c.WaitForLine("blkbench done", limit, out var line)
                    ?? throw new InvalidOperationException($"{who}: the block run did not finish{FirstFailure(c)}");
-        if (c.WaitForLine("PASS blkbench", TimeSpan.FromSeconds(10), out _) == null)
+        if (c.WaitForLine("PASS blkbench", Wait(10), out _) == null)
             throw new InvalidOperationException($"{who}: no PASS blkbench{FirstFailure(c)}");
         return (Ms(start, done) / 1000, line!);
     }

@@ -65,7 +65,7 @@ internal sealed partial class Measurements
             Put(conn, "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": {J(rootfs)}, \"is_root_device\": true, \"is_read_only\": false}}");
             Put(conn, "/machine-config", $"{{\"vcpu_count\": 1, \"mem_size_mib\": {BootMemMiB}}}");
             Put(conn, "/actions", "{\"action_type\": \"InstanceStart\"}");
-            _ = c.WaitForLine("Run /sbin/init", TimeSpan.FromSeconds(300), out _) ?? throw new TimeoutException("flint: kernel never ran /sbin/init");
+            _ = c.WaitForLine("Run /sbin/init", Wait(300), out _) ?? throw new TimeoutException("flint: kernel never ran /sbin/init");
             AddSample(overhead, guest, SampleOverhead(c));
         }
         c.Kill();
@@ -79,7 +79,7 @@ internal sealed partial class Measurements
             "-drive", $"file={rootfs},if=none,id=d,format=raw", "-device", "virtio-blk-device,drive=d"]);
         using (c)
         {
-            _ = c.WaitForLine("Run /sbin/init", TimeSpan.FromSeconds(300), out _) ?? throw new TimeoutException("qemu: kernel never ran /sbin/init");
+            _ = c.WaitForLine("Run /sbin/init", Wait(300), out _) ?? throw new TimeoutException("qemu: kernel never ran /sbin/init");
             AddSample(overhead, guest, SampleOverhead(c));
         }
         File.Delete(rootfs);

@@ -61,7 +61,14 @@ public static class Program
             };
             foreach (var step in Steps.Where(steps.Contains))
             {
-                run[step]();
+                // One step that fails (a VMM that cannot start here, a bound that was too short) is noted in the report
+                // and the others still run.
+                try { run[step](); }
+                catch (Exception e) when (e is TimeoutException or InvalidOperationException or IOException)
+                {
+                    r.Notes.Add($"step {step} stopped early: {e.Message}");
+                    Console.WriteLine($"harness: step {step} stopped early: {e}");
+                }
                 // Saved after every step: a run cut short (a nested L1's time limit) keeps what it measured.
                 Save(r, outPath, sw.Elapsed.TotalSeconds);
             }

@@ -63,7 +63,8 @@ internal static class QemuAccel
             p.StandardInput.Close();
             var stderr = p.StandardError.ReadToEndAsync();
             var stdout = p.StandardOutput.ReadToEndAsync();
-            if (!p.WaitForExit(15_000)) { p.Kill(); return "no answer within 15 s"; }
+            int limitS = 15 * Measurements.Patience;
+            if (!p.WaitForExit(limitS * 1000)) { p.Kill(); return $"no answer within {limitS} s"; }
             if (p.ExitCode == 0 && stdout.Result.Contains("\"return\"", StringComparison.Ordinal)) return null;
             string e = stderr.Result.Trim();
             return e.Length > 0 ? e.Split('\n')[0] : $"exit status {p.ExitCode}";
