@@ -297,7 +297,7 @@ internal static class Report
             G("GET / | query-status, p99", "latency", "`GET /`", p99: true),
             G("PUT /machine-config, median", "latency", "`PUT /machine-config`"),
             G("PUT /machine-config, p99", "latency", "`PUT /machine-config`", p99: true),
-        }));
+        }, log: true));
         Write("boot.svg", Svg.Bars("Boot time from InstanceStart / QMP cont (median, whiskers min-max" + (h.Host.GetValueOrDefault("QEMU accelerator", "tcg").StartsWith("kvm", StringComparison.Ordinal) ? ")" : "; QEMU under TCG: reference only)"), "ms", new()
         {
             G("test guest: first serial line", "boot", "test guest: InstanceStart / `cont` -> first"),
@@ -330,7 +330,9 @@ internal static class Svg
     private static string X(string s) => System.Security.SecurityElement.Escape(s)!;
     private static string N(double v) => v.ToString("0.##", CultureInfo.InvariantCulture);
 
-    public static string Bars(string title, string unit, List<Group> groups)
+    /// <param name="log">A log10 axis, one grid line a decade: for figures that span orders of magnitude (latency medians
+    /// next to their p99s on a busy host), where a linear axis squashes the small bars to slivers.</param>
+    public static string Bars(string title, string unit, List<Group> groups, bool log = false)
     {
         const int barH = 18, gap = 4, groupGap = 16, top = 50, plotW = 500, textW = 300;
         // The label column fits the longest group label (about 7 px per character at 12 px bold): fixed at 230 px it
@@ -342,6 +344,13 @@ internal static class Svg
         double max = groups.SelectMany(g => g.Bars).Where(b => b.Missing == null).Select(b => b.Value).DefaultIfEmpty(1).Max() * 1.3;
         if (max <= 0) max = 1;
         max = Nice(max);
+        var values = groups.SelectMany(g => g.Bars).Where(b => b.Missing == null).SelectMany(b => new[] { b.Value, b.Min }).Where(v => v > 0 && !double.IsNaN(v)).ToList();
+        double lo = Math.Floor(Math.Log10(values.DefaultIfEmpty(1).Min())), hi = Math.Max(lo + 1, Math.Ceiling(Math.Log10(max)));
+        if (log) max = Math.Pow(10, hi);
+        // x offset of a value inside the plot (0..plotW).
+        double Px(double v) => log
+            ? Math.Clamp(plotW * (Math.Log10(Math.Max(v, Math.Pow(10, lo))) - lo) / (hi - lo), 0, plotW)
+            : plotW * v / max;
         int height = top + groups.Sum(g => g.Bars.Count * (barH + gap) + groupGap) + 40;
         var sb = new StringBuilder();
         sb.AppendLine($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">");
@@ -349,14 +358,15 @@ internal static class Svg
         sb.AppendLine($"<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{X(title)}</text>");
         // Axis and grid
         int plotBottom = height - 30;
-        for (int i = 0; i <= 4; i++)
+        int ticks = log ? (int)(hi - lo) : 4;
+        for (int i = 0; i <= ticks; i++)
         {
-            double v = max * i / 4;
-            double x = left + plotW * i / 4.0;
+            double v = log ? Math.Pow(10, lo + i) : max * i / 4;
+            double x = left + plotW * i / (double)ticks;
             sb.AppendLine($"<line x1=\"{N(x)}\" y1=\"{top - 8}\" x2=\"{N(x)}\" y2=\"{plotBottom}\" stroke=\"#ddd\"/>");
             sb.AppendLine($"<text x=\"{N(x)}\" y=\"{plotBottom + 14}\" text-anchor=\"middle\" fill=\"#555\">{N(v)}</text>");
         }
-        sb.AppendLine($"<text x=\"{left + plotW / 2}\" y=\"{plotBottom + 28}\" text-anchor=\"middle\" fill=\"#555\">{X(unit)}</text>");
+        sb.AppendLine($"<text x=\"{left + plotW / 2}\" y=\"{plotBottom + 28}\" text-anchor=\"middle\" fill=\"#555\">{X(unit + (log ? " (log scale)" : ""))}</text>");
         int y = top;
         foreach (var g in groups)
         {
@@ -370,17 +380,17 @@ internal static class Svg
                 }
                 else
                 {
-                    double w = Math.Max(1, plotW * b.Value / max);
+                    double w = Math.Max(1, Px(b.Value));
                     sb.AppendLine($"<rect x=\"{left}\" y=\"{y}\" width=\"{N(w)}\" height=\"{barH}\" fill=\"{Color(b.Subject)}\"><title>{X(b.Subject)}: {N(b.Value)} {X(unit)}</title></rect>");
                     bool cut = !double.IsNaN(b.Max) && b.Max > max;
                     if (!double.IsNaN(b.Min) && !double.IsNaN(b.Max) && b.Max > b.Min)
                     {
-                        double x1 = left + plotW * b.Min / max, x2 = left + plotW * Math.Min(b.Max, max) / max, cy = y + barH / 2.0;
+                        double x1 = left + Px(b.Min), x2 = left + Px(Math.Min(b.Max, max)), cy = y + barH / 2.0;
                         sb.AppendLine($"<line x1=\"{N(x1)}\" y1=\"{N(cy)}\" x2=\"{N(x2)}\" y2=\"{N(cy)}\" stroke=\"black\"/>");
                         sb.AppendLine($"<line x1=\"{N(x1)}\" y1=\"{N(cy - 5)}\" x2=\"{N(x1)}\" y2=\"{N(cy + 5)}\" stroke=\"black\"/>");
                         sb.AppendLine($"<line x1=\"{N(x2)}\" y1=\"{N(cy - 5)}\" x2=\"{N(x2)}\" y2=\"{N(cy + 5)}\" stroke=\"black\"/>");
                     }
-                    double tx = left + Math.Max(w, double.IsNaN(b.Max) ? 0 : plotW * Math.Min(b.Max, max) / max) + 6;
+                    double tx = left + Math.Max(w, double.IsNaN(b.Max) ? 0 : Px(Math.Min(b.Max, max))) + 6;
                     string text = b.Text ?? Report.F(b.Value) + " " + unit;
                     if (cut) text += $" (max {Report.F(b.Max)}, off the axis)";
                     sb.AppendLine($"<text x=\"{N(tx)}\" y=\"{y + barH - 5}\">{X(b.Subject)}: {X(text)}</text>");
