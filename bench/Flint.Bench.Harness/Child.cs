@@ -205,38 +205,9 @@ internal sealed unsafe class Child : IDisposable
         return (rss, pss);
     }
 
-    /// <summary>
-    /// RSS in KiB from /proc/PID/smaps, split as Firecracker's memory cop (tests/host_tools/memory.py) splits it: a
-    /// mapping at least as large as the guest's memory is guest memory (x86 guests up to 3 GiB are one region), every
-    /// other mapping's Rss is the VMM's overhead.
-    /// </summary>
-    public (long OverheadKiB, long GuestKiB) MemoryExcludingGuest(long guestBytes)
-    {
-        long overhead = 0, guest = 0;
-        bool isGuest = false;
-        foreach (var l in File.ReadLines($"/proc/{Pid}/smaps"))
-        {
-            int dash = l.IndexOf('-');
-            int sp = l.IndexOf(' ');
-            if (dash > 0 && sp > dash && IsHex(l.AsSpan(0, dash)))
-            {
-                long start = long.Parse(l.AsSpan(0, dash), System.Globalization.NumberStyles.HexNumber);
-                long end = long.Parse(l.AsSpan(dash + 1, sp - dash - 1), System.Globalization.NumberStyles.HexNumber);
-                isGuest = end - start >= guestBytes;
-            }
-            else if (l.StartsWith("Rss:", StringComparison.Ordinal))
-            {
-                if (isGuest) guest += ParseKb(l); else overhead += ParseKb(l);
-            }
-        }
-        return (overhead, guest);
-    }
-
-    private static bool IsHex(ReadOnlySpan<char> s)
-    {
-        foreach (char c in s) if (!char.IsAsciiHexDigit(c)) return false;
-        return s.Length > 0;
-    }
+    /// <summary>RSS in KiB from /proc/PID/smaps, split into the VMM's overhead and guest memory (<see cref="SmapsSplit"/>).</summary>
+    public (long OverheadKiB, long GuestKiB) MemoryExcludingGuest(long guestBytes) =>
+        SmapsSplit.Split(File.ReadLines($"/proc/{Pid}/smaps"), guestBytes);
 
     private static long ParseKb(string l) => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
 
