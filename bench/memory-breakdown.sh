@@ -16,7 +16,8 @@
 #   thread stacks        8 MiB anonymous mappings (pthread stacks; only the touched pages are resident)
 #   GC heap + runtime    every other anonymous mapping (the GC's regions and bookkeeping, runtime tables)
 #   kernel               [stack] of the main thread, [vdso], [vvar]
-#   guest memory         mappings of exactly the guest memory size (only with --guest-mib; excluded from overhead)
+#   guest memory         mappings of exactly the guest memory size, or above 3 GiB of the two regions split at the
+#                        32-bit gap (only with --guest-mib; excluded from overhead, as Firecracker excludes them)
 # File-backed pages of the binary are counted as Firecracker counts them (RSS), though they are page cache that
 # another flint started from the same file would share.
 set -euo pipefail
@@ -37,7 +38,7 @@ breakdown() {
   local pid=$1 title=$2 exe
   exe=$(readlink "/proc/$pid/exe")
   echo "== $title (pid $pid, $(basename "$exe"), $(ls /proc/"$pid"/task | wc -l) threads)"
-  awk -v exe="$exe" -v guest_kib=$((GUEST_MIB * 1024)) '
+  awk -v exe="$exe" -v guest_kib=$((GUEST_MIB * 1024)) -v gap_kib=$((3072 * 1024)) '
     function flush() {
       if (range == "") return
       split(range, ab, "-") # mawk has no strtonum: addresses are compared as hex strings
@@ -45,7 +46,7 @@ breakdown() {
       else if (name == "" && ab[1] == last_bin_end) cls = "bss + hydrated"
       else if (name == "[heap]") cls = "malloc"
       else if (name ~ /^\[(stack|vdso|vvar|vvar_vclock|vsyscall)\]$/) cls = "kernel"
-      else if (name == "" && guest_kib > 0 && size == guest_kib) cls = "guest memory"
+      else if (name == "" && guest_kib > 0 && (size == guest_kib || (guest_kib > gap_kib && (size == gap_kib || size == guest_kib - gap_kib)))) cls = "guest memory"
       else if (name == "" && ab[1] ~ /[048c]000000$/ && size <= 65536) cls = "malloc"
       else if (name == "" && size == 8192) cls = "thread stacks"
       else if (name == "") cls = "GC heap + runtime"
