@@ -217,6 +217,20 @@ public static class ApiRequestParser
 
     private static ParsedRequest ParsePutMachineConfig(string body)
     {
+        // Every client sends this one: the usual body is read without a JSON tree; anything else takes the general path.
+        if (MachineConfigBody.TryRead(body, Schemas.CpuTemplates, Schemas.HugePages, out var f))
+        {
+            ParsedRequest read = new PutMachineConfig(new MachineConfig
+            {
+                VcpuCount = f.VcpuCount,
+                MemSizeMib = f.MemSizeMib,
+                Smt = f.Smt ?? false,
+                TrackDirtyPages = f.TrackDirtyPages ?? false,
+                HugePages = f.HugePages,
+                CpuTemplate = f.CpuTemplate,
+            });
+            return f.CpuTemplate != null ? read with { Deprecation = Deprecations.PutMachineConfigCpuTemplate } : read;
+        }
         var o = JsonBody.Parse(body, Schemas.MachineConfig).Root;
         ParsedRequest p = new PutMachineConfig(new MachineConfig
         {

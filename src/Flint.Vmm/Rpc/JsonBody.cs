@@ -266,8 +266,8 @@ internal static class Schemas
     public static readonly StructSchema PartialDrive = new("BlockDeviceUpdateConfig", S("drive_id", true), S("path_on_host"), St("rate_limiter", RateLimiter));
 
     // Firecracker's x86_64 StaticCpuTemplate variants, in its order (serde lists them so in "unknown variant").
-    private static readonly string[] CpuTemplates = Config.ConfigLoader.StaticCpuTemplates;
-    private static readonly string[] HugePages = ["None", "Transparent", "2M"];
+    internal static readonly string[] CpuTemplates = Config.ConfigLoader.StaticCpuTemplates;
+    internal static readonly string[] HugePages = ["None", "Transparent", "2M"];
     public static readonly StructSchema MachineConfig = new("MachineConfig",
         K("vcpu_count", FieldKind.U8, true), K("mem_size_mib", FieldKind.Usize, true), B("smt"),
         E("cpu_template", false, CpuTemplates), B("track_dirty_pages"), E("huge_pages", false, HugePages));

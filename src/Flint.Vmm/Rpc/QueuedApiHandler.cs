@@ -21,6 +21,8 @@ public sealed class QueuedApiHandler : IApiHandler, IDisposable
         public ApiResponse? Response;
         /// <summary>Set under the queue lock when the VMM thread dequeues it: from then on it runs, whatever the caller does.</summary>
         public bool Taken;
+        /// <summary>When it was taken (Environment.TickCount64): the run bound counts from here.</summary>
+        public long TakenAtMs;
     }
 
     /// <summary>How long a request may wait in the queue before the VMM thread takes it.</summary>
@@ -79,16 +81,30 @@ public sealed class QueuedApiHandler : IApiHandler, IDisposable
         _eventFd.Write(1);
         lock (p)
         {
+            // The VMM thread wakes this thread once, with the answer; not also when it takes the request (that second
+            // wake-up cost every request a context switch). So until the request is taken, the wait is cut into
+            // slices no longer than the run bound, and the run bound counts from the moment it was taken.
             var queued = Deadline.After(_queueTimeout);
-            while (p.Response == null && !Volatile.Read(ref p.Taken) && queued.MillisecondsLeft > 0)
-                Monitor.Wait(p, queued.MillisecondsLeft);
-            if (p.Response == null && !Volatile.Read(ref p.Taken) && TryWithdraw(p))
+            long runMs = (long)_runTimeout.TotalMilliseconds;
+            while (p.Response == null)
             {
-                p.Action = null;
-                return ApiResponse.Fault(NotTakenMessage, 503);
+                long waitMs;
+                if (Volatile.Read(ref p.Taken))
+                {
+                    waitMs = Volatile.Read(ref p.TakenAtMs) + runMs - Environment.TickCount64;
+                    if (waitMs <= 0) break;
+                }
+                else
+                {
+                    waitMs = Math.Min(queued.MillisecondsLeft, runMs);
+                    if (waitMs <= 0 && TryWithdraw(p))
+                    {
+                        p.Action = null;
+                        return ApiResponse.Fault(NotTakenMessage, 503);
+                    }
+                }
+                Monitor.Wait(p, (int)Math.Clamp(waitMs, 0, int.MaxValue));
             }
-            var running = Deadline.After(_runTimeout);
-            while (p.Response == null && running.MillisecondsLeft > 0) Monitor.Wait(p, running.MillisecondsLeft);
             if (p.Response is not { } r)
             {
                 Logging.Logger.Error($"API request {action.GetType().Name} did not finish within {_runTimeout.TotalSeconds:0} s");
@@ -129,10 +145,9 @@ public sealed class QueuedApiHandler : IApiHandler, IDisposable
             lock (_lock)
             {
                 if (!_queue.TryDequeue(out p)) break;
+                Volatile.Write(ref p.TakenAtMs, Environment.TickCount64);
                 p.Taken = true;
             }
-            // Wake the caller so it moves from the queue bound to the run bound.
-            lock (p) Monitor.PulseAll(p);
             ApiResponse r;
             try { r = _inner.Handle(p.Action!); }
             catch (Exception e)
