@@ -221,6 +221,21 @@ public sealed class ParityBehaviourTests : IDisposable
         Assert.Equal("Balloon update error: Failed perform action on device: Device not found", Fault(n));
     }
 
+    /// Firecracker: vmm_config/balloon.rs BalloonDeviceConfig (serde defaults, every field serialised) and
+    /// rpc_interface.rs balloon_config: GET /balloon before boot answers the whole config, not the body as sent.
+    [Fact]
+    public void Balloon_get_before_boot_answers_every_field()
+    {
+        var c = Controller();
+        Assert.Equal(204, c.Handle("PUT", "/balloon", "{ \"amount_mib\": 1,  \"deflate_on_oom\": true }").Status);
+        var r = c.Handle("GET", "/balloon", null);
+        Assert.Equal(200, r.Status);
+        Assert.Equal("{\"amount_mib\":1,\"deflate_on_oom\":true,\"stats_polling_interval_s\":0,\"free_page_hinting\":false,\"free_page_reporting\":false}", r.Body);
+        Assert.Equal(204, c.Handle("PUT", "/balloon", "{\"amount_mib\": 2, \"deflate_on_oom\": false, \"free_page_reporting\": true}").Status);
+        Assert.Equal("{\"amount_mib\":2,\"deflate_on_oom\":false,\"stats_polling_interval_s\":0,\"free_page_hinting\":false,\"free_page_reporting\":true}",
+            c.Handle("GET", "/balloon", null).Body);
+    }
+
     /// Firecracker: rpc_interface.rs, ConfigureSerial is pre-boot only (test_preboot_request_unsupported's mirror).
     [Fact]
     public void Serial_put_after_the_start_is_refused()

@@ -155,6 +155,8 @@ public static unsafe class VmBuilder
             if (ConfigLoader.Present(config.Balloon) is { } bj)
             {
                 var b = DeviceConfigs.Balloon(bj);
+                // Firecracker's Balloon::new: log_dev_preview_warning("Free Page Hinting", None).
+                if (b.FreePageHinting) Logger.Warn("[DevPreview] Free Page Hinting is in development preview.");
                 devices.Balloon = new VirtioBalloon(b.AmountMib, b.DeflateOnOom, b.StatsPollingIntervalS,
                     b.FreePageHinting, b.FreePageReporting);
                 devices.Add(devices.Balloon);

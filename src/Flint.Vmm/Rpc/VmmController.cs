@@ -193,7 +193,7 @@ public sealed partial class VmmController : IApiHandler
                 return ApiResponse.NoContent;
             case GetBalloon:
                 if (_cfg.Balloon is not { } bal || bal.ValueKind == JsonValueKind.Null) throw new ApiFault("No balloon device found.");
-                return ApiResponse.Ok(_vm != null ? _vm.GetBalloonJson() : bal.GetRawText());
+                return ApiResponse.Ok(_vm != null ? _vm.GetBalloonJson() : PreBootBalloonJson(bal));
             case PatchBalloon pb:
                 RequireBalloon();
                 Runtime(() => _vm!.PatchBalloon(pb.AmountMib), "Unable to update the balloon");
@@ -302,6 +302,15 @@ public sealed partial class VmmController : IApiHandler
         if (_cfg.Balloon is not { ValueKind: not JsonValueKind.Null }) throw new ApiFault("Failed perform action on device: Device not found");
         try { a(); }
         catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Balloon: {ErrorText(e)}"); }
+    }
+
+    /// <summary>GET /balloon before boot: Firecracker serialises its BalloonDeviceConfig, every field with its default
+    /// filled in, whatever the PUT body left out or however it was spaced.</summary>
+    private static string PreBootBalloonJson(JsonElement bal)
+    {
+        var b = DeviceConfigs.Balloon(bal);
+        return new Flint.Devices.Virtio.Balloon.BalloonConfig(b.AmountMib, b.DeflateOnOom, b.StatsPollingIntervalS,
+            b.FreePageHinting, b.FreePageReporting).ToJson();
     }
 
     private void RequireBalloon()
