@@ -55,7 +55,7 @@ public sealed unsafe partial class GuestMemory
             // The mappings keep the file's pages; the fd is not needed once they exist.
             Libc.close(fd);
         }
-        return new GuestMemory(list.ToArray());
+        return new GuestMemory(list.ToArray(), fileBacked: true);
     }
 
     /// <summary>

@@ -18,9 +18,13 @@ public sealed unsafe partial class GuestMemory : IDisposable
     public IReadOnlyList<GuestRegion> Regions => _regions;
     public ulong TotalSize { get; }
 
-    private GuestMemory(GuestRegion[] regions)
+    /// <summary>True when the regions are private mappings of a snapshot's memory file (see <see cref="Discard"/>).</summary>
+    private readonly bool _fileBacked;
+
+    private GuestMemory(GuestRegion[] regions, bool fileBacked = false)
     {
         _regions = regions;
+        _fileBacked = fileBacked;
         foreach (var r in regions) TotalSize += r.Size;
     }
 
@@ -173,11 +177,28 @@ public sealed unsafe partial class GuestMemory : IDisposable
         if (len == 0 && FindRegion(gpa) == null) throw new GuestMemoryException(gpa, len);
     }
 
-    /// <summary>Returns the pages of [gpa, gpa+len) to the host (the guest sees zeroes on next touch).</summary>
+    /// <summary>
+    /// Returns the pages of [gpa, gpa+len) to the host; the guest sees zeroes on next touch. The range must lie in one
+    /// region. Anonymous RAM: MADV_DONTNEED. RAM restored from a snapshot is a private mapping of the memory file,
+    /// where MADV_DONTNEED would drop the guest's copies but bring the file's pages back; there a fresh anonymous
+    /// mapping replaces the range (Firecracker's discard_range does the same), so both cases read zeroes.
+    /// </summary>
     public void Discard(ulong gpa, ulong len)
     {
         byte* p = GetHostPointer(gpa, len);
-        if (Libc.madvise(p, (nuint)len, Libc.MADV_DONTNEED) < 0) throw SysException.Last("madvise(MADV_DONTNEED)");
+        if (!_fileBacked)
+        {
+            if (Libc.madvise(p, (nuint)len, Libc.MADV_DONTNEED) < 0) throw SysException.Last("madvise(MADV_DONTNEED)");
+            return;
+        }
+        if (gpa % PageSize != 0 || len % PageSize != 0) throw new GuestMemoryException(gpa, len);
+        // SAFETY: [p, p+len) is page aligned and lies inside one region's mapping (GetHostPointer checked it), which
+        // this object owns until Dispose; MAP_FIXED replaces exactly those pages with new private zero pages, and the
+        // region's munmap on Dispose covers them as before.
+        void* q = Libc.mmap(p, (nuint)len, Libc.PROT_READ | Libc.PROT_WRITE,
+            Libc.MAP_FIXED | Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
+        if ((nint)q == Libc.MAP_FAILED) throw SysException.Last("mmap(MAP_FIXED) over discarded guest memory");
+        Libc.madvise(q, (nuint)len, Libc.MADV_DONTDUMP);
     }
 
     public void Dispose()

@@ -42,6 +42,25 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern int munmap(void* addr, nuint length);
     [DllImport(L, SetLastError = true)] public static extern int mprotect(void* addr, nuint length, int prot);
     [DllImport(L, SetLastError = true)] public static extern int madvise(void* addr, nuint length, int advice);
+    [DllImport(L, SetLastError = true)] public static extern int mincore(void* addr, nuint length, byte* vec);
+
+    /// <summary>
+    /// How many pages of [addr, addr+length) are resident (mincore). For tests and diagnostics that check memory was
+    /// really given back to the host; not used on any VMM thread (no seccomp filter allows it). -1 on failure.
+    /// </summary>
+    public static long ResidentPages(void* addr, ulong length)
+    {
+        ulong pages = (length + 4095) / 4096;
+        var vec = new byte[pages];
+        fixed (byte* v = vec)
+        {
+            // SAFETY: vec holds one byte per page of the range, as mincore writes; addr is the caller's mapping.
+            if (mincore(addr, (nuint)length, v) < 0) return -1;
+        }
+        long n = 0;
+        foreach (byte b in vec) n += b & 1;
+        return n;
+    }
     [DllImport(L, SetLastError = true)] public static extern int eventfd(uint initval, int flags);
     [DllImport(L, SetLastError = true)] public static extern int epoll_create1(int flags);
     [DllImport(L, SetLastError = true)] public static extern int epoll_ctl(int epfd, int op, int fd, EpollEvent* ev);

@@ -51,6 +51,9 @@ public sealed class RunningVm(Vmm vmm, Metrics.VmLatencyMetrics? latencies = nul
     public string GetBalloonStatsJson() => Balloon.GetStats().ToJson();
     public void PatchBalloon(uint amountMib) => Balloon.UpdateTarget(amountMib);
     public void PatchBalloonStatsInterval(uint intervalS) => Balloon.UpdateStatsInterval(intervalS);
+    public void StartBalloonHinting(bool acknowledgeOnStop) => Balloon.StartHinting(acknowledgeOnStop);
+    public string GetBalloonHintingStatusJson() => Balloon.GetHintingStatus().ToJson();
+    public void StopBalloonHinting() => Balloon.StopHinting();
 
     private Flint.Devices.Virtio.Balloon.VirtioBalloon Balloon =>
         Vmm.Devices.Balloon ?? throw new InvalidOperationException("No balloon device found.");

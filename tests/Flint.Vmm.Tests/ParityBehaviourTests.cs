@@ -52,6 +52,9 @@ public sealed class ParityBehaviourTests : IDisposable
         public string GetBalloonStatsJson() => Balloon.GetStats().ToJson();
         public void PatchBalloon(uint amountMib) => Balloon.UpdateTarget(amountMib);
         public void PatchBalloonStatsInterval(uint intervalS) => Balloon.UpdateStatsInterval(intervalS);
+        public void StartBalloonHinting(bool acknowledgeOnStop) => Balloon.StartHinting(acknowledgeOnStop);
+        public string GetBalloonHintingStatusJson() => Balloon.GetHintingStatus().ToJson();
+        public void StopBalloonHinting() => Balloon.StopHinting();
     }
 
     private sealed class NoInterrupt : IInterrupt { public void Trigger() { } }
@@ -69,9 +72,9 @@ public sealed class ParityBehaviourTests : IDisposable
         return c;
     }
 
-    private VirtioBalloon NewBalloon(uint amountMib, uint statsS)
+    private VirtioBalloon NewBalloon(uint amountMib, uint statsS, bool hinting = false)
     {
-        var b = new VirtioBalloon(amountMib, false, statsS);
+        var b = new VirtioBalloon(amountMib, false, statsS, freePageHinting: hinting);
         _owned.Add(b);
         return b;
     }
@@ -158,6 +161,89 @@ public sealed class ParityBehaviourTests : IDisposable
         Assert.Equal(400, r.Status);
         Assert.Contains("Statistics cannot be enabled/disabled after activation.", Fault(r));
         Assert.Equal(3u, on.StatsPollingIntervalS);
+    }
+
+    /// Firecracker: src/firecracker/src/api_server/request/balloon.rs (parse_patch_hinting, parse_get_hinting),
+    /// src/vmm/src/lib.rs start/get/stop_balloon_hinting, device.rs start_hinting / get_hinting_status /
+    /// stop_hinting; tests/integration_tests/functional/test_balloon.py, test_free_page_hinting.
+    [Fact]
+    public void Balloon_hinting_endpoints_follow_firecrackers_answers()
+    {
+        var balloon = NewBalloon(0, 0, hinting: true);
+        var cfg = WithBalloon(0, 0);
+        var c = Started(new BalloonVm(balloon), cfg);
+
+        // The driver has not activated the device yet.
+        var r = c.Handle("PATCH", "/balloon/hinting/start", null);
+        Assert.Equal(400, r.Status);
+        Assert.Equal("Balloon update error: Balloon: Device not activated yet.", Fault(r));
+        r = c.Handle("GET", "/balloon/hinting/status", null);
+        Assert.Equal(200, r.Status);
+        Assert.Equal("{\"host_cmd\":0,\"guest_cmd\":null}", r.Body);
+
+        Activate(balloon, memMib: 8);
+        // No body, an empty one or acknowledge_on_stop: each starts a new run (ids from 2 up).
+        Assert.Equal(204, c.Handle("PATCH", "/balloon/hinting/start", null).Status);
+        Assert.Equal("{\"host_cmd\":2,\"guest_cmd\":null}", c.Handle("GET", "/balloon/hinting/status", null).Body);
+        Assert.Equal(204, c.Handle("PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": false}").Status);
+        Assert.Equal("{\"host_cmd\":3,\"guest_cmd\":null}", c.Handle("GET", "/balloon/hinting/status", null).Body);
+        // The stop answers with any body (Firecracker ignores it) and sends DONE (1).
+        Assert.Equal(204, c.Handle("PATCH", "/balloon/hinting/stop", "{\"whatever\": 1}").Status);
+        Assert.Equal("{\"host_cmd\":1,\"guest_cmd\":null}", c.Handle("GET", "/balloon/hinting/status", null).Body);
+
+        // A bad start body is the client's error, worded by serde.
+        r = c.Handle("PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": 1}");
+        Assert.Equal(400, r.Status);
+        Assert.StartsWith("An error occurred when deserializing the json body of a request: ", Fault(r));
+        Assert.Contains("expected a boolean", Fault(r));
+        r = c.Handle("PATCH", "/balloon/hinting/pause", null);
+        Assert.Equal("Unrecognized PATCH request path `/hinting/pause`.", Fault(r));
+        r = c.Handle("GET", "/balloon/hinting", null);
+        Assert.Equal("Unrecognized GET request path `/hinting/`.", Fault(r));
+    }
+
+    /// Firecracker: device.rs BalloonError::HintingNotEnabled; lib.rs with_virtio_device (FindDeviceError::DeviceNotFound).
+    [Fact]
+    public void Balloon_hinting_is_refused_when_not_enabled_or_without_a_balloon()
+    {
+        var balloon = NewBalloon(0, 0);
+        Activate(balloon, memMib: 8);
+        var c = Started(new BalloonVm(balloon), WithBalloon(0, 0));
+        foreach (var (m, p) in new[] { ("PATCH", "/balloon/hinting/start"), ("GET", "/balloon/hinting/status"), ("PATCH", "/balloon/hinting/stop") })
+        {
+            var r = c.Handle(m, p, null);
+            Assert.Equal(400, r.Status);
+            Assert.Equal("Balloon update error: Balloon: Attempting to use hinting when not enabled", Fault(r));
+        }
+        var none = Started(new BalloonVm(null), new VmConfig { MachineConfig = new MachineConfig() });
+        var n = none.Handle("GET", "/balloon/hinting/status", null);
+        Assert.Equal(400, n.Status);
+        Assert.Equal("Balloon update error: Failed perform action on device: Device not found", Fault(n));
+    }
+
+    /// Firecracker: vmm_config/balloon.rs BalloonDeviceConfig (serde defaults, every field serialised) and
+    /// rpc_interface.rs balloon_config: GET /balloon before boot answers the whole config, not the body as sent.
+    [Fact]
+    public void Balloon_get_before_boot_answers_every_field()
+    {
+        var c = Controller();
+        Assert.Equal(204, c.Handle("PUT", "/balloon", "{ \"amount_mib\": 1,  \"deflate_on_oom\": true }").Status);
+        var r = c.Handle("GET", "/balloon", null);
+        Assert.Equal(200, r.Status);
+        Assert.Equal("{\"amount_mib\":1,\"deflate_on_oom\":true,\"stats_polling_interval_s\":0,\"free_page_hinting\":false,\"free_page_reporting\":false}", r.Body);
+        Assert.Equal(204, c.Handle("PUT", "/balloon", "{\"amount_mib\": 2, \"deflate_on_oom\": false, \"free_page_reporting\": true}").Status);
+        Assert.Equal("{\"amount_mib\":2,\"deflate_on_oom\":false,\"stats_polling_interval_s\":0,\"free_page_hinting\":false,\"free_page_reporting\":true}",
+            c.Handle("GET", "/balloon", null).Body);
+    }
+
+    /// Firecracker: rpc_interface.rs, ConfigureSerial is pre-boot only (test_preboot_request_unsupported's mirror).
+    [Fact]
+    public void Serial_put_after_the_start_is_refused()
+    {
+        var c = Started(new BalloonVm(null));
+        var r = c.Handle("PUT", "/serial", "{\"serial_out_path\": \"/tmp/x\"}");
+        Assert.Equal(400, r.Status);
+        Assert.Equal("The requested operation is not supported after starting the microVM.", Fault(r));
     }
 
     // ---- drives ----

@@ -116,6 +116,33 @@ public sealed class ParityMetricsTests : IDisposable
     }
 
     /// <summary>
+    /// balloon/metrics.rs (free_page_report_*, free_page_hint_*) and legacy/serial.rs (uart.rate_limiter_dropped_bytes,
+    /// Firecracker 1.15): the device counters reach the line under Firecracker's names, as changes per flush.
+    /// </summary>
+    [Fact]
+    public void Balloon_free_page_and_uart_rate_limiter_counters_use_firecrackers_names()
+    {
+        var r = new MetricsRegistry();
+        using var balloon = new Flint.Devices.Virtio.Balloon.VirtioBalloon(0, false, 0, freePageHinting: true, freePageReporting: true);
+        var m = balloon.Metrics;
+        (m.FreePageReportCount, m.FreePageReportFreed, m.FreePageReportFails) = (3, 3 << 20, 1);
+        (m.FreePageHintCount, m.FreePageHintFreed, m.FreePageHintFails) = (2, 8192, 4);
+        r.BindSum("balloon", [m.Snapshot]);
+        var uart = new Flint.Devices.Legacy.UartMetrics { RateLimiterDroppedBytes = 17 };
+        r.Bind("uart", "rate_limiter_dropped_bytes", () => uart.RateLimiterDroppedBytes);
+
+        var line = Line(r);
+        FirecrackerMetricsValidator.AssertConforms(line);
+        var b = line.GetProperty("balloon");
+        Assert.Equal([3L, 3L << 20, 1L, 2L, 8192L, 4L],
+            new[] { "free_page_report_count", "free_page_report_freed", "free_page_report_fails", "free_page_hint_count",
+                    "free_page_hint_freed", "free_page_hint_fails" }.Select(k => b.GetProperty(k).GetInt64()));
+        Assert.Equal(17, line.GetProperty("uart").GetProperty("rate_limiter_dropped_bytes").GetInt64());
+        m.FreePageReportCount += 2;
+        Assert.Equal(2, Line(r).GetProperty("balloon").GetProperty("free_page_report_count").GetInt64());
+    }
+
+    /// <summary>
     /// test_metrics.py::test_flush_metrics / test_block_metrics / test_net_metrics, before boot: a configured VM's
     /// FlushMetrics through the controller writes a conforming line with a block_{id} per drive and a net_{id} per
     /// interface (Firecracker allocates a device's metrics when PUT creates the device).

@@ -6,6 +6,10 @@
  *   PASS balloon-inflate            k PFNs sent in batches of <= 256, all used; actual=k
  *   PASS balloon-deflate            the same PFNs on the deflate queue, all used; actual=0
  *   PASS balloon-discarded          the first page (patterned before inflate) reads as 0
+ *   PASS balloon-report             (VIRTIO_BALLOON_F_REPORTING, bit 5, offered: we accept it) one
+ *                                   device-writable 2 MiB range of patterned pages sent on the
+ *                                   reporting queue (after stats, if any) comes back used and
+ *                                   reads as 0: the host dropped the reported pages
  * Pages come from RAM above the image (2 MiB aligned, at most 16 MiB, inside the
  * start_info memory map's RAM region; 4 MiB when there is no map).
  * Options: tg.balloon.wait=<ms> (wait for num_pages != 0, default 0),
@@ -15,14 +19,16 @@
 #include "virtio.h"
 
 #define F_STATS_VQ 1
+#define F_REPORTING 5
+#define REPORT_BYTES (2u << 20)
 #define BATCH 256
 #define POOL_MAX (16ull << 20)
 
 extern char __bss_end[];
 
-static struct vq_ring bl_ring[3];
+static struct vq_ring bl_ring[4];
 static struct vdev bldev;
-static struct vq blq[3];
+static struct vq blq[4];
 static u32 pfns[BATCH] __attribute__((aligned(64)));
 
 struct bl_stat {
@@ -56,6 +62,37 @@ static int send_pfns(struct vq *q, u64 base, u32 n)
 	return 0;
 }
 
+/* free page reporting: pattern a 2 MiB range, report it, expect it back used and reading 0 */
+static void report_free_pages(struct vq *q, u64 start, u64 end)
+{
+	if (end - start < REPORT_BYTES) {
+		fail("balloon-report", "pool smaller than one report");
+		return;
+	}
+	for (u64 a = start; a < start + REPORT_BYTES; a += 8)
+		*(volatile u64 *)a = pattern(a);
+	struct vbuf b = {(void *)start, REPORT_BYTES, 1};
+	int head = vq_add(q, &b, 1);
+	if (head < 0) {
+		fail("balloon-report", "reporting queue full");
+		return;
+	}
+	vq_kick(q);
+	int id = vq_wait_until(q, 0, deadline_ms(opt_num("tg.timeout=", 5000)));
+	virtio_isr_ack(&bldev);
+	if (id != head) {
+		fail("balloon-report", id == -1 ? "timeout waiting for used ring" : "bad used element");
+		return;
+	}
+	u32 nz = 0;
+	for (u64 a = start; a < start + REPORT_BYTES; a += 8)
+		nz += *(volatile u64 *)a != 0;
+	if (nz)
+		failx("balloon-report", "reported range not zero, nonzero words", nz);
+	else
+		pass("balloon-report");
+}
+
 void test_balloon(void)
 {
 	int di = virtio_find(VID_BALLOON, 0, 0);
@@ -63,10 +100,12 @@ void test_balloon(void)
 		fail("balloon", "no virtio-balloon (id 5) among cmdline devices");
 		return;
 	}
-	if (virtio_begin(&bldev, di, 1ull << F_STATS_VQ, "balloon") < 0)
+	if (virtio_begin(&bldev, di, 1ull << F_STATS_VQ | 1ull << F_REPORTING, "balloon") < 0)
 		return;
 	int has_stats = (bldev.features >> F_STATS_VQ) & 1;
-	for (int i = 0; i < 2 + has_stats; i++)
+	int has_report = (bldev.features >> F_REPORTING) & 1;
+	/* queues are numbered by negotiated feature: inflate, deflate, [stats], [reporting] */
+	for (int i = 0; i < 2 + has_stats + has_report; i++)
 		if (vq_setup(&bldev, &blq[i], (u16)i, &bl_ring[i], 16, "balloon") < 0)
 			return;
 	if (virtio_ready(&bldev, "balloon") < 0)
@@ -173,4 +212,6 @@ void test_balloon(void)
 	} else {
 		failx("balloon-discarded", "page not zero after inflate+deflate, nonzero words", nz);
 	}
+	if (has_report)
+		report_free_pages(&blq[2 + has_stats], start, end);
 }

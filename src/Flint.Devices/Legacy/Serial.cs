@@ -2,7 +2,10 @@ namespace Flint.Devices.Legacy;
 
 /// <summary>
 /// A 16550A UART at 0x3f8 (IRQ 4): what Linux's 8250 driver needs for a console. Output goes to a stream
-/// (stdout or a file); input is queued by the event loop from stdin. Registers follow the 16550 data sheet.
+/// (stdout or PUT /serial's serial_out_path, both written without blocking: a byte that cannot be written at once
+/// is dropped and counted in error_count, as Firecracker's write_all on its O_NONBLOCK file fails); input is queued
+/// by the event loop from stdin. An optional token bucket (PUT /serial's rate_limiter, one token per byte) drops what
+/// exceeds it and counts it in rate_limiter_dropped_bytes. Registers follow the 16550 data sheet.
 /// </summary>
 public sealed partial class Serial : IBusDevice
 {
@@ -24,6 +27,7 @@ public sealed partial class Serial : IBusDevice
     private readonly object _lock = new();
     private readonly Stream? _out;
     private readonly IInterrupt _irq;
+    private readonly RateLimiting.TokenBucket? _limiter;
     private readonly byte[] _rx = new byte[RxCapacity];
     private int _rxHead, _rxCount;
     private byte _ier, _iir = IIR_NONE, _lcr = 0x03, _mcr = 0x08, _scr, _dll = 0x0c, _dlh;
@@ -31,10 +35,12 @@ public sealed partial class Serial : IBusDevice
 
     public UartMetrics Metrics { get; } = new();
 
-    public Serial(Stream? output, IInterrupt irq)
+    /// <param name="rateLimiter">Output budget in bytes; null or disabled: no limit.</param>
+    public Serial(Stream? output, IInterrupt irq, RateLimiting.TokenBucket? rateLimiter = null)
     {
         _out = output;
         _irq = irq;
+        _limiter = rateLimiter is { IsDisabled: false } ? rateLimiter : null;
     }
 
     /// <summary>Room left in the receive FIFO; the event loop reads no more than this from stdin.</summary>
@@ -151,6 +157,20 @@ public sealed partial class Serial : IBusDevice
     private void Emit(byte b)
     {
         if (_out == null) { Metrics.MissedWriteCount++; return; }
+        // Firecracker's SerialOut: over budget, the byte is dropped but the write reports success (write_count
+        // still counts it, as vm-superio counts every byte the sink took).
+        if (_limiter != null && _limiter.Reduce(1) != RateLimiting.BucketReduction.Success)
+        {
+            Metrics.RateLimiterDroppedBytes++;
+            Metrics.WriteCount++;
+            return;
+        }
+        if (_out is INonBlockingOutput nb)
+        {
+            if (nb.TryWrite(new ReadOnlySpan<byte>(in b))) Metrics.WriteCount++;
+            else Metrics.ErrorCount++;
+            return;
+        }
         try
         {
             _out.WriteByte(b);
@@ -160,7 +180,8 @@ public sealed partial class Serial : IBusDevice
         }
         catch (IOException)
         {
-            Metrics.MissedWriteCount++;
+            // Firecracker: "Counter incremented for any handle_write() error" (a full pipe, a full disk).
+            Metrics.ErrorCount++;
         }
     }
 
@@ -177,4 +198,6 @@ public sealed partial class Serial : IBusDevice
 public sealed class UartMetrics
 {
     public long ErrorCount, FlushCount, MissedReadCount, MissedWriteCount, ReadCount, WriteCount;
+    /// <summary>Bytes the serial rate limiter dropped (Firecracker 1.15+).</summary>
+    public long RateLimiterDroppedBytes;
 }

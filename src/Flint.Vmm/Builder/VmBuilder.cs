@@ -78,9 +78,22 @@ public static unsafe class VmBuilder
             var mmio = new Bus();
 
             var serialIrq = NewIrq(vm, Serial.Com1Irq, owned);
-            var serial = new Serial(options.ConsoleOutput, serialIrq);
+            // PUT /serial: output to serial_out_path instead of stdout, and then (as Firecracker) no console input.
+            var serialOut = options.ConsoleOutput;
+            bool consoleInput = options.ConsoleInputFd >= 0;
+            if (config.SerialOutPath is { } serialPath)
+            {
+                SerialOutFile file;
+                try { file = SerialOutFile.Open(serialPath); }
+                catch (IOException e) { throw new SerialOutOpenException(e.Message); }
+                owned.Add(file);
+                serialOut = file;
+                consoleInput = false;
+            }
+            var serialLimiter = config.SerialRateLimiter is { } sl ? new TokenBucket(sl, MonotonicClock.Instance) : null;
+            var serial = new Serial(serialOut, serialIrq, serialLimiter);
             pio.Insert(serial, Serial.Com1Port, Serial.PortCount);
-            if (options.ConsoleInputFd >= 0) AttachConsoleInput(loop, serial, options.ConsoleInputFd);
+            if (consoleInput) AttachConsoleInput(loop, serial, options.ConsoleInputFd);
 
             var i8042 = new I8042(NewIrq(vm, I8042.Irq, owned),
                 () => exit.Request(ExitCodes.Ok, "Received KVM_EXIT_SHUTDOWN after the guest reset the i8042"));
@@ -142,7 +155,10 @@ public static unsafe class VmBuilder
             if (ConfigLoader.Present(config.Balloon) is { } bj)
             {
                 var b = DeviceConfigs.Balloon(bj);
-                devices.Balloon = new VirtioBalloon(b.AmountMib, b.DeflateOnOom, b.StatsPollingIntervalS);
+                // Firecracker's Balloon::new: log_dev_preview_warning("Free Page Hinting", None).
+                if (b.FreePageHinting) Logger.Warn("[DevPreview] Free Page Hinting is in development preview.");
+                devices.Balloon = new VirtioBalloon(b.AmountMib, b.DeflateOnOom, b.StatsPollingIntervalS,
+                    b.FreePageHinting, b.FreePageReporting);
                 devices.Add(devices.Balloon);
             }
 

@@ -10,7 +10,8 @@ namespace Flint.Vmm.Config;
 public sealed record NetConfig(string IfaceId, string HostDevName, byte[]? GuestMac, RateLimiterConfig Rx, RateLimiterConfig Tx);
 public sealed record MmdsSettings(MmdsVersion Version, IReadOnlyList<string> Interfaces, string Ipv4Address);
 public sealed record VsockSettings(ulong GuestCid, string UdsPath);
-public sealed record BalloonSettings(uint AmountMib, bool DeflateOnOom, uint StatsPollingIntervalS);
+public sealed record BalloonSettings(uint AmountMib, bool DeflateOnOom, uint StatsPollingIntervalS,
+    bool FreePageHinting = false, bool FreePageReporting = false);
 
 public static class DeviceConfigs
 {
@@ -58,7 +59,9 @@ public static class DeviceConfigs
             throw new ConfigException("Invalid balloon amount_mib.");
         bool oom = e.TryGetProperty("deflate_on_oom", out var d) && d.ValueKind == JsonValueKind.True;
         uint interval = e.TryGetProperty("stats_polling_interval_s", out var s) && s.TryGetUInt32(out uint iv) ? iv : 0;
-        return new BalloonSettings(amount, oom, interval);
+        bool hinting = e.TryGetProperty("free_page_hinting", out var h) && h.ValueKind == JsonValueKind.True;
+        bool reporting = e.TryGetProperty("free_page_reporting", out var r) && r.ValueKind == JsonValueKind.True;
+        return new BalloonSettings(amount, oom, interval, hinting, reporting);
     }
 
     public static RateLimiterConfig Entropy(JsonElement e) => Limiter(e, "rate_limiter", "entropy");

@@ -20,6 +20,16 @@ public sealed class VmConfig
     [JsonPropertyName("mmds-config")] public System.Text.Json.JsonElement? MmdsConfig { get; set; }
     [JsonPropertyName("entropy")] public System.Text.Json.JsonElement? Entropy { get; set; }
     [JsonPropertyName("balloon")] public System.Text.Json.JsonElement? Balloon { get; set; }
+
+    /// <summary>
+    /// PUT /serial's serial_out_path (null: stdout). Like Firecracker's VmResources.serial_out_path it is API-only:
+    /// Firecracker's VmmConfig marks serial_config serde(skip), so the config file cannot set it, GET /vm/config does
+    /// not show it, and it is not saved in snapshots.
+    /// </summary>
+    [JsonIgnore] public string? SerialOutPath { get; set; }
+
+    /// <summary>PUT /serial's rate_limiter (a single token bucket, one token per byte); null: no limit.</summary>
+    [JsonIgnore] public Flint.Devices.RateLimiting.TokenBucketConfig? SerialRateLimiter { get; set; }
 }
 
 public sealed class BootSourceConfig

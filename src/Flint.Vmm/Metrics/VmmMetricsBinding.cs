@@ -52,6 +52,7 @@ public static class VmmMetricsBinding
         r.Bind("uart", "missed_write_count", () => u.MissedWriteCount);
         r.Bind("uart", "read_count", () => u.ReadCount);
         r.Bind("uart", "write_count", () => u.WriteCount);
+        r.Bind("uart", "rate_limiter_dropped_bytes", () => u.RateLimiterDroppedBytes);
 
         var k = vmm.I8042.Metrics;
         r.Bind("i8042", "error_count", () => k.ErrorCount);

@@ -15,7 +15,8 @@ public static class ApiRequestParser
 
     private static readonly VmmAction InstanceInfo = new GetVmInstanceInfo(), Version = new GetVersion(),
         MachineCfg = new GetMachineConfig(), MmdsGet = new GetMmds(), Balloon = new GetBalloon(),
-        BalloonStats = new GetBalloonStats(), VmConfig = new GetVmConfig();
+        BalloonStats = new GetBalloonStats(), VmConfig = new GetVmConfig(), BalloonHintingStatus = new GetBalloonHintingStatus(),
+        StopHinting = new StopBalloonHinting(), StartHintingAck = new StartBalloonHinting(true);
 
     /// <summary>Firecracker's route table, in the order of the arms of its <c>ParsedRequest::try_from</c>.</summary>
     internal static ApiRoute[] BuildRoutes() =>
@@ -39,7 +40,7 @@ public static class ApiRequestParser
         new(ApiMethod.Put, "drives", BodyRule.Required, null, "drive", static (b, t) => ParsePutDrive(t.NextString(), b!)),
         new(ApiMethod.Put, "pmem", BodyRule.Required, null, "pmem", static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Persistent memory (pmem) devices")),
         new(ApiMethod.Put, "logger", BodyRule.Required, null, "logger", static (b, _) => ParseLogger(b!)),
-        new(ApiMethod.Put, "serial", BodyRule.Required, null, "serial", static (_, _) => NotSupported("Serial output configuration")),
+        new(ApiMethod.Put, "serial", BodyRule.Required, null, "serial", static (b, _) => ParsePutSerial(b!)),
         new(ApiMethod.Put, "machine-config", BodyRule.Required, null, "machine_cfg", static (b, _) => ParsePutMachineConfig(b!)),
         new(ApiMethod.Put, "metrics", BodyRule.Required, null, "metrics", static (b, _) =>
         {
@@ -335,6 +336,17 @@ public static class ApiRequestParser
             (ushort)(JsonBody.UInt(o, "stats_polling_interval_s") ?? 0), jb.Element(o));
     }
 
+    /// <summary>request/serial.rs parse_put_serial: both fields optional, unknown ones refused (deny_unknown_fields).</summary>
+    private static ParsedRequest ParsePutSerial(string body)
+    {
+        var jb = JsonBody.Parse(body, Schemas.Serial);
+        var o = jb.Root;
+        Flint.Devices.RateLimiting.TokenBucketConfig? rl = null;
+        if (o["rate_limiter"] is { Kind: JKind.Object } r)
+            rl = Flint.Devices.RateLimiting.RateLimiterJson.ParseBucket(jb.Element(r), "rate_limiter");
+        return new PutSerial(JsonBody.Str(o, "serial_out_path"), rl);
+    }
+
     /// <summary>request/balloon.rs parse_get_balloon.</summary>
     private static ParsedRequest ParseGetBalloon(string? body, PathTokens rest)
     {
@@ -343,7 +355,7 @@ public static class ApiRequestParser
         if (sub.SequenceEqual("hinting"))
         {
             if (!rest.Next(out var h)) return new ApiError("Unrecognized GET request path `/hinting/`.");
-            return h.SequenceEqual("status") ? NotSupported("Free page hinting") : new ApiError($"Unrecognized GET request path `/hinting/{h}`.");
+            return h.SequenceEqual("status") ? BalloonHintingStatus : new ApiError($"Unrecognized GET request path `/hinting/{h}`.");
         }
         return new ApiError($"Unrecognized GET request path `{sub}`.");
     }
@@ -360,9 +372,11 @@ public static class ApiRequestParser
         if (hasSub && sub.SequenceEqual("hinting"))
         {
             if (!rest.Next(out var h)) return new ApiError("Unrecognized PATCH request path `/hinting/`.");
-            return h.SequenceEqual("start") || h.SequenceEqual("stop")
-                ? NotSupported("Free page hinting")
-                : new ApiError($"Unrecognized PATCH request path `/hinting/{h}`.");
+            if (h.SequenceEqual("stop")) return StopHinting; // any body is ignored, as Firecracker ignores it
+            if (!h.SequenceEqual("start")) return new ApiError($"Unrecognized PATCH request path `/hinting/{h}`.");
+            if (body == null) return StartHintingAck;
+            var jb = JsonBody.Parse(body, Schemas.BalloonStartCmd);
+            return new StartBalloonHinting(JsonBody.Bool(jb.Root, "acknowledge_on_stop") ?? true);
         }
         if (body == null) return EmptyPatch;
         var u = JsonBody.Parse(body, Schemas.BalloonUpdate);

@@ -55,6 +55,15 @@ public interface IRunningVm
     string GetBalloonStatsJson();
     void PatchBalloon(uint amountMib);
     void PatchBalloonStatsInterval(uint intervalS);
+    // Free page hinting. Defaults for VMs without a balloon device (test doubles): the device is not there.
+    /// <summary>PATCH /balloon/hinting/start.</summary>
+    void StartBalloonHinting(bool acknowledgeOnStop) => throw new InvalidOperationException(NoBalloon);
+    /// <summary>GET /balloon/hinting/status as JSON.</summary>
+    string GetBalloonHintingStatusJson() => throw new InvalidOperationException(NoBalloon);
+    /// <summary>PATCH /balloon/hinting/stop.</summary>
+    void StopBalloonHinting() => throw new InvalidOperationException(NoBalloon);
+
+    private const string NoBalloon = "No balloon device found.";
 }
 
 internal static class JsonText

@@ -24,7 +24,8 @@ public static class FaultText
         // Pre-boot the balloon's config comes from VmResources (BalloonConfig); after boot from the Vmm (InternalVmm).
         GetBalloon => started ? "Internal VMM error: " : "Balloon config error: ",
         GetBalloonStats => "Internal VMM error: ",
-        PatchBalloon or PatchBalloonStatsInterval => "Balloon update error: ",
+        PatchBalloon or PatchBalloonStatsInterval or StartBalloonHinting or GetBalloonHintingStatus or StopBalloonHinting
+            => "Balloon update error: ",
         // Firecracker's Display really reads "MMMDS" (rpc_interface.rs MmdsConfig); clients match it as it is.
         PutMmdsConfig => "MMMDS config error: ",
         PutMmds or PatchMmds or GetMmds => "MMDS error: ",
@@ -62,6 +63,7 @@ public static class FaultText
     {
         Flint.Kvm.KvmException k when k.Operation.StartsWith("open ", StringComparison.Ordinal) =>
             $"Kvm error: Error creating KVM object: {IoErrorText.Of(k)} Make sure the user launching the firecracker process is configured on the /dev/kvm file's ACL.",
+        Builder.SerialOutOpenException so => $"Failed to create device manager: Error with EventFd: {so.Message}",
         Flint.Sys.SysException s => $"Internal error while starting microVM: {s.Operation} failed: {IoErrorText.Of(s)}",
         _ => $"Internal error while starting microVM: {Inner(e)}",
     };

@@ -291,6 +291,9 @@ internal static class Schemas
         K("amount_mib", FieldKind.U32, true), B("deflate_on_oom", true), K("stats_polling_interval_s", FieldKind.U16),
         B("free_page_hinting"), B("free_page_reporting"));
     public static readonly StructSchema BalloonUpdate = new("BalloonUpdateConfig", K("amount_mib", FieldKind.U32, true));
+    /// <summary>PATCH /balloon/hinting/start: Firecracker's StartHintingCmd has no deny_unknown_fields.</summary>
+    public static readonly StructSchema BalloonStartCmd = new("StartHintingCmd", B("acknowledge_on_stop")) { IgnoreUnknown = true };
+    public static readonly StructSchema Serial = new("SerialConfig", S("serial_out_path"), St("rate_limiter", TokenBucket));
     public static readonly StructSchema BalloonStatsUpdate = new("BalloonUpdateStatsConfig", K("stats_polling_interval_s", FieldKind.U16, true));
 
     public static readonly StructSchema MmdsConfig = new("MmdsConfig",

@@ -46,6 +46,13 @@ public sealed record PatchBalloon(uint AmountMib) : VmmAction;
 public sealed record GetBalloon : VmmAction;
 public sealed record GetBalloonStats : VmmAction;
 public sealed record PatchBalloonStatsInterval(ushort StatsPollingIntervalS) : VmmAction;
+/// <summary>PATCH /balloon/hinting/start; acknowledge_on_stop defaults to true (Firecracker's StartHintingCmd).</summary>
+public sealed record StartBalloonHinting(bool AcknowledgeOnStop) : VmmAction;
+public sealed record GetBalloonHintingStatus : VmmAction;
+public sealed record StopBalloonHinting : VmmAction;
+
+/// <summary>PUT /serial: where guest serial output goes (null: stdout) and its optional byte budget.</summary>
+public sealed record PutSerial(string? SerialOutPath, Flint.Devices.RateLimiting.TokenBucketConfig? RateLimiter) : VmmAction;
 
 /// <summary>PUT /mmds: replaces the metadata store with <see cref="Data"/> (raw JSON text).</summary>
 public sealed record PutMmds(string Data) : VmmAction;

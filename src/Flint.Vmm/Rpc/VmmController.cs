@@ -118,10 +118,11 @@ public sealed partial class VmmController : IApiHandler
 
     private static bool IsPreBootOnly(VmmAction a) => a is PutBootSource or PutDrive or PutMachineConfig or PatchMachineConfig
         or PutLogger or PutMetrics or StartMicroVm or PutCpuConfig or PutNetworkInterface or PutVsock or PutEntropy
-        or PutBalloon or PutMmdsConfig or LoadSnapshot;
+        or PutBalloon or PutMmdsConfig or LoadSnapshot or PutSerial;
 
     private static bool IsPostBootOnly(VmmAction a) => a is PatchDrive or PatchNetworkInterface or SendCtrlAltDel or Pause
-        or Resume or PatchBalloon or PatchBalloonStatsInterval or GetBalloonStats or CreateSnapshot or FlushMetrics;
+        or Resume or PatchBalloon or PatchBalloonStatsInterval or GetBalloonStats or CreateSnapshot or FlushMetrics
+        or StartBalloonHinting or GetBalloonHintingStatus or StopBalloonHinting;
 
     /// <summary>A refused request: the inner text, which <see cref="Handle(VmmAction)"/> prefixes with the action's area
     /// (<see cref="FaultText"/>) unless <paramref name="bare"/> (a message Firecracker sends without one).</summary>
@@ -192,7 +193,7 @@ public sealed partial class VmmController : IApiHandler
                 return ApiResponse.NoContent;
             case GetBalloon:
                 if (_cfg.Balloon is not { } bal || bal.ValueKind == JsonValueKind.Null) throw new ApiFault("No balloon device found.");
-                return ApiResponse.Ok(_vm != null ? _vm.GetBalloonJson() : bal.GetRawText());
+                return ApiResponse.Ok(_vm != null ? _vm.GetBalloonJson() : PreBootBalloonJson(bal));
             case PatchBalloon pb:
                 RequireBalloon();
                 Runtime(() => _vm!.PatchBalloon(pb.AmountMib), "Unable to update the balloon");
@@ -208,6 +209,25 @@ public sealed partial class VmmController : IApiHandler
                 Runtime(() => json = _vm!.GetBalloonStatsJson(), "Unable to get the balloon statistics");
                 return ApiResponse.Ok(json);
             }
+
+            case StartBalloonHinting sh:
+                BalloonDevice(() => _vm!.StartBalloonHinting(sh.AcknowledgeOnStop));
+                return ApiResponse.NoContent;
+            case GetBalloonHintingStatus:
+            {
+                string json = "";
+                BalloonDevice(() => json = _vm!.GetBalloonHintingStatusJson());
+                return ApiResponse.Ok(json);
+            }
+            case StopBalloonHinting:
+                BalloonDevice(() => _vm!.StopBalloonHinting());
+                return ApiResponse.NoContent;
+
+            case PutSerial ps:
+                // Firecracker's ConfigureSerial only records the settings; the file is opened at InstanceStart.
+                _cfg.SerialOutPath = ps.SerialOutPath;
+                _cfg.SerialRateLimiter = ps.RateLimiter;
+                return ApiResponse.NoContent;
 
             case PutMmds pm: RequireMmdsAfterStart(); Mmds(() => MmdsStore.Put(pm.Data)); return ApiResponse.NoContent;
             case PatchMmds pt: RequireMmdsAfterStart(); Mmds(() => MmdsStore.Patch(pt.Patch)); return ApiResponse.NoContent;
@@ -271,6 +291,26 @@ public sealed partial class VmmController : IApiHandler
         if (i >= 0) list[i] = d; else list.Add(d);
         if (d.IsRootDevice) { list.Remove(d); list.Insert(0, d); } // Firecracker keeps the root device first
         _cfg.Drives = list;
+    }
+
+    /// <summary>
+    /// A call on the running balloon, failing in Firecracker's words: VmmError::FindDeviceError when there is no
+    /// balloon, VmmError::Balloon ("Balloon: " and the device's BalloonError text) when the device refuses.
+    /// </summary>
+    private void BalloonDevice(Action a)
+    {
+        if (_cfg.Balloon is not { ValueKind: not JsonValueKind.Null }) throw new ApiFault("Failed perform action on device: Device not found");
+        try { a(); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Balloon: {ErrorText(e)}"); }
+    }
+
+    /// <summary>GET /balloon before boot: Firecracker serialises its BalloonDeviceConfig, every field with its default
+    /// filled in, whatever the PUT body left out or however it was spaced.</summary>
+    private static string PreBootBalloonJson(JsonElement bal)
+    {
+        var b = DeviceConfigs.Balloon(bal);
+        return new Flint.Devices.Virtio.Balloon.BalloonConfig(b.AmountMib, b.DeflateOnOom, b.StatsPollingIntervalS,
+            b.FreePageHinting, b.FreePageReporting).ToJson();
     }
 
     private void RequireBalloon()

@@ -4,7 +4,8 @@ using System.Text.Json;
 namespace Flint.Devices.Virtio.Balloon;
 
 /// <summary>GET /balloon: the device's configuration, target size in MiB.</summary>
-public sealed record BalloonConfig(uint AmountMib, bool DeflateOnOom, uint StatsPollingIntervalS)
+public sealed record BalloonConfig(uint AmountMib, bool DeflateOnOom, uint StatsPollingIntervalS,
+    bool FreePageHinting = false, bool FreePageReporting = false)
 {
     public void WriteTo(Utf8JsonWriter w)
     {
@@ -12,6 +13,8 @@ public sealed record BalloonConfig(uint AmountMib, bool DeflateOnOom, uint Stats
         w.WriteNumber("amount_mib", AmountMib);
         w.WriteBoolean("deflate_on_oom", DeflateOnOom);
         w.WriteNumber("stats_polling_interval_s", StatsPollingIntervalS);
+        w.WriteBoolean("free_page_hinting", FreePageHinting);
+        w.WriteBoolean("free_page_reporting", FreePageReporting);
         w.WriteEndObject();
     }
 
@@ -49,6 +52,23 @@ public sealed record BalloonStats(
         w.WriteNumber("actual_mib", ActualMib);
         for (int t = 0; t < StatNames.Length; t++)
             if (ByTag(t) is { } v) w.WriteNumber(StatNames[t], v);
+        w.WriteEndObject();
+    }
+
+    public string ToJson() => BalloonJson.Write(WriteTo);
+}
+
+/// <summary>
+/// GET /balloon/hinting/status: the last command the host gave (0 stop, 1 done, 2 and up a run) and the last the
+/// guest sent back, null until it sent one (Firecracker's HintingStatus, guest_cmd serialised as null).
+/// </summary>
+public sealed record BalloonHintingStatus(uint HostCmd, uint? GuestCmd)
+{
+    public void WriteTo(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteNumber("host_cmd", HostCmd);
+        if (GuestCmd is { } g) w.WriteNumber("guest_cmd", g); else w.WriteNull("guest_cmd");
         w.WriteEndObject();
     }
 

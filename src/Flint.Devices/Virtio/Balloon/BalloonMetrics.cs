@@ -9,6 +9,10 @@ public sealed class BalloonMetrics
     public long StatsUpdateFails;
     public long DeflateCount;
     public long EventFails;
+    /// <summary>Free page reporting: ranges reported, bytes given back to the host, ranges that could not be.</summary>
+    public long FreePageReportCount, FreePageReportFreed, FreePageReportFails;
+    /// <summary>Free page hinting: ranges hinted during a run, bytes given back to the host, ranges that could not be.</summary>
+    public long FreePageHintCount, FreePageHintFreed, FreePageHintFails;
     /// <summary>Inflate requests too large for one event, continued on the next (not a Firecracker metric).</summary>
     public long InflateResumes;
 
@@ -27,5 +31,11 @@ public sealed class BalloonMetrics
         ("stats_update_fails", Interlocked.Read(ref StatsUpdateFails)),
         ("deflate_count", Interlocked.Read(ref DeflateCount)),
         ("event_fails", Interlocked.Read(ref EventFails)),
+        ("free_page_report_count", Interlocked.Read(ref FreePageReportCount)),
+        ("free_page_report_freed", Interlocked.Read(ref FreePageReportFreed)),
+        ("free_page_report_fails", Interlocked.Read(ref FreePageReportFails)),
+        ("free_page_hint_count", Interlocked.Read(ref FreePageHintCount)),
+        ("free_page_hint_freed", Interlocked.Read(ref FreePageHintFreed)),
+        ("free_page_hint_fails", Interlocked.Read(ref FreePageHintFails)),
     ];
 }

@@ -7,8 +7,10 @@ using static Flint.Devices.Virtio.Balloon.BalloonConstants;
 namespace Flint.Devices.Virtio.Balloon;
 
 /// <summary>
-/// Traditional virtio memory balloon (spec 5.5). Queues: inflate, deflate, and stats when a polling interval is set.
-/// Config space: num_pages (the target, set by the host) and actual (written by the driver), both in 4 KiB pages.
+/// Traditional virtio memory balloon (spec 5.5). Queues: inflate, deflate, then stats when a polling interval is set,
+/// free page hinting and free page reporting when enabled, each numbered after those present (as the Linux driver and
+/// Firecracker number them). Config space: num_pages (the target, set by the host) and actual (written by the
+/// driver), both in 4 KiB pages, and free_page_hint_cmd_id (set by the host; see VirtioBalloon.FreePages.cs).
 /// Inflate: the driver posts arrays of u32 PFNs; each page goes back to the host with MADV_DONTNEED (sorted,
 /// de-duplicated, coalesced into ranges inside one memory region; PFNs outside guest RAM are skipped and counted).
 /// Deflate: the guest takes pages back by touching them, so there is nothing to do but acknowledge.
@@ -16,7 +18,7 @@ namespace Flint.Devices.Virtio.Balloon;
 /// buffer, handing it back at every polling tick (a periodic timerfd) so the driver refills it.
 /// The stats timer runs outside the transport lock and the API thread reads stats, so a device lock serialises them.
 /// </summary>
-public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposable
+public sealed unsafe partial class VirtioBalloon : VirtioDevice, IEventSources, IDisposable
 {
     public const ushort QueueSize = 256;
 
@@ -30,8 +32,7 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
     /// </summary>
     public const int MaxPfnsPerEvent = 16 * 1024;
 
-    private static readonly ushort[] s_queueSizes2 = [QueueSize, QueueSize];
-    private static readonly ushort[] s_queueSizes3 = [QueueSize, QueueSize, QueueSize];
+    private readonly ushort[] _queueSizes;
 
     private readonly Lock _lock = new();
     private readonly ChainBuffers _inflateBuffers = new(QueueSize);
@@ -52,12 +53,22 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
     /// <param name="amountMib">Target balloon size in MiB.</param>
     /// <param name="deflateOnOom">Offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM.</param>
     /// <param name="statsPollingIntervalS">0: no stats queue; otherwise the stats polling period in seconds.</param>
-    public VirtioBalloon(uint amountMib, bool deflateOnOom, uint statsPollingIntervalS)
+    /// <param name="freePageHinting">Offer VIRTIO_BALLOON_F_FREE_PAGE_HINT and its queue.</param>
+    /// <param name="freePageReporting">Offer VIRTIO_BALLOON_F_REPORTING and its queue.</param>
+    public VirtioBalloon(uint amountMib, bool deflateOnOom, uint statsPollingIntervalS,
+        bool freePageHinting = false, bool freePageReporting = false)
     {
         _numPages = MibToPages(amountMib);
         DeflateOnOom = deflateOnOom;
         _statsInterval = statsPollingIntervalS;
         StatsEnabled = statsPollingIntervalS > 0;
+        FreePageHinting = freePageHinting;
+        FreePageReporting = freePageReporting;
+        int next = StatsEnabled ? StatsQueue + 1 : StatsQueue;
+        FreePageHintQueue = freePageHinting ? next++ : -1;
+        FreePageReportQueue = freePageReporting ? next++ : -1;
+        _queueSizes = new ushort[next];
+        Array.Fill(_queueSizes, QueueSize);
         var resume = new EventSource(_resume.Fd, OnResume);
         if (StatsEnabled)
         {
@@ -82,9 +93,10 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
     public override uint DeviceType => VirtioDeviceType.Balloon;
 
     public override ulong AvailableFeatures =>
-        VirtioFeatures.Version1 | (StatsEnabled ? 1UL << FeatureStatsVq : 0) | (DeflateOnOom ? 1UL << FeatureDeflateOnOom : 0);
+        VirtioFeatures.Version1 | (StatsEnabled ? 1UL << FeatureStatsVq : 0) | (DeflateOnOom ? 1UL << FeatureDeflateOnOom : 0)
+        | (FreePageHinting ? 1UL << FeatureFreePageHint : 0) | (FreePageReporting ? 1UL << FeatureReporting : 0);
 
-    public override ReadOnlySpan<ushort> QueueMaxSizes => StatsEnabled ? s_queueSizes3 : s_queueSizes2;
+    public override ReadOnlySpan<ushort> QueueMaxSizes => _queueSizes;
 
     /// <summary>The stats polling timer (first; only when stats are enabled) and the inflate resume eventfd.</summary>
     public IReadOnlyList<EventSource> EventSources => _sources;
@@ -94,6 +106,7 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
         Span<byte> cfg = stackalloc byte[ConfigSize];
         Unsafe.WriteUnaligned(ref cfg[ConfigNumPages], TargetPages);
         Unsafe.WriteUnaligned(ref cfg[ConfigActual], ActualPages);
+        Unsafe.WriteUnaligned(ref cfg[ConfigFreePageHintCmdId], Volatile.Read(ref _hintHostCmd));
         ReadConfigBytes(cfg, offset, data);
     }
 
@@ -160,7 +173,8 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
     }
 
     /// <summary>GET /balloon.</summary>
-    public BalloonConfig GetConfig() => new(TargetPages / PagesPerMib, DeflateOnOom, StatsPollingIntervalS);
+    public BalloonConfig GetConfig() =>
+        new(TargetPages / PagesPerMib, DeflateOnOom, StatsPollingIntervalS, FreePageHinting, FreePageReporting);
 
     /// <summary>GET /balloon/statistics. Throws <see cref="InvalidOperationException"/> when stats are disabled.</summary>
     public BalloonStats GetStats()
@@ -197,6 +211,7 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
             _statsHead = -1;
             _inflateHead = -1;
             _statsTimer?.Arm(TimeSpan.Zero);
+            ResetHintingLocked();
         }
     }
 
@@ -216,12 +231,11 @@ public sealed unsafe class VirtioBalloon : VirtioDevice, IEventSources, IDisposa
             try
             {
                 if (index == InflateQueue) Interlocked.Increment(ref Metrics.InflateCount);
-                used = index switch
-                {
-                    InflateQueue => Inflate(q),
-                    DeflateQueue => Deflate(q),
-                    _ => Stats(q),
-                };
+                if (index == InflateQueue) used = Inflate(q);
+                else if (index == DeflateQueue) used = Deflate(q);
+                else if (index == FreePageHintQueue) used = FreePageHints(q);
+                else if (index == FreePageReportQueue) used = FreePageReports(q);
+                else used = Stats(q);
             }
             catch (Exception e)
             {

@@ -5,16 +5,16 @@ using Flint.Memory;
 
 namespace Flint.Devices.Tests.Virtio.Balloon;
 
-/// <summary>A balloon activated directly on three queue layouts in low memory; buffers come from 0x10000 up.</summary>
+/// <summary>A balloon activated directly on its queue layouts (up to five) in low memory; buffers come from 0x10000 up.</summary>
 public sealed class BalloonHarness : IDisposable
 {
     private ulong _nextData = 0x10000;
 
     public BalloonHarness(uint amountMib = 16, bool deflateOnOom = false, uint statsIntervalS = 1,
-        (ulong, ulong)[]? regions = null)
+        (ulong, ulong)[]? regions = null, bool freePageHinting = false, bool freePageReporting = false)
     {
         Memory = GuestMemory.Create(regions ?? [(0UL, 0x400000UL)]);
-        Device = new VirtioBalloon(amountMib, deflateOnOom, statsIntervalS);
+        Device = new VirtioBalloon(amountMib, deflateOnOom, statsIntervalS, freePageHinting, freePageReporting);
         Interrupt = new VirtioInterrupt(Line);
         int nq = Device.QueueMaxSizes.Length;
         Queues = new VirtQueue[nq];
@@ -37,6 +37,8 @@ public sealed class BalloonHarness : IDisposable
     public GuestDriver Inflate => Drivers[BalloonConstants.InflateQueue];
     public GuestDriver Deflate => Drivers[BalloonConstants.DeflateQueue];
     public GuestDriver Stats => Drivers[BalloonConstants.StatsQueue];
+    public GuestDriver Hinting => Drivers[Device.FreePageHintQueue];
+    public GuestDriver Reporting => Drivers[Device.FreePageReportQueue];
 
     public ulong Alloc(uint len)
     {

@@ -299,7 +299,9 @@ public sealed class VirtioBalloonTests
         h.Device.UpdateStatsInterval(5); // new interval: fresh stats asked for at once
         Assert.Equal(1, h.Stats.UsedIdx);
         Assert.Equal(new BalloonConfig(16, false, 5), h.Device.GetConfig());
-        Assert.Equal("""{"amount_mib":16,"deflate_on_oom":false,"stats_polling_interval_s":5}""", h.Device.GetConfig().ToJson());
+        // Firecracker's BalloonConfig (1.14+) always carries the two free page fields.
+        Assert.Equal("""{"amount_mib":16,"deflate_on_oom":false,"stats_polling_interval_s":5,"free_page_hinting":false,"free_page_reporting":false}""",
+            h.Device.GetConfig().ToJson());
     }
 
     [Fact]
