@@ -200,7 +200,7 @@ public sealed class AgentClient : IDisposable
     }
 
     /// <summary>A guest's bytes made safe to put in an error message: printable ASCII, at most 80 characters.</summary>
-    internal static string Printable(ReadOnlySpan<byte> s)
+    public static string Printable(ReadOnlySpan<byte> s)
     {
         var sb = new StringBuilder(Math.Min(s.Length, 80));
         foreach (byte c in s[..Math.Min(s.Length, 80)]) sb.Append(c is >= 0x20 and < 0x7f ? (char)c : '?');
