@@ -21,6 +21,7 @@ namespace Flint.PoolDaemon
               --uid-base N            first slot uid/gid (default 20000); --uid-count N (default 10000)
               --cgroup-version 1|2    default: 2 where /sys/fs/cgroup is unified, else 1
               --no-cgroup-limits      no default memory/pids limits for functions that set no "cgroups"
+              --no-seccomp            run without flint-pool's own seccomp filter (debugging only)
               --help
             """;
 
@@ -29,7 +30,7 @@ namespace Flint.PoolDaemon
             string? apiSock = null, tcp = null, jailer = null, flint = null, poolDir = "/srv/flint-pool";
             uint uidBase = 20000, uidCount = 10000;
             int? cgroupVersion = null;
-            bool limits = true;
+            bool limits = true, seccomp = true;
             for (int i = 0; i < args.Length; i++)
             {
                 string a = args[i];
@@ -50,6 +51,7 @@ namespace Flint.PoolDaemon
                             cgroupVersion = v switch { "1" => 1, "2" => 2, _ => throw new UsageException("--cgroup-version is 1 or 2") };
                             break;
                         case "--no-cgroup-limits": limits = false; break;
+                        case "--no-seccomp": seccomp = false; break;
                         case "--help": Console.WriteLine(Usage); return 0;
                         default: throw new UsageException($"unknown argument '{a}'");
                     }
@@ -70,6 +72,15 @@ namespace Flint.PoolDaemon
             foreach (var f in new[] { options.JailerPath, options.FlintPath })
                 if (!File.Exists(f)) { Console.Error.WriteLine($"flint-pool: {f} does not exist (give --jailer/--flint)"); return 1; }
 
+            if (seccomp)
+            {
+                try { DaemonSeccomp.Install(); }
+                catch (Exception e) when (e is InvalidOperationException or Flint.Sys.SysException)
+                {
+                    Console.Error.WriteLine($"flint-pool: cannot install its seccomp filter: {e.Message}");
+                    return 1;
+                }
+            }
             Directory.CreateDirectory(options.PoolDir);
             await using var registry = new PoolRegistry(new JailedSlotLauncher(options), log: m => Console.Error.WriteLine("flint-pool: " + m));
             using var exporter = new PoolMetricsExporter();
