@@ -13,6 +13,7 @@ namespace Flint.Pool.Tests;
 public sealed class DaemonProcessTests : IDisposable
 {
     private readonly string _dir = Path.Combine("/tmp", $"fpd-{Guid.NewGuid():N}"[..12]);
+    private readonly string _fn = "d" + Guid.NewGuid().ToString("N")[..8];
 
     public void Dispose()
     {
@@ -43,10 +44,10 @@ public sealed class DaemonProcessTests : IDisposable
                 Assert.Matches(@"Seccomp:\s+2", File.ReadAllText(Path.Combine(t, "status")));
 
             using var http = UnixHttp.Create(sock, TimeSpan.FromSeconds(60));
-            var reg = await http.PutAsync("/functions/up", new StringContent(
+            var reg = await http.PutAsync($"/functions/{_fn}", new StringContent(
                 $$"""{"kernel_image_path": "{{Flint.TestGuest.TestGuestImage.Path}}", "boot_args": "tg.tests=serial tg.boottimer=0", "handler_args": "tg.agent=5005 tg.agent.handler=upper", "mem_size_mib": 64, "min_warm": 0, "ready_timeout_s": 120}"""));
             Assert.Equal(HttpStatusCode.Created, reg.StatusCode);
-            var r = await http.PostAsync("/functions/up/invoke", new StringContent("hi"));
+            var r = await http.PostAsync($"/functions/{_fn}/invoke", new StringContent("hi"));
             string body = await r.Content.ReadAsStringAsync();
             if (File.Exists("/dev/kvm")) Assert.True(r.StatusCode == HttpStatusCode.OK && body == "HI", body + log);
             else
@@ -65,6 +66,7 @@ public sealed class DaemonProcessTests : IDisposable
         }
         Assert.Equal(0, d.ExitCode);
         Assert.Empty(Repo.ProcessesMentioning(_dir));
+        Assert.Empty(Repo.ProcessesMentioning("--id " + _fn + "-"));
         Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(pool, "jails", "flint")));
         Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(pool, "functions")));
         Assert.False(File.Exists(sock));

@@ -11,6 +11,8 @@ namespace Flint.Pool.Tests;
 public sealed class JailedLauncherTests : IDisposable
 {
     private readonly string _dir = Path.Combine("/tmp", $"fpl-{Guid.NewGuid():N}"[..12]);
+    // Unique per test: a jailed flint's command line is "/flint --id <slot id> ...", which names no host path.
+    private readonly string _fn = "j" + Guid.NewGuid().ToString("N")[..8];
 
     public void Dispose()
     {
@@ -33,6 +35,7 @@ public sealed class JailedLauncherTests : IDisposable
     private void AssertNothingLeft(PoolOptions o, string slotId, JailedSlotLauncher l)
     {
         Assert.Empty(Repo.ProcessesMentioning(_dir));
+        Assert.Empty(Repo.ProcessesMentioning("--id " + slotId));
         Assert.False(Directory.Exists(new JailLayout(o, slotId).JailDir), "the slot's jail directory was left");
         Assert.Empty(SlotCleanup.CgroupDirs(o, slotId));
         Assert.Equal(0, l.Uids.InUse);
@@ -44,16 +47,16 @@ public sealed class JailedLauncherTests : IDisposable
         Require();
         var o = Options();
         var l = new JailedSlotLauncher(o);
-        var spec = new FunctionSpec { Name = "nokvm", KernelPath = TestGuestImage.Path, BootArgs = "tg.agent=5005", MemSizeMib = 64 };
+        var spec = new FunctionSpec { Name = _fn, KernelPath = TestGuestImage.Path, BootArgs = "tg.agent=5005", MemSizeMib = 64 };
         await l.PrepareFunctionAsync(spec, default);
-        Assert.True(File.Exists(Path.Combine(o.FunctionsDir, "nokvm", "vmlinux")));
-        var e = await Assert.ThrowsAsync<PoolException>(() => l.LaunchAsync(spec, "nokvm-1", new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token));
+        Assert.True(File.Exists(Path.Combine(o.FunctionsDir, _fn, "vmlinux")));
+        var e = await Assert.ThrowsAsync<PoolException>(() => l.LaunchAsync(spec, $"{_fn}-1", new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token));
         Assert.Equal(PoolErrorKind.LaunchFailed, e.Kind);
         Assert.Contains("PUT /actions", e.Message);
         Assert.Contains("/dev/kvm", e.Message);
-        AssertNothingLeft(o, "nokvm-1", l);
+        AssertNothingLeft(o, $"{_fn}-1", l);
         await l.ForgetFunctionAsync(spec);
-        Assert.False(Directory.Exists(Path.Combine(o.FunctionsDir, "nokvm")));
+        Assert.False(Directory.Exists(Path.Combine(o.FunctionsDir, _fn)));
     }
 
     [SkippableFact]
@@ -66,12 +69,12 @@ public sealed class JailedLauncherTests : IDisposable
         string state = Path.Combine(_dir, "bad.state"), mem = Path.Combine(_dir, "bad.mem");
         File.WriteAllBytes(state, new byte[100]);
         File.WriteAllBytes(mem, new byte[4096]);
-        var spec = new FunctionSpec { Name = "snap", Snapshot = new SnapshotSource(state, mem) };
+        var spec = new FunctionSpec { Name = _fn, Snapshot = new SnapshotSource(state, mem) };
         await l.PrepareFunctionAsync(spec, default);
-        var e = await Assert.ThrowsAsync<PoolException>(() => l.LaunchAsync(spec, "snap-1", new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token));
+        var e = await Assert.ThrowsAsync<PoolException>(() => l.LaunchAsync(spec, $"{_fn}-1", new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token));
         Assert.Contains("PUT /snapshot/load", e.Message);
         Assert.Contains("Load snapshot error", e.Message);
-        AssertNothingLeft(o, "snap-1", l);
+        AssertNothingLeft(o, $"{_fn}-1", l);
     }
 
     [SkippableFact]
@@ -81,13 +84,14 @@ public sealed class JailedLauncherTests : IDisposable
         var o = Options();
         var l = new JailedSlotLauncher(o);
         await using var reg = new PoolRegistry(l);
-        var spec = new FunctionSpec { Name = "nokvm", KernelPath = TestGuestImage.Path, MinWarm = 1, MaxSlots = 2, MemSizeMib = 64 };
+        var spec = new FunctionSpec { Name = _fn, KernelPath = TestGuestImage.Path, MinWarm = 1, MaxSlots = 2, MemSizeMib = 64 };
         var pool = await reg.RegisterAsync(spec);
         var e = await Assert.ThrowsAsync<PoolException>(() => pool.InvokeAsync("x"u8.ToArray()));
         Assert.Equal(PoolErrorKind.LaunchFailed, e.Kind);
         Assert.Contains("/dev/kvm", e.Message);
-        await reg.DrainAsync("nokvm");
+        await reg.DrainAsync(_fn);
         Assert.Empty(Repo.ProcessesMentioning(_dir));
+        Assert.Empty(Repo.ProcessesMentioning("--id " + _fn));
         Assert.Empty(Directory.GetDirectories(Path.Combine(o.JailsDir, "flint")));
         Assert.Empty(Directory.GetDirectories(o.FunctionsDir));
         Assert.Equal(0, l.Uids.InUse);

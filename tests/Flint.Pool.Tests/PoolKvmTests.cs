@@ -110,6 +110,7 @@ public sealed class PoolKvmTests : IAsyncLifetime
     private void AssertNothingLeft()
     {
         Assert.Empty(Repo.ProcessesMentioning(Path.Combine(PoolDir, "jails")));
+        Assert.Empty(Repo.ProcessesMentioning("--id " + _fn + "-")); // a jailed flint is "/flint --id <slot id> ..."
         var jails = Path.Combine(PoolDir, "jails", "flint");
         Assert.True(!Directory.Exists(jails) || Directory.GetFileSystemEntries(jails).Length == 0, "jail directories (and their sockets) left");
         Assert.False(Directory.Exists(Path.Combine(PoolDir, "functions", _fn)), "the function's files were left");
@@ -158,6 +159,7 @@ public sealed class PoolKvmTests : IAsyncLifetime
         using (var m = JsonDocument.Parse(await _http.GetStringAsync($"/functions/{_fn}/slots/{slot}/metrics")))
             Assert.True(m.RootElement.TryGetProperty("vsock", out _));
 
+        Assert.NotEmpty(Repo.ProcessesMentioning("--id " + _fn + "-")); // the leak check below does see live slots
         Assert.Equal(HttpStatusCode.NoContent, (await _http.DeleteAsync($"/functions/{_fn}")).StatusCode);
         AssertNothingLeft();
     }
