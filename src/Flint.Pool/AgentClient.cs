@@ -67,8 +67,16 @@ public sealed class AgentClient : IDisposable
         Bounded(async t =>
         {
             byte[] head = Encoding.ASCII.GetBytes($"INVOKE {id} {payload.Length}\n");
-            await SendAsync(head, t);
-            if (payload.Length > 0) await SendAsync(payload, t);
+            try
+            {
+                await SendAsync(head, t);
+                if (payload.Length > 0) await SendAsync(payload, t);
+            }
+            catch (SocketException) when (_start < _end || _socket.Available > 0)
+            {
+                // The agent refused the request line (e.g. "ERROR payload too large") and closed before taking the
+                // payload: its answer is already here, and says more than the failed send.
+            }
             var line = await ReadLineAsync(t);
             if (line.StartsWith("ERROR"u8))
             {

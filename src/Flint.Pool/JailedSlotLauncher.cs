@@ -96,12 +96,15 @@ public sealed class JailedSlotLauncher : ISlotLauncher
         Process? p = null;
         FirecrackerClient? api = null;
         AgentClient? agent = null;
+        string stage = "starting flint-jailer";
         try
         {
             p = StartJailer(spec, slotId, uid, output);
+            stage = "waiting for flint's API socket";
             await WaitForFileAsync(jail.Host(JailLayout.ApiSock), p, output, ct);
             PlaceFiles(spec, jail, uid);
             api = new FirecrackerClient(jail.Host(JailLayout.ApiSock), new FirecrackerClientOptions { RequestTimeout = TimeSpan.FromSeconds(20) });
+            stage = spec.IsSnapshot ? "loading the snapshot" : "configuring and booting the VM";
             try
             {
                 await ConfigureAsync(spec, api, ct);
@@ -114,17 +117,31 @@ public sealed class JailedSlotLauncher : ISlotLauncher
             {
                 throw new PoolException(PoolErrorKind.LaunchFailed, $"slot {slotId}: flint's API failed during configuration ({output.Last()})");
             }
+            stage = $"waiting for the agent's PONG on vsock port {spec.AgentPort}";
             agent = await ConnectAgentAsync(spec, jail, p, output, ct);
             return new JailedSlot(p, api, agent, jail, _o, _uids, uid, output, spec.MaxResultBytes);
         }
+        catch (OperationCanceledException e)
+        {
+            // The pool's ready deadline (or a drain): say where the slot was, and what the VM last printed.
+            await Cleanup();
+            throw new PoolException(PoolErrorKind.LaunchFailed,
+                $"slot {slotId} was not ready within {spec.ReadyTimeout.TotalSeconds:0.#} s, while {stage}"
+                + (e.Message.StartsWith("the agent never", StringComparison.Ordinal) ? $": {e.Message}" : "") + $" ({output.Last()})", e);
+        }
         catch
+        {
+            await Cleanup();
+            throw;
+        }
+
+        async Task Cleanup()
         {
             agent?.Dispose();
             api?.Dispose();
             if (p != null) await JailedSlot.StopProcessAsync(p);
             await SlotCleanup.RemoveAsync(_o, jail);
             _uids.Return(uid);
-            throw;
         }
     }
 

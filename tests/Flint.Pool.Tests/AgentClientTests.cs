@@ -106,6 +106,21 @@ public sealed class AgentClientTests
     }
 
     [Fact]
+    public async Task An_agent_that_refuses_the_request_line_and_closes_before_the_payload_is_heard()
+    {
+        // flint-agent answers "ERROR payload too large" before reading the payload and closes; the send of the rest
+        // then fails, but the answer already arrived and is what the invoker must see.
+        using var s = new FakeAgentServer(Mode.TooLarge);
+        for (int i = 0; i < 20; i++)
+        {
+            using var a = await Connect(s);
+            var e = await Assert.ThrowsAsync<AgentException>(() => a.InvokeAsync("1", new byte[4 << 20], 1024, T, default));
+            Assert.Equal(AgentFailure.AgentError, e.Failure);
+            Assert.Contains("payload too large", e.Message);
+        }
+    }
+
+    [Fact]
     public async Task A_connection_closed_mid_result_is_reported_as_closed()
     {
         using var s = new FakeAgentServer(Mode.CloseMidResult);

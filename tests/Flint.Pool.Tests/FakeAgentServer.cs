@@ -9,7 +9,7 @@ namespace Flint.Pool.Tests;
 /// </summary>
 public sealed class FakeAgentServer : IDisposable
 {
-    public enum Mode { Upper, Hang, Garbage, Fail, NoListener, WrongId, HugeLength, EndlessLine, CloseMidResult, SplitWrites, NegativeStatus }
+    public enum Mode { Upper, Hang, Garbage, Fail, NoListener, WrongId, HugeLength, EndlessLine, CloseMidResult, SplitWrites, NegativeStatus, TooLarge }
 
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stop = new();
@@ -56,6 +56,7 @@ public sealed class FakeAgentServer : IDisposable
                 if (line == "PING") { await Write(stream, "PONG\n"); continue; }
                 var parts = line.Split(' ');
                 if (parts.Length != 3 || parts[0] != "INVOKE") { await Write(stream, "ERROR bad command\n"); return; }
+                if (Handler == Mode.TooLarge && int.Parse(parts[2]) > 16) { await Write(stream, "ERROR payload too large\n"); return; }
                 var payload = new byte[int.Parse(parts[2])];
                 await stream.ReadExactlyAsync(payload);
                 string id = parts[1];
