@@ -8,7 +8,7 @@ namespace Flint.Sys;
 /// </summary>
 public static unsafe class HostFiles
 {
-    [DllImport("libc", SetLastError = true)] private static extern int chown(byte* path, uint uid, uint gid);
+    // chown is JailerLibc's (each libc function is declared once: InteropLayerTests).
     [DllImport("libc", SetLastError = true)] private static extern int link(byte* oldPath, byte* newPath);
 
     public const int EXDEV = 18;
@@ -20,7 +20,7 @@ public static unsafe class HostFiles
         // SAFETY: p is a NUL-terminated copy of path on the stack, pinned for the call.
         fixed (byte* pp = p)
         {
-            if (chown(pp, uid, gid) != 0)
+            if (JailerLibc.chown(pp, uid, gid) != 0)
                 throw new IOException($"chown {path} to {uid}:{gid} failed (errno {Marshal.GetLastPInvokeError()})");
         }
     }
