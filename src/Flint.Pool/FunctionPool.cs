@@ -185,6 +185,7 @@ public sealed class FunctionPool
         TaskCompletionSource<PooledSlot> waiter;
         LinkedListNode<TaskCompletionSource<PooledSlot>> node;
         List<PooledSlot>? dead = null;
+        PooledSlot? taken = null;
         lock (_lock)
         {
             if (_draining) throw Draining();
@@ -200,14 +201,16 @@ public sealed class FunctionPool
                 }
                 s.Busy = true;
                 _busy++;
-                RetireAll(dead, "died");
-                return s;
+                taken = s;
+                break;
             }
+            if (dead != null) EnsureMinWarmLocked(ignoreBackoff: true);
             waiter = new TaskCompletionSource<PooledSlot>(TaskCreationOptions.RunContinuationsAsynchronously);
-            node = _waiters.AddLast(waiter);
-            LaunchForWaitersLocked();
+            node = taken == null ? _waiters.AddLast(waiter) : null!;
+            if (taken == null) LaunchForWaitersLocked();
         }
-        RetireAll(dead, "died");
+        RetireAll(dead, "died"); // outside the lock: stopping a slot kills a process and removes its jail
+        if (taken != null) return taken;
         try
         {
             return await waiter.Task.WaitAsync(Spec.QueueTimeout, _time, ct);
