@@ -84,5 +84,7 @@ void test_rng(void);
 void test_net(void);
 void test_balloon(void);
 void test_vsock(void);
+/* tg.agent=<port>: serve the agent protocol forever (returns only on setup errors) */
+void agent_serve(u32 port);
 
 #endif
