@@ -550,6 +550,13 @@ int main(int argc, char **argv)
 	struct config cfg = {.port = DEFAULT_PORT, .timeout_ms = DEFAULT_TIMEOUT_MS, .io_timeout_ms = DEFAULT_IO_TIMEOUT_MS};
 	strcpy(cfg.handler, DEFAULT_HANDLER);
 	parse_args(&cfg, argc, argv);
+	/* fds 0-2 must be taken before any socket or pipe is made: a pipe landing on 0 or 1 would be
+	 * clobbered by the child's dup2s (an init may start us with them closed) */
+	int nullfd;
+	while ((nullfd = open("/dev/null", O_RDWR)) >= 0 && nullfd <= 2)
+		;
+	if (nullfd > 2)
+		close(nullfd);
 	signal(SIGPIPE, SIG_IGN);	/* a host that went away is an error return, not a death */
 	setvbuf(stderr, 0, _IOLBF, 0);
 	int lfd = listen_socket(&cfg);
