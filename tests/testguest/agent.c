@@ -9,7 +9,8 @@
  *   anything else               -> ERROR <text>\n, then the connection is closed
  * Handlers: upper = payload with a-z uppercased, status 0; sum = the decimal sum of the
  * payload's bytes (no newline), status 0; fail = "failed\n", status 3; hang = reads the
- * request and never answers (the connection is still read, so the host's close is seen);
+ * INVOKE and never answers it or anything after it on that connection (it is still read, so
+ * the host's close is seen; PINGs before the first INVOKE are answered);
  * garbage = answers GarbageReply (not a RESULT line) and goes on reading.
  * Limits: a line is at most LINE_MAX bytes with its '\n'; n at most PAYLOAD_MAX (the real
  * agent allows 1 MiB; the test guest keeps its image small).
