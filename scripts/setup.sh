@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 need=()
-for pkg in clang lld gcc make binutils python3 e2fsprogs busybox-static cpio kmod file qemu-system-x86 iproute2 iputils-ping zlib1g-dev; do
+for pkg in clang lld gcc make binutils python3 e2fsprogs busybox-static cpio kmod file qemu-system-x86 iproute2 iputils-ping zlib1g-dev libc6-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -64,6 +64,9 @@ public class TestGuestTests
             TestGuestImage.Build().Pio(7).VirtioMmioDevice(4096, 0xd000_0000, 5).ToString());
         // the last value of an option wins (also in the guest)
         Assert.Equal("tg.timeout=2", TestGuestImage.Build().Timeout(1).Timeout(2).ToString());
+        Assert.Equal("tg.tests=serial tg.agent=5005 tg.agent.handler=hang",
+            TestGuestImage.Build().Tests(TestGuestImage.Serial).Option(TestGuestImage.OptAgent, 5005)
+                .Option(TestGuestImage.OptAgentHandler, "hang").ToString());
 
         Assert.Equal(["PASS balloon-stats-posted", "PASS balloon-inflate", "PASS balloon-deflate", "PASS balloon-discarded"],
             TestGuestImage.BalloonPassLines(stats: true));
@@ -130,6 +133,34 @@ public class TestGuestTests
         Assert.Contains(TestGuestImage.PioDoneLine(1000), r.Lines);
         Assert.Contains(TestGuestImage.DoneLine(10, 0), r.Lines);
         Assert.Contains(TestGuestImage.DoneLine(9, 0), r.Lines);
+    }
+
+    /// <summary>
+    /// tg.agent= with no vsock device (QEMU has no Firecracker-style vsock): the agent cannot start, says so and the
+    /// guest shuts down as usual instead of waiting forever. The agent itself runs under flint (AgentKvmTests) and as a
+    /// host process (Flint.Agent.Tests).
+    /// </summary>
+    [SkippableFact]
+    public void AgentModeWithoutVsockFailsAndShutsDown()
+    {
+        Skip.IfNot(File.Exists(Qemu), $"{Qemu} not installed");
+        var psi = new ProcessStartInfo(Qemu,
+        [
+            "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-accel", "tcg", "-m", "64", "-display", "none",
+            "-monitor", "none", "-nodefaults", "-no-reboot", "-kernel", TestGuestImage.Path, "-serial", "stdio",
+            "-append", TestGuestImage.Build().Tests(TestGuestImage.Serial).BootTimer(false).Option(TestGuestImage.OptAgent, 5005).ToString(),
+        ]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        bool exited = p.WaitForExit(TimeSpan.FromSeconds(60));
+        if (!exited) p.Kill(entireProcessTree: true);
+        p.WaitForExit();
+        Assert.True(exited, "the guest kept running with tg.agent= and no vsock device\n" + stdout.Result);
+        var r = TestGuestImage.Parse(stdout.Result);
+        Assert.Contains(TestGuestImage.DoneLine(1, 0), r.Lines);
+        Assert.Contains("FAIL agent: no virtio-vsock (id 19) among cmdline devices", r.Lines);
+        Assert.DoesNotContain(r.Lines, l => l.StartsWith(TestGuestImage.AgentListeningPrefix, StringComparison.Ordinal));
     }
 
     /// <summary>virtio-rng and virtio-balloon (target set through QEMU's monitor) under QEMU TCG.</summary>

@@ -77,6 +77,8 @@ public static class TestGuestImage
     public const string VsockListeningPrefix = "vsock listening ";// + port: the host may connect now
     public const string VsockAcceptGotPrefix = "vsock accept got ";
     public const string BalloonNotZeroPrefix = "balloon page not zero";
+    public const string AgentListeningPrefix = "agent listening "; // + "<port> handler=<name>": the host may connect
+    public const string AgentConnectionPrefix = "agent connection "; // + n, per accepted connection
     public const string VsockPing = "ping\n";                     // what the guest sends on connect
 
     /// <summary>"PASS net-ping-served &lt;count&gt;".</summary>
@@ -129,6 +131,8 @@ public static class TestGuestImage
     public const string OptVsockPort = "tg.vsock.port=";
     public const string OptVsockListen = "tg.vsock.listen=";
     public const string OptVsockListenWait = "tg.vsock.listenwait=";
+    public const string OptAgent = "tg.agent=";                 // vsock port: serve the agent protocol after the tests
+    public const string OptAgentHandler = "tg.agent.handler=";  // upper (default) | sum | fail | hang | garbage
 
     // defaults of the new tests
     public const string DefaultGuestIp = "172.16.0.2";

@@ -18,6 +18,8 @@
  *   tg.pio=<N>                N outb's to port 0x3ff (implies the pio test)
  *   tg.boottimer=0|1|first    default 1: write byte 123 to MMIO 0xC0000000 at the end; first: before
  *                             anything else (the VMM's Guest-boot-time is then InstanceStart -> first instructions)
+ *   tg.agent=<port>           after the done line (and the boot timer), serve the agent protocol
+ *                             on that vsock port forever (agent.c; tg.agent.handler=<name>)
  *
  * Disk pattern (the host writes the disk file this way):
  *   byte j of sector s = (s*7 + j) & 0xff                 (checked on sectors 0..7)
@@ -846,6 +848,10 @@ void tg_main(u32 start_info)
 
 	if (opt_boottimer == 1)
 		wr8(0xC0000000ull, 123);
+
+	u64 agent_port = opt_num("tg.agent=", 0);
+	if (agent_port && agent_port <= 0xffffffffull)
+		agent_serve((u32)agent_port);	/* returns only when it could not start */
 
 	outb(0x64, 0xFE);	/* i8042 reset */
 	for (volatile int i = 0; i < 1000; i++)

@@ -16,8 +16,14 @@
  *   PASS vsock-accept
  *     then wait (bounded) for the host's SHUTDOWN/RST, else SHUTDOWN + RST.
  * CREDIT_REQUEST is answered with CREDIT_UPDATE; REQUESTs to other ports get RST.
+ *
+ * The agent (agent.c) uses the same device through vsock.h: a listening port whose
+ * connections keep a 64 KiB receive ring (buf_alloc; fwd_cnt counts what the agent has
+ * consumed, so the host's credit stops it from overrunning the ring), one connection
+ * served at a time and one more REQUEST held pending while it is busy.
  */
 #include "virtio.h"
+#include "vsock.h"
 
 #define OP_REQUEST 1
 #define OP_RESPONSE 2
@@ -64,22 +70,37 @@ static u8 txdata[DATA_MAX] __attribute__((aligned(64)));
 static u64 guest_cid;
 static u32 vs_tx_errors;
 
+#define SHUT_SEND 2		/* SHUTDOWN flag: the sender will send no more */
+#define SHUT_RCV 1		/* SHUTDOWN flag: the sender will receive no more */
+#define RING_SIZE BUF_ALLOC	/* agent receive ring: exactly the credit we advertise */
+
 struct conn {
 	int used;
 	u32 lport, pport;
 	int established, reset, peer_shut;
 	u32 peer_buf_alloc, peer_fwd_cnt;
 	u32 tx_cnt, fwd_cnt;
+	u32 last_fwd_sent;	/* the fwd_cnt the host last heard from us */
+	u32 rx_cnt;		/* ring mode: payload bytes received (fwd_cnt = bytes consumed) */
+	u8 *ring;		/* ring mode (agent) when set, else the first GOT_MAX bytes go to data[] */
 	u32 got;
 	u8 data[GOT_MAX];
 };
 static struct conn cli, srv;
 static u32 listen_port;
 static int listening;
+static int agent_mode;
+static u8 agent_ring[RING_SIZE];
+/* a REQUEST that came while the agent was busy with srv: accepted by vsa_accept */
+static struct {
+	int used;
+	u32 pport, buf_alloc, fwd_cnt;
+} pending;
+static int dev_state;	/* 0: not set up, 1: ready, -1: failed */
 
 /* ---------------------------------------------------------------- tx / rx */
 
-static int vs_send(u32 lport, u32 pport, u16 op, u32 flags, const struct conn *c, const void *data, u32 len)
+static int vs_send(u32 lport, u32 pport, u16 op, u32 flags, struct conn *c, const void *data, u32 len)
 {
 	memset(&txh, 0, sizeof(txh));
 	txh.src_cid = guest_cid;
@@ -92,6 +113,8 @@ static int vs_send(u32 lport, u32 pport, u16 op, u32 flags, const struct conn *c
 	txh.flags = flags;
 	txh.buf_alloc = BUF_ALLOC;
 	txh.fwd_cnt = c ? c->fwd_cnt : 0;
+	if (c)
+		c->last_fwd_sent = c->fwd_cnt;
 	struct vbuf b[2] = {{&txh, sizeof(txh), 0}, {txdata, len, 0}};
 	if (len) {
 		if (len > DATA_MAX)
@@ -119,6 +142,35 @@ static struct conn *find_conn(u32 lport, u32 pport)
 	return 0;
 }
 
+static void srv_accept(u32 pport, u32 buf_alloc, u32 fwd_cnt)
+{
+	memset(&srv, 0, sizeof(srv));
+	srv.used = 1;
+	srv.lport = listen_port;
+	srv.pport = pport;
+	srv.established = 1;
+	srv.peer_buf_alloc = buf_alloc;
+	srv.peer_fwd_cnt = fwd_cnt;
+	if (agent_mode)
+		srv.ring = agent_ring;
+	vs_send(srv.lport, srv.pport, OP_RESPONSE, 0, &srv, 0, 0);
+}
+
+/* ring mode: keep what fits (the host's credit guarantees it all fits; a host that
+ * overruns it gets its connection reset) */
+static void ring_put(struct conn *c, const u8 *data, u32 dlen)
+{
+	u32 free_ = RING_SIZE - (c->rx_cnt - c->fwd_cnt);
+	if (dlen > free_) {
+		vs_send(c->lport, c->pport, OP_RST, 0, c, 0, 0);
+		c->reset = 1;
+		return;
+	}
+	for (u32 i = 0; i < dlen; i++)
+		c->ring[(c->rx_cnt + i) % RING_SIZE] = data[i];
+	c->rx_cnt += dlen;
+}
+
 static void vs_packet(const struct vs_hdr *h, const u8 *data, u32 dlen)
 {
 	if (h->type != TYPE_STREAM || h->dst_cid != guest_cid)
@@ -126,14 +178,12 @@ static void vs_packet(const struct vs_hdr *h, const u8 *data, u32 dlen)
 	struct conn *c = find_conn(h->dst_port, h->src_port);
 	if (h->op == OP_REQUEST) {
 		if (listening && !srv.used && h->dst_port == listen_port) {
-			memset(&srv, 0, sizeof(srv));
-			srv.used = 1;
-			srv.lport = h->dst_port;
-			srv.pport = h->src_port;
-			srv.established = 1;
-			srv.peer_buf_alloc = h->buf_alloc;
-			srv.peer_fwd_cnt = h->fwd_cnt;
-			vs_send(srv.lport, srv.pport, OP_RESPONSE, 0, &srv, 0, 0);
+			srv_accept(h->src_port, h->buf_alloc, h->fwd_cnt);
+		} else if (listening && agent_mode && !c && !pending.used && h->dst_port == listen_port) {
+			pending.used = 1;
+			pending.pport = h->src_port;
+			pending.buf_alloc = h->buf_alloc;
+			pending.fwd_cnt = h->fwd_cnt;
 		} else if (!c) {
 			vs_send(h->dst_port, h->src_port, OP_RST, 0, 0, 0, 0);
 		}
@@ -157,6 +207,10 @@ static void vs_packet(const struct vs_hdr *h, const u8 *data, u32 dlen)
 		c->peer_shut |= (int)h->flags;
 		break;
 	case OP_RW:
+		if (c->ring) {
+			ring_put(c, data, dlen);
+			break;
+		}
 		c->fwd_cnt += dlen;	/* consumed at once */
 		for (u32 i = 0; i < dlen && c->got < GOT_MAX; i++)
 			c->data[c->got++] = data[i];
@@ -257,20 +311,22 @@ static void vs_close(struct conn *c)
 	c->used = 0;
 }
 
-/* ---------------------------------------------------------------- the test */
+/* ---------------------------------------------------------------- device setup */
 
-void test_vsock(void)
+int vsock_up(const char *name)
 {
-	u64 tmo = opt_num("tg.timeout=", 5000);
+	if (dev_state)
+		return dev_state > 0 ? 0 : -1;
+	dev_state = -1;
 	int di = virtio_find(VID_VSOCK, 0, 0);
 	if (di < 0) {
-		fail("vsock", "no virtio-vsock (id 19) among cmdline devices");
-		return;
+		fail(name, "no virtio-vsock (id 19) among cmdline devices");
+		return -1;
 	}
-	if (virtio_begin(&vsdev, di, 0, "vsock") < 0 || vq_setup(&vsdev, &vrxq, 0, &vs_ring[0], 16, "vsock") < 0 ||
-	    vq_setup(&vsdev, &vtxq, 1, &vs_ring[1], 16, "vsock") < 0 ||
-	    vq_setup(&vsdev, &vevq, 2, &vs_ring[2], 4, "vsock") < 0 || virtio_ready(&vsdev, "vsock") < 0)
-		return;
+	if (virtio_begin(&vsdev, di, 0, name) < 0 || vq_setup(&vsdev, &vrxq, 0, &vs_ring[0], 16, name) < 0 ||
+	    vq_setup(&vsdev, &vtxq, 1, &vs_ring[1], 16, name) < 0 ||
+	    vq_setup(&vsdev, &vevq, 2, &vs_ring[2], 4, name) < 0 || virtio_ready(&vsdev, name) < 0)
+		return -1;
 	guest_cid = vcfg64(&vsdev, 0);
 	for (int i = 0; i < NVRX; i++) {
 		struct vbuf b[2] = {{&vrx[i].h, sizeof(struct vs_hdr), 1}, {vrx[i].data, DATA_MAX, 1}};
@@ -293,8 +349,94 @@ void test_vsock(void)
 	puts_("\n");
 	if (guest_cid < 3) {
 		failx("vsock", "guest_cid below 3:", guest_cid);
-		return;
+		return -1;
 	}
+
+	dev_state = 1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the agent's stream API (vsock.h) */
+
+void vsa_listen(u32 port)
+{
+	listen_port = port;
+	listening = 1;
+	agent_mode = 1;
+	memset(&srv, 0, sizeof(srv));
+	pending.used = 0;
+}
+
+void vsa_accept(void)
+{
+	for (;;) {
+		if (!srv.used && pending.used) {
+			pending.used = 0;
+			srv_accept(pending.pport, pending.buf_alloc, pending.fwd_cnt);
+		}
+		if (srv.used && srv.established)
+			return;
+		if (!vs_poll())
+			cpu_relax();
+	}
+}
+
+/* tell the host about consumed bytes before its view of our free space gets low */
+static void maybe_credit_update(struct conn *c)
+{
+	if (c->fwd_cnt - c->last_fwd_sent >= RING_SIZE / 4)
+		vs_send(c->lport, c->pport, OP_CREDIT_UPDATE, 0, c, 0, 0);
+}
+
+int vsa_read(void *buf, u32 max)
+{
+	u8 *out = buf;
+	for (;;) {
+		u32 avail = srv.rx_cnt - srv.fwd_cnt;
+		if (avail && max) {
+			u32 n = avail < max ? avail : max;
+			for (u32 i = 0; i < n; i++)
+				out[i] = srv.ring[(srv.fwd_cnt + i) % RING_SIZE];
+			srv.fwd_cnt += n;
+			maybe_credit_update(&srv);
+			return (int)n;
+		}
+		if (!srv.used || srv.reset || (srv.peer_shut & SHUT_SEND) || !max)
+			return 0;
+		if (!vs_poll())
+			cpu_relax();
+	}
+}
+
+int vsa_write(const void *d, u32 len, u64 ms)
+{
+	const u8 *p = d;
+	while (len) {
+		if (!srv.used || srv.reset || (srv.peer_shut & SHUT_RCV))
+			return -1;
+		u32 n = len < DATA_MAX ? len : DATA_MAX;
+		if (vs_write(&srv, p, n, ms) < 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+void vsa_close(void)
+{
+	if (srv.used)
+		vs_close(&srv);
+	memset(&srv, 0, sizeof(srv));
+}
+
+/* ---------------------------------------------------------------- the test */
+
+void test_vsock(void)
+{
+	u64 tmo = opt_num("tg.timeout=", 5000);
+	if (vsock_up("vsock") < 0)
+		return;
 
 	/* (a) guest-initiated */
 	u32 port = (u32)opt_num("tg.vsock.port=", 52);
