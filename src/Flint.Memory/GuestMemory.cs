@@ -117,8 +117,11 @@ public sealed unsafe partial class GuestMemory : IDisposable
 
     public T Read<T>(ulong gpa) where T : unmanaged => Unsafe.ReadUnaligned<T>(GetHostPointer(gpa, (ulong)sizeof(T)));
 
-    public void Write<T>(ulong gpa, T value) where T : unmanaged =>
+    public void Write<T>(ulong gpa, T value) where T : unmanaged
+    {
         Unsafe.WriteUnaligned(GetHostPointer(gpa, (ulong)sizeof(T)), value);
+        MarkDirty(gpa, (ulong)sizeof(T));
+    }
 
     /// <summary>Copies guest bytes out; the range may span adjacent regions.</summary>
     public void Read(ulong gpa, Span<byte> dst)
@@ -137,6 +140,7 @@ public sealed unsafe partial class GuestMemory : IDisposable
     public void Write(ulong gpa, ReadOnlySpan<byte> src)
     {
         CheckRange(gpa, (ulong)src.Length);
+        MarkDirty(gpa, (ulong)src.Length);
         while (src.Length > 0)
         {
             var r = FindRegion(gpa)!;
@@ -150,6 +154,7 @@ public sealed unsafe partial class GuestMemory : IDisposable
     public void Fill(ulong gpa, ulong len, byte value)
     {
         CheckRange(gpa, len);
+        MarkDirty(gpa, len);
         while (len > 0)
         {
             var r = FindRegion(gpa)!;
@@ -178,6 +183,8 @@ public sealed unsafe partial class GuestMemory : IDisposable
     {
         byte* p = GetHostPointer(gpa, len);
         if (Libc.madvise(p, (nuint)len, Libc.MADV_DONTNEED) < 0) throw SysException.Last("madvise(MADV_DONTNEED)");
+        // The page's contents changed (to zeroes, or back to the snapshot file's) without any write KVM could log.
+        MarkDirty(gpa, len);
     }
 
     public void Dispose()
