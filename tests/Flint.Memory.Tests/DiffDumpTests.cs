@@ -128,3 +128,34 @@ public sealed class DiffDumpTests : IDisposable
         Assert.Equal(0UL, bits[1]); // never touched (anonymous memory: not resident)
     }
 }
+
+/// <summary>
+/// Firecracker's test_snapshot_overwrite_self: a Full snapshot written over the very memory file the VM was restored
+/// from. The mapping is MAP_PRIVATE, so pages the guest never wrote are still the file's: truncating the file first
+/// (as Flint did) zeroed them under the guest, and the dump then saved those zeroes.
+/// </summary>
+public sealed class OverwriteSelfTests : IDisposable
+{
+    private const ulong P = GuestMemory.PageSize;
+    private readonly string _dir = Directory.CreateTempSubdirectory("flint-self-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    [Fact]
+    public void AFullSnapshotOverTheFileItWasRestoredFromKeepsTheUntouchedPages()
+    {
+        string f = Path.Combine(_dir, "vm.mem");
+        var original = new byte[64 * P];
+        for (int i = 0; i < original.Length; i++) original[i] = (byte)(i / (int)P + 1);
+        File.WriteAllBytes(f, original);
+        using var mem = GuestMemory.CreateFromFile([(0UL, 64 * P)], f);
+        mem.Write(5 * P, (byte)0xee); // copied on write: this page is the mapping's own now
+
+        mem.DumpToFile(f);
+
+        var expected = (byte[])original.Clone();
+        expected[5 * P] = 0xee;
+        Assert.Equal(expected, File.ReadAllBytes(f));
+        Assert.Equal(9, mem.Read<byte>(8 * P)); // the guest still sees the file's page
+    }
+}
