@@ -39,4 +39,5 @@ publish() { # project, binary, source dirs...
 publish src/Flint/Flint.csproj flint src Directory.Build.props
 publish src/Flint.Jailer/Flint.Jailer.csproj flint-jailer src/Flint.Jailer src/Flint.Sys Directory.Build.props
 publish src/Flint.PoolDaemon/Flint.PoolDaemon.csproj flint-pool src/Flint.PoolDaemon src/Flint.Pool src/Flint.Client src/Flint.Sys Directory.Build.props
-echo "setup: ready (artifacts/bin/flint, artifacts/bin/flint-jailer, artifacts/bin/flint-pool, artifacts/guest)"
+publish src/Flint.SnapshotTool/Flint.SnapshotTool.csproj flint-snapshot src/Flint.SnapshotTool src/Flint.Snapshot src/Flint.Sys Directory.Build.props
+echo "setup: ready (artifacts/bin/flint, artifacts/bin/flint-jailer, artifacts/bin/flint-pool, artifacts/bin/flint-snapshot, artifacts/guest)"

@@ -27,6 +27,7 @@ internal static unsafe class FileIo
     public static bool TryReadIntoGuest(SafeFileHandle f, long offset, GuestMemory mem, ulong gpa, ulong len)
     {
         byte* p = mem.GetHostPointer(gpa, len);
+        mem.MarkDirty(gpa, len); // the kernel and initrd belong in a booted VM's first Diff snapshot
         const ulong Chunk = 1UL << 30;
         while (len > 0)
         {

@@ -59,28 +59,144 @@ public sealed unsafe partial class GuestMemory
     }
 
     /// <summary>
-    /// Writes every region to <paramref name="path"/> (created or truncated) back to back: a Full snapshot's memory
-    /// file. Zero pages are written too, so the file is exactly <see cref="TotalSize"/> bytes and loads as is.
+    /// A Full snapshot's memory file: every region back to back, zero pages included, so the file is exactly
+    /// <see cref="TotalSize"/> bytes and loads as is. As Firecracker, an existing file of the right size is not
+    /// truncated first: it may be the very file this VM was restored from (mapped MAP_PRIVATE), and truncating it
+    /// would take the pages the guest has not touched yet from under it.
     /// </summary>
     public void DumpToFile(string path)
     {
-        using var f = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.None);
-        f.SetLength((long)TotalSize);
-        long offset = 0;
-        foreach (var r in _regions)
+        int fd = OpenDumpFile(path);
+        try
         {
-            ulong done = 0;
-            while (done < r.Size)
+            ulong offset = 0;
+            foreach (var r in _regions)
             {
-                int n = (int)Math.Min(r.Size - done, 1UL << 30);
-                // SAFETY: [Host + done, + n) lies inside the region's mapping (done + n <= Size), live until Dispose.
-                RandomAccess.Write(f.SafeFileHandle, new ReadOnlySpan<byte>(r.Host + done, n), offset + (long)done);
-                done += (ulong)n;
+                WriteRange(fd, r.Host, r.Size, offset);
+                offset += r.Size;
             }
-            offset += (long)r.Size;
+            Sync(fd);
         }
-        f.Flush(flushToDisk: true);
+        finally { Libc.close(fd); }
     }
+
+    /// <summary>
+    /// A Diff snapshot's memory file: the file is set to the full layout's size and only the dirty pages are written,
+    /// each at its offset in that layout; the rest stay holes (or, when the file already held a memory file of the
+    /// same size, keep what it held: a diff written over its base merges into it, as in Firecracker). A page is dirty
+    /// when <paramref name="extraDirty"/> (KVM's dirty log, or mincore) says so for region i, or when the VMM wrote it
+    /// (<see cref="MarkDirty"/>). On success the VMM's bitmap is cleared; on failure KVM's log (which reading cleared)
+    /// is kept in it, so the next Diff still holds those pages.
+    /// </summary>
+    /// <param name="extraDirty">Fills the bitmap of region i (64 pages a word, KVM_GET_DIRTY_LOG's layout).</param>
+    /// <returns>Pages written.</returns>
+    public ulong DumpDirtyToFile(string path, Action<int, GuestRegion, Span<ulong>> extraDirty)
+    {
+        var logs = new ulong[_regions.Length][];
+        for (int i = 0; i < _regions.Length; i++) logs[i] = new ulong[DirtyPageBitmap.WordsFor(_regions[i].Size / PageSize)];
+        ulong pages = 0;
+        try
+        {
+            for (int i = 0; i < _regions.Length; i++) extraDirty(i, _regions[i], logs[i]);
+            int fd = OpenDumpFile(path);
+            try
+            {
+                ulong offset = 0;
+                for (int i = 0; i < _regions.Length; i++)
+                {
+                    var r = _regions[i];
+                    var bits = (ulong[])logs[i].Clone();
+                    r.Dirty?.OrInto(bits);
+                    pages += WriteDirtyRuns(fd, r, bits, offset);
+                    offset += r.Size;
+                }
+                Sync(fd);
+            }
+            finally { Libc.close(fd); }
+        }
+        catch
+        {
+            if (DirtyTracking)
+                for (int i = 0; i < _regions.Length; i++) _regions[i].Dirty!.OrFrom(logs[i]);
+            throw;
+        }
+        ResetDirty();
+        return pages;
+    }
+
+    /// <summary>Writes each run of consecutive dirty pages of <paramref name="r"/> with one pwrite.</summary>
+    private static ulong WriteDirtyRuns(int fd, GuestRegion r, ReadOnlySpan<ulong> bits, ulong fileOffset)
+    {
+        ulong pageCount = r.Size / PageSize, written = 0;
+        ulong p = 0;
+        while (p < pageCount)
+        {
+            if ((bits[(int)(p >> 6)] & (1UL << (int)(p & 63))) == 0) { p++; continue; }
+            ulong start = p;
+            while (p < pageCount && (bits[(int)(p >> 6)] & (1UL << (int)(p & 63))) != 0) p++;
+            WriteRange(fd, r.Host + start * PageSize, (p - start) * PageSize, fileOffset + start * PageSize);
+            written += p - start;
+        }
+        return written;
+    }
+
+    /// <summary>Opens (creating, mode 0666 less the umask) without truncating, then sets the full layout's size.</summary>
+    private int OpenDumpFile(string path)
+    {
+        int fd = Libc.Open(path, Libc.O_WRONLY | Libc.O_CREAT, 0x1b6);
+        if (fd < 0) throw MemoryFileIoException.Last("open");
+        try
+        {
+            long size = Libc.lseek(fd, 0, Libc.SEEK_END);
+            if (size < 0) throw MemoryFileIoException.Last("get_metadata");
+            // Another size: a stale file; its bytes must not show through the holes of a diff.
+            if ((ulong)size != TotalSize && Libc.ftruncate(fd, 0) < 0) throw MemoryFileIoException.Last("truncate");
+            if (Libc.ftruncate(fd, (long)TotalSize) < 0) throw MemoryFileIoException.Last("set_length");
+            return fd;
+        }
+        catch
+        {
+            Libc.close(fd);
+            throw;
+        }
+    }
+
+    private static void WriteRange(int fd, byte* src, ulong len, ulong offset)
+    {
+        while (len > 0)
+        {
+            nuint chunk = (nuint)Math.Min(len, 1UL << 30);
+            // SAFETY: [src, src+chunk) lies inside a region's mapping (callers pass ranges of one region), which stays
+            // mapped until Dispose; pwrite only reads it.
+            nint n = Libc.pwrite(fd, src, chunk, (long)offset);
+            if (n < 0)
+            {
+                if (Libc.Errno == Libc.EINTR) continue;
+                throw MemoryFileIoException.Last("write");
+            }
+            if (n == 0) throw new MemoryFileIoException("write", 28);
+            src += n;
+            len -= (ulong)n;
+            offset += (ulong)n;
+        }
+    }
+
+    private static void Sync(int fd)
+    {
+        if (Libc.fsync(fd) < 0) throw MemoryFileIoException.Last("sync_all");
+    }
+}
+
+/// <summary>
+/// A memory file write that failed: the step (Firecracker's words: open, truncate, set_length, write, sync_all) and
+/// the OS's text as Rust words it ("No space left on device (os error 28)").
+/// </summary>
+public sealed class MemoryFileIoException(string operation, int errno)
+    : IOException($"{Libc.StrError(errno)} (os error {errno})")
+{
+    public string Operation { get; } = operation;
+
+    public static MemoryFileIoException Last(string operation) => new(operation, Libc.Errno);
 }
 
 /// <summary>A memory file that does not fit the snapshot it is loaded with.</summary>

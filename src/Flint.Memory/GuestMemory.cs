@@ -121,8 +121,11 @@ public sealed unsafe partial class GuestMemory : IDisposable
 
     public T Read<T>(ulong gpa) where T : unmanaged => Unsafe.ReadUnaligned<T>(GetHostPointer(gpa, (ulong)sizeof(T)));
 
-    public void Write<T>(ulong gpa, T value) where T : unmanaged =>
+    public void Write<T>(ulong gpa, T value) where T : unmanaged
+    {
         Unsafe.WriteUnaligned(GetHostPointer(gpa, (ulong)sizeof(T)), value);
+        MarkDirty(gpa, (ulong)sizeof(T));
+    }
 
     /// <summary>Copies guest bytes out; the range may span adjacent regions.</summary>
     public void Read(ulong gpa, Span<byte> dst)
@@ -141,6 +144,7 @@ public sealed unsafe partial class GuestMemory : IDisposable
     public void Write(ulong gpa, ReadOnlySpan<byte> src)
     {
         CheckRange(gpa, (ulong)src.Length);
+        MarkDirty(gpa, (ulong)src.Length);
         while (src.Length > 0)
         {
             var r = FindRegion(gpa)!;
@@ -154,6 +158,7 @@ public sealed unsafe partial class GuestMemory : IDisposable
     public void Fill(ulong gpa, ulong len, byte value)
     {
         CheckRange(gpa, len);
+        MarkDirty(gpa, len);
         while (len > 0)
         {
             var r = FindRegion(gpa)!;
@@ -189,6 +194,8 @@ public sealed unsafe partial class GuestMemory : IDisposable
         if (!_fileBacked)
         {
             if (Libc.madvise(p, (nuint)len, Libc.MADV_DONTNEED) < 0) throw SysException.Last("madvise(MADV_DONTNEED)");
+            // The pages changed (to zeroes) without any write KVM could log.
+            MarkDirty(gpa, len);
             return;
         }
         if (gpa % PageSize != 0 || len % PageSize != 0) throw new GuestMemoryException(gpa, len);
@@ -199,6 +206,8 @@ public sealed unsafe partial class GuestMemory : IDisposable
             Libc.MAP_FIXED | Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
         if ((nint)q == Libc.MAP_FAILED) throw SysException.Last("mmap(MAP_FIXED) over discarded guest memory");
         Libc.madvise(q, (nuint)len, Libc.MADV_DONTDUMP);
+        // The pages changed (to zeroes) without any write KVM could log.
+        MarkDirty(gpa, len);
     }
 
     public void Dispose()

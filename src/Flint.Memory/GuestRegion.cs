@@ -8,6 +8,9 @@ public sealed unsafe class GuestRegion
     public byte* Host { get; }
     public ulong GuestEnd => GuestBase + Size;
 
+    /// <summary>The pages the VMM wrote in this region since the last snapshot; null while dirty tracking is off.</summary>
+    public DirtyPageBitmap? Dirty { get; internal set; }
+
     internal GuestRegion(ulong guestBase, ulong size, byte* host)
     {
         GuestBase = guestBase;

@@ -16,6 +16,8 @@ public static unsafe class Libc
     public const int MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000,
         MAP_HUGETLB = 0x40000, MAP_HUGE_2MB = 21 << 26;
     public const int MADV_DONTNEED = 4, MADV_DONTDUMP = 16, MADV_HUGEPAGE = 14;
+    /// <summary>lseek whence values; SEEK_DATA/SEEK_HOLE walk a sparse file's written extents.</summary>
+    public const int SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
     public const int EFD_NONBLOCK = 0x800, EFD_CLOEXEC = 0x80000;
     public const int EPOLL_CLOEXEC = 0x80000;
     public const int EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
@@ -61,6 +63,7 @@ public static unsafe class Libc
         foreach (byte b in vec) n += b & 1;
         return n;
     }
+    [DllImport(L, SetLastError = true)] public static extern int ftruncate(int fd, long length);
     [DllImport(L, SetLastError = true)] public static extern int eventfd(uint initval, int flags);
     [DllImport(L, SetLastError = true)] public static extern int epoll_create1(int flags);
     [DllImport(L, SetLastError = true)] public static extern int epoll_ctl(int epfd, int op, int fd, EpollEvent* ev);

@@ -114,6 +114,38 @@ public sealed class SnapshotControllerTests : IDisposable
     }
 
     [Fact]
+    public void Diff_follows_the_same_state_rules_and_reaches_the_creator_as_a_diff()
+    {
+        // Firecracker main takes a Diff with or without track_dirty_pages (mincore then), so no rule beyond Full's.
+        var c = Controller();
+        var body = "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}";
+        Assert.Equal(VmmController.NotSupportedBeforeStart, Fault(c.Handle("PUT", "/snapshot/create", body)));
+        Assert.Equal(204, c.Handle("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Kernel()}\"}}").Status);
+        Assert.Equal(204, c.Handle("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}").Status);
+        Assert.Equal("Create snapshot error: Cannot save the microVM state: Vcpu is in unexpected state.", Fault(c.Handle("PUT", "/snapshot/create", body)));
+        Assert.Null(_created);
+        Assert.Equal(204, c.Handle("PATCH", "/vm", "{\"state\": \"Paused\"}").Status);
+        Assert.Equal(204, c.Handle("PUT", "/snapshot/create", body).Status);
+        Assert.Equal(new SnapshotCreateParams("/s", "/m", true), _created);
+        Assert.Equal(400, c.Handle("PUT", "/snapshot/create", body.Replace("Diff", "Diff2")).Status);
+    }
+
+    [Fact]
+    public void A_creator_failure_is_answered_with_its_fault_message()
+    {
+        var c = new VmmController(_ => _vm, "snap", "1.2.3")
+        {
+            ConfigureLogger = _ => { },
+            CreateSnapshotHandler = _ => throw new SnapshotException("Create snapshot error: Cannot perform set_length on the memory backing file: No space left on device (os error 28)"),
+        };
+        Assert.Equal(204, c.Handle("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Kernel()}\"}}").Status);
+        Assert.Equal(204, c.Handle("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}").Status);
+        Assert.Equal(204, c.Handle("PATCH", "/vm", "{\"state\": \"Paused\"}").Status);
+        Assert.Equal("Create snapshot error: Cannot perform set_length on the memory backing file: No space left on device (os error 28)",
+            Fault(c.Handle("PUT", "/snapshot/create", "{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}")));
+    }
+
+    [Fact]
     public void A_load_failing_half_way_answers_then_asks_the_process_to_end()
     {
         var c = Controller(_ => throw new SnapshotException("Load snapshot error: Failed to restore from snapshot: Failed to build microVM from snapshot: boom", fatal: true));

@@ -14,7 +14,7 @@ namespace Flint.Vmm.Tests;
 /// is taken, the process is killed, a new flint process loads the snapshot and resumes it, and the guest goes on from
 /// the next line (no line lost, repeated or wrong) and then reads its disk on the virtio-blk queue it set up before.
 /// </summary>
-public sealed class SnapshotKvmTests(ITestOutputHelper output) : IDisposable
+public sealed partial class SnapshotKvmTests(ITestOutputHelper output) : IDisposable
 {
     private const int Lines = 16;
     private const int Spin = 10000;

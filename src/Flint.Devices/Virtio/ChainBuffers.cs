@@ -94,7 +94,13 @@ public sealed unsafe class ChainBuffers
             ref var s = ref _base[Count++];
             s.Base = p;
             s.Len = d.Len;
-            if (writable) WritableBytes += d.Len;
+            if (writable)
+            {
+                WritableBytes += d.Len;
+                // As Firecracker's IoVecBufferMut: the device may write any of it (readv, io_uring, ChainWriter) and
+                // the iovec keeps no guest address, so the pages are marked now, for the next Diff snapshot.
+                memory.MarkDirty(d.Addr, d.Len);
+            }
             else
             {
                 ReadableCount++;

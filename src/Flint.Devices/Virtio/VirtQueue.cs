@@ -172,6 +172,7 @@ public sealed unsafe class VirtQueue
             // Ask for a kick at the next entry, then look once more: an entry published before the driver could see
             // the new avail_event gets no kick, so it has to be found here.
             Volatile.Write(ref *_availEvent, NextAvail);
+            Memory!.MarkDirty(UsedRing + 4 + 8UL * Size, 2);
             Interlocked.MemoryBarrier();
             availIdx = Volatile.Read(ref *_availIdx);
             pending = (ushort)(availIdx - NextAvail);
@@ -230,9 +231,11 @@ public sealed unsafe class VirtQueue
     public void AddUsedUnpublished(ushort head, uint len)
     {
         if (!IsActivated) return;
-        byte* e = _usedRing + 8 * (NextUsed & _mask);
+        int slot = NextUsed & _mask;
+        byte* e = _usedRing + 8 * slot;
         Unsafe.WriteUnaligned(e, (uint)head);
         Unsafe.WriteUnaligned(e + 4, len);
+        Memory!.MarkDirty(UsedRing + 4 + 8UL * (uint)slot, 8);
         NextUsed++;
     }
 
@@ -241,6 +244,7 @@ public sealed unsafe class VirtQueue
     {
         if (!IsActivated) return;
         Volatile.Write(ref *_usedIdx, NextUsed);
+        Memory!.MarkDirty(UsedRing + 2, 2);
     }
 
     /// <summary>

@@ -51,6 +51,8 @@ public static unsafe class VmBuilder
                 ? GuestMemory.CreateFromFile(MemoryLayout.RamRanges(memBytes), restoreMemoryFile!)
                 : GuestMemorySize.Allocate(mc.MemSizeMib, () => GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
             owned.Add(memory);
+            // Before the kernel is loaded: a booted VM's first Diff snapshot then holds everything it needs to load.
+            if (mc.TrackDirtyPages) memory.EnableDirtyTracking();
             var kernel = restoring ? null : KernelLoader.Load(memory, boot.KernelImagePath);
             (ulong Address, ulong Size)? initrd = !restoring && boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel!.End) : null;
 

@@ -40,7 +40,8 @@ public sealed partial class VmmController
     {
         long start = Stopwatch.GetTimestamp();
         var p = new SnapshotCreateParams(c.SnapshotPath, c.MemFilePath, c.SnapshotType == "Diff");
-        if (p.Diff) Logger.Warn("Virtual machine diff snapshots is in development preview.");
+        // Firecracker's log_dev_preview_warning, with its "[DevPreview]" prefix.
+        if (p.Diff) Logger.Warn("[DevPreview] Virtual machine diff snapshots is in development preview.");
         if (CreateSnapshotHandler == null) throw new ApiFault("Create snapshot error: this VMM cannot create snapshots.");
         if (_vm is not { IsPaused: true }) throw new ApiFault("Create snapshot error: Cannot save the microVM state: Vcpu is in unexpected state.");
         try { CreateSnapshotHandler(p); }

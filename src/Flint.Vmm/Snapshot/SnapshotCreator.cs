@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Flint.Arch.X86;
 using Flint.Devices.Mmds;
+using Flint.Memory;
 using Flint.Snapshot;
 using Flint.Vmm.Config;
 using Flint.Vmm.Logging;
@@ -20,9 +21,9 @@ public static class SnapshotCreator
     public static void Create(Vmm vmm, VmConfig config, MmdsStore? mmds, SnapshotCreateParams p)
     {
         if (!vmm.IsPaused) throw new SnapshotException(Prefix + "Cannot save the microVM state: Vcpu is in unexpected state.");
-        if (p.Diff && !vmm.TrackDirtyPages)
-            throw new SnapshotException(Prefix + "Cannot get dirty bitmap: Diff snapshots need track_dirty_pages in machine-config.");
-        if (p.Diff) throw new SnapshotException(Prefix + "Diff snapshots are not supported yet by this build of Flint.");
+        // Firecracker's Diff without track_dirty_pages takes the pages the host holds (mincore) instead of KVM's log.
+        var memInfo = !p.Diff ? MemoryFileInfo.Full
+            : new MemoryFileInfo(MemoryFileKind.Diff, (uint)GuestMemory.PageSize, vmm.TrackDirtyPages ? DirtySource.DirtyLog : DirtySource.Mincore);
 
         // A line the guest had half written reaches the console now: the restored guest writes the rest of it.
         vmm.Serial.Flush();
@@ -31,6 +32,7 @@ public static class SnapshotCreator
         {
             file.Add(SnapshotSections.Config, ConfigSection(config));
             file.Add(SnapshotSections.Memory, MemorySection(config));
+            Save(file, MemoryFileInfo.SectionName, memInfo.Write);
             Save(file, SnapshotSections.Serial, vmm.Serial.SaveState);
             Save(file, SnapshotSections.I8042, vmm.I8042.SaveState);
             for (int i = 0; i < vmm.Devices.Transports.Count; i++)
@@ -62,11 +64,60 @@ public static class SnapshotCreator
         {
             throw new SnapshotException(Prefix + $"Cannot perform open on the snapshot backing file: {IoText.Of(e, p.SnapshotPath)}");
         }
-        try { vmm.Memory.DumpToFile(p.MemFilePath); }
+        SaveMemory(vmm, p.MemFilePath, memInfo.Source);
+    }
+
+    /// <summary>
+    /// The memory file, then both dirty bitmaps cleared (KVM's by reading it, the VMM's own), after a Full as after a
+    /// Diff, as Firecracker: the next Diff holds what changed since this snapshot.
+    /// </summary>
+    private static void SaveMemory(Vmm vmm, string path, DirtySource source)
+    {
+        try
+        {
+            switch (source)
+            {
+                case DirtySource.None:
+                    vmm.Memory.DumpToFile(path);
+                    if (vmm.TrackDirtyPages) ResetDirtyLogs(vmm);
+                    break;
+                case DirtySource.DirtyLog:
+                    vmm.Memory.DumpDirtyToFile(path, (slot, _, bits) => vmm.Vm.GetDirtyLog((uint)slot, bits));
+                    break;
+                default:
+                    vmm.Memory.DumpDirtyToFile(path, (_, region, bits) => GuestMemory.ResidentPages(region, bits));
+                    break;
+            }
+        }
+        catch (MemoryFileIoException e)
+        {
+            throw new SnapshotException(Prefix + $"Cannot perform {e.Operation} on the memory backing file: {e.Message}");
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new SnapshotException(Prefix + $"Cannot perform write on the memory backing file: {IoText.Of(e, p.MemFilePath)}");
+            throw new SnapshotException(Prefix + $"Cannot perform write on the memory backing file: {IoText.Of(e, path)}");
         }
+        catch (Flint.Kvm.KvmException e)
+        {
+            throw new SnapshotException(Prefix + $"Cannot get dirty bitmap: Failed to get KVM's dirty log: {Flint.Sys.Libc.StrError(e.Errno)} (os error {e.Errno})");
+        }
+        catch (Flint.Sys.SysException e)
+        {
+            throw new SnapshotException(Prefix + $"Cannot get dirty bitmap: Error calling mincore: {Flint.Sys.Libc.StrError(e.Errno)} (os error {e.Errno})");
+        }
+    }
+
+    /// <summary>Reads (and so clears) KVM's dirty log of every slot, and clears the VMM's bitmap.</summary>
+    private static void ResetDirtyLogs(Vmm vmm)
+    {
+        var regions = vmm.Memory.Regions;
+        for (int i = 0; i < regions.Count; i++)
+        {
+            var bits = new ulong[DirtyPageBitmap.WordsFor(regions[i].Size / GuestMemory.PageSize)];
+            try { vmm.Vm.GetDirtyLog((uint)i, bits); }
+            catch (Flint.Kvm.KvmException e) { Logger.Warn($"Dirty log of slot {i} not reset: {e.Message}"); }
+        }
+        vmm.Memory.ResetDirty();
     }
 
     private static void Save(SnapshotFile f, string name, Action<StateWriter> save)

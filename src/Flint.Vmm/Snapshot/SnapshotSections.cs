@@ -4,6 +4,8 @@ namespace Flint.Vmm.Snapshot;
 public static class SnapshotSections
 {
     public const string Config = "config", Memory = "memory", Vm = "vm", Serial = "serial", I8042 = "i8042", Mmds = "mmds";
+    /// <summary>Full or Diff, and the page size (<see cref="Flint.Snapshot.MemoryFileInfo"/>).</summary>
+    public const string MemoryFile = Flint.Snapshot.MemoryFileInfo.SectionName;
     public static string Vcpu(int i) => $"vcpu/{i}";
     public static string Virtio(int slot) => $"virtio/{slot}";
 }
