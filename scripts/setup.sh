@@ -38,4 +38,5 @@ publish() { # project, binary, source dirs...
 }
 publish src/Flint/Flint.csproj flint src Directory.Build.props
 publish src/Flint.Jailer/Flint.Jailer.csproj flint-jailer src/Flint.Jailer src/Flint.Sys Directory.Build.props
-echo "setup: ready (artifacts/bin/flint, artifacts/bin/flint-jailer, artifacts/guest)"
+publish src/Flint.UffdHandler/Flint.UffdHandler.csproj flint-uffd-handler src/Flint.UffdHandler src/Flint.Sys Directory.Build.props
+echo "setup: ready (artifacts/bin/flint, artifacts/bin/flint-jailer, artifacts/bin/flint-uffd-handler, artifacts/guest)"
