@@ -95,7 +95,9 @@ public static unsafe class Program
                     if (pid > 0) Libc.kill(pid, 9);
                     return Finish(server, 1);
                 }
-                if (token == TokenPeer && (events[i].Events & (Libc.EPOLLHUP | EpollRdHup | Libc.EPOLLERR)) != 0)
+                if (token == TokenUffd && (events[i].Events & (Libc.EPOLLHUP | Libc.EPOLLERR)) != 0)
+                    return Finish(server, 0); // the userfaultfd was released: nothing left to serve
+                if (token == TokenPeer && PeerGone(peer, events[i].Events))
                 {
                     server.Drain(); // whatever was still queued (the VMM is gone; nothing waits on it)
                     return Finish(server, 0);
@@ -110,6 +112,18 @@ public static unsafe class Program
     }
 
     private const uint EpollRdHup = 0x2000;
+
+    /// <summary>
+    /// Whether the VMM's end of the socket is closed. The VMM sends nothing after the handshake; anything it still sends
+    /// is read and dropped here, so a level-triggered EPOLLIN cannot keep the loop spinning.
+    /// </summary>
+    private static bool PeerGone(int peer, uint events)
+    {
+        if ((events & (Libc.EPOLLHUP | EpollRdHup | Libc.EPOLLERR)) != 0) return true;
+        byte* sink = stackalloc byte[256];
+        nint n = UnixSockets.Recv(peer, sink, 256, 0);
+        return n == 0 || (n < 0 && n != -Libc.EAGAIN);
+    }
 
     /// <summary>Receives the mappings and the userfaultfd; (-1, []) with a message on stderr when they are not usable.</summary>
     private static (int Uffd, RegionMapping[] Regions) Handshake(int peer, ulong fileSize, Epoll epoll)
