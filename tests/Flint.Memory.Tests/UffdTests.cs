@@ -70,7 +70,7 @@ public sealed unsafe class UffdTests : IDisposable
     public void A_balloon_remove_is_handed_to_the_handler_and_the_range_reads_zero_afterwards()
     {
         var (sock, mem, bytes) = Files();
-        using var h = new UffdHandlerProcess(sock, mem);
+        using var h = new UffdHandlerProcess(sock, mem, "--progress", "2");
         using var memory = GuestMemory.CreateForUffd(Ranges, sock, UffdSource.DeviceOnly);
         byte* host = memory.Regions[0].Host;
         Bounded(() =>
@@ -86,6 +86,7 @@ public sealed unsafe class UffdTests : IDisposable
         Assert.Equal(0, code);
         Assert.Equal(2, UffdHandlerProcess.Served(output));
         Assert.Contains("4 removed by the balloon", output);
+        Assert.Contains("flint-uffd-handler: 2 pages served", output); // --progress 2
     }
 
     [Fact]
