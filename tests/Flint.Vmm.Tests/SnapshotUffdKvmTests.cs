@@ -18,6 +18,16 @@ public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _dir = Repo.TempDir();
     private readonly List<Process> _procs = [];
+    // Progress lines in a host-visible file: when the nested L1 hits its time limit, the test's own output is lost
+    // (first nested run: L1 timed out with the test still running, nothing to say where it was).
+    private readonly string _progress = Path.Combine(Repo.Root, "artifacts", "snapshot-uffd-kvm.progress");
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+    private void Step(string what)
+    {
+        output.WriteLine($"{_clock.ElapsedMilliseconds} ms: {what}");
+        try { File.AppendAllText(_progress, $"{DateTime.UtcNow:HH:mm:ss} +{_clock.ElapsedMilliseconds} ms {what}\n"); } catch (IOException) { }
+    }
 
     public void Dispose()
     {
@@ -38,6 +48,7 @@ public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : IDisposable
         TestGuestImage.WriteDisk(disk, 64);
         string snap = Path.Combine(_dir, "vm.snap"), mem = Path.Combine(_dir, "vm.mem"), uffdSock = Path.Combine(_dir, "uffd.sock");
 
+        Step("start");
         var (p1, out1, sock1) = StartFlint("a");
         using (var s = Connect(sock1))
         {
@@ -46,6 +57,7 @@ public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : IDisposable
             Ok(s, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}");
             Ok(s, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
             Assert.True(SpinWait.SpinUntil(() => Text(out1).Contains("seq 3 "), 120_000), "no 'seq 3' line:\n" + Text(out1));
+            Step("guest at seq 3");
             Ok(s, "PATCH", "/vm", "{\"state\": \"Paused\"}");
             Ok(s, "PUT", "/snapshot/create", $"{{\"snapshot_type\": \"Full\", \"snapshot_path\": \"{snap}\", \"mem_file_path\": \"{mem}\"}}");
         }
@@ -54,21 +66,25 @@ public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : IDisposable
         p1.WaitForExit();
         string before = Text(out1);
 
+        Step("snapshot taken, first flint killed");
         using var handler = new UffdHandlerRun(uffdSock, mem);
         var (p2, out2, sock2) = StartFlint("b");
         using (var s = Connect(sock2))
         {
             var sw = Stopwatch.StartNew();
             Ok(s, "PUT", "/snapshot/load", $"{{\"snapshot_path\": \"{snap}\", \"mem_backend\": {{\"backend_type\": \"Uffd\", \"backend_path\": \"{uffdSock}\"}}}}");
-            output.WriteLine($"Load (Uffd backend): {sw.ElapsedMilliseconds} ms");
+            Step($"Load (Uffd backend): {sw.ElapsedMilliseconds} ms");
             Assert.Contains("\"Paused\"", ApiHttp.Request(s, "GET", "/").Body);
             using (var cfg = JsonDocument.Parse(ApiHttp.Request(s, "GET", "/vm/config").Body))
                 Assert.Equal(64, cfg.RootElement.GetProperty("machine-config").GetProperty("mem_size_mib").GetInt32());
             Ok(s, "PATCH", "/vm", "{\"state\": \"Resumed\"}");
         }
+        Step("resumed");
         Assert.True(p2.WaitForExit(300_000), "the restored guest did not finish:\n" + Text(out2) + "\nhandler:\n" + handler.Output);
         string after = Text(out2);
+        Step("restored guest finished");
         var (code, hout) = handler.WaitExit();
+        Step("handler: " + hout.Replace('\n', ' '));
         output.WriteLine("--- after the restore ---\n" + after + "\n--- handler ---\n" + hout);
 
         Assert.DoesNotContain("FLINT-TESTGUEST start", after);
