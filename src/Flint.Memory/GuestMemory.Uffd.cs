@@ -35,6 +35,7 @@ public sealed unsafe partial class GuestMemory
             catch (SysException e) { throw new GuestMemoryUffdException($"Failed to UFFD object: {Os(e)}"); }
             try
             {
+                // SAFETY: only addresses are passed: each region's own live mapping, registered whole.
                 foreach (var r in memory._regions) Userfaultfd.Register(uffd, (ulong)r.Host, r.Size);
             }
             catch (SysException e) { throw new GuestMemoryUffdException($"Failed to register memory address range with the userfaultfd object: {Os(e)}"); }

@@ -20,6 +20,7 @@ public static unsafe class FdPassing
     public static nint Send(int sock, ReadOnlySpan<byte> data, int passFd)
     {
         var cmsg = new CmsgOneFd { Len = CmsgLenOneFd, Level = SOL_SOCKET, Type = SCM_RIGHTS, Fd = passFd };
+        // SAFETY: the iovec and the control block point at this frame's locals and the pinned span, all live across sendmsg.
         fixed (byte* d = data)
         {
             var iov = new IoVec { Base = d, Len = (nuint)data.Length };
@@ -61,6 +62,8 @@ public static unsafe class FdPassing
             const int MSG_CTRUNC = 8;
             var fds = new List<int>();
             // Walk the control messages (CMSG_FIRSTHDR / CMSG_NXTHDR), each bounded by what recvmsg filled in.
+            // SAFETY: every read below lies inside control[0, end), end = msg.ControlLen <= ControlBytes (the kernel
+            // never reports more than the buffer it was given); a header claiming more than is left stops the walk.
             ulong off = 0, end = msg.ControlLen;
             while (off + 16 <= end)
             {

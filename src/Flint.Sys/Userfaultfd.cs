@@ -56,6 +56,7 @@ public static unsafe class Userfaultfd
     /// <summary>UFFDIO_API: the handshake (once per userfaultfd), requiring <paramref name="features"/>; returns the ioctls it offers.</summary>
     public static ulong Handshake(int uffd, ulong features)
     {
+        // SAFETY (here and below): each ioctl gets a pointer to a local struct of exactly the size its number encodes.
         var api = new UffdioApi { Api = UffdAbi.Api, Features = features };
         if (Libc.ioctl(uffd, UffdAbi.UFFDIO_API, &api) < 0) throw SysException.Last("UFFDIO_API");
         if ((api.Features & features) != features)

@@ -66,6 +66,8 @@ public sealed unsafe class PageServer(int uffd, RegionMapping[] regions, byte* f
         {
             if (!region.Contains(addr)) continue;
             ulong page = addr & ~(region.PageSize - 1);
+            // SAFETY: page lies in the region (Contains, and Base is page aligned), so file + Offset + (page - Base)
+            // plus PageSize stays inside the file's mapping: RegionMapping.Parse checked Offset + Size <= file size.
             long r = Userfaultfd.Copy(uffd, page, file + region.Offset + (page - region.Base), region.PageSize);
             if (r == (long)region.PageSize) { Served++; return true; }
             if (r == -UffdAbi.EEXIST)
