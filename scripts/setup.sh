@@ -40,4 +40,5 @@ publish src/Flint/Flint.csproj flint src Directory.Build.props
 publish src/Flint.Jailer/Flint.Jailer.csproj flint-jailer src/Flint.Jailer src/Flint.Sys Directory.Build.props
 publish src/Flint.PoolDaemon/Flint.PoolDaemon.csproj flint-pool src/Flint.PoolDaemon src/Flint.Pool src/Flint.Client src/Flint.Sys Directory.Build.props
 publish src/Flint.SnapshotTool/Flint.SnapshotTool.csproj flint-snapshot src/Flint.SnapshotTool src/Flint.Snapshot src/Flint.Sys Directory.Build.props
-echo "setup: ready (artifacts/bin/flint, artifacts/bin/flint-jailer, artifacts/bin/flint-pool, artifacts/bin/flint-snapshot, artifacts/guest)"
+publish src/Flint.UffdHandler/Flint.UffdHandler.csproj flint-uffd-handler src/Flint.UffdHandler src/Flint.Sys Directory.Build.props
+echo "setup: ready (artifacts/bin/flint, artifacts/bin/flint-jailer, artifacts/bin/flint-pool, artifacts/bin/flint-snapshot, artifacts/bin/flint-uffd-handler, artifacts/guest)"

@@ -215,6 +215,7 @@ public sealed unsafe partial class GuestMemory : IDisposable
         if (_disposed) return;
         _disposed = true;
         foreach (var r in _regions) Libc.munmap(r.Host, (nuint)r.Size);
+        _backing?.Dispose();
     }
 }
 

@@ -71,6 +71,7 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern int timerfd_create(int clockid, int flags);
     [DllImport(L, SetLastError = true)] public static extern int timerfd_settime(int fd, int flags, ITimerSpec* newValue, ITimerSpec* oldValue);
     [DllImport(L, SetLastError = true)] public static extern int getpid();
+    [DllImport(L, SetLastError = true)] public static extern int kill(int pid, int sig);
     [DllImport(L, SetLastError = true)] public static extern int gettid();
     [DllImport(L)] public static extern byte* strerror(int errnum);
     [DllImport(L, SetLastError = true)] public static extern nint getrandom(void* buf, nuint len, uint flags);

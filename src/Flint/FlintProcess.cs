@@ -218,7 +218,10 @@ internal sealed class FlintProcess
     private (VmConfig, IRunningVm) LoadSnapshot(SnapshotLoadParams p)
     {
         var (config, vmm) = SnapshotLoader.Load(p, (cfg, mem) => VmBuilder.Build(cfg, NewVmOptions(), mem),
-            v => v.StartVcpusPaused(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu)), Mmds);
+            v => v.StartVcpusPaused(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu)), Mmds,
+            // The process baseline traps the userfaultfd syscall (a kernel exploit's favourite tool); /dev/userfaultfd
+            // hands out the same object under the device's file permissions, which the jailer sets.
+            _s.Seccomp.IsEnabled ? Flint.Sys.UffdSource.DeviceOnly : Flint.Sys.UffdSource.SyscallThenDevice);
         VmmMetricsBinding.Bind(_metrics, vmm);
         _vmm = vmm;
         return (config, new RunningVm(vmm, _latencies));

@@ -247,6 +247,23 @@ public sealed class SnapshotControllerTests : IDisposable
     }
 
     [Fact]
+    public void Uffd_backend_without_a_handler_answers_firecrackers_connect_error_and_builds_nothing()
+    {
+        var snap = Write(ValidState());
+        bool built = false;
+        var c = Controller(p =>
+        {
+            var (config, _) = SnapshotLoader.Load(p, (_, _) => { built = true; throw new InvalidOperationException("no KVM here"); }, _ => { }, null);
+            return (config, _vm);
+        });
+        var body = $"{{\"snapshot_path\": \"{snap}\", \"mem_backend\": {{\"backend_type\": \"Uffd\", \"backend_path\": \"{Path.Combine(_dir, "none.sock")}\"}}}}";
+        Assert.Equal("Load snapshot error: Failed to restore from snapshot: Failed to load guest memory: Error creating guest memory from uffd: " +
+            "Failed to connect to UDS Unix stream: No such file or directory (os error 2)", Fault(c.Handle("PUT", "/snapshot/load", body)));
+        Assert.False(_fatal);
+        Assert.False(built);
+    }
+
+    [Fact]
     public void A_config_section_that_does_not_parse()
     {
         Assert.Contains("Section config", LoadWithRealLoader(Write(ValidState("{\"boot-source\": 5}"))));

@@ -9,6 +9,8 @@ internal static class Repo
     public static readonly string Root = FindRoot();
     public static string Flint => Path.Combine(Root, "artifacts", "bin", "flint");
     public static string GuestDir => Path.Combine(Root, "artifacts", "guest");
+    /// <summary>The Uffd backend's page-fault handler (scripts/setup.sh publishes it beside flint).</summary>
+    public static string UffdHandler => Path.Combine(Root, "artifacts", "bin", "flint-uffd-handler");
 
     private static string FindRoot()
     {

@@ -16,8 +16,8 @@ namespace Flint.Vmm.Tests;
 /// </summary>
 public sealed partial class SnapshotKvmTests(ITestOutputHelper output) : IDisposable
 {
-    private const int Lines = 16;
-    private const int Spin = 10000;
+    internal const int Lines = 16;
+    internal const int Spin = 10000;
     private readonly string _dir = Repo.TempDir();
     private readonly List<Process> _procs = [];
 
@@ -95,7 +95,7 @@ public sealed partial class SnapshotKvmTests(ITestOutputHelper output) : IDispos
     }
 
     /// <summary>The guest's tg.seq lines, computed here: s = s*31 + k over Spin values of k per line (u64 wrap).</summary>
-    private static List<(ulong, ulong)> ExpectedSequence()
+    internal static List<(ulong, ulong)> ExpectedSequence()
     {
         var list = new List<(ulong, ulong)>();
         ulong sum = 0;

@@ -24,16 +24,17 @@ namespace Flint.Vmm.Builder;
 /// </summary>
 public static unsafe class VmBuilder
 {
-    /// <param name="restoreMemoryFile">
-    /// Snapshot restore: guest RAM is mapped from this memory file (MAP_PRIVATE) instead of loading a kernel, and no boot
-    /// state is written (the snapshot's state is applied after the build, before the vCPUs start).
+    /// <param name="restoredMemory">
+    /// Snapshot restore: guest RAM as the snapshot loader made it (mapped from the memory file, or served by a uffd
+    /// handler); the VM owns it from here on, failure included. No kernel is loaded and no boot state is written (the
+    /// snapshot's state is applied after the build, before the vCPUs start).
     /// </param>
-    public static Vmm Build(VmConfig config, VmOptions options, string? restoreMemoryFile = null)
+    public static Vmm Build(VmConfig config, VmOptions options, GuestMemory? restoredMemory = null)
     {
         // Firecracker takes its boot timestamp (wall and process CPU) as the build starts: the boot timer reports
         // from here, so neither process start-up nor the time the VM sat configured counts as boot time.
         BootTimer? bootTimer = options.BootTimer ? BootTimer.StartingNow(m => Logger.Info(m)) : null;
-        bool restoring = restoreMemoryFile != null;
+        bool restoring = restoredMemory != null;
         // A restored VM needs no kernel file: its boot-source is only what GET /vm/config reports.
         if (!restoring) ConfigLoader.Validate(config);
         DeviceLogSink.Bind(); // device failures reach the process log (rate limited per device)
@@ -47,9 +48,8 @@ public static unsafe class VmBuilder
         try
         {
             // 1. Guest memory and the kernel image: no KVM needed yet.
-            var memory = restoring
-                ? GuestMemory.CreateFromFile(MemoryLayout.RamRanges(memBytes), restoreMemoryFile!)
-                : GuestMemorySize.Allocate(mc.MemSizeMib, () => GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
+            var memory = restoredMemory
+                ?? GuestMemorySize.Allocate(mc.MemSizeMib, () => GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
             owned.Add(memory);
             // Before the kernel is loaded: a booted VM's first Diff snapshot then holds everything it needs to load.
             if (mc.TrackDirtyPages) memory.EnableDirtyTracking();

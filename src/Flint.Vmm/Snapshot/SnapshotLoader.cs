@@ -2,6 +2,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Flint.Arch.X86;
 using Flint.Devices.Mmds;
+using Flint.Memory;
+using Flint.Sys;
 using Flint.Snapshot;
 using Flint.Vmm.Config;
 
@@ -19,19 +21,22 @@ public static class SnapshotLoader
     private const string Restore = Prefix + "Failed to restore from snapshot: ";
     private const string FromFile = Restore + "Failed to get snapshot state from file: ";
 
-    /// <param name="build">Builds the VM from a configuration and a memory file (VmBuilder.Build in restore mode).</param>
+    /// <param name="build">Builds the VM from a configuration and its restored guest memory, which it takes ownership
+    /// of (VmBuilder.Build in restore mode).</param>
     /// <param name="start">Starts the restored VM's vCPUs parked (with their seccomp filter).</param>
-    public static (VmConfig Config, Vmm Vmm) Load(SnapshotLoadParams p, Func<VmConfig, string, Vmm> build, Action<Vmm> start, MmdsStore? mmds)
+    /// <param name="uffdSource">Where the Uffd backend gets its userfaultfd: /dev/userfaultfd only when this thread's
+    /// seccomp filter traps the syscall (Flint's process baseline does).</param>
+    public static (VmConfig Config, Vmm Vmm) Load(SnapshotLoadParams p, Func<VmConfig, GuestMemory, Vmm> build, Action<Vmm> start, MmdsStore? mmds,
+        UffdSource uffdSource = UffdSource.SyscallThenDevice)
     {
         var (file, config) = ReadState(p);
-        if (p.MemBackendType != "File")
-            throw new SnapshotException(Restore + "Failed to load guest memory: Error creating guest memory from uffd: the Uffd backend is not supported yet by this build of Flint.");
-        CheckMemoryFile(p.MemBackendPath, config);
+        var memory = p.MemBackendType == "Uffd" ? MemoryFromUffd(p.MemBackendPath, config, uffdSource) : MemoryFromFile(p.MemBackendPath, config);
 
         Vmm vmm;
-        try { vmm = build(config, p.MemBackendPath); }
+        try { vmm = build(config, memory); }
         catch (Exception e) when (IsBuildFailure(e))
         {
+            memory.Dispose(); // the builder disposed it already unless it failed before taking it (Dispose is idempotent)
             throw new SnapshotException(Restore + $"Failed to build microVM from snapshot: {Describe(e)}", fatal: true);
         }
         try
@@ -67,7 +72,7 @@ public static class SnapshotLoader
         }
         try
         {
-            var config = ReadConfig(file);
+            var config = ReadConfig(file, p.MemBackendType);
             ApplyOverrides(config, p);
             var mc = config.MachineConfig!;
             config.MachineConfig = new MachineConfig
@@ -80,7 +85,7 @@ public static class SnapshotLoader
         catch (SnapshotFormatException e) { throw new SnapshotException(FromFile + $"Failed to load snapshot state from file: {e.Message}"); }
     }
 
-    private static VmConfig ReadConfig(SnapshotFile file)
+    private static VmConfig ReadConfig(SnapshotFile file, string memBackendType)
     {
         var r = file.Open(SnapshotSections.Config);
         string json = r.RequiredString(SnapshotFormat.MaxFileSize);
@@ -92,7 +97,7 @@ public static class SnapshotLoader
             throw new SnapshotFormatException("Section config lacks the machine configuration or the boot source.");
         if (mc.VcpuCount < 1 || mc.VcpuCount > ConfigLoader.MaxVcpus || mc.MemSizeMib <= 0 || mc.MemSizeMib > (1L << 30))
             throw new SnapshotFormatException("Section config holds an invalid machine configuration.");
-        if (mc.HugePages is "2M")
+        if (mc.HugePages is "2M" && memBackendType != "Uffd")
             throw new SnapshotException(Restore + "Failed to load guest memory: Error creating guest memory from file: Cannot restore hugetlbfs backed snapshot by mapping the memory file. Please use uffd.");
 
         // The memory layout the snapshot was taken with must be the one this build derives from the configuration.
@@ -131,6 +136,37 @@ public static class SnapshotLoader
         node[name] = value;
         using var doc = JsonDocument.Parse(node.ToJsonString());
         return doc.RootElement.Clone();
+    }
+
+    /// <summary>Guest RAM mapped from the memory file (File backend); nothing is built if it fails.</summary>
+    private static GuestMemory MemoryFromFile(string path, VmConfig config)
+    {
+        CheckMemoryFile(path, config);
+        try { return GuestMemory.CreateFromFile(MemoryLayout.RamRanges(checked((ulong)config.MachineConfig!.MemSizeMib << 20)), path); }
+        catch (Exception e) when (e is IOException or SysException or ArgumentException or UnauthorizedAccessException)
+        {
+            throw new SnapshotException(Restore + $"Failed to load guest memory: Error creating guest memory from file: Failed to load guest memory: {Describe(e)}");
+        }
+    }
+
+    /// <summary>
+    /// Anonymous guest RAM served by the page-fault handler listening on <paramref name="socketPath"/> (Uffd backend):
+    /// Firecracker's guest_memory_from_uffd. Nothing is built if it fails, and nothing is left open.
+    /// </summary>
+    private static GuestMemory MemoryFromUffd(string socketPath, VmConfig config, UffdSource source)
+    {
+        const string FromUffd = Restore + "Failed to load guest memory: Error creating guest memory from uffd: ";
+        var mc = config.MachineConfig!;
+        try
+        {
+            return GuestMemory.CreateForUffd(MemoryLayout.RamRanges(checked((ulong)mc.MemSizeMib << 20)), socketPath, source,
+                ConfigLoader.HugePagesOf(mc));
+        }
+        catch (GuestMemoryUffdException e) { throw new SnapshotException(FromUffd + e.Message); }
+        catch (Exception e) when (e is SysException or ArgumentException)
+        {
+            throw new SnapshotException(FromUffd + $"Failed to restore guest memory: {e.Message}");
+        }
     }
 
     /// <summary>The memory file must exist and be exactly guest RAM's size; checked before anything is built.</summary>

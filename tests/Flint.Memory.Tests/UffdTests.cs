@@ -1,0 +1,159 @@
+using System.Text.Json;
+using Flint.Sys;
+using Flint.UffdHandler;
+
+namespace Flint.Memory.Tests;
+
+/// <summary>
+/// The Uffd backend end to end without KVM: guest memory made by <see cref="GuestMemory.CreateForUffd"/> (real
+/// userfaultfd, regions registered, Firecracker's handshake over a real Unix socket) served by the real
+/// flint-uffd-handler process from a memory file; every touched page must read as the file holds it, and the handler
+/// must count exactly the pages touched. Runs as root here (the syscall and /dev/userfaultfd both work).
+/// </summary>
+public sealed unsafe class UffdTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("flint-uffd-").FullName;
+    // Two regions, as guest RAM has above 3 GiB: 1 MiB + 512 KiB; file = both, back to back.
+    private static readonly (ulong, ulong)[] Ranges = [(0, 1UL << 20), (1UL << 32, 512UL << 10)];
+    private const int Total = (1 << 20) + (512 << 10);
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private (string Sock, string Mem, byte[] Bytes) Files()
+    {
+        var bytes = new byte[Total];
+        new Random(42).NextBytes(bytes);
+        string mem = Path.Combine(_dir, "vm.mem"), sock = Path.Combine(_dir, "uffd.sock");
+        File.WriteAllBytes(mem, bytes);
+        return (sock, mem, bytes);
+    }
+
+    /// <summary>Runs <paramref name="touch"/> on a thread (a fault nobody serves would block it forever), bounded.</summary>
+    private static void Bounded(Action touch, UffdHandlerProcess h, int ms = 30_000)
+    {
+        Exception? error = null;
+        var t = new Thread(() => { try { touch(); } catch (Exception e) { error = e; } }) { IsBackground = true };
+        t.Start();
+        Assert.True(t.Join(ms), "a page fault was not served in time:\n" + h.Output);
+        if (error != null) throw error;
+    }
+
+    [Fact]
+    public void Touched_pages_read_as_the_memory_file_and_the_handler_counts_them()
+    {
+        var (sock, mem, bytes) = Files();
+        using var h = new UffdHandlerProcess(sock, mem);
+        var memory = GuestMemory.CreateForUffd(Ranges, sock, UffdSource.SyscallThenDevice);
+        int[] pages = [0, 1, 7, 255, 256, 300, 383];  // region 0 holds pages 0-255, region 1 pages 256-383 of the file
+        Bounded(() =>
+        {
+            foreach (int page in pages)
+            {
+                var (r, within) = page < 256 ? (memory.Regions[0], page) : (memory.Regions[1], page - 256);
+                var got = new ReadOnlySpan<byte>(r.Host + within * 4096L, 4096);
+                Assert.True(got.SequenceEqual(bytes.AsSpan(page * 4096, 4096)), $"page {page} differs from the file");
+                // A second touch of a served page faults no more.
+                Assert.Equal(bytes[page * 4096 + 123], r.Host[within * 4096L + 123]);
+            }
+            // Through the guest-physical accessor too (a write after the read: the page is ours now).
+            memory.Write<ulong>((1UL << 32) + 44 * 4096 + 8, 0x1122334455667788UL); // file page 300 = region 1 page 44
+        }, h);
+        // Flint going away (its socket closing) ends the handler, which prints its count.
+        memory.Dispose();
+        var (code, output) = h.WaitExit();
+        Assert.Equal(0, code);
+        Assert.Equal(pages.Length, UffdHandlerProcess.Served(output));
+        Assert.Contains("serving 2 region(s), page size 4096", output);
+    }
+
+    [Fact]
+    public void A_balloon_remove_is_handed_to_the_handler_and_the_range_reads_zero_afterwards()
+    {
+        var (sock, mem, bytes) = Files();
+        using var h = new UffdHandlerProcess(sock, mem, "--progress", "2");
+        using var memory = GuestMemory.CreateForUffd(Ranges, sock, UffdSource.DeviceOnly);
+        byte* host = memory.Regions[0].Host;
+        Bounded(() =>
+        {
+            Assert.Equal(bytes[5 * 4096], host[5 * 4096]);
+            // The balloon's madvise: the kernel reports the range (UFFD_EVENT_REMOVE) and waits for the handler to read it.
+            Assert.Equal(0, Libc.madvise(host + 4 * 4096, 4 * 4096, Libc.MADV_DONTNEED));
+            Assert.Equal(0, host[5 * 4096 + 1]);    // unregistered by the handler: the kernel's zero page now
+            Assert.Equal(bytes[9 * 4096], host[9 * 4096]);  // outside the range: served from the file
+        }, h);
+        Libc.kill(h.Pid, 15); // SIGTERM: the handler prints its count and exits
+        var (code, output) = h.WaitExit();
+        Assert.Equal(0, code);
+        Assert.Equal(2, UffdHandlerProcess.Served(output));
+        Assert.Contains("4 removed by the balloon", output);
+        Assert.Contains("flint-uffd-handler: 2 pages served", output); // --progress 2
+    }
+
+    [Fact]
+    public void The_handshake_is_firecrackers_json()
+    {
+        using var memory = GuestMemory.Create(Ranges);
+        var json = System.Text.Encoding.ASCII.GetString(GuestMemory.HandshakeJson(memory, 4096));
+        Assert.DoesNotContain(" ", json);
+        using var d = JsonDocument.Parse(json);
+        var a = d.RootElement.EnumerateArray().ToArray();
+        Assert.Equal(2, a.Length);
+        Assert.Equal(["base_host_virt_addr", "size", "offset", "page_size", "page_size_kib"], a[0].EnumerateObject().Select(p => p.Name).ToArray());
+        Assert.Equal((ulong)memory.Regions[1].Host, a[1].GetProperty("base_host_virt_addr").GetUInt64());
+        Assert.Equal(1UL << 20, a[1].GetProperty("offset").GetUInt64());
+        Assert.Equal(512UL << 10, a[1].GetProperty("size").GetUInt64());
+        Assert.Equal(4096UL, a[1].GetProperty("page_size_kib").GetUInt64());
+        // And the handler's parser takes it as it is.
+        var parsed = RegionMapping.Parse(GuestMemory.HandshakeJson(memory, 4096), Total);
+        Assert.Equal(new RegionMapping((ulong)memory.Regions[0].Host, 1UL << 20, 0, 4096), parsed[0]);
+    }
+
+    private static int OpenFds() => Directory.GetFiles("/proc/self/fd").Length;
+
+    [Fact]
+    public void No_handler_at_the_path_is_firecrackers_connect_error_and_leaves_nothing_open()
+    {
+        int before = OpenFds();
+        var e = Assert.Throws<GuestMemoryUffdException>(() => GuestMemory.CreateForUffd(Ranges, Path.Combine(_dir, "absent.sock"), UffdSource.SyscallThenDevice));
+        Assert.Equal("Failed to connect to UDS Unix stream: No such file or directory (os error 2)", e.Message);
+        var e2 = Assert.Throws<GuestMemoryUffdException>(() => GuestMemory.CreateForUffd(Ranges, "/" + new string('s', 200), UffdSource.DeviceOnly));
+        Assert.Equal("Failed to connect to UDS Unix stream: path must be shorter than SUN_LEN", e2.Message);
+        // A file that is not a socket.
+        File.WriteAllText(Path.Combine(_dir, "plain"), "");
+        var e3 = Assert.Throws<GuestMemoryUffdException>(() => GuestMemory.CreateForUffd(Ranges, Path.Combine(_dir, "plain"), UffdSource.SyscallThenDevice));
+        Assert.Equal("Failed to connect to UDS Unix stream: Connection refused (os error 111)", e3.Message);
+        Assert.Equal(before, OpenFds());
+    }
+
+    [Fact]
+    public void Both_ways_of_getting_a_userfaultfd_work_here()
+    {
+        foreach (var source in new[] { UffdSource.SyscallThenDevice, UffdSource.DeviceOnly })
+        {
+            int fd = Userfaultfd.Open(Libc.O_CLOEXEC | Libc.O_NONBLOCK, source);
+            try { Userfaultfd.Handshake(fd, UffdAbi.FeatureEventRemove); }
+            finally { Libc.close(fd); }
+        }
+    }
+
+    [Theory]
+    [InlineData("{}")]
+    [InlineData("[]")]
+    [InlineData("[{\"base_host_virt_addr\":4096,\"size\":4096,\"offset\":0}]")]                                   // no page size
+    [InlineData("[{\"base_host_virt_addr\":4096,\"size\":4096,\"offset\":0,\"page_size\":4095}]")]               // not a power of two
+    [InlineData("[{\"base_host_virt_addr\":4097,\"size\":8192,\"offset\":0,\"page_size\":4096}]")]               // unaligned
+    [InlineData("[{\"base_host_virt_addr\":4096,\"size\":8192,\"offset\":4096,\"page_size\":4096}]")]            // past the file
+    [InlineData("[{\"base_host_virt_addr\":18446744073709547520,\"size\":8192,\"offset\":0,\"page_size\":4096}]")] // wraps
+    [InlineData("[{\"base_host_virt_addr\":4096,\"size\":4096,\"offset\":0,\"page_size\":4096},{\"base_host_virt_addr\":4096,\"size\":4096,\"offset\":4096,\"page_size\":4096}]")] // overlap
+    [InlineData("[{\"base_host_virt_addr\":4096,\"size\":4096,\"offset\":0,\"page_size\":4096}]")]               // covers half the file
+    [InlineData("[{\"base_host_virt_addr\":\"x\",\"size\":8192,\"offset\":0,\"page_size\":4096}]")]
+    public void The_handler_refuses_mappings_that_do_not_fit_the_memory_file(string json) =>
+        Assert.ThrowsAny<Exception>(() => RegionMapping.Parse(System.Text.Encoding.ASCII.GetBytes(json), 8192));
+
+    [Fact]
+    public void The_handler_takes_page_size_kib_alone_as_older_firecrackers_send()
+    {
+        var r = RegionMapping.Parse("[{\"base_host_virt_addr\":4096,\"size\":8192,\"offset\":0,\"page_size_kib\":4096}]"u8, 8192);
+        Assert.Equal(4096UL, r[0].PageSize);
+    }
+}
