@@ -41,6 +41,19 @@ public class ChildProcessTests
         Assert.DoesNotContain("survived", stdout);
     }
 
+    /// <summary>
+    /// With --log-path set nothing reaches stdout before the vCPU threads start, so the guest's first console byte was
+    /// the process's first use of .NET's console stream, which initialises the terminal (tcgetattr: ioctl TCGETS) on
+    /// the vCPU thread: the vcpu filter killed flint with 148 ("bad syscall (16)"), first seen in a nested run.
+    /// </summary>
+    [Fact]
+    public void SerialConsoleWriteUnderTheVcpuFilterWithNothingWrittenBefore()
+    {
+        var (code, stdout, stderr) = RunHelper(60_000, "vcpu-serial");
+        Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
+        Assert.Equal("serial ok\n", stdout);
+    }
+
     [Fact]
     public void VmmFilterAllowsThePostBootDeviceCallsOfTheApi()
     {
