@@ -7,7 +7,7 @@ namespace Flint.Bench.Harness;
 /// The whole-process measurements. Every measurement alternates Flint and QEMU runs (A B A B ...), so drift in
 /// the host's load hits both the same way.
 /// </summary>
-internal sealed class Measurements
+internal sealed partial class Measurements
 {
     private readonly Settings _s;
     private readonly HarnessResults _r;
@@ -25,6 +25,7 @@ internal sealed class Measurements
         public int BootRuns => Smoke ? 2 : 10;
         public int KernelBootRuns => Smoke ? 2 : 5;
         public int CreationRounds => Smoke ? 2 : 3;
+        public int SnapshotRuns => Smoke ? 1 : 3;
         // At least 16 VMs at once (and two per core on bigger hosts), so the batch saturates the host: with a handful the
         // rate measures one VM's latency, not the host's creation throughput.
         public int CreationBatch => Smoke ? 2 : Math.Max(16, 2 * Environment.ProcessorCount);

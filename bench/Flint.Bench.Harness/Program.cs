@@ -5,7 +5,7 @@ namespace Flint.Bench.Harness;
 
 /// <summary>
 /// Usage (from the repository root; bench/run drives it):
-///   Flint.Bench.Harness measure [--smoke] --out artifacts/bench/harness.json
+///   Flint.Bench.Harness measure [--smoke] [--only snapshot] --out artifacts/bench/harness.json
 ///   Flint.Bench.Harness report --harness artifacts/bench/harness.json --micro artifacts/bench/micro.json --out docs/benchmarks
 /// </summary>
 public static class Program
@@ -19,7 +19,7 @@ public static class Program
         bool smoke = args.Contains("--smoke");
         switch (args[0])
         {
-            case "measure": return Measure(smoke, Arg("--out") ?? "artifacts/bench/harness.json");
+            case "measure": return Measure(smoke, Arg("--out") ?? "artifacts/bench/harness.json", Arg("--only"));
             case "report":
                 Report.Write(Arg("--harness") ?? "artifacts/bench/harness.json", Arg("--micro") ?? "artifacts/bench/micro.json",
                     Arg("--out") ?? "docs/benchmarks");
@@ -28,7 +28,7 @@ public static class Program
         }
     }
 
-    private static int Measure(bool smoke, string outPath)
+    private static int Measure(bool smoke, string outPath, string? only)
     {
         string root = Directory.GetCurrentDirectory();
         string qemu = FindInPath("qemu-system-x86_64") ?? throw new FileNotFoundException("qemu-system-x86_64 not in PATH");
@@ -46,11 +46,12 @@ public static class Program
         try
         {
             // Each step interleaves Flint and QEMU runs (A B A B).
-            m.Startup();
-            m.Memory();
-            m.Latency();
-            m.Boot();
-            m.CreationRate();
+            if (only is null or "startup") m.Startup();
+            if (only is null or "memory") m.Memory();
+            if (only is null or "latency") m.Latency();
+            if (only is null or "boot") m.Boot();
+            if (only is null or "creation") m.CreationRate();
+            if (only is null or "snapshot") m.Snapshots();
         }
         finally { m.Cleanup(); }
         r.TotalSeconds = sw.Elapsed.TotalSeconds;
