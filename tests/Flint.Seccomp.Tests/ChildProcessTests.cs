@@ -54,6 +54,20 @@ public class ChildProcessTests
         Assert.Equal("serial ok\n", stdout);
     }
 
+    /// <summary>
+    /// The same trap through the logger: with --level Error (or Warning) and no --log-path nothing is written to stdout
+    /// at start, so a device's error line logged on a vCPU thread (guest-triggered, e.g. a bad vsock activation) was the
+    /// first use of .NET's Console.Out: terminal initialisation, ioctl TCGETS, exit 148.
+    /// </summary>
+    [Fact]
+    public void ErrorLoggedOnAVcpuThreadWithNothingWrittenBefore()
+    {
+        var (code, stdout, stderr) = RunHelper(60_000, "vcpu-log");
+        Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
+        Assert.Contains("vcpu log ok", stdout);
+        Assert.DoesNotContain("not written", stdout);
+    }
+
     [Fact]
     public void VmmFilterAllowsThePostBootDeviceCallsOfTheApi()
     {

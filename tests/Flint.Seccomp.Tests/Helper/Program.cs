@@ -29,6 +29,9 @@ namespace Flint.Seccomp.TestHelper;
 ///   vcpu-serial             as flint with --log-path (nothing written to stdout before the filters): opens the
 ///                           serial console's output the way flint's CLI does, then on a new thread under the default
 ///                           vcpu filter the guest writes "serial ok\n" to the 16550's data port; exit 0.
+///   vcpu-log                as flint with --level Error and no --log-path (no line reaches stdout at start): the
+///                           logger is set up on the main thread, then a vCPU thread under the default vcpu filter logs
+///                           an error (a device complaining about the guest); exit 0.
 ///   segv                    installs Flint's fatal-signal handlers, catches three NullReferenceExceptions from null
 ///                           dereferences in managed code (the runtime's SIGSEGV path, reached through ours), prints
 ///                           "caught 3", then writes to an unmapped address: exits 150 with the SIGSEGV log line.
@@ -48,6 +51,7 @@ public static unsafe class Program
             {
                 "trap" => Trap(args[1], int.Parse(args[2])),
                 "vcpu-serial" => VcpuSerial(),
+                "vcpu-log" => VcpuLog(),
                 "segv" => Segv(),
                 "postboot" => PostBoot(args[1]),
                 "postboot-api" => PostBootApi(args[1], args.Length > 2 && args[2] == "old-vmm-filter"),
@@ -286,6 +290,22 @@ public static unsafe class Program
         {
             SeccompFilter.InstallOnCurrentThread(prog);
             foreach (byte b in "serial ok\n"u8) serial.Write(0, [b]); // the vCPU thread's port 0x3f8 OUT exits
+        }, 256 * 1024);
+        t.Start();
+        t.Join();
+        return 0;
+    }
+
+    private static int VcpuLog()
+    {
+        var prog = Filter(ThreadKind.Vcpu);
+        SigsysHandler.Install();
+        Flint.Vmm.Logging.Logger.Level = Flint.Vmm.Logging.LogLevel.Error; // --level Error: the start-up lines are not written
+        Flint.Vmm.Logging.Logger.Info("not written");
+        var t = new Thread(() =>
+        {
+            SeccompFilter.InstallOnCurrentThread(prog);
+            Flint.Vmm.Logging.Logger.Error("vcpu log ok");
         }, 256 * 1024);
         t.Start();
         t.Join();
