@@ -10,6 +10,7 @@ for f in results.md results.json micro.json startup.svg memory.svg latency.svg b
   [ -s "$out/$f" ] || { echo "smoke-test: FAIL: $out/$f missing or empty"; exit 1; }
 done
 grep -q '^## 1\. Start-up' "$out/results.md" || { echo "smoke-test: FAIL: $out/results.md has no start-up table"; exit 1; }
+grep -q '^## 4c\. Snapshots' "$out/results.md" || { echo "smoke-test: FAIL: $out/results.md has no snapshot table"; exit 1; }
 grep -q '^## 5\. Micro-benchmarks' "$out/results.md" || { echo "smoke-test: FAIL: $out/results.md has no micro-benchmark table"; exit 1; }
 for h in '^## 2b\. VMM memory after boot' '^## 3b\. API request rate' '^## 4c\. Block throughput and IOPS'; do
   grep -q "$h" "$out/results.md" || { echo "smoke-test: FAIL: $out/results.md has no table matching $h"; exit 1; }

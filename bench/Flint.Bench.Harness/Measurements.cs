@@ -33,6 +33,7 @@ internal sealed partial class Measurements
         public TimeSpan ApiRateWindow => TimeSpan.FromSeconds(Smoke ? 0.3 : 2.0);
         // Below Flint's API connection limit (ApiServer.MaxConnections = 10).
         public int ApiRateConnections => 8;
+        public int SnapshotRuns => Smoke ? 1 : 3;
         // At least 16 VMs at once (and two per core on bigger hosts), so the batch saturates the host: with a handful the
         // rate measures one VM's latency, not the host's creation throughput.
         // --creation-batch N sets it (bench/run passes it through).

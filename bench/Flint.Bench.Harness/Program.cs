@@ -5,8 +5,8 @@ namespace Flint.Bench.Harness;
 
 /// <summary>
 /// Usage (from the repository root; bench/run drives it):
-///   Flint.Bench.Harness measure [--smoke] [--only startup,memory,...] --out artifacts/bench/harness.json
-///     --only: a comma list of the steps to run (startup, memory, latency, apirate, boot, bootmemory, block, creation);
+///   Flint.Bench.Harness measure [--smoke] [--only startup,memory,...,snapshot] --out artifacts/bench/harness.json
+///     --only: a comma list of the steps to run (startup, memory, latency, apirate, boot, bootmemory, block, creation, snapshot);
 ///     default all. --creation-batch N: VMs launched at once in the creation-rate step (default max(16, 2 x cores)). A nested-KVM run (tests/nested-kvm) picks the guest-running ones, the rest need no KVM.
 ///   Flint.Bench.Harness report --harness artifacts/bench/harness.json --micro artifacts/bench/micro.json --out docs/benchmarks [--prefix nested-]
 /// </summary>
@@ -31,7 +31,7 @@ public static class Program
         }
     }
 
-    private static readonly string[] Steps = ["startup", "memory", "latency", "apirate", "bootmemory", "block", "boot", "creation"];
+    private static readonly string[] Steps = ["startup", "memory", "latency", "apirate", "bootmemory", "block", "boot", "creation", "snapshot"];
 
     private static int Measure(bool smoke, string outPath, string? only, int? creationBatch)
     {
@@ -57,7 +57,7 @@ public static class Program
             var run = new Dictionary<string, Action>
             {
                 ["startup"] = m.Startup, ["memory"] = m.Memory, ["latency"] = m.Latency, ["apirate"] = m.ApiRate, ["boot"] = m.Boot,
-                ["bootmemory"] = m.MemoryAfterBoot, ["block"] = m.Block, ["creation"] = m.CreationRate,
+                ["bootmemory"] = m.MemoryAfterBoot, ["block"] = m.Block, ["creation"] = m.CreationRate, ["snapshot"] = m.Snapshots,
             };
             foreach (var step in Steps.Where(steps.Contains))
             {

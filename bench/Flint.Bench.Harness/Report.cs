@@ -139,6 +139,8 @@ internal static class Report
                       "is many times queue depth 1); they are not throughput figures for a real host." : ""), P("block.svg"));
         if (h.Series.Any(x => x.Section == "block")) md.AppendLine($"![block IOPS]({P("block-iops.svg")})").AppendLine();
 
+        Section(md, h, "snapshot", "4c. Snapshots (Flint Full snapshot vs QEMU migration to a file)", SnapshotHow, null);
+
         // Micro-benchmarks
         if (micro.Count == 0 && h.Steps != null) { }  // a partial run (--only) without micro-benchmarks: no section
         else if (micro.Count == 0) md.AppendLine("## 5. Micro-benchmarks (BenchmarkDotNet)").AppendLine().AppendLine("_No micro-benchmark results were found._").AppendLine();
@@ -180,6 +182,16 @@ internal static class Report
         Charts(h, outDir, prefix);
         File.WriteAllText(Path.Combine(outDir, P("results.md")), md.ToString());
     }
+
+    private const string SnapshotHow =
+        "The test guest printing its `tg.seq` sequence (1 vCPU), paused after `seq 2`. Flint: `PATCH /vm Paused` + `PUT /snapshot/create` " +
+        "(Full: state file + the whole guest RAM as the memory file), then a new process: `PUT /snapshot/load` with the File backend " +
+        "(guest RAM mapped MAP_PRIVATE from the memory file, read lazily) and `resume_vm`. QEMU (same guest, same accelerator): QMP `stop` + " +
+        "`migrate exec:cat > FILE` until `query-migrate` says completed (QEMU's stream skips zero pages), then a new process with " +
+        "`-incoming \"exec:cat FILE\"` and `cont` once it is paused. \"Next line\" is the first sequence line the restored guest prints, " +
+        "timed from the new process's spawn. PSS per extra clone: three restores of one snapshot run at once; (PSS of all three - PSS of " +
+        "the first) / 2, from /proc/PID/smaps_rollup, 300 ms after each started (Flint's clones share the memory file's page cache; " +
+        "QEMU reads its stream into each clone's own RAM).";
 
     /// <summary>Flint's measured medians next to Firecracker's headline promises (SPECIFICATION.md); no estimates.</summary>
     private static void Promises(StringBuilder md, HarnessResults h, bool nested)

@@ -223,7 +223,7 @@ public static class Cli
         {
             BootTimer = p.Has(BootTimer),
             CpuTemplate = p.Get(CpuTemplate),
-            ConsoleOutput = Console.OpenStandardOutput(),
+            ConsoleOutput = Flint.Vmm.Builder.ConsoleOutput.OpenStdout(),
             ConsoleInputFd = 0,
             MmdsStore = mmds,
         };

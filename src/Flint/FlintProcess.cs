@@ -185,9 +185,9 @@ internal sealed class FlintProcess
     private void ExitUnderFilter(int code, ApiServer? server)
     {
         server?.RemoveSocketFile();
-        // Console.Out is set up at start (the logger holds it); Console.Error is not touched here: its first use
-        // initialises the terminal (pipe2), which no filter allows. Both autoflush, so nothing is left buffered.
-        Console.Out.Flush();
+        // Neither Console.Out nor Console.Error is touched here: the first use of either opens and initialises the
+        // terminal (dup, ioctl, pipe2), which no filter allows. The logger writes stdout through write(2) and flushes
+        // each line; Console.Out, where the CLI used it before the filters, autoflushes: nothing is left buffered.
         Flint.Sys.Libc.ExitNow(code);
     }
 

@@ -41,6 +41,33 @@ public class ChildProcessTests
         Assert.DoesNotContain("survived", stdout);
     }
 
+    /// <summary>
+    /// With --log-path set nothing reaches stdout before the vCPU threads start, so the guest's first console byte was
+    /// the process's first use of .NET's console stream, which initialises the terminal (tcgetattr: ioctl TCGETS) on
+    /// the vCPU thread: the vcpu filter killed flint with 148 ("bad syscall (16)"), first seen in a nested run.
+    /// </summary>
+    [Fact]
+    public void SerialConsoleWriteUnderTheVcpuFilterWithNothingWrittenBefore()
+    {
+        var (code, stdout, stderr) = RunHelper(60_000, "vcpu-serial");
+        Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
+        Assert.Equal("serial ok\n", stdout);
+    }
+
+    /// <summary>
+    /// The same trap through the logger: with --level Error (or Warning) and no --log-path nothing is written to stdout
+    /// at start, so a device's error line logged on a vCPU thread (guest-triggered, e.g. a bad vsock activation) was the
+    /// first use of .NET's Console.Out: terminal initialisation, ioctl TCGETS, exit 148.
+    /// </summary>
+    [Fact]
+    public void ErrorLoggedOnAVcpuThreadWithNothingWrittenBefore()
+    {
+        var (code, stdout, stderr) = RunHelper(60_000, "vcpu-log");
+        Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
+        Assert.Contains("vcpu log ok", stdout);
+        Assert.DoesNotContain("not written", stdout);
+    }
+
     [Fact]
     public void VmmFilterAllowsThePostBootDeviceCallsOfTheApi()
     {

@@ -39,6 +39,9 @@ public interface IVirtioDevice
     /// <summary>The guest notified queue <paramref name="index"/>: drain it. Must never throw on guest input.</summary>
     void ProcessQueue(int index);
 
+    /// <summary>Whether a snapshot restore rings queue <paramref name="queue"/> once (see VirtioDevice).</summary>
+    bool ReplaysKickAfterRestore(int queue);
+
     /// <summary>Back to the pre-activation state (status 0 written): forget memory, queues and in-flight work.</summary>
     void Reset();
 }

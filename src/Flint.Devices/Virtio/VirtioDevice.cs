@@ -105,6 +105,13 @@ public abstract class VirtioDevice : IVirtioDevice
         src[..Math.Min(src.Length, data.Length)].CopyTo(data);
     }
 
+    /// <summary>
+    /// Whether a snapshot restore rings queue <paramref name="queue"/> once after the device came back (a doorbell the
+    /// old process had not served died with it). Every queue by default; a device whose queue kick means more than
+    /// "look at the ring" says no for it.
+    /// </summary>
+    public virtual bool ReplaysKickAfterRestore(int queue) => true;
+
     protected virtual void OnActivated() { }
     protected virtual void OnActivateFailed() { }
     /// <summary>

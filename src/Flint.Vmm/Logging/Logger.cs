@@ -18,7 +18,11 @@ public static class Logger
     // The local time zone is read (TZ, /etc/localtime) on first use: do it when the logger is first touched, at
     // start-up, not in a line logged later from a thread whose seccomp filter may not allow opening files.
     static Logger() => _ = TimeZoneInfo.Local;
-    private static TextWriter _out = Console.Out;
+    // Stdout through plain write(2) (FdWriteStream), not Console.Out: a line can come from a vCPU thread, and .NET's
+    // console initialises the terminal on its first write (ioctl TCGETS), which the vcpu filter refuses. With
+    // --level Error and no --log-path nothing is written at start, so a device's error line on a vCPU thread was that
+    // first write and killed flint (148). Each line is flushed as it is written.
+    private static readonly TextWriter _out = new StreamWriter(new Flint.Sys.FdWriteStream(1), new System.Text.UTF8Encoding(false));
     private static NonBlockingFile? _file;
     private static bool _configured;
 

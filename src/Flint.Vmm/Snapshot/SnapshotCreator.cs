@@ -27,6 +27,8 @@ public static class SnapshotCreator
 
         // A line the guest had half written reaches the console now: the restored guest writes the rest of it.
         vmm.Serial.Flush();
+        // Firecracker's prepare_save: vsock connections do not survive a snapshot; the guest is told in the saved memory.
+        vmm.Devices.Vsock?.PrepareSave();
         var file = new SnapshotFile();
         try
         {
@@ -37,6 +39,7 @@ public static class SnapshotCreator
             Save(file, SnapshotSections.I8042, vmm.I8042.SaveState);
             for (int i = 0; i < vmm.Devices.Transports.Count; i++)
                 Save(file, SnapshotSections.Virtio(i), vmm.Devices.Transports[i].SaveState);
+            if (vmm.Devices.Vsock is { } vsock) Save(file, SnapshotSections.Vsock, w => w.Bool(vsock.PendingEventAck));
             if (mmds != null && mmds.IsInitialized)
             {
                 var w = new StateWriter();

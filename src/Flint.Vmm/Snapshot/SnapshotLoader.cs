@@ -208,12 +208,24 @@ public static class SnapshotLoader
             r.ExpectEnd();
             mmds.Put(json);
         }
-        // The vsock connections lived in the old process: the guest learns they are gone (Firecracker does the same).
-        vmm.Devices.Vsock?.SendTransportReset();
+        // The vsock connections lived in the old process: the TRANSPORT_RESET event posted at create is in the restored
+        // memory; its rx gate comes back and the event's interrupt is raised again (Firecracker's kick on resume).
+        if (vmm.Devices.Vsock is { } vsock)
+        {
+            bool pending = false;
+            if (file.Has(SnapshotSections.Vsock))
+            {
+                var r = file.Open(SnapshotSections.Vsock);
+                pending = r.Bool();
+                r.ExpectEnd();
+            }
+            vsock.OnRestored(pending);
+        }
         // A kick the old process had not served yet died with it: ring every live queue once, so the devices look at
         // their rings (a queue with nothing new does nothing).
         foreach (var t in transports)
             if (t.IsActivated)
-                foreach (var e in t.QueueEvents) e.Write(1);
+                for (int q = 0; q < t.QueueEvents.Length; q++)
+                    if (t.Device.ReplaysKickAfterRestore(q)) t.QueueEvents[q].Write(1);
     }
 }

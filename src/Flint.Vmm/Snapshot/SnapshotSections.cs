@@ -6,6 +6,8 @@ public static class SnapshotSections
     public const string Config = "config", Memory = "memory", Vm = "vm", Serial = "serial", I8042 = "i8042", Mmds = "mmds";
     /// <summary>Full or Diff, and the page size (<see cref="Flint.Snapshot.MemoryFileInfo"/>).</summary>
     public const string MemoryFile = Flint.Snapshot.MemoryFileInfo.SectionName;
+    /// <summary>virtio-vsock's rx gate: a TRANSPORT_RESET event waits for the guest's acknowledgement (one bool).</summary>
+    public const string Vsock = "vsock";
     public static string Vcpu(int i) => $"vcpu/{i}";
     public static string Virtio(int slot) => $"virtio/{slot}";
 }

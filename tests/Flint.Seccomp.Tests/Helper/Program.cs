@@ -26,6 +26,12 @@ namespace Flint.Seccomp.TestHelper;
 ///                           whose backing file is swapped by a path relative to DIR, rate limiters, a balloon, the
 ///                           i8042), on the main thread under the default vmm filter, as flint's VMM thread serves them
 ///                           after InstanceStart. Prints "STATUS method path" per call, then "postboot-api ok".
+///   vcpu-serial             as flint with --log-path (nothing written to stdout before the filters): opens the
+///                           serial console's output the way flint's CLI does, then on a new thread under the default
+///                           vcpu filter the guest writes "serial ok\n" to the 16550's data port; exit 0.
+///   vcpu-log                as flint with --level Error and no --log-path (no line reaches stdout at start): the
+///                           logger is set up on the main thread, then a vCPU thread under the default vcpu filter logs
+///                           an error (a device complaining about the guest); exit 0.
 ///   segv                    installs Flint's fatal-signal handlers, catches three NullReferenceExceptions from null
 ///                           dereferences in managed code (the runtime's SIGSEGV path, reached through ours), prints
 ///                           "caught 3", then writes to an unmapped address: exits 150 with the SIGSEGV log line.
@@ -44,6 +50,8 @@ public static unsafe class Program
             return args[0] switch
             {
                 "trap" => Trap(args[1], int.Parse(args[2])),
+                "vcpu-serial" => VcpuSerial(),
+                "vcpu-log" => VcpuLog(),
                 "segv" => Segv(),
                 "postboot" => PostBoot(args[1]),
                 "postboot-api" => PostBootApi(args[1], args.Length > 2 && args[2] == "old-vmm-filter"),
@@ -263,6 +271,41 @@ public static unsafe class Program
             long r = syscall(nr, 0, 0, 0, 0, 0, 0);
             var msg = Encoding.ASCII.GetBytes($"survived {nr} -> {r}\n");
             fixed (byte* p = msg) Libc.write(1, p, (nuint)msg.Length);
+        }, 256 * 1024);
+        t.Start();
+        t.Join();
+        return 0;
+    }
+
+    private sealed class NoIrq : Flint.Devices.IInterrupt { public void Trigger() { } }
+
+    private static int VcpuSerial()
+    {
+        var prog = Filter(ThreadKind.Vcpu);
+        SigsysHandler.Install();
+        // Opened on the main thread, before any filter, as Cli does; nothing else touches the console first: with
+        // --log-path set, flint writes no log line to stdout, so the guest's first console byte is the first write.
+        var serial = new Flint.Devices.Legacy.Serial(Flint.Vmm.Builder.ConsoleOutput.OpenStdout(), new NoIrq());
+        var t = new Thread(() =>
+        {
+            SeccompFilter.InstallOnCurrentThread(prog);
+            foreach (byte b in "serial ok\n"u8) serial.Write(0, [b]); // the vCPU thread's port 0x3f8 OUT exits
+        }, 256 * 1024);
+        t.Start();
+        t.Join();
+        return 0;
+    }
+
+    private static int VcpuLog()
+    {
+        var prog = Filter(ThreadKind.Vcpu);
+        SigsysHandler.Install();
+        Flint.Vmm.Logging.Logger.Level = Flint.Vmm.Logging.LogLevel.Error; // --level Error: the start-up lines are not written
+        Flint.Vmm.Logging.Logger.Info("not written");
+        var t = new Thread(() =>
+        {
+            SeccompFilter.InstallOnCurrentThread(prog);
+            Flint.Vmm.Logging.Logger.Error("vcpu log ok");
         }, 256 * 1024);
         t.Start();
         t.Join();

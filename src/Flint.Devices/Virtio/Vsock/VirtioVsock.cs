@@ -137,6 +137,7 @@ public sealed partial class VirtioVsock : VirtioDevice, IEventSources, IDisposab
             _mem = null;
             _rxq = _txq = null;
             _irq = null;
+            _pendingEventAck = false;
             if (_disposed) return;
             _backend.OnDeviceReset();
         }
@@ -166,7 +167,10 @@ public sealed partial class VirtioVsock : VirtioDevice, IEventSources, IDisposab
                         Finish(PumpRx(), tx);
                         break;
                     case EventQueue:
-                        // Event buffers are kept for a TRANSPORT_RESET notification; nothing to do on a kick.
+                        // The guest refilled its event buffers: the only event we post is TRANSPORT_RESET, so this
+                        // acknowledges it. Open the rx gate and deliver what waited behind it (Firecracker's evq handler).
+                        _pendingEventAck = false;
+                        Finish(PumpRx(), false);
                         break;
                     default:
                         Fail(ref Metrics.EvQueueEventFails, "vsock: kick on an unknown queue");
@@ -257,7 +261,7 @@ public sealed partial class VirtioVsock : VirtioDevice, IEventSources, IDisposab
     {
         var q = _rxq;
         var mem = _mem;
-        if (q == null || mem == null) return false;
+        if (q == null || mem == null || _pendingEventAck) return false;
         bool used = false;
         while (_backend.HasPendingRx)
         {

@@ -251,6 +251,22 @@ public sealed class VsockGuest
 
     public ushort TxCompleted => UsedIdx(1);
 
+    /// <summary>Posts one device-writable event buffer of <paramref name="len"/> bytes on the event queue; returns its head.</summary>
+    public ushort PostEvent(uint len = 4) => PushChain(2, (null, len, true)) ?? throw new InvalidOperationException("event descriptors used up");
+
+    /// <summary>The next used entry of the event queue (its id, length and the first four bytes of its buffer), if any.</summary>
+    public (ushort Id, uint Len, uint Event)? TryTakeEvent()
+    {
+        var s = _q[2];
+        if (s.LastUsed == UsedIdx(2)) return null;
+        ulong e = s.Used + 4 + 8UL * (ushort)(s.LastUsed % Size);
+        ushort id = (ushort)_mem.Read<uint>(e);
+        uint len = _mem.Read<uint>(e + 4);
+        s.LastUsed++;
+        if (s.Chains.Remove(id, out var chain)) foreach (var d in chain) s.Free.Push(d);
+        return (id, len, _mem.Read<uint>(SlotAddr(2, id)));
+    }
+
     /// <summary>One completed rx packet, if any; its buffer is reposted and the rx queue kicked.</summary>
     public VsockPacket? TryRecv(bool repost = true)
     {

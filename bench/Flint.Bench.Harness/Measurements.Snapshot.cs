@@ -1,0 +1,201 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Flint.Bench.Harness;
+
+/// <summary>
+/// Snapshot rows: Flint's Full snapshot (PUT /snapshot/create, PUT /snapshot/load with the File backend) beside QEMU's
+/// migration to a file (`migrate "exec:cat > FILE"`, then `-incoming "exec:cat FILE"`), on the same guest: the test
+/// guest printing its `tg.seq` sequence, so "running again" is a line the restored guest prints. Sizes 128 MiB and
+/// 1 GiB; A B A B as every other step.
+/// </summary>
+internal sealed partial class Measurements
+{
+    // A long sequence, slow enough that a pause lands mid-sequence and a restored guest prints its next line soon.
+    private const string SeqArgs = "tg.tests=serial,seq tg.seq=100000000 tg.seq.spin=200000";
+    // The smoke run (scripts/test.sh) keeps to the small guest: three 1 GiB clones of each VMM are too much for it.
+    private int[] SnapshotSizesMiB => _s.Smoke && Environment.GetEnvironmentVariable("FLINT_BENCH_SNAPSHOT_1G") != "1" ? [128] : [128, 1024];
+
+    /// <summary>
+    /// Where the Uffd backend plugs in: null while flint refuses `backend_type: Uffd` (docs/snapshots.md). When it
+    /// exists, return the load body's `mem_backend` for a handler socket started by the bench, and the Uffd rows
+    /// are measured like the File ones.
+    /// </summary>
+    private static string? UffdMemBackend(string handlerSocket) => null;
+
+    public void Snapshots()
+    {
+        const string sec = "snapshot";
+        bool kvm = HasKvm;
+        string? tcg = QemuAccel.GuestRowLabel;
+        foreach (int mib in SnapshotSizesMiB)
+        {
+            string size = mib >= 1024 ? $"{mib / 1024} GiB" : $"{mib} MiB";
+            var fCreate = Add(sec, $"{size} guest: pause + save (Flint: PATCH Paused + PUT /snapshot/create Full; QEMU: `stop` + `migrate exec:cat>FILE` until completed)", "Flint", "ms");
+            var qCreate = Add(sec, fCreate.Metric, "QEMU", "ms", tcg);
+            var fState = Add(sec, $"{size} guest: files written (Flint: state file + memory file; QEMU: migration stream)", "Flint", "MiB", "state + memory file");
+            var qState = Add(sec, fState.Metric, "QEMU", "MiB", "zero pages are not written");
+            var fLoadApi = Add(sec, $"{size} guest: PUT /snapshot/load (File backend, resume_vm) answered", "Flint", "ms");
+            var qLoadApi = Add(sec, fLoadApi.Metric, "QEMU", "ms");
+            qLoadApi.NotMeasured = "no equivalent: QEMU loads while it starts (next row)";
+            var fRun = Add(sec, $"{size} guest: process start -> restored guest prints its next line (Flint: API, load, resume; QEMU: `-incoming exec:cat FILE`, `cont`)", "Flint", "ms");
+            var qRun = Add(sec, fRun.Metric, "QEMU", "ms", tcg);
+            var fClone = Add(sec, $"{size} guest: PSS added per extra clone (3 restored from one snapshot, running)", "Flint", "MiB", "memory file shared (page cache)");
+            var qClone = Add(sec, fClone.Metric, "QEMU", "MiB", tcg);
+            var fUffd = Add(sec, $"{size} guest: process start -> next line, Uffd backend", "Flint", "ms");
+            fUffd.NotMeasured = "not measured: flint's Uffd backend is not there yet (hook: Measurements.UffdMemBackend)";
+            if (!kvm) foreach (var s in new[] { fCreate, fState, fLoadApi, fRun, fClone }) s.NotMeasured = NoKvm;
+
+            for (int i = 0; i < _s.SnapshotRuns; i++)
+            {
+                if (kvm) FlintSnapshot(mib, fCreate, fState, fLoadApi, fRun, i == 0 ? fClone : null);
+                QemuSnapshot(mib, qCreate, qState, qRun, i == 0 ? qClone : null);
+            }
+            Log($"snapshot {size}: flint create {Med(fCreate)} ms, {Med(fState)} MiB, load->line {Med(fRun)} ms, +{Med(fClone)} MiB/clone; " +
+                $"qemu ({QemuAccel.Name}) create {Med(qCreate)} ms, {Med(qState)} MiB, incoming->line {Med(qRun)} ms, +{Med(qClone)} MiB/clone");
+        }
+    }
+
+    private static string Med(Series s) => s.Samples.Count > 0 ? Stats.Median(s.Samples).ToString("F1") : "-";
+
+    private static void Send(UdsHttp conn, string method, string path, string body, int want = 204)
+    {
+        var (st, resp) = conn.Send(UdsHttp.Request(method, path, body));
+        if (st != want) throw new InvalidOperationException($"{method} {path}: {st} {resp}");
+    }
+
+    private void FlintSnapshot(int mib, Series create, Series files, Series loadApi, Series run, Series? clone)
+    {
+        string snap = NewPath("snap") + ".state", mem = NewPath("snap") + ".mem";
+        {
+            string sock = NewPath("f") + ".sock";
+            using var c = StartFlint(sock, true);
+            var (_, conn) = WaitForApi(c, sock);
+            using (conn)
+            {
+                Put(conn, "/boot-source", $"{{\"kernel_image_path\": {J(_s.TestGuest)}, \"boot_args\": \"{SeqArgs}\"}}");
+                Put(conn, "/machine-config", $"{{\"vcpu_count\": 1, \"mem_size_mib\": {mib}}}");
+                Put(conn, "/actions", "{\"action_type\": \"InstanceStart\"}");
+                _ = c.WaitForLine("seq 2 ", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("flint: no 'seq 2' line");
+                long t0 = Stopwatch.GetTimestamp();
+                Send(conn, "PATCH", "/vm", "{\"state\": \"Paused\"}");
+                Put(conn, "/snapshot/create", $"{{\"snapshot_type\": \"Full\", \"snapshot_path\": {J(snap)}, \"mem_file_path\": {J(mem)}}}");
+                create.Samples.Add(Ms(t0, Stopwatch.GetTimestamp()));
+                files.Samples.Add((new FileInfo(snap).Length + new FileInfo(mem).Length) / 1048576.0);
+            }
+        }
+        var clones = new List<Child>();
+        try
+        {
+            int n = clone != null ? 3 : 1;
+            var pss = new List<double>();
+            for (int k = 0; k < n; k++)
+            {
+                string sock = NewPath("f") + ".sock";
+                var c = StartFlint(sock, true);
+                clones.Add(c);
+                var (_, conn) = WaitForApi(c, sock);
+                using (conn)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    Put(conn, "/snapshot/load", $"{{\"snapshot_path\": {J(snap)}, \"mem_backend\": {{\"backend_type\": \"File\", \"backend_path\": {J(mem)}}}, \"resume_vm\": true}}");
+                    long t1 = Stopwatch.GetTimestamp();
+                    long line = c.WaitForLine("seq ", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("flint: the restored guest printed nothing");
+                    if (k == 0)
+                    {
+                        loadApi.Samples.Add(Ms(t0, t1));
+                        run.Samples.Add(Ms(c.SpawnTimestamp, line));
+                    }
+                }
+                if (clone != null) pss.Add(SettledPssSum(clones));
+            }
+            if (clone != null) clone.Samples.Add((pss[^1] - pss[0]) / (n - 1));
+        }
+        finally
+        {
+            foreach (var c in clones) c.Dispose();
+            File.Delete(snap);
+            File.Delete(mem);
+        }
+    }
+
+    /// <summary>PSS of all the processes together (MiB), after they ran a moment: a restored guest touches its pages as it goes.</summary>
+    private static double SettledPssSum(List<Child> cs)
+    {
+        Thread.Sleep(300);
+        return cs.Sum(c => c.Memory().PssKiB) / 1024.0;
+    }
+
+    private List<string> QemuSnapshotArgs(int mib, string qmpSock) =>
+    [
+        .. QemuArgs(qmpSock, mib, 1, minimalMachine: true),
+        "-display", "none", "-monitor", "none", "-no-reboot", "-global", "virtio-mmio.force-legacy=false",
+        "-kernel", _s.TestGuest, "-append", "tg.boottimer=0 " + SeqArgs, "-serial", "stdio",
+    ];
+
+    private static byte[] QmpJson(string json) => Encoding.UTF8.GetBytes(json + "\n");
+
+    private static void WaitForQmpStatus(Qmp q, byte[] query, string want, TimeSpan timeout)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (true)
+        {
+            string r = q.Execute(query);
+            if (r.Contains($"\"status\": \"{want}\"", StringComparison.Ordinal) || r.Contains($"\"status\":\"{want}\"", StringComparison.Ordinal)) return;
+            if (r.Contains("\"failed\"", StringComparison.Ordinal)) throw new InvalidOperationException($"QEMU: {r}");
+            if (Stopwatch.GetTimestamp() > deadline) throw new TimeoutException($"QEMU never reached {want}: {r}");
+            Native.usleep(500);
+        }
+    }
+
+    private void QemuSnapshot(int mib, Series create, Series files, Series run, Series? clone)
+    {
+        string file = NewPath("migr") + ".bin";
+        {
+            string sock = NewPath("q") + ".sock";
+            File.Delete(sock);
+            using var c = Child.Start(_s.Qemu, QemuSnapshotArgs(mib, sock), true);
+            var (_, q) = WaitForQmp(c, sock);
+            using (q)
+            {
+                q.Execute(Qmp.Command("cont"));
+                _ = c.WaitForLine("seq 2 ", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("qemu: no 'seq 2' line");
+                long t0 = Stopwatch.GetTimestamp();
+                q.Execute(Qmp.Command("stop"));
+                q.Execute(QmpJson($"{{\"execute\":\"migrate\",\"arguments\":{{\"uri\":{J("exec:cat > " + file)}}}}}"));
+                WaitForQmpStatus(q, Qmp.Command("query-migrate"), "completed", TimeSpan.FromSeconds(300));
+                create.Samples.Add(Ms(t0, Stopwatch.GetTimestamp()));
+                files.Samples.Add(new FileInfo(file).Length / 1048576.0);
+            }
+        }
+        var clones = new List<Child>();
+        try
+        {
+            int n = clone != null ? 3 : 1;
+            var pss = new List<double>();
+            for (int k = 0; k < n; k++)
+            {
+                string sock = NewPath("q") + ".sock";
+                File.Delete(sock);
+                var c = Child.Start(_s.Qemu, [.. QemuSnapshotArgs(mib, sock), "-incoming", "exec:cat " + file], true);
+                clones.Add(c);
+                var (_, q) = WaitForQmp(c, sock);
+                using (q)
+                {
+                    // The source was stopped before it was saved, so the destination comes up paused once the stream is in.
+                    WaitForQmpStatus(q, Qmp.Command("query-status"), "paused", TimeSpan.FromSeconds(300));
+                    q.Execute(Qmp.Command("cont"));
+                }
+                long line = c.WaitForLine("seq ", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("qemu: the restored guest printed nothing");
+                if (k == 0) run.Samples.Add(Ms(c.SpawnTimestamp, line));
+                if (clone != null) pss.Add(SettledPssSum(clones));
+            }
+            if (clone != null) clone.Samples.Add((pss[^1] - pss[0]) / (n - 1));
+        }
+        finally
+        {
+            foreach (var c in clones) c.Dispose();
+            File.Delete(file);
+        }
+    }
+}
