@@ -77,9 +77,14 @@ internal sealed partial class Measurements
                 Put(conn, "/machine-config", $"{{\"vcpu_count\": 1, \"mem_size_mib\": {mib}}}");
                 Put(conn, "/actions", "{\"action_type\": \"InstanceStart\"}");
                 _ = c.WaitForLine("seq 2 ", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("flint: no 'seq 2' line");
+            }
+            // A fresh connection: flint closes a keep-alive connection left idle while the guest ran (first nested run:
+            // EPIPE on the PATCH).
+            using (var api = UdsHttp.TryConnect(sock) ?? throw new IOException("flint: cannot reconnect to its API"))
+            {
                 long t0 = Stopwatch.GetTimestamp();
-                Send(conn, "PATCH", "/vm", "{\"state\": \"Paused\"}");
-                Put(conn, "/snapshot/create", $"{{\"snapshot_type\": \"Full\", \"snapshot_path\": {J(snap)}, \"mem_file_path\": {J(mem)}}}");
+                Send(api, "PATCH", "/vm", "{\"state\": \"Paused\"}");
+                Put(api, "/snapshot/create", $"{{\"snapshot_type\": \"Full\", \"snapshot_path\": {J(snap)}, \"mem_file_path\": {J(mem)}}}");
                 create.Samples.Add(Ms(t0, Stopwatch.GetTimestamp()));
                 files.Samples.Add((new FileInfo(snap).Length + new FileInfo(mem).Length) / 1048576.0);
             }

@@ -20,8 +20,9 @@ public sealed class SnapshotRestoreKvmTests(ITestOutputHelper output) : IDisposa
     {
         foreach (var p in _procs)
         {
+            int pid = p.Pid; // before Dispose: a disposed Process has no Id (the first nested run failed here, after passing)
             p.Dispose();
-            output.WriteLine($"--- log of pid {p.Pid} ---\n{p.Log}");
+            output.WriteLine($"--- log of pid {pid} ---\n{p.Log}");
         }
         Directory.Delete(_dir, true);
     }
