@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes a release tarball a user can install without .NET: the static `flint` and `flint-jailer`, the default
+# Makes a release tarball a user can install without .NET: the static `flint` and `flint-jailer`, the tools
+# (`flint-snapshot`, `flint-uffd-handler`, the `flint-pool` daemon), the default
 # seccomp filters (seccompiler JSON, the starting point for --seccomp-filter), the docs, README, LICENSE (when
 # the repository has one), VERSION, an install script and SHA256SUMS over all of it.
 #
@@ -24,7 +25,8 @@ for a in "$@"; do
   esac
 done
 if [ $setup = 1 ]; then bash scripts/setup.sh; fi
-for f in artifacts/bin/flint artifacts/bin/flint-jailer; do
+bins="flint flint-jailer flint-snapshot flint-uffd-handler flint-pool"
+for b in $bins; do f=artifacts/bin/$b
   [ -x "$f" ] || { echo "release: $f missing: run scripts/setup.sh" >&2; exit 1; }
 done
 
@@ -40,7 +42,7 @@ name=flint-v$flint_version-x86_64
 S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
 D=$S/$name
 mkdir -p "$D/bin" "$D/share/seccomp" "$D/docs"
-cp artifacts/bin/flint artifacts/bin/flint-jailer "$D/bin/"
+for b in $bins; do cp "artifacts/bin/$b" "$D/bin/"; done
 cp src/Flint.Seccomp/default-filters.json "$D/share/seccomp/"
 cp README.md "$D/"
 # The docs' pages and charts; raw run logs and JSON stay in the repository.
@@ -62,14 +64,14 @@ built from $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff -
 TXT
 cat > "$D/install.sh" <<'SH'
 #!/bin/sh
-# Installs flint and flint-jailer into $PREFIX/bin (default /usr/local) and the docs and default seccomp filters
+# Installs flint, flint-jailer and the tools into $PREFIX/bin (default /usr/local) and the docs and default seccomp filters
 # into $PREFIX/share/flint. Checks SHA256SUMS first. Run from the unpacked directory, as root: sudo ./install.sh
 set -eu
 cd "$(dirname "$0")"
 PREFIX=${PREFIX:-/usr/local}
 sha256sum --quiet -c SHA256SUMS
 install -d "$PREFIX/bin" "$PREFIX/share/flint"
-install -m 0755 bin/flint bin/flint-jailer "$PREFIX/bin/"
+install -m 0755 bin/* "$PREFIX/bin/"
 for f in VERSION README.md LICENSE; do [ -f "$f" ] && install -m 0644 "$f" "$PREFIX/share/flint/"; done
 cp -R docs share/seccomp "$PREFIX/share/flint/"
 [ -d guest ] && cp -R guest "$PREFIX/share/flint/"

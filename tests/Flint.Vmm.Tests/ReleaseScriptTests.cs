@@ -33,7 +33,7 @@ public sealed class ReleaseScriptTests : IDisposable
         string name = Path.GetFileName(tgz)[..^".tgz".Length];
         Assert.Equal(0, Run("tar", _dir, null, "-xzf", tgz).Code);
         string d = Path.Combine(_dir, name);
-        foreach (var f in new[] { "bin/flint", "bin/flint-jailer", "install.sh", "VERSION", "README.md", "SHA256SUMS",
+        foreach (var f in new[] { "bin/flint", "bin/flint-jailer", "bin/flint-snapshot", "bin/flint-uffd-handler", "bin/flint-pool", "install.sh", "VERSION", "README.md", "SHA256SUMS",
                      "share/seccomp/default-filters.json", "docs/troubleshooting.md", "docs/api-and-config.md" })
             Assert.True(File.Exists(Path.Combine(d, f)), $"{f} missing from the tarball");
         Assert.Equal(File.Exists(Path.Combine(Repo.Root, "LICENSE")), File.Exists(Path.Combine(d, "LICENSE")));
@@ -58,7 +58,8 @@ public sealed class ReleaseScriptTests : IDisposable
         var (ic, io) = Run("sh", d, new Dictionary<string, string> { ["PREFIX"] = prefix }, "./install.sh");
         Assert.True(ic == 0, io);
         Assert.True(File.Exists(Path.Combine(prefix, "bin", "flint")));
-        Assert.True(File.Exists(Path.Combine(prefix, "bin", "flint-jailer")));
+        foreach (var b in new[] { "flint-jailer", "flint-snapshot", "flint-uffd-handler", "flint-pool" })
+            Assert.True(File.Exists(Path.Combine(prefix, "bin", b)), $"{b} not installed");
         Assert.True(File.Exists(Path.Combine(prefix, "share", "flint", "docs", "troubleshooting.md")));
         Assert.Contains("Firecracker v", io);
         Assert.Contains("/bin/flint", File.ReadAllText(Path.Combine(d, "install.sh")).Replace("$PREFIX", ""));
