@@ -62,6 +62,17 @@ internal sealed class AgentProcess : IDisposable
 
     public bool HasExited => _p.HasExited;
 
+    /// <summary>
+    /// Waits (bounded) for the process to end and for its redirected output to be read to the end: HasExited turns true
+    /// before the asynchronous readers have delivered the last lines, so a test reading Log right after it may see none.
+    /// </summary>
+    public bool WaitForExitAndOutput(TimeSpan within)
+    {
+        if (!_p.WaitForExit(within)) return false;
+        _p.WaitForExit(); // after the exit: returns once both output streams reached EOF
+        return true;
+    }
+
     public string Log
     {
         get { lock (_log) return _log.ToString(); }

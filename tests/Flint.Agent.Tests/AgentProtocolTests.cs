@@ -214,9 +214,7 @@ public sealed class TestGuestAgentTests : AgentProtocolTests
     public void An_unknown_handler_name_is_refused_at_start()
     {
         using var a = AgentProcess.TestGuestAgent("nosuch");
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        while (!a.HasExited && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(20);
-        Assert.True(a.HasExited);
+        Assert.True(a.WaitForExitAndOutput(TimeSpan.FromSeconds(10)));
         Assert.Contains("FAIL agent: unknown tg.agent.handler", a.Log);
     }
 }

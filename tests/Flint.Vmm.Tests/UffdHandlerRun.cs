@@ -19,7 +19,8 @@ internal sealed class UffdHandlerRun : IDisposable
         _p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_out) _out.AppendLine("stderr: " + e.Data); };
         _p.BeginOutputReadLine();
         _p.BeginErrorReadLine();
-        Assert.True(SpinWait.SpinUntil(() => File.Exists(socket) || _p.HasExited, 10_000), "the handler's socket did not appear:\n" + Output);
+        // Its "listening on" line, not the socket file: the file appears at bind, and a connect before listen is refused.
+        Assert.True(SpinWait.SpinUntil(() => Output.Contains("listening on") || _p.HasExited, 10_000), "the handler did not start listening:\n" + Output);
     }
 
     public string Output { get { lock (_out) return _out.ToString(); } }
