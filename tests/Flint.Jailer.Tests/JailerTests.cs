@@ -386,6 +386,7 @@ public sealed class JailerTests(JailerHarness h, ITestOutputHelper output) : ICl
     [InlineData("")]
     [InlineData("--new-pid-ns")]
     [InlineData("--daemonize")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")] // File.SetUnixFileMode
     public void FailureInsideTheJail_Exits1_LeavesNothingBehind(string mode)
     {
         SkipUnlessReady();

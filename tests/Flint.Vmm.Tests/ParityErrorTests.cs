@@ -215,7 +215,7 @@ public class ParityErrorTests : IDisposable
     private static string WithoutFirecrackerNames(string s) =>
         Regex.Replace(Regex.Replace(s, @"`[^`]*`", "``"), @"struct \w+", "struct");
 
-    public static void AssertNoDotNetText(string message)
+    internal static void AssertNoDotNetText(string message)
     {
         var m = DotNetText.Match(WithoutFirecrackerNames(message));
         Assert.False(m.Success, $"\"{m.Value}\" looks like .NET text in: {message}");

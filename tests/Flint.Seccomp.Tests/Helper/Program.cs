@@ -66,7 +66,7 @@ public static unsafe class Program
         }
     }
 
-    private sealed class Box { public int X; }
+    private sealed class Box { public int X = 0; } // never set on purpose: ReadX(null) is the helper's null dereference
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     private static int ReadX(Box? b) => b!.X;
