@@ -45,6 +45,14 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern int mprotect(void* addr, nuint length, int prot);
     [DllImport(L, SetLastError = true)] public static extern int madvise(void* addr, nuint length, int advice);
     [DllImport(L, SetLastError = true)] public static extern int mincore(void* addr, nuint length, byte* vec);
+    /// <summary>An entry of the auxiliary vector the kernel gave the process (0 when absent); no error to read.</summary>
+    [DllImport(L)] public static extern nuint getauxval(ulong type);
+    /// <summary>A relative timeout for <see cref="futex"/> (struct timespec).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Timespec { public long Seconds; public long Nanoseconds; }
+    /// <summary>futex(2) through syscall(2) (glibc has no wrapper): wait and wake only, relative timeout.</summary>
+    public static int futex(int* word, int op, int value, Timespec* timeout) => (int)futex_syscall(202, word, op, value, timeout);
+    [DllImport(L, EntryPoint = "syscall", SetLastError = true)] private static extern long futex_syscall(long number, int* word, int op, int value, Timespec* timeout);
 
     /// <summary>
     /// How many pages of [addr, addr+length) are resident (mincore). For tests and diagnostics that check memory was

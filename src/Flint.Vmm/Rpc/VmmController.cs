@@ -44,6 +44,29 @@ public sealed partial class VmmController : IApiHandler
         InstanceId = instanceId;
         VmmVersion = vmmVersion;
         _cfg = new VmConfig { MachineConfig = new MachineConfig() };
+        Published.Version = ApiResponse.Ok(JsonText.Serialize(w => { w.WriteStartObject(); w.WriteString("firecracker_version", VmmVersion); w.WriteEndObject(); }));
+        PublishState();
+    }
+
+    /// <summary>The answers the API thread may give itself (see <see cref="PublishedAnswers"/>); kept current here.</summary>
+    public PublishedAnswers Published { get; } = new();
+    private string? _publishedState;
+
+    /// <summary>After anything that may have changed the VM's state or configuration, before its answer goes out: the
+    /// instance info is published again when the state changed; the machine configuration is withdrawn unless the action
+    /// only read it (the next GET /machine-config goes to this thread and publishes it again).</summary>
+    private void Republish(VmmAction? action)
+    {
+        PublishState();
+        if (action is not (GetVmInstanceInfo or GetVersion or GetMachineConfig or GetVmConfig)) Published.MachineConfig = null;
+    }
+
+    private void PublishState()
+    {
+        string state = State;
+        if (ReferenceEquals(state, _publishedState)) return; // one of three literals: no new answer, no allocation
+        Published.InstanceInfo = ApiResponse.Ok(InstanceInfoJson());
+        _publishedState = state;
     }
 
     /// <summary>For --config-file with the API up: the VM was built and started outside the API.</summary>
@@ -52,6 +75,7 @@ public sealed partial class VmmController : IApiHandler
         CopyInto(config, _cfg);
         _cfg.MachineConfig ??= new MachineConfig();
         _vm = vm;
+        Republish(null);
     }
 
     public bool IsStarted => _vm != null;
@@ -91,6 +115,11 @@ public sealed partial class VmmController : IApiHandler
             // answers); the status says "internal" so a client does not retry a request it believes malformed.
             Logger.Error($"API request {action.GetType().Name} hit an internal error: {e}");
             return ApiResponse.Fault(InternalErrorMessage, 500);
+        }
+        finally
+        {
+            // Whatever the outcome: a request that failed half-way may still have changed the state.
+            Republish(action);
         }
     }
 
@@ -139,7 +168,12 @@ public sealed partial class VmmController : IApiHandler
             case GetVmInstanceInfo: return ApiResponse.Ok(InstanceInfoJson());
             case GetVersion: return ApiResponse.Ok(JsonText.Serialize(w => { w.WriteStartObject(); w.WriteString("firecracker_version", VmmVersion); w.WriteEndObject(); }));
             case GetVmConfig: return ApiResponse.Ok(FullConfigJson.Write(_cfg));
-            case GetMachineConfig: return ApiResponse.Ok(MachineConfigJson(_cfg.MachineConfig!));
+            case GetMachineConfig:
+            {
+                var answer = ApiResponse.Ok(MachineConfigJson(_cfg.MachineConfig!));
+                Published.MachineConfig = answer;
+                return answer;
+            }
 
             case PutBootSource b: SetBootSource(b.Config); return ApiResponse.NoContent;
             case PutDrive d: SetDrive(d.Config); return ApiResponse.NoContent;
