@@ -45,8 +45,6 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern int mprotect(void* addr, nuint length, int prot);
     [DllImport(L, SetLastError = true)] public static extern int madvise(void* addr, nuint length, int advice);
     [DllImport(L, SetLastError = true)] public static extern int mincore(void* addr, nuint length, byte* vec);
-    /// <summary>An entry of the auxiliary vector the kernel gave the process (0 when absent); no error to read.</summary>
-    [DllImport(L)] public static extern nuint getauxval(ulong type);
     /// <summary>A relative timeout for <see cref="futex"/> (struct timespec).</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct Timespec { public long Seconds; public long Nanoseconds; }
