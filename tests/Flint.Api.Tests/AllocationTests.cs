@@ -64,6 +64,29 @@ public class AllocationTests
         Assert.IsType<Flint.Vmm.Rpc.GetVersion>(Flint.Vmm.Rpc.ApiRequestParser.Parse("GET", "/version/", null).Action);
         Assert.NotNull(Flint.Vmm.Rpc.ApiRequestParser.Parse("GET", "/", "{}").Error); // a GET body still fails
     }
+    /// <summary>
+    /// The reads clients poll are answered on the API thread from the published answers, allocating nothing; before,
+    /// each went to the VMM thread, which serialized a new body for every GET / (issue 15, item 10).
+    /// </summary>
+    [Fact]
+    public void AnsweringThePolledReadsOnTheApiThreadAllocatesNothing()
+    {
+        var controller = new Flint.Vmm.Rpc.VmmController(_ => throw new InvalidOperationException(), "id", "1.0");
+        controller.Handle(new Flint.Vmm.Rpc.GetMachineConfig()); // the first read of it publishes it
+        var handler = new Flint.Vmm.Rpc.PublishedReadsHandler(controller.Published, new Unreachable());
+        Flint.Vmm.Rpc.VmmAction[] reads = [new Flint.Vmm.Rpc.GetVmInstanceInfo(), new Flint.Vmm.Rpc.GetVersion(), new Flint.Vmm.Rpc.GetMachineConfig()];
+        foreach (var a in reads) Assert.Equal(200, handler.Handle(a).Status);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10_000; i++)
+            foreach (var a in reads) handler.Handle(a);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    private sealed class Unreachable : Flint.Vmm.Rpc.IApiHandler
+    {
+        public Flint.Vmm.Rpc.ApiResponse Handle(Flint.Vmm.Rpc.VmmAction action) => throw new InvalidOperationException($"{action} reached the VMM thread");
+    }
+
     private static object? s_sink; // keeps the reference allocations below on the heap (no stack allocation)
 
     /// <summary>

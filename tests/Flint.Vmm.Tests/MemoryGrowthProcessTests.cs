@@ -65,52 +65,6 @@ public sealed class MemoryGrowthProcessTests : IDisposable
         }
     }
 
-    /// <summary>
-    /// An idle flint keeps little of its binary resident (issue 15, item 9). Start-up touches nearly all of the 3.1 MB of
-    /// code and 2 MB of read-only data once (type data read to build the hydrated copy, fault-around mapping 64 KiB
-    /// blocks), and before, all of that stayed: 3.1 MiB of code and 1.2 MiB of read-only data resident after one
-    /// `GET /`. Now start-up's pages are released before the API is served, and only what serving runs comes back.
-    /// </summary>
-    [Fact]
-    public void An_idle_flint_keeps_little_of_its_binary_resident()
-    {
-        string sock = Path.Combine(_dir, "api.sock");
-        using var p = Repo.StartWithApi(sock);
-        try
-        {
-            using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            s.Connect(new UnixDomainSocketEndPoint(sock));
-            s.ReceiveTimeout = 10_000;
-            for (int i = 0; i < 20; i++)
-            {
-                Assert.Equal(200, ApiHttp.Request(s, "GET", "/").Status);
-                Assert.Equal(204, ApiHttp.Request(s, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 128}").Status);
-            }
-            long binaryKib = 0;
-            string exe = new FileInfo($"/proc/{p.Id}/exe").LinkTarget!;
-            long rss = 0;
-            bool ours = false;
-            foreach (var line in File.ReadLines($"/proc/{p.Id}/smaps"))
-            {
-                var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                if (f.Length >= 5 && f[0].Contains('-') && f[1].Length == 4)
-                {
-                    if (ours) binaryKib += rss;
-                    ours = f.Length == 6 && f[5] == exe && !f[1].Contains('w');
-                    rss = 0;
-                }
-                else if (f[0] == "Rss:") rss = long.Parse(f[1]);
-            }
-            if (ours) binaryKib += rss;
-            // Before: 4300-4400 KiB. After: well under half of it.
-            Assert.True(binaryKib < 2048, $"resident read-only pages of the binary after 40 requests: {binaryKib} KiB");
-        }
-        finally
-        {
-            if (!p.HasExited) { p.Kill(true); p.WaitForExit(); }
-        }
-    }
-
     private static long SmapsRollup(int pid, string field)
     {
         foreach (var line in File.ReadLines($"/proc/{pid}/smaps_rollup"))
