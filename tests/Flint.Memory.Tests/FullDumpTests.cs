@@ -78,8 +78,13 @@ public sealed unsafe class FullDumpTests : IDisposable
         mem.Fill(5 * P, P, 0);         // and zeroes a page the file had
         // Nothing of the file stays cached: only the file itself can say where its data is.
         int fd = Libc.Open(src, Libc.O_RDONLY);
+        Assert.Equal(0, Libc.fsync(fd)); // clean pages only leave the cache
         Assert.Equal(0, Libc.posix_fadvise(fd, 0, 0, Libc.POSIX_FADV_DONTNEED));
         Libc.close(fd);
+
+        var resident = new ulong[1];
+        GuestMemory.ResidentPages(mem.Regions[0], resident);
+        Assert.Equal((1UL << 5) | (1UL << 12), resident[0]); // only the guest's own copies
 
         string f = PathOf("full.mem");
         mem.DumpToFile(f);

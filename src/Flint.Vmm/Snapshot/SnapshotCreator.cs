@@ -39,6 +39,9 @@ public static class SnapshotCreator
             Save(file, SnapshotSections.I8042, vmm.I8042.SaveState);
             for (int i = 0; i < vmm.Devices.Transports.Count; i++)
                 Save(file, SnapshotSections.Virtio(i), vmm.Devices.Transports[i].SaveState);
+            for (int i = 0; i < vmm.Devices.Transports.Count; i++)
+                if (vmm.Devices.Transports[i].Device is Flint.Devices.Virtio.IDeviceRuntimeState runtime)
+                    Save(file, SnapshotSections.Runtime(i), runtime.SaveRuntimeState);
             if (vmm.Devices.Vsock is { } vsock) Save(file, SnapshotSections.Vsock, w => w.Bool(vsock.PendingEventAck));
             if (mmds != null && mmds.IsInitialized)
             {

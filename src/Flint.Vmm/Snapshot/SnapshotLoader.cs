@@ -201,6 +201,11 @@ public static class SnapshotLoader
         if (saved != transports.Count)
             throw new SnapshotFormatException($"The snapshot holds {saved} virtio devices, its configuration builds {transports.Count}.");
         for (int i = 0; i < transports.Count; i++) transports[i].RestoreState(file.Open(SnapshotSections.Virtio(i)));
+        // After the transports (a live device is active again). A snapshot without the section (written before Flint
+        // saved it) leaves the device as its configuration built it.
+        for (int i = 0; i < transports.Count; i++)
+            if (transports[i].Device is Flint.Devices.Virtio.IDeviceRuntimeState runtime && file.Has(SnapshotSections.Runtime(i)))
+                runtime.RestoreRuntimeState(file.Open(SnapshotSections.Runtime(i)));
         if (mmds != null && file.Has(SnapshotSections.Mmds))
         {
             var r = file.Open(SnapshotSections.Mmds);
