@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Flint.Arch.X86;
 using Flint.Devices.Mmds;
+using Flint.Devices.Virtio;
 using Flint.Memory;
 using Flint.Sys;
 using Flint.Snapshot;
@@ -204,8 +205,8 @@ public static class SnapshotLoader
         // After the transports (a live device is active again). A snapshot without the section (written before Flint
         // saved it) leaves the device as its configuration built it.
         for (int i = 0; i < transports.Count; i++)
-            if (transports[i].Device is Flint.Devices.Virtio.IDeviceRuntimeState runtime && file.Has(SnapshotSections.Runtime(i)))
-                runtime.RestoreRuntimeState(file.Open(SnapshotSections.Runtime(i)));
+            if (file.Has(SnapshotSections.Runtime(i)))
+                transports[i].Device.RestoreRuntime(file.Open(SnapshotSections.Runtime(i)));
         if (mmds != null && file.Has(SnapshotSections.Mmds))
         {
             var r = file.Open(SnapshotSections.Mmds);

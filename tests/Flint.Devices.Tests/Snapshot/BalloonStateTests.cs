@@ -128,4 +128,25 @@ public sealed class BalloonStateTests
         using var d3 = new VirtioBalloon(4, false, 1);
         Assert.Throws<SnapshotFormatException>(() => d3.RestoreRuntimeState(new StateReader("runtime/0", state[..^2])));
     }
+
+    [Fact]
+    public void The_runtime_section_keeps_the_config_generation_and_ends_where_its_fields_do()
+    {
+        using var h = new BalloonHarness(amountMib: 4, statsIntervalS: 0);
+        h.Device.UpdateTarget(1);
+        h.Device.UpdateTarget(2);
+        uint generation = h.Device.ConfigGeneration;
+        Assert.NotEqual(0u, generation);
+        var w = new StateWriter();
+        h.Device.SaveRuntime(w);
+
+        using var d = new VirtioBalloon(4, false, 0);
+        d.RestoreRuntime(new StateReader("runtime/0", w.ToArray()));
+        Assert.Equal(generation, d.ConfigGeneration);
+        Assert.Equal(512u, d.TargetPages);
+
+        w.U8(0); // a trailing byte: a writer this reader does not know
+        using var d2 = new VirtioBalloon(4, false, 0);
+        Assert.Throws<SnapshotFormatException>(() => d2.RestoreRuntime(new StateReader("runtime/0", w.ToArray())));
+    }
 }
