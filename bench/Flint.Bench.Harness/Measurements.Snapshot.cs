@@ -14,6 +14,9 @@ internal sealed partial class Measurements
     // A long sequence, slow enough that a pause lands mid-sequence and a restored guest prints its next line soon.
     private const string SeqArgs = "tg.tests=serial,seq tg.seq=100000000 tg.seq.spin=200000";
     // The smoke run (scripts/test.sh) keeps to the small guest: three 1 GiB clones of each VMM are too much for it.
+    // How long a guest line may take: 120 s was too short for the first boot in the nested tier at host load ~70
+    // (2026-12-07: "flint: no 'seq 2' line").
+    private const int BootWaitS = 400;
     private int[] SnapshotSizesMiB => _s.Smoke && Environment.GetEnvironmentVariable("FLINT_BENCH_SNAPSHOT_1G") != "1" ? [128] : [128, 1024];
 
     /// <summary>
@@ -91,7 +94,7 @@ internal sealed partial class Measurements
                 Put(conn, "/boot-source", $"{{\"kernel_image_path\": {J(_s.TestGuest)}, \"boot_args\": \"{SeqArgs}\"}}");
                 Put(conn, "/machine-config", $"{{\"vcpu_count\": 1, \"mem_size_mib\": {mib}}}");
                 Put(conn, "/actions", "{\"action_type\": \"InstanceStart\"}");
-                _ = c.WaitForLine("seq 2 ", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("flint: no 'seq 2' line");
+                _ = c.WaitForLine("seq 2 ", TimeSpan.FromSeconds(BootWaitS), out _) ?? throw new TimeoutException("flint: no 'seq 2' line");
             }
             // A fresh connection: flint closes a keep-alive connection left idle while the guest ran (first nested run:
             // EPIPE on the PATCH).
@@ -121,7 +124,7 @@ internal sealed partial class Measurements
                     long t0 = Stopwatch.GetTimestamp();
                     Put(conn, "/snapshot/load", $"{{\"snapshot_path\": {J(snap)}, \"mem_backend\": {{\"backend_type\": \"File\", \"backend_path\": {J(mem)}}}, \"resume_vm\": true}}");
                     long t1 = Stopwatch.GetTimestamp();
-                    long line = c.WaitForLine("seq ", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("flint: the restored guest printed nothing");
+                    long line = c.WaitForLine("seq ", TimeSpan.FromSeconds(BootWaitS), out _) ?? throw new TimeoutException("flint: the restored guest printed nothing");
                     if (k == 0)
                     {
                         loadApi.Samples.Add(Ms(t0, t1));
@@ -161,7 +164,7 @@ internal sealed partial class Measurements
             long t0 = Stopwatch.GetTimestamp();
             Put(conn, "/snapshot/load", $"{{\"snapshot_path\": {J(snap)}, \"mem_backend\": {UffdMemBackend(handlerSock)}, \"resume_vm\": true}}");
             long t1 = Stopwatch.GetTimestamp();
-            long line = c.WaitForLine("seq ", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("flint (Uffd): the restored guest printed nothing");
+            long line = c.WaitForLine("seq ", TimeSpan.FromSeconds(BootWaitS), out _) ?? throw new TimeoutException("flint (Uffd): the restored guest printed nothing");
             load.Samples.Add(Ms(t0, t1));
             run.Samples.Add(Ms(c.SpawnTimestamp, line));
         }
@@ -208,7 +211,7 @@ internal sealed partial class Measurements
             using (q)
             {
                 q.Execute(Qmp.Command("cont"));
-                _ = c.WaitForLine("seq 2 ", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("qemu: no 'seq 2' line");
+                _ = c.WaitForLine("seq 2 ", TimeSpan.FromSeconds(BootWaitS), out _) ?? throw new TimeoutException("qemu: no 'seq 2' line");
                 long t0 = Stopwatch.GetTimestamp();
                 q.Execute(Qmp.Command("stop"));
                 q.Execute(QmpJson($"{{\"execute\":\"migrate\",\"arguments\":{{\"uri\":{J("exec:cat > " + file)}}}}}"));
@@ -235,7 +238,7 @@ internal sealed partial class Measurements
                     WaitForQmpStatus(q, Qmp.Command("query-status"), "paused", TimeSpan.FromSeconds(300));
                     q.Execute(Qmp.Command("cont"));
                 }
-                long line = c.WaitForLine("seq ", TimeSpan.FromSeconds(120), out _) ?? throw new TimeoutException("qemu: the restored guest printed nothing");
+                long line = c.WaitForLine("seq ", TimeSpan.FromSeconds(BootWaitS), out _) ?? throw new TimeoutException("qemu: the restored guest printed nothing");
                 if (k == 0) run.Samples.Add(Ms(c.SpawnTimestamp, line));
                 if (clone != null) pss.Add(SettledPssSum(clones));
             }
