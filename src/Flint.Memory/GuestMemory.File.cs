@@ -48,36 +48,12 @@ public sealed unsafe partial class GuestMemory
         catch
         {
             foreach (var r in list) Libc.munmap(r.Host, (nuint)r.Size);
+            Libc.close(fd);
             throw;
         }
-        finally
-        {
-            // The mappings keep the file's pages; the fd is not needed once they exist.
-            Libc.close(fd);
-        }
-        return new GuestMemory(list.ToArray(), fileBacked: true);
-    }
-
-    /// <summary>
-    /// A Full snapshot's memory file: every region back to back, zero pages included, so the file is exactly
-    /// <see cref="TotalSize"/> bytes and loads as is. As Firecracker, an existing file of the right size is not
-    /// truncated first: it may be the very file this VM was restored from (mapped MAP_PRIVATE), and truncating it
-    /// would take the pages the guest has not touched yet from under it.
-    /// </summary>
-    public void DumpToFile(string path)
-    {
-        int fd = OpenDumpFile(path);
-        try
-        {
-            ulong offset = 0;
-            foreach (var r in _regions)
-            {
-                WriteRange(fd, r.Host, r.Size, offset);
-                offset += r.Size;
-            }
-            Sync(fd);
-        }
-        finally { Libc.close(fd); }
+        // The fd stays open with the mappings: a Full snapshot of this VM asks it where the file has data (a page
+        // the guest never touched is the file's, whether or not it is in the page cache now).
+        return new GuestMemory(list.ToArray(), fileBacked: true) { _backing = new SourceFile(fd) };
     }
 
     /// <summary>
@@ -98,7 +74,7 @@ public sealed unsafe partial class GuestMemory
         try
         {
             for (int i = 0; i < _regions.Length; i++) extraDirty(i, _regions[i], logs[i]);
-            int fd = OpenDumpFile(path);
+            int fd = OpenDumpFile(path, out _);
             try
             {
                 ulong offset = 0;
@@ -140,8 +116,11 @@ public sealed unsafe partial class GuestMemory
         return written;
     }
 
-    /// <summary>Opens (creating, mode 0666 less the umask) without truncating, then sets the full layout's size.</summary>
-    private int OpenDumpFile(string path)
+    /// <summary>
+    /// Opens (creating, mode 0666 less the umask) without truncating, then sets the full layout's size.
+    /// <paramref name="keptContent"/>: the file already had that size and keeps what it held (else it is all holes).
+    /// </summary>
+    private int OpenDumpFile(string path, out bool keptContent)
     {
         int fd = Libc.Open(path, Libc.O_WRONLY | Libc.O_CREAT, 0x1b6);
         if (fd < 0) throw MemoryFileIoException.Last("open");
@@ -150,7 +129,8 @@ public sealed unsafe partial class GuestMemory
             long size = Libc.lseek(fd, 0, Libc.SEEK_END);
             if (size < 0) throw MemoryFileIoException.Last("get_metadata");
             // Another size: a stale file; its bytes must not show through the holes of a diff.
-            if ((ulong)size != TotalSize && Libc.ftruncate(fd, 0) < 0) throw MemoryFileIoException.Last("truncate");
+            keptContent = (ulong)size == TotalSize;
+            if (!keptContent && Libc.ftruncate(fd, 0) < 0) throw MemoryFileIoException.Last("truncate");
             if (Libc.ftruncate(fd, (long)TotalSize) < 0) throw MemoryFileIoException.Last("set_length");
             return fd;
         }

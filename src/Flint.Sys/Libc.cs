@@ -83,6 +83,9 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern nint getrandom(void* buf, nuint len, uint flags);
     /// <summary>struct stat is 144 bytes on x86_64, 128 on arm64: pass at least 256. Needs glibc 2.33+ (older ones export only __fxstat).</summary>
     [DllImport(L, SetLastError = true)] public static extern int fstat(int fd, byte* statBuf);
+    /// <summary>posix_fadvise returns the error number itself (0 on success), not -1 and errno.</summary>
+    [DllImport(L)] public static extern int posix_fadvise(int fd, long offset, long len, int advice);
+    public const int POSIX_FADV_DONTNEED = 4;
 
     /// <summary>
     /// ioctl with an integer third argument (KVM_RUN's 0, a flag word). The same call as <see cref="ioctl"/>: the

@@ -48,4 +48,23 @@ public static class SparseFile
         try { return DataExtents(fd); }
         finally { Libc.close(fd); }
     }
+
+    /// <summary>
+    /// The bytes the file system allocated for the file (st_blocks * 512, what <c>du</c> shows): for a sparse memory
+    /// file, about the data it holds, whatever its length.
+    /// </summary>
+    public static unsafe long AllocatedBytes(string path)
+    {
+        int fd = Libc.Open(path, Libc.O_RDONLY);
+        if (fd < 0) throw SysException.Last($"open {path}");
+        try
+        {
+            // struct stat on x86_64: st_blocks (512-byte units) is the u64 at offset 64 of its 144 bytes.
+            byte* st = stackalloc byte[256];
+            // SAFETY: fstat writes at most sizeof(struct stat) (144) bytes into the 256-byte buffer.
+            if (Libc.fstat(fd, st) < 0) throw SysException.Last($"fstat {path}");
+            return (long)(*(ulong*)(st + 64) * 512);
+        }
+        finally { Libc.close(fd); }
+    }
 }

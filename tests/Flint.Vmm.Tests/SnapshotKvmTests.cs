@@ -40,6 +40,7 @@ public sealed partial class SnapshotKvmTests(ITestOutputHelper output) : IDispos
         TestGuestImage.WriteDisk(disk, 64);
         string snap = Path.Combine(_dir, "vm.snap"), mem = Path.Combine(_dir, "vm.mem");
 
+        long allocated;
         var (p1, out1, sock1) = StartFlint("a");
         using (var s = Connect(sock1))
         {
@@ -51,7 +52,9 @@ public sealed partial class SnapshotKvmTests(ITestOutputHelper output) : IDispos
             Ok(s, "PATCH", "/vm", "{\"state\": \"Paused\"}");
             var sw = Stopwatch.StartNew();
             Ok(s, "PUT", "/snapshot/create", $"{{\"snapshot_type\": \"Full\", \"snapshot_path\": \"{snap}\", \"mem_file_path\": \"{mem}\"}}");
-            output.WriteLine($"Full snapshot of 64 MiB: {sw.ElapsedMilliseconds} ms, state file {new FileInfo(snap).Length} bytes");
+            allocated = Flint.Sys.SparseFile.AllocatedBytes(mem);
+            output.WriteLine($"Full snapshot of 64 MiB: {sw.ElapsedMilliseconds} ms, state file {new FileInfo(snap).Length} bytes, " +
+                $"memory file {allocated} bytes allocated (du), {Flint.Sys.SparseFile.DataExtents(mem).Count} data extents");
             Assert.Equal(64L << 20, new FileInfo(mem).Length);
         }
         Thread.Sleep(300);
@@ -92,6 +95,8 @@ public sealed partial class SnapshotKvmTests(ITestOutputHelper output) : IDispos
         Assert.Contains("PASS seq-blk-read", after);
         Assert.Matches(@"FLINT-TESTGUEST done pass=\d+ fail=0", after);
         Assert.Equal(0, p2.ExitCode);
+        // Sparse (a file that loaded and resumed above): the test guest uses a few MiB of its 64, the rest are holes.
+        Assert.True(allocated < 32L << 20, $"the Full memory file allocates {allocated} bytes");
     }
 
     /// <summary>The guest's tg.seq lines, computed here: s = s*31 + k over Spin values of k per line (u64 wrap).</summary>

@@ -1,3 +1,4 @@
+using Flint.Snapshot;
 using Flint.Sys;
 
 namespace Flint.Devices.RateLimiting;
@@ -136,6 +137,40 @@ public sealed class RateLimiter : IEventSources, IDisposable
     }
 
     public void Update(RateLimiterConfig config) => Update(config.Bandwidth, config.Ops);
+
+    /// <summary>
+    /// Firecracker's RateLimiterState: each bucket (present or not) with its tokens left and time since its last
+    /// update. The refill timer is not saved: a restored limiter starts unblocked, as Firecracker's does (the restore
+    /// looks at every live queue once, and a request still short of tokens blocks it again).
+    /// </summary>
+    public void SaveState(StateWriter w)
+    {
+        lock (_lock)
+        {
+            WriteBucket(w, _bandwidth);
+            WriteBucket(w, _ops);
+        }
+    }
+
+    /// <summary>Replaces both buckets with the saved ones (configuration included: a PATCH before the save counts).</summary>
+    public void RestoreState(StateReader r)
+    {
+        var bandwidth = ReadBucket(r);
+        var ops = ReadBucket(r);
+        lock (_lock)
+        {
+            _bandwidth = bandwidth == null ? null : new TokenBucket(bandwidth, _clock);
+            _ops = ops == null ? null : new TokenBucket(ops, _clock);
+        }
+    }
+
+    private static void WriteBucket(StateWriter w, TokenBucket? b)
+    {
+        w.Bool(b != null);
+        b?.State.Write(w);
+    }
+
+    private static TokenBucketState? ReadBucket(StateReader r) => r.Bool() ? TokenBucketState.Read(r) : null;
 
     /// <summary>
     /// The timer fired: consume its expiry and unblock. False (still blocked) for a spurious wake-up with no

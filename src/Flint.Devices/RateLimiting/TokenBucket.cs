@@ -50,6 +50,25 @@ public sealed class TokenBucket
         _period = _refillNs / g;
     }
 
+    /// <summary>
+    /// A bucket as a snapshot left it (<see cref="TokenBucketState"/>): its configuration, the tokens it still held,
+    /// and its last update <paramref name="elapsedNs"/> before now, as Firecracker restores one (the time the VM spent
+    /// saved does not count: the bucket earns from the moment it was saved, not from when it was written to disk).
+    /// </summary>
+    internal TokenBucket(TokenBucketState s, IClock clock) : this(s.Size, s.InitialOneTimeBurst, s.RefillTimeMs, clock)
+    {
+        OneTimeBurst = s.OneTimeBurst;
+        Budget = s.Budget;
+        ulong now = clock.NowNanoseconds;
+        _lastUpdate = s.ElapsedNs < now ? now - s.ElapsedNs : 0;
+    }
+
+    /// <summary>What a snapshot keeps of this bucket (Firecracker's TokenBucketState, plus the initial burst).</summary>
+    internal TokenBucketState State =>
+        new(Size, InitialOneTimeBurst, OneTimeBurst, RefillTimeMs, Budget, SaturatingSub(_clock.NowNanoseconds, _lastUpdate));
+
+    private static ulong SaturatingSub(ulong a, ulong b) => a > b ? a - b : 0;
+
     public TokenBucket(TokenBucketConfig config, IClock clock)
         : this(config.Size, config.OneTimeBurst ?? 0, config.RefillTime, clock) { }
 

@@ -25,6 +25,9 @@ public abstract class VirtioDevice : IVirtioDevice
 
     public uint ConfigGeneration => Volatile.Read(ref _configGeneration);
 
+    /// <summary>A snapshot's config generation: the driver may compare it with one it read before the snapshot.</summary>
+    public void RestoreConfigGeneration(uint generation) => Volatile.Write(ref _configGeneration, generation);
+
     public bool IsActivated { get => Volatile.Read(ref _activated); private set => Volatile.Write(ref _activated, value); }
 
     private bool _activated;

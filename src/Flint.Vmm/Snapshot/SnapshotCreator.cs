@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Flint.Arch.X86;
 using Flint.Devices.Mmds;
+using Flint.Devices.Virtio;
 using Flint.Memory;
 using Flint.Snapshot;
 using Flint.Vmm.Config;
@@ -39,6 +40,8 @@ public static class SnapshotCreator
             Save(file, SnapshotSections.I8042, vmm.I8042.SaveState);
             for (int i = 0; i < vmm.Devices.Transports.Count; i++)
                 Save(file, SnapshotSections.Virtio(i), vmm.Devices.Transports[i].SaveState);
+            for (int i = 0; i < vmm.Devices.Transports.Count; i++)
+                Save(file, SnapshotSections.Runtime(i), vmm.Devices.Transports[i].Device.SaveRuntime);
             if (vmm.Devices.Vsock is { } vsock) Save(file, SnapshotSections.Vsock, w => w.Bool(vsock.PendingEventAck));
             if (mmds != null && mmds.IsInitialized)
             {

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Flint.Arch.X86;
 using Flint.Devices.Mmds;
+using Flint.Devices.Virtio;
 using Flint.Memory;
 using Flint.Sys;
 using Flint.Snapshot;
@@ -201,6 +202,11 @@ public static class SnapshotLoader
         if (saved != transports.Count)
             throw new SnapshotFormatException($"The snapshot holds {saved} virtio devices, its configuration builds {transports.Count}.");
         for (int i = 0; i < transports.Count; i++) transports[i].RestoreState(file.Open(SnapshotSections.Virtio(i)));
+        // After the transports (a live device is active again). A snapshot without the section (written before Flint
+        // saved it) leaves the device as its configuration built it.
+        for (int i = 0; i < transports.Count; i++)
+            if (file.Has(SnapshotSections.Runtime(i)))
+                transports[i].Device.RestoreRuntime(file.Open(SnapshotSections.Runtime(i)));
         if (mmds != null && file.Has(SnapshotSections.Mmds))
         {
             var r = file.Open(SnapshotSections.Mmds);

@@ -10,4 +10,6 @@ public static class SnapshotSections
     public const string Vsock = "vsock";
     public static string Vcpu(int i) => $"vcpu/{i}";
     public static string Virtio(int slot) => $"virtio/{slot}";
+    /// <summary>Slot N's device state beyond its transport (rate limiter buckets, the balloon's): <see cref="Flint.Devices.Virtio.IDeviceRuntimeState"/>.</summary>
+    public static string Runtime(int slot) => $"runtime/{slot}";
 }

@@ -14,7 +14,7 @@ namespace Flint.Devices.Virtio.Block;
 /// is judged, charged and executed. Data moves between the file and guest memory through host pointers, no copy.
 /// Anything malformed fails only its own request; nothing the guest writes can make this throw or spin.
 /// </summary>
-public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposable
+public sealed unsafe partial class VirtioBlock : VirtioDevice, IEventSources, IDisposable
 {
     public const ushort QueueSize = 256;
 

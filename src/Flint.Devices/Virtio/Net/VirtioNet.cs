@@ -25,7 +25,7 @@ namespace Flint.Devices.Virtio.Net;
 /// Threads: <see cref="ProcessQueue"/> (event loop, transport lock), tap and rate-limiter events (event loop),
 /// reset/activation (vCPU, transport lock) and <see cref="UpdateRateLimiters"/> (API) all serialise on one lock.
 /// </summary>
-public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
+public sealed unsafe partial class VirtioNet : VirtioDevice, IEventSources, IDisposable
 {
     public const ushort QueueSize = 256;
 

@@ -32,6 +32,13 @@ internal sealed class VsockMuxer : IVsockBackend
     private readonly VsockRstQueue _rsts = new(RstQueueCapacity);
     private readonly Action<VsockConnection> _expire;
     private uint _nextEphemeral = FirstEphemeralPort;
+
+    /// <summary>The next host-side port to try for a host-initiated connection (Firecracker's local_port_last, plus one).</summary>
+    internal uint NextEphemeralPort
+    {
+        get => _nextEphemeral;
+        set => _nextEphemeral = value;
+    }
     private IVsockBackendHost _host = null!;
     private bool _sweepNeeded;
     private bool _disposed;
