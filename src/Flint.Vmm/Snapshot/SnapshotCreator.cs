@@ -40,6 +40,7 @@ public static class SnapshotCreator
             for (int i = 0; i < vmm.Devices.Transports.Count; i++)
                 Save(file, SnapshotSections.Virtio(i), vmm.Devices.Transports[i].SaveState);
             if (vmm.Devices.Vsock is { } vsock) Save(file, SnapshotSections.Vsock, w => w.Bool(vsock.PendingEventAck));
+            if (vmm.Acpi is { } acpi) Save(file, SnapshotSections.Acpi, w => AcpiStateCodec.Save(acpi, w));
             if (mmds != null && mmds.IsInitialized)
             {
                 var w = new StateWriter();
