@@ -31,6 +31,22 @@ public static class Layout
     /// </summary>
     public const ulong MpTableStart = 0x9fc00;
     public const ulong MpTableEnd = 0xe0000;
+    /// <summary>
+    /// Firecracker's "system memory" [SYSTEM_MEM_START, RSDP_ADDR) = [0x9fc00, 0xe0000): the MP table first, the ACPI
+    /// tables right after it (allocated upwards), VMGenID's 16 bytes and VMClock's page at its top (allocated
+    /// downwards). The e820 map reserves it (and the rest up to 1 MiB), so the guest never uses it as RAM.
+    /// </summary>
+    public const ulong SystemMemStart = MpTableStart;
+    public const ulong SystemMemEnd = MpTableEnd;
+    /// <summary>The RSDP, where Firecracker puts it (RSDP_ADDR) and where the ACPI spec tells a BIOS-less OS to scan
+    /// (the 0xE0000-0xFFFFF window); also handed over in boot_params.acpi_rsdp_addr and PVH's rsdp_paddr.</summary>
+    public const ulong RsdpAddress = 0xe0000;
+    /// <summary>VMGenID's 16-byte generation ID: the last 8-aligned 16 bytes of system memory (Firecracker's LastMatch).</summary>
+    public const ulong VmGenIdAddress = SystemMemEnd - VmGenIdSize;
+    public const ulong VmGenIdSize = 16;
+    /// <summary>VMClock's page: the last 4 KiB-aligned page of system memory below VMGenID (Firecracker's LastMatch).</summary>
+    public const ulong VmClockAddress = (VmGenIdAddress - VmClockSize) & ~(VmClockSize - 1);
+    public const ulong VmClockSize = 0x1000;
     /// <summary>Start of "high" memory (HIMEM_START): kernels load here or above.</summary>
     public const ulong HighMemStart = 0x100000;
     /// <summary>The 32-bit MMIO gap, 3-4 GiB: no RAM there; RAM beyond 3 GiB is moved above 4 GiB.</summary>

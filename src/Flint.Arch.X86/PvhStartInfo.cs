@@ -37,7 +37,7 @@ public static class PvhStartInfo
         Put32(buf, MagicOffset, Magic);
         Put32(buf, VersionOffset, Version);
         Put64(buf, CmdlinePaddrOffset, cmdlineAddr);
-        Put64(buf, RsdpPaddrOffset, 0); // no ACPI
+        Put64(buf, RsdpPaddrOffset, Layout.RsdpAddress); // the builder always writes the ACPI tables (AcpiTableWriter)
         Put64(buf, MemmapPaddrOffset, MemmapAddress);
         Put32(buf, MemmapEntriesOffset, (uint)map.Length);
         for (int i = 0; i < map.Length; i++)

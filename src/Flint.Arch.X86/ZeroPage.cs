@@ -11,6 +11,8 @@ public static class ZeroPage
     public const int Size = 4096;
 
     // boot_params
+    /// <summary>u64 acpi_rsdp_addr: where the RSDP is, so the kernel need not scan for it (Firecracker sets it).</summary>
+    public const int AcpiRsdpAddrOffset = 0x070;
     public const int E820EntriesOffset = 0x1e8;   // u8 count
     public const int E820TableOffset = 0x2d0;     // struct boot_e820_entry[128]
     public const int E820EntrySize = 20;          // u64 addr, u64 size, u32 type (packed)
@@ -80,6 +82,8 @@ public static class ZeroPage
             Put32(page, RamdiskImageOffset, checked((uint)rd.Address));
             Put32(page, RamdiskSizeOffset, checked((uint)rd.Size));
         }
+
+        Put64(page, AcpiRsdpAddrOffset, Layout.RsdpAddress);
 
         var map = E820.Build(memBytes);
         if (map.Length > E820MaxEntries) throw new InvalidOperationException("too many e820 entries");

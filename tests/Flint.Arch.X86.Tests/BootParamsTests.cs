@@ -23,6 +23,7 @@ public class BootParamsTests
         Assert.Equal(0x12345u, Mem.U32(mem, Zp + 0x21c));
         Assert.Equal(0x100_0000u, Mem.U32(mem, Zp + 0x230));       // kernel_alignment
         Assert.Equal(0, mem.Read<byte>(Zp + 0x10));                 // rest cleared
+        Assert.Equal(0xe0000UL, Mem.U64(mem, Zp + 0x70));          // acpi_rsdp_addr: Firecracker's RSDP_ADDR
 
         Assert.Equal(3, mem.Read<byte>(Zp + 0x1e8));
         AssertE820(mem, 0, 0, 0x9fc00, 1);
@@ -84,7 +85,7 @@ public class BootParamsTests
         Assert.Equal(0u, Mem.U32(mem, si + 8));
         Assert.Equal(1u, Mem.U32(mem, si + 12));
         Assert.Equal(0x20000UL, Mem.U64(mem, si + 24));
-        Assert.Equal(0UL, Mem.U64(mem, si + 32));                   // rsdp
+        Assert.Equal(0xe0000UL, Mem.U64(mem, si + 32));             // rsdp_paddr: the ACPI tables' RSDP
         Assert.Equal(si + 56, Mem.U64(mem, si + 40));              // memmap right after start_info
         Assert.Equal(3u, Mem.U32(mem, si + 48));
 

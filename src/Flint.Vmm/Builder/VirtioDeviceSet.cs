@@ -10,6 +10,7 @@ using Flint.Devices.Virtio.Rng;
 using Flint.Devices.Virtio.Vsock;
 using Flint.Kvm;
 using Flint.Memory;
+using Flint.Vmm.Config;
 using Flint.Vmm.Logging;
 
 namespace Flint.Vmm.Builder;
@@ -48,6 +49,22 @@ public sealed class VirtioDeviceSet
     /// <summary>Every transport in slot order (MMIO address order): snapshots save and restore them in this order.</summary>
     public List<MmioTransport> Transports { get; } = [];
 
+    /// <summary>Each transport's MMIO window and GSI, in the same order (the DSDT describes them).</summary>
+    public List<(ulong Address, uint Gsi)> Windows { get; } = [];
+
+    /// <summary>
+    /// Takes the next legacy GSI for a device that is not virtio-mmio (VMGenID, VMClock), as Firecracker's GSI
+    /// allocator hands them out after the virtio devices; its MMIO slot stays unused.
+    /// </summary>
+    public uint ReserveLegacyGsi()
+    {
+        int slot = _nextSlot;
+        if (slot >= Layout.VirtioMmioSlotCount)
+            throw new ConfigException($"No legacy interrupt line left: {Layout.VirtioMmioSlotCount} GSIs ({Layout.FirstVirtioIrq}-{Layout.LastVirtioIrq}) serve the virtio devices, VMGenID and VMClock together.");
+        _nextSlot++;
+        return Layout.VirtioIrq(slot);
+    }
+
     public MmioTransport Add(IVirtioDevice device)
     {
         if (device is IDisposable d) _owned.Add(d);
@@ -57,6 +74,7 @@ public sealed class VirtioDeviceSet
         var transport = new MmioTransport(device, _memory, VmBuilder.NewIrq(_vm, irq, _owned));
         _owned.Add(transport);
         Transports.Add(transport);
+        Windows.Add((addr, irq));
         _mmio.Insert(transport, addr, MmioTransport.SlotSize);
         for (int q = 0; q < transport.QueueEvents.Length; q++)
         {

@@ -164,6 +164,9 @@ public static unsafe class VmBuilder
                 devices.Add(devices.Balloon);
             }
 
+            // After every virtio device (the DSDT lists them all), before the boot structures.
+            var acpi = AcpiAttach.Attach(vm, memory, devices, owned, vcpuCount, boot: kernel != null);
+
             // 4. Boot structures in guest memory.
             var cmdBytes = cmdline.ToBytes();
             if (kernel != null)
@@ -232,7 +235,7 @@ public static unsafe class VmBuilder
             var vmm = new Vmm
             {
                 Kvm = kvm, Vm = vm, Memory = memory, PioBus = pio, MmioBus = mmio, EventLoop = loop, Exit = exit,
-                Vcpus = runners, Serial = serial, I8042 = i8042, BootTimer = bootTimer, Devices = devices,
+                Vcpus = runners, Serial = serial, I8042 = i8042, BootTimer = bootTimer, Devices = devices, Acpi = acpi,
                 KernelCmdline = cmdText, VcpuMetrics = metrics, TrackDirtyPages = mc.TrackDirtyPages,
                 SnapshotCaps = Snapshot.KvmSnapshotCaps.Probe(kvm),
             };

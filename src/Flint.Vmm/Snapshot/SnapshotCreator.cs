@@ -43,6 +43,7 @@ public static class SnapshotCreator
             for (int i = 0; i < vmm.Devices.Transports.Count; i++)
                 Save(file, SnapshotSections.Runtime(i), vmm.Devices.Transports[i].Device.SaveRuntime);
             if (vmm.Devices.Vsock is { } vsock) Save(file, SnapshotSections.Vsock, w => w.Bool(vsock.PendingEventAck));
+            if (vmm.Acpi is { } acpi) Save(file, SnapshotSections.Acpi, w => AcpiStateCodec.Save(acpi, w));
             if (mmds != null && mmds.IsInitialized)
             {
                 var w = new StateWriter();

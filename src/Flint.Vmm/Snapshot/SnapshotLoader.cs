@@ -227,6 +227,8 @@ public static class SnapshotLoader
             }
             vsock.OnRestored(pending);
         }
+        // A new VM generation: VMGenID's new ID and VMClock's bumped counters, each with its interrupt.
+        AcpiStateCodec.Restore(file, vmm.Acpi, vmm.Memory);
         // A kick the old process had not served yet died with it: ring every live queue once, so the devices look at
         // their rings (a queue with nothing new does nothing).
         foreach (var t in transports)

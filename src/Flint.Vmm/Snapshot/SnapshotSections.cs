@@ -8,6 +8,8 @@ public static class SnapshotSections
     public const string MemoryFile = Flint.Snapshot.MemoryFileInfo.SectionName;
     /// <summary>virtio-vsock's rx gate: a TRANSPORT_RESET event waits for the guest's acknowledgement (one bool).</summary>
     public const string Vsock = "vsock";
+    /// <summary>VMGenID (GSI, address, ID) and VMClock (GSI, address, vmclock_abi): <see cref="AcpiStateCodec"/>.</summary>
+    public const string Acpi = "acpi";
     public static string Vcpu(int i) => $"vcpu/{i}";
     public static string Virtio(int slot) => $"virtio/{slot}";
     /// <summary>Slot N's device state beyond its transport (rate limiter buckets, the balloon's): <see cref="Flint.Devices.Virtio.IDeviceRuntimeState"/>.</summary>
