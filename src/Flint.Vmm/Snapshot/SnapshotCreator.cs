@@ -138,6 +138,8 @@ public static class SnapshotCreator
             BootSource = c.BootSource, Drives = c.Drives, MachineConfig = c.MachineConfig, CpuConfig = c.CpuConfig,
             NetworkInterfaces = c.NetworkInterfaces, Vsock = c.Vsock, MmdsConfig = c.MmdsConfig, Entropy = c.Entropy,
             Balloon = c.Balloon,
+            // Restore maps the same backing files again at the same windows, as Firecracker's pmem persist reopens them.
+            Pmem = c.Pmem,
         };
         var w = new StateWriter();
         w.String(JsonSerializer.Serialize(copy, ConfigJsonContext.Default.VmConfig));
