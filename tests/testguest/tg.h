@@ -84,6 +84,7 @@ void test_rng(void);
 void test_net(void);
 void test_balloon(void);
 void test_vsock(void);
+void test_pmem(void);	/* pmem.c: virtio-pmem window and flush */
 void test_blkbench(void);	/* blkbench.c: tg.blk.bench= throughput mode */
 /* tg.agent=<port>: serve the agent protocol forever (returns only on setup errors) */
 void agent_serve(u32 port);
