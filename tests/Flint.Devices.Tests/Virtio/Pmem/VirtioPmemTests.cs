@@ -157,11 +157,14 @@ public sealed class VirtioPmemTests : IDisposable
     [Fact]
     public void WrongQueueOrInactiveIsCountedNotThrown()
     {
-        _dev = new VirtioPmem("pmem0", _backing, Start, 2UL << 20);
-        _dev.ProcessQueue(0);
+        using (var inactive = new VirtioPmem("pmem0", _backing, Start, 2UL << 20))
+        {
+            inactive.ProcessQueue(0);
+            Assert.Equal(1, inactive.Metrics.EventFails);
+        }
         var d = Activate();
         d.ProcessQueue(3);
-        Assert.Equal(2, d.Metrics.EventFails);
+        Assert.Equal(1, d.Metrics.EventFails);
         Assert.Equal(0, _backing.Flushes);
     }
 
