@@ -73,4 +73,14 @@ public sealed class PmemGuestTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("read-only pmem window discarded", r.All);
         Assert.Equal(before, File.ReadAllBytes(backing));
     }
+
+    [Trait("Needs", "kvm")]
+    [SkippableFact]
+    public void A_missing_backing_file_fails_the_start_in_firecrackers_words()
+    {
+        KvmRequirement.Check();
+        var r = Boot(Path.Combine(_dir, "missing.img"), readOnly: false);
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("Cannot create pmem device: Error accessing backing file: No such file or directory (os error 2)", r.All);
+    }
 }
