@@ -40,6 +40,12 @@ public static class SnapshotCreator
             for (int i = 0; i < vmm.Devices.Transports.Count; i++)
                 Save(file, SnapshotSections.Virtio(i), vmm.Devices.Transports[i].SaveState);
             if (vmm.Devices.Vsock is { } vsock) Save(file, SnapshotSections.Vsock, w => w.Bool(vsock.PendingEventAck));
+            if (vmm.Devices.Pmems.Count > 0)
+                Save(file, SnapshotSections.Pmem, w =>
+                {
+                    w.U32((uint)vmm.Devices.Pmems.Count);
+                    foreach (var p in vmm.Devices.Pmems) { w.U64(p.WindowStart); w.U64(p.WindowSize); }
+                });
             if (mmds != null && mmds.IsInitialized)
             {
                 var w = new StateWriter();

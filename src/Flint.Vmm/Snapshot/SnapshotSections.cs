@@ -8,6 +8,9 @@ public static class SnapshotSections
     public const string MemoryFile = Flint.Snapshot.MemoryFileInfo.SectionName;
     /// <summary>virtio-vsock's rx gate: a TRANSPORT_RESET event waits for the guest's acknowledgement (one bool).</summary>
     public const string Vsock = "vsock";
+    /// <summary>virtio-pmem windows: a count, then each device's guest-physical start and size (Firecracker's saved
+    /// ConfigSpace), checked at restore against what the backing files map to now.</summary>
+    public const string Pmem = "pmem";
     public static string Vcpu(int i) => $"vcpu/{i}";
     public static string Virtio(int slot) => $"virtio/{slot}";
 }
