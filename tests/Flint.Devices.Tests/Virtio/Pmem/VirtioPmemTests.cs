@@ -219,6 +219,26 @@ public sealed class VirtioPmemTests : IDisposable
         Assert.Equal(2, _backing.Flushes);
     }
 
+    /// <summary>The flush path is a hot path: serving a request (limiter charge included) allocates nothing.</summary>
+    [Fact]
+    public void ServingAFlushDoesNotAllocate()
+    {
+        var rl = new RateLimiter(new TokenBucketConfig(1UL << 40, null, 1000), new TokenBucketConfig(1UL << 40, null, 1000), _clock);
+        var d = Activate(rl);
+        ulong req = _driver.Alloc(4), status = _driver.Alloc(4);
+        _mem.Write(req, 0u);
+        long allocated = 0;
+        for (int i = 0; i < 40; i++)
+        {
+            _driver.Push((req, 4, false), (status, 4, true));
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            d.ProcessQueue(0);
+            if (i >= 10) allocated += GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        Assert.Equal(40, _driver.UsedIdx);
+        Assert.Equal(0, allocated);
+    }
+
     [Fact]
     public void AnEmptyQueueChargesNothing()
     {
