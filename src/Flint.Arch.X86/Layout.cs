@@ -69,6 +69,16 @@ public static class Layout
     /// <summary>Default local APIC and IOAPIC MMIO bases (advertised in the MP table).</summary>
     public const uint LapicAddress = 0xfee0_0000;
     public const uint IoapicAddress = 0xfec0_0000;
+    /// <summary>
+    /// Firecracker's 64-bit MMIO gap (MMIO64_MEM_START/SIZE, 256-512 GiB) and the device area past it
+    /// (FIRST_ADDR_PAST_64BITS_MMIO, 512 GiB long), where Firecracker's resource allocator places virtio-pmem windows
+    /// (first fit, 2 MiB aligned, in configuration order). Not RAM and not in the E820 map: the guest learns of a
+    /// pmem window from the device's config space only.
+    /// </summary>
+    public const ulong Mmio64Start = 256UL << 30;
+    public const ulong Mmio64Size = 256UL << 30;
+    public const ulong PastMmio64Start = Mmio64Start + Mmio64Size;
+    public const ulong PastMmio64Size = 512UL << 30;
     /// <summary>Number of IOAPIC pins KVM's in-kernel IOAPIC has.</summary>
     public const int IoapicPins = 24;
 

@@ -58,6 +58,8 @@ public static class Ioctls
         KVM_CAP_IMMEDIATE_EXIT = 136;
 
     public const uint KVM_MEM_LOG_DIRTY_PAGES = 1;
+    /// <summary>A slot the guest may only read: its stores exit as KVM_EXIT_MMIO (read-only virtio-pmem).</summary>
+    public const uint KVM_MEM_READONLY = 2;
     public const uint KVM_PIT_SPEAKER_DUMMY = 1;
     public const uint KVM_IOEVENTFD_FLAG_DATAMATCH = 1, KVM_IOEVENTFD_FLAG_PIO = 2, KVM_IOEVENTFD_FLAG_DEASSIGN = 4;
     public const uint KVM_IRQFD_FLAG_DEASSIGN = 1;

@@ -9,12 +9,13 @@ public sealed unsafe partial class Vm : KvmFd
 
     internal Vm(int fd, int vcpuMmapSize) : base(fd) => _vcpuMmapSize = vcpuMmapSize;
 
-    public void SetUserMemoryRegion(uint slot, ulong guestPhysAddr, ulong size, nint hostAddr, bool logDirty = false)
+    /// <param name="readOnly">KVM_MEM_READONLY: guest stores into the slot exit to the VMM as MMIO writes.</param>
+    public void SetUserMemoryRegion(uint slot, ulong guestPhysAddr, ulong size, nint hostAddr, bool logDirty = false, bool readOnly = false)
     {
         var r = new KvmUserspaceMemoryRegion
         {
             Slot = slot,
-            Flags = logDirty ? Ioctls.KVM_MEM_LOG_DIRTY_PAGES : 0,
+            Flags = (logDirty ? Ioctls.KVM_MEM_LOG_DIRTY_PAGES : 0) | (readOnly ? Ioctls.KVM_MEM_READONLY : 0),
             GuestPhysAddr = guestPhysAddr,
             MemorySize = size,
             UserspaceAddr = (ulong)hostAddr,

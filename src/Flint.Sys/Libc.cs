@@ -44,6 +44,9 @@ public static unsafe class Libc
     [DllImport(L, SetLastError = true)] public static extern int munmap(void* addr, nuint length);
     [DllImport(L, SetLastError = true)] public static extern int mprotect(void* addr, nuint length, int prot);
     [DllImport(L, SetLastError = true)] public static extern int madvise(void* addr, nuint length, int advice);
+    /// <summary>msync flags: MS_SYNC waits until the dirty pages of a shared file mapping are on the file.</summary>
+    public const int MS_ASYNC = 1, MS_INVALIDATE = 2, MS_SYNC = 4;
+    [DllImport(L, SetLastError = true)] public static extern int msync(void* addr, nuint length, int flags);
     [DllImport(L, SetLastError = true)] public static extern int mincore(void* addr, nuint length, byte* vec);
     /// <summary>A relative timeout for <see cref="futex"/> (struct timespec).</summary>
     [StructLayout(LayoutKind.Sequential)]

@@ -47,6 +47,14 @@ public sealed class RunningVm(Vmm vmm, Metrics.VmLatencyMetrics? latencies = nul
         throw new InvalidOperationException($"Invalid network interface ID - not found: {ifaceId}.");
     }
 
+    public void PatchPmemRateLimiter(string id, JsonElement rateLimiter)
+    {
+        var dev = Vmm.Devices.Pmems.FirstOrDefault(p => p.Id == id) ?? throw new InvalidOperationException(IRunningVm.PmemNotFound);
+        var cfg = DeviceConfigs.Limiter(rateLimiter, "rate_limiter");
+        // Every pmem device has a limiter (an unlimited one when none was configured), as Firecracker's has.
+        dev.RateLimiter!.Update(cfg);
+    }
+
     public string GetBalloonJson() => Balloon.GetConfig().ToJson();
     public string GetBalloonStatsJson() => Balloon.GetStats().ToJson();
     public void PatchBalloon(uint amountMib) => Balloon.UpdateTarget(amountMib);

@@ -88,19 +88,36 @@ public class ParityConfigTests : IDisposable
         Assert.StartsWith("Invalid JSON: unknown field `bogus`, expected one of `vcpu_count`, `mem_size_mib`, `smt`, `cpu_template`, `track_dirty_pages`, `huge_pages` at line ", e.Message);
     }
 
-    // Sections of Firecracker's schema for devices Flint does not have: refused, naming the section, with the
-    // ResourcesError prefix of that section (resources.rs: "Pmem device error: {0}", "Memory hotplug config error: {0}").
+    // A section of Firecracker's schema for a device Flint does not have: refused, naming the section, with the
+    // ResourcesError prefix of that section (resources.rs: "Memory hotplug config error: {0}").
     [Fact]
     public void Unsupported_sections_are_refused_by_name()
     {
-        string pmem = FirecrackerFrameworkConfig().Replace("\"pmem\": []", $"\"pmem\": [{{\"id\": \"pmem0\", \"path_on_host\": \"{_disk}\"}}]");
-        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(pmem));
-        Assert.StartsWith("Pmem device error: ", e.Message);
-        Assert.Contains("\"pmem\"", e.Message);
         string hotplug = FirecrackerFrameworkConfig().Replace("\"memory-hotplug\": null", "\"memory-hotplug\": {\"total_size_mib\": 1024}");
-        e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(hotplug));
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(hotplug));
         Assert.StartsWith("Memory hotplug config error: ", e.Message);
         Assert.Contains("\"memory-hotplug\"", e.Message);
+    }
+
+    // resources.rs from_json + vmm_config/pmem.rs PmemBuilder::build: the "pmem" list is taken (the files are opened at
+    // start), a repeated id replaces the earlier entry, and a root pmem next to a root drive is Firecracker's error.
+    [Fact]
+    public void Pmem_section_is_taken_and_its_root_rules_are_firecrackers()
+    {
+        string one = FirecrackerFrameworkConfig().Replace("\"pmem\": []",
+            $"\"pmem\": [{{\"id\": \"pmem0\", \"path_on_host\": \"/not/opened/before/start\", \"read_only\": true}}, {{\"id\": \"pmem0\", \"path_on_host\": \"{_disk}\"}}]");
+        var cfg = ConfigLoader.Parse(one);
+        var p = Assert.Single(cfg.Pmem);
+        Assert.Equal(_disk, p.PathOnHost);
+        Assert.False(p.ReadOnly);
+        string full = FullConfigJson.Write(cfg);
+        Assert.Contains($"\"pmem\":[{{\"id\":\"pmem0\",\"path_on_host\":\"{_disk}\",\"root_device\":false,\"read_only\":false,\"rate_limiter\":null}}]", full);
+
+        string root = FirecrackerFrameworkConfig().Replace("\"pmem\": []", $"\"pmem\": [{{\"id\": \"p\", \"path_on_host\": \"{_disk}\", \"root_device\": true}}]");
+        Assert.Equal("Pmem device error: Attempt to add pmem as a root device while the root device defined as a block device",
+            Assert.Throws<ConfigException>(() => ConfigLoader.Parse(root)).Message);
+        string missing = FirecrackerFrameworkConfig().Replace("\"pmem\": []", "\"pmem\": [{\"id\": \"p\"}]");
+        Assert.StartsWith("Invalid JSON: missing field `path_on_host` at line ", Assert.Throws<ConfigException>(() => ConfigLoader.Parse(missing)).Message);
     }
 
     // resources.rs test_from_json: "}" and "{}" are InvalidJson ("Invalid JSON: {serde}"); serde names the first
@@ -134,7 +151,7 @@ public class ParityConfigTests : IDisposable
     // Through the real binary (published by scripts/setup.sh): main.rs maps config-file build errors
     // (RunWithoutApiError::BuildMicroVMFromJson(ParseFromJson)) to exit 1 and logs the chain of Displays.
     [Theory]
-    [InlineData("\"pmem\": [{\"id\": \"p\"}]", "Configuration for VMM from one single json failed: Pmem device error: ")]
+    [InlineData("\"pmem\": [{\"id\": \"p\"}]", "Configuration for VMM from one single json failed: Invalid JSON: missing field `path_on_host` at line 1 column ")]
     [InlineData("\"memory-hotplug\": {}", "Configuration for VMM from one single json failed: Memory hotplug config error: ")]
     [InlineData("\"machine-config\": {\"vcpu_count\": 1,}", "Configuration for VMM from one single json failed: Invalid JSON: trailing comma at line 1 column ")]
     public void The_cli_reports_config_file_errors_in_firecrackers_words_and_exits_1(string section, string expected)

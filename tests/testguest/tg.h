@@ -84,6 +84,7 @@ void test_rng(void);
 void test_net(void);
 void test_balloon(void);
 void test_vsock(void);
+void test_pmem(void);	/* pmem.c: virtio-pmem window and flush */
 void test_blkbench(void);	/* blkbench.c: tg.blk.bench= throughput mode */
 void test_acpi(u64 start_info_rsdp);	/* acpi.c: tg.tests=acpi */
 /* tg.agent=<port>: serve the agent protocol forever (returns only on setup errors) */

@@ -53,6 +53,9 @@ public sealed class DeviceLog
 
     public void Warn(string message) => Write(DeviceLogLevel.Warning, message, null, 0);
 
+    /// <summary>"message: detail" at warning level (the number formatted only when the line is written).</summary>
+    public void Warn(string message, long detail) => Write(DeviceLogLevel.Warning, message, null, detail, hasDetail: true);
+
     private void Write(DeviceLogLevel level, string message, string? text, long number, bool hasDetail = false)
     {
         long dropped;

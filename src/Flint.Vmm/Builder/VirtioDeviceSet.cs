@@ -45,6 +45,7 @@ public sealed class VirtioDeviceSet
     public VirtioVsock? Vsock { get; internal set; }
     public VirtioRng? Rng { get; internal set; }
     public VirtioBalloon? Balloon { get; internal set; }
+    public List<Flint.Devices.Virtio.Pmem.VirtioPmem> Pmems { get; } = [];
 
     /// <summary>Every transport in slot order (MMIO address order): snapshots save and restore them in this order.</summary>
     public List<MmioTransport> Transports { get; } = [];

@@ -138,6 +138,7 @@ public static unsafe class VmBuilder
                 devices.Add(dev);
                 devices.Nets.Add((net.IfaceId, dev, stack, rx, tx));
             }
+            PmemAttach.Attach(config, vm, memory, mmio, devices, cmdline, owned); // after net, as Firecracker's attach order
             if (ConfigLoader.Present(config.Vsock) is { } vj)
             {
                 var vs = DeviceConfigs.Vsock(vj);

@@ -52,16 +52,10 @@ public static class ConfigLoader
         return cfg;
     }
 
-    /// <summary>Firecracker's sections for devices Flint lacks: an empty "pmem" list and a null "memory-hotplug" (as its
-    /// tests/framework/vm_config.json has them) are fine; anything else is refused, naming the section.</summary>
+    /// <summary>Firecracker's sections for devices Flint lacks: a null "memory-hotplug" (as its
+    /// tests/framework/vm_config.json has it) is fine; anything else is refused, naming the section.</summary>
     private static void RefuseUnsupported(JNode root)
     {
-        if (root["pmem"] is { } pmem)
-        {
-            if (pmem.Kind != JKind.Array) throw new ConfigException(ConfigArea.Json, $"invalid type: {JsonBody.Unexpected(pmem)}, expected a sequence");
-            if (pmem.Items!.Count > 0)
-                throw new ConfigException(ConfigArea.Pmem, "virtio-pmem devices (the \"pmem\" section) are not supported by this build of Flint.");
-        }
         if (root["memory-hotplug"] != null)
             throw new ConfigException(ConfigArea.MemoryHotplug, "memory hotplug (the \"memory-hotplug\" section) is not supported by this build of Flint.");
     }
@@ -126,11 +120,30 @@ public static class ConfigLoader
             var b = In(ConfigArea.Balloon, () => DeviceConfigs.Balloon(bl));
             if (b.AmountMib > (ulong)(mc?.MemSizeMib ?? 128)) throw new ConfigException(ConfigArea.Balloon, "Amount of pages requested is too large.");
         }
+        ValidatePmem(cfg);
         if (Present(cfg.CpuConfig) is { } cpu) CpuTemplateConfig.Parse(cpu);
         int virtioDevices = cfg.Drives.Count + netIds.Count + (Present(cfg.Vsock) != null ? 1 : 0)
-            + (Present(cfg.Entropy) != null ? 1 : 0) + (Present(cfg.Balloon) != null ? 1 : 0);
+            + (Present(cfg.Entropy) != null ? 1 : 0) + (Present(cfg.Balloon) != null ? 1 : 0) + cfg.Pmem.Count;
         if (virtioDevices > MaxVirtioDevices)
             throw new ConfigException($"Too many virtio devices ({virtioDevices}): at most {MaxVirtioDevices} fit the legacy IRQ range.");
+    }
+
+    /// <summary>
+    /// The "pmem" list as Firecracker's VmResources builds it (PmemBuilder::build per entry): a root device next to a
+    /// root drive, or a second root pmem, is refused; a repeated id replaces the earlier entry. The backing files are
+    /// opened at start, as Firecracker opens them (Pmem::new in the builder).
+    /// </summary>
+    private static void ValidatePmem(VmConfig cfg)
+    {
+        var built = new List<PmemConfig>();
+        bool blockRoot = cfg.Drives.Any(d => d.IsRootDevice);
+        foreach (var p in cfg.Pmem)
+        {
+            if (!IsValidId(p.Id)) throw new ConfigException(ConfigArea.Pmem, $"Invalid pmem id \"{p.Id}\": use 1-64 alphanumerics or '_'.");
+            if (PmemRules.Insert(built, p, blockRoot) is { } err) throw new ConfigException(ConfigArea.Pmem, err);
+            In(ConfigArea.Pmem, () => DeviceConfigs.Limiter(p.RateLimiter, $"pmem \"{p.Id}\" rate_limiter"));
+        }
+        if (built.Count != cfg.Pmem.Count) cfg.Pmem = built;
     }
 
     /// <summary>Runs a section's check; its plain failures get the section's ResourcesError prefix (ConfigException.Area).</summary>

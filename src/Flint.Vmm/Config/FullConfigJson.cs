@@ -117,9 +117,20 @@ public static class FullConfigJson
         }
         else w.WriteNullValue();
 
-        // Sections Flint does not implement, as Firecracker reports them when unused.
+        // PmemConfig serialised (no skip_serializing_if): every field, rate_limiter null when unset.
         w.WriteStartArray("pmem");
+        foreach (var p in c.Pmem)
+        {
+            w.WriteStartObject();
+            w.WriteString("id", p.Id);
+            w.WriteString("path_on_host", p.PathOnHost);
+            w.WriteBoolean("root_device", p.RootDevice);
+            w.WriteBoolean("read_only", p.ReadOnly);
+            RateLimiter(w, "rate_limiter", p.RateLimiter);
+            w.WriteEndObject();
+        }
         w.WriteEndArray();
+        // A section Flint does not implement, as Firecracker reports it when unused.
         w.WriteNull("memory-hotplug");
         w.WriteEndObject();
     });

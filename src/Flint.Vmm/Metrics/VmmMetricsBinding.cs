@@ -76,6 +76,9 @@ public static class VmmMetricsBinding
         if (d.Vsock is { } vs) r.BindSum("vsock", [vs.Metrics.Snapshot]);
         if (d.Rng is { } rng) r.BindSum("entropy", [rng.Metrics.Snapshot]);
         if (d.Balloon is { } bal) r.BindSum("balloon", [bal.Metrics.Snapshot]);
+        // pmem_{id} per device (Firecracker allocates them as the devices are created, at start); "pmem" is their sum.
+        var pmems = d.Pmems.Select(p => new MetricsRegistry.DeviceSource(p.Id, p.Metrics.Snapshot)).ToArray();
+        r.BindDevices("pmem", () => pmems);
     }
 
     private static string? IfaceId(JsonElement e) =>

@@ -38,7 +38,7 @@ public static class ApiRequestParser
             return new PutCpuConfig(jb.Element(jb.Root));
         }),
         new(ApiMethod.Put, "drives", BodyRule.Required, null, "drive", static (b, t) => ParsePutDrive(t.NextString(), b!)),
-        new(ApiMethod.Put, "pmem", BodyRule.Required, null, "pmem", static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Persistent memory (pmem) devices")),
+        new(ApiMethod.Put, "pmem", BodyRule.Required, null, "pmem", static (b, t) => ParsePutPmem(t.NextString(), b!)),
         new(ApiMethod.Put, "logger", BodyRule.Required, null, "logger", static (b, _) => ParseLogger(b!)),
         new(ApiMethod.Put, "serial", BodyRule.Required, null, "serial", static (b, _) => ParsePutSerial(b!)),
         new(ApiMethod.Put, "machine-config", BodyRule.Required, null, "machine_cfg", static (b, _) => ParsePutMachineConfig(b!)),
@@ -67,7 +67,7 @@ public static class ApiRequestParser
             return new PatchMmds(jb.RawText(jb.Root));
         }),
         new(ApiMethod.Patch, "network-interfaces", BodyRule.Required, null, "network", static (b, t) => ParsePatchNet(t.NextString(), b!)),
-        new(ApiMethod.Patch, "pmem", BodyRule.Required, null, "pmem", static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Persistent memory (pmem) devices")),
+        new(ApiMethod.Patch, "pmem", BodyRule.Required, null, "pmem", static (b, t) => ParsePatchPmem(t.NextString(), b!)),
         new(ApiMethod.Patch, "vm", BodyRule.Required, null, null, static (b, _) =>
         {
             var jb = JsonBody.Parse(b!, Schemas.Vm);
@@ -214,6 +214,33 @@ public static class ApiRequestParser
         var o = jb.Root;
         if (JsonBody.Str(o, "drive_id") != id) return IdMismatch;
         return new PatchDrive(id, JsonBody.Str(o, "path_on_host"), o["rate_limiter"] is { } rl ? jb.Element(rl) : null);
+    }
+
+    /// <summary>request/pmem.rs parse_put_pmem: the path id checked, then the body, then the two ids compared.</summary>
+    private static ParsedRequest ParsePutPmem(string? id, string body)
+    {
+        if (BadId(id, out var err)) return err!;
+        var jb = JsonBody.Parse(body, Schemas.Pmem);
+        var o = jb.Root;
+        if (JsonBody.Str(o, "id") != id) return IdMismatch;
+        return new PutPmem(new PmemConfig
+        {
+            Id = id,
+            PathOnHost = JsonBody.Str(o, "path_on_host")!,
+            RootDevice = JsonBody.Bool(o, "root_device") ?? false,
+            ReadOnly = JsonBody.Bool(o, "read_only") ?? false,
+            RateLimiter = o["rate_limiter"] is { } rl ? jb.Element(rl) : null,
+        });
+    }
+
+    /// <summary>request/pmem.rs parse_patch_pmem.</summary>
+    private static ParsedRequest ParsePatchPmem(string? id, string body)
+    {
+        if (BadId(id, out var err)) return err!;
+        var jb = JsonBody.Parse(body, Schemas.PartialPmem);
+        var o = jb.Root;
+        if (JsonBody.Str(o, "id") != id) return IdMismatch;
+        return new PatchPmem(id, o["rate_limiter"] is { } rl ? jb.Element(rl) : null);
     }
 
     private static ParsedRequest ParsePutMachineConfig(string body)

@@ -63,7 +63,12 @@ public interface IRunningVm
     /// <summary>PATCH /balloon/hinting/stop.</summary>
     void StopBalloonHinting() => throw new InvalidOperationException(NoBalloon);
 
+    /// <summary>Replaces a pmem device's rate limiter buckets (PATCH /pmem/{id}). Default (test doubles): no such device.</summary>
+    void PatchPmemRateLimiter(string id, System.Text.Json.JsonElement rateLimiter) => throw new InvalidOperationException(PmemNotFound);
+
     private const string NoBalloon = "No balloon device found.";
+    /// <summary>Firecracker's VmmError::FindDeviceError(DeviceNotFound) text.</summary>
+    internal const string PmemNotFound = "Failed perform action on device: Device not found";
 }
 
 internal static class JsonText

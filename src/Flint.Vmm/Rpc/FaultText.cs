@@ -20,6 +20,7 @@ public static class FaultText
         PutNetworkInterface or PatchNetworkInterface => "Network config error: ",
         PutVsock => "Vsock config error: ",
         PutEntropy => "Entropy config error: ",
+        PutPmem or PatchPmem => "Pmem config error: ",
         PutBalloon => "Balloon config error: ",
         // Pre-boot the balloon's config comes from VmResources (BalloonConfig); after boot from the Vmm (InternalVmm).
         GetBalloon => started ? "Internal VMM error: " : "Balloon config error: ",
@@ -64,6 +65,7 @@ public static class FaultText
         Flint.Kvm.KvmException k when k.Operation.StartsWith("open ", StringComparison.Ordinal) =>
             $"Kvm error: Error creating KVM object: {IoErrorText.Of(k)} Make sure the user launching the firecracker process is configured on the /dev/kvm file's ACL.",
         Builder.SerialOutOpenException so => $"Failed to create device manager: Error with EventFd: {so.Message}",
+        Builder.PmemAttachException pm => pm.Message,
         Flint.Sys.SysException s => $"Internal error while starting microVM: {s.Operation} failed: {IoErrorText.Of(s)}",
         _ => $"Internal error while starting microVM: {Inner(e)}",
     };

@@ -286,6 +286,8 @@ internal static class Schemas
 
     public static readonly StructSchema Vsock = new("VsockDeviceConfig", S("vsock_id"), K("guest_cid", FieldKind.U32, true), S("uds_path", true));
     public static readonly StructSchema Entropy = new("EntropyDeviceConfig", St("rate_limiter", RateLimiter));
+    public static readonly StructSchema Pmem = new("PmemConfig", S("id", true), S("path_on_host", true), B("root_device"), B("read_only"), St("rate_limiter", RateLimiter));
+    public static readonly StructSchema PartialPmem = new("PmemDeviceUpdateConfig", S("id", true), St("rate_limiter", RateLimiter));
 
     public static readonly StructSchema Balloon = new("BalloonDeviceConfig",
         K("amount_mib", FieldKind.U32, true), B("deflate_on_oom", true), K("stats_polling_interval_s", FieldKind.U16),
@@ -319,11 +321,11 @@ internal static class Schemas
     /// <summary>
     /// Firecracker's config file (resources.rs VmmConfig), fields in its declaration order so that the first missing
     /// one is the one serde names. Unknown top-level keys are skipped as serde skips them there; "cpu-config" (a
-    /// template or a path), "pmem" and "memory-hotplug" are checked by <see cref="Config.ConfigLoader"/>.
+    /// template or a path) and "memory-hotplug" are checked by <see cref="Config.ConfigLoader"/>.
     /// </summary>
     public static readonly StructSchema VmmConfigFile = new("VmmConfig",
         St("balloon", Balloon), Arr("drives", Drive, true), St("boot-source", BootSource, true), K("cpu-config", FieldKind.Any),
         St("logger", Logger), St("machine-config", MachineConfig), St("metrics", Metrics), St("mmds-config", MmdsConfig),
-        Arr("network-interfaces", NetworkInterface), St("vsock", Vsock), St("entropy", Entropy), K("pmem", FieldKind.Any),
+        Arr("network-interfaces", NetworkInterface), St("vsock", Vsock), St("entropy", Entropy), Arr("pmem", Pmem),
         K("memory-hotplug", FieldKind.Any)) { IgnoreUnknown = true };
 }

@@ -41,6 +41,11 @@ public sealed record PatchNetworkInterface(string IfaceId, JsonElement? RxRateLi
 public sealed record PutVsock(uint GuestCid, string UdsPath, JsonElement Config) : VmmAction;
 public sealed record PutEntropy(JsonElement Config) : VmmAction;
 
+/// <summary>PUT /pmem/{id} (pre-boot; Firecracker's post-boot PUT is PCI hotplug, which Flint lacks).</summary>
+public sealed record PutPmem(PmemConfig Config) : VmmAction;
+/// <summary>PATCH /pmem/{id}: only the rate limiter changes (Firecracker's PmemDeviceUpdateConfig). Post-boot.</summary>
+public sealed record PatchPmem(string Id, JsonElement? RateLimiter) : VmmAction;
+
 public sealed record PutBalloon(uint AmountMib, bool DeflateOnOom, ushort StatsPollingIntervalS, JsonElement Config) : VmmAction;
 public sealed record PatchBalloon(uint AmountMib) : VmmAction;
 public sealed record GetBalloon : VmmAction;

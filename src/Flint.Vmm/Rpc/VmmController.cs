@@ -139,7 +139,7 @@ public sealed partial class VmmController : IApiHandler
         ConfigException or IOException or UnauthorizedAccessException or InvalidOperationException or FormatException
             or OverflowException or JsonException or Flint.Sys.SysException or Flint.Memory.GuestMemoryException
             or Flint.Arch.X86.KernelLoadException or Flint.Arch.X86.InitrdLoadException
-            or Flint.Arch.X86.KernelCmdlineException
+            or Flint.Arch.X86.KernelCmdlineException or Builder.PmemAttachException
             // A vCPU that did not pause or resume in time, or had already exited: Firecracker's 400 "Failed to pause".
             or VcpuStateException => true,
         _ => false,
@@ -147,11 +147,11 @@ public sealed partial class VmmController : IApiHandler
 
     private static bool IsPreBootOnly(VmmAction a) => a is PutBootSource or PutDrive or PutMachineConfig or PatchMachineConfig
         or PutLogger or PutMetrics or StartMicroVm or PutCpuConfig or PutNetworkInterface or PutVsock or PutEntropy
-        or PutBalloon or PutMmdsConfig or LoadSnapshot or PutSerial;
+        or PutBalloon or PutMmdsConfig or LoadSnapshot or PutSerial or PutPmem;
 
     private static bool IsPostBootOnly(VmmAction a) => a is PatchDrive or PatchNetworkInterface or SendCtrlAltDel or Pause
         or Resume or PatchBalloon or PatchBalloonStatsInterval or GetBalloonStats or CreateSnapshot or FlushMetrics
-        or StartBalloonHinting or GetBalloonHintingStatus or StopBalloonHinting;
+        or StartBalloonHinting or GetBalloonHintingStatus or StopBalloonHinting or PatchPmem;
 
     /// <summary>A refused request: the inner text, which <see cref="Handle(VmmAction)"/> prefixes with the action's area
     /// (<see cref="FaultText"/>) unless <paramref name="bare"/> (a message Firecracker sends without one).</summary>
@@ -219,6 +219,8 @@ public sealed partial class VmmController : IApiHandler
                 return ApiResponse.NoContent;
             case PutVsock v: SetVsock(v); return ApiResponse.NoContent;
             case PutEntropy e: _cfg.Entropy = e.Config; return ApiResponse.NoContent;
+            case PutPmem pp: SetPmem(pp.Config); return ApiResponse.NoContent;
+            case PatchPmem pp: UpdatePmem(pp); return ApiResponse.NoContent;
 
             case PutBalloon b:
                 if (b.AmountMib > _cfg.MachineConfig!.MemSizeMib) throw new ApiFault("Amount of pages requested is too large.");
@@ -314,6 +316,8 @@ public sealed partial class VmmController : IApiHandler
     {
         if (d.Socket != null) throw new ApiFault($"Drive \"{d.DriveId}\": vhost-user block (socket) is not supported yet by this build of Flint.");
         if (string.IsNullOrEmpty(d.PathOnHost)) throw new ApiFault($"Unable to create the block device: path_on_host is required for drive \"{d.DriveId}\".");
+        if (d.IsRootDevice && _cfg.Pmem.Any(p => p.RootDevice))
+            throw new ApiFault("Attempt to add block as a root device while the root device defined as a pmem device");
         if (d.IsRootDevice && _cfg.Drives.Any(x => x.IsRootDevice && x.DriveId != d.DriveId))
             throw new ApiFault("A root block device already exists!");
         CheckOpen(d.PathOnHost, d.IsReadOnly != true,
@@ -373,6 +377,31 @@ public sealed partial class VmmController : IApiHandler
         try { _vm!.PatchDrive(p.DriveId, p.PathOnHost); }
         catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the block device: {ErrorText(e)} Please verify the request arguments."); }
         d.PathOnHost = p.PathOnHost;
+    }
+
+    /// <summary>
+    /// Firecracker's insert_pmem_device (PmemBuilder::build): only the configuration is recorded; the backing file is
+    /// opened and mapped at InstanceStart. A refused request leaves the list as it was.
+    /// </summary>
+    private void SetPmem(PmemConfig p)
+    {
+        try { DeviceConfigs.Limiter(p.RateLimiter, "rate_limiter"); }
+        catch (ConfigException e) { throw new ApiFault(e.Message); }
+        var list = new List<PmemConfig>(_cfg.Pmem);
+        if (PmemRules.Insert(list, p, _cfg.Drives.Any(d => d.IsRootDevice)) is { } err) throw new ApiFault(err);
+        _cfg.Pmem = list;
+    }
+
+    /// <summary>Firecracker's update_pmem_device: without a rate_limiter there is nothing to do (not even a lookup).</summary>
+    private void UpdatePmem(PatchPmem p)
+    {
+        if (p.RateLimiter is not { ValueKind: not JsonValueKind.Null } rl) return;
+        try { _vm!.PatchPmemRateLimiter(p.Id, rl); }
+        catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the pmem device: {ErrorText(e)} Please verify the request arguments."); }
+        var d = _cfg.Pmem.FirstOrDefault(x => x.Id == p.Id);
+        if (d == null) return;
+        var merged = RateLimiterPatch.Merge(d.RateLimiter is { ValueKind: JsonValueKind.Object } cur ? JsonNode.Parse(cur.GetRawText()) : null, rl);
+        d.RateLimiter = merged == null ? null : JsonDocument.Parse(merged.ToJsonString()).RootElement.Clone();
     }
 
     private void SetMachineConfig(MachineConfig m)
@@ -586,5 +615,6 @@ public sealed partial class VmmController : IApiHandler
         to.MmdsConfig = from.MmdsConfig;
         to.Entropy = from.Entropy;
         to.Balloon = from.Balloon;
+        to.Pmem = [.. from.Pmem];
     }
 }

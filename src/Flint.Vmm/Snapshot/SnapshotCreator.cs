@@ -44,6 +44,12 @@ public static class SnapshotCreator
                 Save(file, SnapshotSections.Runtime(i), vmm.Devices.Transports[i].Device.SaveRuntime);
             if (vmm.Devices.Vsock is { } vsock) Save(file, SnapshotSections.Vsock, w => w.Bool(vsock.PendingEventAck));
             if (vmm.Acpi is { } acpi) Save(file, SnapshotSections.Acpi, w => AcpiStateCodec.Save(acpi, w));
+            if (vmm.Devices.Pmems.Count > 0)
+                Save(file, SnapshotSections.Pmem, w =>
+                {
+                    w.U32((uint)vmm.Devices.Pmems.Count);
+                    foreach (var p in vmm.Devices.Pmems) { w.U64(p.WindowStart); w.U64(p.WindowSize); }
+                });
             if (mmds != null && mmds.IsInitialized)
             {
                 var w = new StateWriter();
@@ -142,6 +148,8 @@ public static class SnapshotCreator
             BootSource = c.BootSource, Drives = c.Drives, MachineConfig = c.MachineConfig, CpuConfig = c.CpuConfig,
             NetworkInterfaces = c.NetworkInterfaces, Vsock = c.Vsock, MmdsConfig = c.MmdsConfig, Entropy = c.Entropy,
             Balloon = c.Balloon,
+            // Restore maps the same backing files again at the same windows, as Firecracker's pmem persist reopens them.
+            Pmem = c.Pmem,
         };
         var w = new StateWriter();
         w.String(JsonSerializer.Serialize(copy, ConfigJsonContext.Default.VmConfig));

@@ -57,7 +57,7 @@ public static class SnapshotLoader
     private static string Describe(Exception e) =>
         e is (IOException and not Flint.Memory.GuestMemoryFileException) or UnauthorizedAccessException ? IoText.Of(e) : e.Message;
 
-    private static bool IsBuildFailure(Exception e) => e is Flint.Kvm.KvmException or Flint.Sys.SysException or IOException
+    private static bool IsBuildFailure(Exception e) => e is Builder.PmemAttachException or Flint.Kvm.KvmException or Flint.Sys.SysException or IOException
         or ConfigException or InvalidOperationException or Flint.Memory.GuestMemoryException or ArgumentException
         or UnauthorizedAccessException or JsonException;
 
@@ -190,6 +190,32 @@ public static class SnapshotLoader
     }
 
     /// <summary>VM, vCPUs, then devices; all on this thread, before any vCPU thread exists.</summary>
+    /// <summary>
+    /// The restored guest's pmem driver holds the windows it read before the snapshot: the backing files, mapped again
+    /// from the saved configuration, must give the same windows (Firecracker's PmemError::RestoredSizeMismatch).
+    /// </summary>
+    private static void RestorePmemWindows(SnapshotFile file, Vmm vmm)
+    {
+        var pmems = vmm.Devices.Pmems;
+        if (!file.Has(SnapshotSections.Pmem))
+        {
+            if (pmems.Count > 0) throw new SnapshotFormatException("The snapshot holds no pmem windows, its configuration builds pmem devices.");
+            return;
+        }
+        var r = file.Open(SnapshotSections.Pmem);
+        int n = r.Count(64);
+        if (n != pmems.Count) throw new SnapshotFormatException($"The snapshot holds {n} pmem devices, its configuration builds {pmems.Count}.");
+        foreach (var p in pmems)
+        {
+            ulong start = r.U64(), size = r.U64();
+            if (size != p.WindowSize)
+                throw new InvalidOperationException($"Pmem: Restored pmem size {size} does not match backing file mapping size {p.WindowSize}");
+            if (start != p.WindowStart)
+                throw new SnapshotFormatException($"pmem \"{p.Id}\" was at 0x{start:x}, its configuration places it at 0x{p.WindowStart:x}.");
+        }
+        r.ExpectEnd();
+    }
+
     private static void ApplyState(SnapshotFile file, VmConfig config, Vmm vmm, bool clockRealtime, MmdsStore? mmds)
     {
         VmStateCodec.Restore(vmm.Vm, file.Open(SnapshotSections.Vm), clockRealtime);
@@ -207,6 +233,7 @@ public static class SnapshotLoader
         for (int i = 0; i < transports.Count; i++)
             if (file.Has(SnapshotSections.Runtime(i)))
                 transports[i].Device.RestoreRuntime(file.Open(SnapshotSections.Runtime(i)));
+        RestorePmemWindows(file, vmm);
         if (mmds != null && file.Has(SnapshotSections.Mmds))
         {
             var r = file.Open(SnapshotSections.Mmds);

@@ -10,6 +10,9 @@ public static class SnapshotSections
     public const string Vsock = "vsock";
     /// <summary>VMGenID (GSI, address, ID) and VMClock (GSI, address, vmclock_abi): <see cref="AcpiStateCodec"/>.</summary>
     public const string Acpi = "acpi";
+    /// <summary>virtio-pmem windows: a count, then each device's guest-physical start and size (Firecracker's saved
+    /// ConfigSpace), checked at restore against what the backing files map to now.</summary>
+    public const string Pmem = "pmem";
     public static string Vcpu(int i) => $"vcpu/{i}";
     public static string Virtio(int slot) => $"virtio/{slot}";
     /// <summary>Slot N's device state beyond its transport (rate limiter buckets, the balloon's): <see cref="Flint.Devices.Virtio.IDeviceRuntimeState"/>.</summary>

@@ -1,0 +1,76 @@
+using Flint.Arch.X86;
+using Flint.Devices;
+using Flint.Devices.RateLimiting;
+using Flint.Devices.Virtio.Pmem;
+using Flint.Kvm;
+using Flint.Memory;
+using Flint.Sys;
+using Flint.Vmm.Config;
+
+namespace Flint.Vmm.Builder;
+
+/// <summary>
+/// Firecracker's attach_pmem_devices: for each configured device, in order, the backing file is mapped
+/// (<see cref="PmemMapping"/>), given a 2 MiB aligned guest-physical window past the 64-bit MMIO gap
+/// (<see cref="Layout.PastMmio64Start"/>, first fit, as Firecracker's past_mmio64 allocator), added as its own KVM
+/// memory slot (KVM_MEM_READONLY when read_only) and exposed as a virtio-mmio device whose config space names the
+/// window. A root device adds <c>root=/dev/pmem{i} rw|ro</c> to the kernel command line.
+/// </summary>
+public static class PmemAttach
+{
+    /// <summary>Guest-physical starts of windows of the given sizes, in order (first fit in an empty area is back to back).</summary>
+    public static ulong[] PlaceWindows(IReadOnlyList<ulong> windowSizes)
+    {
+        var starts = new ulong[windowSizes.Count];
+        ulong next = Layout.PastMmio64Start, end = Layout.PastMmio64Start + Layout.PastMmio64Size;
+        for (int i = 0; i < starts.Length; i++)
+        {
+            ulong size = windowSizes[i];
+            if (size == 0 || size % PmemMapping.Alignment != 0 || size > end - next)
+                throw new PmemAttachException("Failed to allocate memory region");
+            starts[i] = next;
+            next += size;
+        }
+        return starts;
+    }
+
+    internal static void Attach(VmConfig config, Vm vm, GuestMemory memory, Bus mmio, VirtioDeviceSet devices,
+        KernelCmdline cmdline, List<IDisposable> owned)
+    {
+        if (config.Pmem.Count == 0) return;
+        // The slots after guest RAM's (one slot per RAM region, numbered from 0).
+        uint slot = (uint)memory.Regions.Count;
+        var mappings = new List<PmemMapping>();
+        foreach (var p in config.Pmem)
+        {
+            var m = Map(p);
+            owned.Add(m);
+            mappings.Add(m);
+        }
+        var starts = PlaceWindows(mappings.Select(m => m.WindowLength).ToArray());
+        for (int i = 0; i < config.Pmem.Count; i++)
+        {
+            var p = config.Pmem[i];
+            var m = mappings[i];
+            if (p.RootDevice) cmdline.Append($"root=/dev/pmem{i} " + (p.ReadOnly ? "ro" : "rw"));
+            try { vm.SetUserMemoryRegion(slot++, starts[i], m.WindowLength, m.Host, readOnly: p.ReadOnly); }
+            catch (KvmException e) { throw new PmemAttachException($"Cannot set the memory regions: {IoErrorText.Of(e)}"); }
+            if (p.ReadOnly) mmio.Insert(new PmemReadOnlyWindow(p.Id, m), starts[i], m.WindowLength);
+            var limiter = new RateLimiter(DeviceConfigs.Limiter(p.RateLimiter, $"pmem \"{p.Id}\" rate_limiter"));
+            var dev = new VirtioPmem(p.Id, m, starts[i], m.WindowLength, limiter);
+            devices.Add(dev);
+            devices.Pmems.Add(dev);
+        }
+    }
+
+    /// <summary>Opens and maps one backing file; failures in Firecracker's PmemError words.</summary>
+    private static PmemMapping Map(PmemConfig p)
+    {
+        try { return PmemMapping.Open(p.PathOnHost, p.ReadOnly); }
+        catch (PmemBackingEmptyException e) { throw new PmemAttachException(e.Message); }
+        catch (SysException e) { throw new PmemAttachException($"Error accessing backing file: {IoErrorText.Of(e)}"); }
+    }
+}
+
+/// <summary>Firecracker's StartMicrovmError::CreatePmemDevice: "Cannot create pmem device: {PmemError}".</summary>
+public sealed class PmemAttachException(string pmemError) : Exception("Cannot create pmem device: " + pmemError);
