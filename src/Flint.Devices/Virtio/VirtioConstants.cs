@@ -8,6 +8,7 @@ public static class VirtioDeviceType
     public const uint Rng = 4;
     public const uint Balloon = 5;
     public const uint Vsock = 19;
+    public const uint Mem = 24;
 }
 
 /// <summary>Device-independent feature bits (spec 6). Devices OR in their own bits below 24.</summary>
