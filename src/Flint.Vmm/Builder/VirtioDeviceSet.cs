@@ -44,6 +44,8 @@ public sealed class VirtioDeviceSet
     public VirtioVsock? Vsock { get; internal set; }
     public VirtioRng? Rng { get; internal set; }
     public VirtioBalloon? Balloon { get; internal set; }
+    /// <summary>The virtio-mem device (memory hotplug), when configured.</summary>
+    public Flint.Devices.Virtio.Mem.VirtioMem? Memory { get; internal set; }
 
     /// <summary>Every transport in slot order (MMIO address order): snapshots save and restore them in this order.</summary>
     public List<MmioTransport> Transports { get; } = [];

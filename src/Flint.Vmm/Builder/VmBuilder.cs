@@ -163,6 +163,7 @@ public static unsafe class VmBuilder
                     b.FreePageHinting, b.FreePageReporting);
                 devices.Add(devices.Balloon);
             }
+            VirtioMemAttach.Attach(config.MemoryHotplug, kvm, vm, memory, devices);
 
             // 4. Boot structures in guest memory.
             var cmdBytes = cmdline.ToBytes();

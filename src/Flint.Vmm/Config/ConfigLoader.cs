@@ -52,8 +52,8 @@ public static class ConfigLoader
         return cfg;
     }
 
-    /// <summary>Firecracker's sections for devices Flint lacks: an empty "pmem" list and a null "memory-hotplug" (as its
-    /// tests/framework/vm_config.json has them) are fine; anything else is refused, naming the section.</summary>
+    /// <summary>Firecracker's sections for devices Flint lacks: an empty "pmem" list (as its
+    /// tests/framework/vm_config.json has it) is fine; anything else is refused, naming the section.</summary>
     private static void RefuseUnsupported(JNode root)
     {
         if (root["pmem"] is { } pmem)
@@ -62,8 +62,6 @@ public static class ConfigLoader
             if (pmem.Items!.Count > 0)
                 throw new ConfigException(ConfigArea.Pmem, "virtio-pmem devices (the \"pmem\" section) are not supported by this build of Flint.");
         }
-        if (root["memory-hotplug"] != null)
-            throw new ConfigException(ConfigArea.MemoryHotplug, "memory hotplug (the \"memory-hotplug\" section) is not supported by this build of Flint.");
     }
 
     /// <summary>Checks everything that can be checked without touching KVM, so bad input starts no VM.</summary>
@@ -126,9 +124,10 @@ public static class ConfigLoader
             var b = In(ConfigArea.Balloon, () => DeviceConfigs.Balloon(bl));
             if (b.AmountMib > (ulong)(mc?.MemSizeMib ?? 128)) throw new ConfigException(ConfigArea.Balloon, "Amount of pages requested is too large.");
         }
+        if (cfg.MemoryHotplug?.Error() is { } hotplugError) throw new ConfigException(ConfigArea.MemoryHotplug, hotplugError);
         if (Present(cfg.CpuConfig) is { } cpu) CpuTemplateConfig.Parse(cpu);
         int virtioDevices = cfg.Drives.Count + netIds.Count + (Present(cfg.Vsock) != null ? 1 : 0)
-            + (Present(cfg.Entropy) != null ? 1 : 0) + (Present(cfg.Balloon) != null ? 1 : 0);
+            + (Present(cfg.Entropy) != null ? 1 : 0) + (Present(cfg.Balloon) != null ? 1 : 0) + (cfg.MemoryHotplug != null ? 1 : 0);
         if (virtioDevices > MaxVirtioDevices)
             throw new ConfigException($"Too many virtio devices ({virtioDevices}): at most {MaxVirtioDevices} fit the legacy IRQ range.");
     }

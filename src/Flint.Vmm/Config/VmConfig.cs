@@ -20,6 +20,7 @@ public sealed class VmConfig
     [JsonPropertyName("mmds-config")] public System.Text.Json.JsonElement? MmdsConfig { get; set; }
     [JsonPropertyName("entropy")] public System.Text.Json.JsonElement? Entropy { get; set; }
     [JsonPropertyName("balloon")] public System.Text.Json.JsonElement? Balloon { get; set; }
+    [JsonPropertyName("memory-hotplug")] public MemoryHotplugConfig? MemoryHotplug { get; set; }
 
     /// <summary>
     /// PUT /serial's serial_out_path (null: stdout). Like Firecracker's VmResources.serial_out_path it is API-only:

@@ -76,6 +76,7 @@ public static class VmmMetricsBinding
         if (d.Vsock is { } vs) r.BindSum("vsock", [vs.Metrics.Snapshot]);
         if (d.Rng is { } rng) r.BindSum("entropy", [rng.Metrics.Snapshot]);
         if (d.Balloon is { } bal) r.BindSum("balloon", [bal.Metrics.Snapshot]);
+        if (d.Memory is { } hotplug) r.BindSum("memory_hotplug", [hotplug.Metrics.Snapshot]);
     }
 
     private static string? IfaceId(JsonElement e) =>

@@ -63,7 +63,14 @@ public interface IRunningVm
     /// <summary>PATCH /balloon/hinting/stop.</summary>
     void StopBalloonHinting() => throw new InvalidOperationException(NoBalloon);
 
+    // Memory hotplug. Defaults for VMs without a virtio-mem device (test doubles): the device is not there.
+    /// <summary>PATCH /hotplug/memory.</summary>
+    void PatchMemoryHotplug(uint requestedSizeMib) => throw new InvalidOperationException(NoMemoryDevice);
+    /// <summary>GET /hotplug/memory as JSON.</summary>
+    string GetMemoryHotplugJson() => throw new InvalidOperationException(NoMemoryDevice);
+
     private const string NoBalloon = "No balloon device found.";
+    private const string NoMemoryDevice = "Device not found";
 }
 
 internal static class JsonText
