@@ -790,7 +790,7 @@ void tg_main(u32 start_info)
 	parse_cmdline(start_info);
 
 	/* run tests in a fixed order; report unknown names */
-	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock", "seq", "blkbench"};
+	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock", "seq", "blkbench", "mem"};
 	const char *s = opt_tests;
 	while (*s) {
 		char name[32];
@@ -834,6 +834,8 @@ void tg_main(u32 start_info)
 		test_net();
 	if (test_enabled("vsock"))
 		test_vsock();
+	if (test_enabled("mem"))
+		test_mem();
 
 	puts_("FLINT-TESTGUEST done pass=");
 	putu(n_pass);
