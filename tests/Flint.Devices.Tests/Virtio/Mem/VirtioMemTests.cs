@@ -311,3 +311,29 @@ public sealed unsafe class VirtioMemTests
         Assert.Equal(expected, h.Device.Metrics.Snapshot().Select(m => m.Name));
     }
 }
+
+/// <summary>The request path allocates nothing per request (slot changes, which rebuild the lookup table, aside).</summary>
+public sealed class VirtioMemAllocationTests
+{
+    [Fact]
+    public void StatePlugAndUnplugInsideAMappedSlotDoNotAllocate()
+    {
+        using var h = new MemHarness();
+        h.Device.UpdateRequestedSize(4);
+        Assert.Equal(RespAck, h.Request(ReqPlug, AreaBase + 2 * MiB, 1).Type); // maps slot 0 once
+        ulong req = h.WriteRequest(ReqState, AreaBase, 1), plug = h.WriteRequest(ReqPlug, AreaBase, 1),
+            unplug = h.WriteRequest(ReqUnplug, AreaBase, 1), resp = h.Driver.Alloc(ResponseSize);
+        long allocated = 0;
+        for (int i = 0; i < 40; i++)
+        {
+            ulong r = (i % 3) switch { 0 => req, 1 => plug, _ => unplug };
+            h.Driver.Push((r, RequestSize, false), (resp, ResponseSize, true));
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            h.Device.ProcessQueue(0);
+            if (i >= 10) allocated += GC.GetAllocatedBytesForCurrentThread() - before;
+            h.Driver.TakeUsed();
+        }
+        Assert.Equal(0, allocated);
+        Assert.True(h.Area.IsSlotPlugged(0));
+    }
+}
