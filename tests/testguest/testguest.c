@@ -11,7 +11,7 @@
  * Kernel command line (from hvm_start_info.cmdline_paddr):
  *   virtio_mmio.device=<size>@<base>:<irq>[:<id>]   size 4K/512/0x200/... (any)
  *   tg.tests=<comma list>     default "serial,blk" (known: serial, blk, pio, rng, net,
- *                             balloon, vsock, blkbench; see rng.c, net.c, balloon.c, vsock.c,
+ *                             balloon, vsock, blkbench, mem; see rng.c, net.c, balloon.c, vsock.c, mem.c,
  *                             blkbench.c for tg.blk.bench=)
  *   tg.timeout=<ms>           bound of each wait in the new tests (default 5000)
  *   tg.tsc_khz=<kHz>          TSC frequency for those bounds (default: CPUID, else 2 GHz)
