@@ -82,6 +82,14 @@ public static class Layout
     /// <summary>Number of IOAPIC pins KVM's in-kernel IOAPIC has.</summary>
     public const int IoapicPins = 24;
 
+    /// <summary>
+    /// The virtio-mem hotplug area: Firecracker's past_mmio64_memory window (layout.rs FIRST_ADDR_PAST_64BITS_MMIO and
+    /// PAST_64BITS_MMIO_SIZE): from 512 GiB, 512 GiB long, past its 256 GiB 64-bit MMIO window, so a VM's hotpluggable
+    /// memory sits at the same guest address under both VMMs. Not in E820: the guest learns of it from the device.
+    /// </summary>
+    public const ulong HotplugMemoryStart = 512UL << 30;
+    public const ulong HotplugMemorySize = 512UL << 30;
+
     /// <summary>Guest-physical base of virtio-mmio slot <paramref name="slot"/> (0-based).</summary>
     public static ulong VirtioMmioAddress(int slot)
     {

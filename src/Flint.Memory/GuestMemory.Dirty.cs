@@ -39,7 +39,8 @@ public sealed unsafe partial class GuestMemory
             var r = FindRegion(gpa);
             if (r == null) return;
             ulong n = Math.Min(len, r.GuestEnd - gpa);
-            r.Dirty!.Mark(gpa - r.GuestBase, n);
+            // Hotplugged memory has no bitmap (snapshots refuse a VM with virtio-mem).
+            r.Dirty?.Mark(gpa - r.GuestBase, n);
             len -= n;
             gpa += n;
         }

@@ -83,7 +83,8 @@ public sealed unsafe partial class GuestMemory : IDisposable
         var rs = _regions;
         for (int i = 0; i < rs.Length; i++)
             if (rs[i].Contains(gpa)) return rs[i];
-        return null;
+        // Boot RAM first: the common case costs one null check more.
+        return _hotplug?.Find(gpa);
     }
 
     /// <summary>True when [gpa, gpa+len) lies inside a single region (len 0 is valid at any RAM address).</summary>
@@ -215,6 +216,7 @@ public sealed unsafe partial class GuestMemory : IDisposable
         if (_disposed) return;
         _disposed = true;
         foreach (var r in _regions) Libc.munmap(r.Host, (nuint)r.Size);
+        _hotplug?.Unmap();
         _backing?.Dispose();
     }
 }

@@ -63,6 +63,12 @@ public sealed class RunningVm(Vmm vmm, Metrics.VmLatencyMetrics? latencies = nul
     public string GetBalloonHintingStatusJson() => Balloon.GetHintingStatus().ToJson();
     public void StopBalloonHinting() => Balloon.StopHinting();
 
+    public void PatchMemoryHotplug(uint requestedSizeMib) => MemoryDevice.UpdateRequestedSize(requestedSizeMib);
+    public string GetMemoryHotplugJson() => MemoryDevice.Status().ToJson();
+
+    private Flint.Devices.Virtio.Mem.VirtioMem MemoryDevice =>
+        Vmm.Devices.Memory ?? throw new InvalidOperationException("Device not found");
+
     private Flint.Devices.Virtio.Balloon.VirtioBalloon Balloon =>
         Vmm.Devices.Balloon ?? throw new InvalidOperationException("No balloon device found.");
 

@@ -88,15 +88,31 @@ public class ParityConfigTests : IDisposable
         Assert.StartsWith("Invalid JSON: unknown field `bogus`, expected one of `vcpu_count`, `mem_size_mib`, `smt`, `cpu_template`, `track_dirty_pages`, `huge_pages` at line ", e.Message);
     }
 
-    // A section of Firecracker's schema for a device Flint does not have: refused, naming the section, with the
-    // ResourcesError prefix of that section (resources.rs: "Memory hotplug config error: {0}").
-    [Fact]
-    public void Unsupported_sections_are_refused_by_name()
+    // resources.rs: "memory-hotplug" is MemoryHotplugConfig (deny_unknown_fields, u32 sizes, block and slot defaulted),
+    // validated by MemoryHotplugConfig::validate under ResourcesError::MemoryHotplugConfig.
+    [Theory]
+    [InlineData("{\"total_size_mib\": 1024}", null)]
+    [InlineData("{\"total_size_mib\": 1024, \"block_size_mib\": 4, \"slot_size_mib\": 256}", null)]
+    [InlineData("{\"total_size_mib\": 1024, \"block_size_mib\": 1}", "Memory hotplug config error: Block size must not be lower than 2 MiB")]
+    [InlineData("{\"total_size_mib\": 1024, \"block_size_mib\": 6}", "Memory hotplug config error: Block size must be a power of 2")]
+    [InlineData("{\"total_size_mib\": 1024, \"slot_size_mib\": 64}", "Memory hotplug config error: Slot size must not be lower than 128 MiB")]
+    [InlineData("{\"total_size_mib\": 1040, \"block_size_mib\": 16, \"slot_size_mib\": 130}", "Memory hotplug config error: Slot size must be a multiple of block size (16 MiB)")]
+    [InlineData("{\"total_size_mib\": 64}", "Memory hotplug config error: Total size must not be lower than slot size (128 MiB)")]
+    [InlineData("{\"total_size_mib\": 1000}", "Memory hotplug config error: Total size must be a multiple of slot size (128 MiB)")]
+    [InlineData("{\"total_size_mib\": 4294967296}", "Invalid JSON: invalid value: integer `4294967296`, expected u32 at line ")]
+    [InlineData("{\"total_size_mib\": 1024, \"bogus\": 1}", "Invalid JSON: unknown field `bogus`, expected one of `total_size_mib`, `block_size_mib`, `slot_size_mib` at line ")]
+    [InlineData("{}", "Invalid JSON: missing field `total_size_mib` at line ")]
+    public void Memory_hotplug_section_is_parsed_and_validated(string section, string? error)
     {
-        string hotplug = FirecrackerFrameworkConfig().Replace("\"memory-hotplug\": null", "\"memory-hotplug\": {\"total_size_mib\": 1024}");
-        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(hotplug));
-        Assert.StartsWith("Memory hotplug config error: ", e.Message);
-        Assert.Contains("\"memory-hotplug\"", e.Message);
+        string cfg = FirecrackerFrameworkConfig().Replace("\"memory-hotplug\": null", $"\"memory-hotplug\": {section}");
+        if (error == null)
+        {
+            var c = ConfigLoader.Parse(cfg);
+            Assert.NotNull(c.MemoryHotplug);
+            Assert.Contains("\"memory-hotplug\":{\"total_size_mib\":1024,", Flint.Vmm.Config.FullConfigJson.Write(c));
+            return;
+        }
+        Assert.StartsWith(error, Assert.Throws<ConfigException>(() => ConfigLoader.Parse(cfg)).Message);
     }
 
     // resources.rs from_json + vmm_config/pmem.rs PmemBuilder::build: the "pmem" list is taken (the files are opened at
@@ -152,7 +168,7 @@ public class ParityConfigTests : IDisposable
     // (RunWithoutApiError::BuildMicroVMFromJson(ParseFromJson)) to exit 1 and logs the chain of Displays.
     [Theory]
     [InlineData("\"pmem\": [{\"id\": \"p\"}]", "Configuration for VMM from one single json failed: Invalid JSON: missing field `path_on_host` at line 1 column ")]
-    [InlineData("\"memory-hotplug\": {}", "Configuration for VMM from one single json failed: Memory hotplug config error: ")]
+    [InlineData("\"memory-hotplug\": {\"total_size_mib\": 64}", "Configuration for VMM from one single json failed: Memory hotplug config error: Total size must not be lower than slot size (128 MiB)")]
     [InlineData("\"machine-config\": {\"vcpu_count\": 1,}", "Configuration for VMM from one single json failed: Invalid JSON: trailing comma at line 1 column ")]
     public void The_cli_reports_config_file_errors_in_firecrackers_words_and_exits_1(string section, string expected)
     {

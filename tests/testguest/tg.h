@@ -83,6 +83,7 @@ static inline int expired(u64 dl) { return rdtsc() >= dl; }
 void test_rng(void);
 void test_net(void);
 void test_balloon(void);
+void test_mem(void);
 void test_vsock(void);
 void test_pmem(void);	/* pmem.c: virtio-pmem window and flush */
 void test_blkbench(void);	/* blkbench.c: tg.blk.bench= throughput mode */

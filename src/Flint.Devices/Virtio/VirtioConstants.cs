@@ -9,6 +9,7 @@ public static class VirtioDeviceType
     public const uint Balloon = 5;
     public const uint Vsock = 19;
     public const uint Pmem = 27;
+    public const uint Mem = 24;
 }
 
 /// <summary>Device-independent feature bits (spec 6). Devices OR in their own bits below 24.</summary>

@@ -46,6 +46,8 @@ public sealed class VirtioDeviceSet
     public VirtioRng? Rng { get; internal set; }
     public VirtioBalloon? Balloon { get; internal set; }
     public List<Flint.Devices.Virtio.Pmem.VirtioPmem> Pmems { get; } = [];
+    /// <summary>The virtio-mem device (memory hotplug), when configured.</summary>
+    public Flint.Devices.Virtio.Mem.VirtioMem? Memory { get; internal set; }
 
     /// <summary>Every transport in slot order (MMIO address order): snapshots save and restore them in this order.</summary>
     public List<MmioTransport> Transports { get; } = [];

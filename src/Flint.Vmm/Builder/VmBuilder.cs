@@ -164,6 +164,7 @@ public static unsafe class VmBuilder
                     b.FreePageHinting, b.FreePageReporting);
                 devices.Add(devices.Balloon);
             }
+            VirtioMemAttach.Attach(config.MemoryHotplug, kvm, vm, memory, devices);
 
             // After every virtio device (the DSDT lists them all), before the boot structures.
             var acpi = AcpiAttach.Attach(vm, memory, devices, owned, vcpuCount, boot: kernel != null);

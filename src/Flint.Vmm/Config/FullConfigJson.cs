@@ -130,8 +130,16 @@ public static class FullConfigJson
             w.WriteEndObject();
         }
         w.WriteEndArray();
-        // A section Flint does not implement, as Firecracker reports it when unused.
-        w.WriteNull("memory-hotplug");
+        w.WritePropertyName("memory-hotplug");
+        if (c.MemoryHotplug is { } hp)
+        {
+            w.WriteStartObject();
+            w.WriteNumber("total_size_mib", hp.TotalSizeMib);
+            w.WriteNumber("block_size_mib", hp.BlockSizeMib);
+            w.WriteNumber("slot_size_mib", hp.SlotSizeMib);
+            w.WriteEndObject();
+        }
+        else w.WriteNullValue();
         w.WriteEndObject();
     });
 

@@ -21,6 +21,7 @@ public sealed class VmConfig
     [JsonPropertyName("entropy")] public System.Text.Json.JsonElement? Entropy { get; set; }
     [JsonPropertyName("balloon")] public System.Text.Json.JsonElement? Balloon { get; set; }
     [JsonPropertyName("pmem")] public List<PmemConfig> Pmem { get; set; } = [];
+    [JsonPropertyName("memory-hotplug")] public MemoryHotplugConfig? MemoryHotplug { get; set; }
 
     /// <summary>
     /// PUT /serial's serial_out_path (null: stdout). Like Firecracker's VmResources.serial_out_path it is API-only:

@@ -79,6 +79,7 @@ public static class VmmMetricsBinding
         // pmem_{id} per device (Firecracker allocates them as the devices are created, at start); "pmem" is their sum.
         var pmems = d.Pmems.Select(p => new MetricsRegistry.DeviceSource(p.Id, p.Metrics.Snapshot)).ToArray();
         r.BindDevices("pmem", () => pmems);
+        if (d.Memory is { } hotplug) r.BindSum("memory_hotplug", [hotplug.Metrics.Snapshot]);
     }
 
     private static string? IfaceId(JsonElement e) =>

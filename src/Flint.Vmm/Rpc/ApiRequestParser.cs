@@ -16,7 +16,8 @@ public static class ApiRequestParser
     private static readonly VmmAction InstanceInfo = new GetVmInstanceInfo(), Version = new GetVersion(),
         MachineCfg = new GetMachineConfig(), MmdsGet = new GetMmds(), Balloon = new GetBalloon(),
         BalloonStats = new GetBalloonStats(), VmConfig = new GetVmConfig(), BalloonHintingStatus = new GetBalloonHintingStatus(),
-        StopHinting = new StopBalloonHinting(), StartHintingAck = new StartBalloonHinting(true);
+        StopHinting = new StopBalloonHinting(), StartHintingAck = new StartBalloonHinting(true),
+        MemoryHotplugStatus = new GetMemoryHotplug();
 
     /// <summary>Firecracker's route table, in the order of the arms of its <c>ParsedRequest::try_from</c>.</summary>
     internal static ApiRoute[] BuildRoutes() =>
@@ -27,7 +28,7 @@ public static class ApiRequestParser
         new(ApiMethod.Get, "vm", BodyRule.None, "config", null, static (_, _) => VmConfig),
         new(ApiMethod.Get, "machine-config", BodyRule.None, null, "machine_cfg", static (_, _) => MachineCfg),
         new(ApiMethod.Get, "mmds", BodyRule.None, null, "mmds", static (_, _) => MmdsGet),
-        new(ApiMethod.Get, "hotplug", BodyRule.None, "memory", "hotplug_memory", static (_, _) => NotSupported("Memory hotplug")),
+        new(ApiMethod.Get, "hotplug", BodyRule.None, "memory", "hotplug_memory", static (_, _) => MemoryHotplugStatus),
 
         new(ApiMethod.Put, "actions", BodyRule.Required, null, "actions", static (b, _) => ParseAction(b!)),
         new(ApiMethod.Put, "balloon", BodyRule.Required, null, null, static (b, _) => ParsePutBalloon(b!)),
@@ -56,7 +57,7 @@ public static class ApiRequestParser
             var jb = JsonBody.Parse(b!, Schemas.Entropy);
             return new PutEntropy(jb.Element(jb.Root));
         }),
-        new(ApiMethod.Put, "hotplug", BodyRule.Required, "memory", "hotplug_memory", static (_, _) => NotSupported("Memory hotplug")),
+        new(ApiMethod.Put, "hotplug", BodyRule.Required, "memory", "hotplug_memory", static (b, _) => ParsePutMemoryHotplug(b!)),
 
         new(ApiMethod.Patch, "balloon", BodyRule.Any, null, null, ParsePatchBalloon),
         new(ApiMethod.Patch, "drives", BodyRule.Required, null, "drive", static (b, t) => ParsePatchDrive(t.NextString(), b!)),
@@ -73,7 +74,11 @@ public static class ApiRequestParser
             var jb = JsonBody.Parse(b!, Schemas.Vm);
             return JsonBody.Str(jb.Root, "state") == "Paused" ? new Pause() : new Resume();
         }),
-        new(ApiMethod.Patch, "hotplug", BodyRule.Required, "memory", "hotplug_memory", static (_, _) => NotSupported("Memory hotplug")),
+        new(ApiMethod.Patch, "hotplug", BodyRule.Required, "memory", "hotplug_memory", static (b, _) =>
+        {
+            var jb = JsonBody.Parse(b!, Schemas.MemoryHotplugSizeUpdate);
+            return new PatchMemoryHotplug((uint)JsonBody.UInt(jb.Root, "requested_size_mib")!.Value);
+        }),
 
         new(ApiMethod.Delete, "drives", BodyRule.None, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Device hot-unplug")),
         new(ApiMethod.Delete, "pmem", BodyRule.None, null, null, static (_, t) => CheckedId(t.NextString()) ?? NotSupported("Device hot-unplug")),
@@ -361,6 +366,23 @@ public static class ApiRequestParser
         var o = jb.Root;
         return new PutBalloon((uint)JsonBody.UInt(o, "amount_mib")!.Value, JsonBody.Bool(o, "deflate_on_oom")!.Value,
             (ushort)(JsonBody.UInt(o, "stats_polling_interval_s") ?? 0), jb.Element(o));
+    }
+
+    /// <summary>
+    /// request/hotplug/memory.rs parse_put_memory_hotplug: total_size_mib required, the other two defaulted (serde
+    /// default, not Option: an explicit null is a type error), every size a u32. Validation is the VMM's.
+    /// </summary>
+    private static ParsedRequest ParsePutMemoryHotplug(string body)
+    {
+        var jb = JsonBody.Parse(body, Schemas.MemoryHotplug);
+        var o = jb.Root;
+        foreach (var (key, _, value) in o.Props!)
+            if (value.Kind == JKind.Null && key is "block_size_mib" or "slot_size_mib")
+                throw jb.Error("invalid type: null, expected u32", value.End);
+        var cfg = new MemoryHotplugConfig { TotalSizeMib = (uint)JsonBody.UInt(o, "total_size_mib")!.Value };
+        if (JsonBody.UInt(o, "block_size_mib") is { } block) cfg.BlockSizeMib = (uint)block;
+        if (JsonBody.UInt(o, "slot_size_mib") is { } slot) cfg.SlotSizeMib = (uint)slot;
+        return new PutMemoryHotplug(cfg);
     }
 
     /// <summary>request/serial.rs parse_put_serial: both fields optional, unknown ones refused (deny_unknown_fields).</summary>

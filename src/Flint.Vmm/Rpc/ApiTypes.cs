@@ -65,10 +65,16 @@ public interface IRunningVm
 
     /// <summary>Replaces a pmem device's rate limiter buckets (PATCH /pmem/{id}). Default (test doubles): no such device.</summary>
     void PatchPmemRateLimiter(string id, System.Text.Json.JsonElement rateLimiter) => throw new InvalidOperationException(PmemNotFound);
-
-    private const string NoBalloon = "No balloon device found.";
     /// <summary>Firecracker's VmmError::FindDeviceError(DeviceNotFound) text.</summary>
     internal const string PmemNotFound = "Failed perform action on device: Device not found";
+    // Memory hotplug. Defaults for VMs without a virtio-mem device (test doubles): the device is not there.
+    /// <summary>PATCH /hotplug/memory.</summary>
+    void PatchMemoryHotplug(uint requestedSizeMib) => throw new InvalidOperationException(NoMemoryDevice);
+    /// <summary>GET /hotplug/memory as JSON.</summary>
+    string GetMemoryHotplugJson() => throw new InvalidOperationException(NoMemoryDevice);
+
+    private const string NoBalloon = "No balloon device found.";
+    private const string NoMemoryDevice = "Device not found";
 }
 
 internal static class JsonText

@@ -33,6 +33,9 @@ public static class FaultText
         SendCtrlAltDel or Pause or Resume or FlushMetrics => "Internal VMM error: ",
         CreateSnapshot => "Create snapshot error: ",
         LoadSnapshot => "Load snapshot error: ",
+        PutMemoryHotplug => "Memory hotplug config error: ",
+        PatchMemoryHotplug => "Memory hotplug update error: ",
+        GetMemoryHotplug => "Internal VMM error: ",
         _ => null,
     };
 
@@ -64,6 +67,8 @@ public static class FaultText
     {
         Flint.Kvm.KvmException k when k.Operation.StartsWith("open ", StringComparison.Ordinal) =>
             $"Kvm error: Error creating KVM object: {IoErrorText.Of(k)} Make sure the user launching the firecracker process is configured on the /dev/kvm file's ACL.",
+        // Firecracker's StartMicrovmError::AllocateResources: the hotplug area does not fit its window or KVM's slots.
+        Config.ConfigException { Area: Config.ConfigArea.MemoryHotplug } c => $"Failed to allocate guest resource: {c.Detail}",
         Builder.SerialOutOpenException so => $"Failed to create device manager: Error with EventFd: {so.Message}",
         Builder.PmemAttachException pm => pm.Message,
         Flint.Sys.SysException s => $"Internal error while starting microVM: {s.Operation} failed: {IoErrorText.Of(s)}",

@@ -298,6 +298,10 @@ internal static class Schemas
     public static readonly StructSchema Serial = new("SerialConfig", S("serial_out_path"), St("rate_limiter", TokenBucket));
     public static readonly StructSchema BalloonStatsUpdate = new("BalloonUpdateStatsConfig", K("stats_polling_interval_s", FieldKind.U16, true));
 
+    public static readonly StructSchema MemoryHotplug = new("MemoryHotplugConfig",
+        K("total_size_mib", FieldKind.U32, true), K("block_size_mib", FieldKind.U32), K("slot_size_mib", FieldKind.U32));
+    public static readonly StructSchema MemoryHotplugSizeUpdate = new("MemoryHotplugSizeUpdate", K("requested_size_mib", FieldKind.U32, true));
+
     public static readonly StructSchema MmdsConfig = new("MmdsConfig",
         E("version", false, "V1", "V2"), new Field("network_interfaces", FieldKind.StringArray, true), S("ipv4_address"), B("imds_compat"));
 
@@ -321,11 +325,11 @@ internal static class Schemas
     /// <summary>
     /// Firecracker's config file (resources.rs VmmConfig), fields in its declaration order so that the first missing
     /// one is the one serde names. Unknown top-level keys are skipped as serde skips them there; "cpu-config" (a
-    /// template or a path) and "memory-hotplug" are checked by <see cref="Config.ConfigLoader"/>.
+    /// template or a path) is checked by <see cref="Config.ConfigLoader"/>.
     /// </summary>
     public static readonly StructSchema VmmConfigFile = new("VmmConfig",
         St("balloon", Balloon), Arr("drives", Drive, true), St("boot-source", BootSource, true), K("cpu-config", FieldKind.Any),
         St("logger", Logger), St("machine-config", MachineConfig), St("metrics", Metrics), St("mmds-config", MmdsConfig),
         Arr("network-interfaces", NetworkInterface), St("vsock", Vsock), St("entropy", Entropy), Arr("pmem", Pmem),
-        K("memory-hotplug", FieldKind.Any)) { IgnoreUnknown = true };
+        St("memory-hotplug", MemoryHotplug)) { IgnoreUnknown = true };
 }

@@ -56,6 +56,13 @@ public sealed record StartBalloonHinting(bool AcknowledgeOnStop) : VmmAction;
 public sealed record GetBalloonHintingStatus : VmmAction;
 public sealed record StopBalloonHinting : VmmAction;
 
+/// <summary>PUT /hotplug/memory (pre-boot): the virtio-mem device's area.</summary>
+public sealed record PutMemoryHotplug(MemoryHotplugConfig Config) : VmmAction;
+/// <summary>PATCH /hotplug/memory: the new requested size.</summary>
+public sealed record PatchMemoryHotplug(uint RequestedSizeMib) : VmmAction;
+/// <summary>GET /hotplug/memory: the device's status.</summary>
+public sealed record GetMemoryHotplug : VmmAction;
+
 /// <summary>PUT /serial: where guest serial output goes (null: stdout) and its optional byte budget.</summary>
 public sealed record PutSerial(string? SerialOutPath, Flint.Devices.RateLimiting.TokenBucketConfig? RateLimiter) : VmmAction;
 

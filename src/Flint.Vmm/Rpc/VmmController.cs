@@ -147,11 +147,11 @@ public sealed partial class VmmController : IApiHandler
 
     private static bool IsPreBootOnly(VmmAction a) => a is PutBootSource or PutDrive or PutMachineConfig or PatchMachineConfig
         or PutLogger or PutMetrics or StartMicroVm or PutCpuConfig or PutNetworkInterface or PutVsock or PutEntropy
-        or PutBalloon or PutMmdsConfig or LoadSnapshot or PutSerial or PutPmem;
+        or PutBalloon or PutMmdsConfig or LoadSnapshot or PutSerial or PutPmem or PutMemoryHotplug;
 
     private static bool IsPostBootOnly(VmmAction a) => a is PatchDrive or PatchNetworkInterface or SendCtrlAltDel or Pause
         or Resume or PatchBalloon or PatchBalloonStatsInterval or GetBalloonStats or CreateSnapshot or FlushMetrics
-        or StartBalloonHinting or GetBalloonHintingStatus or StopBalloonHinting or PatchPmem;
+        or StartBalloonHinting or GetBalloonHintingStatus or StopBalloonHinting or PatchPmem or PatchMemoryHotplug or GetMemoryHotplug;
 
     /// <summary>A refused request: the inner text, which <see cref="Handle(VmmAction)"/> prefixes with the action's area
     /// (<see cref="FaultText"/>) unless <paramref name="bare"/> (a message Firecracker sends without one).</summary>
@@ -259,6 +259,20 @@ public sealed partial class VmmController : IApiHandler
                 BalloonDevice(() => _vm!.StopBalloonHinting());
                 return ApiResponse.NoContent;
 
+            case PutMemoryHotplug mh:
+                if (mh.Config.Error() is { } hpError) throw new ApiFault(hpError);
+                _cfg.MemoryHotplug = mh.Config;
+                return ApiResponse.NoContent;
+            case PatchMemoryHotplug ph:
+                MemoryHotplugDevice(() => _vm!.PatchMemoryHotplug(ph.RequestedSizeMib));
+                return ApiResponse.NoContent;
+            case GetMemoryHotplug:
+            {
+                string json = "";
+                MemoryHotplugDevice(() => json = _vm!.GetMemoryHotplugJson(), deviceError: false);
+                return ApiResponse.Ok(json);
+            }
+
             case PutSerial ps:
                 // Firecracker's ConfigureSerial only records the settings; the file is opened at InstanceStart.
                 _cfg.SerialOutPath = ps.SerialOutPath;
@@ -340,6 +354,22 @@ public sealed partial class VmmController : IApiHandler
         if (_cfg.Balloon is not { ValueKind: not JsonValueKind.Null }) throw new ApiFault("Failed perform action on device: Device not found");
         try { a(); }
         catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Balloon: {ErrorText(e)}"); }
+    }
+
+    /// <summary>
+    /// A call on the running virtio-mem device, failing in Firecracker's words: VmmError::FindDeviceError without one; the device's VirtioMemError behind VmmError::VirtioMem's "Failed to create memory hotplug device: "
+    /// (sic, Firecracker's Display for every VirtioMem error) when it refuses a PATCH.
+    /// </summary>
+    public const string MemoryDeviceNotFound = "Failed perform action on device: Device not found";
+
+    private void MemoryHotplugDevice(Action a, bool deviceError = true)
+    {
+        if (_cfg.MemoryHotplug == null) throw new ApiFault(MemoryDeviceNotFound);
+        try { a(); }
+        catch (Exception e) when (IsRequestFailure(e))
+        {
+            throw new ApiFault(deviceError ? $"Failed to create memory hotplug device: {ErrorText(e)}" : ErrorText(e));
+        }
     }
 
     /// <summary>GET /balloon before boot: Firecracker serialises its BalloonDeviceConfig, every field with its default
@@ -616,5 +646,6 @@ public sealed partial class VmmController : IApiHandler
         to.Entropy = from.Entropy;
         to.Balloon = from.Balloon;
         to.Pmem = [.. from.Pmem];
+        to.MemoryHotplug = from.MemoryHotplug;
     }
 }

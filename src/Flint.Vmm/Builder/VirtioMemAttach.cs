@@ -1,0 +1,69 @@
+using Flint.Arch.X86;
+using Flint.Devices.Virtio.Mem;
+using Flint.Kvm;
+using Flint.Memory;
+using Flint.Vmm.Config;
+
+namespace Flint.Vmm.Builder;
+
+/// <summary>
+/// Assembles the virtio-mem device (memory hotplug) as Firecracker's builder does: the hotplug area reserved at
+/// <see cref="Layout.HotplugMemoryStart"/> beside boot RAM (all unplugged: PROT_NONE, no KVM slot), then the device
+/// on the next virtio-mmio slot, its slot changes going to KVM through <see cref="KvmHotplugSlots"/>.
+/// </summary>
+internal static class VirtioMemAttach
+{
+    /// <summary>
+    /// The KVM slot of hotplug slot 0; hotplug slot i is KVM slot FirstKvmSlot + i. Boot RAM takes slots 0-1; 2-15 are
+    /// left to other memory devices (pmem), so that no two kinds of memory need to agree on a count.
+    /// </summary>
+    public const uint FirstKvmSlot = 16;
+
+    /// <summary>KVM_CAP_NR_MEMSLOTS: how many slots this host's KVM offers a VM.</summary>
+    private const int KvmCapNrMemslots = 10;
+
+    public static void Attach(MemoryHotplugConfig? config, KvmSystem kvm, Vm vm, GuestMemory memory, VirtioDeviceSet devices)
+    {
+        if (config == null) return;
+        ulong total = (ulong)config.TotalSizeMib << 20, slot = (ulong)config.SlotSizeMib << 20, block = (ulong)config.BlockSizeMib << 20;
+        if (total > Layout.HotplugMemorySize)
+            throw new ConfigException(ConfigArea.MemoryHotplug,
+                $"Total size must not be greater than {Layout.HotplugMemorySize >> 20} MiB (the address space reserved for hotpluggable memory)");
+        ulong slots = total / slot;
+        int available = kvm.CheckExtension(KvmCapNrMemslots);
+        if (available > 0 && FirstKvmSlot + slots > (ulong)available)
+            throw new ConfigException(ConfigArea.MemoryHotplug,
+                $"{slots} slots of {config.SlotSizeMib} MiB need more KVM memory slots than this host offers ({available}); use a larger slot_size_mib");
+        var area = memory.AddHotplugArea(Layout.HotplugMemoryStart, total, slot);
+        devices.Memory = new VirtioMem(area, block, new KvmHotplugSlots(vm, area, FirstKvmSlot));
+        devices.Add(devices.Memory);
+    }
+}
+
+/// <summary>
+/// Plugs and unplugs hotplug slots in KVM, in Firecracker's order (update_slot): a slot is made accessible before
+/// KVM maps it, and removed from KVM (size 0) before it is protected again, so neither the guest nor the VMM can
+/// reach memory that is PROT_NONE on the other side. Runs on the VMM thread (KVM_SET_USER_MEMORY_REGION is in its
+/// seccomp filter for this).
+/// </summary>
+internal sealed class KvmHotplugSlots(Vm vm, HotplugArea area, uint firstKvmSlot) : IHotplugSlots
+{
+    public void Plug(int slot)
+    {
+        var (gpa, host) = area.Slot(slot);
+        area.SetSlotAccessible(slot, true);
+        try { vm.SetUserMemoryRegion(firstKvmSlot + (uint)slot, gpa, area.SlotSize, host); }
+        catch
+        {
+            area.SetSlotAccessible(slot, false);
+            throw;
+        }
+    }
+
+    public void Unplug(int slot)
+    {
+        var (gpa, host) = area.Slot(slot);
+        vm.SetUserMemoryRegion(firstKvmSlot + (uint)slot, gpa, 0, host);
+        area.SetSlotAccessible(slot, false);
+    }
+}
