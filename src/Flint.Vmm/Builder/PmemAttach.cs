@@ -18,11 +18,17 @@ namespace Flint.Vmm.Builder;
 /// </summary>
 public static class PmemAttach
 {
-    /// <summary>Guest-physical starts of windows of the given sizes, in order (first fit in an empty area is back to back).</summary>
-    public static ulong[] PlaceWindows(IReadOnlyList<ulong> windowSizes)
+    /// <summary>
+    /// Guest-physical starts of windows of the given sizes, in order (first fit in an empty area is back to back).
+    /// Firecracker allocates the virtio-mem hotplug area from the same allocator first (build_microvm_for_boot), so
+    /// with memory hotplug the windows start past its <paramref name="hotplugBytes"/>.
+    /// </summary>
+    public static ulong[] PlaceWindows(IReadOnlyList<ulong> windowSizes, ulong hotplugBytes = 0)
     {
         var starts = new ulong[windowSizes.Count];
-        ulong next = Layout.PastMmio64Start, end = Layout.PastMmio64Start + Layout.PastMmio64Size;
+        ulong end = Layout.PastMmio64Start + Layout.PastMmio64Size;
+        if (hotplugBytes > Layout.PastMmio64Size) throw new PmemAttachException("Failed to allocate memory region");
+        ulong next = Layout.PastMmio64Start + hotplugBytes;
         for (int i = 0; i < starts.Length; i++)
         {
             ulong size = windowSizes[i];
@@ -47,7 +53,11 @@ public static class PmemAttach
             owned.Add(m);
             mappings.Add(m);
         }
-        var starts = PlaceWindows(mappings.Select(m => m.WindowLength).ToArray());
+        ulong hotplugBytes = config.MemoryHotplug is { } hp ? (ulong)hp.TotalSizeMib << 20 : 0;
+        var starts = PlaceWindows(mappings.Select(m => m.WindowLength).ToArray(), hotplugBytes);
+        // virtio-mem's slots start at VirtioMemAttach.FirstKvmSlot: pmem's must stay below it when both are present.
+        if (config.MemoryHotplug != null && slot + (uint)config.Pmem.Count > VirtioMemAttach.FirstKvmSlot)
+            throw new PmemAttachException($"Failed to allocate memory region: {config.Pmem.Count} pmem devices and memory hotplug need more than the {VirtioMemAttach.FirstKvmSlot - slot} KVM memory slots left below the hotplug slots");
         for (int i = 0; i < config.Pmem.Count; i++)
         {
             var p = config.Pmem[i];
