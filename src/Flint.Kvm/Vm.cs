@@ -3,7 +3,7 @@ using Flint.Sys;
 namespace Flint.Kvm;
 
 /// <summary>A KVM VM fd: memory slots, in-kernel irqchip and PIT, irqfd/ioeventfd, vCPU creation.</summary>
-public sealed unsafe partial class Vm : KvmFd
+public sealed unsafe partial class Vm : KvmFd, IVmEventFds
 {
     private readonly int _vcpuMmapSize;
 
