@@ -325,5 +325,6 @@ internal static class Schemas
         St("balloon", Balloon), Arr("drives", Drive, true), St("boot-source", BootSource, true), K("cpu-config", FieldKind.Any),
         St("logger", Logger), St("machine-config", MachineConfig), St("metrics", Metrics), St("mmds-config", MmdsConfig),
         Arr("network-interfaces", NetworkInterface), St("vsock", Vsock), St("entropy", Entropy), K("pmem", FieldKind.Any),
-        K("memory-hotplug", FieldKind.Any)) { IgnoreUnknown = true };
+        K("memory-hotplug", FieldKind.Any))
+    { IgnoreUnknown = true };
 }
