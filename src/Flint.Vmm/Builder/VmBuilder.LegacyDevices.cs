@@ -43,6 +43,7 @@ public static partial class VmBuilder
     }
 
     /// <summary>Feeds the console input fd (stdin) into the serial device from the event loop.</summary>
+    // SAFETY: the read buffer is pinned with fixed for each read(2), which writes at most its length.
     private static unsafe void AttachConsoleInput(EventLoop loop, Serial serial, int fd)
     {
         var buf = new byte[64];

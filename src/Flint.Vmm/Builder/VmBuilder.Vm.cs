@@ -11,6 +11,7 @@ public static partial class VmBuilder
     /// Step: /dev/kvm, the CPU template (detected once KVM opened), the VM with guest RAM in its memory slots, the TSS
     /// and identity-map pages, the in-kernel irqchip and the PIT.
     /// </summary>
+    // SAFETY: region.Host is only passed on to KVM as the address of a mapping that outlives the VM; nothing is dereferenced.
     internal static unsafe (KvmSystem Kvm, Vm Vm, ICpuTemplate Template) CreateVm(VmOptions options, GuestMemory memory, bool trackDirtyPages,
         ICpuTemplate? forcedTemplate, List<IDisposable> owned)
     {
