@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The code-style check (issue 16): every C# file as .editorconfig says. Whitespace needs no build (--folder); code
-# style (rules at severity warning in .editorconfig) loads the solution. Exits non-zero, naming each file and line,
-# when a file differs; `dotnet format whitespace --folder` and `dotnet format style Flint.sln` fix them.
+# style (the rules at severity warning in .editorconfig) loads the solution. Exits non-zero, naming each file and
+# line, when a file differs; `dotnet format whitespace --folder` and `dotnet format style Flint.sln` fix them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rc=0

@@ -115,6 +115,13 @@ if bash bench/smoke-test.sh > artifacts/bench-smoke.log 2>&1; then
 else
   tail -20 artifacts/bench-smoke.log; echo "bench smoke: FAILED (artifacts/bench-smoke.log)"; failed=$((failed + 1)); rc=1
 fi
+
+# The code-style check: every C# file as .editorconfig says (dotnet format whitespace + style, --verify-no-changes).
+if bash scripts/format-check.sh > artifacts/format-check.log 2>&1; then
+  echo "format check: passed"; passed=$((passed + 1))
+else
+  tail -20 artifacts/format-check.log; echo "format check: FAILED (artifacts/format-check.log; scripts/format-check.sh)"; failed=$((failed + 1)); rc=1
+fi
 echo "KVM tests: $kvm_mode"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]

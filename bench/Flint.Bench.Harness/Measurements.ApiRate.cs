@@ -74,7 +74,8 @@ internal sealed partial class Measurements
             }
             catch (Exception e) { failure ??= e; }
             finally { h?.Dispose(); }
-        }) { IsBackground = true, Name = $"api-rate-{i}" }).ToList();
+        })
+        { IsBackground = true, Name = $"api-rate-{i}" }).ToList();
         foreach (var t in threads) t.Start();
         // The clock starts once every connection is open and warm, and is published before the threads are released.
         warm.SignalAndWait();

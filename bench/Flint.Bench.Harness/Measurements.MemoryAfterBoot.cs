@@ -56,19 +56,14 @@ internal sealed partial class Measurements
 
     private void FlintBootedMemory(Series overhead, Series guest)
     {
-        string sock = NewPath("f") + ".sock", rootfs = RootfsCopy();
-        using var c = StartFlint(sock, true);
-        var (_, conn) = WaitForApi(c, sock);
-        using (conn)
+        string rootfs = RootfsCopy();
+        var (c, _, _) = BootFlint(_s.Kernel, "console=ttyS0 reboot=k panic=1", BootMemMiB, new BootDrive("rootfs", rootfs, true));
+        using (c)
         {
-            Put(conn, "/boot-source", $"{{\"kernel_image_path\": {J(_s.Kernel)}, \"boot_args\": \"console=ttyS0 reboot=k panic=1\"}}");
-            Put(conn, "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": {J(rootfs)}, \"is_root_device\": true, \"is_read_only\": false}}");
-            Put(conn, "/machine-config", $"{{\"vcpu_count\": 1, \"mem_size_mib\": {BootMemMiB}}}");
-            Put(conn, "/actions", "{\"action_type\": \"InstanceStart\"}");
             _ = c.WaitForLine("Run /sbin/init", Wait(300), out _) ?? throw new TimeoutException("flint: kernel never ran /sbin/init");
             AddSample(overhead, guest, SampleOverhead(c));
+            c.Kill();
         }
-        c.Kill();
         File.Delete(rootfs);
     }
 

@@ -86,16 +86,9 @@ internal sealed partial class Measurements
     {
         string snap = NewPath("snap") + ".state", mem = NewPath("snap") + ".mem";
         {
-            string sock = NewPath("f") + ".sock";
-            using var c = StartFlint(sock, true);
-            var (_, conn) = WaitForApi(c, sock);
-            using (conn)
-            {
-                Put(conn, "/boot-source", $"{{\"kernel_image_path\": {J(_s.TestGuest)}, \"boot_args\": \"{SeqArgs}\"}}");
-                Put(conn, "/machine-config", $"{{\"vcpu_count\": 1, \"mem_size_mib\": {mib}}}");
-                Put(conn, "/actions", "{\"action_type\": \"InstanceStart\"}");
-                _ = c.WaitForLine("seq 2 ", TimeSpan.FromSeconds(BootWaitS), out _) ?? throw new TimeoutException("flint: no 'seq 2' line");
-            }
+            var (c, sock, _) = BootFlint(_s.TestGuest, SeqArgs, mib, drive: null);
+            using var booted = c; // disposed (killed) at the end of this block, as before
+            _ = c.WaitForLine("seq 2 ", TimeSpan.FromSeconds(BootWaitS), out _) ?? throw new TimeoutException("flint: no 'seq 2' line");
             // A fresh connection: flint closes a keep-alive connection left idle while the guest ran (first nested run:
             // EPIPE on the PATCH).
             using (var api = UdsHttp.TryConnect(sock) ?? throw new IOException("flint: cannot reconnect to its API"))

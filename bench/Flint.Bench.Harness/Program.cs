@@ -21,7 +21,8 @@ public static class Program
         bool smoke = args.Contains("--smoke");
         switch (args[0])
         {
-            case "measure": return Measure(smoke, Arg("--out") ?? "artifacts/bench/harness.json", Arg("--only"),
+            case "measure":
+                return Measure(smoke, Arg("--out") ?? "artifacts/bench/harness.json", Arg("--only"),
                 int.TryParse(Arg("--creation-batch"), out int b) && b > 0 ? b : null);
             case "report":
                 Report.Write(Arg("--harness") ?? "artifacts/bench/harness.json", Arg("--micro") ?? "artifacts/bench/micro.json",

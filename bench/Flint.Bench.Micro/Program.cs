@@ -38,23 +38,23 @@ public static class Program
         var results = new List<object>();
         int failed = 0;
         foreach (var s in summaries)
-        foreach (var r in s.Reports)
-        {
-            var st = r.ResultStatistics;
-            if (st == null) { failed++; continue; }
-            results.Add(new
+            foreach (var r in s.Reports)
             {
-                Name = $"{r.BenchmarkCase.Descriptor.Type.Name}.{r.BenchmarkCase.Descriptor.WorkloadMethod.Name}",
-                Description = r.BenchmarkCase.Descriptor.WorkloadMethodDisplayInfo,
-                MeanNs = st.Mean,
-                MedianNs = st.Median,
-                MinNs = st.Min,
-                MaxNs = st.Max,
-                StdDevNs = st.N > 1 ? st.StandardDeviation : 0,
-                AllocatedBytesPerOp = r.GcStats.GetBytesAllocatedPerOperation(r.BenchmarkCase),
-                Iterations = st.N,
-            });
-        }
+                var st = r.ResultStatistics;
+                if (st == null) { failed++; continue; }
+                results.Add(new
+                {
+                    Name = $"{r.BenchmarkCase.Descriptor.Type.Name}.{r.BenchmarkCase.Descriptor.WorkloadMethod.Name}",
+                    Description = r.BenchmarkCase.Descriptor.WorkloadMethodDisplayInfo,
+                    MeanNs = st.Mean,
+                    MedianNs = st.Median,
+                    MinNs = st.Min,
+                    MaxNs = st.Max,
+                    StdDevNs = st.N > 1 ? st.StandardDeviation : 0,
+                    AllocatedBytesPerOp = r.GcStats.GetBytesAllocatedPerOperation(r.BenchmarkCase),
+                    Iterations = st.N,
+                });
+            }
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
         File.WriteAllText(outPath, JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine($"micro: {results.Count} benchmarks -> {outPath}" + (failed > 0 ? $" ({failed} failed)" : ""));

@@ -4,6 +4,7 @@ using Microsoft.Win32.SafeHandles;
 namespace Flint.Arch.X86;
 
 /// <summary>Positional reads that either fill the whole buffer or fail: image files are read, never streamed.</summary>
+// SAFETY: file data is read into guest memory through GetHostPointer, which checks that [gpa, gpa+len) lies in one region.
 internal static unsafe class FileIo
 {
     /// <summary>Reads exactly dst.Length bytes at <paramref name="offset"/>; false when the file ends first.</summary>

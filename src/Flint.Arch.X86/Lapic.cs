@@ -7,6 +7,7 @@ namespace Flint.Arch.X86;
 /// Local APIC boot setup: LINT0 in ExtINT mode so the 8259 PIC's interrupts reach the CPU (virtual-wire mode,
 /// what the MP table announces) and LINT1 as NMI, as PC firmware leaves them.
 /// </summary>
+// SAFETY: the only pointer is to the LAPIC state's fixed register array, pinned with fixed and read within its 1024 bytes.
 public static unsafe class Lapic
 {
     public const int LvtLint0Offset = 0x350;

@@ -65,9 +65,9 @@ public static class StaticCpuTemplates
 
     private static CustomCpuTemplate Build((uint Leaf, uint Subleaf, uint Flags, CpuidRegister Register, string Bitmap)[] cpuid,
         (uint Address, string Bitmap)[] msrs) => new()
-    {
-        Cpuid = [.. cpuid.GroupBy(r => (r.Leaf, r.Subleaf, r.Flags)).Select(g => new CpuidLeafModifier(g.Key.Leaf, g.Key.Subleaf, g.Key.Flags,
+        {
+            Cpuid = [.. cpuid.GroupBy(r => (r.Leaf, r.Subleaf, r.Flags)).Select(g => new CpuidLeafModifier(g.Key.Leaf, g.Key.Subleaf, g.Key.Flags,
             [.. g.Select(r => (r.Register, BitModifier.Parse(r.Bitmap, 32)))]))],
-        Msrs = [.. msrs.Select(m => new MsrModifier(m.Address, BitModifier.Parse(m.Bitmap, 64)))],
-    };
+            Msrs = [.. msrs.Select(m => new MsrModifier(m.Address, BitModifier.Parse(m.Bitmap, 64)))],
+        };
 }

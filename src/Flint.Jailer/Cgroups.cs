@@ -254,6 +254,7 @@ public static class Cgroups
     }
 
     /// <summary>Writes a value to a cgroup (or proc) file with one write(), reporting errno.</summary>
+    // SAFETY: write(2) gets a pinned byte array with its length.
     public static unsafe void WriteFile(string path, string value)
     {
         int fd = Libc.Open(path, Libc.O_WRONLY);

@@ -10,6 +10,7 @@ namespace Flint.Jailer;
 /// <see cref="Jail"/> puts in a jail, deepest first, then the id dir, then the exec dir when this run made it and it
 /// is empty. (Cgroup directories stay, as in Firecracker: this process is still a member of them.)
 /// </summary>
+// SAFETY: unlinkat/rmdir get pinned NUL-terminated names.
 public sealed unsafe class InsideJailCleanup : IDisposable
 {
     /// <summary>The jail's directories, relative to its root ("" is the root itself), parents first.</summary>

@@ -44,6 +44,7 @@ public sealed class JailPlan
     public int NetNsFd = -1;
     public uint? UserfaultfdMinor;
 
+    // SAFETY: syscalls get pinned NUL-terminated paths and stack structs.
     public static unsafe JailPlan Create(JailerOptions o)
     {
         if (!JailerOptions.IsValidId(o.Id))
@@ -108,6 +109,7 @@ public sealed class JailPlan
 }
 
 /// <summary>Builds the jail and execs the VMM in it: Firecracker's order of operations.</summary>
+// SAFETY: mount/chroot/pivot_root get pinned NUL-terminated paths; structs are on the stack.
 public sealed unsafe class Jail(JailPlan plan, ulong startUs, ulong startCpuUs)
 {
     private JailerOptions O => plan.Options;

@@ -10,6 +10,7 @@ namespace Flint.Jailer;
 /// optionally daemonizes and/or starts a new PID namespace, drops to uid/gid, sets the VMM's resource limits and
 /// execs the VMM. Any error: a message on stderr, exit 1, and nothing of the jail left behind.
 /// </summary>
+// SAFETY: syscalls get pinned NUL-terminated strings and stack structs.
 public static unsafe class Program
 {
     public static int Main(string[] args)

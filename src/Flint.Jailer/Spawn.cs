@@ -6,6 +6,7 @@ namespace Flint.Jailer;
 /// <summary>Everything the final exec needs, in unmanaged memory, so the child side of a clone() touches no
 /// managed state.</summary>
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: argv/envp arrays in native memory built before clone(), read by the child's execve only.
 public unsafe struct ExecBlock
 {
     public byte* Path;
@@ -33,6 +34,7 @@ public unsafe struct ExecBlock
 /// be mid-suspension when the child's copy of this thread returns from a P/Invoke (and the project turns off
 /// background GC).
 /// </summary>
+// SAFETY: clone/execve get argv/envp built in native memory before the clone (the child allocates nothing).
 public static unsafe class Spawn
 {
     /// <summary>Step numbers reported through the status pipe (0 = "pid follows").</summary>

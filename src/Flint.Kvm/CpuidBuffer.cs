@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 namespace Flint.Kvm;
 
 /// <summary>Native kvm_cpuid2: a u32 count + padding followed by the entries, as the CPUID ioctls want it.</summary>
+// SAFETY: native memory sized for the header plus Capacity entries, freed once in Dispose.
 internal sealed unsafe class CpuidBuffer : IDisposable
 {
     public void* Pointer { get; private set; }

@@ -3,6 +3,7 @@ using Flint.Sys;
 namespace Flint.Kvm;
 
 /// <summary>Shared plumbing for the three fd kinds: an owned fd and checked ioctl calls.</summary>
+// SAFETY: ioctl gets pointers to the caller's stack structs, whose layouts match the kernel's (StructLayoutTests).
 public abstract unsafe class KvmFd : IDisposable
 {
     public int Fd { get; private set; }

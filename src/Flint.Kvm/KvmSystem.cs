@@ -4,6 +4,7 @@ using Flint.Sys;
 namespace Flint.Kvm;
 
 /// <summary>The /dev/kvm system fd: capabilities, supported CPUID, VM creation.</summary>
+// SAFETY: ioctls on /dev/kvm get stack structs or a CpuidBuffer of the size they declare.
 public sealed unsafe class KvmSystem : KvmFd
 {
     public const string DefaultPath = "/dev/kvm";

@@ -31,6 +31,7 @@ public struct KvmDtable
 }
 
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: a kernel ABI struct: fixed buffers have the kernel's sizes, checked by StructLayoutTests.
 public unsafe struct KvmSregs
 {
     public KvmSegment Cs, Ds, Es, Fs, Gs, Ss, Tr, Ldt;
@@ -40,6 +41,7 @@ public unsafe struct KvmSregs
 }
 
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: a kernel ABI struct: fixed buffers have the kernel's sizes, checked by StructLayoutTests.
 public unsafe struct KvmFpu
 {
     public fixed byte Fpr[128];
@@ -75,6 +77,7 @@ public struct KvmUserspaceMemoryRegion
 }
 
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: a kernel ABI struct: fixed buffers have the kernel's sizes, checked by StructLayoutTests.
 public unsafe struct KvmPitConfig
 {
     public uint Flags;
@@ -82,6 +85,7 @@ public unsafe struct KvmPitConfig
 }
 
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: a kernel ABI struct: fixed buffers have the kernel's sizes, checked by StructLayoutTests.
 public unsafe struct KvmIrqfd
 {
     public uint Fd, Gsi, Flags, ResampleFd;
@@ -89,6 +93,7 @@ public unsafe struct KvmIrqfd
 }
 
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: a kernel ABI struct: fixed buffers have the kernel's sizes, checked by StructLayoutTests.
 public unsafe struct KvmIoeventfd
 {
     public ulong Datamatch, Addr;
@@ -102,6 +107,7 @@ public unsafe struct KvmIoeventfd
 public struct KvmIrqLevel { public uint Irq, Level; }
 
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: a kernel ABI struct: fixed buffers have the kernel's sizes, checked by StructLayoutTests.
 public unsafe struct KvmLapicState { public fixed byte Regs[1024]; }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -109,6 +115,7 @@ public struct KvmDirtyLog { public uint Slot, Pad; public ulong DirtyBitmap; }
 
 /// <summary>The fixed head of the mmap'ed kvm_run page, up to and including the exit union.</summary>
 [StructLayout(LayoutKind.Explicit, Size = 288)]
+// SAFETY: a kernel ABI struct: fixed buffers have the kernel's sizes, checked by StructLayoutTests.
 public unsafe struct KvmRun
 {
     [FieldOffset(0)] public byte RequestInterruptWindow;
@@ -139,6 +146,7 @@ public struct IoExit
 }
 
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: a kernel ABI struct: fixed buffers have the kernel's sizes, checked by StructLayoutTests.
 public unsafe struct MmioExit
 {
     public ulong PhysAddr;
@@ -148,6 +156,7 @@ public unsafe struct MmioExit
 }
 
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: a kernel ABI struct: fixed buffers have the kernel's sizes, checked by StructLayoutTests.
 public unsafe struct InternalExit
 {
     public uint Suberror, NData;
@@ -155,6 +164,7 @@ public unsafe struct InternalExit
 }
 
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: a kernel ABI struct: fixed buffers have the kernel's sizes, checked by StructLayoutTests.
 public unsafe struct SystemEventExit
 {
     public uint Type, NData;

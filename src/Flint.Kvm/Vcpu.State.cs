@@ -3,6 +3,7 @@ using Flint.Sys;
 namespace Flint.Kvm;
 
 /// <summary>The vCPU state ioctls of a snapshot: each state block copied to or from a caller's buffer of its exact size.</summary>
+// SAFETY: state ioctls get stack structs of the kernel's layout (checked by StructLayoutTests) or native buffers of declared size.
 public sealed unsafe partial class Vcpu
 {
     public void GetVcpuEvents(Span<byte> b) => Get(StateIoctls.KVM_GET_VCPU_EVENTS, b, StateIoctls.VcpuEventsSize, "KVM_GET_VCPU_EVENTS");

@@ -4,6 +4,7 @@ using Flint.Sys;
 namespace Flint.Kvm;
 
 /// <summary>A vCPU fd and its mmap'ed kvm_run page.</summary>
+// SAFETY: kvm_run is mmapped with the size KVM_GET_VCPU_MMAP_SIZE gave, unmapped only in Dispose; ioctls get stack structs.
 public sealed unsafe partial class Vcpu : KvmFd
 {
     private readonly int _mmapSize;

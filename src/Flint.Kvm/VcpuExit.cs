@@ -45,6 +45,7 @@ public readonly ref struct VcpuExit
     /// and sizes come from the kernel, but a wrong one would make the VMM read or write outside the page, so they
     /// are checked against <paramref name="pageSize"/> (the kvm_run mmap size) before any span is made.
     /// </summary>
+    // SAFETY: run is the caller's mapped kvm_run of pageSize bytes; every span is bounds-checked against pageSize (detail inside).
     public static unsafe VcpuExit Decode(KvmRun* run, int pageSize)
     {
         // SAFETY: run points at a mapped kvm_run of pageSize bytes (the caller's contract: Vcpu passes its own

@@ -1,6 +1,7 @@
 namespace Flint.Kvm;
 
 /// <summary>The VM state ioctls of a snapshot: the in-kernel PICs and IOAPIC, the PIT and kvmclock.</summary>
+// SAFETY: state ioctls get stack structs of the kernel's layout (checked by StructLayoutTests).
 public sealed unsafe partial class Vm
 {
     /// <summary>KVM_GET_IRQCHIP for one chip (<see cref="StateIoctls.KVM_IRQCHIP_PIC_MASTER"/>...); b is a whole kvm_irqchip.</summary>

@@ -3,7 +3,8 @@ using Flint.Sys;
 namespace Flint.Kvm;
 
 /// <summary>A KVM VM fd: memory slots, in-kernel irqchip and PIT, irqfd/ioeventfd, vCPU creation.</summary>
-public sealed unsafe partial class Vm : KvmFd
+// SAFETY: ioctls get pointers to stack structs of the kernel's layout; memory slots get host addresses of mappings that outlive the VM.
+public sealed unsafe partial class Vm : KvmFd, IVmEventFds
 {
     private readonly int _vcpuMmapSize;
 

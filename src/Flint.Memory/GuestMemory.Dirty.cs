@@ -8,6 +8,7 @@ namespace Flint.Memory;
 /// VMM makes into guest RAM, through this class or through a host pointer it handed out, marks its pages here; KVM's
 /// dirty log covers the vCPUs' writes. Off by default, and then marking costs one predictable branch.
 /// </summary>
+// SAFETY: the dirty bitmap is indexed by page numbers bounds-checked against the region it tracks.
 public sealed unsafe partial class GuestMemory
 {
     /// <summary>True once <see cref="EnableDirtyTracking"/> ran: writes mark their pages.</summary>

@@ -6,6 +6,7 @@ namespace Flint.Memory;
 /// Guest RAM and snapshot memory files. The file holds the regions back to back in guest-physical order (as
 /// Firecracker's does), so region i starts at the sum of the sizes before it.
 /// </summary>
+// SAFETY: regions are mmapped from the memory file with their exact sizes, unmapped once in Dispose.
 public sealed unsafe partial class GuestMemory
 {
     /// <summary>

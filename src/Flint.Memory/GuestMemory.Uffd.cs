@@ -7,6 +7,7 @@ namespace Flint.Memory;
 /// Guest RAM for a snapshot restored with Firecracker's Uffd backend: anonymous memory whose missing pages an external
 /// page-fault handler serves (UFFDIO_COPY) through a userfaultfd this process creates, registers and hands over.
 /// </summary>
+// SAFETY: regions are anonymous mmaps registered with userfaultfd; their sizes are the layout's, unmapped once in Dispose.
 public sealed unsafe partial class GuestMemory
 {
     /// <summary>What must live exactly as long as the mappings (the userfaultfd and the handler's socket).</summary>

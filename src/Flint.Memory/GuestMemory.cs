@@ -8,6 +8,7 @@ namespace Flint.Memory;
 /// Every read or write either lies wholly inside guest RAM or throws <see cref="GuestMemoryException"/>;
 /// no access may wrap around or reach host memory outside the mappings.
 /// </summary>
+// SAFETY: every host pointer handed out is checked to lie within one mapped region (GetHostPointer), mappings live until Dispose.
 public sealed unsafe partial class GuestMemory : IDisposable
 {
     public const ulong PageSize = 4096;

@@ -1,6 +1,7 @@
 namespace Flint.Memory;
 
 /// <summary>One contiguous block of guest RAM: its guest-physical base, size and host mapping.</summary>
+// SAFETY: Host is an mmap of Size bytes owned by GuestMemory, unmapped only in its Dispose; offsets are checked against Size.
 public sealed unsafe class GuestRegion
 {
     public ulong GuestBase { get; }

@@ -193,9 +193,19 @@ public sealed class HttpServer : IAsyncDisposable
 
     private static string Reason(int s) => s switch
     {
-        200 => "OK", 201 => "Created", 204 => "No Content", 400 => "Bad Request", 404 => "Not Found",
-        405 => "Method Not Allowed", 409 => "Conflict", 413 => "Payload Too Large", 500 => "Internal Server Error",
-        502 => "Bad Gateway", 503 => "Service Unavailable", 504 => "Gateway Timeout", _ => "Status",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
     };
 
     /// <summary>Request line and headers. Only Content-Length, Transfer-Encoding and Connection are interpreted.</summary>

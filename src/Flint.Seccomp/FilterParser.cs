@@ -125,8 +125,13 @@ public static class FilterParser
                     {
                         op = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() switch
                         {
-                            "eq" => CmpOp.Eq, "ne" => CmpOp.Ne, "lt" => CmpOp.Lt, "le" => CmpOp.Le,
-                            "gt" => CmpOp.Gt, "ge" => CmpOp.Ge, "masked_eq" => CmpOp.MaskedEq,
+                            "eq" => CmpOp.Eq,
+                            "ne" => CmpOp.Ne,
+                            "lt" => CmpOp.Lt,
+                            "le" => CmpOp.Le,
+                            "gt" => CmpOp.Gt,
+                            "ge" => CmpOp.Ge,
+                            "masked_eq" => CmpOp.MaskedEq,
                             _ => null,
                         } : null;
                         if (op is null) throw Err(where, $"bad op {p.Value.GetRawText()} (expected eq, ne, lt, le, gt, ge or masked_eq)");

@@ -8,6 +8,7 @@ namespace Flint.Seccomp;
 /// role's filter on its own thread (<see cref="InstallOnCurrentThread(ReadOnlySpan{SockFilter})"/>), stacked on the
 /// baseline (the kernel runs both; the stricter answer wins).
 /// </summary>
+// SAFETY: the BPF program is pinned for the seccomp(2) call and its length is its instruction count.
 public static unsafe class SeccompFilter
 {
     private const int PR_SET_NO_NEW_PRIVS = 38;

@@ -9,6 +9,7 @@ namespace Flint.SnapshotTool;
 /// that cannot belong together are refused before anything is written: another size (another VM's memory), or a
 /// size that is not whole pages.
 /// </summary>
+// SAFETY: pread/pwrite get a pinned managed buffer and never more than its length.
 public static unsafe class MemoryRebase
 {
     private const int CopyChunk = 1 << 20;

@@ -121,7 +121,12 @@ public static class StateInfo
     /// <summary>Virtio device IDs (spec 5).</summary>
     private static string VirtioName(uint type) => type switch
     {
-        1 => "net", 2 => "block", 4 => "rng", 5 => "balloon", 19 => "vsock", _ => $"device type {type}",
+        1 => "net",
+        2 => "block",
+        4 => "rng",
+        5 => "balloon",
+        19 => "vsock",
+        _ => $"device type {type}",
     };
 
     internal static string OsText(Exception e, string path) => e switch

@@ -1,6 +1,7 @@
 namespace Flint.Sys;
 
 /// <summary>An epoll instance; the token registered with each fd comes back in <see cref="EpollEvent.Data"/>.</summary>
+// SAFETY: epoll_ctl/epoll_wait get a stack event or the caller's pinned event span with its length.
 public sealed unsafe class Epoll : IDisposable
 {
     public int Fd { get; private set; }

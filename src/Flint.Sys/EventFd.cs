@@ -1,6 +1,7 @@
 namespace Flint.Sys;
 
 /// <summary>A Linux eventfd: the doorbell between KVM (irqfd/ioeventfd), the event loop and device threads.</summary>
+// SAFETY: read/write get the address of an 8-byte local, as eventfd requires.
 public sealed unsafe class EventFd : IDisposable
 {
     public int Fd { get; private set; }

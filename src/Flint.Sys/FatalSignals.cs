@@ -23,6 +23,7 @@ namespace Flint.Sys;
 /// everything else: faults elsewhere and signals sent with kill. SIGBUS and SIGILL are not used by the runtime.
 /// </para>
 /// </summary>
+// SAFETY: installs handlers as unmanaged function pointers (static, never collected) with stack-allocated sigaction structs.
 public static unsafe class FatalSignals
 {
     public const int SIGHUP = 1, SIGILL = 4, SIGBUS = 7, SIGSEGV = 11, SIGXCPU = 24, SIGXFSZ = 25, SIGSYS = 31;

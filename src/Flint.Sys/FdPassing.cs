@@ -7,6 +7,7 @@ namespace Flint.Sys;
 /// Passing one file descriptor over a connected AF_UNIX stream with its message (SCM_RIGHTS ancillary data), as
 /// Firecracker's uffd handshake does (vmm_sys_util's send_with_fd / recv_with_fd), and the peer's credentials.
 /// </summary>
+// SAFETY: sendmsg/recvmsg get stack control buffers sized by CMSG_SPACE and pinned data buffers.
 public static unsafe class FdPassing
 {
     /// <summary>struct cmsghdr (len, level, type) followed by one int, padded to 8: CMSG_SPACE(sizeof(int)) = 24.</summary>

@@ -6,6 +6,7 @@ namespace Flint.Sys;
 /// ioctl: .NET's console stream initialises the terminal on its first write (tcgetattr on stdin, ioctl TCGETS), which
 /// killed flint with --log-path set (then nothing else had written to stdout before the guest's first console byte).
 /// </summary>
+// SAFETY: write(2) gets the caller's span, pinned for the call, with its length.
 public sealed unsafe class FdWriteStream(int fd) : Stream
 {
     public override bool CanRead => false;

@@ -6,6 +6,7 @@ namespace Flint.Sys;
 /// The two file calls .NET lacks, for flint-pool: chown (a slot's writable files belong to its uid) and link (every
 /// slot's jail gets the function's kernel and snapshot files as hard links, so clones share one page cache).
 /// </summary>
+// SAFETY: syscalls get pinned strings (NUL-terminated) and stack buffers with their sizes.
 public static unsafe class HostFiles
 {
     // chown is JailerLibc's (each libc function is declared once: InteropLayerTests).

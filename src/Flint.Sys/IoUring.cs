@@ -14,6 +14,7 @@ namespace Flint.Sys;
 /// completion ring's size, so the kernel never has to drop or hold back a completion (CQ overflow).
 /// </para>
 /// </summary>
+// SAFETY: ring pointers come from mmap of the sizes io_uring_setup returned, valid until Dispose unmaps them.
 public sealed unsafe class IoUring : IDisposable
 {
     private int _fd = -1;

@@ -7,6 +7,7 @@ namespace Flint.Sys;
 /// Flint: devices build these over guest memory and hand them straight to the kernel.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: the C struct iovec: a pointer and length the caller fills from memory that stays pinned or mapped during the call.
 public unsafe struct IoVec
 {
     public void* Base;

@@ -12,6 +12,7 @@ namespace Flint.Sys;
 ///    clone()/fork(): libc's <c>syscall()</c> is a few instructions of assembly that touch no lock, and reading
 ///    errno through <c>__errno_location()</c> needs no managed thread state. x86_64 syscall numbers.
 /// </summary>
+// SAFETY: P/Invoke declarations only; callers pass pinned NUL-terminated paths and stack structs.
 public static unsafe class JailerLibc
 {
     private const string L = "libc";

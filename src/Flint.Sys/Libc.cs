@@ -6,6 +6,7 @@ namespace Flint.Sys;
 /// The libc calls Flint makes outside KVM itself: files, memory mappings, eventfd, epoll, timerfd.
 /// Blittable signatures only, so NativeAOT emits direct calls with no marshalling stubs.
 /// </summary>
+// SAFETY: P/Invoke declarations only; callers pass pinned or stack buffers with their lengths.
 public static unsafe class Libc
 {
     private const string L = "libc";

@@ -5,6 +5,7 @@ namespace Flint.Sys;
 /// Process.TotalProcessorTime, which calls getrusage: the boot timer reads it on a vCPU thread, whose seccomp filter
 /// allows clock_gettime but not getrusage (seen killing the VMM on a KVM host).
 /// </summary>
+// SAFETY: clock_gettime writes one timespec into a local on the stack.
 public static unsafe class ProcessClock
 {
     private const int CLOCK_PROCESS_CPUTIME_ID = 2;

@@ -6,6 +6,7 @@ namespace Flint.Sys;
 /// prctl(2) and the seccomp(2) system call, for installing seccomp filters (Flint.Seccomp), so that its P/Invoke
 /// lives here with the rest of libc. Blittable signatures: NativeAOT emits direct calls.
 /// </summary>
+// SAFETY: P/Invoke declarations only; the filter program pointer is pinned by the caller for the prctl/seccomp call.
 public static unsafe class SeccompLibc
 {
     private const string L = "libc";

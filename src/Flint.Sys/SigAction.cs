@@ -4,6 +4,7 @@ namespace Flint.Sys;
 
 /// <summary>glibc's struct sigaction on x86-64 (handler, 1024-bit mask, flags, restorer), for the native handlers here.</summary>
 [StructLayout(LayoutKind.Sequential)]
+// SAFETY: the C struct sigaction: a handler function pointer (a static method) and a fixed-size mask.
 internal unsafe struct SigAction
 {
     public nint Handler;

@@ -6,6 +6,7 @@ namespace Flint.Sys;
 /// Thread-directed signals used to kick a vCPU thread out of KVM_RUN (pause, stop). The handler does nothing:
 /// its only job is to make the blocked ioctl return EINTR.
 /// </summary>
+// SAFETY: sigaction gets a stack struct; the handlers are unmanaged function pointers to static methods that never move.
 public static unsafe class Signals
 {
     /// <summary>SIGRTMIN+6: clear of glibc's (32, 33) and the .NET runtime's activation signal (SIGRTMIN).</summary>

@@ -7,6 +7,7 @@ namespace Flint.Sys;
 /// calls them directly. Each is declared here only; <see cref="UnixSockets"/> wraps them (EINTR, -errno) for vsock.
 /// readv/writev are in <see cref="Libc"/>; the scatter/gather element is <see cref="IoVec"/>.
 /// </summary>
+// SAFETY: P/Invoke declarations only; callers pass pinned or stack buffers with their lengths.
 public static unsafe class SocketLibc
 {
     private const string L = "libc";

@@ -1,6 +1,7 @@
 namespace Flint.Sys;
 
 /// <summary>A monotonic timerfd, polled by the event loop (metrics flushes, rate limiter re-arm).</summary>
+// SAFETY: read/timerfd_settime get pointers to locals on the stack, sized as the kernel expects.
 public sealed unsafe class TimerFd : IDisposable
 {
     public int Fd { get; private set; }

@@ -10,6 +10,7 @@ namespace Flint.Sys;
 /// <para>Every wrapper retries EINTR and returns errors as negative errno instead of throwing: a socket failure is
 /// an ordinary event for the caller (a peer gone), not an exception.</para>
 /// </summary>
+// SAFETY: bind/connect/accept get a stack sockaddr_un whose path is length-checked before the copy.
 public static unsafe class UnixSockets
 {
     /// <summary>socket(2) type and accept4(2) flags used here; the VMM thread's seccomp filter allows exactly these.</summary>

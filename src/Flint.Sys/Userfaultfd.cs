@@ -17,6 +17,7 @@ public enum UffdSource
 /// handler's side (read events, UFFDIO_COPY). Failures throw <see cref="SysException"/> except on the handler's hot
 /// path (<see cref="Copy"/>, <see cref="ReadEvent"/>), which returns -errno so a busy handler allocates nothing.
 /// </summary>
+// SAFETY: ioctls get stack structs; UFFDIO_COPY sources are mapped pages of the snapshot file, bounds-checked by the caller.
 public static unsafe class Userfaultfd
 {
     public const string DevicePath = "/dev/userfaultfd";

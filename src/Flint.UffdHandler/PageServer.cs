@@ -8,6 +8,7 @@ namespace Flint.UffdHandler;
 /// the guest's next touch there gets a zero page from the kernel, as a freshly inflated-then-deflated balloon expects
 /// (Firecracker's example handler does the same). Nothing here allocates per fault.
 /// </summary>
+// SAFETY: copies pages from the mmapped file at offsets checked against each region's mapping before UFFDIO_COPY.
 public sealed unsafe class PageServer(int uffd, RegionMapping[] regions, byte* file)
 {
     /// <summary>Pages copied in (UFFDIO_COPY succeeded).</summary>

@@ -11,6 +11,7 @@ namespace Flint.UffdHandler;
 /// Exit codes: 0 done, 1 a fault it could not serve (the VMM is killed then: its guest would wait forever, as
 /// Firecracker's example handler does), 2 bad usage or a bad handshake.
 /// </summary>
+// SAFETY: the snapshot file is mmapped read-only for the handler's life; uffd ioctls get stack structs.
 public static unsafe class Program
 {
     private const string Name = "flint-uffd-handler";

@@ -25,16 +25,19 @@ public static class Cli
     private static readonly Flag ApiSock = new("api-sock", true, "Path to unix domain socket used by the API.", DefaultApiSock);
     private static readonly Flag Id = new("id", true, "MicroVM unique identifier.", "anonymous-instance");
     private static readonly Flag SeccompFilter = new("seccomp-filter", true,
-        "Optional parameter which allows specifying the path to a custom seccomp filter. For advanced users.") { Forbids = ["no-seccomp"] };
+        "Optional parameter which allows specifying the path to a custom seccomp filter. For advanced users.")
+    { Forbids = ["no-seccomp"] };
     private static readonly Flag NoSeccomp = new("no-seccomp", false,
-        "Optional parameter which allows starting and using a microVM without seccomp filtering. Not recommended.") { Forbids = ["seccomp-filter"] };
+        "Optional parameter which allows starting and using a microVM without seccomp filtering. Not recommended.")
+    { Forbids = ["seccomp-filter"] };
     private static readonly Flag StartTimeUs = new("start-time-us", true, "Process start time (wall clock, microseconds). This parameter is optional.");
     private static readonly Flag StartTimeCpuUs = new("start-time-cpu-us", true, "Process start CPU time (wall clock, microseconds). This parameter is optional.");
     private static readonly Flag ParentCpuTimeUs = new("parent-cpu-time-us", true, "Parent process CPU time (wall clock, microseconds). This parameter is optional.");
     private static readonly Flag ConfigFile = new("config-file", true, "Path to a file that contains the microVM configuration in JSON format.");
     private static readonly Flag Metadata = new("metadata", true, "Path to a file that contains metadata in JSON format to add to the mmds.");
     private static readonly Flag NoApi = new("no-api", false,
-        "Optional parameter which allows starting and using a microVM without an active API socket.") { Requires = "config-file" };
+        "Optional parameter which allows starting and using a microVM without an active API socket.")
+    { Requires = "config-file" };
     private static readonly Flag LogPath = new("log-path", true, "Path to a fifo or a file used for configuring the logger on startup.");
     private static readonly Flag Level = new("level", true, "Set the logger level.");
     private static readonly Flag Module = new("module", true, "Set the logger module filter.");

@@ -19,6 +19,7 @@ namespace Flint;
 /// IOException and exit 134 instead of SIGXFSZ's 151. A watcher thread of ours cost about 1.4 ms of start-up CPU.
 /// </para>
 /// </summary>
+// SAFETY: the SIGPIPE counter is native memory allocated once for the process life (a signal handler may not touch managed objects).
 internal sealed unsafe class SignalHandlers
 {
     private const int SIGPIPE = 13;

@@ -66,7 +66,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void A_drive_path_that_is_a_directory_is_refused_in_words()
+    public void ADrivePathThatIsADirectoryIsRefusedInWords()
     {
         using var env = new Env();
         var r = env.Call("PUT", "/drives/rootfs", Drive(env, "rootfs", true, env.Dir));

@@ -332,7 +332,8 @@ public class ServerTests
             {
                 if (ep.Wait(evs, 50) > 0) Interlocked.Add(ref handled, queued.ProcessPending());
             }
-        }) { Name = "fc_vmm" };
+        })
+        { Name = "fc_vmm" };
         vmmThread.Start();
         try
         {

@@ -74,7 +74,8 @@ public class SoakTests
                 ep.Add(q.Fd, 1);
                 var evs = new EpollEvent[4];
                 while (!_stop) if (ep.Wait(evs, 50) > 0) q.ProcessPending();
-            }) { Name = "fc_vmm", IsBackground = true };
+            })
+            { Name = "fc_vmm", IsBackground = true };
             _t.Start();
         }
         public void Dispose() { _stop = true; _t.Join(); }

@@ -568,7 +568,7 @@ public sealed class JailerOptionsTests
     public void IdRule(string id, bool ok) => Assert.Equal(ok, JailerOptions.IsValidId(id));
 
     [Fact]
-    public void IdRule_Length() 
+    public void IdRule_Length()
     {
         Assert.True(JailerOptions.IsValidId(new string('x', 64)));
         Assert.False(JailerOptions.IsValidId(new string('x', 65)));

@@ -30,7 +30,7 @@ public sealed class DaemonProcessTests : IDisposable
         string sock = Path.Combine(_dir, "pool.sock"), pool = Path.Combine(_dir, "p");
         var psi = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "flint-pool.dll"), "--api-sock", sock, "--pool-dir", pool,
             "--jailer", Repo.Bin("flint-jailer"), "--flint", Repo.Bin("flint"), "--uid-base", "42000"])
-            { RedirectStandardOutput = true, RedirectStandardError = true };
+        { RedirectStandardOutput = true, RedirectStandardError = true };
         var log = new StringBuilder();
         using var d = Process.Start(psi)!;
         d.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (log) log.AppendLine(e.Data); };

@@ -9,11 +9,11 @@ public sealed class FunctionPoolTests
 {
     private static FunctionSpec Spec(int minWarm = 1, int maxSlots = 4, int maxInvocations = 0, int idleMs = 60_000,
         int invokeMs = 2_000, int queueMs = 2_000) => new()
-    {
-        Name = "fn", KernelPath = "/k", MinWarm = minWarm, MaxSlots = maxSlots, MaxInvocationsPerSlot = maxInvocations,
-        IdleTimeout = TimeSpan.FromMilliseconds(idleMs), InvokeTimeout = TimeSpan.FromMilliseconds(invokeMs),
-        QueueTimeout = TimeSpan.FromMilliseconds(queueMs), ReadyTimeout = TimeSpan.FromSeconds(5),
-    };
+        {
+            Name = "fn", KernelPath = "/k", MinWarm = minWarm, MaxSlots = maxSlots, MaxInvocationsPerSlot = maxInvocations,
+            IdleTimeout = TimeSpan.FromMilliseconds(idleMs), InvokeTimeout = TimeSpan.FromMilliseconds(invokeMs),
+            QueueTimeout = TimeSpan.FromMilliseconds(queueMs), ReadyTimeout = TimeSpan.FromSeconds(5),
+        };
 
     private static FunctionPool Start(FunctionSpec spec, FakeLauncher l)
     {

@@ -32,7 +32,8 @@ public sealed class PoolApiTests : IAsyncLifetime
                 await s.ConnectAsync(new UnixDomainSocketEndPoint(_sock), ct);
                 return new NetworkStream(s, ownsSocket: true);
             },
-        }) { BaseAddress = new Uri("http://localhost"), Timeout = TimeSpan.FromSeconds(20) };
+        })
+        { BaseAddress = new Uri("http://localhost"), Timeout = TimeSpan.FromSeconds(20) };
         return Task.CompletedTask;
     }
 

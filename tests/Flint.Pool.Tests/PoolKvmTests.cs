@@ -32,7 +32,7 @@ public sealed class PoolKvmTests : IAsyncLifetime
         Assert.True(File.Exists(Repo.Bin("flint-pool")), "artifacts/bin/flint-pool missing: run scripts/setup.sh");
         Directory.CreateDirectory(_dir);
         var psi = new ProcessStartInfo(Repo.Bin("flint-pool"), ["--api-sock", Sock, "--pool-dir", PoolDir])
-            { RedirectStandardOutput = true, RedirectStandardError = true };
+        { RedirectStandardOutput = true, RedirectStandardError = true };
         _daemon = Process.Start(psi)!;
         _daemon.OutputDataReceived += (_, e) => { if (e.Data != null) lock (_log) _log.AppendLine(e.Data); };
         _daemon.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_log) _log.AppendLine(e.Data); };

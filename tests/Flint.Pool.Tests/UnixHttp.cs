@@ -15,5 +15,6 @@ internal static class UnixHttp
                 await s.ConnectAsync(new UnixDomainSocketEndPoint(path), ct);
                 return new NetworkStream(s, ownsSocket: true);
             },
-        }) { BaseAddress = new Uri("http://localhost"), Timeout = timeout };
+        })
+        { BaseAddress = new Uri("http://localhost"), Timeout = timeout };
 }

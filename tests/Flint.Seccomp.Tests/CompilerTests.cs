@@ -57,13 +57,24 @@ public class CompilerTests
 
     private static bool Reference(string op, ulong arg, ulong val, ulong mask) => op switch
     {
-        "eq" => arg == val, "ne" => arg != val, "lt" => arg < val, "le" => arg <= val,
-        "gt" => arg > val, "ge" => arg >= val, "masked_eq" => (arg & mask) == val,
+        "eq" => arg == val,
+        "ne" => arg != val,
+        "lt" => arg < val,
+        "le" => arg <= val,
+        "gt" => arg > val,
+        "ge" => arg >= val,
+        "masked_eq" => (arg & mask) == val,
         _ => throw new ArgumentException(op),
     };
 
     [Theory]
-    [InlineData("eq")] [InlineData("ne")] [InlineData("lt")] [InlineData("le")] [InlineData("gt")] [InlineData("ge")] [InlineData("masked_eq")]
+    [InlineData("eq")]
+    [InlineData("ne")]
+    [InlineData("lt")]
+    [InlineData("le")]
+    [InlineData("gt")]
+    [InlineData("ge")]
+    [InlineData("masked_eq")]
     public void QwordComparesMatchReferenceSemantics(string op)
     {
         foreach (ulong val in Interesting)
@@ -81,7 +92,13 @@ public class CompilerTests
     }
 
     [Theory]
-    [InlineData("eq")] [InlineData("ne")] [InlineData("lt")] [InlineData("le")] [InlineData("gt")] [InlineData("ge")] [InlineData("masked_eq")]
+    [InlineData("eq")]
+    [InlineData("ne")]
+    [InlineData("lt")]
+    [InlineData("le")]
+    [InlineData("gt")]
+    [InlineData("ge")]
+    [InlineData("masked_eq")]
     public void DwordComparesLookOnlyAtTheLowWord(string op)
     {
         foreach (ulong val in Interesting.Where(x => x <= uint.MaxValue))

@@ -142,7 +142,7 @@ public class SnapshotFileTests
         Assert.Contains("boolean", Assert.Throws<SnapshotFormatException>(() => r.Bool()).Message);
         r = new StateReader("dev", [4, 0, 0, 0, 0xff, 0xfe, 0xfd, 0xfc]);
         Assert.Contains("UTF-8", Assert.Throws<SnapshotFormatException>(() => r.String()).Message);
-        
+
     }
 
     [Fact]

@@ -149,7 +149,8 @@ public class TestGuestTests
             "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-accel", "tcg", "-m", "64", "-display", "none",
             "-monitor", "none", "-nodefaults", "-no-reboot", "-kernel", TestGuestImage.Path, "-serial", "stdio",
             "-append", TestGuestImage.Build().Tests(TestGuestImage.Serial).BootTimer(false).Option(TestGuestImage.OptAgent, 5005).ToString(),
-        ]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        ])
+        { RedirectStandardOutput = true, RedirectStandardError = true };
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();
         var stdout = p.StandardOutput.ReadToEndAsync();

@@ -36,7 +36,7 @@ public sealed class AgentKvmTests(ITestOutputHelper output) : IDisposable
     {
         Assert.True(File.Exists(Repo.Flint), $"{Repo.Flint} is missing: run scripts/setup.sh");
         var psi = new ProcessStartInfo(Repo.Flint, ["--no-api", "--config-file", cfg])
-            { RedirectStandardOutput = true, RedirectStandardError = true };
+        { RedirectStandardOutput = true, RedirectStandardError = true };
         using var seen = new ManualResetEventSlim();
         _flint = Process.Start(psi)!;
         _flint.OutputDataReceived += (_, e) =>

@@ -13,7 +13,8 @@ internal static class Bounded
         {
             try { body(); }
             catch (Exception e) { failure = e; }
-        }) { IsBackground = true, Name = "bounded test body" };
+        })
+        { IsBackground = true, Name = "bounded test body" };
         t.Start();
         if (!t.Join(limit)) Assert.Fail($"{what}: still running after {limit.TotalSeconds:F0} s (hang)");
         if (failure != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();

@@ -67,7 +67,7 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
     private static Repo.Result RunInNetns(string ns, params string[] args)
     {
         var psi = new ProcessStartInfo("ip", ["netns", "exec", ns, Repo.Flint, .. args])
-            { RedirectStandardOutput = true, RedirectStandardError = true };
+        { RedirectStandardOutput = true, RedirectStandardError = true };
         var sw = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;
         var so = p.StandardOutput.ReadToEndAsync();
@@ -124,7 +124,8 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
             {
                 try { s.SendTo(d, to); } catch (SocketException) { Thread.Yield(); }
             }
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         t.Start();
         return t;
     }
@@ -139,7 +140,7 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
         var cfg = Config($"tg.tests=net tg.net.tput.tx={n} tg.net.tput.rx={n} tg.boottimer=0 tg.timeout=10000",
             Tap0Interface);
         var psi = new ProcessStartInfo("ip", ["netns", "exec", ns, Repo.Flint, "--no-api", "--config-file", cfg])
-            { RedirectStandardOutput = true, RedirectStandardError = true };
+        { RedirectStandardOutput = true, RedirectStandardError = true };
         using var stop = new ManualResetEventSlim();
         var log = new System.Text.StringBuilder();
         Thread? flood = null;

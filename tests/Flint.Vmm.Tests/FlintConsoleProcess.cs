@@ -25,7 +25,8 @@ internal sealed class FlintConsoleProcess : IDisposable
             var b = new byte[4096];
             int n;
             while ((n = Process.StandardOutput.BaseStream.Read(b, 0, b.Length)) > 0) lock (_out) _out.Write(b, 0, n);
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         copy.Start();
         Process.ErrorDataReceived += (_, e) => { if (e.Data != null) stderr?.Invoke($"{name} stderr: {e.Data}"); };
         Process.BeginErrorReadLine();

@@ -54,7 +54,7 @@ public sealed class JailedFlintTests : IDisposable
         Directory.CreateDirectory(_base);
         var psi = new ProcessStartInfo(jailer, ["--id", Id, "--exec-file", Repo.Flint, "--uid", "1234", "--gid", "1234",
             "--chroot-base-dir", _base, "--daemonize", "--", "--api-sock", "/run/flint.socket", "--boot-timer"])
-            { RedirectStandardOutput = true, RedirectStandardError = true };
+        { RedirectStandardOutput = true, RedirectStandardError = true };
         using (var j = Process.Start(psi)!)
         {
             Assert.True(j.WaitForExit(30_000));
@@ -121,7 +121,7 @@ public sealed class JailedFlintTests : IDisposable
         // Not daemonized: the jailed flint keeps the jailer's stdout, where its log and the guest console go.
         var psi = new ProcessStartInfo(jailer, ["--id", Id, "--exec-file", Repo.Flint, "--uid", "1234", "--gid", "1234",
             "--chroot-base-dir", _base, "--", "--api-sock", "/run/flint.socket"])
-            { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         using var j = Process.Start(psi)!;
         j.StandardInput.Close();
         var so = new StringBuilder();

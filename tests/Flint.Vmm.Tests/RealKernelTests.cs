@@ -72,7 +72,7 @@ public sealed class RealKernelNetworkTests(ITestOutputHelper output) : IDisposab
              "machine-config": {"vcpu_count": 1, "mem_size_mib": 128 } }
             """);
         var psi = new System.Diagnostics.ProcessStartInfo("ip", ["netns", "exec", _ns, Repo.Flint, "--no-api", "--config-file", cfg])
-            { RedirectStandardOutput = true, RedirectStandardError = true };
+        { RedirectStandardOutput = true, RedirectStandardError = true };
         using var flint = System.Diagnostics.Process.Start(psi)!;
         var log = new System.Text.StringBuilder();
         var configured = new ManualResetEventSlim();

@@ -16,7 +16,7 @@ public sealed class RunDefaultVmScriptTests : IDisposable
     {
         var log = Path.Combine(_dir, "console.log");
         var psi = new ProcessStartInfo("python3", [Path.Combine(Repo.Root, "scripts", "boot-monitor.py"), kind, log])
-            { RedirectStandardInput = true, RedirectStandardOutput = true };
+        { RedirectStandardInput = true, RedirectStandardOutput = true };
         using var p = Process.Start(psi)!;
         p.StandardInput.Write(console);
         p.StandardInput.Close();

@@ -51,7 +51,7 @@ public sealed class SignalTests : IDisposable
         var sock = Path.Combine(_dir, "api.sock");
         var psi = new ProcessStartInfo("prlimit", [$"--fsize={limit}", Repo.Flint, "--api-sock", sock,
             "--metrics-path", Path.Combine(_dir, "metrics.json"), "--log-path", Path.Combine(_dir, "log")])
-            { RedirectStandardOutput = true, RedirectStandardError = true };
+        { RedirectStandardOutput = true, RedirectStandardError = true };
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

@@ -22,6 +22,7 @@ namespace Flint.Devices.Virtio;
 /// One instance per queue, made when the device is built: loading allocates nothing.
 /// </para>
 /// </summary>
+// SAFETY: holds host pointers of a validated descriptor chain (in guest RAM, lengths checked); valid while guest memory is mapped.
 public sealed unsafe class ChainBuffers
 {
     private readonly IoVec[] _segments; // pinned: its address goes to the kernel

@@ -7,6 +7,7 @@ namespace Flint.Devices.Virtio;
 /// A value type over the buffers' segments: making one allocates nothing. Valid until the buffers are reloaded.
 /// The bytes themselves are guest memory the guest may be rewriting: copy a field once and use that copy.
 /// </summary>
+// SAFETY: pieces are host pointers of descriptors that DescriptorChain validated to lie in guest RAM; the reader never goes past a piece's length.
 public unsafe struct ChainReader
 {
     private SegmentCursor _cursor;

@@ -7,6 +7,7 @@ namespace Flint.Devices.Virtio;
 /// and counts them (<see cref="Written"/> is the used length to report). A value type: making one allocates
 /// nothing. Valid until the buffers are reloaded.
 /// </summary>
+// SAFETY: pieces are host pointers of write-only descriptors that DescriptorChain validated to lie in guest RAM; writes stop at each piece's length.
 public unsafe struct ChainWriter
 {
     private SegmentCursor _cursor;

@@ -6,6 +6,7 @@ namespace Flint.Devices.Virtio;
 /// A position in the validated segments of a <see cref="ChainBuffers"/>: the walk <see cref="ChainReader"/> and
 /// <see cref="ChainWriter"/> share (one over the readable, one over the writable segments). A value type.
 /// </summary>
+// SAFETY: walks segments of a validated chain; every pointer it returns is within a segment's checked length.
 internal unsafe struct SegmentCursor
 {
     private readonly IoVec* _segments;

@@ -9,6 +9,7 @@ namespace Flint.Devices.Virtio;
 /// activation they are validated once and turned into host pointers, so the per-request path is plain loads
 /// and stores with the ordering the spec asks for (acquire on avail idx, release on used idx).
 /// </summary>
+// SAFETY: ring pointers come from GuestMemory.GetHostPointer after the ring's whole extent was checked against guest RAM at activation.
 public sealed unsafe class VirtQueue
 {
     /// <summary>Avail ring flag: the driver asks not to be interrupted for used buffers (a hint, spec 2.6.7).</summary>

@@ -22,7 +22,7 @@ namespace Flint.Vmm.Builder;
 /// </summary>
 public sealed class VirtioDeviceSet
 {
-    private readonly Vm _vm;
+    private readonly IVmEventFds _vm;
     private readonly GuestMemory _memory;
     private readonly Bus _mmio;
     private readonly EventLoop _loop;
@@ -30,7 +30,7 @@ public sealed class VirtioDeviceSet
     private readonly List<IDisposable> _owned;
     private int _nextSlot;
 
-    internal VirtioDeviceSet(Vm vm, GuestMemory memory, Bus mmio, EventLoop loop, KernelCmdline cmdline, List<IDisposable> owned)
+    internal VirtioDeviceSet(IVmEventFds vm, GuestMemory memory, Bus mmio, EventLoop loop, KernelCmdline cmdline, List<IDisposable> owned)
     {
         _vm = vm;
         _memory = memory;

@@ -21,8 +21,11 @@ namespace Flint.Vmm.Builder;
 /// The one place a microVM is assembled from its configuration (Firecracker's builder.rs, in spirit):
 /// guest memory and kernel first (so a bad kernel is refused before KVM is touched), then the KVM VM,
 /// irqchip and PIT, legacy devices, virtio-mmio devices, boot structures, and finally the vCPUs.
+/// <see cref="Build"/> only calls the steps in order; each step lives in its own file (VmBuilder.StepName.cs), takes
+/// what it needs as arguments, and is tested on its own (the device steps without KVM, through <see cref="IVmEventFds"/>).
+/// A new device is one more step file and one more call line in <see cref="Build"/>.
 /// </summary>
-public static unsafe class VmBuilder
+public static partial class VmBuilder
 {
     /// <param name="restoredMemory">
     /// Snapshot restore: guest RAM as the snapshot loader made it (mapped from the memory file, or served by a uffd
@@ -39,7 +42,6 @@ public static unsafe class VmBuilder
         if (!restoring) ConfigLoader.Validate(config);
         DeviceLogSink.Bind(); // device failures reach the process log (rate limited per device)
         var mc = config.MachineConfig ?? new MachineConfig();
-        var boot = config.BootSource!;
         ulong memBytes = GuestMemorySize.Bytes(mc.MemSizeMib);
         uint vcpuCount = (uint)mc.VcpuCount;
 
@@ -47,197 +49,49 @@ public static unsafe class VmBuilder
         var owned = new List<IDisposable>();
         try
         {
-            // 1. Guest memory and the kernel image: no KVM needed yet.
-            var memory = restoredMemory
-                ?? GuestMemorySize.Allocate(mc.MemSizeMib, () => GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
-            owned.Add(memory);
-            // Before the kernel is loaded: a booted VM's first Diff snapshot then holds everything it needs to load.
-            if (mc.TrackDirtyPages) memory.EnableDirtyTracking();
-            var kernel = restoring ? null : KernelLoader.Load(memory, boot.KernelImagePath);
-            (ulong Address, ulong Size)? initrd = !restoring && boot.InitrdPath is { } ip ? InitrdLoader.Load(memory, ip, kernel!.End) : null;
+            // Guest memory and the kernel image first: no KVM needed yet, so a bad kernel is refused before KVM is touched.
+            var memory = CreateGuestMemory(mc, memBytes, restoredMemory, owned);
+            LoadedKernel? kernel = null;
+            (ulong Address, ulong Size)? initrd = null;
+            if (!restoring) kernel = LoadKernel(memory, config.BootSource!, out initrd);
 
-            // 2. The VM.
-            var kvm = KvmSystem.Open(options.KvmPath);
-            owned.Add(kvm);
-            var template = ResolveTemplate(forcedTemplate);
-            var vm = kvm.CreateVm();
-            owned.Add(vm);
-            foreach (var (slot, region) in memory.Regions.Select((r, i) => ((uint)i, r)))
-                vm.SetUserMemoryRegion(slot, region.GuestBase, region.Size, (nint)region.Host, mc.TrackDirtyPages);
-            vm.SetTssAddress(Layout.TssAddress);
-            // Only VMX needs the identity map page; elsewhere (SVM, kvm_pvm) the call may be refused, harmlessly.
-            try { vm.SetIdentityMapAddress(Layout.IdentityMapAddress); }
-            catch (KvmException e) { Logger.Debug($"Identity map address not set: {e.Message}"); }
-            vm.CreateIrqchip();
-            vm.CreatePit2();
+            var (kvm, vm, template) = CreateVm(options, memory, mc.TrackDirtyPages, forcedTemplate, owned);
 
-            // 3. Devices.
             var exit = new VmExit();
             owned.Add(exit);
             var loop = new EventLoop();
             owned.Add(loop);
             var pio = new Bus();
             var mmio = new Bus();
-
-            var serialIrq = NewIrq(vm, Serial.Com1Irq, owned);
-            // PUT /serial: output to serial_out_path instead of stdout, and then (as Firecracker) no console input.
-            var serialOut = options.ConsoleOutput;
-            bool consoleInput = options.ConsoleInputFd >= 0;
-            if (config.SerialOutPath is { } serialPath)
-            {
-                SerialOutFile file;
-                try { file = SerialOutFile.Open(serialPath); }
-                catch (IOException e) { throw new SerialOutOpenException(e.Message); }
-                owned.Add(file);
-                serialOut = file;
-                consoleInput = false;
-            }
-            var serialLimiter = config.SerialRateLimiter is { } sl ? new TokenBucket(sl, MonotonicClock.Instance) : null;
-            var serial = new Serial(serialOut, serialIrq, serialLimiter);
-            pio.Insert(serial, Serial.Com1Port, Serial.PortCount);
-            if (consoleInput) AttachConsoleInput(loop, serial, options.ConsoleInputFd);
-
-            var i8042 = new I8042(NewIrq(vm, I8042.Irq, owned),
-                () => exit.Request(ExitCodes.Ok, "Received KVM_EXIT_SHUTDOWN after the guest reset the i8042"));
-            pio.Insert(i8042, I8042.BasePort, I8042.PortCount);
-
+            var legacy = AttachLegacyDevices(config, options, vm, pio, loop, exit, owned);
             if (bootTimer != null) mmio.Insert(bootTimer, Layout.BootTimerAddress, BootTimer.Length);
             loop.Add(exit.Event.Fd, _ => exit.Event.Read());
 
-            var cmdline = new KernelCmdline();
-            cmdline.Append(boot.BootArgs ?? KernelCmdline.DefaultBootArgs);
-            if (template.ExtraKernelCmdline is { Length: > 0 } extra) cmdline.Append(extra);
-
+            var cmdline = BaseKernelCmdline(config.BootSource!, template);
             var devices = new VirtioDeviceSet(vm, memory, mmio, loop, cmdline, owned);
-            // Firecracker puts the root device first so it is /dev/vda.
-            foreach (var d in config.Drives.OrderByDescending(d => d.IsRootDevice))
-            {
-                var limiter = new RateLimiter(DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter"));
-                var dev = new VirtioBlock(d.PathOnHost!, d.IsReadOnly ?? false, d.DriveId, limiter, writeback: d.CacheType == "Writeback",
-                    ioEngine: d.IoEngine == "Async" ? BlockIoEngine.Async : BlockIoEngine.Sync);
-                var transport = devices.Add(dev);
-                devices.Blocks.Add((d.DriveId, transport, dev));
-                if (d.IsRootDevice)
-                {
-                    string rootDev = d.PartUuid is { } pu ? $"root=PARTUUID={pu}" : "root=/dev/vda";
-                    cmdline.Append(rootDev + ((d.IsReadOnly ?? false) ? " ro" : " rw"));
-                }
-            }
-            var mmds = ConfigLoader.Present(config.MmdsConfig) is { } mj ? DeviceConfigs.Mmds(mj) : null;
-            foreach (var n in config.NetworkInterfaces ?? [])
-            {
-                var net = DeviceConfigs.Net(n);
-                var stack = mmds != null && mmds.Interfaces.Contains(net.IfaceId)
-                    ? new MmdsNetworkStack(options.MmdsStore, mmds.Version, mmds.Ipv4Address) : null;
-                var rx = new RateLimiter(net.Rx);
-                var tx = new RateLimiter(net.Tx);
-                var tap = options.Preopened?.TakeTap(net.IfaceId, net.HostDevName) ?? Tap.Open(net.HostDevName);
-                VirtioNet dev;
-                try { dev = new VirtioNet(tap, net.GuestMac, new NetRateLimiterAdapter(rx), new NetRateLimiterAdapter(tx), stack); }
-                catch { tap.Dispose(); throw; }
-                devices.Add(dev);
-                devices.Nets.Add((net.IfaceId, dev, stack, rx, tx));
-            }
+            AttachBlockDevices(config, devices, cmdline);
+            AttachNetDevices(config, options, devices);
             PmemAttach.Attach(config, vm, memory, mmio, devices, cmdline, owned); // after net, as Firecracker's attach order
-            if (ConfigLoader.Present(config.Vsock) is { } vj)
-            {
-                var vs = DeviceConfigs.Vsock(vj);
-                if (options.Preopened?.TakeVsock(vs.UdsPath) is { } listener)
-                {
-                    try { devices.Vsock = new VirtioVsock(vs.GuestCid, listener, loop); }
-                    catch { listener.Dispose(); throw; }
-                }
-                else devices.Vsock = new VirtioVsock(vs.GuestCid, vs.UdsPath, loop);
-                devices.Add(devices.Vsock);
-            }
-            if (ConfigLoader.Present(config.Entropy) is { } ej)
-            {
-                devices.Rng = new VirtioRng(new RateLimiter(DeviceConfigs.Entropy(ej)));
-                devices.Add(devices.Rng);
-            }
-            if (ConfigLoader.Present(config.Balloon) is { } bj)
-            {
-                var b = DeviceConfigs.Balloon(bj);
-                // Firecracker's Balloon::new: log_dev_preview_warning("Free Page Hinting", None).
-                if (b.FreePageHinting) Logger.Warn("[DevPreview] Free Page Hinting is in development preview.");
-                devices.Balloon = new VirtioBalloon(b.AmountMib, b.DeflateOnOom, b.StatsPollingIntervalS,
-                    b.FreePageHinting, b.FreePageReporting);
-                devices.Add(devices.Balloon);
-            }
+            AttachVsock(config, options, loop, devices);
+            AttachEntropy(config, devices);
+            AttachBalloon(config, devices);
             VirtioMemAttach.Attach(config.MemoryHotplug, kvm, vm, memory, devices);
 
             // After every virtio device (the DSDT lists them all), before the boot structures.
             var acpi = AcpiAttach.Attach(vm, memory, devices, owned, vcpuCount, boot: kernel != null);
 
-            // 4. Boot structures in guest memory.
             var cmdBytes = cmdline.ToBytes();
-            if (kernel != null)
-            {
-                memory.Write(Layout.CmdlineStart, cmdBytes);
-                BootParams.Write(memory, kernel, Layout.CmdlineStart, cmdBytes.Length - 1, initrd, memBytes);
-                MpTable.Write(memory, vcpuCount);
-            }
+            if (kernel != null) WriteBootStructures(memory, kernel, cmdBytes, initrd, memBytes, vcpuCount);
 
-            // 5. vCPUs. A custom CPU template edits the host's CPUID before normalisation, as Firecracker's does.
-            var supported = kvm.GetSupportedCpuid();
-            var custom = ConfigLoader.Present(config.CpuConfig) is { } cj ? CpuTemplateConfig.Parse(cj) : StaticTemplate(mc.CpuTemplate, supported);
-            foreach (int cap in custom?.RequiredKvmCapabilities ?? [])
-                if (kvm.CheckExtension(cap) <= 0) throw new ConfigException($"cpu-config: this host's KVM lacks capability {cap}.");
-            if (custom != null)
-            {
-                var edited = supported.ToList();
-                custom.ApplyCpuid(edited);
-                supported = [.. edited];
-            }
             var metrics = new VcpuMetrics();
-            var runners = new List<VcpuRunner>();
-            for (uint id = 0; id < vcpuCount; id++)
-            {
-                var vcpu = vm.CreateVcpu(id);
-                owned.Add(vcpu);
-                var cpuid = CpuidNormalizer.Normalize(supported, id, vcpuCount, mc.Smt).ToList();
-                template.Apply(cpuid);
-                vcpu.SetCpuid2(cpuid.ToArray());
-                if (kernel == null)
-                {
-                    // Restoring: registers, MSRs and the LAPIC come from the snapshot (SnapshotRestorer).
-                    runners.Add(new VcpuRunner(vcpu, pio, mmio, exit, metrics));
-                    continue;
-                }
-                if (custom is { Msrs.Count: > 0 })
-                {
-                    // The template's bits go on the vCPU's current values; the boot-protocol MSRs are written after.
-                    var current = custom.Msrs.Select(m => new KvmMsrEntry { Index = m.Address }).ToArray();
-                    int read = vcpu.GetMsrs(current);
-                    if (read != current.Length) throw new ConfigException($"cpu-config: KVM cannot read MSR 0x{current[read].Index:x}.");
-                    var values = current.ToDictionary(m => m.Index, m => m.Data);
-                    var edits = custom.MsrEntries(a => values[a]);
-                    int wrote = vcpu.SetMsrs(edits);
-                    if (wrote != edits.Length) throw new ConfigException($"cpu-config: KVM refused MSR 0x{edits[wrote].Index:x}.");
-                }
-                var msrs = BootCpuState.BootMsrs().Where(m => !template.SkipMsr(m.Index)).ToArray();
-                int set = vcpu.SetMsrs(msrs);
-                if (set != msrs.Length)
-                    throw new InvalidOperationException($"KVM_SET_MSRS accepted {set} of {msrs.Length} boot MSRs (first rejected: 0x{msrs[set].Index:x})");
-                var lapic = vcpu.GetLapic();
-                Lapic.ConfigureLint(ref lapic);
-                vcpu.SetLapic(lapic);
-                if (id == 0)
-                {
-                    BootCpuState.WriteTables(memory, kernel.Kind);
-                    vcpu.SetRegs(BootCpuState.Regs(kernel));
-                    vcpu.SetSregs(BootCpuState.Sregs(vcpu.GetSregs(), kernel.Kind));
-                    vcpu.SetFpu(BootCpuState.Fpu());
-                }
-                runners.Add(new VcpuRunner(vcpu, pio, mmio, exit, metrics));
-            }
+            var runners = CreateVcpus(config, mc, kvm, vm, template, memory, kernel, new VcpuExitTargets(pio, mmio, exit, metrics), owned);
 
             string cmdText = System.Text.Encoding.ASCII.GetString(cmdBytes, 0, cmdBytes.Length - 1);
             Logger.Debug($"Kernel command line: {cmdText}");
             var vmm = new Vmm
             {
                 Kvm = kvm, Vm = vm, Memory = memory, PioBus = pio, MmioBus = mmio, EventLoop = loop, Exit = exit,
-                Vcpus = runners, Serial = serial, I8042 = i8042, BootTimer = bootTimer, Devices = devices, Acpi = acpi,
+                Vcpus = runners, Serial = legacy.Serial, I8042 = legacy.I8042, BootTimer = bootTimer, Devices = devices, Acpi = acpi,
                 KernelCmdline = cmdText, VcpuMetrics = metrics, TrackDirtyPages = mc.TrackDirtyPages,
                 SnapshotCaps = Snapshot.KvmSnapshotCaps.Probe(kvm),
             };
@@ -293,34 +147,11 @@ public static unsafe class VmBuilder
         return template;
     }
 
-    internal static EventFdInterrupt NewIrq(Vm vm, uint gsi, List<IDisposable> owned)
+    internal static EventFdInterrupt NewIrq(IVmEventFds vm, uint gsi, List<IDisposable> owned)
     {
         var fd = new EventFd();
         owned.Add(fd);
         vm.RegisterIrqfd(fd, gsi);
         return new EventFdInterrupt(fd);
-    }
-
-    /// <summary>Feeds the console input fd (stdin) into the serial device from the event loop.</summary>
-    private static unsafe void AttachConsoleInput(EventLoop loop, Serial serial, int fd)
-    {
-        var buf = new byte[64];
-        try
-        {
-            loop.Add(fd, _ =>
-            {
-                fixed (byte* p = buf)
-                {
-                    nint n = Libc.read(fd, p, (nuint)buf.Length);
-                    if (n <= 0) { loop.Remove(fd); return; } // EOF or error: stop polling stdin
-                    int taken = serial.EnqueueInput(buf.AsSpan(0, (int)n));
-                    if (taken < n) serial.Metrics.MissedReadCount += n - taken;
-                }
-            });
-        }
-        catch (SysException)
-        {
-            // stdin is a regular file or /dev/null: epoll cannot watch it, and there is nothing to forward.
-        }
     }
 }

@@ -27,7 +27,10 @@ public static class CpuTemplateConfig
                 {
                     var reg = Str(r, "register") switch
                     {
-                        "eax" => CpuidRegister.Eax, "ebx" => CpuidRegister.Ebx, "ecx" => CpuidRegister.Ecx, "edx" => CpuidRegister.Edx,
+                        "eax" => CpuidRegister.Eax,
+                        "ebx" => CpuidRegister.Ebx,
+                        "ecx" => CpuidRegister.Ecx,
+                        "edx" => CpuidRegister.Edx,
                         var other => throw new FormatException($"Invalid register \"{other}\" (eax, ebx, ecx or edx)."),
                     };
                     regs.Add((reg, BitModifier.Parse(Str(r, "bitmap"), 32)));

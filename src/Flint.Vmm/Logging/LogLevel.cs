@@ -21,7 +21,11 @@ public static class LogLevels
 
     public static string Name(LogLevel l) => l switch
     {
-        LogLevel.Error => "ERROR", LogLevel.Warning => "WARN", LogLevel.Info => "INFO",
-        LogLevel.Debug => "DEBUG", LogLevel.Trace => "TRACE", _ => "OFF",
+        LogLevel.Error => "ERROR",
+        LogLevel.Warning => "WARN",
+        LogLevel.Info => "INFO",
+        LogLevel.Debug => "DEBUG",
+        LogLevel.Trace => "TRACE",
+        _ => "OFF",
     };
 }

@@ -20,6 +20,7 @@ public enum WriteOutcome
 /// writes fail with EAGAIN once its 64 KiB fill up; the caller drops the line and counts it instead of stalling the
 /// VMM thread. O_APPEND keeps earlier content of a regular file (ignored on a FIFO).
 /// </summary>
+// SAFETY: write(2) gets the caller's bytes, pinned for the call, with their length.
 public sealed unsafe class NonBlockingFile : IDisposable
 {
     private int _fd;

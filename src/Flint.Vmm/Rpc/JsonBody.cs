@@ -331,5 +331,6 @@ internal static class Schemas
         St("balloon", Balloon), Arr("drives", Drive, true), St("boot-source", BootSource, true), K("cpu-config", FieldKind.Any),
         St("logger", Logger), St("machine-config", MachineConfig), St("metrics", Metrics), St("mmds-config", MmdsConfig),
         Arr("network-interfaces", NetworkInterface), St("vsock", Vsock), St("entropy", Entropy), Arr("pmem", Pmem),
-        St("memory-hotplug", MemoryHotplug)) { IgnoreUnknown = true };
+        St("memory-hotplug", MemoryHotplug))
+    { IgnoreUnknown = true };
 }

@@ -86,13 +86,19 @@ public sealed class GuestDriver
         return head;
     }
 
-    /// <summary>Puts a head on the avail ring and publishes the new idx.</summary>
+    /// <summary>
+    /// Puts a head on the avail ring and publishes the new idx with a release store (the driver's virtio_store_mb): a
+    /// device running on another thread (the vsock tests' event loop) sees the entry before the idx.
+    /// </summary>
     public void Publish(ushort head)
     {
         Memory.Write(Avail + 4 + 2UL * (ushort)(AvailIdx % Size), head);
         AvailIdx++;
-        Memory.Write(Avail + 2, AvailIdx);
+        Volatile.Write(ref RingWord(Avail + 2), AvailIdx);
     }
+
+    // SAFETY: GetHostPointer checks the two bytes lie in guest RAM; the memory outlives the driver.
+    private unsafe ref ushort RingWord(ulong gpa) => ref *(ushort*)Memory.GetHostPointer(gpa, 2);
 
     public ushort Push(params (ulong Addr, uint Len, bool Write)[] bufs)
     {
@@ -109,7 +115,8 @@ public sealed class GuestDriver
 
     public void SetAvailFlags(ushort flags) => Memory.Write(Avail, flags);
 
-    public ushort UsedIdx => Memory.Read<ushort>(UsedRing + 2);
+    /// <summary>The device's used idx, read with an acquire load: the entries below it are complete.</summary>
+    public ushort UsedIdx => Volatile.Read(ref RingWord(UsedRing + 2));
 
     public (uint Id, uint Len) Used(int n)
     {

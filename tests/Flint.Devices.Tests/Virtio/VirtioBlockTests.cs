@@ -92,7 +92,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void Flush_with_writeback_is_offered_and_syncs()
+    public void FlushWithWritebackIsOfferedAndSyncs()
     {
         using var h = new BlockHarness(writeback: true, engine: Engine);
         Assert.NotEqual(0UL, h.Device.AvailableFeatures & (1UL << FeatureFlush));
@@ -103,7 +103,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void Flush_without_writeback_is_acknowledged_without_a_sync()
+    public void FlushWithoutWritebackIsAcknowledgedWithoutASync()
     {
         var (s, len) = _h.Run(RequestFlush, 0);
         Assert.Equal(StatusOk, s);

@@ -364,7 +364,8 @@ public static unsafe class Program
             SeccompFilter.InstallOnCurrentThread(FilterFor(ThreadKind.Vcpu, filters));
             vcpuReady.Set();
             VcpuWork(vcpuPartner, monitor);
-        }, 256 * 1024) { Name = "fc_vcpu 0", IsBackground = true };
+        }, 256 * 1024)
+        { Name = "fc_vcpu 0", IsBackground = true };
 
         var api = new Thread(() =>
         {
@@ -378,7 +379,8 @@ public static unsafe class Program
             SeccompFilter.InstallOnCurrentThread(FilterFor(ThreadKind.Api, filters));
             apiReady.Set();
             ApiWork(listener, epoll);
-        }) { Name = "fc_api", IsBackground = true };
+        })
+        { Name = "fc_api", IsBackground = true };
 
         vcpu.Start();
         api.Start();

@@ -46,7 +46,8 @@ public static class Watchdog
                     Environment.Exit(3);
                 }
             }
-        }) { IsBackground = true, Name = "fuzz-watchdog" };
+        })
+        { IsBackground = true, Name = "fuzz-watchdog" };
         t.Start();
         return t;
     }

@@ -39,8 +39,17 @@ public sealed record BalloonStats(
 
     public ulong? ByTag(int tag) => tag switch
     {
-        0 => SwapIn, 1 => SwapOut, 2 => MajorFaults, 3 => MinorFaults, 4 => FreeMemory, 5 => TotalMemory,
-        6 => AvailableMemory, 7 => DiskCaches, 8 => HugetlbAllocations, 9 => HugetlbFailures, _ => null,
+        0 => SwapIn,
+        1 => SwapOut,
+        2 => MajorFaults,
+        3 => MinorFaults,
+        4 => FreeMemory,
+        5 => TotalMemory,
+        6 => AvailableMemory,
+        7 => DiskCaches,
+        8 => HugetlbAllocations,
+        9 => HugetlbFailures,
+        _ => null,
     };
 
     public void WriteTo(Utf8JsonWriter w)

@@ -20,6 +20,7 @@ namespace Flint.Devices.Virtio.Balloon;
 /// guest named (and nothing outside guest RAM) is ever touched. A bad range is counted in *_fails, never fatal.
 /// </para>
 /// </summary>
+// SAFETY: hinted and reported ranges are checked against one RAM region and page alignment before madvise.
 public sealed unsafe partial class VirtioBalloon
 {
     // Hinting state; written under _lock (API thread and event loop), read by ReadConfig from vCPU threads.

@@ -18,6 +18,7 @@ namespace Flint.Devices.Virtio.Balloon;
 /// buffer, handing it back at every polling tick (a periodic timerfd) so the driver refills it.
 /// The stats timer runs outside the transport lock and the API thread reads stats, so a device lock serialises them.
 /// </summary>
+// SAFETY: PFN arrays are read through validated chains; madvise gets ranges checked to lie in one RAM region, page aligned.
 public sealed unsafe partial class VirtioBalloon : VirtioDevice, IEventSources, IDisposable, IDeviceRuntimeState
 {
     public const ushort QueueSize = 256;

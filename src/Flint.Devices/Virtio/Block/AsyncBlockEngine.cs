@@ -12,6 +12,7 @@ namespace Flint.Devices.Virtio.Block;
 /// device undoes its pop) and is taken again once a completion frees a slot. Owned by <see cref="VirtioBlock"/> and
 /// used under its lock only.
 /// </summary>
+// SAFETY: the in-flight slots and free list are native memory the engine owns (freed in Dispose), indexed by slot numbers from its own free list, never the guest.
 internal sealed unsafe class AsyncBlockEngine : IDisposable
 {
     /// <summary>Firecracker's IO_URING_NUM_ENTRIES.</summary>

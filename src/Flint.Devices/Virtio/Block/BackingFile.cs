@@ -7,6 +7,7 @@ namespace Flint.Devices.Virtio.Block;
 /// object and readers of the old one (a vCPU reading capacity) never see a half-updated pair.
 /// I/O goes straight between the fd and a host pointer into guest memory: no staging buffer.
 /// </summary>
+// SAFETY: pread/pwrite/fsync get host pointers of validated guest buffers with their exact lengths.
 internal sealed unsafe class BackingFile : IDisposable
 {
     private const int SeekEnd = 2;

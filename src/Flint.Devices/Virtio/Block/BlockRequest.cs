@@ -13,6 +13,7 @@ namespace Flint.Devices.Virtio.Block;
 /// for IN and GET_ID), status (the last writable byte).
 /// </para>
 /// </summary>
+// SAFETY: copies of validated descriptor pointers and lengths in guest RAM (parsed once, never re-read from the ring).
 internal readonly unsafe struct BlockRequest
 {
     /// <summary>No writable byte to put a status in (or a broken chain): complete with length 0, write nothing.</summary>

@@ -8,6 +8,7 @@ namespace Flint.Devices.Virtio.Block;
 /// live as long as the operation). One per concurrently in-flight request; its iovec storage is native memory
 /// allocated the first time the slot needs that many entries and kept for reuse.
 /// </summary>
+// SAFETY: the status pointer is the validated one-byte status descriptor in guest RAM, mapped for the VM's lifetime.
 internal unsafe struct InFlightRequest
 {
     public ushort Head;
@@ -21,6 +22,7 @@ internal unsafe struct InFlightRequest
 }
 
 /// <summary>A finished engine request, ready for its status byte and used-ring entry.</summary>
+// SAFETY: the status pointer is the validated one-byte status descriptor in guest RAM, mapped for the VM's lifetime.
 internal readonly unsafe struct EngineCompletion(ushort head, uint kind, byte* status, ulong length, ulong offset, int result)
 {
     public ushort Head { get; } = head;

@@ -14,6 +14,7 @@ namespace Flint.Devices.Virtio.Block;
 /// is judged, charged and executed. Data moves between the file and guest memory through host pointers, no copy.
 /// Anything malformed fails only its own request; nothing the guest writes can make this throw or spin.
 /// </summary>
+// SAFETY: request data and status pointers come from chains validated against guest RAM; the status byte is written once, in bounds.
 public sealed unsafe partial class VirtioBlock : VirtioDevice, IEventSources, IDisposable
 {
     public const ushort QueueSize = 256;

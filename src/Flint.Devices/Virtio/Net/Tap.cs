@@ -12,6 +12,7 @@ namespace Flint.Devices.Virtio.Net;
 /// An existing tap (created by the user, possibly persistent) is attached; a missing one is created by the kernel
 /// when we have CAP_NET_ADMIN and lives as long as this fd.
 /// </summary>
+// SAFETY: readv/writev/ioctl get pinned buffers or iovecs over validated guest memory, each with its exact length.
 public sealed unsafe class Tap : IDisposable
 {
     public const int MaxNameLength = 15; // IFNAMSIZ - 1

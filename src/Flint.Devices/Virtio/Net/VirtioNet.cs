@@ -25,6 +25,7 @@ namespace Flint.Devices.Virtio.Net;
 /// Threads: <see cref="ProcessQueue"/> (event loop, transport lock), tap and rate-limiter events (event loop),
 /// reset/activation (vCPU, transport lock) and <see cref="UpdateRateLimiters"/> (API) all serialise on one lock.
 /// </summary>
+// SAFETY: the frame scratch buffer is native memory of MaxFrameWithHeader bytes owned by the device (freed in Dispose); guest buffers come from validated chains.
 public sealed unsafe partial class VirtioNet : VirtioDevice, IEventSources, IDisposable
 {
     public const ushort QueueSize = 256;

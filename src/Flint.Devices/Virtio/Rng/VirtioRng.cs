@@ -10,6 +10,7 @@ namespace Flint.Devices.Virtio.Rng;
 /// fires. Requests are capped at <see cref="MaxBytesPerRequest"/> (the spec lets the device fill less than offered).
 /// The limiter's timer handler runs outside the transport lock, so queue work is serialised by a device lock.
 /// </summary>
+// SAFETY: getrandom writes into write-only descriptors of a validated chain, at most each piece's length.
 public sealed unsafe partial class VirtioRng : VirtioDevice, IEventSources, IDisposable
 {
     public const ushort QueueSize = 256;

@@ -6,6 +6,7 @@ namespace Flint.Devices.Virtio.Vsock;
 /// The host end of one vsock connection (a Unix stream socket in production; a fake in the state-machine tests).
 /// Non-blocking throughout. Results follow the syscalls: byte counts, 0 for EOF on reads, negative errno on errors.
 /// </summary>
+// SAFETY: the iovec arrays passed in point at validated guest buffers or pinned host memory, with their counts.
 internal unsafe interface IVsockHostStream
 {
     /// <summary>The fd to poll, or -1 once closed (or for a stream that has none).</summary>

@@ -3,6 +3,7 @@ using Flint.Sys;
 namespace Flint.Devices.Virtio.Vsock;
 
 /// <summary>A connected, non-blocking AF_UNIX stream socket as the host end of a vsock connection.</summary>
+// SAFETY: sendmsg/readv get the caller's iovecs (validated guest buffers or pinned memory) and counts unchanged.
 internal sealed unsafe class UnixHostStream : IVsockHostStream
 {
     public UnixHostStream(int fd) => Fd = fd;

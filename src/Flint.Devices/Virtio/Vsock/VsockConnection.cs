@@ -58,6 +58,7 @@ internal enum VsockRxEffect
 /// <para>All of it runs under the device lock on the event-loop thread. Credit counters are free-running u32 as on
 /// the wire, so the arithmetic wraps like the guest's.</para>
 /// </summary>
+// SAFETY: iovecs are stackalloc'd per call over validated guest buffers, each within its segment's checked length.
 internal sealed unsafe class VsockConnection
 {
     private readonly VsockMetrics _metrics;

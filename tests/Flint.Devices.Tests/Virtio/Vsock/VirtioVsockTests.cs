@@ -465,7 +465,8 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
                 var p = _h.Guest.RecvWhere(x => x.Op == OpRw);
                 _h.Guest.Send(90, hostPort, OpRw, p.Payload, fwdCnt: (uint)((i + 1) * 64));
             }
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         guest.Start();
         for (int i = 0; i < Warmup + Iters; i++)
         {

@@ -115,10 +115,13 @@ public sealed class VsockGuest
     private readonly QueueState[] _q = new QueueState[3];
     private readonly EventFd[] _doorbells;
 
+    /// <summary>One queue: its rings (written and read through the shared <see cref="GuestDriver"/>), its data slots,
+    /// and which descriptors are free or in which published chain.</summary>
     private sealed class QueueState
     {
-        public ulong Desc, Avail, Used, Data;
-        public ushort AvailIdx, LastUsed;
+        public required GuestDriver Ring;
+        public ulong Data;
+        public ushort LastUsed;
         public readonly Stack<ushort> Free = new();
         public readonly Dictionary<ushort, ushort[]> Chains = new();
     }
@@ -131,12 +134,9 @@ public sealed class VsockGuest
         {
             var s = new QueueState
             {
-                Desc = 0x10000UL * (ulong)(i + 1),
-                Avail = 0x10000UL * (ulong)(i + 1) + 0x1000,
-                Used = 0x10000UL * (ulong)(i + 1) + 0x2000,
+                Ring = GuestDriver.At(mem, 0x10000UL * (ulong)(i + 1), Size), // desc, avail +4 KiB, used +8 KiB
                 Data = 0x100000UL + (ulong)i * Size * SlotSize,
             };
-            mem.Fill(s.Desc, 0x3000, 0);
             for (int d = Size - 1; d >= 0; d--) s.Free.Push((ushort)d);
             _q[i] = s;
         }
@@ -149,14 +149,7 @@ public sealed class VsockGuest
     /// <summary>Linux before 6.x: rx buffers as a 44-byte header descriptor plus a data descriptor.</summary>
     public bool SplitRx { get; set; }
 
-    public void Configure(VirtQueue q, int i)
-    {
-        q.Size = Size;
-        q.DescTable = _q[i].Desc;
-        q.AvailRing = _q[i].Avail;
-        q.UsedRing = _q[i].Used;
-        q.Ready = true;
-    }
+    public void Configure(VirtQueue q, int i) => _q[i].Ring.Configure(q);
 
     public void Kick(int q) => _doorbells[q].Write(1);
 
@@ -169,26 +162,12 @@ public sealed class VsockGuest
 
     private ulong SlotAddr(int q, ushort d) => _q[q].Data + d * SlotSize;
 
-    public void WriteDesc(int q, ushort index, ulong addr, uint len, ushort flags, ushort next)
-    {
-        ulong a = _q[q].Desc + 16UL * index;
-        _mem.Write(a, addr);
-        _mem.Write(a + 8, len);
-        _mem.Write(a + 12, flags);
-        _mem.Write(a + 14, next);
-    }
+    public void WriteDesc(int q, ushort index, ulong addr, uint len, ushort flags, ushort next) =>
+        _q[q].Ring.SetDesc(index, addr, len, flags, next);
 
-    private void Publish(int q, ushort head)
-    {
-        var s = _q[q];
-        _mem.Write(s.Avail + 4 + 2UL * (ushort)(s.AvailIdx % Size), head);
-        s.AvailIdx++;
-        Volatile.Write(ref Unsafe(s.Avail + 2), s.AvailIdx);
-    }
+    private void Publish(int q, ushort head) => _q[q].Ring.Publish(head);
 
-    private unsafe ref ushort Unsafe(ulong gpa) => ref *(ushort*)_mem.GetHostPointer(gpa, 2);
-
-    private ushort UsedIdx(int q) => Volatile.Read(ref Unsafe(_q[q].Used + 2));
+    private ushort UsedIdx(int q) => _q[q].Ring.UsedIdx;
 
     /// <summary>Builds a chain over fresh descriptors whose slots hold <paramref name="bufs"/> (null data: a write-only buffer of that length).</summary>
     public ushort? PushChain(int q, params (byte[]? Data, uint Len, bool Write)[] bufs)
@@ -240,8 +219,7 @@ public sealed class VsockGuest
         ushort used = UsedIdx(1);
         while (s.LastUsed != used)
         {
-            ulong e = s.Used + 4 + 8UL * (ushort)(s.LastUsed % Size);
-            ushort id = (ushort)_mem.Read<uint>(e);
+            ushort id = (ushort)s.Ring.Used(s.LastUsed).Id;
             if (s.Chains.Remove(id, out var chain)) foreach (var d in chain) s.Free.Push(d);
             s.LastUsed++;
             n++;
@@ -259,9 +237,8 @@ public sealed class VsockGuest
     {
         var s = _q[2];
         if (s.LastUsed == UsedIdx(2)) return null;
-        ulong e = s.Used + 4 + 8UL * (ushort)(s.LastUsed % Size);
-        ushort id = (ushort)_mem.Read<uint>(e);
-        uint len = _mem.Read<uint>(e + 4);
+        var (id32, len) = s.Ring.Used(s.LastUsed);
+        ushort id = (ushort)id32;
         s.LastUsed++;
         if (s.Chains.Remove(id, out var chain)) foreach (var d in chain) s.Free.Push(d);
         return (id, len, _mem.Read<uint>(SlotAddr(2, id)));
@@ -273,9 +250,8 @@ public sealed class VsockGuest
         var s = _q[0];
         ushort used = UsedIdx(0);
         if (s.LastUsed == used) return null;
-        ulong e = s.Used + 4 + 8UL * (ushort)(s.LastUsed % Size);
-        ushort id = (ushort)_mem.Read<uint>(e);
-        uint len = _mem.Read<uint>(e + 4);
+        var (id32, len) = s.Ring.Used(s.LastUsed);
+        ushort id = (ushort)id32;
         s.LastUsed++;
         var chain = s.Chains[id];
         s.Chains.Remove(id);
@@ -284,8 +260,8 @@ public sealed class VsockGuest
         int off = 0;
         foreach (var d in chain)
         {
-            ulong a = _mem.Read<ulong>(s.Desc + 16UL * d);
-            uint dl = _mem.Read<uint>(s.Desc + 16UL * d + 8);
+            ulong a = _mem.Read<ulong>(s.Ring.Desc + 16UL * d);
+            uint dl = _mem.Read<uint>(s.Ring.Desc + 16UL * d + 8);
             int take = (int)Math.Min(dl, len - (uint)off);
             if (take <= 0) break;
             _mem.Read(a, bytes.AsSpan(off, take));
@@ -399,7 +375,7 @@ public sealed class VsockGuest
     public void WaitTxDone(int timeoutMs = 5000)
     {
         long end = Environment.TickCount64 + timeoutMs;
-        while (UsedIdx(1) != _q[1].AvailIdx)
+        while (UsedIdx(1) != _q[1].Ring.AvailIdx)
         {
             if (Environment.TickCount64 > end) throw new TimeoutException("tx not consumed");
             Thread.Sleep(1);

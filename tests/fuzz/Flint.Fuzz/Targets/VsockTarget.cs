@@ -63,7 +63,8 @@ public sealed class VsockTarget : DeviceTarget
                     finally { s.Dispose(); }
                 });
             }
-        }) { IsBackground = true, Name = "vsock-fuzz-service" };
+        })
+        { IsBackground = true, Name = "vsock-fuzz-service" };
         t.Start();
     }
 
