@@ -8,6 +8,7 @@ namespace Flint.Memory;
 /// 40 MiB costs about 40 MiB of disk. Holes read as zeroes, so the file loads as any Full file does (File backend,
 /// Uffd handler, flint-snapshot).
 /// </summary>
+// SAFETY: the dump reads only whole pages inside each region (mincore and the zero check walk the region's own length) and writes them with pwrite at their file offsets.
 public sealed unsafe partial class GuestMemory
 {
     /// <summary>

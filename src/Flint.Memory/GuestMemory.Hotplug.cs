@@ -6,6 +6,7 @@ namespace Flint.Memory;
 /// resolve through the same accessors as boot RAM (FindRegion looks there after the boot regions), so a device can
 /// serve a buffer the guest placed in hotplugged memory; its unplugged slots resolve as no memory at all.
 /// </summary>
+// SAFETY: the hotplug area is one mapping of its configured size; slots are made accessible (mprotect) only while plugged, and lookups check the slot's state first.
 public sealed unsafe partial class GuestMemory
 {
     private HotplugArea? _hotplug;
