@@ -243,7 +243,7 @@ public sealed unsafe partial class VirtioBalloon : VirtioDevice, IEventSources, 
                 Fail("queue processing failed: " + e.GetType().Name);
                 used = true;
             }
-            if (used && q.NeedsNotification()) irq.SignalUsedQueue();
+            if (used && q.NeedsNotification()) irq.SignalUsedQueue(index);
         }
     }
 
@@ -322,7 +322,7 @@ public sealed unsafe partial class VirtioBalloon : VirtioDevice, IEventSources, 
                 Fail("inflate failed: " + e.GetType().Name);
                 used = true;
             }
-            if (used && q.NeedsNotification()) irq.SignalUsedQueue();
+            if (used && q.NeedsNotification()) irq.SignalUsedQueue(InflateQueue);
         }
     }
 
@@ -451,7 +451,7 @@ public sealed unsafe partial class VirtioBalloon : VirtioDevice, IEventSources, 
         var q = Queues[StatsQueue];
         q.AddUsed((ushort)_statsHead, 0);
         _statsHead = -1;
-        if (q.NeedsNotification()) irq.SignalUsedQueue();
+        if (q.NeedsNotification()) irq.SignalUsedQueue(StatsQueue);
     }
 
     private void ArmStatsTimer()

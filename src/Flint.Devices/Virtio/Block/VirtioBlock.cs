@@ -189,7 +189,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
             Volatile.Write(ref _file, next);
         }
         old.Dispose();
-        irq?.SignalUsedQueue();
+        irq?.SignalUsedQueue(0);
         if (resume) ProcessAvailable();
         Interlocked.Increment(ref Metrics.UpdateCount);
         NotifyConfigChanged();
@@ -305,7 +305,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
             if (!throttled && !submitted) Interlocked.Increment(ref Metrics.NoAvailBuffer);
             return;
         }
-        if (notify) irq.SignalUsedQueue();
+        if (notify) irq.SignalUsedQueue(0);
     }
 
     /// <summary>Requests the Async engine runs: reads, writes and (Writeback) flushes; the rest complete at once.</summary>
@@ -360,7 +360,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
             irq = ReapLocked();
             resume = TakeResume();
         }
-        irq?.SignalUsedQueue();
+        irq?.SignalUsedQueue(0);
         if (resume) ProcessAvailable();
     }
 
@@ -448,7 +448,7 @@ public sealed unsafe class VirtioBlock : VirtioDevice, IEventSources, IDisposabl
                 resume = TakeResume();
                 idle = _async.InFlight == 0 && !_engineThrottled;
             }
-            irq?.SignalUsedQueue();
+            irq?.SignalUsedQueue(0);
             if (resume)
             {
                 ProcessAvailable();

@@ -293,7 +293,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             used = true;
         }
         if (!popped) Interlocked.Increment(ref Metrics.NoTxAvailBuffer);
-        if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue();
+        if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue(TxQueue);
         ArmMmdsTimer(); // the guest's ACKs move the MMDS deadline
     }
 
@@ -408,7 +408,7 @@ public sealed unsafe class VirtioNet : VirtioDevice, IEventSources, IDisposable
             q.AddUsed(chain.HeadIndex, (uint)len);
             used = true;
         }
-        if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue();
+        if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue(RxQueue);
         ArmMmdsTimer(); // MMDS segments sent: their deadline
     }
 

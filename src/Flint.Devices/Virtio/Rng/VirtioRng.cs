@@ -117,7 +117,7 @@ public sealed unsafe class VirtioRng : VirtioDevice, IEventSources, IDisposable
             q.AddUsed(chain.HeadIndex, len);
             used = true;
         }
-        if (used && q.NeedsNotification()) irq.SignalUsedQueue();
+        if (used && q.NeedsNotification()) irq.SignalUsedQueue(0);
     }
 
     private uint Fill(uint want)
