@@ -34,7 +34,7 @@ public sealed class Vmm : IDisposable
     public required I8042 I8042 { get; init; }
     public BootTimer? BootTimer { get; init; }
     public required Builder.VirtioDeviceSet Devices { get; init; }
-    public IReadOnlyList<(string Id, MmioTransport Transport, VirtioBlock Device)> Blocks => Devices.Blocks;
+    public IReadOnlyList<(string Id, MmioTransport? Transport, VirtioBlock Device)> Blocks => Devices.Blocks;
     /// <summary>The counters every vCPU runner of this VM increments (the builder hands the same object to both).</summary>
     public required VcpuMetrics VcpuMetrics { get; init; }
     public string KernelCmdline { get; init; } = "";

@@ -109,6 +109,7 @@ public static unsafe class VmBuilder
             if (template.ExtraKernelCmdline is { Length: > 0 } extra) cmdline.Append(extra);
 
             var devices = new VirtioDeviceSet(vm, memory, mmio, loop, cmdline, owned);
+            PciAttach.EnableIfRequested(options, devices, vm, memory, mmio, pio, loop, owned);
             // Firecracker puts the root device first so it is /dev/vda.
             foreach (var d in config.Drives.OrderByDescending(d => d.IsRootDevice))
             {
