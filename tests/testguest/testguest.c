@@ -11,7 +11,7 @@
  * Kernel command line (from hvm_start_info.cmdline_paddr):
  *   virtio_mmio.device=<size>@<base>:<irq>[:<id>]   size 4K/512/0x200/... (any)
  *   tg.tests=<comma list>     default "serial,blk" (known: serial, blk, pio, rng, net,
- *                             balloon, vsock, blkbench; see rng.c, net.c, balloon.c, vsock.c,
+ *                             balloon, vsock, blkbench, pci; see rng.c, net.c, balloon.c, vsock.c, pci.c,
  *                             blkbench.c for tg.blk.bench=)
  *   tg.timeout=<ms>           bound of each wait in the new tests (default 5000)
  *   tg.tsc_khz=<kHz>          TSC frequency for those bounds (default: CPUID, else 2 GHz)
@@ -790,7 +790,7 @@ void tg_main(u32 start_info)
 	parse_cmdline(start_info);
 
 	/* run tests in a fixed order; report unknown names */
-	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock", "seq", "blkbench"};
+	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock", "seq", "blkbench", "pci"};
 	const char *s = opt_tests;
 	while (*s) {
 		char name[32];
@@ -834,6 +834,8 @@ void tg_main(u32 start_info)
 		test_net();
 	if (test_enabled("vsock"))
 		test_vsock();
+	if (test_enabled("pci"))
+		test_pci();	/* pci.c: virtio-blk over virtio-pci + MSI-X (flint --enable-pci) */
 
 	puts_("FLINT-TESTGUEST done pass=");
 	putu(n_pass);

@@ -85,6 +85,7 @@ void test_net(void);
 void test_balloon(void);
 void test_vsock(void);
 void test_blkbench(void);	/* blkbench.c: tg.blk.bench= throughput mode */
+void test_pci(void);		/* pci.c: virtio-blk over virtio-pci with MSI-X */
 /* tg.agent=<port>: serve the agent protocol forever (returns only on setup errors) */
 void agent_serve(u32 port);
 
