@@ -42,9 +42,6 @@ public sealed class MsixTable
     /// <summary>Route updates the host refused (also logged by the implementation of <see cref="IMsiVectors"/>).</summary>
     public long RouteFailures { get; private set; }
 
-    /// <summary>How often the guest changed the vector routing (Firecracker's interrupts.config_updates).</summary>
-    public static long ConfigUpdates;
-
     public bool Enabled { get { lock (_lock) return _enabled; } }
     public bool FunctionMasked { get { lock (_lock) return _functionMasked; } }
 
@@ -58,7 +55,8 @@ public sealed class MsixTable
             if (enabled == _enabled && masked == _functionMasked) return;
             _enabled = enabled;
             _functionMasked = masked;
-            Interlocked.Increment(ref ConfigUpdates);
+            // Firecracker's interrupts.config_updates counts each batch of routes pushed to KVM.
+            if (enabled && !masked) Interlocked.Increment(ref Metrics.InterruptMetrics.ConfigUpdates);
             for (int i = 0; i < Count; i++) RouteLocked(i);
             DeliverPendingLocked();
         }
@@ -89,7 +87,7 @@ public sealed class MsixTable
             _entries[at] = BinaryPrimitives.ReadUInt32LittleEndian(data);
             if (data.Length == 8) _entries[at + 1] = BinaryPrimitives.ReadUInt32LittleEndian(data[4..]);
             if (_entries[at] == before0 && (data.Length != 8 || _entries[at + 1] == before1)) return;
-            Interlocked.Increment(ref ConfigUpdates);
+            if (Deliverable(index)) Interlocked.Increment(ref Metrics.InterruptMetrics.ConfigUpdates);
             // The spec lets software change a masked entry freely; an unmasked one we re-route at once (Linux only
             // rewrites an entry while it is masked, but a hostile guest gets consistent routing either way).
             RouteLocked(index);
