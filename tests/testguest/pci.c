@@ -11,11 +11,11 @@
  *   PASS pci-blk-write   sector 5 written with the write pattern and read back
  *   PASS pci-msix-mask   with the entry masked a completion sets the PBA bit, no IRR bit; unmasking delivers it
  *   PASS pci
- * Options: tg.pci.ecam=<addr> (default Firecracker's 0xEC000000).
+ * Options: tg.pci.ecam=<addr> (default Firecracker's 0xEEC00000: IOAPIC - 256 MiB).
  */
 #include "virtio.h"
 
-#define ECAM_DEFAULT 0xEC000000ull
+#define ECAM_DEFAULT 0xEEC00000ull
 #define LAPIC 0xFEE00000ull
 #define MMIO64 0x4000000000ull	/* 256 GiB: Firecracker's 64-bit MMIO window */
 #define VEC_QUEUE 0x51
