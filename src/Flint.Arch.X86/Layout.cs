@@ -81,6 +81,19 @@ public static class Layout
     public const ulong PastMmio64Size = 512UL << 30;
     /// <summary>Number of IOAPIC pins KVM's in-kernel IOAPIC has.</summary>
     public const int IoapicPins = 24;
+    /// <summary>
+    /// PCIe ECAM ("MMCONFIG", --enable-pci): Firecracker dedicates the last 256 MiB of the 32-bit MMIO gap below the
+    /// IOAPIC (PCI_MMCONFIG_START = IOAPIC_ADDR - 256 MiB) and maps 1 MiB of it per segment (one bus). Firecracker's
+    /// e820 marks the 256 MiB reserved; an ACPI MCFG entry points the guest at it.
+    /// </summary>
+    public const ulong PciMmconfigSize = 256UL << 20;
+    public const ulong PciMmconfigStart = IoapicAddress - PciMmconfigSize;
+    /// <summary>
+    /// The 64-bit MMIO window for PCI BARs (Firecracker's MMIO64_MEM_START/SIZE: 256 GiB at 256 GiB). Guest RAM never
+    /// reaches it (Flint's memory limit is far below), so BARs placed here cannot overlap RAM.
+    /// </summary>
+    public const ulong PciMmio64Start = 256UL << 30;
+    public const ulong PciMmio64Size = 256UL << 30;
 
     /// <summary>
     /// The virtio-mem hotplug area: Firecracker's past_mmio64_memory window (layout.rs FIRST_ADDR_PAST_64BITS_MMIO and

@@ -28,6 +28,7 @@ public static class Ioctls
     public static readonly nuint KVM_SET_IDENTITY_MAP_ADDR = IOW(0x48, 8);
     public static readonly nuint KVM_CREATE_IRQCHIP = IO(0x60);
     public static readonly nuint KVM_IRQ_LINE = IOW(0x61, 8);
+    public static readonly nuint KVM_SET_GSI_ROUTING = IOW(0x6a, 8);
     public static readonly nuint KVM_IRQFD = IOW(0x76, 32);
     public static readonly nuint KVM_CREATE_PIT2 = IOW(0x77, 64);
     public static readonly nuint KVM_IOEVENTFD = IOW(0x79, 64);
@@ -54,7 +55,7 @@ public static class Ioctls
     // Capabilities (KVM_CHECK_EXTENSION arguments)
     public const int KVM_CAP_IRQCHIP = 0, KVM_CAP_HLT = 1, KVM_CAP_USER_MEMORY = 3, KVM_CAP_SET_TSS_ADDR = 4,
         KVM_CAP_EXT_CPUID = 7, KVM_CAP_NR_VCPUS = 9, KVM_CAP_NR_MEMSLOTS = 10, KVM_CAP_PIT2 = 33,
-        KVM_CAP_IOEVENTFD = 36, KVM_CAP_IRQFD = 32, KVM_CAP_MAX_VCPUS = 66, KVM_CAP_TSC_DEADLINE_TIMER = 72,
+        KVM_CAP_IOEVENTFD = 36, KVM_CAP_IRQFD = 32, KVM_CAP_IRQ_ROUTING = 25, KVM_CAP_MAX_VCPUS = 66, KVM_CAP_TSC_DEADLINE_TIMER = 72,
         KVM_CAP_IMMEDIATE_EXIT = 136;
 
     public const uint KVM_MEM_LOG_DIRTY_PAGES = 1;

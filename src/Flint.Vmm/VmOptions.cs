@@ -6,6 +6,12 @@ public sealed class VmOptions
     /// <summary>Add the boot timer device (--boot-timer).</summary>
     public bool BootTimer { get; init; }
 
+    /// <summary>
+    /// --enable-pci: virtio devices are virtio-pci functions with MSI-X on a PCI segment (ECAM + 0xCF8) instead of
+    /// virtio-mmio slots.
+    /// </summary>
+    public bool EnablePci { get; init; }
+
     /// <summary>Built-in CPU template to force; null detects it from the host (KvmPvm on kvm_pvm hosts).</summary>
     public string? CpuTemplate { get; init; }
 

@@ -36,7 +36,7 @@ public sealed class Vmm : IDisposable
     public required Builder.VirtioDeviceSet Devices { get; init; }
     /// <summary>VMGenID and VMClock; null only for VMs assembled by tests without the builder.</summary>
     public Builder.AcpiDeviceSet? Acpi { get; init; }
-    public IReadOnlyList<(string Id, MmioTransport Transport, VirtioBlock Device)> Blocks => Devices.Blocks;
+    public IReadOnlyList<(string Id, MmioTransport? Transport, VirtioBlock Device)> Blocks => Devices.Blocks;
     /// <summary>The counters every vCPU runner of this VM increments (the builder hands the same object to both).</summary>
     public required VcpuMetrics VcpuMetrics { get; init; }
     public string KernelCmdline { get; init; } = "";

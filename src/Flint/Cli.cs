@@ -61,11 +61,8 @@ public static class Cli
         ParentCpuTimeUs, ConfigFile, Metadata, NoApi, LogPath, Level, Module, ShowLevel, ShowLogOrigin, MetricsPath,
         BootTimer, VersionFlag, SnapshotVersion, DescribeSnapshot, MaxPayload, MmdsSizeLimit, EnablePci, HelpFlag, CpuTemplate]);
 
-    /// <summary>Firecracker flags for features flint does not have: refused by name, never ignored.</summary>
-    private static readonly (Flag Flag, string Reason)[] Unsupported =
-    [
-        (EnablePci, "Flint does not implement PCI; its devices are virtio-mmio."),
-    ];
+    /// <summary>Firecracker flags for features flint does not have: refused by name, never ignored (none today).</summary>
+    private static readonly (Flag Flag, string Reason)[] Unsupported = [];
 
     public static int Run(string[] args)
     {
@@ -225,6 +222,7 @@ public static class Cli
         var options = new VmOptions
         {
             BootTimer = p.Has(BootTimer),
+            EnablePci = p.Has(EnablePci),
             CpuTemplate = p.Get(CpuTemplate),
             ConsoleOutput = Flint.Vmm.Builder.ConsoleOutput.OpenStdout(),
             ConsoleInputFd = 0,

@@ -243,6 +243,7 @@ internal sealed class FlintProcess
         return new VmOptions
         {
             BootTimer = _s.Options.BootTimer,
+            EnablePci = _s.Options.EnablePci,
             CpuTemplate = _s.Options.CpuTemplate,
             ConsoleOutput = _s.Options.ConsoleOutput,
             ConsoleInputFd = _s.Options.ConsoleInputFd,

@@ -51,6 +51,17 @@ public class LayoutTests
         Assert.Equal((128UL << 20) - 0x100000, e[2].Size);
     }
 
+    /// <summary>Firecracker's arch/x86_64/layout.rs: PCI_MMCONFIG_START = IOAPIC_ADDR - 256 MiB, MMIO64 at 256 GiB.</summary>
+    [Fact]
+    public void Pci_windows_are_firecrackers()
+    {
+        Assert.Equal(0xEEC0_0000UL, Layout.PciMmconfigStart);
+        Assert.Equal(256UL << 20, Layout.PciMmconfigSize);
+        Assert.Equal(0x40_0000_0000UL, Layout.PciMmio64Start);
+        Assert.True(Layout.PciMmconfigStart >= Layout.VirtioMmioStart + (ulong)Layout.VirtioMmioSlotCount * Layout.VirtioMmioSlotSize);
+        Assert.True(Layout.PciMmconfigStart + Layout.PciMmconfigSize <= Layout.IoapicAddress);
+    }
+
     [Fact]
     public void Virtio_slots_and_irqs()
     {

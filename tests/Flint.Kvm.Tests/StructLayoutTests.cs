@@ -22,6 +22,8 @@ public unsafe class StructLayoutTests
     [InlineData(typeof(KvmIrqLevel), 8)]
     [InlineData(typeof(KvmLapicState), 1024)]
     [InlineData(typeof(KvmDirtyLog), 16)]
+    [InlineData(typeof(KvmIrqRoutingHeader), 8)]
+    [InlineData(typeof(KvmIrqRoutingEntry), 48)]
     public void Size_matches_kernel_header(Type t, int size) => Assert.Equal(size, Marshal.SizeOf(t));
 
     [Fact]
@@ -58,6 +60,11 @@ public unsafe class StructLayoutTests
         Assert.Equal(20, (int)((byte*)&mmio.IsWrite - (byte*)&mmio));
         Assert.Equal(8, (int)Marshal.OffsetOf<KvmIoeventfd>(nameof(KvmIoeventfd.Addr)));
         Assert.Equal(20, (int)Marshal.OffsetOf<KvmIoeventfd>(nameof(KvmIoeventfd.Fd)));
+        // struct kvm_irq_routing_entry: gsi, type, flags, pad, then the union (irqchip {irqchip, pin}, msi {...}).
+        Assert.Equal(16, (int)Marshal.OffsetOf<KvmIrqRoutingEntry>(nameof(KvmIrqRoutingEntry.Irqchip)));
+        Assert.Equal(20, (int)Marshal.OffsetOf<KvmIrqRoutingEntry>(nameof(KvmIrqRoutingEntry.Pin)));
+        Assert.Equal(16, (int)Marshal.OffsetOf<KvmIrqRoutingEntry>(nameof(KvmIrqRoutingEntry.MsiAddressLow)));
+        Assert.Equal(24, (int)Marshal.OffsetOf<KvmIrqRoutingEntry>(nameof(KvmIrqRoutingEntry.MsiData)));
     }
 
     [Theory]
@@ -73,6 +80,7 @@ public unsafe class StructLayoutTests
     [InlineData("KVM_GET_SUPPORTED_CPUID", 0xC008AE05u)]
     [InlineData("KVM_IRQFD", 0x4020AE76u)]
     [InlineData("KVM_IOEVENTFD", 0x4040AE79u)]
+    [InlineData("KVM_SET_GSI_ROUTING", 0x4008AE6Au)]
     [InlineData("KVM_CREATE_PIT2", 0x4040AE77u)]
     [InlineData("KVM_SET_MSRS", 0x4008AE89u)]
     [InlineData("KVM_SET_FPU", 0x41A0AE8Du)]

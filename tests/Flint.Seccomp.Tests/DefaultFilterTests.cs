@@ -134,6 +134,9 @@ public class DefaultFilterTests
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("ioctl"), [10, 0x400454d0])); // TUNSETOFFLOAD
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("timerfd_settime"), [10, 0, 0, 0]));
         Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("ioctl"), [10, 0x400454ca])); // TUNSETIFF: never needed there
+        // --enable-pci: the guest's MSI-X table and control writes (vCPU MMIO exits) re-route vectors in KVM.
+        Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("ioctl"), [10, 0x4008ae6a])); // KVM_SET_GSI_ROUTING
+        Assert.Equal(Trap, BpfInterpreter.Run(prog, Nr("ioctl"), [10, 0x4020ae76]));  // KVM_IRQFD: irqfds are set up before the vCPUs run
     }
 
     [Fact]

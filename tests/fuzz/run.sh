@@ -20,7 +20,7 @@ FUZZ=$ROOT/artifacts/fuzz
 BIN=$FUZZ/bin       # instrumented: only usable under afl-fuzz (outside Fuzzer.Run, SharpFuzz's trace map is not set up)
 PLAIN=$FUZZ/publish # the same build, not instrumented: replay and --ci
 CORPUS=$ROOT/tests/fuzz/corpus
-ALL_TARGETS="http api-json mmds-http mmds-stack virtio-block virtio-net virtio-vsock virtio-rng virtio-balloon snapshot"
+ALL_TARGETS="http api-json mmds-http mmds-stack virtio-block virtio-net virtio-vsock virtio-rng virtio-balloon snapshot pci"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 
 mode=afl

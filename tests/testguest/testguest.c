@@ -11,8 +11,8 @@
  * Kernel command line (from hvm_start_info.cmdline_paddr):
  *   virtio_mmio.device=<size>@<base>:<irq>[:<id>]   size 4K/512/0x200/... (any)
  *   tg.tests=<comma list>     default "serial,blk" (known: serial, blk, pio, rng, net,
- *                             balloon, vsock, blkbench, pmem, mem; see rng.c, net.c, balloon.c, vsock.c,
- *                             pmem.c (tg.pmem.ro=1: a read-only device), mem.c, blkbench.c for tg.blk.bench=)
+ *                             balloon, vsock, blkbench, pmem, mem, pci; see rng.c, net.c, balloon.c,
+ *                             vsock.c, pmem.c (tg.pmem.ro=1: a read-only device), mem.c, pci.c, blkbench.c for tg.blk.bench=)
  *   tg.timeout=<ms>           bound of each wait in the new tests (default 5000)
  *   tg.tsc_khz=<kHz>          TSC frequency for those bounds (default: CPUID, else 2 GHz)
  *   tg.pio=<N>                N outb's to port 0x3ff (implies the pio test)
@@ -790,7 +790,7 @@ void tg_main(u32 start_info)
 	parse_cmdline(start_info);
 
 	/* run tests in a fixed order; report unknown names */
-	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock", "seq", "blkbench", "acpi", "pmem", "mem"};
+	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock", "seq", "blkbench", "acpi", "pmem", "mem", "pci"};
 	const char *s = opt_tests;
 	while (*s) {
 		char name[32];
@@ -840,6 +840,8 @@ void tg_main(u32 start_info)
 		test_pmem();
 	if (test_enabled("mem"))
 		test_mem();
+	if (test_enabled("pci"))
+		test_pci();	/* pci.c: virtio-blk over virtio-pci + MSI-X (flint --enable-pci) */
 
 	puts_("FLINT-TESTGUEST done pass=");
 	putu(n_pass);

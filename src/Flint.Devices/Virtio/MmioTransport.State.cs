@@ -11,14 +11,14 @@ public sealed partial class MmioTransport
 {
     public void SaveState(StateWriter w)
     {
-        lock (_lock)
+        lock (_core.Lock)
         {
             w.U32(Device.DeviceType);
-            w.U32(_status);
-            w.U32(_deviceFeaturesSel);
-            w.U32(_driverFeaturesSel);
-            w.U64(_driverFeatures);
-            w.U32(_queueSel);
+            w.U32(_core.Status);
+            w.U32(_core.DeviceFeaturesSel);
+            w.U32(_core.DriverFeaturesSel);
+            w.U64(_core.DriverFeatures);
+            w.U32(_core.QueueSel);
             w.U32(Interrupt.Status);
             w.Bool(Device.IsActivated);
             w.U32((uint)Queues.Length);
@@ -50,13 +50,13 @@ public sealed partial class MmioTransport
             throw new SnapshotFormatException($"Section {r.Section} holds {n} queues, the device has {Queues.Length}.");
         var qs = new (ushort Size, bool Ready, ulong Desc, ulong Avail, ulong Used, ushort NextAvail, ushort NextUsed)[n];
         for (int i = 0; i < n; i++) qs[i] = (r.U16(), r.Bool(), r.U64(), r.U64(), r.U64(), r.U16(), r.U16());
-        lock (_lock)
+        lock (_core.Lock)
         {
-            _status = status;
-            _deviceFeaturesSel = devSel;
-            _driverFeaturesSel = drvSel;
-            _driverFeatures = driverFeatures & Device.AvailableFeatures;
-            _queueSel = queueSel;
+            _core.Status = status;
+            _core.DeviceFeaturesSel = devSel;
+            _core.DriverFeaturesSel = drvSel;
+            _core.DriverFeatures = driverFeatures & Device.AvailableFeatures;
+            _core.QueueSel = queueSel;
             for (int i = 0; i < n; i++)
             {
                 var q = Queues[i];
@@ -66,14 +66,8 @@ public sealed partial class MmioTransport
                 q.RestoreCursors(qs[i].NextAvail, qs[i].NextUsed);
             }
             Interrupt.RestoreStatus(irqStatus);
-            if (activated && (_status & VirtioStatus.DriverOk) != 0 && (_status & VirtioStatus.DeviceNeedsReset) == 0)
-            {
-                if (!Device.Activate(Memory, Queues, Interrupt, _driverFeatures))
-                {
-                    _status |= VirtioStatus.DeviceNeedsReset;
-                    Interrupt.SignalConfigChange();
-                }
-            }
+            if (activated && (_core.Status & VirtioStatus.DriverOk) != 0 && (_core.Status & VirtioStatus.DeviceNeedsReset) == 0)
+                _core.ActivateOrFlagReset();
         }
         // A bit the driver had not acknowledged may have lost its edge with the old process: raise the line again.
         if (Interrupt.Status != 0) Interrupt.Line.Trigger();

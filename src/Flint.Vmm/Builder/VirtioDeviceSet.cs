@@ -40,7 +40,10 @@ public sealed class VirtioDeviceSet
         _owned = owned;
     }
 
-    public List<(string Id, MmioTransport Transport, VirtioBlock Device)> Blocks { get; } = [];
+    /// <summary>The PCI segment with --enable-pci (every device then goes there instead of a virtio-mmio slot); else null.</summary>
+    public Pci.PciDevices? Pci { get; internal set; }
+
+    public List<(string Id, MmioTransport? Transport, VirtioBlock Device)> Blocks { get; } = [];
     public List<(string Id, VirtioNet Device, MmdsNetworkStack? Mmds, RateLimiter Rx, RateLimiter Tx)> Nets { get; } = [];
     public VirtioVsock? Vsock { get; internal set; }
     public VirtioRng? Rng { get; internal set; }
@@ -68,9 +71,17 @@ public sealed class VirtioDeviceSet
         return Layout.VirtioIrq(slot);
     }
 
-    public MmioTransport Add(IVirtioDevice device)
+    /// <summary>Attaches <paramref name="device"/>; returns its MMIO transport, or null when it went onto the PCI segment.</summary>
+    public MmioTransport? Add(IVirtioDevice device)
     {
         if (device is IDisposable d) _owned.Add(d);
+        if (Pci != null)
+        {
+            Pci.Add(device);
+            if (device is IEventSources pciSources)
+                foreach (var s in pciSources.EventSources) _loop.Add(s);
+            return null;
+        }
         int slot = _nextSlot++;
         ulong addr = Layout.VirtioMmioAddress(slot);
         uint irq = Layout.VirtioIrq(slot);

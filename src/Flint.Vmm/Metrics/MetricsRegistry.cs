@@ -44,6 +44,7 @@ public sealed class MetricsRegistry
         Bind("logger", "missed_log_count", static () => Interlocked.Read(ref Flint.Vmm.Logging.Logger.MissedLogCount));
         Bind("deprecated_api", "deprecated_http_api_calls", static () => Interlocked.Read(ref DeprecatedApiMetrics.DeprecatedHttpApiCalls));
         Bind("interrupts", "triggers", static () => Interlocked.Read(ref InterruptMetrics.Triggers));
+        Bind("interrupts", "config_updates", static () => Interlocked.Read(ref InterruptMetrics.ConfigUpdates));
         Bind("logger", "rate_limited_log_count", static () => Interlocked.Read(ref RateLimitedLogMetrics.RateLimitedLogCount));
     }
 

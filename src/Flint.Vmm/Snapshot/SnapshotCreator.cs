@@ -22,6 +22,11 @@ public static class SnapshotCreator
     public static void Create(Vmm vmm, VmConfig config, MmdsStore? mmds, SnapshotCreateParams p)
     {
         if (!vmm.IsPaused) throw new SnapshotException(Prefix + "Cannot save the microVM state: Vcpu is in unexpected state.");
+        // Flint does not save virtio-pci transports or MSI-X routes yet: refuse rather than write a state file
+        // whose restore would bring the devices back without their transport.
+        if (vmm.Devices.Pci is { } pci)
+            throw new SnapshotException(Prefix + $"Cannot save the microVM state: snapshots of a microVM started with --enable-pci are not supported by Flint "
+                + $"(its {pci.Transports.Count} virtio-pci device(s) would not be restored).");
         // Firecracker's Diff without track_dirty_pages takes the pages the host holds (mincore) instead of KVM's log.
         var memInfo = !p.Diff ? MemoryFileInfo.Full
             : new MemoryFileInfo(MemoryFileKind.Diff, (uint)GuestMemory.PageSize, vmm.TrackDirtyPages ? DirtySource.DirtyLog : DirtySource.Mincore);

@@ -218,6 +218,10 @@ public static class SnapshotLoader
 
     private static void ApplyState(SnapshotFile file, VmConfig config, Vmm vmm, bool clockRealtime, MmdsStore? mmds)
     {
+        // Snapshots never hold virtio-pci state (create refuses with --enable-pci): a process started with the flag
+        // would bring the devices back on another transport than the one the guest's drivers use.
+        if (vmm.Devices.Pci != null)
+            throw new SnapshotFormatException("this process was started with --enable-pci; Flint restores snapshots only onto virtio-mmio devices.");
         VmStateCodec.Restore(vmm.Vm, file.Open(SnapshotSections.Vm), clockRealtime);
         for (int i = 0; i < vmm.Vcpus.Count; i++)
             VcpuStateCodec.Restore(vmm.Vcpus[i].KvmVcpu!, file.Open(SnapshotSections.Vcpu(i)));

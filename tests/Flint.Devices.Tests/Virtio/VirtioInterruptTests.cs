@@ -9,15 +9,15 @@ public sealed class VirtioInterruptTests
     {
         var line = new CountingInterrupt();
         var irq = new VirtioInterrupt(line);
-        irq.SignalUsedQueue();
+        irq.SignalUsedQueue(0);
         Assert.Equal(VirtioInterrupt.UsedBuffer, irq.Status);
         irq.SignalConfigChange();
         Assert.Equal(VirtioInterrupt.UsedBuffer | VirtioInterrupt.ConfigChange, irq.Status);
         Assert.Equal(2, line.Count);
         irq.Acknowledge(VirtioInterrupt.UsedBuffer);
         Assert.Equal(VirtioInterrupt.ConfigChange, irq.Status);
-        irq.SignalUsedQueue(); // already-set or not, the line fires every time
-        irq.SignalUsedQueue();
+        irq.SignalUsedQueue(0); // already-set or not, the line fires every time
+        irq.SignalUsedQueue(0);
         Assert.Equal(4, line.Count);
         irq.Reset();
         Assert.Equal(0u, irq.Status);

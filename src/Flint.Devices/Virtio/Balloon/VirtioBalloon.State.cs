@@ -75,7 +75,7 @@ public sealed partial class VirtioBalloon
             if (inflateHead >= 0)
             {
                 Queues[InflateQueue].AddUsed((ushort)inflateHead, 0);
-                irq.SignalUsedQueue();
+                irq.SignalUsedQueue(InflateQueue);
             }
             if (hostCmd >= HintCmdFirstRun) irq.SignalConfigChange();
         }

@@ -244,7 +244,7 @@ public sealed unsafe partial class VirtioBalloon : VirtioDevice, IEventSources, 
                 Fail("queue processing failed: " + e.GetType().Name);
                 used = true;
             }
-            if (used && q.NeedsNotification()) irq.SignalUsedQueue();
+            if (used && q.NeedsNotification()) irq.SignalUsedQueue(index);
         }
     }
 
@@ -323,7 +323,7 @@ public sealed unsafe partial class VirtioBalloon : VirtioDevice, IEventSources, 
                 Fail("inflate failed: " + e.GetType().Name);
                 used = true;
             }
-            if (used && q.NeedsNotification()) irq.SignalUsedQueue();
+            if (used && q.NeedsNotification()) irq.SignalUsedQueue(InflateQueue);
         }
     }
 
@@ -452,7 +452,7 @@ public sealed unsafe partial class VirtioBalloon : VirtioDevice, IEventSources, 
         var q = Queues[StatsQueue];
         q.AddUsed((ushort)_statsHead, 0);
         _statsHead = -1;
-        if (q.NeedsNotification()) irq.SignalUsedQueue();
+        if (q.NeedsNotification()) irq.SignalUsedQueue(StatsQueue);
     }
 
     private void ArmStatsTimer()

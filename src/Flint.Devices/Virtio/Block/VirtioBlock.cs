@@ -190,7 +190,7 @@ public sealed unsafe partial class VirtioBlock : VirtioDevice, IEventSources, ID
             Volatile.Write(ref _file, next);
         }
         old.Dispose();
-        irq?.SignalUsedQueue();
+        irq?.SignalUsedQueue(0);
         if (resume) ProcessAvailable();
         Interlocked.Increment(ref Metrics.UpdateCount);
         NotifyConfigChanged();
@@ -306,7 +306,7 @@ public sealed unsafe partial class VirtioBlock : VirtioDevice, IEventSources, ID
             if (!throttled && !submitted) Interlocked.Increment(ref Metrics.NoAvailBuffer);
             return;
         }
-        if (notify) irq.SignalUsedQueue();
+        if (notify) irq.SignalUsedQueue(0);
     }
 
     /// <summary>Requests the Async engine runs: reads, writes and (Writeback) flushes; the rest complete at once.</summary>
@@ -361,7 +361,7 @@ public sealed unsafe partial class VirtioBlock : VirtioDevice, IEventSources, ID
             irq = ReapLocked();
             resume = TakeResume();
         }
-        irq?.SignalUsedQueue();
+        irq?.SignalUsedQueue(0);
         if (resume) ProcessAvailable();
     }
 
@@ -449,7 +449,7 @@ public sealed unsafe partial class VirtioBlock : VirtioDevice, IEventSources, ID
                 resume = TakeResume();
                 idle = _async.InFlight == 0 && !_engineThrottled;
             }
-            irq?.SignalUsedQueue();
+            irq?.SignalUsedQueue(0);
             if (resume)
             {
                 ProcessAvailable();

@@ -163,7 +163,7 @@ public sealed class VirtioMem : VirtioDevice, IVirtioDevice
                 q.AddUsed(chain.HeadIndex, written);
                 used = true;
             }
-            if (used && q.NeedsNotification()) irq.SignalUsedQueue();
+            if (used && q.NeedsNotification()) irq.SignalUsedQueue(0);
         }
     }
 

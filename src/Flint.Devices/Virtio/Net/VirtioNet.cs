@@ -294,7 +294,7 @@ public sealed unsafe partial class VirtioNet : VirtioDevice, IEventSources, IDis
             used = true;
         }
         if (!popped) Interlocked.Increment(ref Metrics.NoTxAvailBuffer);
-        if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue();
+        if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue(TxQueue);
         ArmMmdsTimer(); // the guest's ACKs move the MMDS deadline
     }
 
@@ -409,7 +409,7 @@ public sealed unsafe partial class VirtioNet : VirtioDevice, IEventSources, IDis
             q.AddUsed(chain.HeadIndex, (uint)len);
             used = true;
         }
-        if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue();
+        if (used && q.NeedsNotification()) Interrupt!.SignalUsedQueue(RxQueue);
         ArmMmdsTimer(); // MMDS segments sent: their deadline
     }
 

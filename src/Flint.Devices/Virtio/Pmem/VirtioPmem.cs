@@ -132,7 +132,7 @@ public sealed class VirtioPmem : VirtioDevice, IEventSources, IDisposable
         }
         if (served == 0) return;
         q.PublishUsed();
-        if (q.NeedsNotification()) irq.SignalUsedQueue();
+        if (q.NeedsNotification()) irq.SignalUsedQueue(0);
     }
 
     /// <summary>One flush request: every field is read once and checked before use. Returns the used length (4 when

@@ -118,7 +118,7 @@ public sealed unsafe partial class VirtioRng : VirtioDevice, IEventSources, IDis
             q.AddUsed(chain.HeadIndex, len);
             used = true;
         }
-        if (used && q.NeedsNotification()) irq.SignalUsedQueue();
+        if (used && q.NeedsNotification()) irq.SignalUsedQueue(0);
     }
 
     private uint Fill(uint want)

@@ -52,7 +52,7 @@ public sealed partial class VirtioVsock
             if (len != 4) return false;
             _pendingEventAck = true;
             // Unconditionally, as Firecracker: the guest must see this one.
-            irq.SignalUsedQueue();
+            irq.SignalUsedQueue(EventQueue);
             return true;
         }
     }
@@ -68,7 +68,7 @@ public sealed partial class VirtioVsock
         {
             if (_disposed || !IsActivated || _irq is not { } irq) return;
             _pendingEventAck = pendingEventAck;
-            if (pendingEventAck) irq.SignalUsedQueue();
+            if (pendingEventAck) irq.SignalUsedQueue(EventQueue);
         }
     }
 

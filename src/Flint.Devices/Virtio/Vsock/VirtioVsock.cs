@@ -193,7 +193,13 @@ public sealed partial class VirtioVsock : VirtioDevice, IEventSources, IDisposab
     {
         var irq = _irq;
         if (irq == null) return;
-        if ((rxUsed && _rxq!.NeedsNotification()) | (txUsed && _txq!.NeedsNotification())) irq.SignalUsedQueue();
+        // Both rings' suppression state is consumed (no short-circuit); one interrupt on a shared line, each queue's
+        // own vector over MSI-X.
+        bool rx = rxUsed && _rxq!.NeedsNotification();
+        bool tx = txUsed && _txq!.NeedsNotification();
+        if (rx && tx) irq.SignalUsedQueues(RxQueue, TxQueue);
+        else if (rx) irq.SignalUsedQueue(RxQueue);
+        else if (tx) irq.SignalUsedQueue(TxQueue);
     }
 
     private void Fail(ref long counter, string message)

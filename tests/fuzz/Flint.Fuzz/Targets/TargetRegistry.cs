@@ -4,7 +4,7 @@ namespace Flint.Fuzz.Targets;
 public static class TargetRegistry
 {
     public static readonly string[] Names =
-        ["http", "api-json", "mmds-http", "mmds-stack", "virtio-block", "virtio-net", "virtio-vsock", "virtio-rng", "virtio-balloon", "snapshot"];
+        ["http", "api-json", "mmds-http", "mmds-stack", "virtio-block", "virtio-net", "virtio-vsock", "virtio-rng", "virtio-balloon", "snapshot", "pci"];
 
     public static IFuzzTarget Create(string name) => name switch
     {
@@ -18,6 +18,7 @@ public static class TargetRegistry
         "virtio-rng" => new RngTarget(),
         "virtio-balloon" => new BalloonTarget(),
         "snapshot" => new SnapshotTarget(),
+        "pci" => new PciTarget(),
         "selftest" => new SelfTestTarget(),
         _ => throw new ArgumentException($"unknown target '{name}' (known: {string.Join(", ", Names)})"),
     };

@@ -1,0 +1,42 @@
+namespace Flint.Devices.Pci;
+
+/// <summary>
+/// Bus 0 of segment 0: 32 device slots, function 0 only, the host bridge in slot 0. Configuration cycles come from
+/// <see cref="PciConfigMmio"/> (ECAM) and <see cref="PciConfigIo"/> (ports 0xCF8/0xCFC); an empty slot, another bus
+/// or a function other than 0 reads as all ones (no device) and ignores writes.
+/// </summary>
+public sealed class PciRootBus
+{
+    public const int SlotCount = 32;
+
+    private readonly IPciDevice?[] _slots = new IPciDevice?[SlotCount];
+
+    public PciRootBus()
+    {
+        _slots[0] = new PciHostBridge();
+    }
+
+    /// <summary>Puts <paramref name="device"/> in the first free slot and returns the slot (PCI device number).</summary>
+    public int Add(IPciDevice device)
+    {
+        for (int i = 0; i < SlotCount; i++)
+        {
+            if (Volatile.Read(ref _slots[i]) != null) continue;
+            Volatile.Write(ref _slots[i], device);
+            return i;
+        }
+        throw new InvalidOperationException($"No free PCI slot: bus 0 holds at most {SlotCount - 1} devices besides the host bridge");
+    }
+
+    public IPciDevice? Device(int slot) => (uint)slot < SlotCount ? Volatile.Read(ref _slots[slot]) : null;
+
+    /// <summary>A configuration read of <paramref name="register"/> of bus/device/function; all ones when absent.</summary>
+    public uint Read(int bus, int device, int function, int register) =>
+        bus == 0 && function == 0 && Device(device) is { } d ? d.ReadConfigRegister(register) : 0xffff_ffff;
+
+    public void Write(int bus, int device, int function, int register, int offset, ReadOnlySpan<byte> data)
+    {
+        if (bus == 0 && function == 0 && Device(device) is { } d && PciConfigSpace.AccessFits(offset, data.Length))
+            d.WriteConfigRegister(register, offset, data);
+    }
+}
