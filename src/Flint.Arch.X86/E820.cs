@@ -23,9 +23,10 @@ public static class E820
         ulong lowEnd = MemoryLayout.LowRamEnd(memBytes);
         list.Add(new E820Entry(0, Math.Min(lowEnd, Layout.MpTableStart), E820Entry.Ram));
         list.Add(new E820Entry(Layout.MpTableStart, Layout.HighMemStart - Layout.MpTableStart, E820Entry.Reserved));
+        // Third, as in Firecracker's lists (before the RAM from 1 MiB).
+        list.Add(new E820Entry(Layout.PciMmconfigStart, Layout.PciMmconfigSize, E820Entry.Reserved));
         if (lowEnd > Layout.HighMemStart)
             list.Add(new E820Entry(Layout.HighMemStart, lowEnd - Layout.HighMemStart, E820Entry.Ram));
-        list.Add(new E820Entry(Layout.PciMmconfigStart, Layout.PciMmconfigSize, E820Entry.Reserved));
         if (memBytes > Layout.MmioGapStart)
             list.Add(new E820Entry(Layout.MmioGapEnd, memBytes - Layout.MmioGapStart, E820Entry.Ram));
         return list.ToArray();

@@ -25,10 +25,11 @@ public class BootParamsTests
         Assert.Equal(0, mem.Read<byte>(Zp + 0x10));                 // rest cleared
         Assert.Equal(0xe0000UL, Mem.U64(mem, Zp + 0x70));          // acpi_rsdp_addr: Firecracker's RSDP_ADDR
 
-        Assert.Equal(3, mem.Read<byte>(Zp + 0x1e8));
+        Assert.Equal(4, mem.Read<byte>(Zp + 0x1e8));
         AssertE820(mem, 0, 0, 0x9fc00, 1);
         AssertE820(mem, 1, 0x9fc00, 0x100000 - 0x9fc00, 2);
-        AssertE820(mem, 2, 0x100000, 128 * Mem.MiB - 0x100000, 1);
+        AssertE820(mem, 2, 0xEEC0_0000, 256 * Mem.MiB, 2);        // PCI MMCONFIG reserved, as Firecracker
+        AssertE820(mem, 3, 0x100000, 128 * Mem.MiB - 0x100000, 1);
     }
 
     private static void AssertE820(Flint.Memory.GuestMemory mem, int i, ulong addr, ulong size, uint type)
@@ -57,7 +58,7 @@ public class BootParamsTests
         Assert.Equal(0x20000u, Mem.U32(mem, Zp + 0x228));
         Assert.Equal(0u, Mem.U32(mem, Zp + 0x218));                 // no initrd
         Assert.Equal(0u, Mem.U32(mem, Zp + 0x26c));                 // nothing past the header
-        Assert.Equal(3, mem.Read<byte>(Zp + 0x1e8));
+        Assert.Equal(4, mem.Read<byte>(Zp + 0x1e8));
     }
 
     [Fact]
@@ -66,9 +67,9 @@ public class BootParamsTests
         using var mem = Mem.Create((4UL << 30) + (512 * Mem.MiB));
         var k = new LoadedKernel(KernelKind.Elf64Linux, 0x100_0000, 0x100_0000, 0x200_0000);
         BootParams.Write(mem, k, 0x20000, 0, null, (4UL << 30) + (512 * Mem.MiB));
-        Assert.Equal(4, mem.Read<byte>(Zp + 0x1e8));
-        AssertE820(mem, 2, 0x100000, (3UL << 30) - 0x100000, 1);
-        AssertE820(mem, 3, 4UL << 30, 1536 * Mem.MiB, 1);
+        Assert.Equal(5, mem.Read<byte>(Zp + 0x1e8));
+        AssertE820(mem, 3, 0x100000, (3UL << 30) - 0x100000, 1);
+        AssertE820(mem, 4, 4UL << 30, 1536 * Mem.MiB, 1);
     }
 
     [Fact]
@@ -87,7 +88,7 @@ public class BootParamsTests
         Assert.Equal(0x20000UL, Mem.U64(mem, si + 24));
         Assert.Equal(0xe0000UL, Mem.U64(mem, si + 32));             // rsdp_paddr: the ACPI tables' RSDP
         Assert.Equal(si + 56, Mem.U64(mem, si + 40));              // memmap right after start_info
-        Assert.Equal(3u, Mem.U32(mem, si + 48));
+        Assert.Equal(4u, Mem.U32(mem, si + 48));
 
         ulong mm = si + 56;
         Assert.Equal(0UL, Mem.U64(mem, mm));
@@ -95,11 +96,13 @@ public class BootParamsTests
         Assert.Equal(1u, Mem.U32(mem, mm + 16));
         Assert.Equal(0x9fc00UL, Mem.U64(mem, mm + 24));
         Assert.Equal(2u, Mem.U32(mem, mm + 24 + 16));
-        Assert.Equal(0x100000UL, Mem.U64(mem, mm + 48));
-        Assert.Equal(128 * Mem.MiB - 0x100000, Mem.U64(mem, mm + 56));
+        Assert.Equal(0xEEC0_0000UL, Mem.U64(mem, mm + 48));          // PCI MMCONFIG reserved, as Firecracker
+        Assert.Equal(2u, Mem.U32(mem, mm + 48 + 16));
+        Assert.Equal(0x100000UL, Mem.U64(mem, mm + 72));
+        Assert.Equal(128 * Mem.MiB - 0x100000, Mem.U64(mem, mm + 80));
 
         ulong modlist = Mem.U64(mem, si + 16);
-        Assert.Equal(mm + 3 * 24, modlist);
+        Assert.Equal(mm + 4 * 24, modlist);
         Assert.Equal(0x600_0000UL, Mem.U64(mem, modlist));
         Assert.Equal(0x8000UL, Mem.U64(mem, modlist + 8));
         Assert.Equal(0UL, Mem.U64(mem, modlist + 16));

@@ -36,19 +36,21 @@ public class LayoutTests
         Assert.Null(mem.FindRegion(3 * GiB + 4096)); // the gap has no RAM
 
         var e = E820.Build(size);
-        Assert.Equal(4, e.Length);
+        Assert.Equal(5, e.Length);
         Assert.Equal(new E820Entry(0, 0x9fc00, E820Entry.Ram), e[0]);
         Assert.Equal(new E820Entry(0x9fc00, 0x100000 - 0x9fc00, E820Entry.Reserved), e[1]);
-        Assert.Equal(new E820Entry(0x100000, 3 * GiB - 0x100000, E820Entry.Ram), e[2]);
-        Assert.Equal(new E820Entry(4 * GiB, GiB + GiB / 2, E820Entry.Ram), e[3]);
+        Assert.Equal(new E820Entry(0xEEC0_0000, 256UL << 20, E820Entry.Reserved), e[2]); // PCI MMCONFIG, as Firecracker
+        Assert.Equal(new E820Entry(0x100000, 3 * GiB - 0x100000, E820Entry.Ram), e[3]);
+        Assert.Equal(new E820Entry(4 * GiB, GiB + GiB / 2, E820Entry.Ram), e[4]);
     }
 
     [Fact]
-    public void E820_small_guest_has_three_entries()
+    public void E820_small_guest_has_four_entries()
     {
         var e = E820.Build(128UL << 20);
-        Assert.Equal(3, e.Length);
-        Assert.Equal((128UL << 20) - 0x100000, e[2].Size);
+        Assert.Equal(4, e.Length);
+        Assert.Equal(new E820Entry(Layout.PciMmconfigStart, Layout.PciMmconfigSize, E820Entry.Reserved), e[2]);
+        Assert.Equal((128UL << 20) - 0x100000, e[3].Size);
     }
 
     /// <summary>Firecracker's arch/x86_64/layout.rs: PCI_MMCONFIG_START = IOAPIC_ADDR - 256 MiB, MMIO64 at 256 GiB.</summary>
