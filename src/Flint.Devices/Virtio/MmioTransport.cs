@@ -82,7 +82,7 @@ public sealed partial class MmioTransport : IBusDevice, IDisposable
             return;
         }
         uint v;
-        if (offset == MmioRegisters.InterruptStatus) v = Interrupt.Status;
+        if (offset == MmioRegisters.InterruptStatus) v = Device.ServedByExternalBackend ? ExternalBackendStatus(Interrupt.Status) : Interrupt.Status;
         else lock (_lock) v = ReadRegister(offset);
         BinaryPrimitives.WriteUInt32LittleEndian(data, v);
     }
@@ -239,6 +239,13 @@ public sealed partial class MmioTransport : IBusDevice, IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// A vhost-user backend signals used buffers straight through the irqfd, so the status bit is never set for them:
+    /// report a used buffer unless a config change alone is pending (Firecracker's mapping for vhost-user).
+    /// </summary>
+    internal static uint ExternalBackendStatus(uint status) =>
+        status == VirtioInterrupt.ConfigChange ? VirtioInterrupt.ConfigChange : VirtioInterrupt.UsedBuffer;
 
     private bool FeaturesAcceptable() =>
         (_driverFeatures & ~Device.AvailableFeatures) == 0 && (_driverFeatures & VirtioFeatures.Version1) != 0;

@@ -49,7 +49,7 @@ public static unsafe class VmBuilder
         {
             // 1. Guest memory and the kernel image: no KVM needed yet.
             var memory = restoredMemory
-                ?? GuestMemorySize.Allocate(mc.MemSizeMib, () => GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
+                ?? GuestMemorySize.Allocate(mc.MemSizeMib, () => VhostUserBlockAttach.AllocateRam(config, MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
             owned.Add(memory);
             // Before the kernel is loaded: a booted VM's first Diff snapshot then holds everything it needs to load.
             if (mc.TrackDirtyPages) memory.EnableDirtyTracking();
@@ -112,6 +112,7 @@ public static unsafe class VmBuilder
             // Firecracker puts the root device first so it is /dev/vda.
             foreach (var d in config.Drives.OrderByDescending(d => d.IsRootDevice))
             {
+                if (d.Socket != null) { VhostUserBlockAttach.Attach(d, devices, cmdline); continue; }
                 var limiter = new RateLimiter(DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter"));
                 var dev = new VirtioBlock(d.PathOnHost!, d.IsReadOnly ?? false, d.DriveId, limiter, writeback: d.CacheType == "Writeback",
                     ioEngine: d.IoEngine == "Async" ? BlockIoEngine.Async : BlockIoEngine.Sync);

@@ -21,6 +21,10 @@ public static class SnapshotCreator
     public static void Create(Vmm vmm, VmConfig config, MmdsStore? mmds, SnapshotCreateParams p)
     {
         if (!vmm.IsPaused) throw new SnapshotException(Prefix + "Cannot save the microVM state: Vcpu is in unexpected state.");
+        // Firecracker's check_unsnapshottable_devices: a vhost-user backend's state is not Flint's to save.
+        if (vmm.Devices.VhostUserBlocks.Count > 0)
+            throw new SnapshotException(Prefix + "Cannot save the microVM state: Operation not allowed: Devices without snapshot support are present: "
+                + string.Join(",", vmm.Devices.VhostUserBlocks.Select(b => $"vhost-user-block(id: {b.DriveId})")));
         // Firecracker's Diff without track_dirty_pages takes the pages the host holds (mincore) instead of KVM's log.
         var memInfo = !p.Diff ? MemoryFileInfo.Full
             : new MemoryFileInfo(MemoryFileKind.Diff, (uint)GuestMemory.PageSize, vmm.TrackDirtyPages ? DirtySource.DirtyLog : DirtySource.Mincore);
