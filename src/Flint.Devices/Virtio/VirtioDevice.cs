@@ -129,6 +129,9 @@ public abstract class VirtioDevice : IVirtioDevice
     /// </summary>
     public virtual bool ReplaysKickAfterRestore(int queue) => true;
 
+    /// <summary>See <see cref="IVirtioDevice.ServedByExternalBackend"/>: a vhost-user device says yes.</summary>
+    public virtual bool ServedByExternalBackend => false;
+
     protected virtual void OnActivated() { }
     protected virtual void OnActivateFailed() { }
     /// <summary>

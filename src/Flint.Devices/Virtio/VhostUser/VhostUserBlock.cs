@@ -68,7 +68,7 @@ public sealed class VhostUserBlock : VirtioDevice, IDisposable
 
     public override ReadOnlySpan<ushort> QueueMaxSizes => s_queueSizes;
 
-    public bool ServedByExternalBackend => true;
+    public override bool ServedByExternalBackend => true;
 
     /// <summary>
     /// The transport's doorbell eventfds (one per queue, registered as KVM ioeventfds): given to the backend as its
