@@ -193,6 +193,14 @@ public sealed unsafe partial class GuestMemory : IDisposable
     public void Discard(ulong gpa, ulong len)
     {
         byte* p = GetHostPointer(gpa, len);
+        if (_shared)
+        {
+            // A shared memfd mapping keeps its pages in the file: MADV_DONTNEED would only unmap them and the next touch
+            // would read the old data back. MADV_REMOVE frees them from the file, so they read as zeroes.
+            if (Libc.madvise(p, (nuint)len, Libc.MADV_REMOVE) < 0) throw SysException.Last("madvise(MADV_REMOVE)");
+            MarkDirty(gpa, len);
+            return;
+        }
         if (!_fileBacked)
         {
             if (Libc.madvise(p, (nuint)len, Libc.MADV_DONTNEED) < 0) throw SysException.Last("madvise(MADV_DONTNEED)");

@@ -16,7 +16,10 @@ public static unsafe class Libc
     public const int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
     public const int MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000,
         MAP_HUGETLB = 0x40000, MAP_HUGE_2MB = 21 << 26;
-    public const int MADV_DONTNEED = 4, MADV_DONTDUMP = 16, MADV_HUGEPAGE = 14;
+    public const int MADV_DONTNEED = 4, MADV_REMOVE = 9, MADV_DONTDUMP = 16, MADV_HUGEPAGE = 14;
+    /// <summary>memfd_create flags (vhost-user guest RAM) and the fcntl commands used on sockets.</summary>
+    public const uint MFD_CLOEXEC = 1;
+    public const int F_GETFL = 3, F_SETFL = 4;
     /// <summary>lseek whence values; SEEK_DATA/SEEK_HOLE walk a sparse file's written extents.</summary>
     public const int SEEK_SET = 0, SEEK_CUR = 1, SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
     public const int EFD_NONBLOCK = 0x800, EFD_CLOEXEC = 0x80000;
@@ -74,6 +77,9 @@ public static unsafe class Libc
         return n;
     }
     [DllImport(L, SetLastError = true)] public static extern int ftruncate(int fd, long length);
+    [DllImport(L, SetLastError = true)] public static extern int memfd_create(byte* name, uint flags);
+    /// <summary>fcntl with an int argument (F_GETFL/F_SETFL); the variadic int passes in the same register on x86-64.</summary>
+    [DllImport(L, SetLastError = true)] public static extern int fcntl(int fd, int cmd, int arg);
     [DllImport(L, SetLastError = true)] public static extern int eventfd(uint initval, int flags);
     [DllImport(L, SetLastError = true)] public static extern int epoll_create1(int flags);
     [DllImport(L, SetLastError = true)] public static extern int epoll_ctl(int epfd, int op, int fd, EpollEvent* ev);

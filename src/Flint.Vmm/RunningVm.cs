@@ -25,6 +25,18 @@ public sealed class RunningVm(Vmm vmm, Metrics.VmLatencyMetrics? latencies = nul
 
     public void PatchDrive(string driveId, string pathOnHost) => Block(driveId).UpdateBackingFile(pathOnHost);
 
+    public void RefreshVhostUserDrive(string driveId)
+    {
+        var dev = Vmm.Devices.VhostUserBlocks.FirstOrDefault(b => b.DriveId == driveId)
+            ?? throw new InvalidOperationException(DriveUpdateRules.WrongBackend);
+        try { dev.RefreshConfig(); }
+        catch (Flint.Devices.Virtio.VhostUser.VhostUserException e)
+        {
+            // VmmError::Block(BlockError::VhostUserBackend(VhostUserBlockError::Vhost(..))).
+            throw new InvalidOperationException($"Block: Vhost user backend error: Vhost error: {e.Message}");
+        }
+    }
+
     public void PatchDriveRateLimiter(string driveId, JsonElement rateLimiter)
     {
         var cfg = DeviceConfigs.Limiter(rateLimiter, "rate_limiter");

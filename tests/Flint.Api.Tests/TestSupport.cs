@@ -18,6 +18,8 @@ public sealed class FakeVm : IRunningVm
     public void SendCtrlAltDel() => CtrlAltDels++;
     public void PatchDrive(string driveId, string pathOnHost) => Patches.Add((driveId, pathOnHost));
     public List<string> LimiterPatches = [];
+    public List<string> VhostUserRefreshes = [];
+    public void RefreshVhostUserDrive(string driveId) => VhostUserRefreshes.Add(driveId);
     public void PatchDriveRateLimiter(string driveId, System.Text.Json.JsonElement rateLimiter) => LimiterPatches.Add(driveId);
     public void PatchNetwork(string ifaceId, System.Text.Json.JsonElement? rx, System.Text.Json.JsonElement? tx) => LimiterPatches.Add(ifaceId);
     public uint BalloonMib;

@@ -202,3 +202,39 @@ public class DefaultFilterTests
         Assert.Equal(DefaultFilters.Get(ThreadKind.Api), SeccompConfig.Default.Get(ThreadKind.Api).ToArray());
     }
 }
+
+/// <summary>The vhost-user additions, each on the one thread that needs it and only with the arguments Flint uses.</summary>
+public class VhostUserFilterTests
+{
+    private const uint Allow = Bpf.SECCOMP_RET_ALLOW, Trap = Bpf.SECCOMP_RET_TRAP;
+
+    private static int Nr(string name) => SyscallTable.TryGetNumber(name, out int n) ? n : throw new ArgumentException(name);
+
+    [Fact]
+    public void Vmm_may_make_memfd_guest_ram_and_bound_the_backends_answers()
+    {
+        var vmm = DefaultFilters.Get(ThreadKind.Vmm);
+        Assert.Equal(Allow, BpfInterpreter.Run(vmm, Nr("memfd_create"), [0, 1]));          // MFD_CLOEXEC
+        Assert.Equal(Trap, BpfInterpreter.Run(vmm, Nr("memfd_create"), [0, 5]));           // MFD_HUGETLB: not used
+        Assert.Equal(Allow, BpfInterpreter.Run(vmm, Nr("setsockopt"), [3, 1, 20]));        // SOL_SOCKET, SO_RCVTIMEO
+        Assert.Equal(Trap, BpfInterpreter.Run(vmm, Nr("setsockopt"), [3, 1, 25]));         // SO_BINDTODEVICE
+        Assert.Equal(Allow, BpfInterpreter.Run(vmm, Nr("madvise"), [0, 0, 9]));            // MADV_REMOVE
+        Assert.Equal(Trap, BpfInterpreter.Run(vmm, Nr("recvmsg")));                        // answers carry no fds
+    }
+
+    [Fact]
+    public void A_vcpu_may_only_send_without_waiting()
+    {
+        var vcpu = DefaultFilters.Get(ThreadKind.Vcpu);
+        Assert.Equal(Allow, BpfInterpreter.Run(vcpu, Nr("sendmsg"), [3, 0, 0x4040]));      // MSG_NOSIGNAL|MSG_DONTWAIT
+        Assert.Equal(Trap, BpfInterpreter.Run(vcpu, Nr("sendmsg"), [3, 0, 0x4000]));       // a send that could block
+        Assert.Equal(Trap, BpfInterpreter.Run(vcpu, Nr("recvfrom"), [3, 0, 0]));
+        Assert.Equal(Trap, BpfInterpreter.Run(vcpu, Nr("memfd_create"), [0, 1]));
+        foreach (var kind in new[] { ThreadKind.Api })
+        {
+            var p = DefaultFilters.Get(kind);
+            Assert.Equal(Trap, BpfInterpreter.Run(p, Nr("memfd_create"), [0, 1]));
+            Assert.Equal(Trap, BpfInterpreter.Run(p, Nr("sendmsg"), [3, 0, 0x4040]));
+        }
+    }
+}

@@ -71,7 +71,7 @@ public sealed class VmBuilderStepTests : IDisposable
     {
         var mc = new MachineConfig { MemSizeMib = 32, TrackDirtyPages = true };
         var owned = new List<IDisposable>();
-        using var memory = VmBuilder.CreateGuestMemory(mc, GuestMemorySize.Bytes(32), null, owned);
+        using var memory = VmBuilder.CreateGuestMemory(new VmConfig(), mc, GuestMemorySize.Bytes(32), null, owned);
         Assert.Equal(32ul << 20, (ulong)memory.Regions.Sum(r => (long)r.Size));
         Assert.True(memory.DirtyTracking);
         Assert.Same(memory, Assert.Single(owned));
@@ -81,7 +81,7 @@ public sealed class VmBuilderStepTests : IDisposable
     public void Create_guest_memory_keeps_a_restored_memory()
     {
         var owned = new List<IDisposable>();
-        var memory = VmBuilder.CreateGuestMemory(new MachineConfig { MemSizeMib = 16 }, GuestMemorySize.Bytes(16), _memory, owned);
+        var memory = VmBuilder.CreateGuestMemory(new VmConfig(), new MachineConfig { MemSizeMib = 16 }, GuestMemorySize.Bytes(16), _memory, owned);
         Assert.Same(_memory, memory);
         Assert.False(memory.DirtyTracking);
     }

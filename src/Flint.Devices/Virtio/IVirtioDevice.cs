@@ -42,6 +42,14 @@ public interface IVirtioDevice
     /// <summary>Whether a snapshot restore rings queue <paramref name="queue"/> once (see VirtioDevice).</summary>
     bool ReplaysKickAfterRestore(int queue);
 
+    /// <summary>
+    /// True when another process (a vhost-user backend) serves the queues: it reads the doorbell eventfds itself (the
+    /// event loop must not drain them) and raises the queue interrupt through the irqfd directly, without the
+    /// transport's status bit, so InterruptStatus reports a used buffer unless only a config change is pending
+    /// (Firecracker's MmioTransport with is_vhost_user).
+    /// </summary>
+    bool ServedByExternalBackend => false;
+
     /// <summary>Back to the pre-activation state (status 0 written): forget memory, queues and in-flight work.</summary>
     void Reset();
 }

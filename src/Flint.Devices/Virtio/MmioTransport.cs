@@ -60,7 +60,7 @@ public sealed partial class MmioTransport : IBusDevice, IDisposable
             return;
         }
         uint v;
-        if (offset == MmioRegisters.InterruptStatus) v = Interrupt.Status;
+        if (offset == MmioRegisters.InterruptStatus) v = Device.ServedByExternalBackend ? ExternalBackendStatus(Interrupt.Status) : Interrupt.Status;
         else lock (_core.Lock) v = ReadRegister(offset);
         BinaryPrimitives.WriteUInt32LittleEndian(data, v);
     }
@@ -138,6 +138,13 @@ public sealed partial class MmioTransport : IBusDevice, IDisposable
 
     internal static ulong Low(ulong old, uint v) => (old & 0xffff_ffff_0000_0000UL) | v;
     internal static ulong High(ulong old, uint v) => (old & 0xffff_ffffUL) | ((ulong)v << 32);
+
+    /// <summary>
+    /// A vhost-user backend signals used buffers straight through the irqfd, so the status bit is never set for them:
+    /// report a used buffer unless a config change alone is pending (Firecracker's mapping for vhost-user).
+    /// </summary>
+    internal static uint ExternalBackendStatus(uint status) =>
+        status == VirtioInterrupt.ConfigChange ? VirtioInterrupt.ConfigChange : VirtioInterrupt.UsedBuffer;
 
     public void Dispose()
     {

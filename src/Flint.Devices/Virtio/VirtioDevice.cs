@@ -68,10 +68,27 @@ public abstract class VirtioDevice : IVirtioDevice
         Queues = queues;
         Interrupt = interrupt;
         AckedFeatures = ackedFeatures;
+        if (!StartBackend())
+        {
+            // The queues were fine but whoever serves them refused (a vhost-user backend gone): back to inactive.
+            for (int i = 0; i < QueueMaxSizes.Length; i++) queues[i].Reset();
+            Memory = null;
+            Queues = [];
+            Interrupt = null;
+            AckedFeatures = 0;
+            OnActivateFailed();
+            return false;
+        }
         IsActivated = true;
         OnActivated();
         return true;
     }
+
+    /// <summary>
+    /// The last step of activation, with memory, queues and interrupt set: a device whose queues another process
+    /// serves (vhost-user) hands them over here. False refuses activation (the transport then sets DEVICE_NEEDS_RESET).
+    /// </summary>
+    protected virtual bool StartBackend() => true;
 
     /// <summary>
     /// Device reset. Order matters: first the device is marked inactive (new work sees that and leaves), then
@@ -114,6 +131,9 @@ public abstract class VirtioDevice : IVirtioDevice
     /// "look at the ring" says no for it.
     /// </summary>
     public virtual bool ReplaysKickAfterRestore(int queue) => true;
+
+    /// <summary>See <see cref="IVirtioDevice.ServedByExternalBackend"/>: a vhost-user device says yes.</summary>
+    public virtual bool ServedByExternalBackend => false;
 
     protected virtual void OnActivated() { }
     protected virtual void OnActivateFailed() { }

@@ -44,6 +44,8 @@ public sealed class VirtioDeviceSet
     public Pci.PciDevices? Pci { get; internal set; }
 
     public List<(string Id, MmioTransport? Transport, VirtioBlock Device)> Blocks { get; } = [];
+    /// <summary>Drives served by a vhost-user backend (socket), in the order they were attached.</summary>
+    public List<Flint.Devices.Virtio.VhostUser.VhostUserBlock> VhostUserBlocks { get; } = [];
     public List<(string Id, VirtioNet Device, MmdsNetworkStack? Mmds, RateLimiter Rx, RateLimiter Tx)> Nets { get; } = [];
     public VirtioVsock? Vsock { get; internal set; }
     public VirtioRng? Rng { get; internal set; }
@@ -99,7 +101,8 @@ public sealed class VirtioDeviceSet
                 // Without ioeventfd the notify write exits to the VMM, and the transport rings the same eventfd.
                 Logger.Warn($"ioeventfd for virtio queue {q} at 0x{addr:x} unavailable, using MMIO exits: {e.Message}");
             }
-            _loop.Add(transport.QueueEvents[q].Fd, _ => transport.ProcessQueueEvent(index));
+            // A vhost-user backend polls the doorbell itself; the event loop reading it would steal the guest's kicks.
+            if (!device.ServedByExternalBackend) _loop.Add(transport.QueueEvents[q].Fd, _ => transport.ProcessQueueEvent(index));
         }
         if (device is IEventSources sources)
             foreach (var s in sources.EventSources) _loop.Add(s);

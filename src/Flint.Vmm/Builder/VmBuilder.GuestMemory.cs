@@ -9,12 +9,12 @@ public static partial class VmBuilder
     /// <summary>
     /// Step: guest RAM. A restore brings its own (mapped from the memory file or served by a uffd handler); a boot
     /// allocates the layout's RAM ranges. Dirty tracking starts before the kernel is loaded, so a booted VM's first
-    /// Diff snapshot holds everything it needs to load.
+    /// Diff snapshot holds everything it needs to load. A vhost-user drive needs RAM the backend can map (memfd).
     /// </summary>
-    internal static GuestMemory CreateGuestMemory(MachineConfig mc, ulong memBytes, GuestMemory? restored, List<IDisposable> owned)
+    internal static GuestMemory CreateGuestMemory(VmConfig config, MachineConfig mc, ulong memBytes, GuestMemory? restored, List<IDisposable> owned)
     {
         var memory = restored
-            ?? GuestMemorySize.Allocate(mc.MemSizeMib, () => GuestMemory.Create(MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
+            ?? GuestMemorySize.Allocate(mc.MemSizeMib, () => VhostUserBlockAttach.AllocateRam(config, MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
         owned.Add(memory);
         if (mc.TrackDirtyPages) memory.EnableDirtyTracking();
         return memory;

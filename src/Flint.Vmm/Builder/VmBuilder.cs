@@ -50,7 +50,7 @@ public static partial class VmBuilder
         try
         {
             // Guest memory and the kernel image first: no KVM needed yet, so a bad kernel is refused before KVM is touched.
-            var memory = CreateGuestMemory(mc, memBytes, restoredMemory, owned);
+            var memory = CreateGuestMemory(config, mc, memBytes, restoredMemory, owned);
             LoadedKernel? kernel = null;
             (ulong Address, ulong Size)? initrd = null;
             if (!restoring) kernel = LoadKernel(memory, config.BootSource!, out initrd);

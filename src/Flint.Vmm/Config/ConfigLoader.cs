@@ -86,7 +86,15 @@ public static class ConfigLoader
             if (!IsValidId(d.DriveId)) throw new ConfigException(ConfigArea.Block, $"Invalid drive_id \"{d.DriveId}\": use 1-64 alphanumerics or '_'.");
             if (!ids.Add(d.DriveId)) throw new ConfigException(ConfigArea.Block, $"Duplicate drive_id \"{d.DriveId}\".");
             if (d.IsRootDevice && ++roots > 1) throw new ConfigException(ConfigArea.Block, "A root block device already exists!");
-            if (d.Socket != null) throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": vhost-user block (socket) is not supported.");
+            var backend = DriveKind.Of(d);
+            if (backend == DriveBackend.Invalid) throw new ConfigException(ConfigArea.Block, DriveKind.InvalidConfig);
+            if (backend == DriveBackend.VhostUser)
+            {
+                // The backend is reached when the VM is built (VhostUserBlockAttach), where its own errors are reported.
+                if (d.CacheType is not (null or "Unsafe" or "Writeback"))
+                    throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": unknown cache_type \"{d.CacheType}\" (Unsafe or Writeback).");
+                continue;
+            }
             if (string.IsNullOrEmpty(d.PathOnHost)) throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": path_on_host is required.");
             CheckReadable(d.PathOnHost, ConfigArea.Block,
                 e => $"Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: {e} {d.PathOnHost}");

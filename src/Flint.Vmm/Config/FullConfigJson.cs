@@ -35,10 +35,14 @@ public static class FullConfigJson
             StringOrNull(w, "partuuid", d.PartUuid);
             w.WriteBoolean("is_root_device", d.IsRootDevice);
             w.WriteString("cache_type", d.CacheType ?? "Unsafe");
-            w.WriteBoolean("is_read_only", d.IsReadOnly ?? false);
+            // A vhost-user drive (Firecracker's From<VhostUserBlockConfig>) has no read-only flag or engine of its own.
+            bool vhostUser = d.Socket != null;
+            if (vhostUser) w.WriteNull("is_read_only");
+            else w.WriteBoolean("is_read_only", d.IsReadOnly ?? false);
             StringOrNull(w, "path_on_host", d.PathOnHost);
             RateLimiter(w, "rate_limiter", d.RateLimiter);
-            w.WriteString("io_engine", d.IoEngine ?? "Sync");
+            if (vhostUser) w.WriteNull("io_engine");
+            else w.WriteString("io_engine", d.IoEngine ?? "Sync");
             StringOrNull(w, "socket", d.Socket);
             w.WriteEndObject();
         }

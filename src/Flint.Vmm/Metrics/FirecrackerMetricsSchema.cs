@@ -13,7 +13,8 @@ public readonly record struct MetricLeaf(string Path, MetricKind Kind);
 /// by one <c>{name}_{id}</c> object per device, and is itself the sum of their changes (Firecracker's
 /// <c>flush_metrics</c> in each device's metrics.rs).
 /// </summary>
-public sealed record MetricGroup(string Name, MetricLeaf[] Leaves, bool PerDevice = false);
+/// <param name="NoAggregate">A per-device group Firecracker writes no sum object for (vhost_user).</param>
+public sealed record MetricGroup(string Name, MetricLeaf[] Leaves, bool PerDevice = false, bool NoAggregate = false);
 
 /// <summary>
 /// Every object and number Firecracker writes on x86_64, in its serialisation order: src/vmm/src/logger/metrics.rs
@@ -92,7 +93,9 @@ public static class FirecrackerMetricsSchema
             "entropy_rate_limiter_throttled", "rate_limiter_event_count")),
         new("pmem", Incs("activate_fails", "cfg_fails", "event_fails", "queue_event_count", "rate_limiter_throttled_events",
             "rate_limiter_event_count"), PerDevice: true),
-        // vhost_user_{id} objects would come here; Flint has no vhost-user devices, and Firecracker writes no aggregate.
+        // vhost_user_metrics.rs: one vhost_user_{name} object per device (name "block_{drive_id}"), and no aggregate.
+        new("vhost_user", [.. Incs("activate_fails", "cfg_fails"), .. Stores("init_time_us", "activate_time_us", "config_change_time_us")],
+            PerDevice: true, NoAggregate: true),
         new("interrupts", Incs("triggers", "config_updates")),
         new("memory_hotplug", [.. Incs("activate_fails", "queue_event_fails", "queue_event_count"), .. Agg("plug_agg"),
             .. Incs("plug_count", "plug_bytes", "plug_fails"), .. Agg("unplug_agg"),

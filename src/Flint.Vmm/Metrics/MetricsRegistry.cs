@@ -172,6 +172,7 @@ public sealed class MetricsRegistry
                 return delta;
             });
         }
+        if (g.Def.NoAggregate) return;
         // The aggregate sums the Inc numbers; its stored ones (an _agg's min_us and max_us) stay 0, as Firecracker's
         // aggregate() leaves them.
         WriteGroup(w, g.Def.Name, leaves, i => leaves[i].Kind == MetricKind.Inc ? sum[i] : 0);

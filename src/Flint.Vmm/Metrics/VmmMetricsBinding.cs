@@ -12,7 +12,9 @@ public static class VmmMetricsBinding
     /// </summary>
     public static void BindConfigured(MetricsRegistry r, Func<VmConfig?> config)
     {
-        r.BindDevices("block", Stable(() => (config()?.Drives ?? []).Select(d => d.DriveId)));
+        // A vhost-user drive has vhost_user_block_{id} metrics instead of block_{id} (Firecracker allocates only those).
+        r.BindDevices("block", Stable(() => (config()?.Drives ?? []).Where(d => d.Socket == null).Select(d => d.DriveId)));
+        r.BindDevices("vhost_user", Stable(() => (config()?.Drives ?? []).Where(d => d.Socket != null).Select(d => "block_" + d.DriveId)));
         r.BindDevices("net", Stable(() => (config()?.NetworkInterfaces ?? []).Select(IfaceId).OfType<string>()));
     }
 
@@ -69,6 +71,8 @@ public static class VmmMetricsBinding
              ("rate_limiter_event_count", b.Device.RateLimiterEventCount),
              ("io_engine_throttled_events", b.Device.IoEngineThrottledEvents)])).ToArray();
         r.BindDevices("block", () => blocks);
+        var vhostUser = d.VhostUserBlocks.Select(b => new MetricsRegistry.DeviceSource("block_" + b.DriveId, b.Metrics.Snapshot)).ToArray();
+        r.BindDevices("vhost_user", () => vhostUser);
         var nets = d.Nets.Select(n => new MetricsRegistry.DeviceSource(n.Id, n.Device.Metrics.Snapshot)).ToArray();
         r.BindDevices("net", () => nets);
         // Firecracker's mmds group is process-wide: the sum over the interfaces that serve MMDS.

@@ -47,6 +47,11 @@ public interface IRunningVm
     void PatchDrive(string driveId, string pathOnHost);
     /// <summary>Replaces a drive's rate limiter buckets (PATCH /drives/{id} with rate_limiter).</summary>
     void PatchDriveRateLimiter(string driveId, System.Text.Json.JsonElement rateLimiter);
+    /// <summary>
+    /// PATCH /drives/{id} with only the id on a vhost-user drive: re-read its config space from the backend and tell the
+    /// guest (Firecracker's update_vhost_user_block_config). Throws with Firecracker's inner text on failure.
+    /// </summary>
+    void RefreshVhostUserDrive(string driveId) => throw new InvalidOperationException(DriveUpdateRules.WrongBackend);
     /// <summary>Replaces an interface's rx and/or tx rate limiter buckets (PATCH /network-interfaces/{id}).</summary>
     void PatchNetwork(string ifaceId, System.Text.Json.JsonElement? rx, System.Text.Json.JsonElement? tx);
     /// <summary>GET /balloon of the running device; throws when there is no balloon.</summary>

@@ -328,16 +328,31 @@ public sealed partial class VmmController : IApiHandler
 
     private void SetDrive(DriveConfig d)
     {
-        if (d.Socket != null) throw new ApiFault($"Drive \"{d.DriveId}\": vhost-user block (socket) is not supported yet by this build of Flint.");
-        if (string.IsNullOrEmpty(d.PathOnHost)) throw new ApiFault($"Unable to create the block device: path_on_host is required for drive \"{d.DriveId}\".");
         if (d.IsRootDevice && _cfg.Pmem.Any(p => p.RootDevice))
             throw new ApiFault("Attempt to add block as a root device while the root device defined as a pmem device");
         if (d.IsRootDevice && _cfg.Drives.Any(x => x.IsRootDevice && x.DriveId != d.DriveId))
             throw new ApiFault("A root block device already exists!");
+        var backend = DriveKind.Of(d);
+        if (backend == DriveBackend.Invalid) throw new ApiFault(DriveKind.InvalidConfig);
+        if (backend == DriveBackend.VhostUser)
+        {
+            // The backend is connected and negotiated with when the VM is built; here only its socket must exist, so a
+            // mistyped path is refused now, in Firecracker's words.
+            if (!File.Exists(d.Socket) && !Directory.Exists(d.Socket))
+                throw new ApiFault("Unable to create the virtio block device: Vhost user backend error: Vhost-user error: " +
+                    "Failed to connect to UDS Unix stream: No such file or directory (os error 2)");
+            StoreDrive(d);
+            return;
+        }
+        if (string.IsNullOrEmpty(d.PathOnHost)) throw new ApiFault($"Unable to create the block device: path_on_host is required for drive \"{d.DriveId}\".");
         CheckOpen(d.PathOnHost, d.IsReadOnly != true,
             e => $"Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: {e} {d.PathOnHost}");
         if (Config.IoEngineSupport.Refusal(d.IoEngine) is { } noAsync) throw new ApiFault(noAsync);
+        StoreDrive(d);
+    }
 
+    private void StoreDrive(DriveConfig d)
+    {
         var list = new List<DriveConfig>(_cfg.Drives);
         int i = list.FindIndex(x => x.DriveId == d.DriveId);
         if (i >= 0) list[i] = d; else list.Add(d);
@@ -389,10 +404,17 @@ public sealed partial class VmmController : IApiHandler
     private void UpdateDrive(PatchDrive p)
     {
         var d = _cfg.Drives.FirstOrDefault(x => x.DriveId == p.DriveId) ?? throw new ApiFault("Invalid block device ID!");
-        // Firecracker reads a PATCH with neither field as a vhost-user config refresh, which a virtio drive (every
-        // Flint drive) refuses.
+        // Firecracker reads a PATCH with neither field as a vhost-user config refresh, which a virtio drive refuses;
+        // a vhost-user drive refuses the other two (its path and limits are the backend's).
+        bool vhostUser = d.Socket != null;
         if (p.PathOnHost == null && p.RateLimiter is not { ValueKind: not JsonValueKind.Null })
-            throw new ApiFault(DriveUpdateRules.NothingToUpdate);
+        {
+            if (!vhostUser) throw new ApiFault(DriveUpdateRules.NothingToUpdate);
+            try { _vm!.RefreshVhostUserDrive(p.DriveId); }
+            catch (Exception e) when (IsRequestFailure(e)) { throw new ApiFault($"Unable to patch the block device: {ErrorText(e)} Please verify the request arguments."); }
+            return;
+        }
+        if (vhostUser) throw new ApiFault(DriveUpdateRules.NothingToUpdate);
         if (p.RateLimiter is { ValueKind: not JsonValueKind.Null } rl)
         {
             try { _vm!.PatchDriveRateLimiter(p.DriveId, rl); }

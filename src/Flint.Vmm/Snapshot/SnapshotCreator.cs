@@ -27,6 +27,10 @@ public static class SnapshotCreator
         if (vmm.Devices.Pci is { } pci)
             throw new SnapshotException(Prefix + $"Cannot save the microVM state: snapshots of a microVM started with --enable-pci are not supported by Flint "
                 + $"(its {pci.Transports.Count} virtio-pci device(s) would not be restored).");
+        // Firecracker's check_unsnapshottable_devices: a vhost-user backend's state is not Flint's to save.
+        if (vmm.Devices.VhostUserBlocks.Count > 0)
+            throw new SnapshotException(Prefix + "Cannot save the microVM state: Operation not allowed: Devices without snapshot support are present: "
+                + string.Join(",", vmm.Devices.VhostUserBlocks.Select(b => $"vhost-user-block(id: {b.DriveId})")));
         // Firecracker's Diff without track_dirty_pages takes the pages the host holds (mincore) instead of KVM's log.
         var memInfo = !p.Diff ? MemoryFileInfo.Full
             : new MemoryFileInfo(MemoryFileKind.Diff, (uint)GuestMemory.PageSize, vmm.TrackDirtyPages ? DirtySource.DirtyLog : DirtySource.Mincore);
