@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 namespace Flint.Kvm;
 
 /// <summary>GSI routing: what MSI-X delivery through KVM needs (with the irqfds of <see cref="RegisterIrqfd"/>).</summary>
+// SAFETY: the routing table is built in a stack/pinned buffer of exactly the header plus its entries, passed to one ioctl.
 public sealed unsafe partial class Vm
 {
     /// <summary>

@@ -3,6 +3,7 @@ using Flint.Sys;
 
 namespace Flint.Memory;
 
+// SAFETY: each region is a MAP_SHARED mapping of its own range of the memfd, with the layout's size, unmapped once in Dispose.
 public sealed unsafe partial class GuestMemory
 {
     /// <summary>

@@ -11,6 +11,7 @@ namespace Flint.Memory;
 /// Slot state changes only on the VMM thread (virtio-mem requests); lookups publish a fresh immutable table, so a
 /// reader on any thread sees either the old or the new layout, never half of one.
 /// </summary>
+// SAFETY: one PROT_NONE reservation of the area's size; slot pointers are computed from validated slot indices inside it.
 public sealed unsafe class HotplugArea
 {
     private readonly bool[] _plugged;

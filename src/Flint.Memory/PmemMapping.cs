@@ -19,6 +19,7 @@ public interface IPmemBacking
 /// padding never reach the file (docs/pmem.md warns users). The fd is closed once the mapping exists: the mapping keeps
 /// the file.
 /// </summary>
+// SAFETY: the window is one mapping of WindowLength bytes (file + anonymous padding), unmapped once in Dispose; offsets are checked against it.
 public sealed unsafe class PmemMapping : IPmemBacking, IDisposable
 {
     /// <summary>Firecracker's Pmem::ALIGNMENT.</summary>

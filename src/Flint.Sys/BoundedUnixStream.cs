@@ -10,6 +10,7 @@ namespace Flint.Sys;
 /// a send that does not fit the socket buffer at once is a failure, not a wait. Files travel as SCM_RIGHTS.
 /// <para>Errors are returned as negative errno, never thrown: a peer that misbehaves is an ordinary event.</para>
 /// </summary>
+// SAFETY: send/recv get pinned buffers with their exact lengths; the SCM_RIGHTS control buffer is sized for the fds it carries.
 public sealed unsafe class BoundedUnixStream : IDisposable
 {
     /// <summary>The most descriptors one message may carry: a vhost-user memory table has at most 8 regions.</summary>

@@ -9,6 +9,7 @@ namespace Flint.Sys;
 /// each side; a Monitor.Wait/PulseAll pair cost about four, and the waiter, woken while the waker still held the
 /// lock, could block a second time to take it.
 /// </summary>
+// SAFETY: the futex word is native memory allocated once per flag and freed in Dispose; futex(2) gets only its address.
 public sealed unsafe class FutexFlag
 {
     private const int FUTEX_WAIT_PRIVATE = 128, FUTEX_WAKE_PRIVATE = 129;

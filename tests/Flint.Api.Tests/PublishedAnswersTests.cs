@@ -71,7 +71,8 @@ public sealed class PublishedAnswersTests
         var vmm = new Thread(() =>
         {
             for (int i = 0; i < 1000 && queued.ProcessPending() == 0; i++) Thread.Sleep(10);
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         vmm.Start();
         Assert.Equal(200, c.Read().Status);
         Assert.True(vmm.Join(TimeSpan.FromSeconds(20)));

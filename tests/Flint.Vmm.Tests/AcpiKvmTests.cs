@@ -127,7 +127,8 @@ public sealed partial class AcpiKvmTests(ITestOutputHelper output) : IDisposable
             var b = new byte[4096];
             int n;
             while ((n = p.StandardOutput.BaseStream.Read(b, 0, b.Length)) > 0) lock (buf) buf.Write(b, 0, n);
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         copy.Start();
         p.ErrorDataReceived += (_, e) => { if (e.Data != null) output.WriteLine("stderr: " + e.Data); };
         p.BeginErrorReadLine();

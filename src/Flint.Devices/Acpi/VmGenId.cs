@@ -1,6 +1,6 @@
-using System.Security.Cryptography;
 using Flint.Memory;
 using Flint.Snapshot;
+using Flint.Sys;
 
 namespace Flint.Devices.Acpi;
 
@@ -22,7 +22,9 @@ public sealed class VmGenId
         Address = address;
         Gsi = gsi;
         Interrupt = interrupt;
-        RandomNumberGenerator.Fill(_id);
+        // getrandom(2) through Flint.Sys: System.Security.Cryptography loads OpenSSL at run time, which a static flint
+        // cannot (it died at InstanceStart under seccomp, mapping the library executable).
+        Libc.RandomBytes(IdSize).CopyTo(_id, 0);
     }
 
     public ulong Address { get; }
@@ -41,7 +43,7 @@ public sealed class VmGenId
     /// </summary>
     public void OnRestored(GuestMemory mem)
     {
-        RandomNumberGenerator.Fill(_id);
+        Libc.RandomBytes(IdSize).CopyTo(_id, 0);
         mem.Write(Address, _id);
         Interrupt.Trigger();
     }

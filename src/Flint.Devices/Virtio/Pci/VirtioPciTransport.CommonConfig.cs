@@ -105,16 +105,19 @@ public sealed partial class VirtioPciTransport
                 // Drivers must not write 0 (spec 4.1.4.3.2); a queue is only disabled by a device reset.
                 if ((v & 1) != 0) c.WriteQueueReady(true);
                 break;
-            case QueueDesc: case QueueDesc + 4:
+            case QueueDesc:
+            case QueueDesc + 4:
                 if (c.ConfigurableQueue() is { } a) a.DescTable = Merge(a.DescTable, offset - QueueDesc, v, length);
                 break;
-            case QueueDriver: case QueueDriver + 4:
+            case QueueDriver:
+            case QueueDriver + 4:
                 if (c.ConfigurableQueue() is { } b) b.AvailRing = Merge(b.AvailRing, offset - QueueDriver, v, length);
                 break;
-            case QueueDevice: case QueueDevice + 4:
+            case QueueDevice:
+            case QueueDevice + 4:
                 if (c.ConfigurableQueue() is { } d) d.UsedRing = Merge(d.UsedRing, offset - QueueDevice, v, length);
                 break;
-            // device_feature, num_queues, config_generation, queue_notify_off are read-only.
+                // device_feature, num_queues, config_generation, queue_notify_off are read-only.
         }
     }
 

@@ -130,6 +130,7 @@ public sealed class VhostUserBlock : VirtioDevice, IDisposable
                 var r = memory.Regions[i];
                 // Firecracker's VhostUserNoMemoryRegion text: guest RAM is private, so no backend could map it.
                 if (r.SharedFd < 0) throw new VhostUserException("Failed to read vhost eventfd: No memory region found");
+                // SAFETY: only the host address's value is taken (for the backend's mapping table); nothing is dereferenced.
                 unsafe { regions[i] = new(r.GuestBase, r.Size, (ulong)r.Host, r.SharedFdOffset, r.SharedFd); }
             }
             ulong features = AckedFeatures | (_availableFeatures & VhostUserRequest.ProtocolFeaturesBit);

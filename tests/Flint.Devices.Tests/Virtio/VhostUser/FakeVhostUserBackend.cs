@@ -29,7 +29,8 @@ public sealed class FakeVhostUserBackend : IDisposable
                 script(this);
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         _thread.Start();
     }
 
