@@ -46,7 +46,7 @@ public sealed partial class AcpiKvmTests(ITestOutputHelper output) : IDisposable
         string o = Text(buf);
         output.WriteLine(o);
         foreach (var line in new[] { "PASS acpi-rsdp", "PASS acpi-xsdt", "PASS acpi-madt", "PASS acpi-dsdt", "PASS acpi-vmgenid", "PASS acpi\n",
-                     "acpi table XSDT", "acpi table FACP", "acpi table APIC", "acpi table DSDT", "acpi madt cpus=2 ioapics=1", "acpi rsdp addr=e0000" })
+                     "acpi table XSDT", "acpi table FACP", "acpi table APIC", "acpi table DSDT", "acpi madt cpus=2 ioapics=1", "acpi rsdp addr=0xe0000" })
             Assert.Contains(line, o);
         Assert.DoesNotContain("FAIL", o);
         Assert.Matches(VmGenIdLine(), o);
