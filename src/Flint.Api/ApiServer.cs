@@ -15,9 +15,12 @@ namespace Flint.Api;
 /// Careless or hostile clients cannot lock the API out. At most <see cref="MaxConnections"/> connections are open;
 /// when a new client comes and all are taken, the connection idle longest (no request half-read, no answer unsent)
 /// is closed to make room, and when none is idle the new client gets micro-http's "503 Too many open connections"
-/// at once, as Firecracker answers. Every connection must send a complete request within
-/// <see cref="ClientTimeout"/> of being accepted or of its last answer, or it is closed: that ends idle clients and
-/// slow ones (a request trickled byte by byte) alike.
+/// at once, as Firecracker answers. A connection that has begun a request must complete it within
+/// <see cref="ClientTimeout"/> of its first byte, and one whose answers wait unsent must take them within that time
+/// of the last one, or it is closed: that ends slow clients (a request trickled byte by byte, answers never read).
+/// An idle keep-alive connection is left open however long it idles, as Firecracker leaves it: clients such as
+/// Firecracker's SDKs keep one connection for a microVM's lifetime and do not replay a PUT on a connection the
+/// server closed. Idle connections cost a slot at most, and a new client takes the slot of the idlest one.
 /// </para>
 /// </summary>
 public sealed class ApiServer : IDisposable
@@ -201,8 +204,8 @@ public sealed class ApiServer : IDisposable
     {
         if (_count == 0) return -1;
         long earliest = long.MaxValue;
-        foreach (var c in _conns) if (c != null && c.DeadlineMs < earliest) earliest = c.DeadlineMs;
-        return (int)Math.Clamp(earliest - Environment.TickCount64, 0, int.MaxValue);
+        foreach (var c in _conns) if (c != null && !c.IsIdle && c.DeadlineMs < earliest) earliest = c.DeadlineMs;
+        return earliest == long.MaxValue ? -1 : (int)Math.Clamp(earliest - Environment.TickCount64, 0, int.MaxValue);
     }
 
     private void DropExpired()
@@ -211,9 +214,9 @@ public sealed class ApiServer : IDisposable
         long now = Environment.TickCount64;
         foreach (var c in _conns)
         {
-            if (c == null || c.DeadlineMs > now) continue;
+            if (c == null || c.IsIdle || c.DeadlineMs > now) continue;
             // Debug, not Warn: a client can cause one of these per timeout per slot, and the log must not be its tool.
-            if (Logger.IsEnabled(LogLevel.Debug)) Logger.Debug("API server: closing a connection that sent no complete request in time.");
+            if (Logger.IsEnabled(LogLevel.Debug)) Logger.Debug("API server: closing a connection that sent no complete request, or took no answer, in time.");
             Interlocked.Increment(ref _dropped);
             Close(c);
         }
@@ -308,6 +311,8 @@ public sealed class ApiServer : IDisposable
     /// <summary>Reads what the socket has; true when the peer closed its side.</summary>
     private bool Fill(ApiConnection c)
     {
+        // The first bytes of a request on an idle connection start its clock: the time it idled before does not count.
+        bool wasIdle = c.IsIdle;
         while (true)
         {
             if (c.InEnd == c.In.Length)
@@ -320,6 +325,11 @@ public sealed class ApiServer : IDisposable
             if (err == SocketError.WouldBlock || err == SocketError.Interrupted) return false;
             if (err != SocketError.Success) throw new SocketException((int)err);
             if (n == 0) return true;
+            if (wasIdle)
+            {
+                c.DeadlineMs = Environment.TickCount64 + _timeoutMs;
+                wasIdle = false;
+            }
             c.InEnd += n;
             // A short read emptied the socket: the read that would only say "would block" is one syscall per request
             // saved. Whatever comes later, the peer's close included, wakes the level-triggered epoll again.

@@ -12,9 +12,13 @@ namespace Flint.Vmm.Tests;
 internal sealed class FlintConsoleProcess : IDisposable
 {
     private readonly MemoryStream _out = new();
+    private readonly string _name;
+    private readonly Action<string>? _report;
 
     public FlintConsoleProcess(string dir, string name, Action<string>? stderr = null)
     {
+        _name = name;
+        _report = stderr;
         Socket = Path.Combine(dir, name + ".sock");
         LogPath = Path.Combine(dir, name + ".log");
         var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
@@ -77,9 +81,19 @@ internal sealed class FlintConsoleProcess : IDisposable
 
     public void Dispose()
     {
+        // A flint that ended on its own before the test let it go is what a failing nested run needs to see: its exit
+        // status, the end of its log (a seccomp kill names the syscall there) and of the guest's console.
+        if (Process.HasExited && _report != null)
+        {
+            _report($"{_name}: exited by itself, status {Process.ExitCode}");
+            _report($"{_name} log (end):\n{Tail(Log, 3000)}");
+            _report($"{_name} console (end):\n{Tail(Console, 1500)}");
+        }
         Kill();
         Process.Dispose();
     }
+
+    private static string Tail(string s, int n) => s.Length <= n ? s : s[^n..];
 }
 
 /// <summary>What /proc/PID/smaps says about the mapping of one file (a memory file mapped MAP_PRIVATE).</summary>
