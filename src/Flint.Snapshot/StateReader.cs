@@ -68,8 +68,10 @@ public sealed class StateReader
         uint n = U32();
         if (n == uint.MaxValue) return null;
         if (n > (uint)maxBytes) throw new SnapshotFormatException($"Section {Section} holds a string of {n} bytes, more than {maxBytes}.");
-        try { return new UTF8Encoding(false, true).GetString(Take((int)n)); }
-        catch (DecoderFallbackException) { throw new SnapshotFormatException($"Section {Section} holds a string that is not UTF-8."); }
+        var bytes = Take((int)n);
+        // Checked first rather than through a throwing decoder: hostile input gets no exception-driven path.
+        if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new SnapshotFormatException($"Section {Section} holds a string that is not UTF-8.");
+        return Encoding.UTF8.GetString(bytes);
     }
 
     public string RequiredString(int maxBytes = 1 << 20) =>

@@ -13,7 +13,7 @@ namespace Flint.SnapshotTool;
 public static class StateInfo
 {
     internal const string ConfigSection = "config", MemorySection = "memory", VcpuPrefix = "vcpu/", VirtioPrefix = "virtio/",
-        MmdsSection = "mmds";
+        MmdsSection = "mmds", PciSection = "pci";
 
     public static string Version(string path)
     {
@@ -85,8 +85,19 @@ public static class StateInfo
             uint type = r.U32();
             sb.Append($"  {name}: virtio {VirtioName(type)}\n");
         }
+        if (f.Has(PciSection)) sb.Append($"  pci: {PciFunctions(f)} virtio-pci function(s) (--enable-pci)\n");
         if (f.Has(MmdsSection)) sb.Append("  mmds: data store saved\n");
         return sb.ToString();
+    }
+
+    /// <summary>The function count of the pci section: after its version and the host bridge's registers.</summary>
+    private static int PciFunctions(SnapshotFile f)
+    {
+        var r = f.Open(PciSection);
+        r.U32();
+        int regs = r.Count(1024);
+        for (int i = 0; i < regs; i++) r.U32();
+        return r.Count(31);
     }
 
     private static void Devices(JsonElement root, StringBuilder sb)

@@ -218,7 +218,7 @@ internal sealed class FlintProcess
     /// <summary>PUT /snapshot/load: restores the VM Paused, its vCPU threads parked under their filter.</summary>
     private (VmConfig, IRunningVm) LoadSnapshot(SnapshotLoadParams p)
     {
-        var (config, vmm) = SnapshotLoader.Load(p, (cfg, mem) => VmBuilder.Build(cfg, NewVmOptions(), mem),
+        var (config, vmm) = SnapshotLoader.Load(p, (cfg, mem, pci) => VmBuilder.Build(cfg, NewVmOptions(pci), mem),
             v => v.StartVcpusPaused(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu)), Mmds,
             // The process baseline traps the userfaultfd syscall (a kernel exploit's favourite tool); /dev/userfaultfd
             // hands out the same object under the device's file permissions, which the jailer sets.
@@ -238,12 +238,13 @@ internal sealed class FlintProcess
         return new RunningVm(vmm, _latencies);
     }
 
-    private VmOptions NewVmOptions()
+    /// <param name="pci">A snapshot load's transport (the snapshot's, whatever --enable-pci said); null: the flag's.</param>
+    private VmOptions NewVmOptions(bool? pci = null)
     {
         return new VmOptions
         {
             BootTimer = _s.Options.BootTimer,
-            EnablePci = _s.Options.EnablePci,
+            EnablePci = pci ?? _s.Options.EnablePci,
             CpuTemplate = _s.Options.CpuTemplate,
             ConsoleOutput = _s.Options.ConsoleOutput,
             ConsoleInputFd = _s.Options.ConsoleInputFd,

@@ -166,7 +166,7 @@ public sealed class SnapshotControllerTests : IDisposable
         bool built = false;
         var c = Controller(p =>
         {
-            var (config, _) = SnapshotLoader.Load(p, (_, _) => { built = true; throw new InvalidOperationException("no KVM here"); }, _ => { }, null);
+            var (config, _) = SnapshotLoader.Load(p, (_, _, _) => { built = true; throw new InvalidOperationException("no KVM here"); }, _ => { }, null);
             return (config, _vm);
         });
         var msg = Fault(c.Handle("PUT", "/snapshot/load", LoadBody(snap, mem ?? Path.Combine(_dir, "nomem"), extra)));
@@ -241,7 +241,7 @@ public sealed class SnapshotControllerTests : IDisposable
         bool built = false;
         var c = Controller(p =>
         {
-            var (config, _) = SnapshotLoader.Load(p, (_, _) => { built = true; throw new InvalidOperationException("no KVM here"); }, _ => { }, null);
+            var (config, _) = SnapshotLoader.Load(p, (_, _, _) => { built = true; throw new InvalidOperationException("no KVM here"); }, _ => { }, null);
             return (config, _vm);
         });
         var body = $"{{\"snapshot_path\": \"{snap}\", \"mem_backend\": {{\"backend_type\": \"Uffd\", \"backend_path\": \"{Path.Combine(_dir, "none.sock")}\"}}}}";

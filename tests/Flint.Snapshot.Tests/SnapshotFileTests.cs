@@ -145,6 +145,28 @@ public class SnapshotFileTests
 
     }
 
+    /// <summary>
+    /// A string that is not UTF-8 is refused without a decoder exception on the way (the fuzz targets count any other
+    /// exception, caught or not, as a finding: hostile input must not drive control flow through exceptions).
+    /// </summary>
+    [Fact]
+    public void NonUtf8StringIsRefusedWithoutADecoderException()
+    {
+        int others = 0, thread = Environment.CurrentManagedThreadId;
+        void Count(object? _, System.Runtime.ExceptionServices.FirstChanceExceptionEventArgs e)
+        {
+            if (e.Exception is not SnapshotFormatException && Environment.CurrentManagedThreadId == thread) Interlocked.Increment(ref others);
+        }
+        AppDomain.CurrentDomain.FirstChanceException += Count;
+        try
+        {
+            var r = new StateReader("dev", [4, 0, 0, 0, 0x41, 0xa3, 0x42, 0x43]);
+            Assert.Contains("UTF-8", Assert.Throws<SnapshotFormatException>(() => r.String()).Message);
+        }
+        finally { AppDomain.CurrentDomain.FirstChanceException -= Count; }
+        Assert.Equal(0, others);
+    }
+
     [Fact]
     public void MissingSectionIsAFormatError() =>
         Assert.Contains("no vm section", Assert.Throws<SnapshotFormatException>(() => SnapshotFile.Parse(Sample()).Open("vm")).Message);

@@ -40,6 +40,18 @@ public sealed class StateInfoTests
     }
 
     [Fact]
+    public void CountsThePciFunctions()
+    {
+        var f = Sample(null);
+        var w = new StateWriter();
+        w.U32(PciStateCodec.Version);
+        new Flint.Devices.Pci.PciHostBridge().SaveState(w);
+        w.U32(2);
+        f.Add(SnapshotSections.Pci, w);
+        Assert.Contains("  pci: 2 virtio-pci function(s) (--enable-pci)\n", StateInfo.Describe(f));
+    }
+
+    [Fact]
     public void AFileWithoutTheMemoryFileSectionIsFull()
     {
         Assert.Contains("memory file: full, page size 4096\n", StateInfo.Describe(Sample(null)));
@@ -51,6 +63,7 @@ public sealed class StateInfoTests
         Assert.Equal(SnapshotSections.Config, StateInfo.ConfigSection);
         Assert.Equal(SnapshotSections.Memory, StateInfo.MemorySection);
         Assert.Equal(SnapshotSections.Mmds, StateInfo.MmdsSection);
+        Assert.Equal(SnapshotSections.Pci, StateInfo.PciSection);
         Assert.StartsWith(StateInfo.VcpuPrefix, SnapshotSections.Vcpu(3));
         Assert.StartsWith(StateInfo.VirtioPrefix, SnapshotSections.Virtio(3));
     }

@@ -15,14 +15,15 @@ internal sealed class FlintConsoleProcess : IDisposable
     private readonly string _name;
     private readonly Action<string>? _report;
 
-    public FlintConsoleProcess(string dir, string name, Action<string>? stderr = null)
+    /// <param name="extraArgs">More command-line flags (--enable-pci).</param>
+    public FlintConsoleProcess(string dir, string name, Action<string>? stderr = null, params string[] extraArgs)
     {
         _name = name;
         _report = stderr;
         Socket = Path.Combine(dir, name + ".sock");
         LogPath = Path.Combine(dir, name + ".log");
         var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        foreach (var a in new[] { "--api-sock", Socket, "--id", name, "--log-path", LogPath }) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { "--api-sock", Socket, "--id", name, "--log-path", LogPath }.Concat(extraArgs)) psi.ArgumentList.Add(a);
         Process = Process.Start(psi)!;
         var copy = new Thread(() =>
         {

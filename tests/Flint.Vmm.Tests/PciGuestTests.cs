@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Net.Sockets;
 using Flint.TestGuest;
 using Xunit.Abstractions;
 
@@ -57,46 +55,5 @@ public sealed class PciGuestTests(ITestOutputHelper output) : IDisposable
         output.WriteLine(r.All);
         Assert.Contains("FAIL pci-enum", r.Stdout);
         Assert.Contains("PASS blk\n", r.Stdout);
-    }
-
-    /// <summary>Snapshot create is refused, with a message naming the flag, rather than saving a VM it could not restore.</summary>
-    [Trait("Needs", "kvm")]
-    [SkippableFact]
-    public void Snapshot_create_is_refused_with_pci()
-    {
-        KvmRequirement.Check();
-        var disk = Path.Combine(_dir, "disk.img");
-        TestGuestImage.WriteDisk(disk, 64);
-        var sock = Path.Combine(_dir, "api.sock");
-        var psi = new ProcessStartInfo(Repo.Flint, ["--api-sock", sock, "--enable-pci"]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        try
-        {
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            Assert.True(SpinWait.SpinUntil(() => File.Exists(sock), 10_000), "API socket did not appear");
-            using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 120_000, SendTimeout = 60_000 };
-            s.Connect(new UnixDomainSocketEndPoint(sock));
-            Ok(s, "PUT", "/boot-source", $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=serial,seq tg.seq=1000000\"}}");
-            Ok(s, "PUT", "/drives/data", $"{{\"drive_id\": \"data\", \"path_on_host\": \"{disk}\", \"is_root_device\": false}}");
-            Ok(s, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}");
-            Ok(s, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
-            Ok(s, "PATCH", "/vm", "{\"state\": \"Paused\"}");
-            var (st, body) = ApiHttp.Request(s, "PUT", "/snapshot/create",
-                $"{{\"snapshot_type\": \"Full\", \"snapshot_path\": \"{_dir}/vm.snap\", \"mem_file_path\": \"{_dir}/vm.mem\"}}");
-            output.WriteLine(body);
-            Assert.Equal(400, st);
-            Assert.Contains("--enable-pci", body);
-            Assert.False(File.Exists(Path.Combine(_dir, "vm.snap")));
-        }
-        finally
-        {
-            if (!p.HasExited) { p.Kill(true); p.WaitForExit(); }
-        }
-    }
-
-    private static void Ok(Socket s, string method, string path, string body)
-    {
-        var (st, b) = ApiHttp.Request(s, method, path, body);
-        Assert.True(st == 204, $"{method} {path}: {st} {b}");
     }
 }

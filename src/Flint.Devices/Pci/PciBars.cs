@@ -6,7 +6,7 @@ namespace Flint.Devices.Pci;
 /// a hostile or confused guest can never move a BAR onto RAM, onto another device or off the MMIO bus. The read
 /// after a sizing write returns the mask once; the next read returns the address again.
 /// </summary>
-public sealed class PciBars
+public sealed partial class PciBars
 {
     public const int FirstRegister = 4;
     public const int Count = 6;

@@ -9,7 +9,7 @@ namespace Flint.Devices.Pci;
 /// altered. BARs are not here: <see cref="PciBars"/> owns them (sizing needs more than a mask).
 /// Not thread-safe: the owning device serialises access.
 /// </summary>
-public sealed class PciConfigSpace
+public sealed partial class PciConfigSpace
 {
     public const int RegisterCount = 1024;
     public const int CommandRegister = 1;

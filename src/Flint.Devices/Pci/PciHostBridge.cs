@@ -4,7 +4,7 @@ namespace Flint.Devices.Pci;
 /// Device 00:00.0: the host bridge a PCI root bus starts with. Firecracker's identity (Intel 0x0d57, class 06/00),
 /// so a guest sees the same bridge under either VMM. It has no BARs and no capabilities.
 /// </summary>
-public sealed class PciHostBridge : IPciDevice
+public sealed partial class PciHostBridge : IPciDevice
 {
     public const ushort VendorIntel = 0x8086;
     public const ushort DeviceVirtPcieHost = 0x0d57;

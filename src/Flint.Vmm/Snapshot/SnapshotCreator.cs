@@ -22,11 +22,6 @@ public static class SnapshotCreator
     public static void Create(Vmm vmm, VmConfig config, MmdsStore? mmds, SnapshotCreateParams p)
     {
         if (!vmm.IsPaused) throw new SnapshotException(Prefix + "Cannot save the microVM state: Vcpu is in unexpected state.");
-        // Flint does not save virtio-pci transports or MSI-X routes yet: refuse rather than write a state file
-        // whose restore would bring the devices back without their transport.
-        if (vmm.Devices.Pci is { } pci)
-            throw new SnapshotException(Prefix + $"Cannot save the microVM state: snapshots of a microVM started with --enable-pci are not supported by Flint "
-                + $"(its {pci.Transports.Count} virtio-pci device(s) would not be restored).");
         // Firecracker's check_unsnapshottable_devices: a vhost-user backend's state is not Flint's to save.
         if (vmm.Devices.VhostUserBlocks.Count > 0)
             throw new SnapshotException(Prefix + "Cannot save the microVM state: Operation not allowed: Devices without snapshot support are present: "
@@ -51,6 +46,7 @@ public static class SnapshotCreator
                 Save(file, SnapshotSections.Virtio(i), vmm.Devices.Transports[i].SaveState);
             for (int i = 0; i < vmm.Devices.Transports.Count; i++)
                 Save(file, SnapshotSections.Runtime(i), vmm.Devices.Transports[i].Device.SaveRuntime);
+            if (vmm.Devices.Pci is { } pci) Save(file, SnapshotSections.Pci, w => PciStateCodec.Save(pci, w));
             if (vmm.Devices.Vsock is { } vsock) Save(file, SnapshotSections.Vsock, w => w.Bool(vsock.PendingEventAck));
             if (vmm.Acpi is { } acpi) Save(file, SnapshotSections.Acpi, w => AcpiStateCodec.Save(acpi, w));
             if (vmm.Devices.Pmems.Count > 0)

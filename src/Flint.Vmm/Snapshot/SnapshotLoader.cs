@@ -23,18 +23,22 @@ public static class SnapshotLoader
     private const string FromFile = Restore + "Failed to get snapshot state from file: ";
 
     /// <param name="build">Builds the VM from a configuration and its restored guest memory, which it takes ownership
-    /// of (VmBuilder.Build in restore mode).</param>
+    /// of (VmBuilder.Build in restore mode); the flag says whether its virtio devices are virtio-pci functions (the
+    /// snapshot's, as Firecracker: a PCI snapshot restores as one whether or not this process got --enable-pci).</param>
     /// <param name="start">Starts the restored VM's vCPUs parked (with their seccomp filter).</param>
     /// <param name="uffdSource">Where the Uffd backend gets its userfaultfd: /dev/userfaultfd only when this thread's
     /// seccomp filter traps the syscall (Flint's process baseline does).</param>
-    public static (VmConfig Config, Vmm Vmm) Load(SnapshotLoadParams p, Func<VmConfig, GuestMemory, Vmm> build, Action<Vmm> start, MmdsStore? mmds,
+    public static (VmConfig Config, Vmm Vmm) Load(SnapshotLoadParams p, Func<VmConfig, GuestMemory, bool, Vmm> build, Action<Vmm> start, MmdsStore? mmds,
         UffdSource uffdSource = UffdSource.SyscallThenDevice)
     {
         var (file, config) = ReadState(p);
+        PciSnapshotState? pci;
+        try { pci = PciStateCodec.ParseIfPresent(file); }
+        catch (SnapshotFormatException e) { throw new SnapshotException(FromFile + $"Failed to load snapshot state from file: {e.Message}"); }
         var memory = p.MemBackendType == "Uffd" ? MemoryFromUffd(p.MemBackendPath, config, uffdSource) : MemoryFromFile(p.MemBackendPath, config);
 
         Vmm vmm;
-        try { vmm = build(config, memory); }
+        try { vmm = build(config, memory, pci != null); }
         catch (Exception e) when (IsBuildFailure(e))
         {
             memory.Dispose(); // the builder disposed it already unless it failed before taking it (Dispose is idempotent)
@@ -42,7 +46,7 @@ public static class SnapshotLoader
         }
         try
         {
-            ApplyState(file, config, vmm, p.ClockRealtime, mmds);
+            ApplyState(file, config, vmm, p.ClockRealtime, mmds, pci);
             start(vmm);
         }
         catch (Exception e) when (IsBuildFailure(e) || e is SnapshotFormatException or MmdsStoreException or VcpuStateException)
@@ -216,12 +220,13 @@ public static class SnapshotLoader
         r.ExpectEnd();
     }
 
-    private static void ApplyState(SnapshotFile file, VmConfig config, Vmm vmm, bool clockRealtime, MmdsStore? mmds)
+    private static void ApplyState(SnapshotFile file, VmConfig config, Vmm vmm, bool clockRealtime, MmdsStore? mmds, PciSnapshotState? pci)
     {
-        // Snapshots never hold virtio-pci state (create refuses with --enable-pci): a process started with the flag
-        // would bring the devices back on another transport than the one the guest's drivers use.
-        if (vmm.Devices.Pci != null)
-            throw new SnapshotFormatException("this process was started with --enable-pci; Flint restores snapshots only onto virtio-mmio devices.");
+        // The build follows the snapshot's transport; a builder that did not would bring the devices back on another
+        // transport than the one the guest's drivers use.
+        if ((pci != null) != (vmm.Devices.Pci != null))
+            throw new InvalidOperationException(pci != null ? "The snapshot's devices are virtio-pci, the VM was built without a PCI segment."
+                : "The snapshot's devices are virtio-mmio, the VM was built with a PCI segment.");
         VmStateCodec.Restore(vmm.Vm, file.Open(SnapshotSections.Vm), clockRealtime);
         for (int i = 0; i < vmm.Vcpus.Count; i++)
             VcpuStateCodec.Restore(vmm.Vcpus[i].KvmVcpu!, file.Open(SnapshotSections.Vcpu(i)));
@@ -237,6 +242,8 @@ public static class SnapshotLoader
         for (int i = 0; i < transports.Count; i++)
             if (file.Has(SnapshotSections.Runtime(i)))
                 transports[i].Device.RestoreRuntime(file.Open(SnapshotSections.Runtime(i)));
+        // The PCI functions (none in a virtio-mmio snapshot: transports above is then the whole list).
+        if (pci != null) PciStateCodec.Restore(pci, vmm.Devices.Pci!);
         RestorePmemWindows(file, vmm);
         if (mmds != null && file.Has(SnapshotSections.Mmds))
         {
@@ -262,9 +269,15 @@ public static class SnapshotLoader
         AcpiStateCodec.Restore(file, vmm.Acpi, vmm.Memory);
         // A kick the old process had not served yet died with it: ring every live queue once, so the devices look at
         // their rings (a queue with nothing new does nothing).
-        foreach (var t in transports)
-            if (t.IsActivated)
-                for (int q = 0; q < t.QueueEvents.Length; q++)
-                    if (t.Device.ReplaysKickAfterRestore(q)) t.QueueEvents[q].Write(1);
+        foreach (var t in transports) ReplayKicks(t.Device, t.QueueEvents);
+        if (vmm.Devices.Pci is { } segment)
+            foreach (var t in segment.Transports) ReplayKicks(t.Device, t.QueueEvents);
+    }
+
+    private static void ReplayKicks(IVirtioDevice device, EventFd[] queueEvents)
+    {
+        if (!device.IsActivated) return;
+        for (int q = 0; q < queueEvents.Length; q++)
+            if (device.ReplaysKickAfterRestore(q)) queueEvents[q].Write(1);
     }
 }

@@ -10,7 +10,7 @@ namespace Flint.Devices.Pci.Msix;
 /// reads all ones (or is ignored), as does an index past the table: the guest controls every offset and width.
 /// Entries start masked, so nothing is delivered before the driver programs them.
 /// </summary>
-public sealed class MsixTable
+public sealed partial class MsixTable
 {
     public const int MaxVectors = 2048;
     public const int EntrySize = 16;

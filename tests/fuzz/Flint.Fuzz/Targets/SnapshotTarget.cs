@@ -1,6 +1,12 @@
 using Flint.Devices;
 using Flint.Devices.Legacy;
+using Flint.Devices.Pci;
+using Flint.Devices.Pci.Msix;
+using Flint.Devices.Virtio.Pci;
+using Flint.Devices.Virtio.Rng;
+using Flint.Memory;
 using Flint.Snapshot;
+using Flint.Vmm.Snapshot;
 
 namespace Flint.Fuzz.Targets;
 
@@ -13,8 +19,15 @@ public sealed class SnapshotTarget : IFuzzTarget
 {
     private sealed class NoIrq : IInterrupt { public void Trigger() { } }
 
+    private sealed class NoVectors(int count) : IMsiVectors
+    {
+        public int Count { get; } = count;
+        public bool Route(int index, MsiMessage message, bool enabled) => true;
+        public void Trigger(int index) { }
+    }
+
     public string Name => "snapshot";
-    public string Description => "Flint.Snapshot.SnapshotFile.Parse over a whole state file, then Serial/I8042.RestoreState on its sections; only SnapshotFormatException may be thrown";
+    public string Description => "Flint.Snapshot.SnapshotFile.Parse over a whole state file, then Serial/I8042.RestoreState and the pci section's parser (PciStateCodec.Parse) on its sections; only SnapshotFormatException may be thrown";
 
     public bool IsAvailable(out string? reason) { reason = null; return true; }
 
@@ -22,6 +35,20 @@ public sealed class SnapshotTarget : IFuzzTarget
     {
         var bytes = input.ToArray();
         ExceptionWatch.Begin();
+        ParseAndRestore(bytes);
+        // A mutated file almost never keeps a valid CRC, which would leave the section parsers unreached: the same
+        // bytes again with the trailer made right (what a hostile file would carry).
+        if (bytes.Length >= SnapshotFormat.HeaderSize + SnapshotFormat.TrailerSize)
+        {
+            int body = bytes.Length - SnapshotFormat.TrailerSize;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(body), Crc64.Compute(bytes.AsSpan(0, body)));
+            ParseAndRestore(bytes);
+        }
+        ExceptionWatch.End(static e => e is SnapshotFormatException);
+    }
+
+    private static void ParseAndRestore(byte[] bytes)
+    {
         try
         {
             var f = SnapshotFile.Parse(bytes);
@@ -31,6 +58,7 @@ public sealed class SnapshotTarget : IFuzzTarget
                 {
                     if (name == "serial") new Serial(null, new NoIrq()).RestoreState(f.Open(name));
                     else if (name == "i8042") new I8042(new NoIrq(), () => { }).RestoreState(f.Open(name));
+                    else if (name == SnapshotSections.Pci) PciStateCodec.Parse(f.Open(name));
                     else
                     {
                         var r = f.Open(name);
@@ -41,7 +69,6 @@ public sealed class SnapshotTarget : IFuzzTarget
             }
         }
         catch (SnapshotFormatException) { }
-        ExceptionWatch.End(static e => e is SnapshotFormatException);
     }
 
     public IEnumerable<(string, byte[])> Seeds()
@@ -57,6 +84,24 @@ public sealed class SnapshotTarget : IFuzzTarget
         cfg.String("{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64}}");
         f.Add("config", cfg);
         yield return ("devices", f.Serialize());
+        f.Add(SnapshotSections.Pci, PciSection());
+        yield return ("pci", f.Serialize());
         yield return ("empty", new SnapshotFile().Serialize());
+    }
+
+    /// <summary>A pci section as the creator writes it: the host bridge and one virtio-rng function in slot 1.</summary>
+    private static StateWriter PciSection()
+    {
+        using var mem = GuestMemory.Create([(0UL, 0x10000UL)]);
+        using var rng = new VirtioRng();
+        using var t = new VirtioPciTransport(rng, mem, Flint.Arch.X86.Layout.PciMmio64Start, new NoVectors(2));
+        var w = new StateWriter();
+        w.U32(PciStateCodec.Version);
+        new PciHostBridge().SaveState(w);
+        w.U32(1);
+        w.U8(1);
+        t.CaptureState().Write(w);
+        w.Bytes([0, 0, 0, 0]);
+        return w;
     }
 }
