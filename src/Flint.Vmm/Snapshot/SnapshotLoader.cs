@@ -31,7 +31,9 @@ public static class SnapshotLoader
         UffdSource uffdSource = UffdSource.SyscallThenDevice)
     {
         var (file, config) = ReadState(p);
-        var memory = p.MemBackendType == "Uffd" ? MemoryFromUffd(p.MemBackendPath, config, uffdSource) : MemoryFromFile(p.MemBackendPath, config);
+        var hotplug = ReadHotplugLayout(file, config);
+        var memory = p.MemBackendType == "Uffd" ? MemoryFromUffd(p.MemBackendPath, config, uffdSource, hotplug)
+            : MemoryFromFile(p.MemBackendPath, config, hotplug);
 
         Vmm vmm;
         try { vmm = build(config, memory); }
@@ -115,6 +117,13 @@ public static class SnapshotLoader
         return config;
     }
 
+    /// <summary>The virtio-mem area the memory file holds after boot RAM (null: none), checked before anything is mapped.</summary>
+    private static HotplugLayout? ReadHotplugLayout(SnapshotFile file, VmConfig config)
+    {
+        try { return VirtioMemStateCodec.Layout(file, config, checked((ulong)config.MachineConfig!.MemSizeMib << 20)); }
+        catch (SnapshotFormatException e) { throw new SnapshotException(FromFile + $"Failed to load snapshot state from file: {e.Message}"); }
+    }
+
     private static void ApplyOverrides(VmConfig config, SnapshotLoadParams p)
     {
         foreach (var (iface, dev) in p.NetworkOverrides)
@@ -140,10 +149,10 @@ public static class SnapshotLoader
     }
 
     /// <summary>Guest RAM mapped from the memory file (File backend); nothing is built if it fails.</summary>
-    private static GuestMemory MemoryFromFile(string path, VmConfig config)
+    private static GuestMemory MemoryFromFile(string path, VmConfig config, HotplugLayout? hotplug)
     {
-        CheckMemoryFile(path, config);
-        try { return GuestMemory.CreateFromFile(MemoryLayout.RamRanges(checked((ulong)config.MachineConfig!.MemSizeMib << 20)), path); }
+        CheckMemoryFile(path, config, hotplug);
+        try { return GuestMemory.CreateFromFile(MemoryLayout.RamRanges(checked((ulong)config.MachineConfig!.MemSizeMib << 20)), path, hotplug); }
         catch (Exception e) when (e is IOException or SysException or ArgumentException or UnauthorizedAccessException)
         {
             throw new SnapshotException(Restore + $"Failed to load guest memory: Error creating guest memory from file: Failed to load guest memory: {Describe(e)}");
@@ -154,14 +163,14 @@ public static class SnapshotLoader
     /// Anonymous guest RAM served by the page-fault handler listening on <paramref name="socketPath"/> (Uffd backend):
     /// Firecracker's guest_memory_from_uffd. Nothing is built if it fails, and nothing is left open.
     /// </summary>
-    private static GuestMemory MemoryFromUffd(string socketPath, VmConfig config, UffdSource source)
+    private static GuestMemory MemoryFromUffd(string socketPath, VmConfig config, UffdSource source, HotplugLayout? hotplug)
     {
         const string FromUffd = Restore + "Failed to load guest memory: Error creating guest memory from uffd: ";
         var mc = config.MachineConfig!;
         try
         {
             return GuestMemory.CreateForUffd(MemoryLayout.RamRanges(checked((ulong)mc.MemSizeMib << 20)), socketPath, source,
-                ConfigLoader.HugePagesOf(mc));
+                ConfigLoader.HugePagesOf(mc), hotplug);
         }
         catch (GuestMemoryUffdException e) { throw new SnapshotException(FromUffd + e.Message); }
         catch (Exception e) when (e is SysException or ArgumentException)
@@ -170,10 +179,10 @@ public static class SnapshotLoader
         }
     }
 
-    /// <summary>The memory file must exist and be exactly guest RAM's size; checked before anything is built.</summary>
-    private static void CheckMemoryFile(string path, VmConfig config)
+    /// <summary>The memory file must exist and be exactly guest RAM's size (boot RAM, then any hotplug area); checked before anything is built.</summary>
+    private static void CheckMemoryFile(string path, VmConfig config, HotplugLayout? hotplug)
     {
-        ulong want = checked((ulong)config.MachineConfig!.MemSizeMib << 20);
+        ulong want = checked(((ulong)config.MachineConfig!.MemSizeMib << 20) + (hotplug?.Size ?? 0));
         long have;
         try
         {
@@ -223,6 +232,8 @@ public static class SnapshotLoader
         if (vmm.Devices.Pci != null)
             throw new SnapshotFormatException("this process was started with --enable-pci; Flint restores snapshots only onto virtio-mmio devices.");
         VmStateCodec.Restore(vmm.Vm, file.Open(SnapshotSections.Vm), clockRealtime);
+        // Hotplugged memory back in KVM before any device state that may point into it (a queue, a buffer).
+        VirtioMemStateCodec.Restore(file, vmm);
         for (int i = 0; i < vmm.Vcpus.Count; i++)
             VcpuStateCodec.Restore(vmm.Vcpus[i].KvmVcpu!, file.Open(SnapshotSections.Vcpu(i)));
         vmm.Serial.RestoreState(file.Open(SnapshotSections.Serial));

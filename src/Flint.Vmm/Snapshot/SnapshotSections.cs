@@ -13,6 +13,8 @@ public static class SnapshotSections
     /// <summary>virtio-pmem windows: a count, then each device's guest-physical start and size (Firecracker's saved
     /// ConfigSpace), checked at restore against what the backing files map to now.</summary>
     public const string Pmem = "pmem";
+    /// <summary>virtio-mem: the hotplug area's layout and the device's plugged blocks (<see cref="VirtioMemStateCodec"/>).</summary>
+    public const string VirtioMem = Flint.Snapshot.HotplugMemoryState.SectionName;
     public static string Vcpu(int i) => $"vcpu/{i}";
     public static string Virtio(int slot) => $"virtio/{slot}";
     /// <summary>Slot N's device state beyond its transport (rate limiter buckets, the balloon's): <see cref="Flint.Devices.Virtio.IDeviceRuntimeState"/>.</summary>
