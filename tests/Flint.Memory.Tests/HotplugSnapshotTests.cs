@@ -163,6 +163,38 @@ public sealed unsafe class HotplugSnapshotTests : IDisposable
     }
 
     [Fact]
+    public void Uffd_restore_the_real_handler_serves_the_area_plugged_slots_from_the_file_and_a_discard_reads_zero()
+    {
+        string f = PathOf("full.mem"), sock = PathOf("uffd.sock");
+        using (var mem = Sample()) mem.DumpToFile(f);
+        using var h = new UffdHandlerProcess(sock, f);
+        var restored = GuestMemory.CreateForUffd([(0UL, Boot)], sock, UffdSource.SyscallThenDevice, hotplug: new HotplugLayout(AreaBase, AreaSize, Slot));
+        try
+        {
+            var area = restored.AddHotplugArea(AreaBase, AreaSize, Slot);
+            Assert.False(area.IsSlotPlugged(3));
+            Assert.True(restored.TryGetHostPointer(AreaBase + 3 * Slot, 8) == null);
+            area.SetSlotAccessible(3, true);
+            var t = new Thread(() =>
+            {
+                Assert.Equal(0xa3, restored.Read<byte>(AreaBase + 3 * Slot + 2 * P));  // served from the file
+                Assert.Equal(0, restored.Read<byte>(AreaBase + 3 * Slot + 9 * P));     // a hole: zeroes
+                Assert.Equal(0x33, restored.Read<byte>(3 * P));
+                // An unplug's discard: the handler hears of it (remove event), the next touch reads zeroes.
+                area.Discard(AreaBase + 3 * Slot, Slot);
+                Assert.Equal(0, restored.Read<byte>(AreaBase + 3 * Slot + 2 * P));
+            }) { IsBackground = true };
+            t.Start();
+            Assert.True(t.Join(30_000), "a fault in the hotplug area was not served:\n" + h.Output);
+        }
+        finally { restored.Dispose(); }
+        var (code, output) = h.WaitExit();
+        Assert.Equal(0, code);
+        Assert.Contains("serving 2 region(s)", output);
+        Assert.True(UffdHandlerProcess.Served(output) >= 3, output);
+    }
+
+    [Fact]
     public void The_uffd_handshake_covers_the_whole_area_after_boot_RAM_and_the_handler_accepts_it()
     {
         using var mem = Sample();
