@@ -78,6 +78,25 @@ public sealed class DirtyPageBitmap
             if (from[i] != 0) Interlocked.Or(ref _words[i], from[i]);
     }
 
+    /// <summary>
+    /// ORs pages [firstPage, firstPage + 64 * into.Length) of this bitmap (clipped to its end) into <paramref name="into"/>,
+    /// bit 0 of into being firstPage: one slot of the hotplug area, in the layout of that slot's KVM dirty log.
+    /// </summary>
+    public void OrRangeInto(ulong firstPage, Span<ulong> into)
+    {
+        ulong n = Math.Min((ulong)into.Length * 64, Pages - Math.Min(Pages, firstPage));
+        for (ulong i = 0; i < n; i++)
+            if (IsDirty(firstPage + i)) into[(int)(i >> 6)] |= 1UL << (int)(i & 63);
+    }
+
+    /// <summary>The reverse of <see cref="OrRangeInto"/>: a failed Diff write keeps a slot's KVM log here.</summary>
+    public void OrRangeFrom(ulong firstPage, ReadOnlySpan<ulong> from)
+    {
+        ulong n = Math.Min((ulong)from.Length * 64, Pages - Math.Min(Pages, firstPage));
+        for (ulong i = 0; i < n; i++)
+            if ((from[(int)(i >> 6)] & (1UL << (int)(i & 63))) != 0) Mark((firstPage + i) * GuestMemory.PageSize, 1);
+    }
+
     /// <summary>Every page clean again (after a snapshot wrote them).</summary>
     public void Clear()
     {

@@ -19,6 +19,7 @@ public sealed unsafe partial class GuestMemory
     {
         if (DirtyTracking) return;
         foreach (var r in _regions) r.Dirty = new DirtyPageBitmap(r.Size);
+        if (_hotplug != null) _hotplug.Dirty = new DirtyPageBitmap(_hotplug.Size);
         DirtyTracking = true;
     }
 
@@ -40,8 +41,9 @@ public sealed unsafe partial class GuestMemory
             var r = FindRegion(gpa);
             if (r == null) return;
             ulong n = Math.Min(len, r.GuestEnd - gpa);
-            // Hotplugged memory has no bitmap (snapshots refuse a VM with virtio-mem).
-            r.Dirty?.Mark(gpa - r.GuestBase, n);
+            // A run of plugged hotplug slots has no bitmap of its own (the runs change as slots do): the area's one.
+            if (r.Dirty != null) r.Dirty.Mark(gpa - r.GuestBase, n);
+            else _hotplug?.Dirty?.Mark(gpa - _hotplug.GuestBase, n);
             len -= n;
             gpa += n;
         }
@@ -51,6 +53,7 @@ public sealed unsafe partial class GuestMemory
     public void ResetDirty()
     {
         foreach (var r in _regions) r.Dirty?.Clear();
+        _hotplug?.Dirty?.Clear();
     }
 
     /// <summary>

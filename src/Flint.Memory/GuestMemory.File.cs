@@ -14,7 +14,9 @@ public sealed unsafe partial class GuestMemory
     /// guest's first touch, and copied on its first write, so the restore takes the same time whatever the memory
     /// size, and clones of one snapshot share the file's page cache. The file must be exactly as large as the ranges.
     /// </summary>
-    public static GuestMemory CreateFromFile(IEnumerable<(ulong GuestBase, ulong Size)> ranges, string path)
+    /// <param name="hotplug">The hotplug area the file holds after boot RAM (mapped PROT_NONE; the restored device
+    /// plugs its slots), or null.</param>
+    public static GuestMemory CreateFromFile(IEnumerable<(ulong GuestBase, ulong Size)> ranges, string path, HotplugLayout? hotplug = null)
     {
         var sorted = ranges.OrderBy(r => r.GuestBase).ToArray();
         ulong total = 0;
@@ -31,8 +33,9 @@ public sealed unsafe partial class GuestMemory
         {
             long len = Libc.lseek(fd, 0, 2 /* SEEK_END */);
             if (len < 0) throw SysException.Last($"lseek {path}");
-            if ((ulong)len != total)
-                throw new GuestMemoryFileException($"The memory file {path} holds {len} bytes, the snapshot's guest memory is {total} bytes.");
+            ulong fileSize = checked(total + (hotplug?.Size ?? 0));
+            if ((ulong)len != fileSize)
+                throw new GuestMemoryFileException($"The memory file {path} holds {len} bytes, the snapshot's guest memory is {fileSize} bytes.");
             ulong offset = 0;
             foreach (var (gb, size) in sorted)
             {
@@ -54,7 +57,17 @@ public sealed unsafe partial class GuestMemory
         }
         // The fd stays open with the mappings: a Full snapshot of this VM asks it where the file has data (a page
         // the guest never touched is the file's, whether or not it is in the page cache now).
-        return new GuestMemory(list.ToArray(), fileBacked: true) { _backing = new SourceFile(fd) };
+        var memory = new GuestMemory(list.ToArray(), fileBacked: true) { _backing = new SourceFile(fd) };
+        if (hotplug is { } h)
+        {
+            try { memory.RestoreHotplugFromFile(h, fd); }
+            catch
+            {
+                memory.Dispose();
+                throw;
+            }
+        }
+        return memory;
     }
 
     /// <summary>
@@ -65,16 +78,19 @@ public sealed unsafe partial class GuestMemory
     /// (<see cref="MarkDirty"/>). On success the VMM's bitmap is cleared; on failure KVM's log (which reading cleared)
     /// is kept in it, so the next Diff still holds those pages.
     /// </summary>
-    /// <param name="extraDirty">Fills the bitmap of region i (64 pages a word, KVM_GET_DIRTY_LOG's layout).</param>
+    /// <param name="extraDirty">Fills the bitmap of memory slot i (64 pages a word, KVM_GET_DIRTY_LOG's layout): boot
+    /// region i is slot i, plugged hotplug slot j is <see cref="HotplugArea.FirstSlot"/> + j (unplugged ones are holes).</param>
     /// <returns>Pages written.</returns>
     public ulong DumpDirtyToFile(string path, Action<int, GuestRegion, Span<ulong>> extraDirty)
     {
         var logs = new ulong[_regions.Length][];
         for (int i = 0; i < _regions.Length; i++) logs[i] = new ulong[DirtyPageBitmap.WordsFor(_regions[i].Size / PageSize)];
+        ulong[]?[] hotplugLogs = [];
         ulong pages = 0;
         try
         {
             for (int i = 0; i < _regions.Length; i++) extraDirty(i, _regions[i], logs[i]);
+            hotplugLogs = HotplugDirtyLogs(extraDirty);
             int fd = OpenDumpFile(path, out _);
             try
             {
@@ -87,6 +103,7 @@ public sealed unsafe partial class GuestMemory
                     pages += WriteDirtyRuns(fd, r, bits, offset);
                     offset += r.Size;
                 }
+                pages += DumpHotplugDirty(fd, offset, hotplugLogs);
                 Sync(fd);
             }
             finally { Libc.close(fd); }
@@ -94,7 +111,10 @@ public sealed unsafe partial class GuestMemory
         catch
         {
             if (DirtyTracking)
+            {
                 for (int i = 0; i < _regions.Length; i++) _regions[i].Dirty!.OrFrom(logs[i]);
+                KeepHotplugDirtyLogs(hotplugLogs);
+            }
             throw;
         }
         ResetDirty();
@@ -130,9 +150,9 @@ public sealed unsafe partial class GuestMemory
             long size = Libc.lseek(fd, 0, Libc.SEEK_END);
             if (size < 0) throw MemoryFileIoException.Last("get_metadata");
             // Another size: a stale file; its bytes must not show through the holes of a diff.
-            keptContent = (ulong)size == TotalSize;
+            keptContent = (ulong)size == MemoryFileSize;
             if (!keptContent && Libc.ftruncate(fd, 0) < 0) throw MemoryFileIoException.Last("truncate");
-            if (Libc.ftruncate(fd, (long)TotalSize) < 0) throw MemoryFileIoException.Last("set_length");
+            if (Libc.ftruncate(fd, (long)MemoryFileSize) < 0) throw MemoryFileIoException.Last("set_length");
             return fd;
         }
         catch

@@ -38,6 +38,7 @@ public sealed unsafe partial class GuestMemory
                 written += WriteNonZeroRuns(fd, r, candidates, offset, zeroes);
                 offset += r.Size;
             }
+            written += DumpHotplugArea(fd, offset, zeroes);
             Sync(fd);
             return written;
         }

@@ -21,9 +21,13 @@ public sealed unsafe partial class GuestMemory
     /// userfaultfd and the socket stay open while the memory lives (as Firecracker keeps both: the handler learns of
     /// this process's end by the socket closing). Any failure leaves nothing behind: mappings unmapped, fds closed.
     /// </summary>
+    /// <param name="hotplug">The hotplug area the memory file holds after boot RAM (reserved, registered and sent to the
+    /// handler as one more region, as Firecracker sends its hotpluggable region), or null.</param>
     public static GuestMemory CreateForUffd(IEnumerable<(ulong GuestBase, ulong Size)> ranges, string socketPath,
-        UffdSource source, HugePages hugePages = HugePages.None)
+        UffdSource source, HugePages hugePages = HugePages.None, HotplugLayout? hotplug = null)
     {
+        if (hotplug != null && hugePages == HugePages.HugeTlb2M)
+            throw new GuestMemoryUffdException("Failed to restore guest memory: a hotplug area on 2 MiB huge pages is not supported by Flint");
         var memory = Create(ranges, hugePages);
         int uffd = -1, sock = -1;
         try
@@ -38,6 +42,7 @@ public sealed unsafe partial class GuestMemory
             {
                 // SAFETY: only addresses are passed: each region's own live mapping, registered whole.
                 foreach (var r in memory._regions) Userfaultfd.Register(uffd, (ulong)r.Host, r.Size);
+                if (hotplug is { } h) memory.RestoreHotplugForUffd(h, uffd);
             }
             catch (SysException e) { throw new GuestMemoryUffdException($"Failed to register memory address range with the userfaultfd object: {Os(e)}"); }
 
@@ -66,7 +71,8 @@ public sealed unsafe partial class GuestMemory
     /// <summary>
     /// Firecracker's message, byte for byte as serde_json writes Vec&lt;GuestRegionUffdMapping&gt;: per region, in
     /// memory file order, its host address, size, offset in the memory file and page size, and page_size_kib (the
-    /// same number in bytes: Firecracker keeps the misnamed field for older handlers).
+    /// same number in bytes: Firecracker keeps the misnamed field for older handlers). The hotplug area, when there is
+    /// one, comes last (after boot RAM, as in the memory file), whole, plugged or not: the handler must cover it all.
     /// </summary>
     public static byte[] HandshakeJson(GuestMemory memory, ulong pageSize)
     {
@@ -80,6 +86,10 @@ public sealed unsafe partial class GuestMemory
               .Append(",\"page_size_kib\":").Append(pageSize).Append('}');
             offset += r.Size;
         }
+        if (memory._hotplug is { } a)
+            sb.Append(",{\"base_host_virt_addr\":").Append((ulong)a.Host).Append(",\"size\":").Append(a.Size)
+              .Append(",\"offset\":").Append(offset).Append(",\"page_size\":").Append(pageSize)
+              .Append(",\"page_size_kib\":").Append(pageSize).Append('}');
         return Encoding.ASCII.GetBytes(sb.Append(']').ToString());
     }
 

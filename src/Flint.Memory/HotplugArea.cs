@@ -26,6 +26,21 @@ public sealed unsafe class HotplugArea
     public byte* Host { get; }
     public ulong GuestEnd => GuestBase + Size;
 
+    /// <summary>
+    /// The memory slot number of slot 0 in the VMM's numbering (slot i is FirstSlot + i): a Diff snapshot asks for the
+    /// dirty log of each plugged slot under that number.
+    /// </summary>
+    public uint FirstSlot { get; set; }
+
+    /// <summary>
+    /// Offset of the area in the snapshot memory file it is mapped from (MAP_PRIVATE), or -1 for anonymous memory.
+    /// A file-backed area cannot discard with MADV_DONTNEED (the file's pages would come back): see <see cref="Discard"/>.
+    /// </summary>
+    public long FileOffset { get; private init; } = -1;
+
+    /// <summary>The pages the VMM wrote in the area since the last snapshot; null while dirty tracking is off.</summary>
+    public DirtyPageBitmap? Dirty { get; internal set; }
+
     private HotplugArea(ulong guestBase, ulong size, ulong slotSize, byte* host)
     {
         GuestBase = guestBase;
@@ -39,9 +54,7 @@ public sealed unsafe class HotplugArea
 
     internal static HotplugArea Map(ulong guestBase, ulong size, ulong slotSize)
     {
-        if (size == 0 || slotSize == 0 || guestBase % GuestMemory.PageSize != 0 || slotSize % GuestMemory.PageSize != 0
-            || size % slotSize != 0 || guestBase + size < guestBase || size / slotSize > int.MaxValue)
-            throw new ArgumentException($"hotplug area 0x{guestBase:x}+0x{size:x} (slots of 0x{slotSize:x}) is not page aligned or not whole slots");
+        CheckGeometry(guestBase, size, slotSize);
         // SAFETY: a new anonymous mapping owned by the area until Unmap; PROT_NONE until a slot is plugged, so
         // nothing (guest or VMM) can touch memory that was never handed to the guest.
         void* p = Libc.mmap(null, (nuint)size, Libc.PROT_NONE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
@@ -49,6 +62,33 @@ public sealed unsafe class HotplugArea
         Libc.madvise(p, (nuint)size, Libc.MADV_DONTDUMP);
         return new HotplugArea(guestBase, size, slotSize, (byte*)p);
     }
+
+    /// <summary>
+    /// The area of a restored VM: MAP_PRIVATE from the snapshot's memory file at <paramref name="fileOffset"/> (pages
+    /// read on first touch, copied on first write), all PROT_NONE until the restored device plugs its slots again.
+    /// The caller checked that the file holds [fileOffset, fileOffset + size).
+    /// </summary>
+    internal static HotplugArea MapFile(ulong guestBase, ulong size, ulong slotSize, int fd, ulong fileOffset)
+    {
+        CheckGeometry(guestBase, size, slotSize);
+        if (fileOffset % GuestMemory.PageSize != 0 || fileOffset > long.MaxValue - size)
+            throw new ArgumentException($"hotplug area at file offset 0x{fileOffset:x} is not page aligned");
+        // SAFETY: a new private mapping of the file owned by the area until Unmap; PROT_NONE as an anonymous area starts.
+        void* p = Libc.mmap(null, (nuint)size, Libc.PROT_NONE, Libc.MAP_PRIVATE | Libc.MAP_NORESERVE, fd, (long)fileOffset);
+        if ((nint)p == Libc.MAP_FAILED) throw SysException.Last($"mmap hotplug memory ({size >> 20} MiB) from the memory file");
+        Libc.madvise(p, (nuint)size, Libc.MADV_DONTDUMP);
+        return new HotplugArea(guestBase, size, slotSize, (byte*)p) { FileOffset = (long)fileOffset };
+    }
+
+    private static void CheckGeometry(ulong guestBase, ulong size, ulong slotSize)
+    {
+        if (size == 0 || slotSize == 0 || guestBase % GuestMemory.PageSize != 0 || slotSize % GuestMemory.PageSize != 0
+            || size % slotSize != 0 || guestBase + size < guestBase || size / slotSize > int.MaxValue)
+            throw new ArgumentException($"hotplug area 0x{guestBase:x}+0x{size:x} (slots of 0x{slotSize:x}) is not page aligned or not whole slots");
+    }
+
+    /// <summary>True when this area has the geometry given (a restored area is taken by the builder only if so).</summary>
+    public bool Is(ulong guestBase, ulong size, ulong slotSize) => GuestBase == guestBase && Size == size && SlotSize == slotSize;
 
     public bool IsSlotPlugged(int slot) => Volatile.Read(ref _plugged[slot]);
 
@@ -95,9 +135,38 @@ public sealed unsafe class HotplugArea
         if (gpa < GuestBase || len > Size || gpa - GuestBase > Size - len || gpa % GuestMemory.PageSize != 0 || len % GuestMemory.PageSize != 0)
             throw new GuestMemoryException(gpa, len);
         if (len == 0) return;
+        // The pages change (to zeroes) without any write KVM could log: a Diff snapshot must see them.
+        Dirty?.Mark(gpa - GuestBase, len);
+        if (FileOffset >= 0)
+        {
+            DiscardFileBacked(gpa - GuestBase, len);
+            return;
+        }
         // SAFETY: checked above to lie inside this area's mapping.
         if (Libc.madvise(Host + (gpa - GuestBase), (nuint)len, Libc.MADV_DONTNEED) < 0)
             throw SysException.Last("madvise(MADV_DONTNEED) hotplug memory");
+    }
+
+    /// <summary>
+    /// Discard in an area mapped from a memory file: MADV_DONTNEED would drop the guest's copies and bring the file's
+    /// pages back, so fresh anonymous pages replace the range (as GuestMemory.Discard does for restored RAM), each
+    /// slot's piece with that slot's protection (an unplugged slot stays PROT_NONE).
+    /// </summary>
+    private void DiscardFileBacked(ulong off, ulong len)
+    {
+        ulong end = off + len;
+        while (off < end)
+        {
+            int slot = (int)(off / SlotSize);
+            ulong n = Math.Min(end, (ulong)(slot + 1) * SlotSize) - off;
+            int prot = IsSlotPlugged(slot) ? Libc.PROT_READ | Libc.PROT_WRITE : Libc.PROT_NONE;
+            // SAFETY: [Host+off, +n) is page aligned and lies inside one slot of this area's own mapping (Discard
+            // checked the range); MAP_FIXED replaces exactly those pages, and Unmap's munmap covers them as before.
+            void* q = Libc.mmap(Host + off, (nuint)n, prot, Libc.MAP_FIXED | Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
+            if ((nint)q == Libc.MAP_FAILED) throw SysException.Last("mmap(MAP_FIXED) over discarded hotplug memory");
+            Libc.madvise(q, (nuint)n, Libc.MADV_DONTDUMP);
+            off += n;
+        }
     }
 
     /// <summary>The plugged run holding <paramref name="gpa"/>, or null (outside the area, or an unplugged slot).</summary>

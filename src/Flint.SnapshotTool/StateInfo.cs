@@ -66,6 +66,7 @@ public static class StateInfo
         }
         mem.ExpectEnd();
         sb.Append($"memory: {total} bytes ({total >> 20} MiB) in {regions} region{(regions == 1 ? "" : "s")}\n").Append(lines);
+        if (f.Has(HotplugMemoryState.SectionName)) Hotplug(HotplugMemoryState.Read(f.Open(HotplugMemoryState.SectionName)), sb);
 
         var mf = MemoryFileInfo.Of(f);
         sb.Append("memory file: ").Append(mf.Kind == MemoryFileKind.Full ? "full" : "diff")
@@ -100,6 +101,17 @@ public static class StateInfo
         return r.Count(31);
     }
 
+    /// <summary>The virtio-mem area: where it lies in the guest and in the memory file, its geometry, what is plugged.</summary>
+    private static void Hotplug(HotplugMemoryState h, StringBuilder sb)
+    {
+        ulong plugged = 0, slots = 0;
+        for (ulong b = 0; b < h.BlockCount; b++) if (h.IsPlugged(b)) plugged++;
+        for (ulong s = 0; s < h.SlotCount; s++) if (h.IsSlotPlugged(s)) slots++;
+        sb.Append($"hotplug memory (virtio-mem): guest 0x{h.GuestBase:x}, 0x{h.RegionSize:x} bytes ({h.RegionSize >> 20} MiB), memory file offset 0x{h.FileOffset:x}\n");
+        sb.Append($"  slots of {h.SlotSize >> 20} MiB: {slots} of {h.SlotCount} plugged (the others are holes in the memory file)\n");
+        sb.Append($"  blocks of {h.BlockSize >> 20} MiB: {plugged} of {h.BlockCount} plugged; plugged {h.PluggedSize >> 20} MiB, requested {h.RequestedSize >> 20} MiB, usable {h.UsableRegionSize >> 20} MiB\n");
+    }
+
     private static void Devices(JsonElement root, StringBuilder sb)
     {
         if (root.TryGetProperty("machine-config", out var mc) && mc.ValueKind == JsonValueKind.Object)
@@ -114,6 +126,7 @@ public static class StateInfo
         Single(root, "vsock", "vsock", sb);
         Single(root, "entropy", "entropy", sb);
         Single(root, "balloon", "balloon", sb);
+        Single(root, "memory-hotplug", "memory-hotplug (virtio-mem)", sb);
     }
 
     private static void List(JsonElement root, string key, string idKey, string what, StringBuilder sb)
@@ -137,6 +150,7 @@ public static class StateInfo
         4 => "rng",
         5 => "balloon",
         19 => "vsock",
+        24 => "mem",
         _ => $"device type {type}",
     };
 

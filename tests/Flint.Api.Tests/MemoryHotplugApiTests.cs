@@ -153,7 +153,7 @@ public sealed class MemoryHotplugApiTests
     }
 
     [Fact]
-    public void Snapshot_create_is_refused_clearly_while_the_device_exists()
+    public void Snapshot_create_goes_ahead_with_the_device_as_in_firecracker()
     {
         using var env = new Env();
         using var vm = new HotplugFakeVm(1024, 2, 128);
@@ -163,10 +163,9 @@ public sealed class MemoryHotplugApiTests
         Assert.Equal(204, c.Handle("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{env.Kernel}\"}}").Status);
         Assert.Equal(204, c.Handle("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}").Status);
         Assert.Equal(204, c.Handle("PATCH", "/vm", "{\"state\": \"Paused\"}").Status);
+        // Firecracker saves virtio-mem's plugged blocks and its hotplug area (docs/memory-hotplug.md "Snapshots"); so does Flint.
         var r = c.Handle("PUT", "/snapshot/create", "{\"snapshot_path\": \"/tmp/s\", \"mem_file_path\": \"/tmp/m\"}");
-        Assert.False(created);
-        Assert.Equal(400, r.Status);
-        Assert.Equal(VmmController.SnapshotWithMemoryHotplug, Fault(r));
-        Assert.Contains("virtio-mem", Fault(r));
+        Assert.Equal(204, r.Status);
+        Assert.True(created);
     }
 }

@@ -15,6 +15,13 @@
  *   PASS mem-unplug                    UNPLUG: ACK, plugged_size 0, STATE says UNPLUGGED
  *   PASS mem-replug-zero               plugged again, the block reads as zeroes (the host dropped it)
  *   PASS mem-unplug-all                UNPLUG_ALL: ACK, plugged_size 0
+ * With tg.mem.snap=1 (snapshot test), after mem-refuse instead:
+ *   PASS mem-snap-plug                 blocks 0 and slot 1's first block plugged (two slots), a pattern
+ *                                      written over both; then "mem snap ready": the host snapshots, restores
+ *                                      in a new process, resumes and raises requested_size again
+ *   PASS mem-snap-pattern              after that change, both blocks read back the pattern
+ *   PASS mem-snap-state                block 1 (slot 0) is UNPLUGGED and plugged_size is 2 blocks still
+ *   PASS mem-snap-replug               a further PLUG (block 1) is acknowledged and reads back a pattern
  */
 #include "virtio.h"
 
@@ -101,6 +108,70 @@ static void map_area(u64 addr)
 
 static u64 pattern(u64 a) { return a * 0x9e3779b97f4a7c15ull ^ 0x5a5a; }
 
+static void fill_pattern(u64 from, u64 len)
+{
+	for (u64 a = from; a < from + len; a += 8)
+		*(volatile u64 *)a = pattern(a);
+}
+
+static int has_pattern(u64 from, u64 len)
+{
+	for (u64 a = from; a < from + len; a += 8)
+		if (*(volatile u64 *)a != pattern(a))
+			return 0;
+	return 1;
+}
+
+/* tg.mem.snap=1: plug in two slots, write, let the host snapshot and restore, then check what came back */
+static void mem_snapshot(u64 addr, u64 block, u64 requested)
+{
+	u64 slot = opt_num("tg.mem.slot=", 128ull << 20);
+	u64 second = addr + slot;
+	if (requested < slot + block || mem_request(REQ_PLUG, addr, 1, 0) != RESP_ACK
+	    || mem_request(REQ_PLUG, second, 1, 0) != RESP_ACK || vcfg64(&memdev, C_PLUGGED) != 2 * block) {
+		fail("mem-snap-plug", "plugs in two slots not acknowledged");
+		return;
+	}
+	map_area(addr);
+	fill_pattern(addr, block);
+	fill_pattern(second, block);
+	pass("mem-snap-plug");
+	puts_("mem snap ready\n");
+
+	/* the restored VM's host raises requested_size: the device (and its config interrupt) works after the load */
+	u64 dl = deadline_ms(opt_num("tg.mem.wait=", 20000));
+	while (!expired(dl) && vcfg64(&memdev, C_REQUESTED) == requested)
+		cpu_relax();
+	u64 now = vcfg64(&memdev, C_REQUESTED);
+	virtio_isr_ack(&memdev);
+	if (now == requested) {
+		fail("mem-snap-pattern", "requested_size did not change after the restore");
+		return;
+	}
+	if (has_pattern(addr, block) && has_pattern(second, block))
+		pass("mem-snap-pattern");
+	else
+		fail("mem-snap-pattern", "plugged memory lost its contents across the snapshot");
+
+	u16 st = 0;
+	if (mem_request(REQ_STATE, addr + block, 1, &st) == RESP_ACK && st == ST_UNPLUGGED
+	    && mem_request(REQ_STATE, second, 1, &st) == RESP_ACK && st == ST_PLUGGED
+	    && vcfg64(&memdev, C_PLUGGED) == 2 * block)
+		pass("mem-snap-state");
+	else
+		failx("mem-snap-state", "unexpected plug state after the restore, plugged", vcfg64(&memdev, C_PLUGGED));
+
+	if (mem_request(REQ_PLUG, addr + block, 1, 0) != RESP_ACK || vcfg64(&memdev, C_PLUGGED) != 3 * block) {
+		fail("mem-snap-replug", "plug after the restore not acknowledged");
+		return;
+	}
+	fill_pattern(addr + block, block);
+	if (has_pattern(addr + block, block) && has_pattern(addr, block))
+		pass("mem-snap-replug");
+	else
+		fail("mem-snap-replug", "memory plugged after the restore did not read back");
+}
+
 void test_mem(void)
 {
 	int idx = virtio_find(VID_MEM, 0, 0);
@@ -162,6 +233,11 @@ void test_mem(void)
 		pass("mem-refuse");
 	else
 		fail("mem-refuse", "a hostile plug request was acknowledged");
+
+	if (opt_num("tg.mem.snap=", 0)) {
+		mem_snapshot(addr, block, requested);
+		return;
+	}
 
 	if (mem_request(REQ_PLUG, addr, 1, 0) != RESP_ACK || vcfg64(&memdev, C_PLUGGED) != block
 	    || mem_request(REQ_STATE, addr, 1, &st) != RESP_ACK || st != ST_PLUGGED) {

@@ -35,7 +35,9 @@ internal static class VirtioMemAttach
             throw new ConfigException(ConfigArea.MemoryHotplug,
                 $"{slots} slots of {config.SlotSizeMib} MiB need more KVM memory slots than this host offers ({available}); use a larger slot_size_mib");
         var area = memory.AddHotplugArea(Layout.HotplugMemoryStart, total, slot);
-        devices.Memory = new VirtioMem(area, block, new KvmHotplugSlots(vm, area, FirstKvmSlot));
+        area.FirstSlot = FirstKvmSlot;
+        // Dirty logging on the hotplug slots as on boot RAM's: a Diff snapshot asks KVM for each plugged slot's log.
+        devices.Memory = new VirtioMem(area, block, new KvmHotplugSlots(vm, area, FirstKvmSlot, memory.DirtyTracking));
         devices.Add(devices.Memory);
     }
 }
@@ -46,13 +48,13 @@ internal static class VirtioMemAttach
 /// reach memory that is PROT_NONE on the other side. Runs on the VMM thread (KVM_SET_USER_MEMORY_REGION is in its
 /// seccomp filter for this).
 /// </summary>
-internal sealed class KvmHotplugSlots(Vm vm, HotplugArea area, uint firstKvmSlot) : IHotplugSlots
+internal sealed class KvmHotplugSlots(Vm vm, HotplugArea area, uint firstKvmSlot, bool logDirty) : IHotplugSlots
 {
     public void Plug(int slot)
     {
         var (gpa, host) = area.Slot(slot);
         area.SetSlotAccessible(slot, true);
-        try { vm.SetUserMemoryRegion(firstKvmSlot + (uint)slot, gpa, area.SlotSize, host); }
+        try { vm.SetUserMemoryRegion(firstKvmSlot + (uint)slot, gpa, area.SlotSize, host, logDirty); }
         catch
         {
             area.SetSlotAccessible(slot, false);

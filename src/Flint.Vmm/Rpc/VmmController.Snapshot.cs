@@ -11,9 +11,6 @@ namespace Flint.Vmm.Rpc;
 /// </summary>
 public sealed partial class VmmController
 {
-    public const string SnapshotWithMemoryHotplug = "Create snapshot error: Cannot save the microVM state: the virtio-mem device "
-        + "(memory hotplug) cannot be saved in a snapshot by this build of Flint.";
-
     public const string LoadNotAllowed = "Load snapshot error: Loading a microVM snapshot not allowed after configuring boot-specific resources.";
 
     /// <summary>Creates a snapshot of the running VM (the process wires it to <see cref="SnapshotCreator"/>).</summary>
@@ -47,9 +44,6 @@ public sealed partial class VmmController
         if (p.Diff) Logger.Warn("[DevPreview] Virtual machine diff snapshots is in development preview.");
         if (CreateSnapshotHandler == null) throw new ApiFault("Create snapshot error: this VMM cannot create snapshots.");
         if (_vm is not { IsPaused: true }) throw new ApiFault("Create snapshot error: Cannot save the microVM state: Vcpu is in unexpected state.");
-        // Firecracker saves the plugged blocks; Flint does not yet, and a restore that silently lost hotplugged memory
-        // (or mapped it where the guest thinks it unplugged) would be worse than no snapshot.
-        if (_cfg.MemoryHotplug != null) throw new ApiFault(SnapshotWithMemoryHotplug);
         try { CreateSnapshotHandler(p); }
         catch (SnapshotException e) { throw new ApiFault(e.Message); }
         long us = SnapshotCreator.ElapsedUs(start);

@@ -48,6 +48,7 @@ public static class SnapshotCreator
                 Save(file, SnapshotSections.Runtime(i), vmm.Devices.Transports[i].Device.SaveRuntime);
             if (vmm.Devices.Pci is { } pci) Save(file, SnapshotSections.Pci, w => PciStateCodec.Save(pci, w));
             if (vmm.Devices.Vsock is { } vsock) Save(file, SnapshotSections.Vsock, w => w.Bool(vsock.PendingEventAck));
+            if (vmm.Devices.Memory is { } hotplug) Save(file, VirtioMemStateCodec.Section, w => VirtioMemStateCodec.Save(hotplug, vmm.Memory, w));
             if (vmm.Acpi is { } acpi) Save(file, SnapshotSections.Acpi, w => AcpiStateCodec.Save(acpi, w));
             if (vmm.Devices.Pmems.Count > 0)
                 Save(file, SnapshotSections.Pmem, w =>
@@ -135,6 +136,14 @@ public static class SnapshotCreator
             try { vmm.Vm.GetDirtyLog((uint)i, bits); }
             catch (Flint.Kvm.KvmException e) { Logger.Warn($"Dirty log of slot {i} not reset: {e.Message}"); }
         }
+        if (vmm.Memory.Hotplug is { } area)
+            for (int s = 0; s < area.SlotCount; s++)
+            {
+                if (!area.IsSlotPlugged(s)) continue;
+                var bits = new ulong[DirtyPageBitmap.WordsFor(area.SlotSize / GuestMemory.PageSize)];
+                try { vmm.Vm.GetDirtyLog(area.FirstSlot + (uint)s, bits); }
+                catch (Flint.Kvm.KvmException e) { Logger.Warn($"Dirty log of hotplug slot {s} not reset: {e.Message}"); }
+            }
         vmm.Memory.ResetDirty();
     }
 
@@ -155,6 +164,8 @@ public static class SnapshotCreator
             Balloon = c.Balloon,
             // Restore maps the same backing files again at the same windows, as Firecracker's pmem persist reopens them.
             Pmem = c.Pmem,
+            // Restore builds the device and its area again from it; the virtio-mem section holds what was plugged.
+            MemoryHotplug = c.MemoryHotplug,
         };
         var w = new StateWriter();
         w.String(JsonSerializer.Serialize(copy, ConfigJsonContext.Default.VmConfig));

@@ -35,7 +35,9 @@ public static class SnapshotLoader
         PciSnapshotState? pci;
         try { pci = PciStateCodec.ParseIfPresent(file); }
         catch (SnapshotFormatException e) { throw new SnapshotException(FromFile + $"Failed to load snapshot state from file: {e.Message}"); }
-        var memory = p.MemBackendType == "Uffd" ? MemoryFromUffd(p.MemBackendPath, config, uffdSource) : MemoryFromFile(p.MemBackendPath, config);
+        var hotplug = ReadHotplugLayout(file, config);
+        var memory = p.MemBackendType == "Uffd" ? MemoryFromUffd(p.MemBackendPath, config, uffdSource, hotplug)
+            : MemoryFromFile(p.MemBackendPath, config, hotplug);
 
         Vmm vmm;
         try { vmm = build(config, memory, pci != null); }
@@ -119,6 +121,13 @@ public static class SnapshotLoader
         return config;
     }
 
+    /// <summary>The virtio-mem area the memory file holds after boot RAM (null: none), checked before anything is mapped.</summary>
+    private static HotplugLayout? ReadHotplugLayout(SnapshotFile file, VmConfig config)
+    {
+        try { return VirtioMemStateCodec.Layout(file, config, checked((ulong)config.MachineConfig!.MemSizeMib << 20)); }
+        catch (SnapshotFormatException e) { throw new SnapshotException(FromFile + $"Failed to load snapshot state from file: {e.Message}"); }
+    }
+
     private static void ApplyOverrides(VmConfig config, SnapshotLoadParams p)
     {
         foreach (var (iface, dev) in p.NetworkOverrides)
@@ -144,10 +153,10 @@ public static class SnapshotLoader
     }
 
     /// <summary>Guest RAM mapped from the memory file (File backend); nothing is built if it fails.</summary>
-    private static GuestMemory MemoryFromFile(string path, VmConfig config)
+    private static GuestMemory MemoryFromFile(string path, VmConfig config, HotplugLayout? hotplug)
     {
-        CheckMemoryFile(path, config);
-        try { return GuestMemory.CreateFromFile(MemoryLayout.RamRanges(checked((ulong)config.MachineConfig!.MemSizeMib << 20)), path); }
+        CheckMemoryFile(path, config, hotplug);
+        try { return GuestMemory.CreateFromFile(MemoryLayout.RamRanges(checked((ulong)config.MachineConfig!.MemSizeMib << 20)), path, hotplug); }
         catch (Exception e) when (e is IOException or SysException or ArgumentException or UnauthorizedAccessException)
         {
             throw new SnapshotException(Restore + $"Failed to load guest memory: Error creating guest memory from file: Failed to load guest memory: {Describe(e)}");
@@ -158,14 +167,14 @@ public static class SnapshotLoader
     /// Anonymous guest RAM served by the page-fault handler listening on <paramref name="socketPath"/> (Uffd backend):
     /// Firecracker's guest_memory_from_uffd. Nothing is built if it fails, and nothing is left open.
     /// </summary>
-    private static GuestMemory MemoryFromUffd(string socketPath, VmConfig config, UffdSource source)
+    private static GuestMemory MemoryFromUffd(string socketPath, VmConfig config, UffdSource source, HotplugLayout? hotplug)
     {
         const string FromUffd = Restore + "Failed to load guest memory: Error creating guest memory from uffd: ";
         var mc = config.MachineConfig!;
         try
         {
             return GuestMemory.CreateForUffd(MemoryLayout.RamRanges(checked((ulong)mc.MemSizeMib << 20)), socketPath, source,
-                ConfigLoader.HugePagesOf(mc));
+                ConfigLoader.HugePagesOf(mc), hotplug);
         }
         catch (GuestMemoryUffdException e) { throw new SnapshotException(FromUffd + e.Message); }
         catch (Exception e) when (e is SysException or ArgumentException)
@@ -174,10 +183,10 @@ public static class SnapshotLoader
         }
     }
 
-    /// <summary>The memory file must exist and be exactly guest RAM's size; checked before anything is built.</summary>
-    private static void CheckMemoryFile(string path, VmConfig config)
+    /// <summary>The memory file must exist and be exactly guest RAM's size (boot RAM, then any hotplug area); checked before anything is built.</summary>
+    private static void CheckMemoryFile(string path, VmConfig config, HotplugLayout? hotplug)
     {
-        ulong want = checked((ulong)config.MachineConfig!.MemSizeMib << 20);
+        ulong want = checked(((ulong)config.MachineConfig!.MemSizeMib << 20) + (hotplug?.Size ?? 0));
         long have;
         try
         {
@@ -228,6 +237,8 @@ public static class SnapshotLoader
             throw new InvalidOperationException(pci != null ? "The snapshot's devices are virtio-pci, the VM was built without a PCI segment."
                 : "The snapshot's devices are virtio-mmio, the VM was built with a PCI segment.");
         VmStateCodec.Restore(vmm.Vm, file.Open(SnapshotSections.Vm), clockRealtime);
+        // Hotplugged memory back in KVM before any device state that may point into it (a queue, a buffer).
+        VirtioMemStateCodec.Restore(file, vmm);
         for (int i = 0; i < vmm.Vcpus.Count; i++)
             VcpuStateCodec.Restore(vmm.Vcpus[i].KvmVcpu!, file.Open(SnapshotSections.Vcpu(i)));
         vmm.Serial.RestoreState(file.Open(SnapshotSections.Serial));

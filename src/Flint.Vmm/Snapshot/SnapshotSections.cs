@@ -16,6 +16,8 @@ public static class SnapshotSections
     /// <summary>--enable-pci: the host bridge and every virtio-pci function (<see cref="PciStateCodec"/>); absent in a
     /// virtio-mmio snapshot.</summary>
     public const string Pci = "pci";
+    /// <summary>virtio-mem: the hotplug area's layout and the device's plugged blocks (<see cref="VirtioMemStateCodec"/>).</summary>
+    public const string VirtioMem = Flint.Snapshot.HotplugMemoryState.SectionName;
     public static string Vcpu(int i) => $"vcpu/{i}";
     public static string Virtio(int slot) => $"virtio/{slot}";
     /// <summary>Slot N's device state beyond its transport (rate limiter buckets, the balloon's): <see cref="Flint.Devices.Virtio.IDeviceRuntimeState"/>.</summary>

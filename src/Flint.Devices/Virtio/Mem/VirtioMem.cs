@@ -17,7 +17,7 @@ namespace Flint.Devices.Virtio.Mem;
 /// not the range starts on a slot boundary (Firecracker #5793). Unplugged blocks go back to the host (MADV_DONTNEED).
 /// Queue work runs on the event loop, PATCH and GET on the VMM thread; one lock orders them.
 /// </summary>
-public sealed class VirtioMem : VirtioDevice, IVirtioDevice
+public sealed partial class VirtioMem : VirtioDevice, IVirtioDevice
 {
     private static readonly ushort[] s_queueSizes = [QueueSize];
 
