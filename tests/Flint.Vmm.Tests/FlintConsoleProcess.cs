@@ -13,12 +13,13 @@ internal sealed class FlintConsoleProcess : IDisposable
 {
     private readonly MemoryStream _out = new();
 
-    public FlintConsoleProcess(string dir, string name, Action<string>? stderr = null)
+    public FlintConsoleProcess(string dir, string name, Action<string>? stderr = null, params string[] extraArgs)
     {
         Socket = Path.Combine(dir, name + ".sock");
         LogPath = Path.Combine(dir, name + ".log");
         var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in new[] { "--api-sock", Socket, "--id", name, "--log-path", LogPath }) psi.ArgumentList.Add(a);
+        foreach (var a in extraArgs) psi.ArgumentList.Add(a); // e.g. --enable-pci
         Process = Process.Start(psi)!;
         var copy = new Thread(() =>
         {
