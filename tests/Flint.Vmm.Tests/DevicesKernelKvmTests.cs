@@ -13,8 +13,8 @@ namespace Flint.Vmm.Tests;
 /// </summary>
 public sealed partial class DevicesKernelKvmTests(ITestOutputHelper output) : IDisposable
 {
-    private static readonly TimeSpan Boot = TimeSpan.FromSeconds(420);
-    private static readonly TimeSpan Answer = TimeSpan.FromSeconds(120);
+    private static readonly TimeSpan Boot = TimeSpan.FromSeconds(360);
+    private static readonly TimeSpan Answer = TimeSpan.FromSeconds(90);
     private const string PmemMark = "FLINTPMEM";
 
     private readonly string _dir = Repo.TempDir();
@@ -23,6 +23,7 @@ public sealed partial class DevicesKernelKvmTests(ITestOutputHelper output) : ID
 
     public void Dispose()
     {
+        _done = true;
         foreach (var p in _procs)
         {
             p.Dispose();
@@ -52,7 +53,7 @@ public sealed partial class DevicesKernelKvmTests(ITestOutputHelper output) : ID
         vm.Ok("PUT", "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{rootfs}\", \"is_root_device\": true, \"is_read_only\": false}}");
         vm.Ok("PUT", "/pmem/pm0", $"{{\"id\": \"pm0\", \"path_on_host\": \"{pmemFile}\", \"root_device\": false, \"read_only\": false}}");
         vm.Ok("PUT", "/hotplug/memory", "{\"total_size_mib\": 1024}");
-        vm.Ok("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}");
+        vm.Ok("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 256}"); // 1 vCPU: the nested L1 has one CPU
         vm.Ok("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}");
         bool init = WaitForInit(vm);
         string boot = vm.Console;
@@ -151,7 +152,30 @@ public sealed partial class DevicesKernelKvmTests(ITestOutputHelper output) : ID
     {
         var p = new FlintConsoleProcess(_dir, "dk-" + name, output.WriteLine, args);
         _procs.Add(p);
+        MirrorConsole(p, name);
         return p;
+    }
+
+    private volatile bool _done;
+
+    /// <summary>
+    /// Copies the console to artifacts/kvm-consoles/devices-kernel-NAME.txt every few seconds: xunit shows a test's
+    /// output only when it ends, and a nested L1 that times out first (the first nested run of this class did) loses it.
+    /// </summary>
+    private void MirrorConsole(FlintConsoleProcess p, string name)
+    {
+        string dir = Path.Combine(Repo.Root, "artifacts", "kvm-consoles");
+        Directory.CreateDirectory(dir);
+        string file = Path.Combine(dir, $"devices-kernel-{name}.txt");
+        new Thread(() =>
+        {
+            while (!_done)
+            {
+                try { File.WriteAllText(file, p.Console); } catch (IOException) { }
+                Thread.Sleep(3000);
+            }
+            try { File.WriteAllText(file, p.Console); } catch (IOException) { }
+        }) { IsBackground = true }.Start();
     }
 
     private string CopyRootfs()
@@ -183,6 +207,7 @@ public sealed partial class DevicesKernelKvmTests(ITestOutputHelper output) : ID
     }
 
     private static int _shellSeq;
+    private bool _shellStuck;
 
     /// <summary>
     /// Runs <paramref name="cmd"/> in the guest's shell and returns what it printed. The markers are made by the
@@ -192,10 +217,12 @@ public sealed partial class DevicesKernelKvmTests(ITestOutputHelper output) : ID
     {
         int n = Interlocked.Increment(ref _shellSeq) * 1000;
         string begin = $"BEGIN{n + 1}_", end = $"END{n + 1}_";
+        if (_shellStuck) return "";
         vm.Type($"echo BEGIN$(({n}+1))_; {cmd}; echo END$(({n}+1))_");
         if (!vm.WaitFor(end, Answer))
         {
-            _misses.Add($"the shell did not finish '{cmd}'");
+            _misses.Add($"the shell did not finish '{cmd}' (later commands skipped)");
+            _shellStuck = true; // one wait per test, not one per command
             return "";
         }
         string c = vm.Console;
@@ -242,8 +269,16 @@ public sealed partial class DevicesKernelKvmTests(ITestOutputHelper output) : ID
         if (!Regex.IsMatch(text, pattern)) _misses.Add($"{what}: nothing matches /{pattern}/");
     }
 
+    /// <summary>
+    /// The one kernel warning the nested tier always prints, whichever VMM runs the guest (QEMU's too): QEMU TCG's
+    /// XSAVE sizes disagree with the kernel's, which then runs without XSAVE (docs/kvm-runs/README.md). Not Flint's.
+    /// </summary>
+    [GeneratedRegex(@"\[ cut here \][^\n]*\n[^\n]*XSAVE consistency problem.*?end trace[^\n]*", RegexOptions.Singleline)]
+    private static partial Regex TcgXsaveWarning();
+
     private void ExpectAbsent(string text, string what, params string[] lines)
     {
+        text = TcgXsaveWarning().Replace(text, "");
         foreach (var l in lines)
             if (text.Contains(l, StringComparison.Ordinal)) _misses.Add($"{what}: '{l}' is there");
     }
