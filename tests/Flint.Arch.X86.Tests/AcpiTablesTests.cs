@@ -211,6 +211,48 @@ public class AcpiTablesTests
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>
+    /// ACPICA's interpreter (acpiexec) runs the host bridge's _DSM as Linux calls it, with the UUID from ASL's ToUUID
+    /// (so the mixed-endian byte order is checked too): function 0 lists functions 0 and 5, function 5 answers 0
+    /// ("preserve the BARs the VMM placed"); an unknown UUID gets the empty answer.
+    /// </summary>
+    [SkippableFact]
+    public void Acpiexec_runs_the_host_bridge_DSM_as_Linux_calls_it()
+    {
+        Skip.IfNot(File.Exists("/usr/bin/acpiexec") && File.Exists("/usr/bin/iasl"), "acpiexec/iasl not installed (apt-get install acpica-tools)");
+        using var mem = Mem.Create(64 * Mem.MiB);
+        MpTable.Write(mem, 1);
+        var pci = new PciSegmentInfo(0xeec0_0000);
+        byte[] body = DsdtDevices.Build([], new AcpiMemoryDevice(Layout.VmGenIdAddress, 5), new AcpiMemoryDevice(Layout.VmClockAddress, 6), Layout.VmClockSize, pci);
+        var at = AcpiTableWriter.Write(mem, 1, body, pci);
+        string dir = Directory.CreateTempSubdirectory("flint-acpi-").FullName;
+        try
+        {
+            File.WriteAllBytes(Path.Combine(dir, "dsdt.aml"), Table(mem, at.Dsdt, "DSDT"));
+            File.WriteAllText(Path.Combine(dir, "caller.asl"), """
+                DefinitionBlock ("", "SSDT", 2, "FLINT", "DSMTEST", 0)
+                {
+                    External (\_SB.PC00._DSM, MethodObj)
+                    Method (\TST0) { Return (\_SB.PC00._DSM (ToUUID ("e5c937d0-3553-4d7a-9117-ea4d19c3434d"), 1, 0, Package () {})) }
+                    Method (\TST5) { Return (\_SB.PC00._DSM (ToUUID ("e5c937d0-3553-4d7a-9117-ea4d19c3434d"), 1, 5, Package () {})) }
+                    Method (\TSTX) { Return (\_SB.PC00._DSM (ToUUID ("00000000-0000-0000-0000-000000000000"), 1, 5, Package () {})) }
+                }
+                """);
+            var (rc, o) = Run("/usr/bin/iasl", dir, "caller.asl");
+            Assert.True(rc == 0, "iasl caller.asl: " + o);
+            (rc, o) = Run("/usr/bin/acpiexec", dir, "-b", "execute \\TST0; execute \\TST5; execute \\TSTX; execute \\_SB.PC00._SEG", "dsdt.aml", "caller.aml");
+            Assert.True(rc == 0, "acpiexec: " + o);
+            Assert.DoesNotContain("ACPI Error", o);
+            var answers = System.Text.RegularExpressions.Regex.Matches(o, @"Evaluation of \\(\S+) returned[^\n]*\n\s*(\[[^\n]*)").ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
+            Assert.True(answers.Count == 4, "acpiexec output:\n" + o);
+            Assert.Contains("[Buffer] Length 01 =     0000: 21", answers["TST0"]);
+            Assert.Equal("[Integer] = 0000000000000000", answers["TST5"].Trim());
+            Assert.Contains("[Buffer] Length 01 =     0000: 00", answers["TSTX"]);
+            Assert.Equal("[Integer] = 0000000000000000", answers["_SB.PC00._SEG"].Trim());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     private static int CountOf(string s, string what)
     {
         int n = 0;
