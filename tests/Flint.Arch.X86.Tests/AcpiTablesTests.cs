@@ -157,6 +157,102 @@ public class AcpiTablesTests
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>
+    /// With PCI the DSDT holds the host bridge: an x86 Linux booted with ACPI looks for PCI root buses only in the
+    /// namespace (PNP0A03/PNP0A08), so without it the devices kernel under --enable-pci found no bus and no root disk.
+    /// </summary>
+    [Fact]
+    public void Dsdt_has_a_PCI_host_bridge_only_when_the_PCI_transport_is_on()
+    {
+        byte[] pnp0a08 = Aml.EisaId("PNP0A08");
+        byte[] noPci = SampleDsdtBody();
+        byte[] withPci = DsdtDevices.Build([], new AcpiMemoryDevice(Layout.VmGenIdAddress, 5), new AcpiMemoryDevice(Layout.VmClockAddress, 6),
+            Layout.VmClockSize, new PciSegmentInfo(0xeec0_0000));
+        Assert.Equal(-1, noPci.AsSpan().IndexOf(pnp0a08));
+        Assert.True(withPci.AsSpan().IndexOf(pnp0a08) > 0);
+        Assert.True(withPci.AsSpan().IndexOf("PC00"u8) > 0);
+    }
+
+    /// <summary>Word address space descriptors as Firecracker's AddressSpace&lt;u16&gt; encodes them (bus number 0-0; I/O 0xd00-0xffff).</summary>
+    [Fact]
+    public void Word_address_space_descriptors_golden_bytes()
+    {
+        Assert.Equal(new byte[] { 0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0 }, Aml.WordBusNumber(0, 0));
+        Assert.Equal(new byte[] { 0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0, 0, 0x00, 0x0d, 0xff, 0xff, 0, 0, 0x00, 0xf3 }, Aml.WordIo(0x0d00, 0xffff));
+        Assert.Equal(new byte[] { 0x11, 0x04, 0x0a, 0x01, 0x21 }, Aml.Buffer([0x21])); // PkgLength counts itself
+    }
+
+    [SkippableFact]
+    public void Iasl_reads_the_PCI_host_bridge_with_its_windows()
+    {
+        Skip.IfNot(File.Exists("/usr/bin/iasl"), "iasl not installed (apt-get install acpica-tools)");
+        using var mem = Mem.Create(64 * Mem.MiB);
+        MpTable.Write(mem, 1);
+        var pci = new PciSegmentInfo(0xeec0_0000);
+        byte[] body = DsdtDevices.Build([], new AcpiMemoryDevice(Layout.VmGenIdAddress, 5), new AcpiMemoryDevice(Layout.VmClockAddress, 6), Layout.VmClockSize, pci);
+        var at = AcpiTableWriter.Write(mem, 1, body, pci);
+        string dir = Directory.CreateTempSubdirectory("flint-acpi-").FullName;
+        try
+        {
+            string file = Path.Combine(dir, "dsdt.dat");
+            File.WriteAllBytes(file, Table(mem, at.Dsdt, "DSDT"));
+            var (rc, output) = Run("/usr/bin/iasl", dir, "-d", file);
+            Assert.True(rc == 0, $"iasl -d: exit {rc}\n{output}");
+            Assert.DoesNotContain("Error", output);
+            string d = File.ReadAllText(Path.Combine(dir, "dsdt.dsl"));
+            Assert.DoesNotContain("Invalid", d);
+            foreach (var expected in new[] { "Device (_SB.PC00)", "EisaId (\"PNP0A08\")", "EisaId (\"PNP0A03\")", "Name (_SEG, 0x0000)",
+                         "Method (_DSM, 4, NotSerialized)", "WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,",
+                         "IO (Decode16,", "0x0CF8", "Memory32Fixed (ReadWrite,", "0xEEC00000", "0x00100000",
+                         "0x00000000C0001000", "0x00000000EEBFFFFF", "0x0000004000000000", "0x0000007FFFFFFFFF",
+                         "WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,", "0x0CF7", "0x0D00" })
+                Assert.True(d.Contains(expected, StringComparison.Ordinal), $"DSDT disassembly lacks {expected}:\n{d}");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>
+    /// ACPICA's interpreter (acpiexec) runs the host bridge's _DSM as Linux calls it, with the UUID from ASL's ToUUID
+    /// (so the mixed-endian byte order is checked too): function 0 lists functions 0 and 5, function 5 answers 0
+    /// ("preserve the BARs the VMM placed"); an unknown UUID gets the empty answer.
+    /// </summary>
+    [SkippableFact]
+    public void Acpiexec_runs_the_host_bridge_DSM_as_Linux_calls_it()
+    {
+        Skip.IfNot(File.Exists("/usr/bin/acpiexec") && File.Exists("/usr/bin/iasl"), "acpiexec/iasl not installed (apt-get install acpica-tools)");
+        using var mem = Mem.Create(64 * Mem.MiB);
+        MpTable.Write(mem, 1);
+        var pci = new PciSegmentInfo(0xeec0_0000);
+        byte[] body = DsdtDevices.Build([], new AcpiMemoryDevice(Layout.VmGenIdAddress, 5), new AcpiMemoryDevice(Layout.VmClockAddress, 6), Layout.VmClockSize, pci);
+        var at = AcpiTableWriter.Write(mem, 1, body, pci);
+        string dir = Directory.CreateTempSubdirectory("flint-acpi-").FullName;
+        try
+        {
+            File.WriteAllBytes(Path.Combine(dir, "dsdt.aml"), Table(mem, at.Dsdt, "DSDT"));
+            File.WriteAllText(Path.Combine(dir, "caller.asl"), """
+                DefinitionBlock ("", "SSDT", 2, "FLINT", "DSMTEST", 0)
+                {
+                    External (\_SB.PC00._DSM, MethodObj)
+                    Method (\TST0) { Return (\_SB.PC00._DSM (ToUUID ("e5c937d0-3553-4d7a-9117-ea4d19c3434d"), 1, 0, Package () {})) }
+                    Method (\TST5) { Return (\_SB.PC00._DSM (ToUUID ("e5c937d0-3553-4d7a-9117-ea4d19c3434d"), 1, 5, Package () {})) }
+                    Method (\TSTX) { Return (\_SB.PC00._DSM (ToUUID ("00000000-0000-0000-0000-000000000000"), 1, 5, Package () {})) }
+                }
+                """);
+            var (rc, o) = Run("/usr/bin/iasl", dir, "caller.asl");
+            Assert.True(rc == 0, "iasl caller.asl: " + o);
+            (rc, o) = Run("/usr/bin/acpiexec", dir, "-b", "execute \\TST0; execute \\TST5; execute \\TSTX; execute \\_SB.PC00._SEG", "dsdt.aml", "caller.aml");
+            Assert.True(rc == 0, "acpiexec: " + o);
+            Assert.DoesNotContain("ACPI Error", o);
+            var answers = System.Text.RegularExpressions.Regex.Matches(o, @"Evaluation of \\(\S+) returned[^\n]*\n\s*(\[[^\n]*)").ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
+            Assert.True(answers.Count == 4, "acpiexec output:\n" + o);
+            Assert.Contains("[Buffer] Length 01 =     0000: 21", answers["TST0"]);
+            Assert.Equal("[Integer] = 0000000000000000", answers["TST5"].Trim());
+            Assert.Contains("[Buffer] Length 01 =     0000: 00", answers["TSTX"]);
+            Assert.Equal("[Integer] = 0000000000000000", answers["_SB.PC00._SEG"].Trim());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     private static int CountOf(string s, string what)
     {
         int n = 0;

@@ -89,16 +89,14 @@ public sealed partial class AcpiKvmTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>
-    /// The devices kernel (guest/build-kernel.sh --variant devices; FLINT_DEVICES_KERNEL or
-    /// /work/shared-guest-devices/vmlinux) parses Flint's tables: the kernel's own ACPI lines name them.
+    /// The devices kernel (guest/build-kernel.sh --variant devices; <see cref="DevicesKernel"/> says where) parses Flint's tables: the kernel's own ACPI lines name them.
     /// </summary>
     [Trait("Needs", "kvm")]
     [SkippableFact]
     public void Devices_kernel_reads_the_tables_and_finds_both_cpus()
     {
         KvmRequirement.Check();
-        string vmlinux = Environment.GetEnvironmentVariable("FLINT_DEVICES_KERNEL") ?? "/work/shared-guest-devices/vmlinux";
-        Skip.IfNot(File.Exists(vmlinux), $"{vmlinux} absent: build it with guest/build-kernel.sh --variant devices");
+        string vmlinux = DevicesKernel.Require();
         var cfg = Path.Combine(_dir, "config.json");
         File.WriteAllText(cfg, $$"""
             {"boot-source": {"kernel_image_path": "{{vmlinux}}", "boot_args": "console=ttyS0 reboot=k panic=1 root=/dev/vdz rootwait"},

@@ -191,6 +191,38 @@ public static class Aml
         return b;
     }
 
+    /// <summary>
+    /// Buffer(): BufferOp, PkgLength, the size as an integer term of the smallest width (as Firecracker's usize), the bytes.
+    /// </summary>
+    public static byte[] Buffer(byte[] data)
+    {
+        byte[] size = data.Length <= byte.MaxValue ? Byte((byte)data.Length) : Word(checked((ushort)data.Length));
+        byte[] body = [.. size, .. data];
+        return [BufferOp, .. PkgLength(body.Length), .. body];
+    }
+
+    /// <summary>Word address space descriptor (6.4.3.5.3) for bus numbers [min, max], min and max fixed.</summary>
+    public static byte[] WordBusNumber(ushort min, ushort max) => WordAddressSpace(2, 0, min, max);
+
+    /// <summary>Word address space descriptor for I/O ports [min, max], min and max fixed, "entire range" (flags 3).</summary>
+    public static byte[] WordIo(ushort min, ushort max) => WordAddressSpace(1, 3, min, max);
+
+    private static byte[] WordAddressSpace(byte resourceType, byte typeFlags, ushort min, ushort max)
+    {
+        if (min > max) throw new ArgumentException($"range 0x{min:x}-0x{max:x} is empty");
+        var b = new byte[16];
+        b[0] = 0x88;
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(1), 13);
+        b[3] = resourceType;
+        b[4] = (1 << 2) | (1 << 3);               // min fixed, max fixed
+        b[5] = typeFlags;
+        // granularity 0 at 6, min at 8, max at 10, translation 0 at 12, length at 14
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(8), min);
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(10), max);
+        BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(14), (ushort)(max - min + 1));
+        return b;
+    }
+
     public static byte[] Concat(params byte[][] parts)
     {
         int n = 0;

@@ -8,7 +8,7 @@ public readonly record struct AcpiMemoryDevice(ulong Address, uint Gsi);
 
 /// <summary>
 /// The DSDT's definition block, in Firecracker's order (device_manager.append_aml_bytes, then the arch part): the
-/// virtio-mmio devices ("Vnnn", LNRO0005, nnn = GSI - 5), VMGenID (_SB_.VGEN), VMClock (_SB_.VCLK), the Generic Event
+/// virtio-mmio devices ("Vnnn", LNRO0005, nnn = GSI - 5) or with PCI the host bridge (_SB_.PC00), VMGenID (_SB_.VGEN), VMClock (_SB_.VCLK), the Generic Event
 /// Device that turns their GSIs into Notify(0x80) (_SB_.GED_, ACPI0013), then COM1 (PNP0501) and the i8042 (PNP0303).
 /// </summary>
 public static class DsdtDevices
@@ -19,9 +19,13 @@ public static class DsdtDevices
     /// <summary>Notify value for "the device's data changed" (ACPI 6.5 table 5.207: 0x80 device-specific).</summary>
     public const byte NotifyDeviceSpecific = 0x80;
 
-    public static byte[] Build(IReadOnlyList<VirtioMmioAcpi> virtio, AcpiMemoryDevice vmGenId, AcpiMemoryDevice vmClock, ulong vmClockSize)
+    /// <param name="pci">The PCI segment with --enable-pci: its host bridge (<see cref="PciRootBridge"/>) takes the
+    /// virtio devices' place, as Firecracker's device manager writes either its MMIO devices or its PCI segment.</param>
+    public static byte[] Build(IReadOnlyList<VirtioMmioAcpi> virtio, AcpiMemoryDevice vmGenId, AcpiMemoryDevice vmClock, ulong vmClockSize,
+        PciSegmentInfo? pci = null)
     {
         var parts = new List<byte[]>();
+        if (pci != null) parts.Add(PciRootBridge.Build(pci));
         foreach (var d in virtio) parts.Add(VirtioMmio(d));
         parts.Add(VmGenId(vmGenId.Address));
         parts.Add(VmClock(vmClock.Address, vmClockSize));

@@ -15,7 +15,8 @@ public static class AcpiAttach
 {
     /// <param name="boot">Booting (write ID, vmclock page and tables); false when restoring a snapshot, whose memory
     /// already holds them (SnapshotLoader then gives VMGenID a new ID and bumps VMClock).</param>
-    /// <param name="pci">The PCI segment when the PCI transport is on: the MCFG table describes its ECAM window.</param>
+    /// <param name="pci">The PCI segment when the PCI transport is on: the MCFG table describes its ECAM window and the
+    /// DSDT its host bridge (a Linux with ACPI finds PCI buses only there).</param>
     public static AcpiDeviceSet Attach(Vm vm, GuestMemory memory, VirtioDeviceSet virtio, List<IDisposable> owned, uint vcpuCount,
         bool boot, PciSegmentInfo? pci = null)
     {
@@ -30,7 +31,8 @@ public static class AcpiAttach
         acpi.VmClock.Activate(memory);
         var dsdt = DsdtDevices.Build(
             [.. virtio.Windows.Select(w => new VirtioMmioAcpi(w.Address, Layout.VirtioMmioSlotSize, w.Gsi))],
-            new AcpiMemoryDevice(Layout.VmGenIdAddress, genIdGsi), new AcpiMemoryDevice(Layout.VmClockAddress, clockGsi), Layout.VmClockSize);
+            new AcpiMemoryDevice(Layout.VmGenIdAddress, genIdGsi), new AcpiMemoryDevice(Layout.VmClockAddress, clockGsi), Layout.VmClockSize,
+            pci);
         AcpiTableWriter.Write(memory, vcpuCount, dsdt, pci);
         return acpi;
     }
