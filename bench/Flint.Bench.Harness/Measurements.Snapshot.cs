@@ -77,7 +77,6 @@ internal sealed partial class Measurements
             }
             Log($"snapshot {size}: flint create {Med(fCreate)} ms, {Med(fState)} MiB, load {Med(fLoadApi)} ms, load->line {Med(fRun)} ms, +{Med(fClone)} MiB/clone, uffd load {Med(fUffdLoad)} ms, uffd start->line {Med(fUffd)} ms ({Med(fUffdCopied)} pages copied, {Med(fUffdZero)} zero pages); " +
                 $"qemu ({QemuAccel.Name}) create {Med(qCreate)} ms, {Med(qState)} MiB, incoming->line {Med(qRun)} ms, +{Med(qClone)} MiB/clone");
-            Checkpoint?.Invoke();
         }
     }
 
@@ -85,10 +84,10 @@ internal sealed partial class Measurements
     private sealed record UffdSeries(Series Load, Series Run, Series Copied, Series Zero);
 
     /// <summary>
-    /// Runs one VMM's part; when it fails, each of <paramref name="rows"/> still without a sample says why (the others
-    /// keep what was measured before the failure).
+    /// Runs one VMM's part and saves the results so far; when it fails, each of <paramref name="rows"/> still without a
+    /// sample says why (the others keep what was measured before the failure).
     /// </summary>
-    private static void Guarded(string what, Series[] rows, Action part)
+    private void Guarded(string what, Series[] rows, Action part)
     {
         try { part(); }
         catch (Exception e) when (e is TimeoutException or InvalidOperationException or IOException)
@@ -97,6 +96,9 @@ internal sealed partial class Measurements
             foreach (var s in rows)
                 if (s.Samples.Count == 0 && s.NotMeasured == null) s.NotMeasured = $"not measured: {what} stopped early: {e.Message}";
         }
+        // Saved after each VMM's part, not each size: the nested run of 2026-12-07 measured Flint's 1 GiB rows, and an
+        // L1 time limit during QEMU's 1 GiB part would have lost them.
+        Checkpoint?.Invoke();
     }
 
     private static string Med(Series s) => s.Samples.Count > 0 ? Stats.Median(s.Samples).ToString("F1") : "-";
