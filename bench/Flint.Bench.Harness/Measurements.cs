@@ -50,6 +50,9 @@ internal sealed partial class Measurements
 
     public static bool HasKvm => File.Exists("/dev/kvm");
 
+    /// <summary>Saves what was measured so far (set by Program): a long step calls it between its parts.</summary>
+    public Action? Checkpoint { get; set; }
+
     /// <summary>
     /// How much longer every bound is inside the nested-KVM L1, where each process start and guest exit is emulated
     /// (QEMU took over 10 s to answer QMP there): the bounds only catch a hang, so they stretch, the figures do not.

@@ -52,6 +52,7 @@ public static class Program
         HostInfo.Collect(r.Host, qemu, "start");
         var sw = Stopwatch.StartNew();
         var m = new Measurements(s, r);
+        m.Checkpoint = () => Save(r, outPath, sw.Elapsed.TotalSeconds);
         try
         {
             // Each step interleaves Flint and QEMU runs (A B A B).

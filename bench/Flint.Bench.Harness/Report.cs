@@ -185,8 +185,9 @@ internal static class Report
 
     private const string SnapshotHow =
         "The test guest printing its `tg.seq` sequence (1 vCPU), paused after `seq 2`. Flint: `PATCH /vm Paused` + `PUT /snapshot/create` " +
-        "(Full: state file + the whole guest RAM as the memory file), then a new process: `PUT /snapshot/load` with the File backend " +
-        "(guest RAM mapped MAP_PRIVATE from the memory file, read lazily) and `resume_vm`. QEMU (same guest, same accelerator): QMP `stop` + " +
+        "(Full: state file + a memory file as long as guest RAM, sparse: zero and never-touched pages are holes), then a new process: " +
+        "`PUT /snapshot/load` with the File backend (guest RAM mapped MAP_PRIVATE from the memory file, read lazily) and `resume_vm`; " +
+        "the Uffd rows load the same snapshot through flint-uffd-handler (holes answered with the zero page). QEMU (same guest, same accelerator): QMP `stop` + " +
         "`migrate exec:cat > FILE` until `query-migrate` says completed (QEMU's stream skips zero pages), then a new process with " +
         "`-incoming \"exec:cat FILE\"` and `cont` once it is paused. \"Next line\" is the first sequence line the restored guest prints, " +
         "timed from the new process's spawn. PSS per extra clone: three restores of one snapshot run at once; (PSS of all three - PSS of " +

@@ -22,6 +22,8 @@ public static class UffdAbi
     public const nuint UFFDIO_WAKE = 0x8010AA02;
     /// <summary>_IOWR(0xAA, 0x03, struct uffdio_copy) (40 bytes).</summary>
     public const nuint UFFDIO_COPY = 0xC028AA03;
+    /// <summary>_IOWR(0xAA, 0x04, struct uffdio_zeropage) (32 bytes).</summary>
+    public const nuint UFFDIO_ZEROPAGE = 0xC020AA04;
     /// <summary>_IO(0xAA, 0x00) on /dev/userfaultfd (Linux 6.1+): a new userfaultfd, its flags as the argument.</summary>
     public const nuint USERFAULTFD_IOC_NEW = 0xAA00;
 
@@ -44,6 +46,9 @@ public struct UffdioRegister { public UffdioRange Range; public ulong Mode; publ
 
 [StructLayout(LayoutKind.Sequential)]
 public struct UffdioCopy { public ulong Dst; public ulong Src; public ulong Len; public ulong Mode; public long Copy; }
+
+[StructLayout(LayoutKind.Sequential)]
+public struct UffdioZeropage { public UffdioRange Range; public ulong Mode; public long Zeropage; }
 
 /// <summary>
 /// struct uffd_msg (32 bytes, packed): the event byte, then a union. For a page fault Arg0 is the flags and Arg1 the

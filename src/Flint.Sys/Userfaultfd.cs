@@ -14,8 +14,9 @@ public enum UffdSource
 
 /// <summary>
 /// userfaultfd(2): create one (syscall or /dev/userfaultfd), the API handshake, register/unregister ranges, and the
-/// handler's side (read events, UFFDIO_COPY). Failures throw <see cref="SysException"/> except on the handler's hot
-/// path (<see cref="Copy"/>, <see cref="ReadEvent"/>), which returns -errno so a busy handler allocates nothing.
+/// handler's side (read events, UFFDIO_COPY, UFFDIO_ZEROPAGE). Failures throw <see cref="SysException"/> except on the
+/// handler's hot path (<see cref="Copy"/>, <see cref="ZeroPage"/>, <see cref="ReadEvent"/>), which returns -errno so a
+/// busy handler allocates nothing.
 /// </summary>
 // SAFETY: ioctls get stack structs; UFFDIO_COPY sources are mapped pages of the snapshot file, bounds-checked by the caller.
 public static unsafe class Userfaultfd
@@ -96,6 +97,24 @@ public static unsafe class Userfaultfd
             if (e == Libc.EINTR) continue;
             // A partial copy reports what it did in c.Copy (positive); the rest is retried by the caller's next fault.
             return c.Copy > 0 ? c.Copy : -e;
+        }
+    }
+
+    /// <summary>
+    /// UFFDIO_ZEROPAGE: maps the kernel's shared zero page over the faulting range at <paramref name="dst"/> (no page
+    /// is allocated or copied until the guest writes there), waking the faulting threads. Returns the bytes mapped, or
+    /// -errno as <see cref="Copy"/> does; -EINVAL where the memory type has no zero page (hugetlbfs).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long ZeroPage(int uffd, ulong dst, ulong len)
+    {
+        var z = new UffdioZeropage { Range = new UffdioRange { Start = dst, Len = len } };
+        while (true)
+        {
+            if (Libc.ioctl(uffd, UffdAbi.UFFDIO_ZEROPAGE, &z) == 0) return z.Zeropage;
+            int e = Libc.Errno;
+            if (e == Libc.EINTR) continue;
+            return z.Zeropage > 0 ? z.Zeropage : -e;
         }
     }
 

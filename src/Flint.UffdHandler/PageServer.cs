@@ -4,15 +4,19 @@ namespace Flint.UffdHandler;
 
 /// <summary>
 /// Serves a restored VM's page faults from the memory file: each missing page is copied in with UFFDIO_COPY from a
-/// read-only mapping of the file. The balloon's madvise shows up as UFFD_EVENT_REMOVE: the range is unregistered, so
+/// read-only mapping of the file, except a page that lies in one of the file's holes (a Full snapshot leaves zero and
+/// never-touched pages as holes), which gets the kernel's zero page with UFFDIO_ZEROPAGE: nothing is read, copied or
+/// allocated until the guest writes there. The balloon's madvise shows up as UFFD_EVENT_REMOVE: the range is unregistered, so
 /// the guest's next touch there gets a zero page from the kernel, as a freshly inflated-then-deflated balloon expects
 /// (Firecracker's example handler does the same). Nothing here allocates per fault.
 /// </summary>
 // SAFETY: copies pages from the mmapped file at offsets checked against each region's mapping before UFFDIO_COPY.
-public sealed unsafe class PageServer(int uffd, RegionMapping[] regions, byte* file)
+public sealed unsafe class PageServer(int uffd, RegionMapping[] regions, byte* file, FileHoles holes)
 {
-    /// <summary>Pages copied in (UFFDIO_COPY succeeded).</summary>
+    /// <summary>Pages copied in from the file (UFFDIO_COPY succeeded).</summary>
     public long Served { get; private set; }
+    /// <summary>Pages in a hole of the file, answered with the zero page (UFFDIO_ZEROPAGE succeeded).</summary>
+    public long ZeroPages { get; private set; }
     /// <summary>Faults on pages already present (EEXIST: another fault on the same page won the race).</summary>
     public long AlreadyPresent { get; private set; }
     /// <summary>Pages the balloon removed (UFFD_EVENT_REMOVE ranges, unregistered).</summary>
@@ -24,6 +28,8 @@ public sealed unsafe class PageServer(int uffd, RegionMapping[] regions, byte* f
     // A fault whose UFFDIO_COPY answered EAGAIN (a remove is pending, it must be read first) is retried after the events.
     private readonly ulong[] _deferred = new ulong[256];
     private int _deferredCount;
+    // Cleared once UFFDIO_ZEROPAGE answers EINVAL (hugetlbfs has no zero page): holes are copied from the file then.
+    private bool _zeroPageWorks = true;
 
     /// <summary>Reads and serves every pending event; false once a fault could not be served (see <see cref="Fatal"/>).</summary>
     public bool Drain()
@@ -60,17 +66,37 @@ public sealed unsafe class PageServer(int uffd, RegionMapping[] regions, byte* f
         }
     }
 
-    /// <summary>Copies the page holding <paramref name="addr"/> in from the file.</summary>
+    /// <summary>Answers the fault at <paramref name="addr"/>: the zero page for a hole of the file, else a copy from it.</summary>
     private bool Serve(ulong addr)
     {
         foreach (var region in regions)
         {
             if (!region.Contains(addr)) continue;
             ulong page = addr & ~(region.PageSize - 1);
-            // SAFETY: page lies in the region (Contains, and Base is page aligned), so file + Offset + (page - Base)
-            // plus PageSize stays inside the file's mapping: RegionMapping.Parse checked Offset + Size <= file size.
-            long r = Userfaultfd.Copy(uffd, page, file + region.Offset + (page - region.Base), region.PageSize);
-            if (r == (long)region.PageSize) { Served++; return true; }
+            ulong offset = region.Offset + (page - region.Base);
+            long r = 0;
+            bool zero = _zeroPageWorks && holes.IsHole(offset, region.PageSize);
+            if (zero)
+            {
+                r = Userfaultfd.ZeroPage(uffd, page, region.PageSize);
+                if (r == -UffdAbi.EINVAL)
+                {
+                    _zeroPageWorks = false;
+                    zero = false;
+                }
+            }
+            if (!zero)
+            {
+                // SAFETY: page lies in the region (Contains, and Base is page aligned), so file + offset plus PageSize
+                // stays inside the file's mapping: RegionMapping.Parse checked Offset + Size <= file size.
+                r = Userfaultfd.Copy(uffd, page, file + offset, region.PageSize);
+            }
+            if (r == (long)region.PageSize)
+            {
+                if (zero) ZeroPages++;
+                else Served++;
+                return true;
+            }
             if (r == -UffdAbi.EEXIST)
             {
                 AlreadyPresent++;
@@ -83,7 +109,7 @@ public sealed unsafe class PageServer(int uffd, RegionMapping[] regions, byte* f
                 _deferred[_deferredCount++] = addr;
                 return true;
             }
-            Fatal = $"UFFDIO_COPY of 0x{page:x} failed: {Libc.StrError((int)-r)}";
+            Fatal = $"{(zero ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY")} of 0x{page:x} failed: {Libc.StrError((int)-r)}";
             return false;
         }
         Fatal = $"a fault at 0x{addr:x} lies in no region of the mappings";

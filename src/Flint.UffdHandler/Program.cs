@@ -6,8 +6,9 @@ namespace Flint.UffdHandler;
 /// <summary>
 /// flint-uffd-handler SOCKET MEMORY_FILE [--progress N]: the page-fault handler for PUT /snapshot/load's Uffd backend,
 /// speaking Firecracker's protocol (so it serves Firecracker too). Listens on SOCKET, accepts the VMM's connection,
-/// receives the region mappings (JSON) with the userfaultfd (SCM_RIGHTS), and serves every fault from MEMORY_FILE until
-/// the VMM goes away (its end of the socket closes) or SIGTERM/SIGINT; then prints how many pages it served.
+/// receives the region mappings (JSON) with the userfaultfd (SCM_RIGHTS), and serves every fault from MEMORY_FILE (a page
+/// in one of its holes with the zero page, counted apart) until the VMM goes away (its end of the socket closes) or
+/// SIGTERM/SIGINT; then prints how many pages it served.
 /// Exit codes: 0 done, 1 a fault it could not serve (the VMM is killed then: its guest would wait forever, as
 /// Firecracker's example handler does), 2 bad usage or a bad handshake.
 /// </summary>
@@ -45,6 +46,10 @@ public static unsafe class Program
         if (memFd < 0) throw SysException.Last($"open {memoryPath}");
         long size = Libc.lseek(memFd, 0, 2);
         if (size <= 0) { Libc.close(memFd); throw new IOException($"{memoryPath} is empty or unreadable"); }
+        // The holes once, before any fault: a Full snapshot's zero pages are holes, answered with the zero page.
+        FileHoles holes;
+        try { holes = FileHoles.Of(memFd); }
+        catch { Libc.close(memFd); throw; }
         // SAFETY: a read-only private mapping of the whole file; never written, unmapped at exit (process end).
         byte* file = (byte*)Libc.mmap(null, (nuint)size, Libc.PROT_READ, Libc.MAP_PRIVATE, memFd, 0);
         Libc.close(memFd);
@@ -55,7 +60,7 @@ public static unsafe class Program
         using var epoll = new Epoll();
         epoll.Add(stop.Fd, TokenStop);
         epoll.Add(listen, TokenListen);
-        Console.Out.WriteLine($"{Name}: listening on {socketPath}");
+        Console.Out.WriteLine($"{Name}: listening on {socketPath} ({holes.DataBytes} of {size} bytes of the memory file are data, in {holes.DataExtentCount} extent(s); the rest are holes)");
         Span<EpollEvent> events = stackalloc EpollEvent[8];
 
         int peer = -1;
@@ -75,7 +80,7 @@ public static unsafe class Program
 
         var (uffd, regions) = Handshake(peer, (ulong)size, epoll);
         if (uffd < 0) return Finish(null, 2);
-        var server = new PageServer(uffd, regions, file);
+        var server = new PageServer(uffd, regions, file, holes);
         Console.Out.WriteLine($"{Name}: serving {regions.Length} region(s), page size {regions[0].PageSize}, for pid {FdPassing.PeerPid(peer)}");
         epoll.Add(uffd, TokenUffd);
         epoll.Add(peer, TokenPeer, Libc.EPOLLIN | EpollRdHup);
@@ -181,7 +186,7 @@ public static unsafe class Program
     private static int Finish(PageServer? server, int code)
     {
         if (server != null)
-            Console.Out.WriteLine($"{Name}: served {server.Served} pages ({server.AlreadyPresent} already present, {server.Removed} removed by the balloon)");
+            Console.Out.WriteLine($"{Name}: served {server.Served} pages ({server.ZeroPages} zero pages for holes, {server.AlreadyPresent} already present, {server.Removed} removed by the balloon)");
         else Console.Out.WriteLine($"{Name}: served 0 pages");
         Console.Out.Flush();
         return code;

@@ -89,6 +89,79 @@ public sealed unsafe class UffdTests : IDisposable
         Assert.Contains("flint-uffd-handler: 2 pages served", output); // --progress 2
     }
 
+    /// <summary>
+    /// A sparse memory file as a Full snapshot writes it: data at file pages 0-1, 255-257 and 383; every other page a
+    /// hole (never written). The holes of region 0 (pages 2-254) and region 1 (258-382) read zero.
+    /// </summary>
+    private (string Sock, string Mem, byte[] Bytes) SparseFiles()
+    {
+        var bytes = new byte[Total];
+        var rnd = new Random(7);
+        foreach (var (from, count) in new[] { (0, 2), (255, 3), (383, 1) }) rnd.NextBytes(bytes.AsSpan(from * 4096, count * 4096));
+        string mem = Path.Combine(_dir, "sparse.mem"), sock = Path.Combine(_dir, "uffd.sock");
+        using (var f = new FileStream(mem, FileMode.Create, FileAccess.Write))
+        {
+            f.SetLength(Total);
+            foreach (var (from, count) in new[] { (0, 2), (255, 3), (383, 1) })
+            {
+                f.Position = from * 4096L;
+                f.Write(bytes, from * 4096, count * 4096);
+            }
+        }
+        Assert.Equal(6 * 4096L, SparseFile.DataExtents(mem).Sum(e => e.End - e.Start)); // ext4/tmpfs keep the holes
+        return (sock, mem, bytes);
+    }
+
+    [Fact]
+    public void A_page_in_a_hole_of_the_memory_file_is_answered_with_the_zero_page_and_counted_apart()
+    {
+        var (sock, mem, bytes) = SparseFiles();
+        using var h = new UffdHandlerProcess(sock, mem);
+        Assert.Contains($"{6 * 4096} of {Total} bytes of the memory file are data, in 3 extent(s)", h.Output);
+        var memory = GuestMemory.CreateForUffd(Ranges, sock, UffdSource.SyscallThenDevice);
+        int[] data = [0, 1, 256, 383], holes = [2, 100, 254, 258, 300];
+        Bounded(() =>
+        {
+            foreach (int page in data.Concat(holes))
+            {
+                var (r, within) = page < 256 ? (memory.Regions[0], page) : (memory.Regions[1], page - 256);
+                var got = new ReadOnlySpan<byte>(r.Host + within * 4096L, 4096);
+                Assert.True(got.SequenceEqual(bytes.AsSpan(page * 4096, 4096)), $"page {page} differs from the file");
+            }
+            Assert.True(new ReadOnlySpan<byte>(memory.Regions[0].Host + 100 * 4096L, 4096).IndexOfAnyExcept((byte)0) < 0);
+            // The zero page is read-only and shared: a write to it gets the guest a private page of its own (no fault
+            // for the handler: the page is present), and the next hole still reads zero.
+            memory.Write<ulong>(100 * 4096 + 16, 0xfeedUL);
+            Assert.Equal(0xfeedUL, memory.Read<ulong>(100 * 4096 + 16));
+            Assert.Equal(0UL, memory.Read<ulong>(101 * 4096 + 16));
+        }, h);
+        memory.Dispose();
+        var (code, output) = h.WaitExit();
+        Assert.Equal(0, code);
+        Assert.Equal(data.Length, UffdHandlerProcess.Served(output));   // copied from the file: the data pages only
+        Assert.Contains($"({holes.Length + 1} zero pages for holes, 0 already present, 0 removed by the balloon)", output); // + page 101
+    }
+
+    [Theory]
+    [InlineData(0, 4096, false)]           // the first data extent
+    [InlineData(8192, 4096, true)]         // between the extents
+    [InlineData(12288, 4096, true)]        // ends where the next extent starts
+    [InlineData(12288, 8192, false)]       // overlaps its start
+    [InlineData(20480, 4096, true)]        // starts where an extent ends
+    [InlineData(1 << 20, 4096, true)]      // past the last extent
+    [InlineData(0, 2 << 20, false)]        // a huge page holding some data is copied, not zeroed
+    [InlineData(18446744073709547520, 4096, false)] // an offset no file has: never called a hole
+    public void Holes_are_the_ranges_no_data_extent_touches(ulong offset, ulong length, bool hole)
+    {
+        var holes = new FileHoles([(0, 8192), (16384, 20480)]);
+        Assert.Equal(hole, holes.IsHole(offset, length));
+        Assert.True(new FileHoles([]).IsHole(0, 4096)); // an all-hole file (a guest that never touched its RAM)
+    }
+
+    [Fact]
+    public void Data_extents_out_of_order_are_refused_rather_than_read_as_holes() =>
+        Assert.Throws<IOException>(() => new FileHoles([(8192, 12288), (0, 4096)]));
+
     [Fact]
     public void The_handshake_is_firecrackers_json()
     {
