@@ -52,6 +52,8 @@ public static unsafe class Libc
     public const int MS_ASYNC = 1, MS_INVALIDATE = 2, MS_SYNC = 4;
     [DllImport(L, SetLastError = true)] public static extern int msync(void* addr, nuint length, int flags);
     [DllImport(L, SetLastError = true)] public static extern int mincore(void* addr, nuint length, byte* vec);
+    /// <summary>An entry of the auxiliary vector the kernel gave the process (0 when absent); no error to read.</summary>
+    [DllImport(L)] public static extern nuint getauxval(ulong type);
     /// <summary>A relative timeout for <see cref="futex"/> (struct timespec).</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct Timespec { public long Seconds; public long Nanoseconds; }

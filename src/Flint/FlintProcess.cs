@@ -135,6 +135,10 @@ internal sealed class FlintProcess
             // Pre-boot: serve the API until InstanceStart builds the VM.
             if (_vmm == null && queued != null)
             {
+                // Start-up is over: the binary's pages it read once (type data, start-up code) leave this process's
+                // resident set, all but those the runtime wrote; what serving the API runs faults back in
+                // (docs/benchmarks/memory-and-api.md).
+                ExecutableImage.ReleaseUnwrittenPages();
                 using var preboot = new EventLoop();
                 preboot.Add(queued.Fd, _ => queued.ProcessPending());
                 preboot.Add(signals.FatalEventFd, _ => signals.OnFatalSignal());
@@ -158,6 +162,9 @@ internal sealed class FlintProcess
                 using var timer = new TimerFd();
                 timer.Arm(MetricsWriter.Period, MetricsWriter.Period);
                 _vmm.EventLoop.Add(timer.Fd, _ => { timer.Read(); _metricsOut.FlushQuietly(); });
+                // The VM is built and running: the building code (kernel loader, CPUID, page tables, device set-up)
+                // leaves the resident set as start-up's did; the guest's devices fault their code back in.
+                ExecutableImage.ReleaseUnwrittenPages();
                 // The VMM thread's filter goes on last: every thread exists and every fd is open by now.
                 // (Before InstanceStart this thread runs unfiltered: it still has to create the vCPU threads.)
                 SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vmm);
