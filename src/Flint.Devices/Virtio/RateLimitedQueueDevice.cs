@@ -65,7 +65,11 @@ public abstract class RateLimitedQueueDevice : VirtioDevice, IEventSources, IDis
 
     /// <summary>Serves the queue's pending requests, under the device lock, with the device active. A request it cannot
     /// afford yet stays on the queue (<see cref="VirtQueue.UndoPop"/>, or not popped): the limiter's timer calls again.</summary>
-    protected abstract void ServeQueue(VirtQueue queue, GuestMemory memory, VirtioInterrupt interrupt);
+    protected abstract void ServeQueue(VirtQueue q, GuestMemory mem, VirtioInterrupt irq);
 
-    public void Dispose() => RateLimiter?.Dispose();
+    public void Dispose()
+    {
+        RateLimiter?.Dispose();
+        GC.SuppressFinalize(this);
+    }
 }
