@@ -99,7 +99,7 @@ public static class Layout
     /// The virtio-mem hotplug area: Firecracker's past_mmio64_memory window (layout.rs FIRST_ADDR_PAST_64BITS_MMIO and
     /// PAST_64BITS_MMIO_SIZE): from 512 GiB, 512 GiB long, past its 256 GiB 64-bit MMIO window, so a VM's hotpluggable
     /// memory sits at the same guest address under both VMMs. Not in E820: the guest learns of it from the device.
-    /// Firecracker allocates it before the pmem windows, which then start past it (PmemAttach.PlaceWindows).
+    /// Firecracker allocates it before the pmem windows, which then start past it (VmBuilder.PlacePmemWindows).
     /// </summary>
     public const ulong HotplugMemoryStart = 512UL << 30;
     public const ulong HotplugMemorySize = 512UL << 30;

@@ -38,8 +38,8 @@ public sealed class AgentClient : IDisposable
                 catch (SocketException e) { throw new AgentException(AgentFailure.Closed, $"cannot connect to the VM's vsock socket {udsPath}: {e.SocketErrorCode}", e); }
                 await client.SendAsync(Encoding.ASCII.GetBytes($"CONNECT {port}\n"), t);
                 var line = await client.ReadLineAsync(t);
-                if (!line.StartsWith("OK "u8) || line.Length < 4 || !AllDigits(line[3..]))
-                    throw client.Garbage("CONNECT", line);
+                if (!line.StartsWith("OK "u8) || line.Length < 4 || !AllDigits(line.AsSpan(3)))
+                    throw Garbage("CONNECT", line);
                 return 0;
             }, timeout, "CONNECT", ct);
             return client;
@@ -87,7 +87,7 @@ public sealed class AgentClient : IDisposable
             if (!line.StartsWith("RESULT "u8)) throw Garbage("INVOKE", line);
             var rest = line[7..];
             int sp = rest.IndexOf((byte)' ');
-            if (sp < 0 || !rest[..sp].SequenceEqual(Encoding.ASCII.GetBytes(id))) throw Garbage("INVOKE (id)", line);
+            if (sp < 0 || !rest.AsSpan(0, sp).SequenceEqual(Encoding.ASCII.GetBytes(id))) throw Garbage("INVOKE (id)", line);
             rest = rest[(sp + 1)..];
             sp = rest.IndexOf((byte)' ');
             if (sp < 0) throw Garbage("INVOKE", line);
@@ -198,7 +198,7 @@ public sealed class AgentClient : IDisposable
         _end += n;
     }
 
-    private AgentException Garbage(string what, ReadOnlySpan<byte> line) =>
+    private static AgentException Garbage(string what, ReadOnlySpan<byte> line) =>
         new(AgentFailure.Garbage, $"the agent's answer to {what} is not the protocol: '{Printable(line)}'");
 
     private static bool AllDigits(ReadOnlySpan<byte> s)

@@ -190,7 +190,7 @@ internal sealed class FlintProcess
     /// the VM (the caller flushed metrics and logs; here the API socket file goes) and exit straight away: exit_group
     /// ends the vCPU threads too.
     /// </summary>
-    private void ExitUnderFilter(int code, ApiServer? server)
+    private static void ExitUnderFilter(int code, ApiServer? server)
     {
         server?.RemoveSocketFile();
         // Neither Console.Out nor Console.Error is touched here: the first use of either opens and initialises the

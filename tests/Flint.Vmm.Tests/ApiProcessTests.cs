@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
 using Flint.Client;
 using Flint.Client.Models;
@@ -13,73 +12,24 @@ namespace Flint.Vmm.Tests;
 public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _dir = Repo.TempDir();
-    private Process? _proc;
+    private FlintApiProcess? _flint;
 
     public void Dispose()
     {
-        if (_proc is { HasExited: false }) { _proc.Kill(true); _proc.WaitForExit(); }
-        _proc?.Dispose();
+        _flint?.Dispose();
         Directory.Delete(_dir, true);
     }
 
-    private string Sock => Path.Combine(_dir, "api.sock");
+    private string Sock => _flint!.Socket;
 
-    private void StartFlint(params string[] extra)
-    {
-        var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        foreach (var a in new[] { "--api-sock", Sock, "--id", "api-test-1" }.Concat(extra)) psi.ArgumentList.Add(a);
-        _proc = Process.Start(psi)!;
-        _proc.StandardInput.Close();
-        _proc.OutputDataReceived += (_, e) => { if (e.Data != null) lock (_log) _log.AppendLine(e.Data); };
-        _proc.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_log) _log.AppendLine(e.Data); };
-        _proc.BeginOutputReadLine();
-        _proc.BeginErrorReadLine();
-        var sw = Stopwatch.StartNew();
-        while (!File.Exists(Sock) && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
-        Assert.True(File.Exists(Sock), "API socket did not appear");
-    }
+    private void StartFlint(params string[] extra) => _flint = new FlintApiProcess(_dir, ["--id", "api-test-1", .. extra]);
 
-    private readonly StringBuilder _log = new();
+    private bool WaitForLog(string text) => _flint!.WaitForOutput(text);
 
-    /// <summary>Output is read asynchronously: give a line that was already written a moment to arrive.</summary>
-    private bool WaitForLog(string text)
-    {
-        var sw = Stopwatch.StartNew();
-        while (sw.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            lock (_log) if (_log.ToString().Contains(text)) return true;
-            Thread.Sleep(10);
-        }
-        return false;
-    }
+    private static (int Status, string Body) Request(Socket s, string method, string path, string? body = null) =>
+        ApiHttp.Request(s, method, path, body);
 
-    private static (int Status, string Body) Request(Socket s, string method, string path, string? body = null)
-    {
-        var b = body == null ? "" : body;
-        var req = $"{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n" +
-                  (body != null ? $"Content-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(b)}\r\n" : "") + "\r\n" + b;
-        s.Send(Encoding.UTF8.GetBytes(req));
-        var buf = new byte[65536];
-        int n = 0;
-        while (true)
-        {
-            n += s.Receive(buf, n, buf.Length - n, SocketFlags.None);
-            var text = Encoding.UTF8.GetString(buf, 0, n);
-            int he = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
-            if (he < 0) continue;
-            var m = System.Text.RegularExpressions.Regex.Match(text, "Content-Length: (\\d+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
-            int len = m.Success ? int.Parse(m.Groups[1].Value) : 0;
-            if (n < he + 4 + len) continue;
-            return (int.Parse(text.Substring(9, 3)), text.Substring(he + 4, len));
-        }
-    }
-
-    private Socket Connect()
-    {
-        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        s.Connect(new UnixDomainSocketEndPoint(Sock));
-        return s;
-    }
+    private Socket Connect() => _flint!.Connect();
 
     [Fact]
     public void Api_answers_and_validates_before_boot()
@@ -169,8 +119,8 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(400, Request(s, "PUT", "/boot-source", "{\"kernel_image_path\": 7}").Status);
         // FlushMetrics is refused before the start (Firecracker main); the line comes from the SIGHUP exit's flush.
         Assert.Equal(400, Request(s, "PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}").Status);
-        using (var hup = Process.Start("kill", $"-HUP {_proc!.Id}")) hup.WaitForExit();
-        Assert.True(_proc.WaitForExit(20_000), "flint did not exit on SIGHUP");
+        using (var hup = Process.Start("kill", $"-HUP {_flint!.Process.Id}")) hup.WaitForExit();
+        Assert.True(_flint.Process.WaitForExit(20_000), "flint did not exit on SIGHUP");
         var last = File.ReadAllLines(metrics).Last(l => l.Length > 0);
         using var doc = System.Text.Json.JsonDocument.Parse(last);
         long M(string g, string n) => doc.RootElement.GetProperty(g).GetProperty(n).GetInt64();
@@ -214,9 +164,9 @@ public sealed class ApiProcessTests(ITestOutputHelper output) : IDisposable
         await vmm.ResumeAsync();
         var e = await Assert.ThrowsAsync<FirecrackerApiException>(() => vmm.PutBootSourceAsync(new BootSource { KernelImagePath = TestGuestImage.Path }));
         Assert.Equal("The requested operation is not supported after starting the microVM.", e.FaultMessage);
-        Assert.True(_proc!.WaitForExit(120_000), "guest did not finish");
-        lock (_log) output.WriteLine(_log.ToString());
-        Assert.Equal(0, _proc.ExitCode);
+        Assert.True(_flint!.Process.WaitForExit(120_000), "guest did not finish");
+        output.WriteLine(_flint.Output);
+        Assert.Equal(0, _flint.Process.ExitCode);
         Assert.True(WaitForLog("fail=0"), "the test guest did not report fail=0");
         // Metrics were flushed before exit: JSON lines with the VM's exits counted.
         var lines = File.ReadAllLines(metrics);

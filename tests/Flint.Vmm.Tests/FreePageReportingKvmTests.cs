@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using Flint.TestGuest;
 using Xunit.Abstractions;
 
@@ -42,13 +41,12 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
     public void Serial_output_goes_to_serial_out_path()
     {
         KvmRequirement.Check();
-        string sock = Path.Combine(_dir, "api.sock"), serial = Path.Combine(_dir, "serial.out");
+        string serial = Path.Combine(_dir, "serial.out");
         var cmd = TestGuestImage.Build().BootTimer(false).ToString();
-        using var p = Repo.StartWithApi(sock);
-        try
+        using var flint = new FlintApiProcess(_dir);
+        var p = flint.Process;
+        using (var s = flint.Connect())
         {
-            using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            s.Connect(new UnixDomainSocketEndPoint(sock));
             Assert.Equal(204, ApiHttp.Request(s, "PUT", "/boot-source",
                 $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"{cmd}\"}}").Status);
             Assert.Equal(204, ApiHttp.Request(s, "PUT", "/serial", $"{{\"serial_out_path\": \"{serial}\"}}").Status);
@@ -56,15 +54,10 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
             // (PUT /serial after the start is refused: ParityBehaviourTests; the guest may be gone by now.)
             Assert.True(p.WaitForExit((int)T.TotalMilliseconds), "the guest did not finish");
         }
-        finally
-        {
-            if (!p.HasExited) p.Kill();
-            p.WaitForExit();
-        }
         string console = File.ReadAllText(serial);
         output.WriteLine(console);
         Assert.Contains(TestGuestImage.StartLine, console);
         Assert.Contains(TestGuestImage.DonePrefix, console);
-        Assert.DoesNotContain(TestGuestImage.StartLine, Repo.Output(p));
+        Assert.DoesNotContain(TestGuestImage.StartLine, flint.Output);
     }
 }

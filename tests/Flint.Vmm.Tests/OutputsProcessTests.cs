@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
 
 namespace Flint.Vmm.Tests;
@@ -12,16 +10,13 @@ namespace Flint.Vmm.Tests;
 public sealed class OutputsProcessTests : IDisposable
 {
     private readonly string _dir = Repo.TempDir();
-    private Process? _proc;
+    private FlintApiProcess? _flint;
 
     public void Dispose()
     {
-        if (_proc is { HasExited: false }) { _proc.Kill(true); _proc.WaitForExit(); }
-        _proc?.Dispose();
+        _flint?.Dispose();
         Directory.Delete(_dir, true);
     }
-
-    private string Sock => Path.Combine(_dir, "api.sock");
 
     private string Fifo(string name)
     {
@@ -31,61 +26,36 @@ public sealed class OutputsProcessTests : IDisposable
         return path;
     }
 
-    private static (int Status, string Body) Request(string sock, string method, string path, string? body = null)
-    {
-        using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 10_000 };
-        s.Connect(new UnixDomainSocketEndPoint(sock));
-        string b = body ?? "";
-        s.Send(Encoding.UTF8.GetBytes($"{method} {path} HTTP/1.1\r\nHost: localhost\r\n" +
-            (body != null ? $"Content-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(b)}\r\n" : "") + "\r\n" + b));
-        var buf = new byte[65536];
-        int n = 0;
-        while (true)
-        {
-            int got = s.Receive(buf, n, buf.Length - n, SocketFlags.None);
-            if (got == 0) throw new IOException("connection closed");
-            n += got;
-            string text = Encoding.UTF8.GetString(buf, 0, n);
-            int he = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
-            if (he < 0) continue;
-            var m = System.Text.RegularExpressions.Regex.Match(text, "Content-Length: (\\d+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
-            int len = m.Success ? int.Parse(m.Groups[1].Value) : 0;
-            if (n < he + 4 + len) continue;
-            return (int.Parse(text.Substring(9, 3)), text.Substring(he + 4, len));
-        }
-    }
-
     private static string Fault(string body) => JsonDocument.Parse(body).RootElement.GetProperty("fault_message").GetString()!;
 
     [Fact]
     public void Fifos_without_a_reader_block_neither_startup_nor_the_api()
     {
         string metrics = Fifo("metrics.fifo"), log = Fifo("log.fifo");
-        _proc = Repo.StartWithApi(Sock, "--metrics-path", metrics, "--log-path", log, "--level", "Debug");
-        Assert.True(File.Exists(Sock), "the API socket did not appear: start-up blocked on a FIFO");
-        Assert.Equal(200, Request(Sock, "GET", "/").Status);
+        // The constructor fails unless the API socket appears: start-up must not block on a FIFO.
+        _flint = new FlintApiProcess(_dir, "--metrics-path", metrics, "--log-path", log, "--level", "Debug");
+        Assert.Equal(200, _flint.Request("GET", "/").Status);
         // FlushMetrics is a runtime action in Firecracker main (refused before the start), so the pipe-full answer of a
         // flush is covered with a started VM in ControllerTests; here: the refusal comes at once and the VMM thread
         // keeps answering with a FIFO nobody reads behind the metrics.
         var sw = Stopwatch.StartNew();
-        var r = Request(Sock, "PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}");
+        var r = _flint.Request("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}");
         Assert.Equal(400, r.Status);
         Assert.Equal("The requested operation is not supported before starting the microVM.", Fault(r.Body));
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"the answer took {sw.Elapsed}");
-        Assert.Equal(200, Request(Sock, "GET", "/machine-config").Status);
+        Assert.Equal(200, _flint.Request("GET", "/machine-config").Status);
     }
 
     [Fact]
     public void Put_logger_and_metrics_on_fifos_without_a_reader_answer_at_once()
     {
         string metrics = Fifo("metrics.fifo"), log = Fifo("log.fifo");
-        _proc = Repo.StartWithApi(Sock);
-        Assert.True(File.Exists(Sock), "the API socket did not appear");
+        _flint = new FlintApiProcess(_dir);
         var sw = Stopwatch.StartNew();
-        Assert.Equal(204, Request(Sock, "PUT", "/logger", $"{{\"log_path\": \"{log}\", \"level\": \"Debug\"}}").Status);
-        Assert.Equal(204, Request(Sock, "PUT", "/metrics", $"{{\"metrics_path\": \"{metrics}\"}}").Status);
+        Assert.Equal(204, _flint.Request("PUT", "/logger", $"{{\"log_path\": \"{log}\", \"level\": \"Debug\"}}").Status);
+        Assert.Equal(204, _flint.Request("PUT", "/metrics", $"{{\"metrics_path\": \"{metrics}\"}}").Status);
         // Enough requests (each logged) to fill the log FIFO: the VMM thread drops lines instead of waiting.
-        for (int i = 0; i < 1000; i++) Assert.Equal(200, Request(Sock, "GET", "/machine-config").Status); // ~100 KiB of log lines
+        for (int i = 0; i < 1000; i++) Assert.Equal(200, _flint.Request("GET", "/machine-config").Status); // ~100 KiB of log lines
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"took {sw.Elapsed}");
     }
 
@@ -95,13 +65,12 @@ public sealed class OutputsProcessTests : IDisposable
         // Before the start Firecracker main refuses FlushMetrics; the full-disk answer of a flush on a started VM is
         // ControllerTests.FlushMetricsOnAFullDiskAnswersFirecrackersError. Here: metrics on /dev/full are accepted, the
         // pre-boot flush is refused without touching the file, and the process still answers.
-        _proc = Repo.StartWithApi(Sock);
-        Assert.True(File.Exists(Sock), "the API socket did not appear");
-        Assert.Equal(204, Request(Sock, "PUT", "/metrics", "{\"metrics_path\": \"/dev/full\"}").Status);
-        var (status, body) = Request(Sock, "PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}");
+        _flint = new FlintApiProcess(_dir);
+        Assert.Equal(204, _flint.Request("PUT", "/metrics", "{\"metrics_path\": \"/dev/full\"}").Status);
+        var (status, body) = _flint.Request("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}");
         Assert.Equal(400, status);
         Assert.Equal("The requested operation is not supported before starting the microVM.", Fault(body));
-        Assert.Equal(200, Request(Sock, "GET", "/").Status);
+        Assert.Equal(200, _flint.Request("GET", "/").Status);
     }
 
     private string Config(string sections)

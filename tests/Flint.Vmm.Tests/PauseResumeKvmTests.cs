@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
 using Flint.TestGuest;
 using Xunit.Abstractions;
@@ -14,17 +13,13 @@ namespace Flint.Vmm.Tests;
 public sealed class PauseResumeKvmTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _dir = Repo.TempDir();
-    private readonly StringBuilder _log = new();
-    private Process? _proc;
+    private FlintApiProcess? _flint;
 
     public void Dispose()
     {
-        if (_proc is { HasExited: false }) { _proc.Kill(true); _proc.WaitForExit(); }
-        _proc?.Dispose();
+        _flint?.Dispose();
         Directory.Delete(_dir, true);
     }
-
-    private string Sock => Path.Combine(_dir, "api.sock");
 
     [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
@@ -65,8 +60,8 @@ public sealed class PauseResumeKvmTests(ITestOutputHelper output) : IDisposable
         long paused = ExitsSoFar(s, metrics);
         Thread.Sleep(200);
         Assert.Equal(paused, ExitsSoFar(s, metrics));
-        Assert.False(_proc!.HasExited);
-        lock (_log) output.WriteLine(_log.ToString());
+        Assert.False(_flint!.Process.HasExited);
+        output.WriteLine(_flint.Output);
     }
 
     private long _exitsTotal;
@@ -85,25 +80,9 @@ public sealed class PauseResumeKvmTests(ITestOutputHelper output) : IDisposable
         return _exitsTotal;
     }
 
-    private void StartFlint(params string[] extra)
-    {
-        var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        foreach (var a in new[] { "--api-sock", Sock, "--id", "pause-resume" }.Concat(extra)) psi.ArgumentList.Add(a);
-        _proc = Process.Start(psi)!;
-        _proc.StandardInput.Close();
-        _proc.OutputDataReceived += (_, e) => { if (e.Data != null) lock (_log) _log.AppendLine(e.Data); };
-        _proc.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_log) _log.AppendLine(e.Data); };
-        _proc.BeginOutputReadLine();
-        _proc.BeginErrorReadLine();
-        Assert.True(SpinWait.SpinUntil(() => File.Exists(Sock), 10_000), "API socket did not appear");
-    }
+    private void StartFlint(params string[] extra) => _flint = new FlintApiProcess(_dir, ["--id", "pause-resume", .. extra]);
 
-    private Socket Connect()
-    {
-        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 60_000, SendTimeout = 60_000 };
-        s.Connect(new UnixDomainSocketEndPoint(Sock));
-        return s;
-    }
+    private Socket Connect() => _flint!.Connect();
 
     private static (int Status, string Body) Request(Socket s, string method, string path, string? body = null) =>
         ApiHttp.Request(s, method, path, body);

@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
 
 namespace Flint.Vmm.Tests;
@@ -10,56 +8,22 @@ namespace Flint.Vmm.Tests;
 public sealed class PmemApiProcessTests : IDisposable
 {
     private readonly string _dir = Repo.TempDir();
-    private Process? _proc;
+    private FlintApiProcess? _flint;
 
     public void Dispose()
     {
-        if (_proc is { HasExited: false }) { _proc.Kill(true); _proc.WaitForExit(); }
-        _proc?.Dispose();
+        _flint?.Dispose();
         Directory.Delete(_dir, true);
     }
 
-    private string Sock => Path.Combine(_dir, "api.sock");
-
     private Socket Start()
     {
-        var psi = new ProcessStartInfo(Repo.Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        foreach (var a in new[] { "--api-sock", Sock }) psi.ArgumentList.Add(a);
-        _proc = Process.Start(psi)!;
-        _proc.StandardInput.Close();
-        _proc.BeginOutputReadLine();
-        _proc.BeginErrorReadLine();
-        var sw = Stopwatch.StartNew();
-        while (!File.Exists(Sock) && sw.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
-        Assert.True(File.Exists(Sock), "API socket did not appear");
-        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        s.Connect(new UnixDomainSocketEndPoint(Sock));
-        s.ReceiveTimeout = 10_000;
-        return s;
+        _flint = new FlintApiProcess(_dir);
+        return _flint.Connect(10_000);
     }
 
-    private static (int Status, string Body) Request(Socket s, string method, string path, string? body = null)
-    {
-        var b = body ?? "";
-        var req = $"{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n" +
-                  (body != null ? $"Content-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(b)}\r\n" : "") + "\r\n" + b;
-        s.Send(Encoding.UTF8.GetBytes(req));
-        var buf = new byte[65536];
-        int n = 0;
-        while (true)
-        {
-            int got = s.Receive(buf, n, buf.Length - n, SocketFlags.None);
-            Assert.True(got > 0, "connection closed");
-            n += got;
-            var text = Encoding.UTF8.GetString(buf, 0, n);
-            int he = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
-            if (he < 0) continue;
-            var m = System.Text.RegularExpressions.Regex.Match(text, "Content-Length: (\\d+)", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
-            int len = m.Success ? int.Parse(m.Groups[1].Value) : 0;
-            if (n < he + 4 + len) continue;
-            return (int.Parse(text.Substring(9, 3)), text.Substring(he + 4, len));
-        }
-    }
+    private static (int Status, string Body) Request(Socket s, string method, string path, string? body = null) =>
+        ApiHttp.Request(s, method, path, body);
 
     private static string FaultOf((int Status, string Body) r)
     {

@@ -15,7 +15,7 @@ public class PmemPlacementTests
     [Fact]
     public void Windows_start_at_512_GiB_without_memory_hotplug()
     {
-        var starts = PmemAttach.PlaceWindows([Window, 2 * Window]);
+        var starts = VmBuilder.PlacePmemWindows([Window, 2 * Window]);
         Assert.Equal([Layout.PastMmio64Start, Layout.PastMmio64Start + Window], starts);
     }
 
@@ -23,7 +23,7 @@ public class PmemPlacementTests
     public void Windows_start_past_the_hotplug_area_when_memory_hotplug_is_configured()
     {
         ulong hotplug = 1024UL << 20;
-        var starts = PmemAttach.PlaceWindows([Window, Window], hotplug);
+        var starts = VmBuilder.PlacePmemWindows([Window, Window], hotplug);
         Assert.Equal(Layout.HotplugMemoryStart + hotplug, starts[0]);
         Assert.Equal(starts[0] + Window, starts[1]);
     }
@@ -31,6 +31,6 @@ public class PmemPlacementTests
     [Fact]
     public void A_full_hotplug_area_leaves_no_room_for_a_window()
     {
-        Assert.Throws<PmemAttachException>(() => PmemAttach.PlaceWindows([Window], Layout.PastMmio64Size));
+        Assert.Throws<PmemAttachException>(() => VmBuilder.PlacePmemWindows([Window], Layout.PastMmio64Size));
     }
 }

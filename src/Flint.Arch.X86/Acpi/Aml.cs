@@ -62,7 +62,7 @@ public static class Aml
     /// </summary>
     public static byte[] PkgLength(int dataLength)
     {
-        if (dataLength < 0) throw new ArgumentOutOfRangeException(nameof(dataLength));
+        ArgumentOutOfRangeException.ThrowIfNegative(dataLength);
         if (dataLength + 1 <= 0x3f) return [(byte)(dataLength + 1)];
         for (int extra = 1; extra <= 3; extra++)
         {

@@ -50,7 +50,7 @@ public sealed partial class I8042 : IBusDevice
 
     public void Read(ulong offset, Span<byte> data)
     {
-        if (data.Length != 1) { data.Fill(0); return; }
+        if (data.Length != 1) { data.Clear(); return; }
         bool raise = false;
         lock (_lock)
         {

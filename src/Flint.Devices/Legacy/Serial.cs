@@ -65,7 +65,7 @@ public sealed partial class Serial : IBusDevice
 
     public void Read(ulong offset, Span<byte> data)
     {
-        if (data.Length != 1) { data.Fill(0); return; }
+        if (data.Length != 1) { data.Clear(); return; }
         byte v;
         lock (_lock)
         {

@@ -30,7 +30,7 @@ public sealed class MmdsStore
 
     public MmdsStore(int sizeLimit = DefaultSizeLimit)
     {
-        if (sizeLimit <= 0) throw new ArgumentOutOfRangeException(nameof(sizeLimit));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(sizeLimit);
         SizeLimit = sizeLimit;
     }
 

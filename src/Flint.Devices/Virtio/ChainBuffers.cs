@@ -31,7 +31,7 @@ public sealed unsafe class ChainBuffers
     /// <param name="maxSegments">At least the queue's size: a chain has no more descriptors than that.</param>
     public ChainBuffers(int maxSegments)
     {
-        if (maxSegments <= 0) throw new ArgumentOutOfRangeException(nameof(maxSegments));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxSegments);
         _segments = GC.AllocateArray<IoVec>(maxSegments, pinned: true);
         // SAFETY: the array is allocated pinned and lives as long as this object, so the address stays valid.
         _base = (IoVec*)Unsafe.AsPointer(ref _segments[0]);

@@ -8,14 +8,14 @@ namespace Flint.Vmm.Builder;
 public static partial class VmBuilder
 {
     /// <summary>
-    /// Step: one virtio-blk per drive (a drive with a socket: vhost-user, <see cref="VhostUserBlockAttach"/>). Firecracker puts the root device first so it is /dev/vda, and adds its
+    /// Step: one virtio-blk per drive (a drive with a socket: vhost-user, <see cref="AttachVhostUserBlock"/>). Firecracker puts the root device first so it is /dev/vda, and adds its
     /// root= (by PARTUUID when given) and ro/rw to the kernel command line.
     /// </summary>
     internal static void AttachBlockDevices(VmConfig config, VirtioDeviceSet devices, KernelCmdline cmdline)
     {
         foreach (var d in config.Drives.OrderByDescending(d => d.IsRootDevice))
         {
-            if (d.Socket != null) { VhostUserBlockAttach.Attach(d, devices, cmdline); continue; }
+            if (d.Socket != null) { AttachVhostUserBlock(d, devices, cmdline); continue; }
             var limiter = new RateLimiter(DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter"));
             var dev = new VirtioBlock(d.PathOnHost!, d.IsReadOnly ?? false, d.DriveId, limiter, writeback: d.CacheType == "Writeback",
                 ioEngine: d.IoEngine == "Async" ? BlockIoEngine.Async : BlockIoEngine.Sync);

@@ -14,7 +14,7 @@ public static partial class VmBuilder
     internal static GuestMemory CreateGuestMemory(VmConfig config, MachineConfig mc, ulong memBytes, GuestMemory? restored, List<IDisposable> owned)
     {
         var memory = restored
-            ?? GuestMemorySize.Allocate(mc.MemSizeMib, () => VhostUserBlockAttach.AllocateRam(config, MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
+            ?? GuestMemorySize.Allocate(mc.MemSizeMib, () => AllocateGuestRam(config, MemoryLayout.RamRanges(memBytes), ConfigLoader.HugePagesOf(mc)));
         owned.Add(memory);
         if (mc.TrackDirtyPages) memory.EnableDirtyTracking();
         return memory;

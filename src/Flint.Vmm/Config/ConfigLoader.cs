@@ -90,7 +90,7 @@ public static class ConfigLoader
             if (backend == DriveBackend.Invalid) throw new ConfigException(ConfigArea.Block, DriveKind.InvalidConfig);
             if (backend == DriveBackend.VhostUser)
             {
-                // The backend is reached when the VM is built (VhostUserBlockAttach), where its own errors are reported.
+                // The backend is reached when the VM is built (VmBuilder.AttachVhostUserBlock), where its own errors are reported.
                 if (d.CacheType is not (null or "Unsafe" or "Writeback"))
                     throw new ConfigException(ConfigArea.Block, $"Drive \"{d.DriveId}\": unknown cache_type \"{d.CacheType}\" (Unsafe or Writeback).");
                 continue;

@@ -9,7 +9,7 @@ public sealed class PluggedBlocks
 
     public PluggedBlocks(long count)
     {
-        if (count < 0) throw new ArgumentOutOfRangeException(nameof(count));
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
         Count = count;
         _words = new ulong[(count + 63) / 64];
     }

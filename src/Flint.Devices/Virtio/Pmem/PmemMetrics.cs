@@ -1,7 +1,7 @@
 namespace Flint.Devices.Virtio.Pmem;
 
 /// <summary>virtio-pmem counters under Firecracker's <c>pmem_{id}</c> metric names (pmem/metrics.rs); single Interlocked updates.</summary>
-public sealed class PmemMetrics
+public sealed class PmemMetrics : IRateLimitedQueueMetrics
 {
     public long ActivateFails;
     public long CfgFails;
@@ -9,6 +9,11 @@ public sealed class PmemMetrics
     public long QueueEventCount;
     public long RateLimiterThrottledEvents;
     public long RateLimiterEventCount;
+
+    void IRateLimitedQueueMetrics.CountQueueEvent() => Interlocked.Increment(ref QueueEventCount);
+    void IRateLimitedQueueMetrics.CountEventFail() => Interlocked.Increment(ref EventFails);
+    void IRateLimitedQueueMetrics.CountKickWhileThrottled() => Interlocked.Increment(ref RateLimiterThrottledEvents);
+    void IRateLimitedQueueMetrics.CountLimiterEvent() => Interlocked.Increment(ref RateLimiterEventCount);
 
     /// <summary>Current values keyed by the JSON names used in the metrics file. Allocates: call on flush only.</summary>
     public (string Name, long Value)[] Snapshot() =>

@@ -16,9 +16,9 @@ namespace Flint.Devices.Virtio.Pmem;
 /// plus the whole file's size (docs/pmem.md: msync covers the whole mapping). A throttled notification leaves the
 /// requests on the queue; the limiter's timer resumes it.
 /// </para>
-/// The limiter's timer handler runs outside the transport lock, so queue work is serialised by a device lock.
+/// The kick, throttle and limiter-timer handling (and its device lock) is <see cref="RateLimitedQueueDevice"/>'s.
 /// </summary>
-public sealed class VirtioPmem : VirtioDevice, IEventSources, IDisposable
+public sealed class VirtioPmem : RateLimitedQueueDevice
 {
     public const ushort QueueSize = 256;
     /// <summary>VIRTIO_PMEM_REQ_TYPE_FLUSH.</summary>
@@ -32,29 +32,30 @@ public sealed class VirtioPmem : VirtioDevice, IEventSources, IDisposable
 
     private readonly IPmemBacking _backing;
     private readonly byte[] _config = new byte[ConfigSize];
-    private readonly Lock _lock = new();
 
     /// <param name="id">The API id (logs and metrics).</param>
     /// <param name="windowStart">Guest-physical start of the window (2 MiB aligned).</param>
     /// <param name="windowSize">Window size: the file size rounded up to 2 MiB.</param>
     /// <param name="limiter">Optional; the device owns it from here on (sets its <see cref="RateLimiter.OnUnblocked"/>, disposes it).</param>
     public VirtioPmem(string id, IPmemBacking backing, ulong windowStart, ulong windowSize, RateLimiter? limiter = null)
+        : this(id, backing, windowStart, windowSize, limiter, new PmemMetrics()) { }
+
+    private VirtioPmem(string id, IPmemBacking backing, ulong windowStart, ulong windowSize, RateLimiter? limiter,
+        PmemMetrics metrics) : base(limiter, metrics)
     {
+        Metrics = metrics;
         Id = id;
         _backing = backing;
         WindowStart = windowStart;
         WindowSize = windowSize;
         BinaryPrimitives.WriteUInt64LittleEndian(_config, windowStart);
         BinaryPrimitives.WriteUInt64LittleEndian(_config.AsSpan(8), windowSize);
-        RateLimiter = limiter;
-        if (limiter != null) limiter.OnUnblocked = OnLimiterUnblocked;
     }
 
     public string Id { get; }
     public ulong WindowStart { get; }
     public ulong WindowSize { get; }
-    public RateLimiter? RateLimiter { get; }
-    public PmemMetrics Metrics { get; } = new();
+    public PmemMetrics Metrics { get; }
 
     /// <summary>msync calls made (one per served notification): what the rate limiter's ops bucket counts.</summary>
     public long FlushCount => Interlocked.Read(ref _flushes);
@@ -63,7 +64,6 @@ public sealed class VirtioPmem : VirtioDevice, IEventSources, IDisposable
     public override uint DeviceType => VirtioDeviceType.Pmem;
     public override ulong AvailableFeatures => VirtioFeatures.Version1;
     public override ReadOnlySpan<ushort> QueueMaxSizes => s_queueSizes;
-    public IReadOnlyList<EventSource> EventSources => RateLimiter?.EventSources ?? [];
 
     public override void ReadConfig(ulong offset, Span<byte> data) => ReadConfigBytes(_config, offset, data);
 
@@ -76,36 +76,8 @@ public sealed class VirtioPmem : VirtioDevice, IEventSources, IDisposable
 
     protected override void OnActivateFailed() => Interlocked.Increment(ref Metrics.ActivateFails);
 
-    protected override void OnReset() { lock (_lock) { } }
-
-    public override void ProcessQueue(int index)
+    protected override void ServeQueue(VirtQueue q, GuestMemory mem, VirtioInterrupt irq)
     {
-        Interlocked.Increment(ref Metrics.QueueEventCount);
-        if (index != 0 || !IsActivated)
-        {
-            Interlocked.Increment(ref Metrics.EventFails);
-            return;
-        }
-        // Throttled: the limiter's timer will bring us back.
-        if (RateLimiter is { IsBlocked: true })
-        {
-            Interlocked.Increment(ref Metrics.RateLimiterThrottledEvents);
-            return;
-        }
-        lock (_lock) ProcessLocked();
-    }
-
-    private void OnLimiterUnblocked()
-    {
-        Interlocked.Increment(ref Metrics.RateLimiterEventCount);
-        lock (_lock) ProcessLocked();
-    }
-
-    private void ProcessLocked()
-    {
-        var irq = Interrupt;
-        if (!IsActivated || irq == null || Queues.Length == 0 || Memory is not { } mem) return;
-        var q = Queues[0];
         if (q.PendingCount == 0) return;
         // One charge per notification, as the msync below is one per notification.
         if (RateLimiter is { } rl && !rl.ConsumeRequest(_backing.FileLength))
@@ -157,6 +129,4 @@ public sealed class VirtioPmem : VirtioDevice, IEventSources, IDisposable
         mem.Write(status.Addr, cached);
         return 4;
     }
-
-    public void Dispose() => RateLimiter?.Dispose();
 }

@@ -1,7 +1,7 @@
 namespace Flint.Devices.Virtio.Rng;
 
 /// <summary>virtio-rng counters under Firecracker's <c>entropy</c> metric names; single Interlocked updates.</summary>
-public sealed class EntropyMetrics
+public sealed class EntropyMetrics : IRateLimitedQueueMetrics
 {
     public long ActivateFails;
     public long EntropyEventFails;
@@ -10,6 +10,12 @@ public sealed class EntropyMetrics
     public long HostRngFails;
     public long EntropyRateLimiterThrottled;
     public long RateLimiterEventCount;
+
+    // Firecracker's entropy device counts no plain queue events, and a kick while throttled as a limiter event.
+    void IRateLimitedQueueMetrics.CountQueueEvent() { }
+    void IRateLimitedQueueMetrics.CountEventFail() => Interlocked.Increment(ref EntropyEventFails);
+    void IRateLimitedQueueMetrics.CountKickWhileThrottled() => Interlocked.Increment(ref RateLimiterEventCount);
+    void IRateLimitedQueueMetrics.CountLimiterEvent() => Interlocked.Increment(ref RateLimiterEventCount);
 
     /// <summary>Current values keyed by the JSON names used in the metrics file. Allocates: call on flush only.</summary>
     public (string Name, long Value)[] Snapshot() =>

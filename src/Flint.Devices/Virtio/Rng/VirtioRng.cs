@@ -1,4 +1,5 @@
 using Flint.Devices.RateLimiting;
+using Flint.Memory;
 
 namespace Flint.Devices.Virtio.Rng;
 
@@ -8,10 +9,10 @@ namespace Flint.Devices.Virtio.Rng;
 /// chain) completes with length 0. Each request costs 1 op plus its byte count on the optional rate limiter; when
 /// throttled the request is left on the queue (the pop is undone) and the queue resumes when the limiter's timer
 /// fires. Requests are capped at <see cref="MaxBytesPerRequest"/> (the spec lets the device fill less than offered).
-/// The limiter's timer handler runs outside the transport lock, so queue work is serialised by a device lock.
+/// The kick, throttle and limiter-timer handling (and its device lock) is <see cref="RateLimitedQueueDevice"/>'s.
 /// </summary>
 // SAFETY: getrandom writes into write-only descriptors of a validated chain, at most each piece's length.
-public sealed unsafe partial class VirtioRng : VirtioDevice, IEventSources, IDisposable
+public sealed unsafe partial class VirtioRng : RateLimitedQueueDevice
 {
     public const ushort QueueSize = 256;
 
@@ -21,27 +22,19 @@ public sealed unsafe partial class VirtioRng : VirtioDevice, IEventSources, IDis
     private static readonly ushort[] s_queueSizes = [QueueSize];
 
     private readonly ChainBuffers _buffers = new(QueueSize);
-    private readonly Lock _lock = new();
 
     /// <param name="limiter">Optional; the device owns it from here on (sets its <see cref="RateLimiter.OnUnblocked"/>, disposes it).</param>
-    public VirtioRng(RateLimiter? limiter = null)
-    {
-        RateLimiter = limiter;
-        if (limiter != null) limiter.OnUnblocked = OnLimiterUnblocked;
-    }
+    public VirtioRng(RateLimiter? limiter = null) : this(limiter, new EntropyMetrics()) { }
 
-    public RateLimiter? RateLimiter { get; }
+    private VirtioRng(RateLimiter? limiter, EntropyMetrics metrics) : base(limiter, metrics) => Metrics = metrics;
 
-    public EntropyMetrics Metrics { get; } = new();
+    public EntropyMetrics Metrics { get; }
 
     public override uint DeviceType => VirtioDeviceType.Rng;
 
     public override ulong AvailableFeatures => VirtioFeatures.Version1;
 
     public override ReadOnlySpan<ushort> QueueMaxSizes => s_queueSizes;
-
-    /// <summary>The limiter's refill timer (none without a limiter).</summary>
-    public IReadOnlyList<EventSource> EventSources => RateLimiter?.EventSources ?? [];
 
     /// <summary>No config space: reads as zeroes.</summary>
     public override void ReadConfig(ulong offset, Span<byte> data) => data.Clear();
@@ -50,37 +43,8 @@ public sealed unsafe partial class VirtioRng : VirtioDevice, IEventSources, IDis
 
     protected override void OnActivateFailed() => Interlocked.Increment(ref Metrics.ActivateFails);
 
-    // A barrier: once Reset has passed here no limiter callback is inside the queue any more, and later ones see
-    // the device inactive before touching the queue the transport is about to reset.
-    protected override void OnReset() { lock (_lock) { } }
-
-    public override void ProcessQueue(int index)
+    protected override void ServeQueue(VirtQueue q, GuestMemory mem, VirtioInterrupt irq)
     {
-        if (index != 0 || !IsActivated)
-        {
-            Interlocked.Increment(ref Metrics.EntropyEventFails);
-            return;
-        }
-        // Throttled: the limiter's timer will bring us back.
-        if (RateLimiter is { IsBlocked: true })
-        {
-            Interlocked.Increment(ref Metrics.RateLimiterEventCount);
-            return;
-        }
-        lock (_lock) ProcessLocked();
-    }
-
-    private void OnLimiterUnblocked()
-    {
-        Interlocked.Increment(ref Metrics.RateLimiterEventCount);
-        lock (_lock) ProcessLocked();
-    }
-
-    private void ProcessLocked()
-    {
-        var irq = Interrupt;
-        if (!IsActivated || irq == null || Queues.Length == 0 || Memory is not { } mem) return;
-        var q = Queues[0];
         bool used = false;
         while (q.TryPop(out var chain))
         {
@@ -137,6 +101,4 @@ public sealed unsafe partial class VirtioRng : VirtioDevice, IEventSources, IDis
         Interlocked.Add(ref Metrics.EntropyBytes, (long)writer.Written);
         return (uint)writer.Written;
     }
-
-    public void Dispose() => RateLimiter?.Dispose();
 }

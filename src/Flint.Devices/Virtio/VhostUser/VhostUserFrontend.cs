@@ -75,7 +75,7 @@ public sealed class VhostUserFrontend : IDisposable
     /// </summary>
     public byte[] GetConfig(uint offset, uint size)
     {
-        if (size > VhostUserRequest.MaxPayload - 12) throw new ArgumentOutOfRangeException(nameof(size));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(size, (uint)(VhostUserRequest.MaxPayload - 12));
         var payload = new byte[12 + size];
         BinaryPrimitives.WriteUInt32LittleEndian(payload, offset);
         BinaryPrimitives.WriteUInt32LittleEndian(payload.AsSpan(4), size);

@@ -42,7 +42,7 @@ public sealed class VsockListener : IDisposable
     internal int Release()
     {
         int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd < 0) throw new ObjectDisposedException(nameof(VsockListener));
+        ObjectDisposedException.ThrowIf(fd < 0, this);
         return fd;
     }
 

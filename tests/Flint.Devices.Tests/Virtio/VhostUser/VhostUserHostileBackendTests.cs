@@ -42,6 +42,39 @@ public sealed class VhostUserHostileBackendTests
         b.Answer(VhostUserRequest.GetConfig, 5, (uint)cfg.Length, cfg);
     }
 
+    /// <summary>A backend that waits for GET_FEATURES, gives <paramref name="answer"/>, then holds the connection open.</summary>
+    private static FakeVhostUserBackend AnswersGetFeatures(Action<FakeVhostUserBackend> answer) => new(b =>
+    {
+        b.ReadUntil(VhostUserRequest.GetFeatures);
+        answer(b);
+        b.Release.Wait(10_000);
+    });
+
+    /// <summary>What activating a device needs: 1 MiB of shared guest memory, its doorbells and a queue the driver set up.</summary>
+    private sealed class ActivationRig : IDisposable
+    {
+        public readonly GuestMemory Memory = GuestMemory.CreateShared([(0UL, 0x100000UL)]);
+        public readonly EventFd Kick = new();
+        public readonly EventFd Call = new();
+        public readonly VirtQueue Queue = new(VhostUserBlock.QueueSize);
+
+        public ActivationRig(VhostUserBlock dev)
+        {
+            dev.UseDoorbells([Kick]);
+            new GuestDriver(Memory, 16).Configure(Queue);
+        }
+
+        public bool Activate(VhostUserBlock dev) =>
+            dev.Activate(Memory, [Queue], new VirtioInterrupt(new EventFdInterrupt(Call)), VirtioFeatures.Version1);
+
+        public void Dispose()
+        {
+            Call.Dispose();
+            Kick.Dispose();
+            Memory.Dispose();
+        }
+    }
+
     [Fact]
     public void A_missing_socket_is_Firecrackers_connect_error()
     {
@@ -82,24 +115,14 @@ public sealed class VhostUserHostileBackendTests
     [InlineData(4u)]
     public void An_answer_claiming_the_wrong_size_is_refused_before_anything_is_read_or_allocated(uint claimed)
     {
-        using var b = new FakeVhostUserBackend(b =>
-        {
-            b.ReadUntil(VhostUserRequest.GetFeatures);
-            b.Answer(VhostUserRequest.GetFeatures, 5, claimed, new byte[8]);
-            b.Release.Wait(10_000);
-        });
+        using var b = AnswersGetFeatures(b => b.Answer(VhostUserRequest.GetFeatures, 5, claimed, new byte[8]));
         CreateFails(b, $"Get features failed: the answer claims {claimed} payload bytes, not 8");
     }
 
     [Fact]
     public void An_answer_to_another_request_is_refused()
     {
-        using var b = new FakeVhostUserBackend(b =>
-        {
-            b.ReadUntil(VhostUserRequest.GetFeatures);
-            b.AnswerU64(VhostUserRequest.GetProtocolFeatures, ulong.MaxValue);
-            b.Release.Wait(10_000);
-        });
+        using var b = AnswersGetFeatures(b => b.AnswerU64(VhostUserRequest.GetProtocolFeatures, ulong.MaxValue));
         CreateFails(b, "Get features failed: the backend answered request 15 instead");
     }
 
@@ -109,12 +132,7 @@ public sealed class VhostUserHostileBackendTests
     [InlineData(0u)]
     public void An_answer_that_is_not_a_version_1_reply_is_refused(uint flags)
     {
-        using var b = new FakeVhostUserBackend(b =>
-        {
-            b.ReadUntil(VhostUserRequest.GetFeatures);
-            b.Answer(VhostUserRequest.GetFeatures, flags, 8, new byte[8]);
-            b.Release.Wait(10_000);
-        });
+        using var b = AnswersGetFeatures(b => b.Answer(VhostUserRequest.GetFeatures, flags, 8, new byte[8]));
         CreateFails(b, $"Get features failed: the answer's flags 0x{flags:x} are not a version 1 reply");
     }
 
@@ -140,12 +158,7 @@ public sealed class VhostUserHostileBackendTests
     [Fact]
     public void A_broken_connection_fails_every_later_request_at_once()
     {
-        using var b = new FakeVhostUserBackend(b =>
-        {
-            b.ReadUntil(VhostUserRequest.GetFeatures);
-            b.Answer(VhostUserRequest.GetFeatures, 5, 999, []);
-            b.Release.Wait(10_000);
-        });
+        using var b = AnswersGetFeatures(b => b.Answer(VhostUserRequest.GetFeatures, 5, 999, []));
         using var f = VhostUserFrontend.Connect(b.SocketPath, Timeout);
         Assert.Throws<VhostUserException>(() => f.GetFeatures());
         Assert.False(f.IsConnected);
@@ -159,12 +172,7 @@ public sealed class VhostUserHostileBackendTests
     [Fact]
     public void Without_protocol_features_the_config_space_is_empty_as_in_Firecracker()
     {
-        using var b = new FakeVhostUserBackend(b =>
-        {
-            b.ReadUntil(VhostUserRequest.GetFeatures);
-            b.AnswerU64(VhostUserRequest.GetFeatures, VirtioFeatures.Version1);
-            b.Release.Wait(10_000);
-        });
+        using var b = AnswersGetFeatures(b => b.AnswerU64(VhostUserRequest.GetFeatures, VirtioFeatures.Version1));
         using var dev = new VhostUserBlock(VhostUserFrontend.Connect(b.SocketPath, Timeout), "vu0", false);
         Assert.Empty(dev.ConfigSpace);
         Assert.Equal(VirtioFeatures.Version1, dev.AvailableFeatures);
@@ -178,19 +186,14 @@ public sealed class VhostUserHostileBackendTests
     {
         using var b = new FakeVhostUserBackend(b => { Negotiate(b); b.Close(); });
         using var dev = new VhostUserBlock(VhostUserFrontend.Connect(b.SocketPath, Timeout), "vu0", false);
-        using var memory = GuestMemory.CreateShared([(0UL, 0x100000UL)]);
-        using var kick = new EventFd();
-        using var call = new EventFd();
-        dev.UseDoorbells([kick]);
-        var q = new VirtQueue(VhostUserBlock.QueueSize);
-        new GuestDriver(memory, 16).Configure(q);
+        using var rig = new ActivationRig(dev);
         Thread.Sleep(100); // let the close land
         var sw = Stopwatch.StartNew();
-        Assert.False(dev.Activate(memory, [q], new VirtioInterrupt(new EventFdInterrupt(call)), VirtioFeatures.Version1));
+        Assert.False(rig.Activate(dev));
         Assert.True(sw.Elapsed < Prompt);
         Assert.Equal(1, Interlocked.Read(ref dev.Metrics.ActivateFails));
         Assert.False(dev.IsActivated);
-        Assert.False(q.IsActivated);
+        Assert.False(rig.Queue.IsActivated);
     }
 
     [Fact]
@@ -209,13 +212,8 @@ public sealed class VhostUserHostileBackendTests
             b.Release.Wait(10_000);
         });
         using var dev = new VhostUserBlock(VhostUserFrontend.Connect(b.SocketPath, Timeout), "vu0", false);
-        using var memory = GuestMemory.CreateShared([(0UL, 0x100000UL)]);
-        using var kick = new EventFd();
-        using var call = new EventFd();
-        dev.UseDoorbells([kick]);
-        var q = new VirtQueue(VhostUserBlock.QueueSize);
-        new GuestDriver(memory, 16).Configure(q);
-        Assert.True(dev.Activate(memory, [q], new VirtioInterrupt(new EventFdInterrupt(call)), VirtioFeatures.Version1));
+        using var rig = new ActivationRig(dev);
+        Assert.True(rig.Activate(dev));
         Assert.True(done.Wait(5000));
         lock (seen)
         {

@@ -9,21 +9,19 @@ using Flint.Vmm.Config;
 
 namespace Flint.Vmm.Builder;
 
-/// <summary>
-/// Firecracker's attach_pmem_devices: for each configured device, in order, the backing file is mapped
-/// (<see cref="PmemMapping"/>), given a 2 MiB aligned guest-physical window past the 64-bit MMIO gap
-/// (<see cref="Layout.PastMmio64Start"/>, first fit, as Firecracker's past_mmio64 allocator), added as its own KVM
-/// memory slot (KVM_MEM_READONLY when read_only) and exposed as a virtio-mmio device whose config space names the
-/// window. A root device adds <c>root=/dev/pmem{i} rw|ro</c> to the kernel command line.
-/// </summary>
-public static class PmemAttach
+// Step: Firecracker's attach_pmem_devices: for each configured device, in order, the backing file is mapped
+// (PmemMapping), given a 2 MiB aligned guest-physical window past the 64-bit MMIO gap (Layout.PastMmio64Start, first
+// fit, as Firecracker's past_mmio64 allocator), added as its own KVM memory slot (KVM_MEM_READONLY when read_only) and
+// exposed as a virtio-mmio device whose config space names the window. A root device adds `root=/dev/pmem{i} rw|ro`
+// to the kernel command line.
+public static partial class VmBuilder
 {
     /// <summary>
     /// Guest-physical starts of windows of the given sizes, in order (first fit in an empty area is back to back).
     /// Firecracker allocates the virtio-mem hotplug area from the same allocator first (build_microvm_for_boot), so
     /// with memory hotplug the windows start past its <paramref name="hotplugBytes"/>.
     /// </summary>
-    public static ulong[] PlaceWindows(IReadOnlyList<ulong> windowSizes, ulong hotplugBytes = 0)
+    public static ulong[] PlacePmemWindows(IReadOnlyList<ulong> windowSizes, ulong hotplugBytes = 0)
     {
         var starts = new ulong[windowSizes.Count];
         ulong end = Layout.PastMmio64Start + Layout.PastMmio64Size;
@@ -40,7 +38,7 @@ public static class PmemAttach
         return starts;
     }
 
-    internal static void Attach(VmConfig config, Vm vm, GuestMemory memory, Bus mmio, VirtioDeviceSet devices,
+    internal static void AttachPmemDevices(VmConfig config, Vm vm, GuestMemory memory, Bus mmio, VirtioDeviceSet devices,
         KernelCmdline cmdline, List<IDisposable> owned)
     {
         if (config.Pmem.Count == 0) return;
@@ -49,12 +47,12 @@ public static class PmemAttach
         var mappings = new List<PmemMapping>();
         foreach (var p in config.Pmem)
         {
-            var m = Map(p);
+            var m = MapPmemBacking(p);
             owned.Add(m);
             mappings.Add(m);
         }
         ulong hotplugBytes = config.MemoryHotplug is { } hp ? (ulong)hp.TotalSizeMib << 20 : 0;
-        var starts = PlaceWindows(mappings.Select(m => m.WindowLength).ToArray(), hotplugBytes);
+        var starts = PlacePmemWindows(mappings.Select(m => m.WindowLength).ToArray(), hotplugBytes);
         // virtio-mem's slots start at VirtioMemAttach.FirstKvmSlot: pmem's must stay below it when both are present.
         if (config.MemoryHotplug != null && slot + (uint)config.Pmem.Count > VirtioMemAttach.FirstKvmSlot)
             throw new PmemAttachException($"Failed to allocate memory region: {config.Pmem.Count} pmem devices and memory hotplug need more than the {VirtioMemAttach.FirstKvmSlot - slot} KVM memory slots left below the hotplug slots");
@@ -74,13 +72,10 @@ public static class PmemAttach
     }
 
     /// <summary>Opens and maps one backing file; failures in Firecracker's PmemError words.</summary>
-    private static PmemMapping Map(PmemConfig p)
+    private static PmemMapping MapPmemBacking(PmemConfig p)
     {
         try { return PmemMapping.Open(p.PathOnHost, p.ReadOnly); }
         catch (PmemBackingEmptyException e) { throw new PmemAttachException(e.Message); }
         catch (SysException e) { throw new PmemAttachException($"Error accessing backing file: {IoErrorText.Of(e)}"); }
     }
 }
-
-/// <summary>Firecracker's StartMicrovmError::CreatePmemDevice: "Cannot create pmem device: {PmemError}".</summary>
-public sealed class PmemAttachException(string pmemError) : Exception("Cannot create pmem device: " + pmemError);

@@ -6,24 +6,22 @@ using Flint.Vmm.Logging;
 
 namespace Flint.Vmm.Builder;
 
-/// <summary>
-/// Assembly of vhost-user block drives (a drive with <c>socket</c>): guest RAM in a memfd so the backend can map it,
-/// the connection and negotiation with the backend, and the device's virtio-mmio slot whose doorbell the backend
-/// polls directly. Firecracker: Block::new with VhostUserBlockConfig, VmResources::allocate_memory_regions.
-/// </summary>
-public static class VhostUserBlockAttach
+// Assembly of vhost-user block drives (a drive with `socket`): guest RAM in a memfd so the backend can map it, the
+// connection and negotiation with the backend, and the device's virtio-mmio slot whose doorbell the backend polls
+// directly. Firecracker: Block::new with VhostUserBlockConfig, VmResources::allocate_memory_regions.
+public static partial class VmBuilder
 {
     /// <summary>How long the backend may take to answer one request; Flint's own bound (Firecracker waits forever).</summary>
-    public static TimeSpan AnswerTimeout { get; set; } = VhostUserFrontend.DefaultTimeout;
+    internal static TimeSpan VhostUserAnswerTimeout { get; set; } = VhostUserFrontend.DefaultTimeout;
 
     /// <summary>Whether any drive is served over vhost-user: guest RAM must then be shared (memfd) memory.</summary>
-    public static bool NeedsSharedMemory(VmConfig config) => config.Drives.Any(d => d.Socket != null);
+    private static bool NeedsSharedMemory(VmConfig config) => config.Drives.Any(d => d.Socket != null);
 
     /// <summary>
     /// Guest RAM for this configuration: memfd-backed shared memory when a vhost-user drive exists (Firecracker's
     /// memfd_backed), the ordinary private anonymous memory otherwise (shared pages fault more slowly).
     /// </summary>
-    public static GuestMemory AllocateRam(VmConfig config, IEnumerable<(ulong GuestBase, ulong Size)> ranges, HugePages hugePages)
+    internal static GuestMemory AllocateGuestRam(VmConfig config, IEnumerable<(ulong GuestBase, ulong Size)> ranges, HugePages hugePages)
     {
         if (!NeedsSharedMemory(config)) return GuestMemory.Create(ranges, hugePages);
         if (hugePages != HugePages.None)
@@ -35,7 +33,7 @@ public static class VhostUserBlockAttach
     /// Connects to the backend of drive <paramref name="d"/>, negotiates and adds the device; a root drive also adds
     /// its root= argument. Failures are Firecracker's "Unable to create the virtio block device: ..." text.
     /// </summary>
-    public static VhostUserBlock Attach(DriveConfig d, VirtioDeviceSet devices, KernelCmdline cmdline)
+    internal static VhostUserBlock AttachVhostUserBlock(DriveConfig d, VirtioDeviceSet devices, KernelCmdline cmdline)
     {
         // The vhost-user wiring (doorbell ioeventfds handed to the backend, interrupt status) is virtio-mmio's only.
         if (devices.Pci != null)
@@ -43,11 +41,11 @@ public static class VhostUserBlockAttach
         // Firecracker's log_dev_preview_warning("vhost-user-blk device", None).
         Logger.Warn("[DevPreview] vhost-user-blk device is in development preview.");
         VhostUserBlock dev;
-        try { dev = new VhostUserBlock(VhostUserFrontend.Connect(d.Socket!, AnswerTimeout), d.DriveId, writeback: d.CacheType == "Writeback"); }
+        try { dev = new VhostUserBlock(VhostUserFrontend.Connect(d.Socket!, VhostUserAnswerTimeout), d.DriveId, writeback: d.CacheType == "Writeback"); }
         catch (VhostUserException e)
         {
             Logger.Error($"vhost-user block \"{d.DriveId}\" ({d.Socket}): {e.Message}");
-            throw new ConfigException(CreateFailure(e));
+            throw new ConfigException(VhostUserCreateFailure(e));
         }
         try
         {
@@ -70,6 +68,6 @@ public static class VhostUserBlockAttach
     }
 
     /// <summary>DriveError::CreateBlockDevice(BlockError::VhostUserBackend(VhostUserBlockError::VhostUser(..))).</summary>
-    public static string CreateFailure(VhostUserException e) =>
+    private static string VhostUserCreateFailure(VhostUserException e) =>
         $"Unable to create the virtio block device: Vhost user backend error: Vhost-user error: {e.Message}";
 }
