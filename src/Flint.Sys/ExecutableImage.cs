@@ -8,6 +8,7 @@ namespace Flint.Sys;
 /// 5.5 MiB. <see cref="ReleaseUnwrittenPages"/> lets go of the pages that are still the file's; what the process runs
 /// afterwards faults back in from the page cache, where the pages stay (docs/benchmarks/memory-and-api.md).
 /// </summary>
+// SAFETY: reads only its own program headers and execve path (auxv, mapped for life); ranges checked against them.
 public static unsafe class ExecutableImage
 {
     private const ulong AT_PHDR = 3, AT_PHNUM = 5, AT_PAGESZ = 6, AT_EXECFN = 31;

@@ -8,6 +8,7 @@ namespace Flint.Sys;
 /// the page was ever copied or not. What differs (the NativeAOT runtime's GS cookie, written into .rodata at
 /// start-up) stays as it is.
 /// </summary>
+// SAFETY: reads whole aligned pages of the caller's read-only mapping; releases only pages equal to the file.
 public static unsafe class PrivateFilePages
 {
     private const int Page = 4096;

@@ -27,7 +27,7 @@ public class HotplugMemoryStateTests
         Assert.Throws<SnapshotFormatException>(() => HotplugMemoryState.Read(Bytes(s))).Message;
 
     [Fact]
-    public void RoundTrips()
+    public void The_state_round_trips_field_by_field()
     {
         var s = HotplugMemoryState.Read(Bytes(Valid()));
         Assert.Equal(Valid() with { PluggedWords = s.PluggedWords }, s);
@@ -39,14 +39,14 @@ public class HotplugMemoryStateTests
     }
 
     [Fact]
-    public void PluggedSizeMustBeThePopcountTimesTheBlockSize()
+    public void Plugged_size_must_be_the_popcount_times_the_block_size()
     {
         Assert.Contains("plugged size", Refused(Valid() with { PluggedSize = 6 * MiB }));
         Assert.Contains("plugged size", Refused(Valid() with { PluggedSize = 0 }));
     }
 
     [Fact]
-    public void SizesMustFitEachOther()
+    public void Sizes_must_fit_each_other()
     {
         Assert.Contains("block size", Refused(Valid() with { BlockSize = 3 * MiB }));
         Assert.Contains("block size", Refused(Valid() with { BlockSize = 2048 }));
@@ -66,7 +66,7 @@ public class HotplugMemoryStateTests
     }
 
     [Fact]
-    public void TheBitmapMustFitTheBlocksAndTheUsableRegion()
+    public void The_bitmap_must_fit_the_blocks_and_the_usable_region()
     {
         Assert.Contains("words", Refused(Valid() with { PluggedWords = [1, 1, 0] }));
         Assert.Contains("count of 5, more than 4", Refused(Valid() with { PluggedWords = [1, 1, 0, 0, 0] })); // refused before it is read
@@ -81,7 +81,7 @@ public class HotplugMemoryStateTests
     }
 
     [Fact]
-    public void UnknownVersionsTruncationAndTrailingBytesAreRefused()
+    public void Unknown_versions_truncation_and_trailing_bytes_are_refused()
     {
         var w = new StateWriter();
         Valid().Write(w);

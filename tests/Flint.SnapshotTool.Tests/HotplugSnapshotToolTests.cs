@@ -18,7 +18,7 @@ public sealed class HotplugSnapshotToolTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, true);
 
     [Fact]
-    public void InfoShowsTheHotplugArea()
+    public void Info_shows_the_hotplug_area()
     {
         var f = StateInfoTests.Sample(null);
         var w = new StateWriter();
@@ -31,7 +31,7 @@ public sealed class HotplugSnapshotToolTests : IDisposable
     }
 
     [Fact]
-    public void InfoRefusesAHostileVirtioMemSection()
+    public void Info_refuses_a_hostile_virtio_mem_section()
     {
         var f = StateInfoTests.Sample(null);
         var w = new StateWriter();
@@ -44,7 +44,7 @@ public sealed class HotplugSnapshotToolTests : IDisposable
     }
 
     [Fact]
-    public void ADiffWithAHotplugAreaMergesOntoItsBase()
+    public void A_diff_with_a_hotplug_area_merges_onto_its_base()
     {
         const ulong boot = 32 * P, slot = 16 * P, area = 4 * slot;
         using var mem = GuestMemory.Create([(0UL, boot)]);

@@ -35,14 +35,14 @@ public sealed class VirtioMemSnapshotLayoutTests
         new(512UL << 30, 512 * MiB, 128 * MiB, 2 * MiB, 128 * MiB, 2 * MiB, 2 * MiB, fileOffset, [1UL, 0, 0, 0]);
 
     [Fact]
-    public void AMatchingSectionGivesTheAreaAfterBootRam()
+    public void A_matching_section_gives_the_area_after_boot_ram()
     {
         Assert.Equal(new Flint.Memory.HotplugLayout(512UL << 30, 512 * MiB, 128 * MiB), VirtioMemStateCodec.Layout(File(State()), Config(), Boot));
         Assert.Null(VirtioMemStateCodec.Layout(File(null), new VmConfig { MachineConfig = new MachineConfig() }, Boot));
     }
 
     [Fact]
-    public void SectionAndConfigurationMustComeTogetherAndAgree()
+    public void Section_and_configuration_must_come_together_and_agree()
     {
         var noHotplug = new VmConfig { MachineConfig = new MachineConfig() };
         Assert.Contains("no memory-hotplug", Assert.Throws<SnapshotFormatException>(() => VirtioMemStateCodec.Layout(File(State()), noHotplug, Boot)).Message);

@@ -132,7 +132,7 @@ public sealed class VirtioPciTransportStateTests : IDisposable
     }
 
     [Fact]
-    public void EveryFieldSurvivesSaveParseAndRestore()
+    public void Every_field_survives_save_parse_and_restore()
     {
         var (a, _) = NewFunction();
         var drv = Init(a);
@@ -181,7 +181,7 @@ public sealed class VirtioPciTransportStateTests : IDisposable
     }
 
     [Fact]
-    public void RestoredBlockDeviceContinuesItsQueueOverPci()
+    public void Restored_block_device_continues_its_queue_over_pci()
     {
         var (a, hostA) = NewFunction();
         var drv = Init(a);
@@ -207,7 +207,7 @@ public sealed class VirtioPciTransportStateTests : IDisposable
     }
 
     [Fact]
-    public void MaskedVectorKeepsItsPendingBitAcrossRestoreAndFiresOnUnmask()
+    public void Masked_vector_keeps_its_pending_bit_across_restore_and_fires_on_unmask()
     {
         var (a, _) = NewFunction();
         var drv = Init(a);
@@ -233,7 +233,7 @@ public sealed class VirtioPciTransportStateTests : IDisposable
     }
 
     [Fact]
-    public void PendingBitOfAnUnmaskedVectorIsDeliveredAtRestore()
+    public void Pending_bit_of_an_unmasked_vector_is_delivered_at_restore()
     {
         var (a, _) = NewFunction();
         Init(a);
@@ -252,7 +252,7 @@ public sealed class VirtioPciTransportStateTests : IDisposable
     private const int RegistersAt = 16, SizingAt = RegistersAt + 256, ConfigVectorAt = SizingAt + 1 + 4 * 3 + 8 + 4 + 4 + 1;
 
     [Fact]
-    public void TruncatedOrBoundlessStatesAreFormatErrors()
+    public void Truncated_or_boundless_states_are_format_errors()
     {
         var (a, _) = NewFunction();
         Init(a);
@@ -284,7 +284,7 @@ public sealed class VirtioPciTransportStateTests : IDisposable
     }
 
     [Fact]
-    public void StateOfAnotherFunctionIsRefusedBeforeAnythingChanges()
+    public void State_of_another_function_is_refused_before_anything_changes()
     {
         var (a, _) = NewFunction();
         Init(a);
@@ -315,7 +315,7 @@ public sealed class VirtioPciTransportStateTests : IDisposable
     }
 
     [Fact]
-    public void HostBridgeKeepsItsWritableBitsAndRefusesAnotherIdentity()
+    public void Host_bridge_keeps_its_writable_bits_and_refuses_another_identity()
     {
         var bus = new PciRootBus();
         var bridge = (PciHostBridge)bus.Device(0)!;

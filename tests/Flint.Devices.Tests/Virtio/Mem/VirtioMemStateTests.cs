@@ -12,7 +12,7 @@ namespace Flint.Devices.Tests.Virtio.Mem;
 public sealed class VirtioMemStateTests
 {
     [Fact]
-    public void RestorePlugsExactlyTheSlotsWithPluggedBlocksAndTheDeviceGoesOn()
+    public void Restore_plugs_exactly_the_slots_with_plugged_blocks_and_the_device_goes_on()
     {
         ulong[] words;
         ulong usable, requested, plugged;
@@ -45,7 +45,7 @@ public sealed class VirtioMemStateTests
     }
 
     [Fact]
-    public void ABitmapOrSizesThatDoNotFitTheDeviceAreRefusedAndNothingIsPlugged()
+    public void A_bitmap_or_sizes_that_do_not_fit_the_device_are_refused_and_nothing_is_plugged()
     {
         using var h = new MemHarness(totalMib: 512);
         Assert.Throws<SnapshotFormatException>(() => h.Device.RestoreState(0, 0, new ulong[3]));
