@@ -235,7 +235,7 @@ internal sealed class FlintProcess
         VmmMetricsBinding.Bind(_metrics, vmm);
         vmm.StartVcpus(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu));
         _vmm = vmm;
-        return new RunningVm(vmm, _latencies);
+        return new RunningVm(vmm, _latencies) { DevicesChanged = () => VmmMetricsBinding.BindDevices(_metrics, vmm) };
     }
 
     private VmOptions NewVmOptions()
