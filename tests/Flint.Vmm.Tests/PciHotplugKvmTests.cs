@@ -93,7 +93,7 @@ public sealed class PciHotplugKvmTests(ITestOutputHelper output) : IDisposable
             int fds = FdCount(p);
             for (int i = 0; i < 100; i++)
             {
-                r = ApiHttp.Request(s, "PUT", "/pmem/churn", $"{{"id": "churn", "path_on_host": "{pm}"}}");
+                r = ApiHttp.Request(s, "PUT", "/pmem/churn", $"{{\"id\": \"churn\", \"path_on_host\": \"{pm}\"}}");
                 Assert.True(r.Status == 204, r.Body);
                 Assert.Equal(204, ApiHttp.Request(s, "DELETE", "/pmem/churn").Status);
             }

@@ -61,7 +61,7 @@ public sealed class PciHotplugSegmentTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("flint-pcihp-").FullName;
     private readonly RecordingPciVm _vm = new();
-    private readonly GuestMemory _memory = GuestMemory.Create(MemoryLayout.RamRanges(16 << 20));
+    private readonly GuestMemory _memory = GuestMemory.Create(Flint.Arch.X86.MemoryLayout.RamRanges(16 << 20));
     private readonly EventLoop _loop = new();
     private readonly Bus _mmio = new(), _pio = new();
     private readonly List<IDisposable> _owned = [];

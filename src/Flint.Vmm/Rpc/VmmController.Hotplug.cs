@@ -42,12 +42,13 @@ public sealed partial class VmmController
                 && string.Equals(mac.GetString(), n.GuestMac, StringComparison.OrdinalIgnoreCase))
                 throw new ApiFault($"The MAC address is already in use: {n.GuestMac.ToLowerInvariant()}");
         }
-        NetConfig net;
-        try { net = DeviceConfigs.Net(n.Config); }
-        catch (ConfigException e) { throw new ApiFault(e.Message); }
+        // The tap first, as the boot-time PUT (and Firecracker's NetBuilder) opens it: its errors are the ones a client sees.
         Flint.Devices.Virtio.Net.Tap tap;
         try { tap = Flint.Devices.Virtio.Net.TapOpener.Open(n.HostDevName); }
         catch (Flint.Devices.Virtio.Net.TapOpenException e) { throw new ApiFault(e.FirecrackerText); }
+        NetConfig net;
+        try { net = DeviceConfigs.Net(n.Config); }
+        catch (ConfigException e) { tap.Dispose(); throw new ApiFault(e.Message); }
         // The VM owns the tap from here, failure included (the device or the hotplug closes it).
         Hotplug(() => _vm!.HotplugNet(net, tap), "");
         _cfg.NetworkInterfaces = [.. list, n.Config];
