@@ -196,7 +196,11 @@ internal sealed class PciHotplug(Vmm vmm)
     private static HotplugException PmemFault(string pmemError) =>
         new($"Pmem config error: Unable to create the virtio-pmem device: {pmemError}");
 
-    private void Changed() => DevicesChanged?.Invoke();
+    private void Changed()
+    {
+        if (vmm.Devices.Pci is { } pci) pci.ChangedSinceStart = true;
+        DevicesChanged?.Invoke();
+    }
 
     /// <summary>Firecracker's log_dev_preview_warning, once per request.</summary>
     private static void LogPreview(string feature) => Logger.Warn($"[DevPreview] {feature} is in development preview.");

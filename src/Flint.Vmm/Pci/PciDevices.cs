@@ -58,6 +58,12 @@ public sealed class PciDevices
     /// <summary>The plugged functions, in plug order.</summary>
     public IReadOnlyList<PciFunction> Functions => _functions;
 
+    /// <summary>
+    /// True once a function was plugged or unplugged after the start (the API's hotplug): the bus no longer is what
+    /// the configuration rebuilds, so a snapshot must not assume it is.
+    /// </summary>
+    public bool ChangedSinceStart { get; internal set; }
+
     /// <summary>BARs placed and not given back (tests: an unplug frees its window).</summary>
     public int BarsInUse => _bars.InUse;
 
