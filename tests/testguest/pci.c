@@ -356,7 +356,7 @@ void test_pcihp(void)
 	for (int dev = 1; dev < 32; dev++)
 		if (rd32(cfg_addr(dev, 0)) != 0xffffffffu)
 			booted |= 1u << dev;
-	puts_("pcihp waiting booted=0x"); putx(booted); puts_("\n");
+	puts_("pcihp waiting booted="); putx(booted); puts_("\n");
 
 	slot = -1;
 	u64 dl = deadline_ms(wait);
