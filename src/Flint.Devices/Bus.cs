@@ -19,13 +19,32 @@ public sealed class Bus
                 throw new ArgumentException($"bus range 0x{baseAddress:x}+0x{length:x} overlaps 0x{r.Base:x}+0x{r.Length:x}");
         var list = new List<Range>(_ranges) { new(baseAddress, length, device) };
         list.Sort((a, b) => a.Base.CompareTo(b.Base));
-        _ranges = list.ToArray();
+        // A new array swapped in whole: a vCPU thread resolving an address sees the old or the new table, never half.
+        Volatile.Write(ref _ranges, list.ToArray());
     }
+
+    /// <summary>
+    /// Takes <paramref name="device"/>'s range at <paramref name="baseAddress"/> off the bus (PCI hot-unplug); false
+    /// when that device is not there. An exit already dispatched to the device may still finish on a vCPU thread.
+    /// </summary>
+    public bool Remove(ulong baseAddress, IBusDevice device)
+    {
+        var rs = _ranges;
+        int i = Array.FindIndex(rs, r => r.Base == baseAddress && ReferenceEquals(r.Device, device));
+        if (i < 0) return false;
+        var list = new List<Range>(rs);
+        list.RemoveAt(i);
+        Volatile.Write(ref _ranges, list.ToArray());
+        return true;
+    }
+
+    /// <summary>Number of ranges on the bus (tests: nothing left behind by an unplug).</summary>
+    public int Count => _ranges.Length;
 
     /// <summary>The device covering <paramref name="address"/> and the offset into it.</summary>
     public bool TryResolve(ulong address, out IBusDevice device, out ulong offset)
     {
-        var rs = _ranges;
+        var rs = Volatile.Read(ref _ranges);
         int lo = 0, hi = rs.Length - 1;
         while (lo <= hi)
         {

@@ -4,7 +4,7 @@ namespace Flint.Kvm;
 
 /// <summary>A KVM VM fd: memory slots, in-kernel irqchip and PIT, irqfd/ioeventfd, vCPU creation.</summary>
 // SAFETY: ioctls get pointers to stack structs of the kernel's layout; memory slots get host addresses of mappings that outlive the VM.
-public sealed unsafe partial class Vm : KvmFd, IVmEventFds
+public sealed unsafe partial class Vm : KvmFd, IPciVm
 {
     private readonly int _vcpuMmapSize;
 
@@ -48,6 +48,13 @@ public sealed unsafe partial class Vm : KvmFd, IVmEventFds
         Ioctl(Ioctls.KVM_IRQFD, &r, "KVM_IRQFD");
     }
 
+    /// <summary>Unbinds an eventfd bound by <see cref="RegisterIrqfd"/> (PCI hot-unplug gives its vectors back).</summary>
+    public void UnregisterIrqfd(EventFd fd, uint gsi)
+    {
+        var r = new KvmIrqfd { Fd = (uint)fd.Fd, Gsi = gsi, Flags = Ioctls.KVM_IRQFD_FLAG_DEASSIGN };
+        Ioctl(Ioctls.KVM_IRQFD, &r, "KVM_IRQFD");
+    }
+
     public void SetIrqLine(uint irq, bool level)
     {
         var r = new KvmIrqLevel { Irq = irq, Level = level ? 1u : 0u };
@@ -67,6 +74,25 @@ public sealed unsafe partial class Vm : KvmFd, IVmEventFds
             Fd = fd.Fd,
             Datamatch = datamatch ?? 0,
             Flags = (datamatch.HasValue ? Ioctls.KVM_IOEVENTFD_FLAG_DATAMATCH : 0) | (pio ? Ioctls.KVM_IOEVENTFD_FLAG_PIO : 0),
+        };
+        Ioctl(Ioctls.KVM_IOEVENTFD, &r, "KVM_IOEVENTFD");
+    }
+
+    /// <summary>
+    /// Undoes <see cref="RegisterIoeventfd"/> (same arguments). KVM keeps an ioeventfd on its bus until it is
+    /// deassigned, closing the eventfd is not enough: without this a hot-unplugged doorbell would keep its address
+    /// (a re-plugged device there gets EEXIST) and its slot on KVM's bounded I/O bus.
+    /// </summary>
+    public void UnregisterIoeventfd(EventFd fd, ulong addr, uint len, ulong? datamatch, bool pio = false)
+    {
+        var r = new KvmIoeventfd
+        {
+            Addr = addr,
+            Len = len,
+            Fd = fd.Fd,
+            Datamatch = datamatch ?? 0,
+            Flags = Ioctls.KVM_IOEVENTFD_FLAG_DEASSIGN | (datamatch.HasValue ? Ioctls.KVM_IOEVENTFD_FLAG_DATAMATCH : 0)
+                | (pio ? Ioctls.KVM_IOEVENTFD_FLAG_PIO : 0),
         };
         Ioctl(Ioctls.KVM_IOEVENTFD, &r, "KVM_IOEVENTFD");
     }

@@ -11,8 +11,22 @@ internal static class HostFileProblem
     /// reports "access denied" instead) and the advice to append, so the Firecracker-shaped message also says what to
     /// do. Null when the path is not a directory.
     /// </summary>
+    /// <summary>
+    /// Whether <paramref name="path"/> is a directory, by an open(O_DIRECTORY) that only a directory survives, not by
+    /// stat(2): after the start this runs on the VMM thread (PCI hotplug, PATCH /drives), whose seccomp filter traps
+    /// stat, so Directory.Exists there would stop the VM on a client's bad path.
+    /// </summary>
+    private static bool IsDirectory(string path)
+    {
+        const int ODirectory = 0x10000; // O_DIRECTORY on x86-64
+        int fd = Flint.Sys.Libc.Open(path, Flint.Sys.Libc.O_RDONLY | ODirectory | Flint.Sys.Libc.O_CLOEXEC);
+        if (fd < 0) return false;
+        Flint.Sys.Libc.close(fd);
+        return true;
+    }
+
     public static (string OsError, string Advice)? Directory(string path, bool drive) =>
-        System.IO.Directory.Exists(path)
+        IsDirectory(path)
             ? ("Is a directory (os error 21)", $"{path} is a directory: " + (drive ? "a drive needs a disk image file or a block device" : "give the path of a file"))
             : null;
 
@@ -21,7 +35,7 @@ internal static class HostFileProblem
     public static string Describe(string path, Exception e, bool write, string what)
     {
         bool drive = what.Contains("drive", StringComparison.Ordinal) || what.Contains("block device", StringComparison.Ordinal);
-        if (System.IO.Directory.Exists(path))
+        if (IsDirectory(path))
             return $"{path} is a directory: " + (drive ? "a drive needs a disk image file or a block device" : "give the path of a file");
         return e switch
         {

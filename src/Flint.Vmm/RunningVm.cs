@@ -13,6 +13,18 @@ public sealed class RunningVm(Vmm vmm, Metrics.VmLatencyMetrics? latencies = nul
     /// <summary>Where pause and resume store their duration (latencies_us.vmm_pause_vm / vmm_resume_vm).</summary>
     private readonly Metrics.VmLatencyMetrics _latencies = latencies ?? new();
 
+    /// <summary>Called after a device was hot-plugged or unplugged (the process rebinds its per-device metrics).</summary>
+    public Action? DevicesChanged { get; init; }
+
+    private Hotplug.PciHotplug? _hotplug;
+    private Hotplug.PciHotplug Hotplugger => _hotplug ??= new Hotplug.PciHotplug(Vmm) { DevicesChanged = DevicesChanged };
+
+    public bool PciEnabled => Vmm.Devices.Pci != null;
+    public void HotplugDrive(DriveConfig drive) => Hotplugger.PlugDrive(drive);
+    public void HotplugNet(NetConfig net, Flint.Devices.Virtio.Net.Tap tap) => Hotplugger.PlugNet(net, tap);
+    public void HotplugPmem(PmemConfig pmem) => Hotplugger.PlugPmem(pmem);
+    public void HotUnplug(Hotplug.HotplugDeviceKind kind, string id) => Hotplugger.Unplug(kind, id);
+
     public bool IsPaused => Vmm.IsPaused;
     public void Pause() => _latencies.TimeVmmPause(Vmm.Pause);
     public void Resume() => _latencies.TimeVmmResume(Vmm.Resume);

@@ -15,7 +15,7 @@ namespace Flint.Vmm;
 /// </summary>
 public sealed class Vmm : IDisposable
 {
-    private readonly List<IDisposable> _owned = [];
+    private List<IDisposable> _owned = [];
 
     public required KvmSystem Kvm { get; init; }
     public required Vm Vm { get; init; }
@@ -45,6 +45,29 @@ public sealed class Vmm : IDisposable
     public bool IsStarted { get; private set; }
 
     internal void Own(IDisposable d) => _owned.Add(d);
+
+    /// <summary>
+    /// The builder's owned list becomes this VM's (the same list object, not a copy), so the PCI segment, which holds
+    /// it, can add a hot-plugged device's resources and take an unplugged one's out after the build.
+    /// </summary>
+    internal void TakeOwned(List<IDisposable> owned)
+    {
+        owned.InsertRange(0, _owned);
+        _owned = owned;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="change"/> with every vCPU parked (each finishes the exit it is handling first), unless the
+    /// VM is paused already: a hot-unplug closes fds a vCPU thread could otherwise be about to use. Bounded like
+    /// <see cref="Pause"/>; the vCPUs run again afterwards whatever <paramref name="change"/> did.
+    /// </summary>
+    internal void WithVcpusParked(Action change)
+    {
+        if (!IsStarted || IsPaused || Vcpus.Count == 0) { change(); return; }
+        _vcpuGroup.Pause();
+        try { change(); }
+        finally { _vcpuGroup.Resume(); }
+    }
 
     /// <summary>Starts every vCPU thread; <paramref name="beforeRun"/> runs on each before its first KVM_RUN.</summary>
     public void StartVcpus(Action? beforeRun = null)

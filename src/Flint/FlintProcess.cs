@@ -242,7 +242,7 @@ internal sealed class FlintProcess
         VmmMetricsBinding.Bind(_metrics, vmm);
         vmm.StartVcpus(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu));
         _vmm = vmm;
-        return new RunningVm(vmm, _latencies);
+        return new RunningVm(vmm, _latencies) { DevicesChanged = () => VmmMetricsBinding.BindDevices(_metrics, vmm) };
     }
 
     /// <param name="pci">A snapshot load's transport (the snapshot's, whatever --enable-pci said); null: the flag's.</param>

@@ -70,7 +70,6 @@ public class ServerTests
             ("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env.Kernel)}\"}}"),
             ("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 128}"),
             ("PATCH", "/machine-config", "{\"vcpu_count\": 1}"),
-            ("PUT", "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{Esc(env.Rootfs)}\", \"is_root_device\": true}}"),
             ("PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"),
             ("PUT", "/logger", "{\"level\": \"Info\"}"),
             ("PUT", "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}"),
@@ -80,6 +79,9 @@ public class ServerTests
             Assert.Equal(400, r.Status);
             Assert.Equal("The requested operation is not supported after starting the microVM.", r.Fault);
         }
+        // After the start PUT /drives is a PCI hotplug (Firecracker 1.16), which this VM (no --enable-pci) refuses.
+        r = c.Call("PUT", "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{Esc(env.Rootfs)}\", \"is_root_device\": true}}");
+        Assert.Equal((400, "PCI is not enabled"), (r.Status, r.Fault));
         // /vm/config reflects the patched drive.
         var cfg = JsonDocument.Parse(c.Call("GET", "/vm/config").Body!).RootElement;
         Assert.Equal(env.Disk2, cfg.GetProperty("drives")[0].GetProperty("path_on_host").GetString());

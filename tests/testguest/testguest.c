@@ -11,7 +11,7 @@
  * Kernel command line (from hvm_start_info.cmdline_paddr):
  *   virtio_mmio.device=<size>@<base>:<irq>[:<id>]   size 4K/512/0x200/... (any)
  *   tg.tests=<comma list>     default "serial,blk" (known: serial, blk, pio, rng, net,
- *                             balloon, vsock, blkbench, pmem, mem, pci; see rng.c, net.c, balloon.c,
+ *                             balloon, vsock, blkbench, pmem, mem, pci, pcihp; see rng.c, net.c, balloon.c,
  *                             vsock.c, pmem.c (tg.pmem.ro=1: a read-only device), mem.c, pci.c, blkbench.c for tg.blk.bench=)
  *   tg.timeout=<ms>           bound of each wait in the new tests (default 5000)
  *   tg.tsc_khz=<kHz>          TSC frequency for those bounds (default: CPUID, else 2 GHz)
@@ -790,7 +790,7 @@ void tg_main(u32 start_info)
 	parse_cmdline(start_info);
 
 	/* run tests in a fixed order; report unknown names */
-	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock", "seq", "blkbench", "acpi", "pmem", "mem", "pci"};
+	const char *known[] = {"serial", "blk", "pio", "rng", "net", "balloon", "vsock", "seq", "blkbench", "acpi", "pmem", "mem", "pci", "pcihp"};
 	const char *s = opt_tests;
 	while (*s) {
 		char name[32];
@@ -842,6 +842,8 @@ void tg_main(u32 start_info)
 		test_mem();
 	if (test_enabled("pci"))
 		test_pci();	/* pci.c: virtio-blk over virtio-pci + MSI-X (flint --enable-pci) */
+	if (test_enabled("pcihp"))
+		test_pcihp();	/* pci.c: a drive hot-plugged after the start, used, then unplugged */
 
 	puts_("FLINT-TESTGUEST done pass=");
 	putu(n_pass);

@@ -89,6 +89,7 @@ void test_pmem(void);	/* pmem.c: virtio-pmem window and flush */
 void test_blkbench(void);	/* blkbench.c: tg.blk.bench= throughput mode */
 void test_acpi(u64 start_info_rsdp);	/* acpi.c: tg.tests=acpi */
 void test_pci(void);		/* pci.c: virtio-blk over virtio-pci with MSI-X */
+void test_pcihp(void);		/* pci.c: PCI hotplug: a drive PUT after the start is found, used, then unplugged */
 /* tg.agent=<port>: serve the agent protocol forever (returns only on setup errors) */
 void agent_serve(u32 port);
 

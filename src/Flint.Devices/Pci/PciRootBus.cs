@@ -25,7 +25,28 @@ public sealed class PciRootBus
             Volatile.Write(ref _slots[i], device);
             return i;
         }
-        throw new InvalidOperationException($"No free PCI slot: bus 0 holds at most {SlotCount - 1} devices besides the host bridge");
+        throw new PciSlotsExhaustedException();
+    }
+
+    /// <summary>
+    /// Empties <paramref name="slot"/> (PCI hot-unplug): from the next configuration cycle on it reads all ones, as
+    /// an empty slot. The host bridge (slot 0) cannot be removed. Returns the device that was there, or null.
+    /// </summary>
+    public IPciDevice? Remove(int slot)
+    {
+        if (slot <= 0 || slot >= SlotCount) return null;
+        return Interlocked.Exchange(ref _slots[slot], null);
+    }
+
+    /// <summary>Slots without a device (the host bridge's excluded).</summary>
+    public int FreeSlots
+    {
+        get
+        {
+            int n = 0;
+            for (int i = 1; i < SlotCount; i++) if (Volatile.Read(ref _slots[i]) == null) n++;
+            return n;
+        }
     }
 
     public IPciDevice? Device(int slot) => (uint)slot < SlotCount ? Volatile.Read(ref _slots[slot]) : null;

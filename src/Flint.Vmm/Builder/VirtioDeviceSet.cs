@@ -51,6 +51,8 @@ public sealed class VirtioDeviceSet
     public VirtioRng? Rng { get; internal set; }
     public VirtioBalloon? Balloon { get; internal set; }
     public List<Flint.Devices.Virtio.Pmem.VirtioPmem> Pmems { get; } = [];
+    /// <summary>Each pmem device's KVM memory slot (a hot-plugged one takes the lowest free slot; an unplug frees it).</summary>
+    public Dictionary<Flint.Devices.Virtio.Pmem.VirtioPmem, uint> PmemKvmSlots { get; } = [];
     /// <summary>The virtio-mem device (memory hotplug), when configured.</summary>
     public Flint.Devices.Virtio.Mem.VirtioMem? Memory { get; internal set; }
 
@@ -76,14 +78,14 @@ public sealed class VirtioDeviceSet
     /// <summary>Attaches <paramref name="device"/>; returns its MMIO transport, or null when it went onto the PCI segment.</summary>
     public MmioTransport? Add(IVirtioDevice device)
     {
-        if (device is IDisposable d) _owned.Add(d);
         if (Pci != null)
         {
-            Pci.Add(device);
-            if (device is IEventSources pciSources)
-                foreach (var s in pciSources.EventSources) _loop.Add(s);
+            // The segment owns the device from here (disposed at unplug or with the VM) and polls its event sources.
+            try { Pci.Add(device); }
+            catch { (device as IDisposable)?.Dispose(); throw; }
             return null;
         }
+        if (device is IDisposable d) _owned.Add(d);
         int slot = _nextSlot++;
         ulong addr = Layout.VirtioMmioAddress(slot);
         uint irq = Layout.VirtioIrq(slot);

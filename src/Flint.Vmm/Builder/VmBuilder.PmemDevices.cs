@@ -63,11 +63,15 @@ public static partial class VmBuilder
             if (p.RootDevice) cmdline.Append($"root=/dev/pmem{i} " + (p.ReadOnly ? "ro" : "rw"));
             try { vm.SetUserMemoryRegion(slot++, starts[i], m.WindowLength, m.Host, readOnly: p.ReadOnly); }
             catch (KvmException e) { throw new PmemAttachException($"Cannot set the memory regions: {IoErrorText.Of(e)}"); }
-            if (p.ReadOnly) mmio.Insert(new PmemReadOnlyWindow(p.Id, m), starts[i], m.WindowLength);
+            PmemReadOnlyWindow? ro = null;
+            if (p.ReadOnly) mmio.Insert(ro = new PmemReadOnlyWindow(p.Id, m), starts[i], m.WindowLength);
             var limiter = new RateLimiter(DeviceConfigs.Limiter(p.RateLimiter, $"pmem \"{p.Id}\" rate_limiter"));
             var dev = new VirtioPmem(p.Id, m, starts[i], m.WindowLength, limiter);
             devices.Add(dev);
             devices.Pmems.Add(dev);
+            devices.PmemKvmSlots[dev] = slot - 1;
+            // On the PCI segment a pmem device can be unplugged: its slot, window and mapping go with its function.
+            if (devices.Pci?.Find(dev) is { } f) Hotplug.PciHotplug.TrackPmem(f, vm, mmio, devices, dev, slot - 1, m, ro);
         }
     }
 

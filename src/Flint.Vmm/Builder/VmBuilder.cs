@@ -98,7 +98,7 @@ public static partial class VmBuilder
                 SnapshotCaps = Snapshot.KvmSnapshotCaps.Probe(kvm),
             };
             // Dispose in reverse creation order: vCPUs before the VM before /dev/kvm, memory last.
-            foreach (var o in owned) vmm.Own(o);
+            vmm.TakeOwned(owned);
             return vmm;
         }
         catch

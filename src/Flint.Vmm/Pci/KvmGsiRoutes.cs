@@ -10,7 +10,7 @@ namespace Flint.Vmm.Pci;
 /// GSIs for MSI start after the IOAPIC's (Firecracker's GSI_MSI_START = 24). Called from vCPU threads (MSI-X
 /// table writes), hence the lock.
 /// </summary>
-public sealed class KvmGsiRoutes(Vm vm)
+public sealed class KvmGsiRoutes(IPciVm vm)
 {
     public const uint FirstMsiGsi = 24;
     /// <summary>Firecracker's GSI_MSI_END; KVM's table holds up to 4096 GSIs.</summary>
@@ -21,14 +21,43 @@ public sealed class KvmGsiRoutes(Vm vm)
     private readonly Dictionary<uint, KvmIrqRoutingEntry> _msi = [];
     private KvmIrqRoutingEntry[] _table = [];
     private uint _nextGsi = FirstMsiGsi;
+    // GSIs an unplugged function gave back, lowest first: plug/unplug cycles reuse them instead of running out.
+    private readonly SortedSet<uint> _freed = [];
 
-    /// <summary>A fresh GSI for an MSI vector.</summary>
+    /// <summary>A free GSI for an MSI vector.</summary>
     public uint AllocateGsi()
     {
         lock (_lock)
         {
+            if (_freed.Count > 0)
+            {
+                uint g = _freed.Min;
+                _freed.Remove(g);
+                return g;
+            }
             if (_nextGsi > LastMsiGsi) throw new InvalidOperationException("No GSI left for MSI-X vectors.");
             return _nextGsi++;
+        }
+    }
+
+    /// <summary>GSIs handed out and not given back.</summary>
+    public int InUse { get { lock (_lock) return (int)(_nextGsi - FirstMsiGsi) - _freed.Count; } }
+
+    /// <summary>Routes currently in KVM's table besides the irqchip ones.</summary>
+    public int MsiRoutes { get { lock (_lock) return _msi.Count; } }
+
+    /// <summary>
+    /// Gives <paramref name="gsi"/> back (PCI hot-unplug): its MSI route leaves KVM's table now, and a later
+    /// <see cref="AllocateGsi"/> may hand it out again. The caller has already unbound its irqfd.
+    /// </summary>
+    public void FreeGsi(uint gsi)
+    {
+        if (gsi < FirstMsiGsi || gsi > LastMsiGsi) return;
+        Set(gsi, null);
+        lock (_lock)
+        {
+            if (gsi >= _nextGsi) return;
+            _freed.Add(gsi);
         }
     }
 

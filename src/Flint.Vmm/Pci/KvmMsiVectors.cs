@@ -11,12 +11,15 @@ namespace Flint.Vmm.Pci;
 /// </summary>
 public sealed class KvmMsiVectors : IMsiVectors, IDisposable
 {
+    private readonly IPciVm _vm;
     private readonly KvmGsiRoutes _routes;
     private readonly uint[] _gsi;
     private readonly EventFd[] _events;
+    private bool _released;
 
-    public KvmMsiVectors(Vm vm, KvmGsiRoutes routes, int count)
+    public KvmMsiVectors(IPciVm vm, KvmGsiRoutes routes, int count)
     {
+        _vm = vm;
         _routes = routes;
         _gsi = new uint[count];
         _events = new EventFd[count];
@@ -31,12 +34,38 @@ public sealed class KvmMsiVectors : IMsiVectors, IDisposable
         }
         catch
         {
+            // Whatever was bound is unbound and every GSI taken is given back: a failed hotplug leaks nothing.
+            for (int i = 0; i < count; i++)
+                if (_events[i] == null && _gsi[i] != 0) { routes.FreeGsi(_gsi[i]); _gsi[i] = 0; }
+            Release();
             Dispose();
             throw;
         }
     }
 
     public int Count => _gsi.Length;
+
+    /// <summary>The GSI of each vector (tests and logs).</summary>
+    public ReadOnlySpan<uint> Gsis => _gsi;
+
+    /// <summary>
+    /// PCI hot-unplug, on the VMM thread: each vector's irqfd is unbound, its eventfd closed, its route dropped and
+    /// its GSI given back, so a later device can have it. Done once; <see cref="Dispose"/> afterwards only closes
+    /// what is still open.
+    /// </summary>
+    public void Release()
+    {
+        if (_released) return;
+        _released = true;
+        for (int i = 0; i < _gsi.Length; i++)
+        {
+            if (_events[i] is not { } e) continue;
+            try { _vm.UnregisterIrqfd(e, _gsi[i]); }
+            catch (KvmException ex) { Flint.Vmm.Logging.Logger.Warn($"pci: unbinding the irqfd of GSI {_gsi[i]} failed: {ex.Message}"); }
+            e.Dispose();
+            _routes.FreeGsi(_gsi[i]);
+        }
+    }
 
     public bool Route(int index, MsiMessage message, bool enabled) =>
         _routes.Set(_gsi[index], enabled ? (message.AddressLow, message.AddressHigh, message.Data) : null);

@@ -12,20 +12,25 @@ namespace Flint.Vmm.Pci;
 /// <summary>
 /// The VM's PCI segment when --enable-pci is given (Firecracker's PciDevices): root bus 0 with the host bridge,
 /// ECAM on the MMIO bus at <see cref="Layout.PciMmconfigStart"/>, the 0xCF8 ports, and every virtio device as a
-/// virtio-pci function with MSI-X. BARs come from the 64-bit MMIO window, one 512 KiB BAR per device, in attach
-/// order; queue doorbells are KVM ioeventfds, interrupts irqfds on MSI routes (<see cref="KvmMsiVectors"/>).
+/// virtio-pci function with MSI-X. BARs come from the 64-bit MMIO window (<see cref="PciBarAllocator"/>, lowest free
+/// first); queue doorbells are KVM ioeventfds, interrupts irqfds on MSI routes (<see cref="KvmMsiVectors"/>).
+/// Functions are plugged at build time and, after the start, by the API's hotplug requests; <see cref="Unplug"/>
+/// takes one off and gives back its slot, BAR, GSIs, doorbells and fds. Plug and unplug run on the VMM thread.
 /// </summary>
 public sealed class PciDevices
 {
-    private readonly Vm _vm;
+    private readonly IPciVm _vm;
     private readonly GuestMemory _memory;
     private readonly Bus _mmio;
     private readonly EventLoop _loop;
     private readonly List<IDisposable> _owned;
     private readonly KvmGsiRoutes _routes;
-    private ulong _nextBar = Layout.PciMmio64Start;
+    private readonly PciBarAllocator _bars = new(Layout.PciMmio64Start, Layout.PciMmio64Size, VirtioPciLayout.BarSize);
+    private readonly List<PciFunction> _functions = [];
 
-    internal PciDevices(Vm vm, GuestMemory memory, Bus mmio, Bus pio, EventLoop loop, List<IDisposable> owned)
+    /// <param name="owned">The VM's owned list (the builder's, then the VM's: the same list): each function's
+    /// transport, vectors and resources are in it until they are unplugged.</param>
+    internal PciDevices(IPciVm vm, GuestMemory memory, Bus mmio, Bus pio, EventLoop loop, List<IDisposable> owned)
     {
         _vm = vm;
         _memory = memory;
@@ -47,34 +52,142 @@ public sealed class PciDevices
     /// <summary>What an ACPI MCFG entry describes: segment 0, bus 0, at Firecracker's address.</summary>
     public static PciEcamWindow Ecam => new(Layout.PciMmconfigStart, 0, 0, 0);
 
+    /// <summary>The plugged functions' transports, in plug order.</summary>
     public List<VirtioPciTransport> Transports { get; } = [];
 
-    public VirtioPciTransport Add(IVirtioDevice device)
+    /// <summary>The plugged functions, in plug order.</summary>
+    public IReadOnlyList<PciFunction> Functions => _functions;
+
+    /// <summary>
+    /// True once a function was plugged or unplugged after the start (the API's hotplug): the bus no longer is what
+    /// the configuration rebuilds, so a snapshot must not assume it is.
+    /// </summary>
+    public bool ChangedSinceStart { get; internal set; }
+
+    /// <summary>BARs placed and not given back (tests: an unplug frees its window).</summary>
+    public int BarsInUse => _bars.InUse;
+
+    /// <summary>GSIs held by the functions' vectors (tests: an unplug gives them back).</summary>
+    public int GsisInUse => _routes.InUse;
+
+    /// <summary>The function whose device is <paramref name="device"/>, or null.</summary>
+    public PciFunction? Find(IVirtioDevice device) => _functions.Find(f => ReferenceEquals(f.Transport.Device, device));
+
+    /// <summary>
+    /// Plugs <paramref name="device"/> into the first free slot with the lowest free BAR. The device's own event
+    /// sources join the event loop; <paramref name="device"/> itself (when disposable) is disposed at unplug.
+    /// On failure everything taken so far is given back and the device is left to the caller.
+    /// </summary>
+    public VirtioPciTransport Add(IVirtioDevice device) => Plug(device).Transport;
+
+    /// <inheritdoc cref="Add"/>
+    public PciFunction Plug(IVirtioDevice device)
     {
-        ulong bar = _nextBar;
-        if (bar + VirtioPciLayout.BarSize > Layout.PciMmio64Start + Layout.PciMmio64Size)
+        if (Bus.FreeSlots == 0) throw new PciSlotsExhaustedException();
+        if (!_bars.TryAllocate(out ulong bar))
             throw new InvalidOperationException("PCI 64-bit MMIO window exhausted.");
-        var vectors = new KvmMsiVectors(_vm, _routes, device.QueueMaxSizes.Length + 1);
+        KvmMsiVectors vectors;
+        try { vectors = new KvmMsiVectors(_vm, _routes, device.QueueMaxSizes.Length + 1); }
+        catch { _bars.Free(bar); throw; }
+        VirtioPciTransport transport;
+        try { transport = new VirtioPciTransport(device, _memory, bar, vectors); }
+        catch { vectors.Release(); vectors.Dispose(); _bars.Free(bar); throw; }
         _owned.Add(vectors);
-        var transport = new VirtioPciTransport(device, _memory, bar, vectors);
         _owned.Add(transport);
         int slot = Bus.Add(transport);
-        _nextBar += VirtioPciLayout.BarSize;
-        _mmio.Insert(transport, bar, VirtioPciLayout.BarSize);
-        Transports.Add(transport);
-        for (int q = 0; q < transport.QueueEvents.Length; q++)
+        var f = new PciFunction(transport, slot, bar, vectors);
+        f.Resources.Add(vectors);
+        f.Resources.Add(transport);
+        if (device is IDisposable d)
         {
-            int index = q;
-            ulong addr = transport.NotifyAddress(q);
-            // Linux writes the queue index as 16 bits; any other width exits to the transport, which rings the same eventfd.
-            try { _vm.RegisterIoeventfd(transport.QueueEvents[q], addr, 2, null); }
-            catch (KvmException e)
+            f.Resources.Add(d);
+            _owned.Add(d);
+        }
+        _functions.Add(f);
+        Transports.Add(transport);
+        try
+        {
+            _mmio.Insert(transport, bar, VirtioPciLayout.BarSize);
+            f.Undo.Add(() => _mmio.Remove(bar, transport));
+            for (int q = 0; q < transport.QueueEvents.Length; q++)
             {
-                Logger.Warn($"ioeventfd for virtio-pci queue {q} at 0x{addr:x} unavailable, using MMIO exits: {e.Message}");
+                int index = q;
+                ulong addr = transport.NotifyAddress(q);
+                // Linux writes the queue index as 16 bits; any other width exits to the transport, which rings the same eventfd.
+                try
+                {
+                    _vm.RegisterIoeventfd(transport.QueueEvents[q], addr, 2, null);
+                    f.Doorbells.Add((transport.QueueEvents[q], addr));
+                }
+                catch (KvmException e)
+                {
+                    Logger.Warn($"ioeventfd for virtio-pci queue {q} at 0x{addr:x} unavailable, using MMIO exits: {e.Message}");
+                }
+                AddToLoop(f, transport.QueueEvents[q].Fd, _ => transport.ProcessQueueEvent(index), Flint.Sys.Libc.EPOLLIN);
             }
-            _loop.Add(transport.QueueEvents[q].Fd, _ => transport.ProcessQueueEvent(index));
+            if (device is IEventSources sources)
+                foreach (var s in sources.EventSources) AddToLoop(f, s.Fd, s.OnReady, s.Events);
+        }
+        catch
+        {
+            Unplug(f, disposeDevice: false);
+            throw;
         }
         Logger.Debug($"pci: virtio device type {device.DeviceType} at 00:{slot:x2}.0, BAR 0x{bar:x}+0x{VirtioPciLayout.BarSize:x}");
-        return transport;
+        return f;
+    }
+
+    private void AddToLoop(PciFunction f, int fd, Action<uint> handler, uint events)
+    {
+        _loop.Add(fd, handler, events);
+        f.LoopFds.Add(fd);
+    }
+
+    /// <summary>
+    /// Takes <paramref name="f"/> off the segment: its slot reads as empty from the next configuration cycle, its BAR
+    /// leaves the MMIO bus, its doorbells and irqfds are unbound, its routes and GSIs given back, its event-loop fds
+    /// removed, then its undo steps run and its resources are disposed (every fd closed). The caller has made sure no
+    /// vCPU is inside one of its exits (the VM is paused or quiesced). Idempotent.
+    /// </summary>
+    public void Unplug(PciFunction f) => Unplug(f, disposeDevice: true);
+
+    private void Unplug(PciFunction f, bool disposeDevice)
+    {
+        if (f.Unplugged) return;
+        f.Unplugged = true;
+        // First off the bus: a guest scanning from now on finds an empty slot, and nothing reaches the BAR below.
+        if (ReferenceEquals(Bus.Device(f.Slot), f.Transport)) Bus.Remove(f.Slot);
+        foreach (var (fd, addr) in f.Doorbells)
+        {
+            try { _vm.UnregisterIoeventfd(fd, addr, 2, null); }
+            catch (KvmException e) { Logger.Warn($"pci: deassigning the doorbell at 0x{addr:x} failed: {e.Message}"); }
+        }
+        f.Doorbells.Clear();
+        foreach (int fd in f.LoopFds) _loop.Remove(fd);
+        f.LoopFds.Clear();
+        for (int i = f.Undo.Count - 1; i >= 0; i--)
+        {
+            try { f.Undo[i](); }
+            catch (Exception e) when (e is KvmException or Flint.Sys.SysException or InvalidOperationException)
+            {
+                Logger.Warn($"pci: undoing a resource of 00:{f.Slot:x2}.0 failed: {e.Message}");
+            }
+        }
+        f.Undo.Clear();
+        f.Vectors.Release();
+        for (int i = f.Resources.Count - 1; i >= 0; i--)
+        {
+            var r = f.Resources[i];
+            _owned.Remove(r);
+            // A plug that failed half-way leaves the device to its caller, who made it.
+            if (!disposeDevice && ReferenceEquals(r, f.Transport.Device)) continue;
+            try { r.Dispose(); }
+            catch (Flint.Sys.SysException e) { Logger.Warn($"pci: closing a resource of 00:{f.Slot:x2}.0 failed: {e.Message}"); }
+        }
+        f.Resources.Clear();
+        _bars.Free(f.Bar);
+        _functions.Remove(f);
+        Transports.Remove(f.Transport);
+        Logger.Debug($"pci: 00:{f.Slot:x2}.0 unplugged, BAR 0x{f.Bar:x} freed");
     }
 }

@@ -78,6 +78,18 @@ public interface IRunningVm
     /// <summary>GET /hotplug/memory as JSON.</summary>
     string GetMemoryHotplugJson() => throw new InvalidOperationException(NoMemoryDevice);
 
+    // PCI device hotplug (docs/pci.md). Defaults (test doubles, a VM without --enable-pci): PCI is not enabled.
+    /// <summary>Whether the VM has a PCI segment (--enable-pci): only then can devices be hot-plugged.</summary>
+    bool PciEnabled => false;
+    /// <summary>PUT /drives/{id} after the start: a new virtio-blk on the PCI segment.</summary>
+    void HotplugDrive(Config.DriveConfig drive) => throw new Hotplug.HotplugException(Hotplug.HotplugException.PciNotEnabled);
+    /// <summary>PUT /network-interfaces/{id} after the start, on the tap the API opened (the VM owns it from here).</summary>
+    void HotplugNet(Config.NetConfig net, Flint.Devices.Virtio.Net.Tap tap) => throw new Hotplug.HotplugException(Hotplug.HotplugException.PciNotEnabled);
+    /// <summary>PUT /pmem/{id} after the start.</summary>
+    void HotplugPmem(Config.PmemConfig pmem) => throw new Hotplug.HotplugException(Hotplug.HotplugException.PciNotEnabled);
+    /// <summary>DELETE /drives|network-interfaces|pmem/{id}: takes the device off the PCI segment and closes it.</summary>
+    void HotUnplug(Hotplug.HotplugDeviceKind kind, string id) => throw new Hotplug.HotplugException(Hotplug.HotplugException.PciNotEnabled);
+
     private const string NoBalloon = "No balloon device found.";
     private const string NoMemoryDevice = "Device not found";
 }

@@ -41,7 +41,7 @@ public sealed record PatchNetworkInterface(string IfaceId, JsonElement? RxRateLi
 public sealed record PutVsock(uint GuestCid, string UdsPath, JsonElement Config) : VmmAction;
 public sealed record PutEntropy(JsonElement Config) : VmmAction;
 
-/// <summary>PUT /pmem/{id} (pre-boot; Firecracker's post-boot PUT is PCI hotplug, which Flint lacks).</summary>
+/// <summary>PUT /pmem/{id}: configuration before the start, PCI hotplug after it.</summary>
 public sealed record PutPmem(PmemConfig Config) : VmmAction;
 /// <summary>PATCH /pmem/{id}: only the rate limiter changes (Firecracker's PmemDeviceUpdateConfig). Post-boot.</summary>
 public sealed record PatchPmem(string Id, JsonElement? RateLimiter) : VmmAction;
@@ -72,6 +72,9 @@ public sealed record PutMmds(string Data) : VmmAction;
 public sealed record PatchMmds(string Patch) : VmmAction;
 public sealed record GetMmds : VmmAction;
 public sealed record PutMmdsConfig(string Version, IReadOnlyList<string> NetworkInterfaces, string Ipv4Address, JsonElement Config) : VmmAction;
+
+/// <summary>DELETE /drives/{id}, /network-interfaces/{id}, /pmem/{id}: PCI hot-unplug (Firecracker's HotUnplugDevice).</summary>
+public sealed record HotUnplugDevice(Hotplug.HotplugDeviceKind Kind, string Id) : VmmAction;
 
 public sealed record CreateSnapshot(string SnapshotPath, string MemFilePath, string SnapshotType) : VmmAction;
 public sealed record LoadSnapshot(string SnapshotPath, JsonElement Config) : VmmAction;

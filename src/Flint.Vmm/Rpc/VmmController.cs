@@ -145,13 +145,15 @@ public sealed partial class VmmController : IApiHandler
         _ => false,
     };
 
-    private static bool IsPreBootOnly(VmmAction a) => a is PutBootSource or PutDrive or PutMachineConfig or PatchMachineConfig
-        or PutLogger or PutMetrics or StartMicroVm or PutCpuConfig or PutNetworkInterface or PutVsock or PutEntropy
-        or PutBalloon or PutMmdsConfig or LoadSnapshot or PutSerial or PutPmem or PutMemoryHotplug;
+    // PUT /drives, /network-interfaces and /pmem are allowed after the start too: there they hot-plug (VmmController.Hotplug.cs).
+    private static bool IsPreBootOnly(VmmAction a) => a is PutBootSource or PutMachineConfig or PatchMachineConfig
+        or PutLogger or PutMetrics or StartMicroVm or PutCpuConfig or PutVsock or PutEntropy
+        or PutBalloon or PutMmdsConfig or LoadSnapshot or PutSerial or PutMemoryHotplug;
 
     private static bool IsPostBootOnly(VmmAction a) => a is PatchDrive or PatchNetworkInterface or SendCtrlAltDel or Pause
         or Resume or PatchBalloon or PatchBalloonStatsInterval or GetBalloonStats or CreateSnapshot or FlushMetrics
-        or StartBalloonHinting or GetBalloonHintingStatus or StopBalloonHinting or PatchPmem or PatchMemoryHotplug or GetMemoryHotplug;
+        or StartBalloonHinting or GetBalloonHintingStatus or StopBalloonHinting or PatchPmem or PatchMemoryHotplug or GetMemoryHotplug
+        or HotUnplugDevice;
 
     /// <summary>A refused request: the inner text, which <see cref="Handle(VmmAction)"/> prefixes with the action's area
     /// (<see cref="FaultText"/>) unless <paramref name="bare"/> (a message Firecracker sends without one).</summary>
@@ -176,7 +178,9 @@ public sealed partial class VmmController : IApiHandler
             }
 
             case PutBootSource b: SetBootSource(b.Config); return ApiResponse.NoContent;
-            case PutDrive d: SetDrive(d.Config); return ApiResponse.NoContent;
+            case PutDrive d:
+                if (_vm != null) HotplugDrive(d.Config); else SetDrive(d.Config);
+                return ApiResponse.NoContent;
             case PatchDrive pd: UpdateDrive(pd); return ApiResponse.NoContent;
             case PutMachineConfig m: SetMachineConfig(m.Config); return ApiResponse.NoContent;
             case PatchMachineConfig pm:
@@ -209,7 +213,9 @@ public sealed partial class VmmController : IApiHandler
                 // Firecracker's set_custom_cpu_template: the custom template replaces a static one.
                 if (_cfg.MachineConfig!.CpuTemplate is not null) _cfg.MachineConfig.CpuTemplate = null;
                 return ApiResponse.NoContent;
-            case PutNetworkInterface n: SetNet(n); return ApiResponse.NoContent;
+            case PutNetworkInterface n:
+                if (_vm != null) HotplugNet(n); else SetNet(n);
+                return ApiResponse.NoContent;
             case PatchNetworkInterface pn:
                 if (!(_cfg.NetworkInterfaces ?? []).Any(e => e.GetProperty("iface_id").GetString() == pn.IfaceId))
                     throw new ApiFault($"Invalid network interface ID - not found: {pn.IfaceId}.");
@@ -219,7 +225,10 @@ public sealed partial class VmmController : IApiHandler
                 return ApiResponse.NoContent;
             case PutVsock v: SetVsock(v); return ApiResponse.NoContent;
             case PutEntropy e: _cfg.Entropy = e.Config; return ApiResponse.NoContent;
-            case PutPmem pp: SetPmem(pp.Config); return ApiResponse.NoContent;
+            case PutPmem pp:
+                if (_vm != null) HotplugPmem(pp.Config); else SetPmem(pp.Config);
+                return ApiResponse.NoContent;
+            case HotUnplugDevice u: HotUnplug(u); return ApiResponse.NoContent;
             case PatchPmem pp: UpdatePmem(pp); return ApiResponse.NoContent;
 
             case PutBalloon b:

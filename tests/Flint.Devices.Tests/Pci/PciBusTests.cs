@@ -116,6 +116,6 @@ public sealed class PciBusTests
         var dev = new PciHostBridge();
         Assert.Equal(1, _bus.Add(dev));
         for (int i = 2; i < PciRootBus.SlotCount; i++) Assert.Equal(i, _bus.Add(new PciHostBridge()));
-        Assert.Throws<InvalidOperationException>(() => _bus.Add(new PciHostBridge()));
+        Assert.Throws<PciSlotsExhaustedException>(() => _bus.Add(new PciHostBridge()));
     }
 }

@@ -33,13 +33,17 @@ internal sealed unsafe class BackingFile : IDisposable
     /// <summary>Opens <paramref name="path"/> read-write, or read-only so a read-only drive cannot be written even by a bug here.</summary>
     public static BackingFile Open(string path, bool readOnly, string? serial)
     {
-        // open(O_RDONLY) succeeds on a directory; a read-only "disk" that is one must be refused here, in words.
-        if (Directory.Exists(path))
-            throw new SysException($"open {path}", Libc.EISDIR, $"{path} is a directory: a drive needs a disk image file or a block device");
         int fd = Libc.Open(path, readOnly ? Libc.O_RDONLY : Libc.O_RDWR);
+        // open(O_RDWR) of a directory fails with EISDIR: the same words as the read-only case below.
+        if (fd < 0 && Libc.Errno == Libc.EISDIR) throw IsDirectory(path);
         if (fd < 0) throw SysException.Last($"open {path}");
         try
         {
+            // open(O_RDONLY) succeeds on a directory; a read-only "disk" that is one must be refused here, in words.
+            // Asked of the open fd (a read answers EISDIR), not with stat(2) on the path: this also runs on the VMM
+            // thread after the start (a hot-plugged or patched drive), whose seccomp filter has no stat.
+            byte probe;
+            if (Libc.pread(fd, &probe, 1, 0) < 0 && Libc.Errno == Libc.EISDIR) throw IsDirectory(path);
             long size = Libc.lseek(fd, 0, SeekEnd);
             if (size < 0) throw SysException.Last($"lseek {path}");
             // A trailing partial sector cannot be addressed by the guest, so it is not part of the disk.
@@ -51,6 +55,9 @@ internal sealed unsafe class BackingFile : IDisposable
             throw;
         }
     }
+
+    private static SysException IsDirectory(string path) =>
+        new($"open {path}", Libc.EISDIR, $"{path} is a directory: a drive needs a disk image file or a block device");
 
     /// <summary>Reads exactly <paramref name="len"/> bytes at <paramref name="offset"/>; false on error or end of file.</summary>
     public bool ReadAt(byte* buf, ulong len, long offset)
