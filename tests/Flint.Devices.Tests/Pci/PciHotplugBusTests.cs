@@ -13,7 +13,7 @@ public sealed class PciHotplugBusTests
     private sealed class FakeFunction(ushort vendor, ushort device) : IPciDevice
     {
         public uint ReadConfigRegister(int register) => register == 0 ? ((uint)device << 16) | vendor : 0;
-        public void WriteConfigRegister(int register, int offset, ReadOnlySpan<byte> data) { }
+        public void Write_config_register(int register, int offset, ReadOnlySpan<byte> data) { }
     }
 
     private sealed class NullBusDevice : IBusDevice
@@ -43,7 +43,7 @@ public sealed class PciHotplugBusTests
     }
 
     [Fact]
-    public void ConfigSpaceAppearsWithTheDeviceAndReadsEmptyOnceRemoved()
+    public void Config_space_appears_with_the_device_and_reads_empty_once_removed()
     {
         var f = new FakeFunction(0x1af4, 0x1042);
         int slot = _bus.Add(f);
@@ -58,7 +58,7 @@ public sealed class PciHotplugBusTests
     }
 
     [Fact]
-    public void TheHostBridgeCannotBeRemovedNorSlotsOutsideTheBus()
+    public void The_host_bridge_cannot_be_removed_nor_slots_outside_the_bus()
     {
         Assert.Null(_bus.Remove(0));
         Assert.Equal(0x0d57_8086u, EcamVendor(0));
@@ -67,7 +67,7 @@ public sealed class PciHotplugBusTests
     }
 
     [Fact]
-    public void AFreedSlotIsTheNextOneGivenOut()
+    public void A_freed_slot_is_the_next_one_given_out()
     {
         int a = _bus.Add(new FakeFunction(1, 1)), b = _bus.Add(new FakeFunction(2, 2)), c = _bus.Add(new FakeFunction(3, 3));
         Assert.Equal([1, 2, 3], new[] { a, b, c });
@@ -78,7 +78,7 @@ public sealed class PciHotplugBusTests
     }
 
     [Fact]
-    public void AFullBusIsRefusedInFirecrackersWords()
+    public void A_full_bus_is_refused_in_firecrackers_words()
     {
         for (int i = 1; i < PciRootBus.SlotCount; i++) _bus.Add(new FakeFunction(1, (ushort)i));
         Assert.Equal(0, _bus.FreeSlots);
@@ -90,7 +90,7 @@ public sealed class PciHotplugBusTests
     }
 
     [Fact]
-    public void BarAllocatorReusesFreedWindowsLowestFirst()
+    public void Bar_allocator_reuses_freed_windows_lowest_first()
     {
         const ulong Base = 256UL << 30, Bar = 512 << 10;
         var bars = new PciBarAllocator(Base, 4 * Bar, Bar);
@@ -110,7 +110,7 @@ public sealed class PciHotplugBusTests
     }
 
     [Fact]
-    public void HundredsOfPlugUnplugCyclesStayInOneWindowAndNeverOverlap()
+    public void Hundreds_of_plug_unplug_cycles_stay_in_one_window_and_never_overlap()
     {
         const ulong Base = 256UL << 30, Bar = 512 << 10;
         var bars = new PciBarAllocator(Base, 64 * Bar, Bar);
@@ -142,7 +142,7 @@ public sealed class PciHotplugBusTests
     }
 
     [Fact]
-    public void AnMmioRangeComesOffTheBusAndItsAddressIsEmptyAgain()
+    public void An_mmio_range_comes_off_the_bus_and_its_address_is_empty_again()
     {
         var mmio = new Bus();
         var keep = new NullBusDevice();
