@@ -13,7 +13,7 @@ public sealed class PciHotplugBusTests
     private sealed class FakeFunction(ushort vendor, ushort device) : IPciDevice
     {
         public uint ReadConfigRegister(int register) => register == 0 ? ((uint)device << 16) | vendor : 0;
-        public void Write_config_register(int register, int offset, ReadOnlySpan<byte> data) { }
+        public void WriteConfigRegister(int register, int offset, ReadOnlySpan<byte> data) { }
     }
 
     private sealed class NullBusDevice : IBusDevice
