@@ -183,7 +183,8 @@ public sealed unsafe class HotplugSnapshotTests : IDisposable
                 // An unplug's discard: the handler hears of it (remove event), the next touch reads zeroes.
                 area.Discard(AreaBase + 3 * Slot, Slot);
                 Assert.Equal(0, restored.Read<byte>(AreaBase + 3 * Slot + 2 * P));
-            }) { IsBackground = true };
+            })
+            { IsBackground = true };
             t.Start();
             Assert.True(t.Join(30_000), "a fault in the hotplug area was not served:\n" + h.Output);
         }

@@ -76,8 +76,15 @@ public class HotplugMemoryStateTests
         // 192 MiB in slots of 128 MiB is not whole slots; 384 MiB (3 slots, 192 blocks) is, and bits past block 191 are refused.
         var three = Valid() with { RegionSize = 384 * MiB, UsableRegionSize = 384 * MiB, PluggedWords = [1, 1, 1UL << 63, 0] };
         Assert.Contains("count of 4, more than 3", Refused(three));
-        Assert.Contains("past the last block", Refused(three with { RegionSize = 384 * MiB, SlotSize = 128 * MiB, BlockSize = 4 * MiB,
-            RequestedSize = 8 * MiB, PluggedWords = [1, 1UL << 40], PluggedSize = 8 * MiB }));
+        Assert.Contains("past the last block", Refused(three with
+        {
+            RegionSize = 384 * MiB,
+            SlotSize = 128 * MiB,
+            BlockSize = 4 * MiB,
+            RequestedSize = 8 * MiB,
+            PluggedWords = [1, 1UL << 40],
+            PluggedSize = 8 * MiB
+        }));
     }
 
     [Fact]

@@ -175,7 +175,8 @@ public sealed partial class DevicesKernelKvmTests(ITestOutputHelper output) : ID
                 Thread.Sleep(3000);
             }
             try { File.WriteAllText(file, p.Console); } catch (IOException) { }
-        }) { IsBackground = true }.Start();
+        })
+        { IsBackground = true }.Start();
     }
 
     private string CopyRootfs()

@@ -46,6 +46,28 @@ public sealed partial class Serial : IBusDevice
     /// <summary>Room left in the receive FIFO; the event loop reads no more than this from stdin.</summary>
     public int RxSpace { get { lock (_lock) return RxCapacity - _rxCount; } }
 
+    /// <summary>
+    /// Called (on the thread of the guest's read, outside the device lock) once the guest has read a receive FIFO the
+    /// host found full down to half after <see cref="NotifyWhenRoom"/>: the console input source then reads stdin again.
+    /// Input is never dropped for want of room, as in Firecracker, whose serial stops reading stdin while its FIFO is
+    /// full; a slow guest only slows its own console.
+    /// </summary>
+    public Action? RxRoom { get; set; }
+
+    /// <summary>Asks for one <see cref="RxRoom"/> call once the FIFO has room (at once if it has some already).</summary>
+    public void NotifyWhenRoom()
+    {
+        bool now;
+        lock (_lock)
+        {
+            now = _rxCount < RxCapacity;
+            _notifyRoom = !now;
+        }
+        if (now) RxRoom?.Invoke();
+    }
+
+    private bool _notifyRoom;
+
     /// <summary>Queues input bytes for the guest (stdin); returns how many fit.</summary>
     public int EnqueueInput(ReadOnlySpan<byte> data)
     {
@@ -67,6 +89,7 @@ public sealed partial class Serial : IBusDevice
     {
         if (data.Length != 1) { data.Clear(); return; }
         byte v;
+        bool room = false;
         lock (_lock)
         {
             switch ((int)offset)
@@ -80,6 +103,12 @@ public sealed partial class Serial : IBusDevice
                         _rxHead = (_rxHead + 1) % RxCapacity;
                         _rxCount--;
                         Metrics.ReadCount++;
+                        // Half empty, not one byte free: stdin is then read in runs, not a byte per wake-up.
+                        if (_notifyRoom && _rxCount <= RxCapacity / 2)
+                        {
+                            room = true;
+                            _notifyRoom = false;
+                        }
                     }
                     UpdateIir();
                     break;
@@ -104,6 +133,7 @@ public sealed partial class Serial : IBusDevice
             }
         }
         data[0] = v;
+        if (room) RxRoom?.Invoke();
     }
 
     public void Write(ulong offset, ReadOnlySpan<byte> data)

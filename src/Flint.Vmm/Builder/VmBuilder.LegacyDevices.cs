@@ -42,28 +42,55 @@ public static partial class VmBuilder
         return new LegacyDevices(serial, i8042);
     }
 
-    /// <summary>Feeds the console input fd (stdin) into the serial device from the event loop.</summary>
+    /// <summary>
+    /// Feeds the console input fd (stdin) into the serial device from the event loop, never more than its receive FIFO
+    /// has room for: with the FIFO full, stdin leaves the loop until the guest has read half of it (the serial's
+    /// <see cref="Serial.RxRoom"/>, an eventfd written from the vCPU thread), so typed input waits in the pipe instead of
+    /// being dropped (a nested real-kernel test lost the end of a shell line this way), as Firecracker's serial does.
+    /// </summary>
     // SAFETY: the read buffer is pinned with fixed for each read(2), which writes at most its length.
     private static unsafe void AttachConsoleInput(EventLoop loop, Serial serial, int fd)
     {
         var buf = new byte[64];
+        bool watching = false, done = false;
+        var room = new EventFd(nonBlocking: true);
+        void OnInput(uint _)
+        {
+            int space = Math.Min(serial.RxSpace, buf.Length);
+            if (space == 0)
+            {
+                loop.Remove(fd);
+                watching = false;
+                serial.NotifyWhenRoom();
+                return;
+            }
+            // SAFETY: buf is pinned for the read, which writes at most space <= buf.Length bytes into it.
+            fixed (byte* p = buf)
+            {
+                nint n = Libc.read(fd, p, (nuint)space);
+                if (n <= 0) { loop.Remove(fd); watching = false; done = true; return; } // EOF or error: stop polling stdin
+                int taken = serial.EnqueueInput(buf.AsSpan(0, (int)n));
+                if (taken < n) serial.Metrics.MissedReadCount += n - taken; // only the VMM thread fills the FIFO: never
+            }
+        }
         try
         {
-            loop.Add(fd, _ =>
-            {
-                // SAFETY: buf is pinned for the read, which writes at most buf.Length bytes into it.
-                fixed (byte* p = buf)
-                {
-                    nint n = Libc.read(fd, p, (nuint)buf.Length);
-                    if (n <= 0) { loop.Remove(fd); return; } // EOF or error: stop polling stdin
-                    int taken = serial.EnqueueInput(buf.AsSpan(0, (int)n));
-                    if (taken < n) serial.Metrics.MissedReadCount += n - taken;
-                }
-            });
+            loop.Add(fd, OnInput);
+            watching = true;
         }
         catch (SysException)
         {
             // stdin is a regular file or /dev/null: epoll cannot watch it, and there is nothing to forward.
+            room.Dispose();
+            return;
         }
+        serial.RxRoom = () => room.Write(); // lives as long as the VM's event loop: one fd per VM
+        loop.Add(room.Fd, _ =>
+        {
+            room.Read();
+            if (watching || done) return;
+            loop.Add(fd, OnInput);
+            watching = true;
+        });
     }
 }

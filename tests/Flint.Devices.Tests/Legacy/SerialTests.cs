@@ -18,6 +18,34 @@ public class SerialTests
     }
 
     [Fact]
+    public void A_full_receive_fifo_asks_for_room_and_is_told_once_the_guest_has_read_half_of_it()
+    {
+        // The console input source stops reading stdin while the FIFO is full and waits for this call: before it
+        // existed, the bytes a slow guest had no room for were read anyway and dropped (a nested real-kernel test lost
+        // the end of a shell line).
+        var s = new Serial(null, new CountingInterrupt());
+        int calls = 0;
+        s.RxRoom = () => calls++;
+        var line = new byte[100];
+        for (int i = 0; i < line.Length; i++) line[i] = (byte)('a' + i % 26);
+        Assert.Equal(64, s.EnqueueInput(line));
+        Assert.Equal(0, s.RxSpace);
+        s.NotifyWhenRoom();
+        Assert.Equal(0, calls);
+        for (int i = 0; i < 31; i++) Assert.Equal(line[i], In(s, 0));
+        Assert.Equal(0, calls); // 33 still queued: more than half
+        Assert.Equal(line[31], In(s, 0));
+        Assert.Equal(1, calls);
+        Assert.Equal(32, s.EnqueueInput(line.AsSpan(64))); // what the room allows, as the input source reads
+        for (int i = 32; i < 96; i++) Assert.Equal(line[i], In(s, 0)); // every byte, in order
+        Assert.Equal(4, s.EnqueueInput(line.AsSpan(96)));
+        for (int i = 96; i < 100; i++) Assert.Equal(line[i], In(s, 0));
+        Assert.Equal(1, calls); // one call per request
+        s.NotifyWhenRoom(); // room already: at once
+        Assert.Equal(2, calls);
+    }
+
+    [Fact]
     public void Line_status_reports_transmitter_empty_and_data_ready()
     {
         var s = new Serial(null, new CountingInterrupt());

@@ -17,25 +17,25 @@ public sealed partial class VirtioPciTransport
     public VirtioPciTransportState CaptureState()
     {
         lock (_configLock)
-        lock (_core.Lock)
-        {
-            var regs = _config.Registers[..PciConfigSpace.SavedRegisterCount].ToArray();
-            var queues = new VirtioPciQueueState[Queues.Length];
-            for (int i = 0; i < queues.Length; i++)
+            lock (_core.Lock)
             {
-                var q = Queues[i];
-                queues[i] = new VirtioPciQueueState(q.Size, q.Ready, q.DescTable, q.AvailRing, q.UsedRing, q.NextAvail, q.NextUsed,
-                    Volatile.Read(ref _queueVectors[i]));
+                var regs = _config.Registers[..PciConfigSpace.SavedRegisterCount].ToArray();
+                var queues = new VirtioPciQueueState[Queues.Length];
+                for (int i = 0; i < queues.Length; i++)
+                {
+                    var q = Queues[i];
+                    queues[i] = new VirtioPciQueueState(q.Size, q.Ready, q.DescTable, q.AvailRing, q.UsedRing, q.NextAvail, q.NextUsed,
+                        Volatile.Read(ref _queueVectors[i]));
+                }
+                return new VirtioPciTransportState
+                {
+                    DeviceType = Device.DeviceType, BarAddress = BarAddress, ConfigRegisters = regs, BarSizingBits = _bars.SizingBits,
+                    Status = _core.Status, DeviceFeaturesSel = _core.DeviceFeaturesSel, DriverFeaturesSel = _core.DriverFeaturesSel,
+                    DriverFeatures = _core.DriverFeatures, QueueSel = _core.QueueSel, IsrStatus = Interrupt.Status,
+                    Activated = Device.IsActivated, ConfigVector = Volatile.Read(ref _configVector), Queues = queues,
+                    Msix = Msix.CaptureState(),
+                };
             }
-            return new VirtioPciTransportState
-            {
-                DeviceType = Device.DeviceType, BarAddress = BarAddress, ConfigRegisters = regs, BarSizingBits = _bars.SizingBits,
-                Status = _core.Status, DeviceFeaturesSel = _core.DeviceFeaturesSel, DriverFeaturesSel = _core.DriverFeaturesSel,
-                DriverFeatures = _core.DriverFeatures, QueueSel = _core.QueueSel, IsrStatus = Interrupt.Status,
-                Activated = Device.IsActivated, ConfigVector = Volatile.Read(ref _configVector), Queues = queues,
-                Msix = Msix.CaptureState(),
-            };
-        }
     }
 
     /// <summary>
