@@ -106,9 +106,12 @@ public sealed class TransportTests
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"the call took {sw.Elapsed}");
         Assert.True(sw.Elapsed >= TimeSpan.FromMilliseconds(250), $"the call gave up early, after {sw.Elapsed}");
         Assert.Contains("GET /version", e.Message);
-        // The stuck connection was dropped; the next call gets a new one and its answer.
+        // The stuck connection was dropped; the next call gets a new one and its answer. Under load the deadline can
+        // pass before the first request got its connection at all: SocketsHttpHandler then finishes that connection
+        // attempt and pools it unused, and the next call rides it (one accept; a clean-clone CI run saw it). Either
+        // way no answer to the timed-out request can reach the next call.
         Assert.Equal("Firecracker", (await client.GetInstanceInfoAsync()).AppName);
-        Assert.Equal(2, server.AcceptedConnections);
+        Assert.InRange(server.AcceptedConnections, 1, 2);
     }
 
     [Fact]
