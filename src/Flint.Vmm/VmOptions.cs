@@ -27,6 +27,9 @@ public sealed class VmOptions
     /// <summary>Taps and the vsock socket the API opened at PUT time (Firecracker's order); null: the builder opens them.</summary>
     public Builder.PreopenedHostDevices? Preopened { get; init; }
 
+    /// <summary>A snapshot load: where the snapshot's devices were (PCI slots and BARs, pmem windows); null for a boot.</summary>
+    public Snapshot.RestorePlan? Restore { get; init; }
+
     /// <summary>The KVM device node.</summary>
     public string KvmPath { get; init; } = Flint.Kvm.KvmSystem.DefaultPath;
 }

@@ -225,7 +225,7 @@ internal sealed class FlintProcess
     /// <summary>PUT /snapshot/load: restores the VM Paused, its vCPU threads parked under their filter.</summary>
     private (VmConfig, IRunningVm) LoadSnapshot(SnapshotLoadParams p)
     {
-        var (config, vmm) = SnapshotLoader.Load(p, (cfg, mem, pci) => VmBuilder.Build(cfg, NewVmOptions(pci), mem),
+        var (config, vmm) = SnapshotLoader.Load(p, (cfg, mem, plan) => VmBuilder.Build(cfg, NewVmOptions(plan), mem),
             v => v.StartVcpusPaused(() => SeccompFilter.InstallOnCurrentThread(_s.Seccomp, ThreadKind.Vcpu)), Mmds,
             // The process baseline traps the userfaultfd syscall (a kernel exploit's favourite tool); /dev/userfaultfd
             // hands out the same object under the device's file permissions, which the jailer sets.
@@ -245,13 +245,15 @@ internal sealed class FlintProcess
         return new RunningVm(vmm, _latencies) { DevicesChanged = () => VmmMetricsBinding.BindDevices(_metrics, vmm) };
     }
 
-    /// <param name="pci">A snapshot load's transport (the snapshot's, whatever --enable-pci said); null: the flag's.</param>
-    private VmOptions NewVmOptions(bool? pci = null)
+    /// <param name="restore">A snapshot load's plan: its transport (the snapshot's, whatever --enable-pci said) and
+    /// where its devices were; null: a boot, with the flag's transport.</param>
+    private VmOptions NewVmOptions(RestorePlan? restore = null)
     {
         return new VmOptions
         {
             BootTimer = _s.Options.BootTimer,
-            EnablePci = pci ?? _s.Options.EnablePci,
+            EnablePci = restore?.Pci ?? _s.Options.EnablePci,
+            Restore = restore,
             CpuTemplate = _s.Options.CpuTemplate,
             ConsoleOutput = _s.Options.ConsoleOutput,
             ConsoleInputFd = _s.Options.ConsoleInputFd,

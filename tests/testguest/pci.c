@@ -391,7 +391,62 @@ void test_pci(void)
  *   PASS pcihp-gone           a rescan finds that slot empty (vendor 0xFFFF) and the other functions still there
  *   PASS pcihp
  * Options: tg.pcihp.wait=<ms> for each wait on the host (default 60000).
+ * With tg.pcihp.snap=1 the drive is kept instead of released (a snapshot after hotplug and unplug):
+ *   pcihp snap-ready          the host may unplug another drive, snapshot, load in a new process and resume
+ *   pcihp marker              sector 7 of the hot-plugged drive (polled over its queue) holds "FLINT-GO", which the
+ *                             host writes only after the restore: the queue and device work in the new process
+ *   pcihp snap slots=<mask>   the functions on the bus now (the host checks the unplugged one stays gone)
+ *   PASS pcihp-snap-bus       the hot-plugged function is in its slot at the BAR it had before the snapshot
+ *   PASS pcihp-snap-io        sector 6 written and read back over it
  */
+static void pcihp_snap(u64 wait)
+{
+	u64 bar_before = bar;
+	puts_("pcihp snap-ready\n");
+	int seen = 0;
+	u64 dl = deadline_ms(wait);
+	while (!seen && !expired(dl)) {
+		int st = blk_rq(0, 7);
+		static const char marker[] = "FLINT-GO";
+		seen = st == 0;
+		for (int j = 0; seen && j < 8; j++)
+			seen = sect[j] == (u8)marker[j];
+		for (int i = 0; i < 100000 && !seen; i++)
+			cpu_relax();
+	}
+	if (!seen) {
+		fail("pcihp-snap-io", "no marker from the host in sector 7");
+		return;
+	}
+	puts_("pcihp marker\n");
+	u32 now = 0;
+	for (int dev = 1; dev < 32; dev++)
+		if (rd32(cfg_addr(dev, 0)) != 0xffffffffu)
+			now |= 1u << dev;
+	puts_("pcihp snap slots="); putx(now); puts_("\n");
+	u32 lo = rd32(cfg_addr(slot, 0x10)), hi = rd32(cfg_addr(slot, 0x14));
+	u64 bar_now = ((u64)hi << 32) | (lo & ~0xfu);
+	if (rd32(cfg_addr(slot, 0)) != 0x10421af4u || bar_now != bar_before) {
+		failx("pcihp-snap-bus", "the hot-plugged function moved; BAR now", bar_now);
+		return;
+	}
+	pass("pcihp-snap-bus");
+	for (int j = 0; j < 512; j++)
+		sect[j] = (u8)(6 * 13 + j + 1);
+	int st1 = blk_rq(1, 6);
+	memset(sect, 0, 512);
+	int st2 = blk_rq(0, 6);
+	int match = st1 == 0 && st2 == 0;
+	for (int j = 0; match && j < 512; j++)
+		match = sect[j] == (u8)(6 * 13 + j + 1);
+	if (!match) {
+		failx("pcihp-snap-io", "write/read-back after the restore failed, status", (u64)(st1 & 0xff));
+		return;
+	}
+	pass("pcihp-snap-io");
+	pass("pcihp");
+}
+
 void test_pcihp(void)
 {
 	ecam = opt_num("tg.pci.ecam=", ECAM_DEFAULT);
@@ -460,6 +515,10 @@ void test_pcihp(void)
 		return;
 	}
 	pass("pcihp-use");
+	if (opt_num("tg.pcihp.snap=", 0)) {
+		pcihp_snap(wait);
+		return;
+	}
 
 	wr8(common + C_STATUS, 0);	/* release the device, as a guest must before the host unplugs it */
 	wr16(cfg_addr(slot, 4), 0);

@@ -47,6 +47,26 @@ public sealed class PciBarAllocator
         return true;
     }
 
+    /// <summary>
+    /// Takes the BAR at <paramref name="address"/> (a snapshot restore puts a function's BAR back where it was); false
+    /// when it is not a BAR of this window or is taken. The BARs below it that were never handed out become free ones,
+    /// so later allocations still go lowest first and never overlap it.
+    /// </summary>
+    public bool TryReserve(ulong address)
+    {
+        if (address < _base || (address - _base) % _barSize != 0) return false;
+        ulong index = (address - _base) / _barSize;
+        if (index >= _count || _inUse.Contains(address)) return false;
+        if (index < _next) _freed.Remove(address);
+        else
+        {
+            for (ulong i = _next; i < index; i++) _freed.Add(_base + i * _barSize);
+            _next = index + 1;
+        }
+        _inUse.Add(address);
+        return true;
+    }
+
     /// <summary>Gives a BAR back; an address this allocator did not hand out (or already took back) is ignored.</summary>
     public bool Free(ulong address)
     {

@@ -29,6 +29,18 @@ public sealed class PciRootBus
     }
 
     /// <summary>
+    /// Puts <paramref name="device"/> in <paramref name="slot"/> (a snapshot restore: the function goes back where the
+    /// guest saw it, so a bus with holes left by an unplug keeps them). Throws when the slot is the host bridge's, past
+    /// the bus or taken.
+    /// </summary>
+    public void AddAt(int slot, IPciDevice device)
+    {
+        if (slot <= 0 || slot >= SlotCount) throw new InvalidOperationException($"PCI slot {slot} cannot hold a device (slots 1-{SlotCount - 1}).");
+        if (Interlocked.CompareExchange(ref _slots[slot], device, null) != null)
+            throw new InvalidOperationException($"PCI slot {slot} is already taken.");
+    }
+
+    /// <summary>
     /// Empties <paramref name="slot"/> (PCI hot-unplug): from the next configuration cycle on it reads all ones, as
     /// an empty slot. The host bridge (slot 0) cannot be removed. Returns the device that was there, or null.
     /// </summary>

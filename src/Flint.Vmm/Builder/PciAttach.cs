@@ -15,6 +15,6 @@ internal static class PciAttach
         EventLoop loop, List<IDisposable> owned)
     {
         if (!options.EnablePci) return;
-        devices.Pci = new Pci.PciDevices(vm, memory, mmio, pio, loop, owned);
+        devices.Pci = new Pci.PciDevices(vm, memory, mmio, pio, loop, owned, options.Restore?.PciPlacement);
     }
 }

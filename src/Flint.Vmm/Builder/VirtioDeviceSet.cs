@@ -76,12 +76,14 @@ public sealed class VirtioDeviceSet
     }
 
     /// <summary>Attaches <paramref name="device"/>; returns its MMIO transport, or null when it went onto the PCI segment.</summary>
-    public MmioTransport? Add(IVirtioDevice device)
+    /// <param name="id">The configuration's id of the device, when it has one: on the PCI segment it names the
+    /// function in a snapshot (<see cref="Pci.PciDeviceKey"/>).</param>
+    public MmioTransport? Add(IVirtioDevice device, string id = "")
     {
         if (Pci != null)
         {
             // The segment owns the device from here (disposed at unplug or with the VM) and polls its event sources.
-            try { Pci.Add(device); }
+            try { Pci.Add(device, id); }
             catch { (device as IDisposable)?.Dispose(); throw; }
             return null;
         }

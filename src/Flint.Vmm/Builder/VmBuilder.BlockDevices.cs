@@ -19,7 +19,7 @@ public static partial class VmBuilder
             var limiter = new RateLimiter(DeviceConfigs.Limiter(d.RateLimiter, $"drive \"{d.DriveId}\" rate_limiter"));
             var dev = new VirtioBlock(d.PathOnHost!, d.IsReadOnly ?? false, d.DriveId, limiter, writeback: d.CacheType == "Writeback",
                 ioEngine: d.IoEngine == "Async" ? BlockIoEngine.Async : BlockIoEngine.Sync);
-            var transport = devices.Add(dev);
+            var transport = devices.Add(dev, d.DriveId);
             devices.Blocks.Add((d.DriveId, transport, dev));
             if (d.IsRootDevice)
             {

@@ -17,15 +17,17 @@ public static partial class VmBuilder
         foreach (var n in config.NetworkInterfaces ?? [])
         {
             var net = DeviceConfigs.Net(n);
-            var stack = mmds != null && mmds.Interfaces.Contains(net.IfaceId)
-                ? new MmdsNetworkStack(options.MmdsStore, mmds.Version, mmds.Ipv4Address) : null;
+            // A restore gives the stack to the interfaces that had one (not to one hot-plugged under a listed id).
+            bool listed = mmds != null && mmds.Interfaces.Contains(net.IfaceId);
+            bool serves = listed && (options.Restore?.PciPlacement is not { } placed || placed.MmdsInterfaces.Contains(net.IfaceId));
+            var stack = serves ? new MmdsNetworkStack(options.MmdsStore, mmds!.Version, mmds.Ipv4Address) : null;
             var rx = new RateLimiter(net.Rx);
             var tx = new RateLimiter(net.Tx);
             var tap = options.Preopened?.TakeTap(net.IfaceId, net.HostDevName) ?? Tap.Open(net.HostDevName);
             VirtioNet dev;
             try { dev = new VirtioNet(tap, net.GuestMac, new NetRateLimiterAdapter(rx), new NetRateLimiterAdapter(tx), stack); }
             catch { tap.Dispose(); throw; }
-            devices.Add(dev);
+            devices.Add(dev, net.IfaceId);
             devices.Nets.Add((net.IfaceId, dev, stack, rx, tx));
         }
     }

@@ -39,7 +39,7 @@ public static partial class VmBuilder
     }
 
     internal static void AttachPmemDevices(VmConfig config, Vm vm, GuestMemory memory, Bus mmio, VirtioDeviceSet devices,
-        KernelCmdline cmdline, List<IDisposable> owned)
+        KernelCmdline cmdline, List<IDisposable> owned, IReadOnlyList<ulong>? savedStarts = null)
     {
         if (config.Pmem.Count == 0) return;
         // The slots after guest RAM's (one slot per RAM region, numbered from 0).
@@ -52,7 +52,8 @@ public static partial class VmBuilder
             mappings.Add(m);
         }
         ulong hotplugBytes = config.MemoryHotplug is { } hp ? (ulong)hp.TotalSizeMib << 20 : 0;
-        var starts = PlacePmemWindows(mappings.Select(m => m.WindowLength).ToArray(), hotplugBytes);
+        // A snapshot load puts each window where the guest's driver saw it (hotplugs and unplugs may have left gaps).
+        var starts = savedStarts?.ToArray() ?? PlacePmemWindows(mappings.Select(m => m.WindowLength).ToArray(), hotplugBytes);
         // virtio-mem's slots start at VirtioMemAttach.FirstKvmSlot: pmem's must stay below it when both are present.
         if (config.MemoryHotplug != null && slot + (uint)config.Pmem.Count > VirtioMemAttach.FirstKvmSlot)
             throw new PmemAttachException($"Failed to allocate memory region: {config.Pmem.Count} pmem devices and memory hotplug need more than the {VirtioMemAttach.FirstKvmSlot - slot} KVM memory slots left below the hotplug slots");
@@ -67,7 +68,7 @@ public static partial class VmBuilder
             if (p.ReadOnly) mmio.Insert(ro = new PmemReadOnlyWindow(p.Id, m), starts[i], m.WindowLength);
             var limiter = new RateLimiter(DeviceConfigs.Limiter(p.RateLimiter, $"pmem \"{p.Id}\" rate_limiter"));
             var dev = new VirtioPmem(p.Id, m, starts[i], m.WindowLength, limiter);
-            devices.Add(dev);
+            devices.Add(dev, p.Id);
             devices.Pmems.Add(dev);
             devices.PmemKvmSlots[dev] = slot - 1;
             // On the PCI segment a pmem device can be unplugged: its slot, window and mapping go with its function.

@@ -72,7 +72,7 @@ public static partial class VmBuilder
             PciAttach.EnableIfRequested(options, devices, vm, memory, mmio, pio, loop, owned);
             AttachBlockDevices(config, devices, cmdline);
             AttachNetDevices(config, options, devices);
-            AttachPmemDevices(config, vm, memory, mmio, devices, cmdline, owned); // after net, as Firecracker's attach order
+            AttachPmemDevices(config, vm, memory, mmio, devices, cmdline, owned, options.Restore?.PmemWindows); // after net, as Firecracker's attach order
             AttachVsock(config, options, loop, devices);
             AttachEntropy(config, devices);
             AttachBalloon(config, devices);

@@ -40,7 +40,7 @@ internal sealed class PciHotplug(Vmm vmm)
                 ioEngine: d.IoEngine == "Async" ? BlockIoEngine.Async : BlockIoEngine.Sync);
         }
         catch { limiter.Dispose(); throw; }
-        try { Plug(pci, dev); }
+        try { Plug(pci, dev, d.DriveId); }
         catch { dev.Dispose(); throw; }
         vmm.Devices.Blocks.Add((d.DriveId, null, dev));
         Changed();
@@ -56,7 +56,7 @@ internal sealed class PciHotplug(Vmm vmm)
         try { dev = new VirtioNet(tap, net.GuestMac, new NetRateLimiterAdapter(rx), new NetRateLimiterAdapter(tx), null); }
         catch { rx.Dispose(); tx.Dispose(); tap.Dispose(); throw; }
         PciFunction f;
-        try { f = Plug(pci, dev); }
+        try { f = Plug(pci, dev, net.IfaceId); }
         catch { dev.Dispose(); rx.Dispose(); tx.Dispose(); throw; }
         // The limiters are the device's for its life; VirtioNet does not close them itself.
         AddResource(f, rx);
@@ -104,7 +104,7 @@ internal sealed class PciHotplug(Vmm vmm)
         try
         {
             if (p.ReadOnly) vmm.MmioBus.Insert(ro = new PmemReadOnlyWindow(p.Id, m), start, m.WindowLength);
-            f = Plug(pci, dev);
+            f = Plug(pci, dev, p.Id);
         }
         catch
         {
@@ -175,9 +175,9 @@ internal sealed class PciHotplug(Vmm vmm)
     }
 
     /// <summary>Plugs <paramref name="dev"/>; a failure in Firecracker's PciManagerError words, the device left to the caller.</summary>
-    private static PciFunction Plug(PciDevices pci, Flint.Devices.Virtio.IVirtioDevice dev)
+    private static PciFunction Plug(PciDevices pci, Flint.Devices.Virtio.IVirtioDevice dev, string id)
     {
-        try { return pci.Plug(dev); }
+        try { return pci.Plug(dev, id); }
         catch (PciSlotsExhaustedException e)
         {
             throw new HotplugException(HotplugException.PciManagerPrefix + HotplugException.PciRootPrefix + e.Message);
@@ -198,7 +198,6 @@ internal sealed class PciHotplug(Vmm vmm)
 
     private void Changed()
     {
-        if (vmm.Devices.Pci is { } pci) pci.ChangedSinceStart = true;
         DevicesChanged?.Invoke();
     }
 

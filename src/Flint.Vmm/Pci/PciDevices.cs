@@ -27,11 +27,16 @@ public sealed class PciDevices
     private readonly KvmGsiRoutes _routes;
     private readonly PciBarAllocator _bars = new(Layout.PciMmio64Start, Layout.PciMmio64Size, VirtioPciLayout.BarSize);
     private readonly List<PciFunction> _functions = [];
+    private readonly PciPlacement? _placement;
 
     /// <param name="owned">The VM's owned list (the builder's, then the VM's: the same list): each function's
     /// transport, vectors and resources are in it until they are unplugged.</param>
-    internal PciDevices(IPciVm vm, GuestMemory memory, Bus mmio, Bus pio, EventLoop loop, List<IDisposable> owned)
+    /// <param name="placement">A snapshot restore: the saved slot and BAR of each function the build plugs; null
+    /// places every function at the lowest free slot and BAR.</param>
+    internal PciDevices(IPciVm vm, GuestMemory memory, Bus mmio, Bus pio, EventLoop loop, List<IDisposable> owned,
+        PciPlacement? placement = null)
     {
+        _placement = placement;
         _vm = vm;
         _memory = memory;
         _mmio = mmio;
@@ -58,12 +63,6 @@ public sealed class PciDevices
     /// <summary>The plugged functions, in plug order.</summary>
     public IReadOnlyList<PciFunction> Functions => _functions;
 
-    /// <summary>
-    /// True once a function was plugged or unplugged after the start (the API's hotplug): the bus no longer is what
-    /// the configuration rebuilds, so a snapshot must not assume it is.
-    /// </summary>
-    public bool ChangedSinceStart { get; internal set; }
-
     /// <summary>BARs placed and not given back (tests: an unplug frees its window).</summary>
     public int BarsInUse => _bars.InUse;
 
@@ -78,14 +77,30 @@ public sealed class PciDevices
     /// sources join the event loop; <paramref name="device"/> itself (when disposable) is disposed at unplug.
     /// On failure everything taken so far is given back and the device is left to the caller.
     /// </summary>
-    public VirtioPciTransport Add(IVirtioDevice device) => Plug(device).Transport;
+    /// <param name="id">The configuration's id of the device (drive_id, iface_id, pmem id; empty for the devices a VM
+    /// has one of): with the device type, the key a snapshot saves the function under and a restore places it by.</param>
+    public VirtioPciTransport Add(IVirtioDevice device, string id = "") => Plug(device, id).Transport;
 
     /// <inheritdoc cref="Add"/>
-    public PciFunction Plug(IVirtioDevice device)
+    public PciFunction Plug(IVirtioDevice device, string id = "")
     {
-        if (Bus.FreeSlots == 0) throw new PciSlotsExhaustedException();
-        if (!_bars.TryAllocate(out ulong bar))
-            throw new InvalidOperationException("PCI 64-bit MMIO window exhausted.");
+        var key = new PciDeviceKey(device.DeviceType, id);
+        ulong bar = 0;
+        int placedSlot = 0;
+        bool placed = _placement != null && _placement.TryTake(key, out placedSlot, out bar);
+        if (placed)
+        {
+            // A restore: the slot and BAR the guest saw. The loader checked them; a clash here is a bug, not a guest's doing.
+            if (Bus.Device(placedSlot) != null) throw new InvalidOperationException($"The snapshot puts {key} in PCI slot {placedSlot}, which is taken.");
+            if (!_bars.TryReserve(bar))
+                throw new InvalidOperationException($"The snapshot puts the BAR of {key} at 0x{bar:x}, which is taken or outside the PCI 64-bit MMIO window.");
+        }
+        else
+        {
+            if (Bus.FreeSlots == 0) throw new PciSlotsExhaustedException();
+            if (!_bars.TryAllocate(out bar))
+                throw new InvalidOperationException("PCI 64-bit MMIO window exhausted.");
+        }
         KvmMsiVectors vectors;
         try { vectors = new KvmMsiVectors(_vm, _routes, device.QueueMaxSizes.Length + 1); }
         catch { _bars.Free(bar); throw; }
@@ -94,8 +109,14 @@ public sealed class PciDevices
         catch { vectors.Release(); vectors.Dispose(); _bars.Free(bar); throw; }
         _owned.Add(vectors);
         _owned.Add(transport);
-        int slot = Bus.Add(transport);
-        var f = new PciFunction(transport, slot, bar, vectors);
+        int slot;
+        if (placed)
+        {
+            Bus.AddAt(placedSlot, transport);
+            slot = placedSlot;
+        }
+        else slot = Bus.Add(transport);
+        var f = new PciFunction(transport, slot, bar, vectors, key);
         f.Resources.Add(vectors);
         f.Resources.Add(transport);
         if (device is IDisposable d)

@@ -10,8 +10,9 @@ namespace Flint.Vmm.Pci;
 /// </summary>
 public sealed class PciFunction
 {
-    internal PciFunction(VirtioPciTransport transport, int slot, ulong bar, KvmMsiVectors vectors)
+    internal PciFunction(VirtioPciTransport transport, int slot, ulong bar, KvmMsiVectors vectors, PciDeviceKey key)
     {
+        Key = key;
         Transport = transport;
         Slot = slot;
         Bar = bar;
@@ -19,6 +20,8 @@ public sealed class PciFunction
     }
 
     public VirtioPciTransport Transport { get; }
+    /// <summary>The device's type and configuration id: what a snapshot saves the function under.</summary>
+    public PciDeviceKey Key { get; }
     /// <summary>PCI device number on bus 0 (00:slot.0).</summary>
     public int Slot { get; }
     /// <summary>BAR 0's guest-physical address.</summary>

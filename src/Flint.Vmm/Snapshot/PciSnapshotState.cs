@@ -1,4 +1,5 @@
 using Flint.Devices.Virtio.Pci;
+using Flint.Vmm.Pci;
 
 namespace Flint.Vmm.Snapshot;
 
@@ -10,4 +11,14 @@ public sealed record PciSnapshotState(uint[] HostBridgeRegisters, IReadOnlyList<
 
 /// <summary>One function on bus 0: its slot (device number; function 0), transport, and the device's runtime state
 /// (what a virtio-mmio snapshot keeps in <c>runtime/N</c>).</summary>
-public sealed record PciFunctionState(int Slot, VirtioPciTransportState Transport, byte[] Runtime);
+public sealed record PciFunctionState(int Slot, VirtioPciTransportState Transport, byte[] Runtime)
+{
+    /// <summary>The device's configuration id (empty for vsock, entropy, balloon, memory); null in a version 1 section.</summary>
+    public string? Id { get; init; }
+
+    /// <summary>A virtio-net with an MMDS stack (version 2; a version 1 section leaves it to mmds-config).</summary>
+    public bool ServesMmds { get; init; }
+
+    /// <summary>The device's type and id: where the restore places it (<see cref="PciStateCodec.Placement"/>); null in a version 1 section.</summary>
+    public PciDeviceKey? Key => Id is { } id ? new PciDeviceKey(Transport.DeviceType, id) : null;
+}

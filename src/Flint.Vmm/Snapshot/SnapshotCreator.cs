@@ -22,11 +22,6 @@ public static class SnapshotCreator
     public static void Create(Vmm vmm, VmConfig config, MmdsStore? mmds, SnapshotCreateParams p)
     {
         if (!vmm.IsPaused) throw new SnapshotException(Prefix + "Cannot save the microVM state: Vcpu is in unexpected state.");
-        // A hotplug or unplug since the start left functions in slots and BARs that a rebuild from the configuration
-        // would not give them (PciDevices.ChangedSinceStart): refuse rather than restore a different bus.
-        if (vmm.Devices.Pci is { ChangedSinceStart: true })
-            throw new SnapshotException(Prefix + "Cannot save the microVM state: devices were hot-plugged or unplugged on the PCI segment "
-                + "of this microVM; Flint cannot restore them to the same slots yet.");
         // Firecracker's check_unsnapshottable_devices: a vhost-user backend's state is not Flint's to save.
         if (vmm.Devices.VhostUserBlocks.Count > 0)
             throw new SnapshotException(Prefix + "Cannot save the microVM state: Operation not allowed: Devices without snapshot support are present: "

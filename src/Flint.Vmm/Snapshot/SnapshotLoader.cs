@@ -23,24 +23,30 @@ public static class SnapshotLoader
     private const string FromFile = Restore + "Failed to get snapshot state from file: ";
 
     /// <param name="build">Builds the VM from a configuration and its restored guest memory, which it takes ownership
-    /// of (VmBuilder.Build in restore mode); the flag says whether its virtio devices are virtio-pci functions (the
-    /// snapshot's, as Firecracker: a PCI snapshot restores as one whether or not this process got --enable-pci).</param>
+    /// of (VmBuilder.Build in restore mode), following the plan: whether its virtio devices are virtio-pci functions (the
+    /// snapshot's, as Firecracker: a PCI snapshot restores as one whether or not this process got --enable-pci), and
+    /// where each function and pmem window was.</param>
     /// <param name="start">Starts the restored VM's vCPUs parked (with their seccomp filter).</param>
     /// <param name="uffdSource">Where the Uffd backend gets its userfaultfd: /dev/userfaultfd only when this thread's
     /// seccomp filter traps the syscall (Flint's process baseline does).</param>
-    public static (VmConfig Config, Vmm Vmm) Load(SnapshotLoadParams p, Func<VmConfig, GuestMemory, bool, Vmm> build, Action<Vmm> start, MmdsStore? mmds,
+    public static (VmConfig Config, Vmm Vmm) Load(SnapshotLoadParams p, Func<VmConfig, GuestMemory, RestorePlan, Vmm> build, Action<Vmm> start, MmdsStore? mmds,
         UffdSource uffdSource = UffdSource.SyscallThenDevice)
     {
         var (file, config) = ReadState(p);
         PciSnapshotState? pci;
-        try { pci = PciStateCodec.ParseIfPresent(file); }
+        RestorePlan plan;
+        try
+        {
+            pci = PciStateCodec.ParseIfPresent(file);
+            plan = new RestorePlan(pci != null, pci != null ? PciStateCodec.Placement(pci, config) : null, PmemWindowCodec.Parse(file, config));
+        }
         catch (SnapshotFormatException e) { throw new SnapshotException(FromFile + $"Failed to load snapshot state from file: {e.Message}"); }
         var hotplug = ReadHotplugLayout(file, config);
         var memory = p.MemBackendType == "Uffd" ? MemoryFromUffd(p.MemBackendPath, config, uffdSource, hotplug)
             : MemoryFromFile(p.MemBackendPath, config, hotplug);
 
         Vmm vmm;
-        try { vmm = build(config, memory, pci != null); }
+        try { vmm = build(config, memory, plan); }
         catch (Exception e) when (IsBuildFailure(e))
         {
             memory.Dispose(); // the builder disposed it already unless it failed before taking it (Dispose is idempotent)

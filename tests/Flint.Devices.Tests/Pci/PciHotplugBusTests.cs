@@ -158,4 +158,38 @@ public sealed class PciHotplugBusTests
         mmio.Insert(new NullBusDevice(), 0x2000, 0x1000); // the freed range can be used again
         Assert.Equal(2, mmio.Count);
     }
+
+    [Fact]
+    public void A_restore_puts_a_function_in_its_saved_slot_and_the_bus_keeps_its_holes()
+    {
+        _bus.AddAt(3, new FakeFunction(0x1af4, 0x1042));
+        Assert.Equal(0x1042_1af4u, EcamVendor(3));
+        Assert.Equal(0xffff_ffffu, EcamVendor(1)); // the hole an unplug left stays empty
+        Assert.Throws<InvalidOperationException>(() => _bus.AddAt(3, new FakeFunction(1, 1)));
+        Assert.Throws<InvalidOperationException>(() => _bus.AddAt(0, new FakeFunction(1, 1))); // the host bridge's
+        Assert.Throws<InvalidOperationException>(() => _bus.AddAt(PciRootBus.SlotCount, new FakeFunction(1, 1)));
+        Assert.Equal(1, _bus.Add(new FakeFunction(1, 2))); // a later hotplug takes the lowest free slot
+        Assert.Equal(2, _bus.Add(new FakeFunction(1, 3)));
+        Assert.Equal(4, _bus.Add(new FakeFunction(1, 4)));
+    }
+
+    [Fact]
+    public void A_reserved_BAR_is_never_handed_out_again_and_the_ones_below_it_stay_free()
+    {
+        const ulong Base = 0x40_0000_0000, Size = 0x8_0000;
+        var bars = new PciBarAllocator(Base, 8 * Size, Size);
+        Assert.True(bars.TryReserve(Base + 3 * Size));
+        Assert.False(bars.TryReserve(Base + 3 * Size)); // taken
+        Assert.False(bars.TryReserve(Base + Size / 2)); // not a BAR of this window
+        Assert.False(bars.TryReserve(Base - Size));
+        Assert.False(bars.TryReserve(Base + 8 * Size));
+        Assert.True(bars.TryReserve(Base + Size)); // below the highest one: from the free list
+        var got = new List<ulong>();
+        while (bars.TryAllocate(out ulong a)) got.Add(a);
+        Assert.Equal([Base, Base + 2 * Size, Base + 4 * Size, Base + 5 * Size, Base + 6 * Size, Base + 7 * Size], got);
+        Assert.Equal(8, bars.InUse);
+        Assert.True(bars.Free(Base + 3 * Size));
+        Assert.True(bars.TryAllocate(out ulong again));
+        Assert.Equal(Base + 3 * Size, again);
+    }
 }

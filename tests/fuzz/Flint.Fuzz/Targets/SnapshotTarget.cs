@@ -100,6 +100,8 @@ public sealed class SnapshotTarget : IFuzzTarget
         new PciHostBridge().SaveState(w);
         w.U32(1);
         w.U8(1);
+        w.String(""); // version 2: the device's id (entropy has none) and its flags
+        w.U8(0);
         t.CaptureState().Write(w);
         w.Bytes([0, 0, 0, 0]);
         return w;
