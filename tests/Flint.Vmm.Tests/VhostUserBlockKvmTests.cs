@@ -12,14 +12,13 @@ namespace Flint.Vmm.Tests;
 /// </summary>
 public sealed class VhostUserBlockKvmTests(ITestOutputHelper output) : IDisposable
 {
-    private const string Qsd = "/usr/bin/qemu-storage-daemon";
+    private const string Qsd = VhostUserBackendProcess.QemuStorageDaemon;
     private static readonly TimeSpan T = TimeSpan.FromSeconds(180);
     private readonly string _dir = Repo.TempDir();
-    private Process? _backend;
+    private VhostUserBackendProcess? _backend;
 
     public void Dispose()
     {
-        try { if (_backend is { HasExited: false }) { _backend.Kill(); _backend.WaitForExit(5000); } } catch (InvalidOperationException) { }
         _backend?.Dispose();
         Directory.Delete(_dir, true);
     }
@@ -28,18 +27,8 @@ public sealed class VhostUserBlockKvmTests(ITestOutputHelper output) : IDisposab
     private string StartBackend(string image)
     {
         string sock = Path.Combine(_dir, "vu.sock");
-        var psi = new ProcessStartInfo(Qsd) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "--blockdev", $"driver=file,node-name=file0,filename={image}",
-                                  "--export", $"type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path={sock},writable=on" })
-            psi.ArgumentList.Add(a);
-        _backend = Process.Start(psi)!;
-        var sw = Stopwatch.StartNew();
-        while (!File.Exists(sock))
-        {
-            Assert.False(_backend.HasExited, "qemu-storage-daemon exited: " + _backend.StandardError.ReadToEnd());
-            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(60), "qemu-storage-daemon made no socket in 60 s");
-            Thread.Sleep(50);
-        }
+        _backend = VhostUserBackendProcess.ServeBlock(image, sock);
+        _backend.WaitForSocket(sock, TimeSpan.FromSeconds(60));
         return sock;
     }
 
