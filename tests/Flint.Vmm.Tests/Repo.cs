@@ -45,7 +45,13 @@ internal static class Repo
     private static (bool Seen, bool Exited, Result Result) Run(TimeSpan timeout, Func<string, bool> milestone, string[] args)
     {
         Assert.True(File.Exists(Flint), $"{Flint} is missing: run scripts/setup.sh (it publishes the NativeAOT binary)");
-        var psi = new ProcessStartInfo(Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        return RunProgram(Flint, timeout, milestone, args);
+    }
+
+    /// <summary>The runner behind <see cref="RunFlint"/> for any program (its own tests run processes that misbehave).</summary>
+    internal static (bool Seen, bool Exited, Result Result) RunProgram(string program, TimeSpan timeout, Func<string, bool> milestone, string[] args)
+    {
+        var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
         var sw = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;
