@@ -59,20 +59,28 @@ internal static class Repo
         var so = new StringBuilder();
         var se = new StringBuilder();
         using var seen = new ManualResetEventSlim();
+        using var pipesClosed = new CountdownEvent(2); // each pipe's end (a null line)
         p.OutputDataReceived += (_, e) =>
         {
-            if (e.Data == null) return;
+            if (e.Data == null) { pipesClosed.Signal(); return; }
             lock (so) so.AppendLine(e.Data);
             if (milestone(e.Data)) seen.Set();
         };
-        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (se) se.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data == null) { pipesClosed.Signal(); return; }
+            lock (se) se.AppendLine(e.Data);
+        };
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
         var exitedTask = Task.Run(() => p.WaitForExit(timeout));
         WaitHandle.WaitAny([seen.WaitHandle, ((IAsyncResult)exitedTask).AsyncWaitHandle], timeout);
         bool exited = p.HasExited;
         if (!exited) p.Kill(true);
-        p.WaitForExit();
+        // Bounded, not WaitForExit(): that also waits for the pipes' end, which a child the process left behind can
+        // hold off for as long as it lives; the output it has by then is what the test gets.
+        p.WaitForExit(TimeSpan.FromSeconds(10));
+        pipesClosed.Wait(TimeSpan.FromSeconds(5));
         lock (so) lock (se)
             return (seen.IsSet, exited, new Result(exited ? p.ExitCode : -1, so.ToString(), se.ToString(), sw.Elapsed));
     }

@@ -12,11 +12,27 @@ internal sealed class VhostUserBackendProcess : IDisposable
 
     private readonly Process _process;
 
+    private readonly System.Text.StringBuilder _output = new();
+    private readonly CountdownEvent _pipesClosed = new(2);
+
     public VhostUserBackendProcess(string fileName, IEnumerable<string> args)
     {
         var psi = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
         _process = Process.Start(psi)!;
+        // Drain both pipes from the start: a backend that fills an unread pipe blocks in write(2), possibly before it
+        // makes its socket, and what it wrote is the failure message if it never does.
+        _process.OutputDataReceived += (_, e) => Collect(e.Data);
+        _process.ErrorDataReceived += (_, e) => Collect(e.Data);
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    /// <summary>A line from either pipe; null is that pipe's end.</summary>
+    private void Collect(string? line)
+    {
+        if (line == null) { _pipesClosed.Signal(); return; }
+        lock (_output) _output.AppendLine(line);
     }
 
     /// <summary>qemu-storage-daemon exporting <paramref name="image"/> as a writable vhost-user-blk device on <paramref name="socket"/>.</summary>
@@ -26,21 +42,42 @@ internal sealed class VhostUserBackendProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
-    /// <summary>Returns once <paramref name="socket"/> exists; fails the test if the backend exits first or the limit passes.</summary>
+    /// <summary>What the backend wrote to stdout and stderr so far.</summary>
+    public string Output { get { lock (_output) return _output.ToString(); } }
+
+    /// <summary>
+    /// Returns once <paramref name="socket"/> exists. Fails the test, with the backend's output, if the backend exits
+    /// first or <paramref name="limit"/> passes (then it is killed: nothing waits on it past its limit). Every step is
+    /// bounded: the output is what the drained pipes held, never a read to the end of a pipe a live daemon keeps open.
+    /// </summary>
     public void WaitForSocket(string socket, TimeSpan limit)
     {
         var sw = Stopwatch.StartNew();
         while (!File.Exists(socket))
         {
-            Assert.False(_process.HasExited, "qemu-storage-daemon exited: " + _process.StandardError.ReadToEnd());
-            Assert.True(sw.Elapsed < limit, $"qemu-storage-daemon made no socket in {limit.TotalSeconds} s");
-            Thread.Sleep(50);
+            if (_process.HasExited)
+            {
+                _pipesClosed.Wait(TimeSpan.FromSeconds(5)); // its last lines; bounded, as a child it left may hold the pipes
+                Assert.Fail($"{_process.StartInfo.FileName} exited ({_process.ExitCode}) before making its socket: {Output}");
+            }
+            if (sw.Elapsed >= limit)
+            {
+                Kill();
+                Assert.Fail($"{_process.StartInfo.FileName} made no socket in {limit.TotalSeconds} s (killed); its output: {Output}");
+            }
+            Thread.Sleep(20);
         }
+    }
+
+    private void Kill()
+    {
+        try { if (!_process.HasExited) { _process.Kill(true); _process.WaitForExit(5000); } } catch (InvalidOperationException) { }
     }
 
     public void Dispose()
     {
-        try { if (!_process.HasExited) { _process.Kill(); _process.WaitForExit(5000); } } catch (InvalidOperationException) { }
+        Kill();
         _process.Dispose();
+        _pipesClosed.Dispose();
     }
 }
