@@ -32,6 +32,17 @@ public sealed class VhostUserBlockKvmTests(ITestOutputHelper output) : IDisposab
         return sock;
     }
 
+    /// <summary>
+    /// Steps to artifacts/kvm-consoles/vhost-user-block.txt as they happen: xunit shows a test's output only at its
+    /// end, and a nested run that reaches the L1's limit shows nothing (merged main's first two runs did just that).
+    /// </summary>
+    private static void Progress(string step)
+    {
+        string dir = Path.Combine(Repo.Root, "artifacts", "kvm-consoles");
+        Directory.CreateDirectory(dir);
+        File.AppendAllText(Path.Combine(dir, "vhost-user-block.txt"), $"{DateTime.UtcNow:HH:mm:ss} {step}\n");
+    }
+
     [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Guest_drives_a_vhost_user_disk_served_by_qemu_storage_daemon()
@@ -40,7 +51,9 @@ public sealed class VhostUserBlockKvmTests(ITestOutputHelper output) : IDisposab
         Skip.IfNot(File.Exists(Qsd), "qemu-storage-daemon (Debian package qemu-system-common) is not installed");
         var disk = Path.Combine(_dir, "disk.img");
         TestGuestImage.WriteDisk(disk, 64);
+        Progress("backend starting");
         string sock = StartBackend(disk);
+        Progress("backend serving; flint starting");
         var cfg = Path.Combine(_dir, "config.json");
         File.WriteAllText(cfg, $$"""
             {"boot-source": {"kernel_image_path": "{{TestGuestImage.Path}}", "boot_args": "tg.tests=serial,blk" },
@@ -48,6 +61,7 @@ public sealed class VhostUserBlockKvmTests(ITestOutputHelper output) : IDisposab
              "machine-config": {"vcpu_count": 1, "mem_size_mib": 64 } }
             """);
         var r = Repo.RunFlint(T, "--no-api", "--config-file", cfg);
+        Progress($"flint exited {r.ExitCode} after {r.Elapsed.TotalSeconds:F1} s; backend output: {_backend!.Output}\n{r.All}");
         output.WriteLine(r.All);
         Assert.Equal(0, r.ExitCode);
         foreach (var l in TestGuestImage.BlkRwPassLines) Assert.Contains(l, r.Stdout);
