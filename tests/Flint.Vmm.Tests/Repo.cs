@@ -58,8 +58,10 @@ internal static class Repo
         p.StandardInput.Close();
         var so = new StringBuilder();
         var se = new StringBuilder();
-        using var seen = new ManualResetEventSlim();
-        using var pipesClosed = new CountdownEvent(2); // each pipe's end (a null line)
+        // Neither is disposed: the output callbacks may run after this returns (a child left behind holds the pipes
+        // past the bounded waits below), and a Set or Signal on a disposed event would end the test host.
+        var seen = new ManualResetEventSlim();
+        var pipesClosed = new CountdownEvent(2); // each pipe's end (a null line)
         p.OutputDataReceived += (_, e) =>
         {
             if (e.Data == null) { pipesClosed.Signal(); return; }

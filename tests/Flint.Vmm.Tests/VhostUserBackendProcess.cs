@@ -13,6 +13,8 @@ internal sealed class VhostUserBackendProcess : IDisposable
     private readonly Process _process;
 
     private readonly System.Text.StringBuilder _output = new();
+    // Never disposed: the reader threads signal each pipe's end, which may come after Dispose (the kill closes the
+    // pipes, the callbacks follow on the thread pool); a signal on a disposed event killed the test host nested.
     private readonly CountdownEvent _pipesClosed = new(2);
 
     public VhostUserBackendProcess(string fileName, IEnumerable<string> args)
@@ -78,6 +80,5 @@ internal sealed class VhostUserBackendProcess : IDisposable
     {
         Kill();
         _process.Dispose();
-        _pipesClosed.Dispose();
     }
 }
