@@ -45,28 +45,44 @@ internal static class Repo
     private static (bool Seen, bool Exited, Result Result) Run(TimeSpan timeout, Func<string, bool> milestone, string[] args)
     {
         Assert.True(File.Exists(Flint), $"{Flint} is missing: run scripts/setup.sh (it publishes the NativeAOT binary)");
-        var psi = new ProcessStartInfo(Flint) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        return RunProgram(Flint, timeout, milestone, args);
+    }
+
+    /// <summary>The runner behind <see cref="RunFlint"/> for any program (its own tests run processes that misbehave).</summary>
+    internal static (bool Seen, bool Exited, Result Result) RunProgram(string program, TimeSpan timeout, Func<string, bool> milestone, string[] args)
+    {
+        var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
         var sw = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;
         p.StandardInput.Close();
         var so = new StringBuilder();
         var se = new StringBuilder();
-        using var seen = new ManualResetEventSlim();
+        // Neither is disposed: the output callbacks may run after this returns (a child left behind holds the pipes
+        // past the bounded waits below), and a Set or Signal on a disposed event would end the test host.
+        var seen = new ManualResetEventSlim();
+        var pipesClosed = new CountdownEvent(2); // each pipe's end (a null line)
         p.OutputDataReceived += (_, e) =>
         {
-            if (e.Data == null) return;
+            if (e.Data == null) { pipesClosed.Signal(); return; }
             lock (so) so.AppendLine(e.Data);
             if (milestone(e.Data)) seen.Set();
         };
-        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (se) se.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data == null) { pipesClosed.Signal(); return; }
+            lock (se) se.AppendLine(e.Data);
+        };
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
         var exitedTask = Task.Run(() => p.WaitForExit(timeout));
         WaitHandle.WaitAny([seen.WaitHandle, ((IAsyncResult)exitedTask).AsyncWaitHandle], timeout);
         bool exited = p.HasExited;
         if (!exited) p.Kill(true);
-        p.WaitForExit();
+        // Bounded, not WaitForExit(): that also waits for the pipes' end, which a child the process left behind can
+        // hold off for as long as it lives; the output it has by then is what the test gets.
+        p.WaitForExit(TimeSpan.FromSeconds(10));
+        pipesClosed.Wait(TimeSpan.FromSeconds(5));
         lock (so) lock (se)
             return (seen.IsSet, exited, new Result(exited ? p.ExitCode : -1, so.ToString(), se.ToString(), sw.Elapsed));
     }

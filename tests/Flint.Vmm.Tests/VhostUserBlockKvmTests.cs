@@ -12,14 +12,13 @@ namespace Flint.Vmm.Tests;
 /// </summary>
 public sealed class VhostUserBlockKvmTests(ITestOutputHelper output) : IDisposable
 {
-    private const string Qsd = "/usr/bin/qemu-storage-daemon";
+    private const string Qsd = VhostUserBackendProcess.QemuStorageDaemon;
     private static readonly TimeSpan T = TimeSpan.FromSeconds(180);
     private readonly string _dir = Repo.TempDir();
-    private Process? _backend;
+    private VhostUserBackendProcess? _backend;
 
     public void Dispose()
     {
-        try { if (_backend is { HasExited: false }) { _backend.Kill(); _backend.WaitForExit(5000); } } catch (InvalidOperationException) { }
         _backend?.Dispose();
         Directory.Delete(_dir, true);
     }
@@ -28,19 +27,20 @@ public sealed class VhostUserBlockKvmTests(ITestOutputHelper output) : IDisposab
     private string StartBackend(string image)
     {
         string sock = Path.Combine(_dir, "vu.sock");
-        var psi = new ProcessStartInfo(Qsd) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "--blockdev", $"driver=file,node-name=file0,filename={image}",
-                                  "--export", $"type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,addr.path={sock},writable=on" })
-            psi.ArgumentList.Add(a);
-        _backend = Process.Start(psi)!;
-        var sw = Stopwatch.StartNew();
-        while (!File.Exists(sock))
-        {
-            Assert.False(_backend.HasExited, "qemu-storage-daemon exited: " + _backend.StandardError.ReadToEnd());
-            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(60), "qemu-storage-daemon made no socket in 60 s");
-            Thread.Sleep(50);
-        }
+        _backend = VhostUserBackendProcess.ServeBlock(image, sock);
+        _backend.WaitForSocket(sock, TimeSpan.FromSeconds(60));
         return sock;
+    }
+
+    /// <summary>
+    /// Steps to artifacts/kvm-consoles/vhost-user-block.txt as they happen: xunit shows a test's output only at its
+    /// end, and a nested run that reaches the L1's limit shows nothing (merged main's first two runs did just that).
+    /// </summary>
+    private static void Progress(string step)
+    {
+        string dir = Path.Combine(Repo.Root, "artifacts", "kvm-consoles");
+        Directory.CreateDirectory(dir);
+        File.AppendAllText(Path.Combine(dir, "vhost-user-block.txt"), $"{DateTime.UtcNow:HH:mm:ss} {step}\n");
     }
 
     [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
@@ -51,7 +51,9 @@ public sealed class VhostUserBlockKvmTests(ITestOutputHelper output) : IDisposab
         Skip.IfNot(File.Exists(Qsd), "qemu-storage-daemon (Debian package qemu-system-common) is not installed");
         var disk = Path.Combine(_dir, "disk.img");
         TestGuestImage.WriteDisk(disk, 64);
+        Progress("backend starting");
         string sock = StartBackend(disk);
+        Progress("backend serving; flint starting");
         var cfg = Path.Combine(_dir, "config.json");
         File.WriteAllText(cfg, $$"""
             {"boot-source": {"kernel_image_path": "{{TestGuestImage.Path}}", "boot_args": "tg.tests=serial,blk" },
@@ -59,6 +61,7 @@ public sealed class VhostUserBlockKvmTests(ITestOutputHelper output) : IDisposab
              "machine-config": {"vcpu_count": 1, "mem_size_mib": 64 } }
             """);
         var r = Repo.RunFlint(T, "--no-api", "--config-file", cfg);
+        Progress($"flint exited {r.ExitCode} after {r.Elapsed.TotalSeconds:F1} s; backend output: {_backend!.Output}\n{r.All}");
         output.WriteLine(r.All);
         Assert.Equal(0, r.ExitCode);
         foreach (var l in TestGuestImage.BlkRwPassLines) Assert.Contains(l, r.Stdout);
