@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Method order for NativeAOT's ILC (--order) and lld (--symbol-ordering-file) from a qemu-user execution trace.
 
-    order.py TRACE NM_OUTPUT OUT_PREFIX [--bias HEX]
+    order.py TRACE NM_OUTPUT BINARY OUT_PREFIX [--bias HEX]
 
 TRACE is the log of `qemu-x86_64 -d exec,nochain,strace` (every translation block executed, in order, and the
-syscalls between them); NM_OUTPUT is `nm -n --defined-only` of the traced binary's symbols (flint.dbg). The trace
+syscalls between them); NM_OUTPUT is `nm -n --defined-only` of the traced binary's symbols (flint.dbg), BINARY the
+traced binary (its __managedcode section tells ILC's methods from the native runtime's functions). The trace
 is cut in two at the binary's start-up release (the first madvise(MADV_DONTNEED) inside the binary's mapping,
 ExecutableImage.ReleaseUnwrittenPages): what runs after it is what serving the API faults back in. Writes
 OUT_PREFIX.ilc (managed methods: those run after the release first, in the order they first ran there, then those
@@ -13,6 +14,7 @@ only start-up ran) and OUT_PREFIX.lld (the same for the native functions: runtim
 """
 import bisect
 import re
+import subprocess
 import sys
 
 BLOCK = 65536
@@ -22,7 +24,17 @@ if "--bias" in args:
     i = args.index("--bias")
     bias = int(args[i + 1], 16)
     del args[i:i + 2]
-trace, nm_path, out = args
+trace, nm_path, binary, out = args
+
+# ILC emits every managed method into one section; the rest of the code (runtime, GC, libc) is linked by lld.
+managed_range = None
+for line in subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True, check=True).stdout.splitlines():
+    f = line.replace("[ ", "[").split()
+    if len(f) > 5 and f[1] == "__managedcode":
+        start, size = int(f[3], 16), int(f[5], 16)
+        managed_range = range(start, start + size)
+if managed_range is None:
+    sys.exit("order.py: no __managedcode section in " + binary)
 
 # Text symbols, sorted; aliases (folded bodies, libc's weak names) share an address.
 addrs, names = [], []
@@ -66,16 +78,10 @@ if phase == 0:
     sys.exit("order.py: no start-up release (madvise MADV_DONTNEED at the binary's base) in the trace")
 
 
-def managed(names_at):
-    # ILC's mangled method names; the native runtime and libc have C/C++ names. The managed code section's symbols
-    # all carry an assembly prefix with a double underscore (e.g. S_P_CoreLib_System_String__Concat).
-    return any("__" in n and not n.startswith("_") for n in names_at)
-
-
 order = sorted(seen[1], key=seen[1].get) + sorted((i for i in seen[0] if i not in seen[1]), key=seen[0].get)
 with open(out + ".ilc", "w") as ilc, open(out + ".lld", "w") as lld:
     for i in order:
         for n in names[i]:
-            (ilc if managed(names[i]) else lld).write(n + "\n")
+            (ilc if addrs[i] in managed_range else lld).write(n + "\n")
 print(f"start-up: {len(seen[0])} functions, {len(blocks[0])} blocks of 64 KiB; "
       f"after the release: {len(seen[1])} functions, {len(blocks[1])} blocks ({len(blocks[1]) * 64} KiB)")

@@ -37,7 +37,7 @@ nm -n --defined-only "$dir/bin/flint.dbg" >"$dir/flint.nm"
 
 sock=$dir/api.sock
 rm -f "$sock"
-echo "profile: running it under qemu-user (about a minute)"
+echo "profile: running it under qemu-user (a few minutes; the trace is about 1 GB)"
 qemu-x86_64 -cpu max -d exec,nochain,strace -D "$dir/trace.log" "$dir/bin/flint" --api-sock "$sock" --no-seccomp \
   >"$dir/flint.log" 2>&1 &
 qemu=$!
@@ -50,7 +50,7 @@ for _ in $(seq 100); do api GET /; api GET /machine-config; done
 kill "$qemu"
 wait "$qemu" 2>/dev/null || true
 
-python3 bench/code-order/order.py "$dir/trace.log" "$dir/flint.nm" "$dir/order"
+python3 bench/code-order/order.py "$dir/trace.log" "$dir/flint.nm" "$dir/bin/flint" "$dir/order"
 cp "$dir/order.ilc" src/Flint/code-order/managed.txt
 cp "$dir/order.lld" src/Flint/code-order/native.txt
 echo "profile: wrote src/Flint/code-order/managed.txt ($(wc -l <"$dir/order.ilc") names), native.txt ($(wc -l <"$dir/order.lld"))"
