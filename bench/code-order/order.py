@@ -78,10 +78,28 @@ if phase == 0:
     sys.exit("order.py: no start-up release (madvise MADV_DONTNEED at the binary's base) in the trace")
 
 
+# glibc picks one of several versions of memcpy, strlen ... by the CPU it runs on (IFUNC): qemu's CPU gets the SSE
+# ones, a host the AVX2 or AVX-512 ones. Each version listed brings its siblings along, so any CPU finds its own
+# next to the rest.
+variant = re.compile(r"^(__\w+?)_(sse2|ssse3|sse4_1|sse4_2|avx|avx2|avx512|evex|evex512|erms)(_|$)")
+siblings = {}
+for i, at in enumerate(names):
+    for n in at:
+        if (v := variant.match(n)) and addrs[i] not in managed_range:
+            siblings.setdefault(v.group(1), []).append(n)
+
 order = sorted(seen[1], key=seen[1].get) + sorted((i for i in seen[0] if i not in seen[1]), key=seen[0].get)
+written = set()
 with open(out + ".ilc", "w") as ilc, open(out + ".lld", "w") as lld:
     for i in order:
         for n in names[i]:
-            (ilc if addrs[i] in managed_range else lld).write(n + "\n")
+            if addrs[i] in managed_range:
+                ilc.write(n + "\n")
+                continue
+            v = variant.match(n)
+            for m in siblings.get(v.group(1), [n]) if v else [n]:
+                if m not in written:
+                    written.add(m)
+                    lld.write(m + "\n")
 print(f"start-up: {len(seen[0])} functions, {len(blocks[0])} blocks of 64 KiB; "
       f"after the release: {len(seen[1])} functions, {len(blocks[1])} blocks ({len(blocks[1]) * 64} KiB)")
