@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Where a flint process's resident memory goes, by kind of mapping (/proc/PID/smaps).
 #
-#   bash bench/memory-breakdown.sh [--binary PATH]          # starts flint --api-sock, measures it idle and after a
-#                                                            # pre-boot configuration (machine-config, boot-source)
+#   bash bench/memory-breakdown.sh [--binary PATH]          # starts flint --api-sock, measures it idle, after a
+#                                                            # pre-boot configuration (machine-config, boot-source,
+#                                                            # 200 GETs) and after 240 more requests of a client's
+#                                                            # kinds (bench/api-workload.sh)
 #   bash bench/memory-breakdown.sh --pid PID [--guest-mib N] # measures a running flint (e.g. after a real boot)
 #
 # Firecracker's memory-overhead figure (tests/integration_tests/performance/test_memory_overhead.py) is the RSS
@@ -84,3 +86,6 @@ api PUT /boot-source '{"kernel_image_path": "/dev/null", "boot_args": "console=t
 for _ in $(seq 100); do api GET /; api GET /machine-config; done
 sleep 0.3
 breakdown "$pid" "configured pre-boot (machine-config, boot-source, 200 GETs)"
+bash bench/api-workload.sh "$sock" 20 "$dir"
+sleep 0.3
+breakdown "$pid" "and 240 more requests of a Firecracker client's kinds (bench/api-workload.sh: drives, net, mmds, PATCH)"

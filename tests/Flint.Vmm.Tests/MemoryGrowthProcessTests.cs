@@ -91,6 +91,49 @@ public sealed class MemoryGrowthProcessTests : IDisposable
     }
 
     /// <summary>
+    /// The code a configured VMM runs to serve its clients stays in few 64 KiB blocks (issue 15, item 9). The kernel
+    /// maps a binary's code in 64 KiB blocks around each fault, so after the start-up release every block a request
+    /// touches comes back whole; in the linker's default order the API path's 0.5 MB of code was spread over nearly
+    /// all 52 blocks of code. The build now places the code start-up and the API path run first, in the order it runs
+    /// (src/Flint/code-order, bench/code-order/profile.sh).
+    /// </summary>
+    [Fact]
+    public void The_code_a_few_hundred_client_requests_run_stays_in_few_blocks()
+    {
+        string sock = Path.Combine(_dir, "api.sock");
+        string rootfs = Path.Combine(_dir, "rootfs.img");
+        File.WriteAllBytes(rootfs, new byte[65536]);
+        using var p = Repo.StartWithApi(sock);
+        try
+        {
+            using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            s.Connect(new UnixDomainSocketEndPoint(sock));
+            s.ReceiveTimeout = 10_000;
+            for (int i = 0; i < 25; i++) // the kinds of requests a Firecracker client sends before InstanceStart: 250
+            {
+                Assert.Equal(204, ApiHttp.Request(s, "PUT", "/machine-config", $"{{\"vcpu_count\": {i % 2 + 1}, \"mem_size_mib\": 256}}").Status);
+                Assert.Equal(204, ApiHttp.Request(s, "PUT", "/boot-source", "{\"kernel_image_path\": \"/dev/null\", \"boot_args\": \"console=ttyS0\"}").Status);
+                Assert.Equal(204, ApiHttp.Request(s, "PUT", "/drives/rootfs", $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{rootfs}\", \"is_root_device\": true, \"is_read_only\": false}}").Status);
+                Assert.Equal(204, ApiHttp.Request(s, "PATCH", "/machine-config", "{\"mem_size_mib\": 128}").Status);
+                Assert.Equal(204, ApiHttp.Request(s, "PUT", "/mmds", $"{{\"latest\": {{\"meta-data\": {{\"instance-id\": \"i-{i}\"}}}}}}").Status);
+                Assert.Equal(204, ApiHttp.Request(s, "PATCH", "/mmds", "{\"latest\": {\"meta-data\": {\"hostname\": \"guest\"}}}").Status);
+                Assert.Equal(200, ApiHttp.Request(s, "GET", "/").Status);
+                Assert.Equal(200, ApiHttp.Request(s, "GET", "/machine-config").Status);
+                Assert.Equal(200, ApiHttp.Request(s, "GET", "/vm/config").Status);
+                Assert.Equal(200, ApiHttp.Request(s, "GET", "/mmds").Status);
+            }
+            long codeKib = BinaryMappings(p.Id).Where(m => m.Executable).Sum(m => m.RssKib);
+            // Before: about 3000 KiB of the 3.4 MiB of code (47 of the 52 blocks). After: about 1.1 MiB. The bound
+            // leaves room for a list grown a little stale by later changes (code it does not name goes after it).
+            Assert.True(codeKib < 2048, $"resident code of the binary after 250 client requests: {codeKib} KiB");
+        }
+        finally
+        {
+            if (!p.HasExited) { p.Kill(true); p.WaitForExit(); }
+        }
+    }
+
+    /// <summary>
     /// The release keeps every page the process wrote into its binary's read-only mappings. The NativeAOT runtime
     /// writes its GS cookie into .rodata at start-up (mprotect read-write, write, mprotect read-only: an anonymous
     /// page in a read-only mapping of the file). MADV_DONTNEED on the whole segment (8b16ffb, reverted) put the file's
@@ -136,7 +179,7 @@ public sealed class MemoryGrowthProcessTests : IDisposable
         }
     }
 
-    private sealed record Mapping(ulong Start, ulong End, bool Writable, ulong FileOffset, long RssKib, long AnonymousKib);
+    private sealed record Mapping(ulong Start, ulong End, bool Writable, bool Executable, ulong FileOffset, long RssKib, long AnonymousKib);
 
     /// <summary>The mappings of the process's own executable, from /proc/PID/smaps.</summary>
     private static List<Mapping> BinaryMappings(int pid)
@@ -154,7 +197,7 @@ public sealed class MemoryGrowthProcessTests : IDisposable
                 if (f.Length == 6 && f[5] == exe)
                 {
                     var ab = f[0].Split('-');
-                    cur = new Mapping(Convert.ToUInt64(ab[0], 16), Convert.ToUInt64(ab[1], 16), f[1].Contains('w'), Convert.ToUInt64(f[2], 16), 0, 0);
+                    cur = new Mapping(Convert.ToUInt64(ab[0], 16), Convert.ToUInt64(ab[1], 16), f[1].Contains('w'), f[1].Contains('x'), Convert.ToUInt64(f[2], 16), 0, 0);
                 }
             }
             else if (cur != null && f[0] == "Rss:") cur = cur with { RssKib = long.Parse(f[1]) };
