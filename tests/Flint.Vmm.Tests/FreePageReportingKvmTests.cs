@@ -62,6 +62,7 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
         Assert.Equal(204, flint.Request("PATCH", "/balloon", "{\"amount_mib\": 1}").Status);
         Assert.True(flint.WaitForOutput(TestGuestImage.BalloonReportReturned, HostStepMs), flint.Output);
         long after = GuestMemoryRss.Kib(pid, (long)GuestMib << 20), processAfter = GuestMemoryRss.ProcessKib(pid);
+        Assert.Equal(204, flint.Request("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}").Status);
         Assert.Equal(204, flint.Request("PATCH", "/balloon", "{\"amount_mib\": 0}").Status);
 
         Assert.True(flint.Process.WaitForExit((int)T.TotalMilliseconds), "the guest did not finish");
@@ -70,6 +71,10 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
         output.WriteLine(Figures("free page reporting", before, after, processBefore, processAfter));
         Assert.Contains(TestGuestImage.Pass(TestGuestImage.BalloonReport), log);
         Assert.Contains("fail=0", log);
+        // Firecracker's balloon metrics (deltas per flush, summed): four 2 MiB ranges, all dropped.
+        Assert.Equal(4, BalloonMetric("free_page_report_count"));
+        Assert.Equal(TestGuestImage.BalloonFreePageMib << 20, BalloonMetric("free_page_report_freed"));
+        Assert.Equal(0, BalloonMetric("free_page_report_fails"));
         Assert.True(before - after >= MinReturnedKib, Figures("free page reporting", before, after, processBefore, processAfter));
     }
 
@@ -94,6 +99,8 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
         Assert.Equal(0u, st.GetProperty("guest_cmd").GetUInt32()); // the guest's STOP
         long after = GuestMemoryRss.Kib(pid, (long)GuestMib << 20), processAfter = GuestMemoryRss.ProcessKib(pid);
 
+        Assert.Equal(204, flint.Request("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}").Status);
+
         Assert.Equal(204, flint.Request("PATCH", "/balloon/hinting/stop").Status);
         Assert.Equal((200, """{"host_cmd":1,"guest_cmd":0}"""), flint.Request("GET", "/balloon/hinting/status"));
         Assert.True(flint.Process.WaitForExit((int)T.TotalMilliseconds), "the guest did not finish");
@@ -103,6 +110,9 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
         Assert.Contains("balloon-hint cmd_id=2", log);
         Assert.Contains(TestGuestImage.Pass(TestGuestImage.BalloonHint), log);
         Assert.Contains("fail=0", log);
+        Assert.Equal(4, BalloonMetric("free_page_hint_count"));
+        Assert.Equal(TestGuestImage.BalloonFreePageMib << 20, BalloonMetric("free_page_hint_freed"));
+        Assert.Equal(0, BalloonMetric("free_page_hint_fails"));
         Assert.True(before - after >= MinReturnedKib, Figures("free page hinting", before, after, processBefore, processAfter));
     }
 
@@ -111,7 +121,8 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
     private FlintApiProcess BootBalloonGuest(string freePageField)
     {
         var cmd = TestGuestImage.Build().Balloon(hostMs: HostStepMs).BootTimer(false).ToString();
-        var flint = new FlintApiProcess(_dir);
+        File.WriteAllText(MetricsPath, "");
+        var flint = new FlintApiProcess(_dir, "--metrics-path", MetricsPath);
         try
         {
             Assert.Equal(204, flint.Request("PUT", "/boot-source",
@@ -127,6 +138,22 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
             flint.Dispose();
             throw;
         }
+    }
+
+    private string MetricsPath => Path.Combine(_dir, "metrics.json");
+
+    /// <summary>A balloon counter summed over every line flint wrote to its metrics file (each line holds the change
+    /// since the previous flush, as Firecracker's counters do).</summary>
+    private long BalloonMetric(string name)
+    {
+        long sum = 0;
+        foreach (var line in File.ReadLines(MetricsPath))
+        {
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            using var doc = JsonDocument.Parse(line);
+            if (doc.RootElement.TryGetProperty("balloon", out var b) && b.TryGetProperty(name, out var v)) sum += v.GetInt64();
+        }
+        return sum;
     }
 
     private static string Figures(string what, long before, long after, long processBefore, long processAfter) =>
