@@ -67,7 +67,7 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
 
         Assert.True(flint.Process.WaitForExit((int)T.TotalMilliseconds), "the guest did not finish");
         string log = flint.Output;
-        output.WriteLine(log);
+        output.WriteLine(ConsoleAndLog(flint));
         output.WriteLine(Figures("free page reporting", before, after, processBefore, processAfter));
         Assert.Contains(TestGuestImage.Pass(TestGuestImage.BalloonReport), log);
         Assert.Contains("fail=0", log);
@@ -105,7 +105,7 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
         Assert.Equal((200, """{"host_cmd":1,"guest_cmd":0}"""), flint.Request("GET", "/balloon/hinting/status"));
         Assert.True(flint.Process.WaitForExit((int)T.TotalMilliseconds), "the guest did not finish");
         string log = flint.Output;
-        output.WriteLine(log);
+        output.WriteLine(ConsoleAndLog(flint));
         output.WriteLine(Figures("free page hinting", before, after, processBefore, processAfter));
         Assert.Contains("balloon-hint cmd_id=2", log);
         Assert.Contains(TestGuestImage.Pass(TestGuestImage.BalloonHint), log);
@@ -122,7 +122,9 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
     {
         var cmd = TestGuestImage.Build().Balloon(hostMs: HostStepMs).BootTimer(false).ToString();
         File.WriteAllText(MetricsPath, "");
-        var flint = new FlintApiProcess(_dir, "--metrics-path", MetricsPath);
+        // flint's log to a file: on stdout its lines would cut the guest's console lines the test waits for (a nested
+        // run saw "b<log line>alloon-hint cmd_id=2").
+        var flint = new FlintApiProcess(_dir, "--metrics-path", MetricsPath, "--log-path", LogPath);
         try
         {
             Assert.Equal(204, flint.Request("PUT", "/boot-source",
@@ -141,6 +143,11 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
     }
 
     private string MetricsPath => Path.Combine(_dir, "metrics.json");
+    private string LogPath => Path.Combine(_dir, "flint.log");
+
+    /// <summary>The guest's console (flint's stdout and stderr) and flint's log, for the test's output.</summary>
+    private string ConsoleAndLog(FlintApiProcess flint) =>
+        flint.Output + "---- flint log\n" + (File.Exists(LogPath) ? File.ReadAllText(LogPath) : "(none)\n");
 
     /// <summary>A balloon counter summed over every line flint wrote to its metrics file (each line holds the change
     /// since the previous flush, as Firecracker's counters do).</summary>
