@@ -37,6 +37,14 @@ public static class TestGuestImage
     public const string BalloonInflate = "balloon-inflate";
     public const string BalloonDeflate = "balloon-deflate";
     public const string BalloonDiscarded = "balloon-discarded";
+    public const string BalloonReport = "balloon-report";   // free page reporting: the reported 8 MiB read back 0
+    public const string BalloonHint = "balloon-hint";       // a free page hinting run: the hinted 8 MiB read 0 after DONE
+    // tg.balloon.host=<ms>: the guest's lines at the points where the host acts (balloon.c)
+    public const string BalloonReportPatterned = "balloon-report patterned mib=8"; // then waits for a config change
+    public const string BalloonReportReturned = "balloon-report returned";         // reported; waits for another
+    public const string BalloonHintPatterned = "balloon-hint patterned mib=8";     // waits for a hinting run
+    public const string BalloonHintStopped = "balloon-hint stopped";               // STOP sent; waits for DONE
+    public const int BalloonFreePageMib = 8;                                        // reported / hinted
     public const string Net = "net";
     public const string NetArp = "net-arp";
     public const string NetPingServed = "net-ping-served";   // "PASS net-ping-served <count>"
@@ -120,6 +128,7 @@ public static class TestGuestImage
     public const string OptBalloonWait = "tg.balloon.wait=";  // ms to wait for num_pages != 0
     public const string OptBalloonPages = "tg.balloon.pages=";// pages when num_pages is 0 (256)
     public const string OptBalloonStrict = "tg.balloon.strict=";
+    public const string OptBalloonHost = "tg.balloon.host=";  // ms the guest waits for the host at each free page step
     public const string OptNetIp = "tg.net.ip=";
     public const string OptNetHostIp = "tg.net.hostip=";
     public const string OptNetPingWait = "tg.net.pingwait=";  // N x 1 ms
@@ -201,12 +210,15 @@ public static class TestGuestImage
 
         public CmdlineBuilder Rng() => Tests(TestGuestImage.Rng);
 
-        public CmdlineBuilder Balloon(int? waitMs = null, int? pages = null, bool strict = true)
+        /// <param name="hostMs">Free page reporting and hinting wait up to this long for the host at each step
+        /// (see <see cref="BalloonReportPatterned"/>); a hinting run happens only with it.</param>
+        public CmdlineBuilder Balloon(int? waitMs = null, int? pages = null, bool strict = true, int? hostMs = null)
         {
             Tests(TestGuestImage.Balloon);
             if (waitMs != null) Option(OptBalloonWait, waitMs.Value);
             if (pages != null) Option(OptBalloonPages, pages.Value);
             if (!strict) Option(OptBalloonStrict, 0);
+            if (hostMs != null) Option(OptBalloonHost, hostMs.Value);
             return this;
         }
 

@@ -153,6 +153,76 @@ public sealed unsafe class BalloonFreePageTests
     }
 
     [Fact]
+    public void Hints_under_an_id_the_host_never_issued_or_after_the_guests_stop_drop_nothing()
+    {
+        using var h = new BalloonHarness(statsIntervalS: 0, regions: [(0UL, 16 * MiB)], freePageHinting: true);
+        h.Memory.Fill(4 * MiB, 4 * MiB, 0x44);
+        h.Device.StartHinting(acknowledgeOnStop: false); // run 2
+
+        // An id the host never put in config space (a guest guessing ahead, or garbage): its hints are not the run's.
+        h.Hinting.Push((CmdId(h, 77), 4, false), (4 * MiB, (uint)MiB, true));
+        h.Device.ProcessQueue(h.Device.FreePageHintQueue);
+        Assert.Equal(0x44, h.Memory.Read<byte>(4 * MiB));
+        Assert.Equal(new BalloonHintingStatus(2, 77), h.Device.GetHintingStatus());
+
+        // The run's own id: now its hints go.
+        h.Hinting.Push((CmdId(h, 2), 4, false), (4 * MiB, (uint)MiB, true));
+        h.Device.ProcessQueue(h.Device.FreePageHintQueue);
+        Assert.Equal(0, h.Memory.Read<byte>(4 * MiB));
+
+        // STOP, then hints before the host's DONE: the guest has ended its part, so they drop nothing.
+        h.Hinting.Push((CmdId(h, HintCmdStop), 4, false), (5 * MiB, (uint)MiB, true));
+        h.Device.ProcessQueue(h.Device.FreePageHintQueue);
+        Assert.Equal(0x44, h.Memory.Read<byte>(5 * MiB));
+        Assert.Equal(new BalloonHintingStatus(2, HintCmdStop), h.Device.GetHintingStatus());
+        Assert.Equal(2u, ConfigCmdId(h)); // no DONE without acknowledge_on_stop
+
+        // DONE is the host's word; a guest sending it ends its part as STOP does (Firecracker), here acknowledged.
+        h.Device.StartHinting(acknowledgeOnStop: true); // run 3
+        h.Hinting.Push((CmdId(h, 3), 4, false), (CmdId(h, HintCmdDone), 4, false), (6 * MiB, (uint)MiB, true));
+        h.Device.ProcessQueue(h.Device.FreePageHintQueue);
+        Assert.Equal(0x44, h.Memory.Read<byte>(6 * MiB));
+        Assert.Equal(new BalloonHintingStatus(HintCmdDone, HintCmdDone), h.Device.GetHintingStatus());
+        Assert.Equal(1, h.Device.Metrics.FreePageHintCount);
+        Assert.Equal((long)MiB, h.Device.Metrics.FreePageHintFreed);
+        Assert.Equal(4, h.Hinting.TakeUsed().Count);
+    }
+
+    [Fact]
+    public void Hostile_hinted_ranges_touch_nothing_outside_what_the_guest_named()
+    {
+        // Two regions that touch at 4 MiB, then a hole, then a third: a range must lie inside one region.
+        using var h = new BalloonHarness(statsIntervalS: 0, regions: [(0UL, 4 * MiB), (4 * MiB, 4 * MiB), (12 * MiB, 4 * MiB)],
+            freePageHinting: true);
+        h.Memory.Fill(3 * MiB, MiB, 0x11);
+        h.Memory.Fill(4 * MiB, 4 * MiB, 0x22);
+        h.Memory.Fill(12 * MiB, 4 * MiB, 0x33);
+        h.Device.StartHinting(acknowledgeOnStop: true);
+        h.Hinting.Push((CmdId(h, 2), 4, false));
+        h.Hinting.Push((3 * MiB, (uint)(2 * MiB), true));      // across the two touching regions
+        h.Hinting.Push((4 * MiB + 512, 4096, true));            // not page aligned
+        h.Hinting.Push((7 * MiB, (uint)(2 * MiB), true));      // runs into the hole
+        h.Hinting.Push((9 * MiB, 4096, true));                  // in the hole
+        h.Hinting.Push((ulong.MaxValue - 4095, 8192, true));    // wraps
+        h.Hinting.Push((16 * MiB, 4096, true));                 // just past the end of RAM
+        h.Hinting.Push((12 * MiB, 4096 + 1, true));             // a page and a byte: only the page goes
+        h.Device.ProcessQueue(h.Device.FreePageHintQueue);
+
+        Assert.Equal(8, h.Hinting.TakeUsed().Count); // every buffer is handed back
+        Assert.Equal(0x11, h.Memory.Read<byte>(3 * MiB));
+        Assert.Equal(0x11, h.Memory.Read<byte>(4 * MiB - 1));
+        Assert.Equal(0x22, h.Memory.Read<byte>(4 * MiB));
+        Assert.Equal(0x22, h.Memory.Read<byte>(4 * MiB + 4096));
+        Assert.Equal(0x22, h.Memory.Read<byte>(8 * MiB - 1));
+        Assert.Equal(0, h.Memory.Read<byte>(12 * MiB));
+        Assert.Equal(0x33, h.Memory.Read<byte>(12 * MiB + 4096));
+        // Ranges outside guest RAM break their chain before the device sees them; the others count as fails.
+        Assert.True(h.Device.Metrics.FreePageHintFails + h.Device.Metrics.EventFails >= 6);
+        Assert.Equal(4096 + 1, h.Device.Metrics.FreePageHintFreed);
+        Assert.True(h.Device.IsActivated); // nothing here is fatal
+    }
+
+    [Fact]
     public void HintingApiIsRefusedWhenOffOrNotActivated()
     {
         using var h = new BalloonHarness(statsIntervalS: 0);
