@@ -89,7 +89,7 @@ public sealed class MmioTransportStateTests : IDisposable
     }
 
     [Fact]
-    public void RestoredTransportContinuesTheQueueFromTheSavedCursors()
+    public void Restored_transport_continues_the_queue_from_the_saved_cursors()
     {
         var (a, _) = NewTransport();
         var drv = Init(a);
@@ -113,7 +113,7 @@ public sealed class MmioTransportStateTests : IDisposable
     }
 
     [Fact]
-    public void RestoredQueueOutsideGuestMemoryGetsNeedsResetNotAnActiveDevice()
+    public void Restored_queue_outside_guest_memory_gets_needs_reset_not_an_active_device()
     {
         var (a, _) = NewTransport();
         Init(a);
@@ -132,7 +132,7 @@ public sealed class MmioTransportStateTests : IDisposable
     }
 
     [Fact]
-    public void StateOfAnotherDeviceTypeOrTruncatedIsAFormatError()
+    public void State_of_another_device_type_or_truncated_is_a_format_error()
     {
         var (a, _) = NewTransport();
         Init(a);
