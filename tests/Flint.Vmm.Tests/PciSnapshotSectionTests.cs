@@ -1,9 +1,7 @@
 using System.Buffers.Binary;
 using Flint.Arch.X86;
 using Flint.Devices.Pci;
-using Flint.Devices.Pci.Msix;
 using Flint.Devices.Virtio.Pci;
-using Flint.Devices.Virtio.Rng;
 using Flint.Memory;
 using Flint.Snapshot;
 using Flint.Vmm.Config;
@@ -22,42 +20,8 @@ public sealed class PciSnapshotSectionTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, true);
 
-    private sealed class Vectors(int count) : IMsiVectors
-    {
-        public int Count { get; } = count;
-        public bool Route(int index, MsiMessage message, bool enabled) => true;
-        public void Trigger(int index) { }
-    }
-
-    /// <summary>A real virtio-rng function's state at <paramref name="bar"/>, as the creator writes it.</summary>
-    private static VirtioPciTransportState RngState(ulong bar)
-    {
-        using var mem = GuestMemory.Create([(0UL, 0x10000UL)]);
-        using var rng = new VirtioRng();
-        using var t = new VirtioPciTransport(rng, mem, bar, new Vectors(2));
-        return t.CaptureState();
-    }
-
-    private static byte[] Section(uint version = PciStateCodec.Version, params (int Slot, ulong Bar)[] functions)
-    {
-        var w = new StateWriter();
-        w.U32(version);
-        new PciHostBridge().SaveState(w);
-        w.U32((uint)functions.Length);
-        foreach (var (slot, bar) in functions)
-        {
-            w.U8((byte)slot);
-            // Built at the window's start, then the BAR field set to what the test wants (a function cannot be
-            // built at an unaligned address; a file can say anything).
-            var t = new StateWriter();
-            RngState(Layout.PciMmio64Start).Write(t);
-            var bytes = t.ToArray();
-            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(4), bar);
-            w.Raw(bytes);
-            w.Bytes([0, 0, 0, 0]); // runtime: config generation 0
-        }
-        return w.ToArray();
-    }
+    private static byte[] Section(uint version = PciStateCodec.Version, params (int Slot, ulong Bar)[] functions) =>
+        PciSectionSample.Write(version, functions).ToArray();
 
     private static PciSnapshotState Parse(byte[] b) => PciStateCodec.Parse(new StateReader(SnapshotSections.Pci, b));
 
