@@ -25,6 +25,17 @@ public abstract class FlintProcessTest(ITestOutputHelper output, string namePref
         return f;
     }
 
+    /// <summary>The console so far of <paramref name="f"/>.</summary>
+    private protected static string Text(FlintConsoleProcess f) => f.Console;
+
+    /// <summary>A connection to the API socket at <paramref name="sock"/>.</summary>
+    protected static Socket Connect(string sock)
+    {
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 120_000, SendTimeout = 60_000 };
+        s.Connect(new UnixDomainSocketEndPoint(sock));
+        return s;
+    }
+
     /// <summary>One API call on <paramref name="s"/>; asserts 204.</summary>
     protected static void Ok(Socket s, string method, string path, string body)
     {

@@ -102,15 +102,6 @@ public sealed partial class SnapshotKvmTests(ITestOutputHelper output) : FlintPr
         return list;
     }
 
-    private static string Text(FlintConsoleProcess f) => f.Console;
-
-    private static Socket Connect(string sock)
-    {
-        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 120_000, SendTimeout = 60_000 };
-        s.Connect(new UnixDomainSocketEndPoint(sock));
-        return s;
-    }
-
     private static (int Status, string Body) Request(Socket s, string method, string path, string? body = null) =>
         ApiHttp.Request(s, method, path, body);
 }
