@@ -5,7 +5,7 @@ namespace Flint.Api.Tests;
 public class AllocationTests
 {
     [Fact]
-    public void ParsingARequestHeadAllocatesNothing()
+    public void Parsing_a_request_head_allocates_nothing()
     {
         var buf = Encoding.ASCII.GetBytes(
             "PUT /drives/rootfs HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\nContent-Type: application/json\r\n" +
@@ -39,7 +39,7 @@ public class AllocationTests
     }
 
     [Fact]
-    public void ParsedFieldsAreRight()
+    public void Parsed_fields_are_right()
     {
         var b = Encoding.ASCII.GetBytes("\r\nPATCH http://localhost/vm HTTP/1.0\r\nconnection: Keep-Alive\r\ncontent-length:  19 \r\n\r\n");
         Assert.Equal(HttpParseStatus.Complete, HttpRequestParser.TryParse(b, 8192, out var h, out _));
@@ -53,7 +53,7 @@ public class AllocationTests
     }
 
     [Fact]
-    public void RoutingThePolledGetsAllocatesNothing()
+    public void Routing_the_polled_GETs_allocates_nothing()
     {
         string[] paths = ["/", "/version", "/machine-config", "/vm/config", "/balloon/statistics/"];
         foreach (var p in paths) Assert.NotNull(Flint.Vmm.Rpc.ApiRequestParser.Parse("GET", p, null).Action);
@@ -69,7 +69,7 @@ public class AllocationTests
     /// each went to the VMM thread, which serialized a new body for every GET / (issue 15, item 10).
     /// </summary>
     [Fact]
-    public void AnsweringThePolledReadsOnTheApiThreadAllocatesNothing()
+    public void Answering_the_polled_reads_on_the_API_thread_allocates_nothing()
     {
         var controller = new Flint.Vmm.Rpc.VmmController(_ => throw new InvalidOperationException(), "id", "1.0");
         controller.Handle(new Flint.Vmm.Rpc.GetMachineConfig()); // the first read of it publishes it
@@ -94,7 +94,7 @@ public class AllocationTests
     /// are the action the VMM keeps (PutMachineConfig and its MachineConfig), not a JSON tree and its strings.
     /// </summary>
     [Fact]
-    public void ParsingPutMachineConfigAllocatesOnlyTheAction()
+    public void Parsing_PUT_machine_config_allocates_only_the_action()
     {
         string[] bodies =
         [

@@ -36,7 +36,7 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public void AThousandIdleConnectionsDoNotLockOutGet()
+    public void A_thousand_idle_connections_do_not_lock_out_GET()
     {
         using var env = new Env(server: true);
         var idle = new List<Socket>();
@@ -66,7 +66,7 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public void AnIdleConnectionMakesRoomButItsAnsweredRequestIsNotLost()
+    public void An_idle_connection_makes_room_but_its_answered_request_is_not_lost()
     {
         using var env = new Env(server: true);
         var clients = Enumerable.Range(0, ApiServer.MaxConnections).Select(_ => env.Connect()).ToList();
@@ -87,7 +87,7 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public void WhenEveryConnectionIsMidRequestANewClientGetsMicroHttps503AtOnce()
+    public void When_every_connection_is_mid_request_a_new_client_gets_micro_https_503_at_once()
     {
         using var env = new Env(server: true);
         var busy = Enumerable.Range(0, ApiServer.MaxConnections).Select(_ => env.Connect()).ToList();
@@ -164,7 +164,7 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public void ASlowLorisClientIsDroppedThoughItKeepsSending()
+    public void A_slow_loris_client_is_dropped_though_it_keeps_sending()
     {
         using var env = new Env();
         using var server = new ApiServer(env.Sock, 51200, env.Controller) { ClientTimeout = TimeSpan.FromMilliseconds(500) };
@@ -188,7 +188,7 @@ public class ConnectionLimitTests
     }
 
     [Fact]
-    public void AClientThatDoesNotReadItsAnswersIsDropped()
+    public void A_client_that_does_not_read_its_answers_is_dropped()
     {
         using var env = new Env();
         using var server = new ApiServer(env.Sock, 51200, env.Controller) { ClientTimeout = TimeSpan.FromMilliseconds(500) };

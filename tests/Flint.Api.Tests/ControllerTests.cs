@@ -11,7 +11,7 @@ public class ControllerTests
         $"{{\"drive_id\": \"{id}\", \"path_on_host\": \"{Esc(path ?? e.Rootfs)}\", \"is_root_device\": {(root ? "true" : "false")}}}";
 
     [Fact]
-    public void Defaults()
+    public void Defaults_are_Firecrackers()
     {
         using var env = new Env();
         var mc = JsonDocument.Parse(env.Call("GET", "/machine-config").Body!).RootElement;
@@ -22,7 +22,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void DrivesReplaceByIdAndOnlyOneRoot()
+    public void Drives_replace_by_id_and_only_one_root()
     {
         using var env = new Env();
         Assert.Equal(204, env.Call("PUT", "/drives/data", Drive(env, "data", false, env.Disk2)).Status);
@@ -43,7 +43,7 @@ public class ControllerTests
 
     /// <summary>PUT /drives takes io_engine Async (io_uring works on this host) and GET /vm/config reports it.</summary>
     [Fact]
-    public void AsyncIoEngineIsAcceptedAndReported()
+    public void Async_io_engine_is_accepted_and_reported()
     {
         using var env = new Env();
         string body = $"{{\"drive_id\": \"rootfs\", \"path_on_host\": \"{Esc(env.Rootfs)}\", \"is_root_device\": true, \"io_engine\": \"Async\"}}";
@@ -53,7 +53,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void MissingBackingFilesAreRefusedAtPut()
+    public void Missing_backing_files_are_refused_at_PUT()
     {
         using var env = new Env();
         var r = env.Call("PUT", "/drives/rootfs", Drive(env, "rootfs", true, "/nonexistent/disk.img"));
@@ -66,7 +66,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void ADrivePathThatIsADirectoryIsRefusedInWords()
+    public void A_drive_path_that_is_a_directory_is_refused_in_words()
     {
         using var env = new Env();
         var r = env.Call("PUT", "/drives/rootfs", Drive(env, "rootfs", true, env.Dir));
@@ -78,7 +78,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void PatchMachineConfigKeepsOtherFields()
+    public void PATCH_machine_config_keeps_other_fields()
     {
         using var env = new Env();
         Assert.Equal(204, env.Call("PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 512, \"smt\": true, \"track_dirty_pages\": true}").Status);
@@ -95,7 +95,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void LoggerAndMetricsOnlyOnce()
+    public void Logger_and_metrics_only_once()
     {
         using var env = new Env();
         Assert.Equal(204, env.Call("PUT", "/logger", "{\"log_path\": \"/tmp/x.log\", \"level\": \"debug\", \"show_level\": true}").Status);
@@ -117,7 +117,7 @@ public class ControllerTests
     [InlineData("/vsock", "{\"guest_cid\": 3, \"uds_path\": \"VSOCK\"}", "vsock")]
     [InlineData("/entropy", "{\"rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}}", "entropy")]
     [InlineData("/balloon", "{\"amount_mib\": 16, \"deflate_on_oom\": true, \"stats_polling_interval_s\": 1}", "balloon")]
-    public void DeviceSectionsAreStoredAndReachTheBuilder(string path, string body, string section)
+    public void Device_sections_are_stored_and_reach_the_builder(string path, string body, string section)
     {
         using var env = new Env();
         Assert.Equal(204, env.Call("PUT", "/boot-source", $"{{\"kernel_image_path\": \"{Esc(env.Kernel)}\"}}").Status);
@@ -129,7 +129,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void CustomCpuTemplatesAreValidatedAndStored()
+    public void Custom_CPU_templates_are_validated_and_stored()
     {
         using var env = new Env();
         Assert.Equal(204, env.Call("PUT", "/cpu-config", "{\"cpuid_modifiers\": [{\"leaf\": \"0x1\", \"subleaf\": \"0x0\", \"flags\": 0, \"modifiers\": [{\"register\": \"ecx\", \"bitmap\": \"0bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1\"}]}]}").Status);
@@ -142,7 +142,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void MmdsPutPatchGetAndConfig()
+    public void MMDS_PUT_PATCH_GET_and_config()
     {
         using var env = new Env();
         Assert.Equal("{}", env.Call("GET", "/mmds").Body);
@@ -159,7 +159,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void MmdsSizeLimitGives413()
+    public void MMDS_size_limit_gives_413()
     {
         using var env0 = new Env();
         var c = new VmmController(_ => new FakeVm()) { MmdsStore = new Flint.Devices.Mmds.MmdsStore(64) };
@@ -170,7 +170,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void NetworkInterfacesRefuseDuplicateTapAndBadMac()
+    public void Network_interfaces_refuse_duplicate_TAP_and_bad_MAC()
     {
         using var env = new Env();
         Assert.Equal(204, env.Call("PUT", "/network-interfaces/eth0", $"{{\"iface_id\": \"eth0\", \"host_dev_name\": \"{env.TapName}\"}}").Status);
@@ -186,7 +186,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void StartFailureIsA400AndLeavesVmNotStarted()
+    public void Start_failure_is_a_400_and_leaves_VM_not_started()
     {
         using var env = new Env();
         env.StartOverride = _ => throw new InvalidOperationException("KVM is not available");
@@ -200,7 +200,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void SerdePositionsOnMultiLineBodies()
+    public void Serde_positions_on_multi_line_bodies()
     {
         string body = "{\n  \"snapshot_path\": \"foo\",\n  \"mem_backend\": {\n    \"backend_path\": \"bar\"\n  }\n}";
         var p = ApiRequestParser.Parse("PUT", "/snapshot/load", body);
@@ -208,7 +208,7 @@ public class ControllerTests
     }
 
     [Fact]
-    public void ParserRoutes()
+    public void The_parser_routes_each_request()
     {
         Assert.IsType<GetVmInstanceInfo>(ApiRequestParser.Parse("GET", "/", null).Action);
         Assert.IsType<GetVmConfig>(ApiRequestParser.Parse("GET", "/vm/config", null).Action);
@@ -264,7 +264,7 @@ public class ControllerErrorMappingTests
     [InlineData("PATCH", "/vm", "{\"state\": \"Paused\"}")]
     [InlineData("PATCH", "/vm", "{\"state\": \"Resumed\"}")]
     [InlineData("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"}")]
-    public void AnUnexpectedExceptionIsA500WithoutDotNetText(string method, string path, string body)
+    public void An_unexpected_exception_is_a_500_without_DotNet_text(string method, string path, string body)
     {
         using var env = Started(() => new NullReferenceException("Object reference not set to an instance of an object."));
         var r = env.Call(method, path, body);
@@ -276,7 +276,7 @@ public class ControllerErrorMappingTests
     }
 
     [Fact]
-    public void ABugWhileStartingIsA500AndLeavesTheVmNotStarted()
+    public void A_bug_while_starting_is_a_500_and_leaves_the_VM_not_started()
     {
         using var env = new Env();
         env.StartOverride = _ => throw new IndexOutOfRangeException("Index was outside the bounds of the array.");
@@ -288,7 +288,7 @@ public class ControllerErrorMappingTests
     }
 
     [Fact]
-    public void AHostRefusalIsStillA400WithItsReason()
+    public void A_host_refusal_is_still_a_400_with_its_reason()
     {
         using var env = Started(() => new InvalidOperationException("Failed to send Ctrl+Alt+Del: the i8042 buffer is full."));
         var r = env.Call("PUT", "/actions", "{\"action_type\": \"SendCtrlAltDel\"}");
@@ -304,7 +304,7 @@ public class ControllerErrorMappingTests
     }
 
     [Fact]
-    public void AQueuedHandlerBugIsA500WithoutDotNetText()
+    public void A_queued_handler_bug_is_a_500_without_DotNet_text()
     {
         using var queued = new QueuedApiHandler(new ThrowingHandler());
         var t = new Thread(() => { while (queued.ProcessPending() == 0) Thread.Sleep(1); });
@@ -316,7 +316,7 @@ public class ControllerErrorMappingTests
     }
 
     [Fact]
-    public void FlushMetricsOnAFullDiskAnswersFirecrackersError()
+    public void FlushMetrics_on_a_full_disk_answers_Firecrackers_error()
     {
         // Wired as FlintProcess wires it: the metrics output refuses to call an unwritten line a success.
         var output = new Flint.Vmm.Metrics.MetricsOutput(new Flint.Vmm.Metrics.MetricsRegistry());

@@ -121,7 +121,7 @@ public class FuzzTests
     }
 
     [Fact]
-    public void MillionRequestsThroughTheRequestParserAndJsonBodies()
+    public void Million_requests_through_the_request_parser_and_JSON_bodies()
     {
         var rng = new Random(424242);
         using var env = new Env();
@@ -155,7 +155,7 @@ public class FuzzTests
     }
 
     [Fact]
-    public void HundredThousandRequestsThroughParserAndController()
+    public void Hundred_thousand_requests_through_parser_and_controller()
     {
         var rng = new Random(20260101);
         Env env = new();
@@ -210,7 +210,7 @@ public class FuzzTests
     }
 
     [Fact]
-    public void MillionRawHeadsThroughTheHttpParser()
+    public void Million_raw_heads_through_the_HTTP_parser()
     {
         var rng = new Random(7);
         string[] seeds =
@@ -251,7 +251,7 @@ public class FuzzTests
     }
 
     [Fact]
-    public void MutatedRawRequestsAgainstTheLiveServer()
+    public void Mutated_raw_requests_against_the_live_server()
     {
         var rng = new Random(99);
         using var env = new Env(server: true, maxPayload: 4096);

@@ -21,7 +21,7 @@ public class MachineConfigParsingTests
     [InlineData("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"smt\": true, \"track_dirty_pages\": false, \"huge_pages\": \"2M\", \"cpu_template\": \"T2S\"}")]
     [InlineData("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"smt\": null, \"track_dirty_pages\": null, \"huge_pages\": null, \"cpu_template\": null}")]
     [InlineData("{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": \"None\", \"huge_pages\": \"Transparent\"}")]
-    public void FastAndGeneralPathsAgree(string body)
+    public void Fast_and_general_paths_agree(string body)
     {
         var fast = Put(body);
         var general = Put(Escaped(body));
@@ -48,7 +48,7 @@ public class MachineConfigParsingTests
     [InlineData("{\"vcpu_count\": null, \"mem_size_mib\": 1024}", "invalid type: null, expected u8 at line 1 column 19")]
     [InlineData("{\"vcpu_count\": 2, \"mem_size_mib\": 1024, \"huge_pages\": \"none\"}", "unknown variant `none`, expected one of `None`, `Transparent`, `2M` at line 1 column 60")]
     [InlineData("{\"vcpu_count\": 2, \"mem_size_mib\": 1024} x", "trailing characters at line 1 column 41")]
-    public void BodiesTheFastReaderRefusesGetTheGeneralPathsError(string body, string serdeText)
+    public void Bodies_the_fast_reader_refuses_get_the_general_paths_error(string body, string serdeText)
     {
         var p = Put(body);
         Assert.Null(p.Action);
@@ -56,7 +56,7 @@ public class MachineConfigParsingTests
     }
 
     [Fact]
-    public void AMemorySizeBeyondI64IsRefusedNotWrapped()
+    public void A_memory_size_beyond_i64_is_refused_not_wrapped()
     {
         // usize takes it, MachineConfig's long does not: an error either way, never a negative size.
         var p = Put("{\"vcpu_count\": 2, \"mem_size_mib\": 9223372036854775808}");

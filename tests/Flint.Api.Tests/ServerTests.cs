@@ -12,7 +12,7 @@ public class ServerTests
     private static string Esc(string p) => p.Replace("\\", "\\\\");
 
     [Fact]
-    public void GettingStartedSequence()
+    public void Getting_started_sequence()
     {
         using var env = new Env(server: true);
         using var c = env.Connect();
@@ -88,7 +88,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void VersionAndVmConfig()
+    public void Version_and_VM_config()
     {
         using var env = new Env(server: true);
         using var c = env.Connect();
@@ -128,7 +128,7 @@ public class ServerTests
     [InlineData("PUT", "/boot-source", "{\"kernel_image_path\": 1", 400, "An error occurred when deserializing the json body of a request: EOF while parsing an object at line 1 column 23.")]
     [InlineData("GET", "/balloon", null, 400, "Balloon config error: No balloon device found.")]
     [InlineData("PATCH", "/mmds", "{\"a\": 1}", 400, "MMDS error: The MMDS data store is not initialized.")]
-    public void ErrorPaths(string method, string path, string? body, int status, string fault)
+    public void Error_paths_answer_their_fault_and_change_nothing(string method, string path, string? body, int status, string fault)
     {
         using var env = new Env(server: true);
         using var c = env.Connect();
@@ -142,7 +142,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void PayloadOverLimit()
+    public void Payload_over_limit()
     {
         using var env = new Env(server: true, maxPayload: 100);
         using var c = env.Connect();
@@ -155,7 +155,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void DefaultLimitIs51200AndBodiesUpToItWork()
+    public void Default_limit_is_51200_and_bodies_up_to_it_work()
     {
         using var env = new Env(server: true);
         using var c = env.Connect();
@@ -168,7 +168,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void PipelinedRequestsInOneWrite()
+    public void Pipelined_requests_in_one_write()
     {
         using var env = new Env(server: true);
         using var c = env.Connect();
@@ -186,7 +186,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void RequestSplitAcrossManyWrites()
+    public void Request_split_across_many_writes()
     {
         using var env = new Env(server: true);
         using var c = env.Connect();
@@ -196,7 +196,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void ManyConnectionsOverTime()
+    public void Many_connections_over_time()
     {
         using var env = new Env(server: true);
         for (int i = 0; i < 50; i++)
@@ -220,7 +220,7 @@ public class ServerTests
     [InlineData("PUT /machine-config HTTP/1.1\r\nContent-Length: abc\r\n\r\n")]
     [InlineData("PUT /machine-config HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")]
     [InlineData("\u0001\u0002\u0003 junk\r\n")]
-    public void MalformedRequests(string raw)
+    public void Malformed_requests_are_refused(string raw)
     {
         using var env = new Env(server: true);
         using var c = env.Connect();
@@ -234,7 +234,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void ChunkedBodiesAreRefused()
+    public void Chunked_bodies_are_refused()
     {
         using var env = new Env(server: true);
         using var c = env.Connect();
@@ -245,7 +245,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void OversizedHeadersAreRefused()
+    public void Oversized_headers_are_refused()
     {
         using var env = new Env(server: true);
         using var c = env.Connect();
@@ -256,7 +256,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void ConnectionCloseAndHttp10()
+    public void Connection_close_and_HTTP_1_0()
     {
         using var env = new Env(server: true);
         using (var c = env.Connect())
@@ -277,7 +277,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void ExpectContinue()
+    public void Expect_100_continue()
     {
         using var env = new Env(server: true);
         using var c = env.Connect();
@@ -293,7 +293,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void ApiThreadIsNamedFcApi()
+    public void API_thread_is_named_fc_api()
     {
         string? name = null;
         var h = new LambdaHandler(a => { name = Thread.CurrentThread.Name; return ApiResponse.NoContent; });
@@ -304,7 +304,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void HandlerExceptionsBecome500AndServerSurvives()
+    public void Handler_exceptions_become_500_and_server_survives()
     {
         var h = new LambdaHandler(a => a is GetVersion ? throw new InvalidOperationException("boom") : ApiResponse.Ok("{}"));
         using var env = new Env(server: true, handler: h);
@@ -317,7 +317,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void QueuedHandlerRunsRequestsOnTheVmmThread()
+    public void Queued_handler_runs_requests_on_the_VMM_thread()
     {
         using var env0 = new Env();
         using var queued = new QueuedApiHandler(env0.Controller);
@@ -356,7 +356,7 @@ public class ServerTests
     }
 
     [Fact]
-    public void DisposeRemovesTheSocketFile()
+    public void Dispose_removes_the_socket_file()
     {
         var env = new Env(server: true);
         Assert.True(File.Exists(env.Sock));

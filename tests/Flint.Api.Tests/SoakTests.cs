@@ -19,7 +19,7 @@ public class SoakTests
     /// nothing.
     /// </summary>
     [Fact]
-    public void QueuedHandlerAllocatesNothingPerRequestOnTheCallingThread()
+    public void Queued_handler_allocates_nothing_per_request_on_the_calling_thread()
     {
         using var queued = new QueuedApiHandler(new ConstHandler());
         using var vmm = new VmmThread(queued);
@@ -32,7 +32,7 @@ public class SoakTests
     }
 
     [Fact]
-    public void ServingKeepAliveGetsAllocatesNothingOnTheApiThread()
+    public void Serving_keep_alive_GETs_allocates_nothing_on_the_API_thread()
     {
         var h = new MeasuringHandler();
         using var env = new Env(server: true, handler: h);

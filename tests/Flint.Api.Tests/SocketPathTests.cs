@@ -17,7 +17,7 @@ public class SocketPathTests
     }
 
     [Fact]
-    public void AnExistingRegularFileIsRefusedAndKept()
+    public void An_existing_regular_file_is_refused_and_kept()
     {
         using var env = new Env();
         File.WriteAllText(env.Sock, "precious");
@@ -28,7 +28,7 @@ public class SocketPathTests
     }
 
     [Fact]
-    public void ALiveSocketIsRefusedAndKeepsServing()
+    public void A_live_socket_is_refused_and_keeps_serving()
     {
         using var env = new Env(server: true);
         var e = StartFails(env, env.Sock);
@@ -39,7 +39,7 @@ public class SocketPathTests
 
     /// <summary>Firecracker's test_api_socket_in_use: a socket bound at the path (listening or not) is "in use".</summary>
     [Fact]
-    public void ABoundButNotListeningSocketIsRefused()
+    public void A_bound_but_not_listening_socket_is_refused()
     {
         using var env = new Env();
         using var squatter = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -49,7 +49,7 @@ public class SocketPathTests
     }
 
     [Fact]
-    public void ADanglingSymlinkIsRefusedAndKept()
+    public void A_dangling_symlink_is_refused_and_kept()
     {
         using var env = new Env();
         File.CreateSymbolicLink(env.Sock, Path.Combine(env.Dir, "nowhere"));
@@ -58,7 +58,7 @@ public class SocketPathTests
     }
 
     [Fact]
-    public void AnEmptyPathIsRefusedAndLeavesNoTemporarySocket()
+    public void An_empty_path_is_refused_and_leaves_no_temporary_socket()
     {
         using var env = new Env();
         var before = Directory.GetFiles(Environment.CurrentDirectory, "*.tmp");
@@ -70,7 +70,7 @@ public class SocketPathTests
     [Theory]
     [InlineData(108)]
     [InlineData(200)]
-    public void AnOverLongPathIsRefused(int bytes)
+    public void An_over_long_path_is_refused(int bytes)
     {
         using var env = new Env();
         string path = env.Dir + "/" + new string('s', bytes - env.Dir.Length - 1);
@@ -81,7 +81,7 @@ public class SocketPathTests
     }
 
     [Fact]
-    public void A107BytePathStillWorks()
+    public void A_107_byte_path_still_works()
     {
         using var env = new Env();
         string path = env.Dir + "/" + new string('s', 107 - env.Dir.Length - 1);
@@ -95,7 +95,7 @@ public class SocketPathTests
     }
 
     [Fact]
-    public void APathInAMissingDirectorySaysSo()
+    public void A_path_in_a_missing_directory_says_so()
     {
         using var env = new Env();
         string path = Path.Combine(env.Dir, "missing", "api.sock");
@@ -106,7 +106,7 @@ public class SocketPathTests
     }
 
     [Fact]
-    public void AFileAtTheTemporaryNameIsLeftAlone()
+    public void A_file_at_the_temporary_name_is_left_alone()
     {
         // The socket is bound under "<path>.<pid>.tmp" and then linked into place; whatever holds that name is not ours.
         using var env = new Env();

@@ -73,7 +73,7 @@ public class BzImageTests
     public void Missing_64bit_entry_rejected() => Assert.Contains("XLF_KERNEL_64", Fails(Synthetic(xloadflags: 0)));
 
     [Fact]
-    public void ZImage_rejected() => Assert.Contains("LOADED_HIGH", Fails(Synthetic(loadflags: 0)));
+    public void A_zImage_is_rejected() => Assert.Contains("LOADED_HIGH", Fails(Synthetic(loadflags: 0)));
 
     [Fact]
     public void Truncated_after_setup_rejected() => Assert.Contains("truncated", Fails(Synthetic()[..(5 * 512)]));

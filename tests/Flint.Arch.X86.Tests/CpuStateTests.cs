@@ -97,7 +97,7 @@ public unsafe class CpuStateTests
     }
 
     [Fact]
-    public void Pvh_registers()
+    public void The_PVH_registers()
     {
         var k = new LoadedKernel(KernelKind.Pvh, 0x100_0abc, 0x100_0000, 0x200_0000);
         var r = BootCpuState.Regs(k);
@@ -136,7 +136,7 @@ public unsafe class CpuStateTests
     }
 
     [Fact]
-    public void Fpu_defaults()
+    public void The_FPU_defaults()
     {
         var f = BootCpuState.Fpu();
         Assert.Equal(0x37f, f.Fcw);
@@ -144,7 +144,7 @@ public unsafe class CpuStateTests
     }
 
     [Fact]
-    public void Boot_msrs()
+    public void The_boot_MSRs()
     {
         var m = BootMsrs.Entries();
         Assert.Equal(11, m.Length);

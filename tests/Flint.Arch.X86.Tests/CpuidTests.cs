@@ -69,7 +69,7 @@ public class CpuidTests
     [Theory]
     [InlineData(0xbu)]
     [InlineData(0x1fu)]
-    public void Extended_topology(uint leaf)
+    public void The_extended_topology(uint leaf)
     {
         var l = CpuidNormalizer.Normalize(Supported(), 5, 6, true); // 3 cores x 2 threads
         var sub = l.Where(e => e.Function == leaf).OrderBy(e => e.Index).ToArray();

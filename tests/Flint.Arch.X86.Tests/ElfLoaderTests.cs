@@ -71,7 +71,7 @@ public class ElfLoaderTests
     }
 
     [Fact]
-    public void Garbage_rejected()
+    public void Garbage_is_rejected()
     {
         var ex = Fails(Enumerable.Repeat((byte)0x5a, 4096).ToArray());
         Assert.Contains("neither an ELF", ex.Message);
@@ -105,7 +105,7 @@ public class ElfLoaderTests
     }
 
     [Fact]
-    public void Elf32_rejected()
+    public void An_ELF32_is_rejected()
     {
         var b = Basic();
         b.Class = 1;

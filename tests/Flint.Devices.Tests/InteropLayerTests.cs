@@ -17,7 +17,7 @@ public sealed class InteropLayerTests
     ];
 
     [Fact]
-    public void PInvokeOnlyInSysAndKvm()
+    public void PInvoke_only_in_Flint_Sys_and_Flint_Kvm()
     {
         string root = RepoRoot();
         var offenders = Directory.EnumerateFiles(Path.Combine(root, "src"), "*.cs", SearchOption.AllDirectories)
@@ -34,7 +34,7 @@ public sealed class InteropLayerTests
     /// are decided in one place: two classes both importing sendmsg or readv is how they drift apart.
     /// </summary>
     [Fact]
-    public void EachNativeFunctionDeclaredOnce()
+    public void Each_native_function_declared_once()
     {
         string root = RepoRoot();
         var import = new System.Text.RegularExpressions.Regex(

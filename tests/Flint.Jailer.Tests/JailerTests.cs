@@ -109,7 +109,7 @@ public sealed class JailerTests(JailerHarness h, ITestOutputHelper output) : ICl
     }
 
     [SkippableFact]
-    public void Netns_JoinsTheGivenNamespace()
+    public void Netns_joins_the_given_namespace()
     {
         SkipUnlessReady();
         string ns = $"flint-jt-{Environment.ProcessId}";
@@ -210,7 +210,7 @@ public sealed class JailerTests(JailerHarness h, ITestOutputHelper output) : ICl
     }
 
     [SkippableFact]
-    public void ResourceLimits_Applied()
+    public void Resource_limits_are_applied()
     {
         SkipUnlessReady();
         string id = NewId("rlim");
@@ -362,7 +362,7 @@ public sealed class JailerTests(JailerHarness h, ITestOutputHelper output) : ICl
     /// died (unhandled EMFILE while opening stderr) leaving the jail behind; now they are set just before execve.
     /// </summary>
     [SkippableFact]
-    public void SmallResourceLimits_ApplyToTheVmmOnly()
+    public void Small_resource_limits_apply_to_the_VMM_only()
     {
         SkipUnlessReady();
         string id = NewId("smallrlim");
@@ -414,7 +414,7 @@ public sealed class JailerTests(JailerHarness h, ITestOutputHelper output) : ICl
     }
 
     [SkippableFact]
-    public void TenConcurrentJails_DoNotInterfere()
+    public void Ten_concurrent_jails_do_not_interfere()
     {
         SkipUnlessReady();
         string? cpu = JailerHarness.MountOf("cpu");
@@ -463,7 +463,7 @@ public sealed class JailerTests(JailerHarness h, ITestOutputHelper output) : ICl
     /// (--start-time-us, taken first thing in Main) to the stand-in's start.
     /// </summary>
     [SkippableFact]
-    public void StartToExecTime_OneAndTenParallel()
+    public void Start_to_exec_time_one_and_ten_parallel()
     {
         SkipUnlessReady();
         var one = new List<(double Total, double Inner)>();
@@ -522,7 +522,7 @@ public sealed class JailerTests(JailerHarness h, ITestOutputHelper output) : ICl
 public sealed class JailerOptionsTests
 {
     [Fact]
-    public void Parses_FirecrackerFlags()
+    public void Parses_Firecracker_flags()
     {
         var o = JailerOptions.Parse([
             "--id", "vm-1", "--exec-file", "/usr/bin/flint", "--uid", "123", "--gid", "100", "--chroot-base-dir", "/x",
@@ -547,7 +547,7 @@ public sealed class JailerOptionsTests
     }
 
     [Fact]
-    public void Defaults()
+    public void Defaults_are_Firecrackers()
     {
         var o = JailerOptions.Parse(["--id", "a", "--exec-file", "f", "--uid", "0", "--gid", "0"]);
         Assert.Equal("/srv/jailer", o.ChrootBaseDir);
@@ -565,10 +565,10 @@ public sealed class JailerOptionsTests
     [InlineData("a.b", false)]
     [InlineData("a/b", false)]
     [InlineData("é", false)]
-    public void IdRule(string id, bool ok) => Assert.Equal(ok, JailerOptions.IsValidId(id));
+    public void The_id_rule(string id, bool ok) => Assert.Equal(ok, JailerOptions.IsValidId(id));
 
     [Fact]
-    public void IdRule_Length()
+    public void The_id_rule_bounds_the_length()
     {
         Assert.True(JailerOptions.IsValidId(new string('x', 64)));
         Assert.False(JailerOptions.IsValidId(new string('x', 65)));
@@ -579,6 +579,6 @@ public sealed class JailerOptionsTests
     [InlineData("--bogus")]
     [InlineData("positional")]
     [InlineData("--daemonize=yes")]
-    public void Rejects(params string[] extra) =>
+    public void Bad_arguments_are_rejected(params string[] extra) =>
         Assert.Throws<JailerException>(() => JailerOptions.Parse(["--id", "a", "--exec-file", "f", "--uid", "0", "--gid", "0", .. extra]));
 }

@@ -85,7 +85,7 @@ public unsafe class StructLayoutTests
     [InlineData("KVM_SET_MSRS", 0x4008AE89u)]
     [InlineData("KVM_SET_FPU", 0x41A0AE8Du)]
     [InlineData("KVM_SET_LAPIC", 0x4400AE8Fu)]
-    public void Ioctl_numbers(string name, uint expected)
+    public void The_ioctl_numbers(string name, uint expected)
     {
         var f = typeof(Ioctls).GetField(name)!;
         Assert.Equal((nuint)expected, (nuint)f.GetValue(null)!);

@@ -39,7 +39,7 @@ public sealed class DiffDumpTests : IDisposable
         runs.Select(r => ((long)(r.First * P), (long)((r.First + r.Count) * P))).ToList();
 
     [Fact]
-    public void WritesOnlyDirtyPagesAtTheirOffsets_HolesElsewhere()
+    public void Writes_only_dirty_pages_at_their_offsets_holes_elsewhere()
     {
         _mem.Write(0x5000, new byte[] { 9 });                 // VMM write: low page 5
         _mem.MarkDirty(0x100000 + 64 * P, 2 * P);             // VMM write: high pages 64, 65
@@ -59,7 +59,7 @@ public sealed class DiffDumpTests : IDisposable
     }
 
     [Fact]
-    public void NothingDirty_GivesAnAllHoleFileOfFullSize()
+    public void Nothing_dirty_gives_an_all_hole_file_of_full_size()
     {
         string f = PathOf("empty.mem");
         Assert.Equal(0UL, _mem.DumpDirtyToFile(f, Log([], [])));
@@ -68,7 +68,7 @@ public sealed class DiffDumpTests : IDisposable
     }
 
     [Fact]
-    public void ADiffOverAFileOfTheSameSizeMergesIntoIt()
+    public void A_diff_over_a_file_of_the_same_size_merges_into_it()
     {
         string f = PathOf("base.mem");
         _mem.DumpToFile(f);
@@ -81,7 +81,7 @@ public sealed class DiffDumpTests : IDisposable
     }
 
     [Fact]
-    public void AStaleFileOfAnotherSizeIsTruncatedFirst()
+    public void A_stale_file_of_another_size_is_truncated_first()
     {
         string f = PathOf("stale.mem");
         File.WriteAllBytes(f, Enumerable.Repeat((byte)0x55, (int)(P * 300)).ToArray());
@@ -91,7 +91,7 @@ public sealed class DiffDumpTests : IDisposable
     }
 
     [Fact]
-    public void AFailedDiffKeepsTheLogItReadInTheVmmBitmap()
+    public void A_failed_diff_keeps_the_log_it_read_in_the_VMM_bitmap()
     {
         // Reading KVM's log clears it; when the dump then fails, those pages must still be in the next Diff.
         string f = PathOf("no-such-dir/diff.mem");
@@ -103,7 +103,7 @@ public sealed class DiffDumpTests : IDisposable
     }
 
     [Fact]
-    public void FullDumpOverTheSameSizeFileIsNotTruncated_AndMatchesMemory()
+    public void Full_dump_over_the_same_size_file_is_not_truncated_and_matches_memory()
     {
         string f = PathOf("full.mem");
         File.WriteAllBytes(f, new byte[_mem.TotalSize]);
@@ -116,7 +116,7 @@ public sealed class DiffDumpTests : IDisposable
     }
 
     [Fact]
-    public void ResidentPagesReportsTouchedPages()
+    public void Resident_pages_reports_touched_pages()
     {
         using var m = GuestMemory.Create([(0UL, 256 * P)]);
         m.Write(10 * P, (byte)1);
@@ -142,7 +142,7 @@ public sealed class OverwriteSelfTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, true);
 
     [Fact]
-    public void AFullSnapshotOverTheFileItWasRestoredFromKeepsTheUntouchedPages()
+    public void A_full_snapshot_over_the_file_it_was_restored_from_keeps_the_untouched_pages()
     {
         string f = Path.Combine(_dir, "vm.mem");
         var original = new byte[64 * P];

@@ -18,7 +18,7 @@ public sealed class DirtyTrackingTests : IDisposable
         Enumerable.Range(0, (int)(r.Size / P)).Where(i => r.Dirty!.IsDirty((ulong)i)).Select(i => (ulong)i).ToArray();
 
     [Fact]
-    public void OffByDefault_WritesMarkNothing()
+    public void Off_by_default_writes_mark_nothing()
     {
         _mem.Write(0x2000UL, 7UL);
         _mem.MarkDirty(0x3000, 10);
@@ -27,7 +27,7 @@ public sealed class DirtyTrackingTests : IDisposable
     }
 
     [Fact]
-    public void EveryWritePathMarksTheWholePagesItTouches()
+    public void Every_write_path_marks_the_whole_pages_it_touches()
     {
         _mem.EnableDirtyTracking();
         var low = _mem.Regions[0];
@@ -42,7 +42,7 @@ public sealed class DirtyTrackingTests : IDisposable
     }
 
     [Fact]
-    public void AWriteAcrossTwoRegionsMarksBoth()
+    public void A_write_across_two_regions_marks_both()
     {
         using var m = GuestMemory.Create([(0UL, 4 * P), (4 * P, 4 * P)]);
         m.EnableDirtyTracking();
@@ -54,7 +54,7 @@ public sealed class DirtyTrackingTests : IDisposable
     }
 
     [Fact]
-    public void MarkingOutsideGuestRamIsIgnored_AndZeroLengthMarksNothing()
+    public void Marking_outside_guest_RAM_is_ignored_and_zero_length_marks_nothing()
     {
         _mem.EnableDirtyTracking();
         _mem.MarkDirty(0x80000, 100); // the gap between the regions
@@ -63,7 +63,7 @@ public sealed class DirtyTrackingTests : IDisposable
     }
 
     [Fact]
-    public void ResetDirtyCleansEveryPage()
+    public void Reset_dirty_cleans_every_page()
     {
         _mem.EnableDirtyTracking();
         _mem.Fill(0, 64 * P, 1);
@@ -73,7 +73,7 @@ public sealed class DirtyTrackingTests : IDisposable
     }
 
     [Fact]
-    public void BitmapMasksAreExactAtWordEdges()
+    public void Bitmap_masks_are_exact_at_word_edges()
     {
         var b = new DirtyPageBitmap(200 * P);
         b.Mark(63 * P, 1);
@@ -92,7 +92,7 @@ public sealed class DirtyTrackingTests : IDisposable
     }
 
     [Fact]
-    public void MarkingAllocatesNothing()
+    public void Marking_allocates_nothing()
     {
         _mem.EnableDirtyTracking();
         for (int i = 0; i < 100; i++) _mem.MarkDirty((ulong)i * 16, 8);
@@ -102,7 +102,7 @@ public sealed class DirtyTrackingTests : IDisposable
     }
 
     [Fact]
-    public void ConcurrentMarksAreNotLost()
+    public void Concurrent_marks_are_not_lost()
     {
         var b = new DirtyPageBitmap(64 * 64 * P);
         Parallel.For(0, 4, t =>

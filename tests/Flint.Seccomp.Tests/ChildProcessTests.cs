@@ -33,7 +33,7 @@ public class ChildProcessTests
     [InlineData("vcpu", 41)]  // socket
     [InlineData("api", 59)]   // execve (with null args: never reached)
     [InlineData("vmm", 57)]   // fork
-    public void ForbiddenSyscallExits148WithTheFirecrackerMessage(string filter, int nr)
+    public void Forbidden_syscall_exits_148_with_the_Firecracker_message(string filter, int nr)
     {
         var (code, stdout, stderr) = RunHelper(60_000, "trap", filter, nr.ToString());
         Assert.True(code == 148, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
@@ -47,7 +47,7 @@ public class ChildProcessTests
     /// the vCPU thread: the vcpu filter killed flint with 148 ("bad syscall (16)"), first seen in a nested run.
     /// </summary>
     [Fact]
-    public void SerialConsoleWriteUnderTheVcpuFilterWithNothingWrittenBefore()
+    public void Serial_console_write_under_the_vCPU_filter_with_nothing_written_before()
     {
         var (code, stdout, stderr) = RunHelper(60_000, "vcpu-serial");
         Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
@@ -60,7 +60,7 @@ public class ChildProcessTests
     /// first use of .NET's Console.Out: terminal initialisation, ioctl TCGETS, exit 148.
     /// </summary>
     [Fact]
-    public void ErrorLoggedOnAVcpuThreadWithNothingWrittenBefore()
+    public void Error_logged_on_a_vCPU_thread_with_nothing_written_before()
     {
         var (code, stdout, stderr) = RunHelper(60_000, "vcpu-log");
         Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
@@ -69,7 +69,7 @@ public class ChildProcessTests
     }
 
     [Fact]
-    public void VmmFilterAllowsThePostBootDeviceCallsOfTheApi()
+    public void VMM_filter_allows_the_post_boot_device_calls_of_the_API()
     {
         string dir = Directory.CreateTempSubdirectory("flint-seccomp-").FullName;
         try
@@ -88,7 +88,7 @@ public class ChildProcessTests
     /// PATCH /drives after InstanceStart killed the VM with 148.
     /// </summary>
     [Fact]
-    public void VmmFilterAllowsEveryPostBootApiPath()
+    public void VMM_filter_allows_every_post_boot_API_path()
     {
         string dir = Directory.CreateTempSubdirectory("flint-seccomp-").FullName;
         try
@@ -102,7 +102,7 @@ public class ChildProcessTests
     }
 
     [Fact]
-    public void RelativeDrivePatchUnderTheVmmFilterWithoutGetcwdExits148()
+    public void Relative_drive_patch_under_the_VMM_filter_without_getcwd_exits_148()
     {
         string dir = Directory.CreateTempSubdirectory("flint-seccomp-").FullName;
         try
@@ -115,7 +115,7 @@ public class ChildProcessTests
     }
 
     [Fact]
-    public void FatalSigsegvHandlerLeavesNullReferencesToTheRuntimeAndEndsWildFaultsWith150()
+    public void Fatal_SIGSEGV_handler_leaves_null_references_to_the_runtime_and_ends_wild_faults_with_150()
     {
         var (code, stdout, stderr) = RunHelper(60_000, "segv");
         Assert.True(code == 150, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
@@ -128,7 +128,7 @@ public class ChildProcessTests
     [InlineData("vcpu", 39)]  // getpid
     [InlineData("api", 186)]  // gettid
     [InlineData("vmm", 24)]   // sched_yield
-    public void AllowedSyscallKeepsRunning(string filter, int nr)
+    public void Allowed_syscall_keeps_running(string filter, int nr)
     {
         var (code, stdout, stderr) = RunHelper(60_000, "trap", filter, nr.ToString());
         Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
@@ -136,7 +136,7 @@ public class ChildProcessTests
     }
 
     [Fact]
-    public void CustomJsonFilterIsEnforced()
+    public void Custom_JSON_filter_is_enforced()
     {
         string dir = Directory.CreateTempSubdirectory("flint-seccomp-").FullName;
         try
@@ -155,7 +155,7 @@ public class ChildProcessTests
     }
 
     [Fact]
-    public void DefaultFiltersSurviveEachKindsNormalWorkUnderGcPressure()
+    public void Default_filters_survive_each_kinds_normal_work_under_GC_pressure()
     {
         // vcpu: allocations forcing GCs, waits, eventfd writes, logging, kick signals; api: Unix socket accept/recv/send
         // over epoll; vmm (the main thread): epoll/eventfd/timerfd, pread/pwrite/fdatasync, metrics and stdout writes.

@@ -10,7 +10,7 @@ public class CompilerTests
         => $"{{\"default_action\": {def}, \"filter_action\": {act}, \"filter\": [{rules}]}}";
 
     [Fact]
-    public void SmallFilterCompilesToExactProgram()
+    public void Small_filter_compiles_to_exact_program()
     {
         var prog = CompileOne(Filter("""{"syscall": "read"}, {"syscall": "ioctl", "args": [{"index": 1, "type": "dword", "op": "eq", "val": 44672, "comment": "KVM_RUN"}]}"""));
         SockFilter[] expected =
@@ -37,7 +37,7 @@ public class CompilerTests
     }
 
     [Fact]
-    public void ActionsMapToKernelReturnValues()
+    public void Actions_map_to_kernel_return_values()
     {
         Assert.Equal(Bpf.SECCOMP_RET_ERRNO | 1, BpfInterpreter.Run(CompileOne(Filter("""{"syscall": "read"}""", "{\"errno\": 1}")), 1));
         Assert.Equal(Bpf.SECCOMP_RET_ERRNO | 13, BpfInterpreter.Run(CompileOne(Filter("""{"syscall": "read"}""", "\"errno(13)\"")), 1));
@@ -75,7 +75,7 @@ public class CompilerTests
     [InlineData("gt")]
     [InlineData("ge")]
     [InlineData("masked_eq")]
-    public void QwordComparesMatchReferenceSemantics(string op)
+    public void Qword_compares_match_reference_semantics(string op)
     {
         foreach (ulong val in Interesting)
         {
@@ -99,7 +99,7 @@ public class CompilerTests
     [InlineData("gt")]
     [InlineData("ge")]
     [InlineData("masked_eq")]
-    public void DwordComparesLookOnlyAtTheLowWord(string op)
+    public void Dword_compares_look_only_at_the_low_word(string op)
     {
         foreach (ulong val in Interesting.Where(x => x <= uint.MaxValue))
         {
@@ -116,7 +116,7 @@ public class CompilerTests
     }
 
     [Fact]
-    public void ConditionsAreAndedAndRulesOred()
+    public void Conditions_are_anded_and_rules_ored()
     {
         var prog = CompileOne(Filter("""
             {"syscall": "socket", "args": [{"index": 0, "type": "dword", "op": "eq", "val": 1}, {"index": 1, "type": "dword", "op": "eq", "val": 524289}]},
@@ -129,7 +129,7 @@ public class CompilerTests
     }
 
     [Fact]
-    public void FarJumpsWithManyRulesResolve()
+    public void Far_jumps_with_many_rules_resolve()
     {
         // 300 syscalls, each allowed only when arg0 == its number: the dispatch chain and the rule blocks are far apart.
         var names = Enumerable.Range(0, 335).Select(SyscallTable.GetName).Where(n => n != null).Take(300).ToList();
@@ -151,7 +151,7 @@ public class CompilerTests
     }
 
     [Fact]
-    public void FarJumpsInsideOneLongRuleResolve()
+    public void Far_jumps_inside_one_long_rule_resolve()
     {
         // One rule with 80 qword conditions (~400 instructions): an early failure must jump past all of them.
         string conds = string.Join(",", Enumerable.Range(0, 80).Select(i => $$"""{"index": {{i % 6}}, "type": "qword", "op": "ne", "val": {{i + 100}}}"""));
@@ -174,7 +174,7 @@ public class CompilerTests
     [InlineData("""{"syscall": "read", "args": [{"index": 0, "type": "dword", "op": "masked_eq", "val": 1}]}""", "masked_eq needs a mask")]
     [InlineData("""{"syscall": "read", "argz": []}""", "unknown field 'argz'")]
     [InlineData("""{"comment": "no name"}""", "missing 'syscall'")]
-    public void InvalidRulesAreRejectedWithClearErrors(string rule, string expected)
+    public void Invalid_rules_are_rejected_with_clear_errors(string rule, string expected)
     {
         var e = Assert.Throws<SeccompConfigException>(() => BpfCompiler.CompileJson($"{{\"vmm\": {Filter(rule)}}}"));
         Assert.Contains(expected, e.Message);
@@ -187,14 +187,14 @@ public class CompilerTests
     [InlineData("""{"vmm": {"default_action": "trap", "filter_action": "allow", "filter": {}}}""", "must be an array")]
     [InlineData("""{"vmm": {"default_action": "trap", "filter_action": "allow", "filter": [] """, "Invalid seccomp filter JSON")]
     [InlineData("""[1, 2]""", "top level must be an object")]
-    public void InvalidDocumentsAreRejected(string json, string expected)
+    public void Invalid_documents_are_rejected(string json, string expected)
     {
         var e = Assert.Throws<SeccompConfigException>(() => BpfCompiler.CompileJson(json));
         Assert.Contains(expected, e.Message);
     }
 
     [Fact]
-    public void FirecrackerStyleFieldNamesAndMaskedEqObjectAreAccepted()
+    public void Firecracker_style_field_names_and_masked_eq_object_are_accepted()
     {
         var prog = CompileOne(Filter("""{"syscall": "mmap", "args": [{"arg_index": 3, "arg_type": "dword", "op": {"masked_eq": 255}, "val": 34}]}"""));
         Assert.Equal(Allow, BpfInterpreter.Run(prog, 9, [0, 0, 0, 0x1234_5622]));
@@ -202,7 +202,7 @@ public class CompilerTests
     }
 
     [Fact]
-    public void SyscallTableIsComplete()
+    public void Syscall_table_is_complete()
     {
         Assert.True(SyscallTable.Count > 360);
         Assert.True(SyscallTable.TryGetNumber("read", out int r) && r == 0);

@@ -7,7 +7,7 @@ public class DefaultFilterTests
     private static int Nr(string name) => SyscallTable.TryGetNumber(name, out int n) ? n : throw new ArgumentException(name);
 
     [Fact]
-    public void AllThreeCompileAndAreAllowLists()
+    public void All_three_compile_and_are_allow_lists()
     {
         foreach (var kind in ThreadKinds.Roles)
         {
@@ -39,7 +39,7 @@ public class DefaultFilterTests
     }
 
     [Fact]
-    public void VcpuMayReadButNotSetVcpuState()
+    public void vCPU_may_read_but_not_set_vCPU_state()
     {
         var prog = DefaultFilters.Get(ThreadKind.Vcpu);
         // The pause and snapshot paths read a parked vCPU's state on its own thread; KVMCLOCK_CTRL goes with pause.
@@ -54,7 +54,7 @@ public class DefaultFilterTests
     }
 
     [Fact]
-    public void ApiHasNoUnlinkOrMessageCalls()
+    public void API_has_no_unlink_or_message_calls()
     {
         var prog = DefaultFilters.Get(ThreadKind.Api);
         foreach (var s in new[] { "unlink", "unlinkat", "sendmsg", "recvmsg", "getcwd" })
@@ -62,7 +62,7 @@ public class DefaultFilterTests
     }
 
     [Fact]
-    public void VmmResolvesRelativePathsButCannotUnlinkat()
+    public void VMM_resolves_relative_paths_but_cannot_unlinkat()
     {
         var prog = DefaultFilters.Get(ThreadKind.Vmm);
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("getcwd"))); // PATCH /drives with a relative path_on_host
@@ -76,7 +76,7 @@ public class DefaultFilterTests
     /// split it the same way. The baseline must let them through, or its trap would win over the role's allow.
     /// </summary>
     [Fact]
-    public void IoUringOnlyWhereTheAsyncBlockEngineRuns()
+    public void io_uring_only_where_the_async_block_engine_runs()
     {
         var vmm = DefaultFilters.Get(ThreadKind.Vmm);
         var vcpu = DefaultFilters.Get(ThreadKind.Vcpu);
@@ -94,7 +94,7 @@ public class DefaultFilterTests
     }
 
     [Fact]
-    public void ProcessBaselineDeniesWhatNoThreadDoesAndAllowsTheRest()
+    public void Process_baseline_denies_what_no_thread_does_and_allows_the_rest()
     {
         var spec = DefaultFilters.GetSpec(ThreadKind.Process);
         Assert.Equal(SeccompAction.Allow, spec.DefaultAction);
@@ -119,7 +119,7 @@ public class DefaultFilterTests
     }
 
     [Fact]
-    public void VcpuAllowsOnlyVcpuIoctls()
+    public void vCPU_allows_only_vCPU_ioctls()
     {
         var prog = DefaultFilters.Get(ThreadKind.Vcpu);
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("ioctl"), [10, 44672])); // KVM_RUN
@@ -140,7 +140,7 @@ public class DefaultFilterTests
     }
 
     [Fact]
-    public void ApiAllowsUnixSocketServing()
+    public void API_allows_unix_socket_serving()
     {
         var prog = DefaultFilters.Get(ThreadKind.Api);
         Assert.Equal(Allow, BpfInterpreter.Run(prog, Nr("accept4"), [3, 0, 0, 0x80000]));
@@ -153,7 +153,7 @@ public class DefaultFilterTests
     }
 
     [Fact]
-    public void VmmAllowsEventLoopAndBlockIo()
+    public void VMM_allows_event_loop_and_block_io()
     {
         var prog = DefaultFilters.Get(ThreadKind.Vmm);
         foreach (var s in new[] { "epoll_wait", "epoll_ctl", "pread64", "pwrite64", "fdatasync", "timerfd_create", "eventfd2", "writev", "readv" })
@@ -173,7 +173,7 @@ public class DefaultFilterTests
     }
 
     [Fact]
-    public void ConfigLoadCompilesAFileAndRequiresAllKinds()
+    public void Config_load_compiles_a_file_and_requires_all_kinds()
     {
         string dir = Directory.CreateTempSubdirectory("flint-seccomp-").FullName;
         try

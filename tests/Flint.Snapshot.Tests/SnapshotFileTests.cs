@@ -25,7 +25,7 @@ public class SnapshotFileTests
     private static string Fails(byte[] b) => Assert.Throws<SnapshotFormatException>(() => SnapshotFile.Parse(b)).Message;
 
     [Fact]
-    public void RoundTripsSectionsAndFields()
+    public void Round_trips_sections_and_fields()
     {
         var f = SnapshotFile.Parse(Sample());
         Assert.Equal(["vcpu/0", "empty"], f.Sections.Select(s => s.Name));
@@ -41,10 +41,10 @@ public class SnapshotFileTests
     }
 
     [Fact]
-    public void Crc64MatchesTheXzCheckValue() => Assert.Equal(0x995DC9BBDF1939FAUL, Crc64.Compute("123456789"u8));
+    public void CRC64_matches_the_xz_check_value() => Assert.Equal(0x995DC9BBDF1939FAUL, Crc64.Compute("123456789"u8));
 
     [Fact]
-    public void EveryTruncationIsRefusedWithAClearError()
+    public void Every_truncation_is_refused_with_a_clear_error()
     {
         var b = Sample();
         for (int n = 0; n < b.Length; n++)
@@ -56,7 +56,7 @@ public class SnapshotFileTests
     }
 
     [Fact]
-    public void EveryFlippedBitIsRefused()
+    public void Every_flipped_bit_is_refused()
     {
         var good = Sample();
         for (int i = 0; i < good.Length; i++)
@@ -72,7 +72,7 @@ public class SnapshotFileTests
     }
 
     [Fact]
-    public void WrongMagicIsRefused()
+    public void Wrong_magic_is_refused()
     {
         var b = Sample();
         b[0] = (byte)'X';
@@ -81,7 +81,7 @@ public class SnapshotFileTests
     }
 
     [Fact]
-    public void OtherMajorOrNewerMinorVersionIsRefused()
+    public void Other_major_or_newer_minor_version_is_refused()
     {
         var b = Sample();
         BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(8), 2);
@@ -98,7 +98,7 @@ public class SnapshotFileTests
     }
 
     [Fact]
-    public void WrongArchitectureIsRefused()
+    public void Wrong_architecture_is_refused()
     {
         var b = Sample();
         BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(16), 0xAAAA);
@@ -109,7 +109,7 @@ public class SnapshotFileTests
     }
 
     [Fact]
-    public void LyingLengthsWithAValidCrcAreRefused()
+    public void Lying_lengths_with_a_valid_CRC_are_refused()
     {
         // A section length past the end of the file, with a CRC recomputed over the lie.
         var b = Sample();
@@ -130,7 +130,7 @@ public class SnapshotFileTests
     }
 
     [Fact]
-    public void ReaderRefusesShortFieldsAndHugeCounts()
+    public void Reader_refuses_short_fields_and_huge_counts()
     {
         var w = new StateWriter();
         w.U32(5);
@@ -150,7 +150,7 @@ public class SnapshotFileTests
     /// exception, caught or not, as a finding: hostile input must not drive control flow through exceptions).
     /// </summary>
     [Fact]
-    public void NonUtf8StringIsRefusedWithoutADecoderException()
+    public void Non_UTF_8_string_is_refused_without_a_decoder_exception()
     {
         int others = 0, thread = Environment.CurrentManagedThreadId;
         void Count(object? _, System.Runtime.ExceptionServices.FirstChanceExceptionEventArgs e)
@@ -168,18 +168,18 @@ public class SnapshotFileTests
     }
 
     [Fact]
-    public void MissingSectionIsAFormatError() =>
+    public void Missing_section_is_a_format_error() =>
         Assert.Contains("no vm section", Assert.Throws<SnapshotFormatException>(() => SnapshotFile.Parse(Sample()).Open("vm")).Message);
 
     [Fact]
-    public void DescribeVersionReadsTheHeaderOnly()
+    public void Describe_version_reads_the_header_only()
     {
         Assert.Equal(SnapshotFormat.VersionText, SnapshotFile.DescribeVersion(Sample()));
         Assert.Throws<SnapshotFormatException>(() => SnapshotFile.DescribeVersion(new byte[3]));
     }
 
     [Fact]
-    public void OversizedFileIsRefusedBeforeReading()
+    public void Oversized_file_is_refused_before_reading()
     {
         string p = Path.Combine(Path.GetTempPath(), $"flint-snap-{Guid.NewGuid():N}");
         try
@@ -191,7 +191,7 @@ public class SnapshotFileTests
     }
 
     [Fact]
-    public void SaveThenLoadRoundTrips()
+    public void Save_then_load_round_trips()
     {
         string p = Path.Combine(Path.GetTempPath(), $"flint-snap-{Guid.NewGuid():N}");
         try

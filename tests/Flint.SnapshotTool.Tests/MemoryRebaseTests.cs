@@ -19,7 +19,7 @@ public sealed class MemoryRebaseTests : IDisposable
     private string PathOf(string n) => Path.Combine(_dir, n);
 
     [Fact]
-    public void ADiffFromGuestMemoryMergesOntoItsBase_ToTheMemoryAtTheDiff()
+    public void A_diff_from_guest_memory_merges_onto_its_base_to_the_memory_at_the_diff()
     {
         using var mem = GuestMemory.Create([(0UL, 32 * P), (0x100000UL, 40 * P)]);
         mem.EnableDirtyTracking();
@@ -43,7 +43,7 @@ public sealed class MemoryRebaseTests : IDisposable
     }
 
     [Fact]
-    public void AnAllHoleDiffChangesNothing()
+    public void An_all_hole_diff_changes_nothing()
     {
         string b = PathOf("b"), d = PathOf("d");
         File.WriteAllBytes(b, Enumerable.Repeat((byte)7, (int)(8 * P)).ToArray());
@@ -53,7 +53,7 @@ public sealed class MemoryRebaseTests : IDisposable
     }
 
     [Fact]
-    public void ADiffOfAnotherSizeIsRefusedBeforeAnyWrite()
+    public void A_diff_of_another_size_is_refused_before_any_write()
     {
         string b = PathOf("b"), d = PathOf("d");
         File.WriteAllBytes(b, new byte[8 * P]);
@@ -64,7 +64,7 @@ public sealed class MemoryRebaseTests : IDisposable
     }
 
     [Fact]
-    public void MissingFilesSayWhichOne()
+    public void Missing_files_say_which_one()
     {
         string b = PathOf("b");
         File.WriteAllBytes(b, new byte[P]);
@@ -75,7 +75,7 @@ public sealed class MemoryRebaseTests : IDisposable
     }
 
     [Fact]
-    public void APageSizeThatIsNotAPowerOfTwoIsAUsageError()
+    public void A_page_size_that_is_not_a_power_of_two_is_a_usage_error()
     {
         var e = Assert.Throws<ToolException>(() => MemoryRebase.Rebase(PathOf("x"), PathOf("y"), 5000));
         Assert.Equal(ExitCodes.Usage, e.ExitCode);

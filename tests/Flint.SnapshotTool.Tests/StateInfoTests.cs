@@ -24,7 +24,7 @@ public sealed class StateInfoTests
     }
 
     [Fact]
-    public void DescribesADiff()
+    public void Describes_a_diff()
     {
         string text = StateInfo.Describe(Sample(new MemoryFileInfo(MemoryFileKind.Diff, 4096, DirtySource.DirtyLog)));
         Assert.Contains("version: v1.0.0\n", text);
@@ -40,7 +40,7 @@ public sealed class StateInfoTests
     }
 
     [Fact]
-    public void CountsThePciFunctions()
+    public void Counts_the_PCI_functions()
     {
         var f = Sample(null);
         var w = new StateWriter();
@@ -52,13 +52,13 @@ public sealed class StateInfoTests
     }
 
     [Fact]
-    public void AFileWithoutTheMemoryFileSectionIsFull()
+    public void A_file_without_the_memory_file_section_is_full()
     {
         Assert.Contains("memory file: full, page size 4096\n", StateInfo.Describe(Sample(null)));
     }
 
     [Fact]
-    public void TheToolReadsTheSectionNamesTheVmmWrites()
+    public void The_tool_reads_the_section_names_the_VMM_writes()
     {
         Assert.Equal(SnapshotSections.Config, StateInfo.ConfigSection);
         Assert.Equal(SnapshotSections.Memory, StateInfo.MemorySection);
@@ -69,7 +69,7 @@ public sealed class StateInfoTests
     }
 
     [Fact]
-    public void ABadMemoryFileSectionIsAFormatError()
+    public void A_bad_memory_file_section_is_a_format_error()
     {
         var w = new StateWriter();
         w.U8(1); w.U32(3000); w.U8(1);

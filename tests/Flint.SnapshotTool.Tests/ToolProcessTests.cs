@@ -42,7 +42,7 @@ public sealed class ToolProcessTests : IDisposable
     }
 
     [Fact]
-    public void InfoDescribesAStateFile()
+    public void Info_describes_a_state_file()
     {
         string state = Path.Combine(_dir, "vm.state");
         StateInfoTests.Sample(new MemoryFileInfo(MemoryFileKind.Diff, 4096, DirtySource.Mincore)).Save(state);
@@ -55,7 +55,7 @@ public sealed class ToolProcessTests : IDisposable
     }
 
     [Fact]
-    public void FirecrackerSpellingMergesADiff()
+    public void Firecracker_spelling_merges_a_diff()
     {
         const ulong P = GuestMemory.PageSize;
         using var mem = GuestMemory.Create([(0UL, 16 * P)]);
@@ -83,7 +83,7 @@ public sealed class ToolProcessTests : IDisposable
     [InlineData(2, "Error: unknown command 'frobnicate'.", "frobnicate")]
     [InlineData(2, "Error: invalid value 'big' for --page-size.", "merge", "--base", "a", "--diff", "b", "--page-size", "big")]
     [InlineData(2, "Error: no command given.")]
-    public void FailuresAreOneClearLineAndAnExitCode(int code, string start, params string[] args)
+    public void Failures_are_one_clear_line_and_an_exit_code(int code, string start, params string[] args)
     {
         var r = Run(args);
         Assert.Equal(code, r.Code);
@@ -93,7 +93,7 @@ public sealed class ToolProcessTests : IDisposable
     }
 
     [Fact]
-    public void ACorruptStateFileIsRefusedWithTheFormatReason()
+    public void A_corrupt_state_file_is_refused_with_the_format_reason()
     {
         string state = Path.Combine(_dir, "bad.state");
         var bytes = StateInfoTests.Sample(null).Serialize();

@@ -8,7 +8,7 @@ public class TestGuestTests
     private const string Qemu = "/usr/bin/qemu-system-x86_64";
 
     [Fact]
-    public void ElfIsBuiltWithPvhNoteAtLoadAddress()
+    public void ELF_is_built_with_PVH_note_at_load_address()
     {
         Assert.True(File.Exists(TestGuestImage.Path), TestGuestImage.Path);
         Assert.Equal((uint)TestGuestImage.LoadAddress, TestGuestImage.ReadPvhEntry(TestGuestImage.Path));
@@ -17,7 +17,7 @@ public class TestGuestTests
     }
 
     [Fact]
-    public void DiskPatternRoundTrips()
+    public void Disk_pattern_round_trips()
     {
         var path = Path.GetTempFileName();
         try
@@ -38,7 +38,7 @@ public class TestGuestTests
     }
 
     [Fact]
-    public void ParsesSerialOutput()
+    public void Parses_serial_output()
     {
         var r = TestGuestImage.Parse("noise\r\nFLINT-TESTGUEST start\r\nPASS serial\nblk id=abc\nFAIL blk: x\nFLINT-TESTGUEST done pass=1 fail=1\n");
         Assert.True(r.Started && r.Done);
@@ -52,7 +52,7 @@ public class TestGuestTests
     }
 
     [Fact]
-    public void BuildsCmdlinesForTheDeviceTests()
+    public void Builds_cmdlines_for_the_device_tests()
     {
         Assert.Equal("tg.tests=rng,balloon tg.balloon.wait=2000 tg.balloon.strict=0 tg.boottimer=0",
             TestGuestImage.Build().Rng().Balloon(waitMs: 2000, strict: false).BootTimer(false).ToString());
@@ -81,7 +81,7 @@ public class TestGuestTests
     }
 
     [Fact]
-    public void ParsesDeviceTestLines()
+    public void Parses_device_test_lines()
     {
         var r = TestGuestImage.Parse(string.Join("\n",
             "FLINT-TESTGUEST start", "net arp-reply 56:b4:89:c1:4e:d3", "PASS net-arp", "PASS net-ping-served 3",
@@ -120,7 +120,7 @@ public class TestGuestTests
 
     /// <summary>Boots the guest under QEMU TCG (rw and ro disk): proves it drives virtio-blk correctly.</summary>
     [SkippableFact]
-    public void RunsUnderQemuTcg()
+    public void Runs_under_QEMU_TCG()
     {
         Skip.IfNot(File.Exists(Qemu), $"{Qemu} not installed");
         var (code, stdout, all) = RunScript(TestGuestImage.RunQemuScript);
@@ -141,7 +141,7 @@ public class TestGuestTests
     /// host process (Flint.Agent.Tests).
     /// </summary>
     [SkippableFact]
-    public void AgentModeWithoutVsockFailsAndShutsDown()
+    public void Agent_mode_without_vsock_fails_and_shuts_down()
     {
         Skip.IfNot(File.Exists(Qemu), $"{Qemu} not installed");
         var psi = new ProcessStartInfo(Qemu,
@@ -166,7 +166,7 @@ public class TestGuestTests
 
     /// <summary>virtio-rng and virtio-balloon (target set through QEMU's monitor) under QEMU TCG.</summary>
     [SkippableFact]
-    public void RngAndBalloonRunUnderQemuTcg()
+    public void Rng_and_balloon_run_under_QEMU_TCG()
     {
         Skip.IfNot(File.Exists(Qemu), $"{Qemu} not installed");
         var (code, stdout, all) = RunScript(TestGuestImage.RunQemuDevicesScript, "rng-balloon");
@@ -184,7 +184,7 @@ public class TestGuestTests
     /// from the namespace, the MMDS V1 and V2 client against mmds-mock.py. Needs root.
     /// </summary>
     [SkippableFact]
-    public void NetRunsUnderQemuTcg()
+    public void Net_runs_under_QEMU_TCG()
     {
         Skip.IfNot(File.Exists(Qemu), $"{Qemu} not installed");
         var (code, stdout, all) = RunScript(TestGuestImage.RunQemuDevicesScript, "net mmds-v2");

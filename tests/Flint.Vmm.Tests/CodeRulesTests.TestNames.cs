@@ -4,13 +4,12 @@ namespace Flint.Vmm.Tests;
 
 /// <summary>
 /// One naming style for tests (issue 16, docs/development.md): a test's name is its behaviour as a sentence in snake
-/// case (<c>Rep_outs_writes_each_element_to_the_port</c>). The older files written in PascalCase are listed in
-/// tests/legacy-pascalcase-tests.txt (a test added to one follows its file); the list may only shrink.
+/// case (<c>Rep_outs_writes_each_element_to_the_port</c>), in every test file. The older PascalCase names were renamed
+/// by scripts/dev/rename-legacy-tests.py, which can be run again on a branch that still adds some.
 /// </summary>
 public sealed partial class CodeRulesTests
 {
     private static readonly string Tests = Path.Combine(Repo.Root, "tests");
-    private static readonly string LegacyList = Path.Combine(Tests, "legacy-pascalcase-tests.txt");
 
     [GeneratedRegex(@"^\s*\[(Fact|Theory|SkippableFact|SkippableTheory)\b")]
     private static partial Regex TestAttribute();
@@ -37,40 +36,19 @@ public sealed partial class CodeRulesTests
         }
     }
 
-    /// <summary>Each test file (relative to tests/, '/' separated) that holds a test not named as a snake-case sentence.</summary>
-    private static SortedSet<string> FilesWithPascalCaseTests()
+    [Fact]
+    public void Test_names_are_snake_case_sentences_in_every_test_file()
     {
-        var files = new SortedSet<string>(StringComparer.Ordinal);
-        foreach (var file in Directory.EnumerateFiles(Tests, "*.cs", SearchOption.AllDirectories))
+        var offenders = new List<string>();
+        foreach (var file in Directory.EnumerateFiles(Tests, "*.cs", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
         {
             if (file.Contains("/obj/", StringComparison.Ordinal) || file.Contains("/bin/", StringComparison.Ordinal)) continue;
-            if (TestMethodNames(File.ReadLines(file)).Any(n => !IsSnakeCaseSentence(n)))
-                files.Add(Path.GetRelativePath(Tests, file).Replace('\\', '/'));
+            var names = TestMethodNames(File.ReadLines(file)).Where(n => !IsSnakeCaseSentence(n)).ToList();
+            if (names.Count > 0) offenders.Add($"  {Path.GetRelativePath(Tests, file).Replace('\\', '/')}: {string.Join(", ", names)}");
         }
-        return files;
-    }
-
-    [Fact]
-    public void Test_names_are_snake_case_sentences_outside_the_listed_older_files()
-    {
-        var listed = new SortedSet<string>(
-            File.ReadLines(LegacyList).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')), StringComparer.Ordinal);
-        var actual = FilesWithPascalCaseTests();
-        var unlisted = actual.Except(listed).ToList();
-        var stale = listed.Except(actual).ToList();
-        if (stale.Count > 0 && unlisted.Count == 0 && Environment.GetEnvironmentVariable("FLINT_UPDATE_DOCS") == "1")
-        {
-            var header = File.ReadLines(LegacyList).TakeWhile(l => l.StartsWith('#'));
-            File.WriteAllLines(LegacyList, header.Concat(actual));
-            return;
-        }
-        Assert.True(unlisted.Count == 0,
-            "tests not named as a snake-case sentence (Rep_outs_writes_each_element_to_the_port; docs/development.md) in:\n" +
-            string.Join("\n", unlisted.Select(f => $"  {f}: " +
-                string.Join(", ", TestMethodNames(File.ReadLines(Path.Combine(Tests, f))).Where(n => !IsSnakeCaseSentence(n))))));
-        Assert.True(stale.Count == 0,
-            "tests/legacy-pascalcase-tests.txt lists files whose tests are all snake case now; drop them from the list " +
-            "(FLINT_UPDATE_DOCS=1 rewrites it):\n  " + string.Join("\n  ", stale));
+        Assert.True(offenders.Count == 0,
+            "tests not named as a snake-case sentence (Rep_outs_writes_each_element_to_the_port; docs/development.md; " +
+            "scripts/dev/rename-legacy-tests.py renames them) in:\n" + string.Join("\n", offenders));
     }
 
     [Theory]

@@ -13,17 +13,9 @@ namespace Flint.Vmm.Tests;
 /// flint-uffd-handler), GET /hotplug/memory answers as before, and after the resume a PATCH reaches the guest: the
 /// pattern reads back, the unplugged block is still unplugged, and a further plug works.
 /// </summary>
-public sealed class MemoryHotplugSnapshotKvmTests(ITestOutputHelper output) : IDisposable
+public sealed class MemoryHotplugSnapshotKvmTests(ITestOutputHelper output) : FlintProcessTest(output, "vmem-")
 {
     private const long BootMib = 128, AreaMib = 512;
-    private readonly string _dir = Repo.TempDir();
-    private readonly List<FlintConsoleProcess> _procs = [];
-
-    public void Dispose()
-    {
-        foreach (var p in _procs) p.Dispose();
-        Directory.Delete(_dir, true);
-    }
 
     [Trait("Needs", "kvm")]
     [SkippableFact]
@@ -36,9 +28,10 @@ public sealed class MemoryHotplugSnapshotKvmTests(ITestOutputHelper output) : ID
     private void Run(bool uffd)
     {
         KvmRequirement.Check();
-        string snap = Path.Combine(_dir, "vm.snap"), mem = Path.Combine(_dir, "vm.mem"), uffdSock = Path.Combine(_dir, "uffd.sock");
+        string snap = Path.Combine(Dir, "vm.snap"), mem = Path.Combine(Dir, "vm.mem"), uffdSock = Path.Combine(Dir, "uffd.sock");
         string statusBefore;
-        var (p1, out1, sock1) = StartFlint("a");
+        var out1 = StartFlint("a");
+        var (p1, sock1) = (out1.Process, out1.Socket);
         using (var s = Connect(sock1))
         {
             Ok(s, "PUT", "/boot-source", $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=mem tg.mem.snap=1 tg.mem.wait=240000\"}}");
@@ -55,7 +48,7 @@ public sealed class MemoryHotplugSnapshotKvmTests(ITestOutputHelper output) : ID
             var sw = Stopwatch.StartNew();
             Ok(s, "PUT", "/snapshot/create", $"{{\"snapshot_type\": \"Full\", \"snapshot_path\": \"{snap}\", \"mem_file_path\": \"{mem}\"}}");
             long allocated = Flint.Sys.SparseFile.AllocatedBytes(mem);
-            output.WriteLine($"Full snapshot ({BootMib} MiB + {AreaMib} MiB area, 4 MiB plugged): {sw.ElapsedMilliseconds} ms, " +
+            Output.WriteLine($"Full snapshot ({BootMib} MiB + {AreaMib} MiB area, 4 MiB plugged): {sw.ElapsedMilliseconds} ms, " +
                 $"memory file {new FileInfo(mem).Length} bytes, {allocated} bytes allocated");
             Assert.Equal((BootMib + AreaMib) << 20, new FileInfo(mem).Length);
             // The area's unplugged slots (and the unplugged blocks of plugged ones) are holes.
@@ -67,7 +60,8 @@ public sealed class MemoryHotplugSnapshotKvmTests(ITestOutputHelper output) : ID
         string before = out1.Console;
 
         using var handler = uffd ? new UffdHandlerRun(uffdSock, mem) : null;
-        var (p2, out2, sock2) = StartFlint("b");
+        var out2 = StartFlint("b");
+        var (p2, sock2) = (out2.Process, out2.Socket);
         using (var s = Connect(sock2))
         {
             string backend = uffd ? $"{{\"backend_type\": \"Uffd\", \"backend_path\": \"{uffdSock}\"}}" : $"{{\"backend_type\": \"File\", \"backend_path\": \"{mem}\"}}";
@@ -79,7 +73,7 @@ public sealed class MemoryHotplugSnapshotKvmTests(ITestOutputHelper output) : ID
             Assert.True(p2.WaitForExit(300_000), "the restored guest did not finish:\n" + out2.Console + (handler != null ? "\nhandler:\n" + handler.Output : ""));
         }
         string after = out2.Console;
-        output.WriteLine("--- before the snapshot ---\n" + before + "\n--- after the restore ---\n" + after);
+        Output.WriteLine("--- before the snapshot ---\n" + before + "\n--- after the restore ---\n" + after);
         Assert.Contains("PASS mem-snap-plug", before);
         foreach (var pass in new[] { "mem-snap-pattern", "mem-snap-state", "mem-snap-replug" })
             Assert.Matches($"(?m)^PASS {pass}\r?$", after);
@@ -87,24 +81,10 @@ public sealed class MemoryHotplugSnapshotKvmTests(ITestOutputHelper output) : ID
         if (handler != null)
         {
             var (code, hout) = handler.WaitExit();
-            output.WriteLine("--- handler ---\n" + hout);
+            Output.WriteLine("--- handler ---\n" + hout);
             Assert.Equal(0, code);
             Assert.InRange(UffdHandlerRun.Served(hout), 1, ((BootMib + AreaMib) << 20) / 4096);
         }
-    }
-
-    private (Process, FlintConsoleProcess, string) StartFlint(string name)
-    {
-        var f = new FlintConsoleProcess(_dir, "vmem-" + name, output.WriteLine);
-        _procs.Add(f);
-        return (f.Process, f, f.Socket);
-    }
-
-    private static Socket Connect(string sock)
-    {
-        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 120_000, SendTimeout = 60_000 };
-        s.Connect(new UnixDomainSocketEndPoint(sock));
-        return s;
     }
 
     private static string Get(Socket s, string path)
@@ -112,11 +92,5 @@ public sealed class MemoryHotplugSnapshotKvmTests(ITestOutputHelper output) : ID
         var (st, b) = ApiHttp.Request(s, "GET", path);
         Assert.True(st == 200, $"GET {path}: {st} {b}");
         return b;
-    }
-
-    private static void Ok(Socket s, string method, string path, string body)
-    {
-        var (st, b) = ApiHttp.Request(s, method, path, body);
-        Assert.True(st == 204, $"{method} {path}: {st} {b}");
     }
 }

@@ -63,7 +63,7 @@ public sealed class OutputsProcessTests : IDisposable
     public void FlushMetrics_on_a_full_disk_answers_an_error()
     {
         // Before the start Firecracker main refuses FlushMetrics; the full-disk answer of a flush on a started VM is
-        // ControllerTests.FlushMetricsOnAFullDiskAnswersFirecrackersError. Here: metrics on /dev/full are accepted, the
+        // ControllerTests.FlushMetrics_on_a_full_disk_answers_Firecrackers_error. Here: metrics on /dev/full are accepted, the
         // pre-boot flush is refused without touching the file, and the process still answers.
         _flint = new FlintApiProcess(_dir);
         Assert.Equal(204, _flint.Request("PUT", "/metrics", "{\"metrics_path\": \"/dev/full\"}").Status);

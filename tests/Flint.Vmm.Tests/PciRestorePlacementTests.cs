@@ -157,7 +157,7 @@ public sealed class PciRestorePlacementTests : IDisposable
     /// <summary>A hand-made section with one virtio-net function per (id, flags), its device type patched in.</summary>
     private static PciSnapshotState NetSection(params (string Id, byte Flags)[] nets)
     {
-        var fns = nets.Select((n, i) => new PciSnapshotSectionTests.Fn(i + 1, Flint.Arch.X86.Layout.PciMmio64Start + (ulong)i * VirtioPciLayout.BarSize, n.Id, n.Flags)).ToArray();
+        var fns = nets.Select((n, i) => new PciSectionSample.Fn(i + 1, Flint.Arch.X86.Layout.PciMmio64Start + (ulong)i * VirtioPciLayout.BarSize, n.Id, n.Flags)).ToArray();
         var bytes = PciSnapshotSectionTests.Section(PciStateCodec.Version, fns, deviceType: VirtioDeviceType.Net);
         return PciStateCodec.Parse(new StateReader(SnapshotSections.Pci, bytes));
     }

@@ -15,28 +15,19 @@ namespace Flint.Vmm.Tests;
 /// goes on from the next line, then reads and writes its disk on the queue it set up before, and the completion's MSI
 /// reaches its local APIC through the route the restore installed again.
 /// </summary>
-public sealed class PciSnapshotKvmTests(ITestOutputHelper output) : IDisposable
+public sealed class PciSnapshotKvmTests(ITestOutputHelper output) : FlintProcessTest(output, "pcisnap-")
 {
-    private readonly string _dir = Repo.TempDir();
-    private readonly List<FlintConsoleProcess> _procs = [];
-
-    public void Dispose()
-    {
-        foreach (var p in _procs) p.Dispose();
-        Directory.Delete(_dir, true);
-    }
-
     [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
     [SkippableFact]
     public void Pci_microvm_snapshot_restores_its_virtio_pci_block_device_and_msix_route_in_a_new_process()
     {
         KvmRequirement.Check();
-        var disk = Path.Combine(_dir, "disk.img");
+        var disk = Path.Combine(Dir, "disk.img");
         TestGuestImage.WriteDisk(disk, 64);
-        string snap = Path.Combine(_dir, "vm.snap"), mem = Path.Combine(_dir, "vm.mem");
+        string snap = Path.Combine(Dir, "vm.snap"), mem = Path.Combine(Dir, "vm.mem");
         const int Lines = SnapshotKvmTests.Lines, Spin = SnapshotKvmTests.Spin;
 
-        var a = Start("a", "--enable-pci");
+        var a = StartFlint("a", "--enable-pci");
         using (var s = a.Connect())
         {
             Ok(s, "PUT", "/boot-source", $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=serial,pci tg.pci.seq={Lines} tg.seq.spin={Spin}\"}}");
@@ -47,7 +38,7 @@ public sealed class PciSnapshotKvmTests(ITestOutputHelper output) : IDisposable
             Ok(s, "PATCH", "/vm", "{\"state\": \"Paused\"}");
             var sw = Stopwatch.StartNew();
             Ok(s, "PUT", "/snapshot/create", $"{{\"snapshot_type\": \"Full\", \"snapshot_path\": \"{snap}\", \"mem_file_path\": \"{mem}\"}}");
-            output.WriteLine($"Full snapshot of a PCI microVM: {sw.ElapsedMilliseconds} ms, state file {new FileInfo(snap).Length} bytes");
+            Output.WriteLine($"Full snapshot of a PCI microVM: {sw.ElapsedMilliseconds} ms, state file {new FileInfo(snap).Length} bytes");
         }
         Thread.Sleep(300);
         a.Process.Kill(true);
@@ -56,12 +47,12 @@ public sealed class PciSnapshotKvmTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("PASS pci\n", before);
         Assert.DoesNotContain("FLINT-TESTGUEST done", before);
 
-        var b = Start("b");
+        var b = StartFlint("b");
         using (var s = b.Connect())
         {
             var sw = Stopwatch.StartNew();
             Ok(s, "PUT", "/snapshot/load", $"{{\"snapshot_path\": \"{snap}\", \"mem_backend\": {{\"backend_type\": \"File\", \"backend_path\": \"{mem}\"}}}}");
-            output.WriteLine($"Load (File backend): {sw.ElapsedMilliseconds} ms");
+            Output.WriteLine($"Load (File backend): {sw.ElapsedMilliseconds} ms");
             Assert.Contains("\"Paused\"", ApiHttp.Request(s, "GET", "/").Body);
             using (var cfg = JsonDocument.Parse(ApiHttp.Request(s, "GET", "/vm/config").Body))
                 Assert.Equal("data", cfg.RootElement.GetProperty("drives")[0].GetProperty("drive_id").GetString());
@@ -69,8 +60,8 @@ public sealed class PciSnapshotKvmTests(ITestOutputHelper output) : IDisposable
         }
         Assert.True(b.Process.WaitForExit(300_000), "the restored guest did not finish:\n" + b.Console);
         string after = b.Console;
-        output.WriteLine("--- before the snapshot ---\n" + before + "\n--- after the restore ---\n" + after);
-        if (File.Exists(b.LogPath)) output.WriteLine("--- restored process log ---\n" + File.ReadAllText(b.LogPath));
+        Output.WriteLine("--- before the snapshot ---\n" + before + "\n--- after the restore ---\n" + after);
+        if (File.Exists(b.LogPath)) Output.WriteLine("--- restored process log ---\n" + File.ReadAllText(b.LogPath));
 
         Assert.DoesNotContain("FLINT-TESTGUEST start", after); // it did not boot again
         var seen = Regex.Matches(before + after, @"seq (\d+) sum=(\d+)\n").Select(m => (ulong.Parse(m.Groups[1].Value), ulong.Parse(m.Groups[2].Value))).ToList();
@@ -99,17 +90,17 @@ public sealed class PciSnapshotKvmTests(ITestOutputHelper output) : IDisposable
         KvmRequirement.Check();
         string Disk(string name)
         {
-            string path = Path.Combine(_dir, name + ".img");
+            string path = Path.Combine(Dir, name + ".img");
             TestGuestImage.WriteDisk(path, 64);
             return path;
         }
         string a = Disk("a"), b = Disk("b"), hot = Disk("hot");
-        string snap = Path.Combine(_dir, "hp.snap"), mem = Path.Combine(_dir, "hp.mem");
+        string snap = Path.Combine(Dir, "hp.snap"), mem = Path.Combine(Dir, "hp.mem");
         string cmd = TestGuestImage.Build().Tests("pcihp").Option("tg.pcihp.wait=", 600000).Option("tg.pcihp.snap=", 1)
             .Timeout(120000).BootTimer(false).ToString();
         static string Drive(string id, string path) => $"{{\"drive_id\": \"{id}\", \"path_on_host\": \"{path}\", \"is_root_device\": false}}";
 
-        var first = Start("hp-a", "--enable-pci");
+        var first = StartFlint("hp-a", "--enable-pci");
         using (var s = first.Connect())
         {
             Ok(s, "PUT", "/boot-source", $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"{cmd}\"}}");
@@ -131,7 +122,7 @@ public sealed class PciSnapshotKvmTests(ITestOutputHelper output) : IDisposable
         Assert.Contains(TestGuestImage.Pass("pcihp-use"), before);
         Assert.DoesNotContain("pcihp marker", before);
 
-        var second = Start("hp-b");
+        var second = StartFlint("hp-b");
         using (var s = second.Connect())
         {
             Ok(s, "PUT", "/snapshot/load", $"{{\"snapshot_path\": \"{snap}\", \"mem_backend\": {{\"backend_type\": \"File\", \"backend_path\": \"{mem}\"}}}}");
@@ -156,18 +147,5 @@ public sealed class PciSnapshotKvmTests(ITestOutputHelper output) : IDisposable
         var sector6 = new byte[512];
         using (var f = File.OpenRead(hot)) { f.Seek(6 * 512, SeekOrigin.Begin); f.ReadExactly(sector6); }
         Assert.True(TestGuestImage.SectorMatchesWritePattern(sector6, 6), "the restored guest's write to the hot-plugged drive reached its file");
-    }
-
-    private FlintConsoleProcess Start(string name, params string[] args)
-    {
-        var f = new FlintConsoleProcess(_dir, "pcisnap-" + name, output.WriteLine, args);
-        _procs.Add(f);
-        return f;
-    }
-
-    private static void Ok(Socket s, string method, string path, string body)
-    {
-        var (st, b) = ApiHttp.Request(s, method, path, body);
-        Assert.True(st == 204, $"{method} {path}: {st} {b}");
     }
 }

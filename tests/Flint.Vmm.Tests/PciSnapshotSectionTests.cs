@@ -1,10 +1,8 @@
 using System.Buffers.Binary;
 using Flint.Arch.X86;
 using Flint.Devices.Pci;
-using Flint.Devices.Pci.Msix;
 using Flint.Devices.Virtio;
 using Flint.Devices.Virtio.Pci;
-using Flint.Devices.Virtio.Rng;
 using Flint.Memory;
 using Flint.Snapshot;
 using Flint.Vmm.Config;
@@ -23,57 +21,14 @@ public sealed class PciSnapshotSectionTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, true);
 
-    private sealed class Vectors(int count) : IMsiVectors
-    {
-        public int Count { get; } = count;
-        public bool Route(int index, MsiMessage message, bool enabled) => true;
-        public void Trigger(int index) { }
-    }
-
-    /// <summary>A real virtio-rng function's state at <paramref name="bar"/>, as the creator writes it.</summary>
-    private static VirtioPciTransportState RngState(ulong bar)
-    {
-        using var mem = GuestMemory.Create([(0UL, 0x10000UL)]);
-        using var rng = new VirtioRng();
-        using var t = new VirtioPciTransport(rng, mem, bar, new Vectors(2));
-        return t.CaptureState();
-    }
-
     private static byte[] Section(uint version = PciStateCodec.Version, params (int Slot, ulong Bar)[] functions) =>
-        Section(version, functions.Select(f => new Fn(f.Slot, f.Bar)).ToArray());
+        PciSectionSample.Write(version, functions).ToArray();
 
-    /// <summary>One virtio-rng function of a hand-made section: its slot, BAR, id (default "rng{slot}") and flags.</summary>
-    internal sealed record Fn(int Slot, ulong Bar, string? Id = null, byte Flags = 0);
-
-    internal static byte[] Section(uint version, params Fn[] functions) => Section(version, functions, VirtioDeviceType.Rng);
+    internal static byte[] Section(uint version, params PciSectionSample.Fn[] functions) => Section(version, functions, VirtioDeviceType.Rng);
 
     /// <param name="deviceType">Written over the rng's type in each transport state (a hand-made net function).</param>
-    internal static byte[] Section(uint version, Fn[] functions, uint deviceType)
-    {
-        var w = new StateWriter();
-        w.U32(version);
-        new PciHostBridge().SaveState(w);
-        w.U32((uint)functions.Length);
-        foreach (var (slot, bar, id, flags) in functions)
-        {
-            w.U8((byte)slot);
-            if (version >= 2)
-            {
-                w.String(id ?? $"rng{slot}");
-                w.U8(flags);
-            }
-            // Built at the window's start, then the BAR field set to what the test wants (a function cannot be
-            // built at an unaligned address; a file can say anything).
-            var t = new StateWriter();
-            RngState(Layout.PciMmio64Start).Write(t);
-            var bytes = t.ToArray();
-            BinaryPrimitives.WriteUInt32LittleEndian(bytes, deviceType);
-            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(4), bar);
-            w.Raw(bytes);
-            w.Bytes([0, 0, 0, 0]); // runtime: config generation 0
-        }
-        return w.ToArray();
-    }
+    internal static byte[] Section(uint version, PciSectionSample.Fn[] functions, uint deviceType) =>
+        PciSectionSample.Write(version, functions, deviceType).ToArray();
 
     private static PciSnapshotState Parse(byte[] b) => PciStateCodec.Parse(new StateReader(SnapshotSections.Pci, b));
 
@@ -92,7 +47,7 @@ public sealed class PciSnapshotSectionTests : IDisposable
     [Fact]
     public void Hostile_sections_are_refused()
     {
-        Assert.Contains("version 3", Refused(Section(3, new Fn(1, Layout.PciMmio64Start))));
+        Assert.Contains("version 3", Refused(Section(3, new PciSectionSample.Fn(1, Layout.PciMmio64Start))));
         Assert.Contains("slot 0", Refused(Section(functions: [(0, Layout.PciMmio64Start)])));
         Assert.Contains("slot 32", Refused(Section(functions: [(32, Layout.PciMmio64Start)])));
         Assert.Contains("slot 3", Refused(Section(functions: [(3, Layout.PciMmio64Start), (3, Layout.PciMmio64Start + VirtioPciLayout.BarSize)])));
@@ -166,7 +121,7 @@ public sealed class PciSnapshotSectionTests : IDisposable
     [Fact]
     public void The_snapshot_decides_the_transport_of_the_build()
     {
-        var (snap, mem) = Files(Section(PciStateCodec.Version, new Fn(1, Layout.PciMmio64Start, "")));
+        var (snap, mem) = Files(Section(PciStateCodec.Version, new PciSectionSample.Fn(1, Layout.PciMmio64Start, "")));
         Assert.True(Load(snap, mem).BuiltWithPci);
         (snap, mem) = Files(null);
         Assert.False(Load(snap, mem).BuiltWithPci);
@@ -178,11 +133,11 @@ public sealed class PciSnapshotSectionTests : IDisposable
     public void A_section_keeps_each_functions_id_and_mmds_flag_and_a_version_1_section_still_parses()
     {
         ulong bar = Layout.PciMmio64Start;
-        var s = Parse(Section(PciStateCodec.Version, new Fn(3, bar + VirtioPciLayout.BarSize, ""), new Fn(1, bar, "x")));
+        var s = Parse(Section(PciStateCodec.Version, new PciSectionSample.Fn(3, bar + VirtioPciLayout.BarSize, ""), new PciSectionSample.Fn(1, bar, "x")));
         Assert.Equal([3, 1], s.Functions.Select(f => f.Slot));
         Assert.Equal(["", "x"], s.Functions.Select(f => f.Id));
         Assert.Equal(new Flint.Vmm.Pci.PciDeviceKey(Flint.Devices.Virtio.VirtioDeviceType.Rng, "x"), s.Functions[1].Key);
-        var v1 = Parse(Section(1, new Fn(1, bar)));
+        var v1 = Parse(Section(1, new PciSectionSample.Fn(1, bar)));
         Assert.Null(v1.Functions[0].Id);
         Assert.Null(PciStateCodec.Placement(v1, new VmConfig())); // configuration order, checked slot by slot at restore
     }
@@ -191,24 +146,24 @@ public sealed class PciSnapshotSectionTests : IDisposable
     public void Sections_that_overlap_BARs_repeat_a_slot_or_a_device_or_leave_the_window_are_refused()
     {
         ulong bar = Layout.PciMmio64Start;
-        Assert.Contains("over another function's BAR", Refused(Section(PciStateCodec.Version, new Fn(1, bar), new Fn(3, bar))));
-        Assert.Contains("PCI slot 3", Refused(Section(PciStateCodec.Version, new Fn(3, bar), new Fn(3, bar + VirtioPciLayout.BarSize))));
-        Assert.Contains("entropy \"a\" twice", Refused(Section(PciStateCodec.Version, new Fn(1, bar, "a"), new Fn(2, bar + VirtioPciLayout.BarSize, "a"))));
+        Assert.Contains("over another function's BAR", Refused(Section(PciStateCodec.Version, new PciSectionSample.Fn(1, bar), new PciSectionSample.Fn(3, bar))));
+        Assert.Contains("PCI slot 3", Refused(Section(PciStateCodec.Version, new PciSectionSample.Fn(3, bar), new PciSectionSample.Fn(3, bar + VirtioPciLayout.BarSize))));
+        Assert.Contains("entropy \"a\" twice", Refused(Section(PciStateCodec.Version, new PciSectionSample.Fn(1, bar, "a"), new PciSectionSample.Fn(2, bar + VirtioPciLayout.BarSize, "a"))));
         Assert.Contains("outside the PCI 64-bit MMIO window",
-            Refused(Section(PciStateCodec.Version, new Fn(1, Layout.PciMmio64Start + Layout.PciMmio64Size - VirtioPciLayout.BarSize / 2))));
+            Refused(Section(PciStateCodec.Version, new PciSectionSample.Fn(1, Layout.PciMmio64Start + Layout.PciMmio64Size - VirtioPciLayout.BarSize / 2))));
         // Flags: unknown bits, and MMDS on a device that is not a network interface.
-        Assert.Contains("flags 0x02", Refused(Section(PciStateCodec.Version, new Fn(1, bar, Flags: 2))));
-        Assert.Contains("flags 0x01", Refused(Section(PciStateCodec.Version, new Fn(1, bar, Flags: PciStateCodec.ServesMmdsFlag))));
+        Assert.Contains("flags 0x02", Refused(Section(PciStateCodec.Version, new PciSectionSample.Fn(1, bar, Flags: 2))));
+        Assert.Contains("flags 0x01", Refused(Section(PciStateCodec.Version, new PciSectionSample.Fn(1, bar, Flags: PciStateCodec.ServesMmdsFlag))));
         // An id longer than any the API takes, before it is allocated.
-        Assert.Contains("more than 256", Refused(Section(PciStateCodec.Version, new Fn(1, bar, new string('i', 300)))));
-        var good = Section(PciStateCodec.Version, new Fn(1, bar, "id"));
+        Assert.Contains("more than 256", Refused(Section(PciStateCodec.Version, new PciSectionSample.Fn(1, bar, new string('i', 300)))));
+        var good = Section(PciStateCodec.Version, new PciSectionSample.Fn(1, bar, "id"));
         for (int n = 0; n < good.Length; n++) Assert.Throws<SnapshotFormatException>(() => Parse(good[..n]));
     }
 
     [Fact]
     public void The_placement_refuses_a_section_and_configuration_that_name_different_devices()
     {
-        var s = Parse(Section(PciStateCodec.Version, new Fn(2, Layout.PciMmio64Start, "")));
+        var s = Parse(Section(PciStateCodec.Version, new PciSectionSample.Fn(2, Layout.PciMmio64Start, "")));
         var withEntropy = Config(EntropyConfig);
         var p = PciStateCodec.Placement(s, withEntropy)!;
         Assert.True(p.TryTake(new(Flint.Devices.Virtio.VirtioDeviceType.Rng, ""), out int slot, out ulong at));
@@ -226,7 +181,7 @@ public sealed class PciSnapshotSectionTests : IDisposable
     public void A_loader_hands_the_build_each_functions_saved_slot_and_BAR()
     {
         ulong bar = Layout.PciMmio64Start + 5 * VirtioPciLayout.BarSize;
-        var (snap, mem) = Files(Section(PciStateCodec.Version, new Fn(7, bar, "")));
+        var (snap, mem) = Files(Section(PciStateCodec.Version, new PciSectionSample.Fn(7, bar, "")));
         var plan = LoadPlan(snap, mem).Plan!;
         Assert.True(plan.Pci);
         Assert.True(plan.PciPlacement!.TryTake(new(Flint.Devices.Virtio.VirtioDeviceType.Rng, ""), out int slot, out ulong at));
@@ -237,7 +192,7 @@ public sealed class PciSnapshotSectionTests : IDisposable
     [Fact]
     public void A_section_naming_a_device_the_configuration_lacks_is_refused_before_anything_is_built()
     {
-        var (snap, mem) = Files(Section(PciStateCodec.Version, new Fn(1, Layout.PciMmio64Start, "")), devices: "\"drives\": []");
+        var (snap, mem) = Files(Section(PciStateCodec.Version, new PciSectionSample.Fn(1, Layout.PciMmio64Start, "")), devices: "\"drives\": []");
         var (e, plan) = LoadPlan(snap, mem);
         Assert.Null(plan);
         Assert.False(e.Fatal);

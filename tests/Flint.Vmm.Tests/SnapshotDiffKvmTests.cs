@@ -22,12 +22,13 @@ public sealed partial class SnapshotKvmTests
     {
         KvmRequirement.Check();
         Assert.True(File.Exists(SnapshotTool), $"{SnapshotTool} is missing: run scripts/setup.sh");
-        var disk = Path.Combine(_dir, "disk.img");
+        var disk = Path.Combine(Dir, "disk.img");
         TestGuestImage.WriteDisk(disk, 64);
-        string baseSnap = Path.Combine(_dir, "base.snap"), baseMem = Path.Combine(_dir, "base.mem");
-        string diffSnap = Path.Combine(_dir, "diff.snap"), diffMem = Path.Combine(_dir, "diff.mem");
+        string baseSnap = Path.Combine(Dir, "base.snap"), baseMem = Path.Combine(Dir, "base.mem");
+        string diffSnap = Path.Combine(Dir, "diff.snap"), diffMem = Path.Combine(Dir, "diff.mem");
 
-        var (p1, out1, sock1) = StartFlint("a");
+        var out1 = StartFlint("a");
+        var (p1, sock1) = (out1.Process, out1.Socket);
         using (var s = Connect(sock1))
         {
             Ok(s, "PUT", "/boot-source", $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=serial,blk,seq tg.seq={Lines} tg.seq.spin={Spin}\"}}");
@@ -43,7 +44,7 @@ public sealed partial class SnapshotKvmTests
             var sw = Stopwatch.StartNew();
             Ok(s, "PUT", "/snapshot/create", $"{{\"snapshot_type\": \"Diff\", \"snapshot_path\": \"{diffSnap}\", \"mem_file_path\": \"{diffMem}\"}}");
             long data = SparseFile.DataExtents(diffMem).Sum(e => e.End - e.Start);
-            output.WriteLine($"Diff snapshot: {sw.ElapsedMilliseconds} ms, {data} bytes of data in a {new FileInfo(diffMem).Length}-byte sparse file");
+            Output.WriteLine($"Diff snapshot: {sw.ElapsedMilliseconds} ms, {data} bytes of data in a {new FileInfo(diffMem).Length}-byte sparse file");
             Assert.Equal(64L << 20, new FileInfo(diffMem).Length);
             Assert.InRange(data, 4096, (64L << 20) / 2); // the pages the guest dirtied, far from all of RAM
         }
@@ -61,14 +62,15 @@ public sealed partial class SnapshotKvmTests
         var merge = RunTool("edit-memory", "rebase", "--memory-path", baseMem, "--diff-path", diffMem);
         Assert.Equal("", merge);
 
-        var (p2, out2, sock2) = StartFlint("b");
+        var out2 = StartFlint("b");
+        var (p2, sock2) = (out2.Process, out2.Socket);
         using (var s = Connect(sock2))
         {
             Ok(s, "PUT", "/snapshot/load", $"{{\"snapshot_path\": \"{diffSnap}\", \"mem_backend\": {{\"backend_type\": \"File\", \"backend_path\": \"{baseMem}\"}}, \"resume_vm\": true}}");
         }
         Assert.True(p2.WaitForExit(300_000), "the restored guest did not finish:\n" + Text(out2));
         string after = Text(out2);
-        output.WriteLine("--- first process ---\n" + before + "\n--- after the merged restore ---\n" + after);
+        Output.WriteLine("--- first process ---\n" + before + "\n--- after the merged restore ---\n" + after);
 
         Assert.DoesNotContain("FLINT-TESTGUEST start", after);
         var all = before + after; // the log is in its file (FlintConsoleProcess): stdout is the console alone
@@ -91,7 +93,7 @@ public sealed partial class SnapshotKvmTests
         var so = p.StandardOutput.ReadToEndAsync();
         var se = p.StandardError.ReadToEndAsync();
         Assert.True(p.WaitForExit(60_000), "flint-snapshot did not exit");
-        output.WriteLine($"flint-snapshot {string.Join(' ', args)} -> {p.ExitCode}\n{so.Result}{se.Result}");
+        Output.WriteLine($"flint-snapshot {string.Join(' ', args)} -> {p.ExitCode}\n{so.Result}{se.Result}");
         Assert.True(p.ExitCode == 0, se.Result);
         return so.Result;
     }

@@ -14,10 +14,8 @@ namespace Flint.Vmm.Tests;
 /// from the memory file; after the resume the guest must go on with the right checksums and read its disk, and the
 /// handler must have served pages (each at most once: fewer than guest RAM holds).
 /// </summary>
-public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : IDisposable
+public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : FlintProcessTest(output, "snap-")
 {
-    private readonly string _dir = Repo.TempDir();
-    private readonly List<FlintConsoleProcess> _procs = [];
     // Progress lines in a host-visible file: when the nested L1 hits its time limit, the test's own output is lost
     // (first nested run: L1 timed out with the test still running, nothing to say where it was).
     private readonly string _progress = Path.Combine(Repo.Root, "artifacts", "snapshot-uffd-kvm.progress");
@@ -25,14 +23,8 @@ public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : IDisposable
 
     private void Step(string what)
     {
-        output.WriteLine($"{_clock.ElapsedMilliseconds} ms: {what}");
+        Output.WriteLine($"{_clock.ElapsedMilliseconds} ms: {what}");
         try { File.AppendAllText(_progress, $"{DateTime.UtcNow:HH:mm:ss} +{_clock.ElapsedMilliseconds} ms {what}\n"); } catch (IOException) { }
-    }
-
-    public void Dispose()
-    {
-        foreach (var p in _procs) p.Dispose();
-        Directory.Delete(_dir, true);
     }
 
     [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
@@ -40,12 +32,13 @@ public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : IDisposable
     public void Full_snapshot_loaded_through_the_uffd_handler_continues_the_guest()
     {
         KvmRequirement.Check();
-        var disk = Path.Combine(_dir, "disk.img");
+        var disk = Path.Combine(Dir, "disk.img");
         TestGuestImage.WriteDisk(disk, 64);
-        string snap = Path.Combine(_dir, "vm.snap"), mem = Path.Combine(_dir, "vm.mem"), uffdSock = Path.Combine(_dir, "uffd.sock");
+        string snap = Path.Combine(Dir, "vm.snap"), mem = Path.Combine(Dir, "vm.mem"), uffdSock = Path.Combine(Dir, "uffd.sock");
 
         Step("start");
-        var (p1, out1, sock1) = StartFlint("a");
+        var out1 = StartFlint("a");
+        var (p1, sock1) = (out1.Process, out1.Socket);
         using (var s = Connect(sock1))
         {
             Ok(s, "PUT", "/boot-source", $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"tg.tests=serial,blk,seq tg.seq={SnapshotKvmTests.Lines} tg.seq.spin={SnapshotKvmTests.Spin}\"}}");
@@ -64,7 +57,8 @@ public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : IDisposable
 
         Step("snapshot taken, first flint killed");
         using var handler = new UffdHandlerRun(uffdSock, mem);
-        var (p2, out2, sock2) = StartFlint("b");
+        var out2 = StartFlint("b");
+        var (p2, sock2) = (out2.Process, out2.Socket);
         using (var s = Connect(sock2))
         {
             var sw = Stopwatch.StartNew();
@@ -81,7 +75,7 @@ public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : IDisposable
         Step("restored guest finished");
         var (code, hout) = handler.WaitExit();
         Step("handler: " + hout.Replace('\n', ' '));
-        output.WriteLine("--- after the restore ---\n" + after + "\n--- handler ---\n" + hout);
+        Output.WriteLine("--- after the restore ---\n" + after + "\n--- handler ---\n" + hout);
 
         Assert.DoesNotContain("FLINT-TESTGUEST start", after);
         var all = before + after; // the log is in its file (FlintConsoleProcess): stdout is the console alone
@@ -95,31 +89,7 @@ public sealed class SnapshotUffdKvmTests(ITestOutputHelper output) : IDisposable
         // The handler ended when flint did, having served the pages the guest (and KVM, and the devices) touched.
         Assert.Equal(0, code);
         long served = UffdHandlerRun.Served(hout);
-        output.WriteLine($"pages served: {served} of {(64 << 20) / 4096}");
+        Output.WriteLine($"pages served: {served} of {(64 << 20) / 4096}");
         Assert.InRange(served, 1, (64 << 20) / 4096);
-    }
-
-    /// <summary>A flint with an API socket whose console is kept as raw bytes (<see cref="FlintConsoleProcess"/>: a
-    /// line the guest had half written when it was paused ends in the other process); its log goes to a file.</summary>
-    private (Process, FlintConsoleProcess, string) StartFlint(string name)
-    {
-        var f = new FlintConsoleProcess(_dir, "snap-" + name, output.WriteLine);
-        _procs.Add(f);
-        return (f.Process, f, f.Socket);
-    }
-
-    private static string Text(FlintConsoleProcess f) => f.Console;
-
-    private static Socket Connect(string sock)
-    {
-        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 120_000, SendTimeout = 60_000 };
-        s.Connect(new UnixDomainSocketEndPoint(sock));
-        return s;
-    }
-
-    private static void Ok(Socket s, string method, string path, string body)
-    {
-        var (st, b) = ApiHttp.Request(s, method, path, body);
-        Assert.True(st == 204, $"{method} {path}: {st} {b}");
     }
 }

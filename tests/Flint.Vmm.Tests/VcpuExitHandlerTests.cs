@@ -81,7 +81,7 @@ public sealed class VcpuExitHandlerTests : IDisposable
     }
 
     [Fact]
-    public void Intr_continues() =>
+    public void An_intr_exit_continues() =>
         Assert.Equal(VcpuExitAction.Continue, _handler.Handle(VcpuExit.Other(ExitReason.Intr)));
 
     [Fact]

@@ -54,9 +54,9 @@ public static partial class VmBuilder
         ulong hotplugBytes = config.MemoryHotplug is { } hp ? (ulong)hp.TotalSizeMib << 20 : 0;
         // A snapshot load puts each window where the guest's driver saw it (hotplugs and unplugs may have left gaps).
         var starts = savedStarts?.ToArray() ?? PlacePmemWindows(mappings.Select(m => m.WindowLength).ToArray(), hotplugBytes);
-        // virtio-mem's slots start at VirtioMemAttach.FirstKvmSlot: pmem's must stay below it when both are present.
-        if (config.MemoryHotplug != null && slot + (uint)config.Pmem.Count > VirtioMemAttach.FirstKvmSlot)
-            throw new PmemAttachException($"Failed to allocate memory region: {config.Pmem.Count} pmem devices and memory hotplug need more than the {VirtioMemAttach.FirstKvmSlot - slot} KVM memory slots left below the hotplug slots");
+        // virtio-mem's slots start at VirtioMemFirstKvmSlot: pmem's must stay below it when both are present.
+        if (config.MemoryHotplug != null && slot + (uint)config.Pmem.Count > VirtioMemFirstKvmSlot)
+            throw new PmemAttachException($"Failed to allocate memory region: {config.Pmem.Count} pmem devices and memory hotplug need more than the {VirtioMemFirstKvmSlot - slot} KVM memory slots left below the hotplug slots");
         for (int i = 0; i < config.Pmem.Count; i++)
         {
             var p = config.Pmem[i];

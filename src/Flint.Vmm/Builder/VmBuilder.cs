@@ -69,17 +69,17 @@ public static partial class VmBuilder
 
             var cmdline = BaseKernelCmdline(config.BootSource!, template);
             var devices = new VirtioDeviceSet(vm, memory, mmio, loop, cmdline, owned);
-            PciAttach.EnableIfRequested(options, devices, vm, memory, mmio, pio, loop, owned);
+            AttachPciSegment(options, devices, vm, memory, mmio, pio, loop, owned);
             AttachBlockDevices(config, devices, cmdline);
             AttachNetDevices(config, options, devices);
             AttachPmemDevices(config, vm, memory, mmio, devices, cmdline, owned, options.Restore?.PmemWindows); // after net, as Firecracker's attach order
             AttachVsock(config, options, loop, devices);
             AttachEntropy(config, devices);
             AttachBalloon(config, devices);
-            VirtioMemAttach.Attach(config.MemoryHotplug, kvm, vm, memory, devices);
+            AttachVirtioMem(config.MemoryHotplug, kvm, vm, memory, devices);
 
             // After every virtio device (the DSDT lists them all), before the boot structures.
-            var acpi = AcpiAttach.Attach(vm, memory, devices, owned, vcpuCount, boot: kernel != null,
+            var acpi = AttachAcpiDevices(vm, memory, devices, owned, vcpuCount, boot: kernel != null,
                 pci: devices.Pci != null ? new Flint.Arch.X86.Acpi.PciSegmentInfo(Pci.PciDevices.Ecam.BaseAddress) : null);
 
             var cmdBytes = cmdline.ToBytes();

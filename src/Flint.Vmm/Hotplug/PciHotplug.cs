@@ -85,7 +85,7 @@ internal sealed class PciHotplug(Vmm vmm)
         }
         var usedSlots = new HashSet<uint>(Enumerable.Range(0, vmm.Memory.Regions.Count).Select(i => (uint)i));
         foreach (var s in devices.PmemKvmSlots.Values) usedSlots.Add(s);
-        uint limit = devices.Memory != null ? Builder.VirtioMemAttach.FirstKvmSlot : PmemWindowPlacer.MaxSlotExclusive;
+        uint limit = devices.Memory != null ? Builder.VmBuilder.VirtioMemFirstKvmSlot : PmemWindowPlacer.MaxSlotExclusive;
         if (PmemWindowPlacer.PlaceSlot(usedSlots, (uint)vmm.Memory.Regions.Count, limit) is not { } slot)
         {
             m.Dispose();

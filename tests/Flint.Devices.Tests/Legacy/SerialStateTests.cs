@@ -9,7 +9,7 @@ public sealed class SerialStateTests
     private static void Wr(Serial s, ulong off, byte v) => s.Write(off, [v]);
 
     [Fact]
-    public void RegistersAndReceiveFifoSurviveASaveAndRestore()
+    public void Registers_and_receive_FIFO_survive_a_save_and_restore()
     {
         var a = new Serial(new MemoryStream(), new CountingInterrupt());
         Wr(a, 3, 0x80); Wr(a, 0, 0x01); Wr(a, 1, 0x00); Wr(a, 3, 0x03); // divisor 1, 8N1
@@ -31,7 +31,7 @@ public sealed class SerialStateTests
     }
 
     [Fact]
-    public void OversizedFifoInTheStateIsRefused()
+    public void Oversized_FIFO_in_the_state_is_refused()
     {
         var w = new StateWriter();
         for (int i = 0; i < 7; i++) w.U8(0);

@@ -35,7 +35,7 @@ public sealed class MmdsStackTests
     }, port);
 
     [Fact]
-    public void AnswersArpForItsAddressOnly()
+    public void Answers_ARP_for_its_address_only()
     {
         var s = Stack();
         Assert.True(s.DetourFrame(Frames.ArpRequest(Frames.GuestMac, Frames.GuestIp, Frames.MmdsIp)));
@@ -54,7 +54,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void V1GetTextAndJson()
+    public void V1_GET_text_and_JSON()
     {
         var s = Stack();
         var c = Client(s);
@@ -80,7 +80,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void V2NeedsTokenAndHonoursTtl()
+    public void V2_needs_token_and_honours_TTL()
     {
         var s = Stack(MmdsVersion.V2);
         var c = Client(s);
@@ -110,7 +110,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void LargeResponseIsSegmentedByMss()
+    public void Large_response_is_segmented_by_MSS()
     {
         var big = new string('v', 5000);
         _store.Put("{\"k\":\"" + big + "\"}");
@@ -123,7 +123,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void SmallWindowIsRespected()
+    public void Small_window_is_respected()
     {
         _store.Put("{\"k\":\"" + new string('w', 3000) + "\"}");
         var s = Stack();
@@ -149,7 +149,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void UnacknowledgedDataIsSentAgainAfterTheTimeoutThenTheConnectionIsReset()
+    public void Unacknowledged_data_is_sent_again_after_the_timeout_then_the_connection_is_reset()
     {
         var s = Stack();
         var c = Client(s);
@@ -192,7 +192,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void UnacknowledgedSynAckAndFinAreSentAgain()
+    public void Unacknowledged_SYN_ACK_and_FIN_are_sent_again()
     {
         var s = Stack();
         var c = Client(s);
@@ -217,7 +217,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void FinCloseAndConnectionClose()
+    public void FIN_close_and_connection_close()
     {
         var s = Stack();
         var c = Client(s);
@@ -243,7 +243,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void UnexpectedSegmentsGetRst()
+    public void Unexpected_segments_get_RST()
     {
         var s = Stack();
         // ACK on no connection.
@@ -264,7 +264,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void ConnectionTableIsBounded()
+    public void Connection_table_is_bounded()
     {
         var s = Stack();
         for (int i = 0; i < MmdsNetworkStack.MaxConnections; i++) Client(s, (ushort)(30000 + i)).Connect();
@@ -275,7 +275,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void OversizedRequestResets()
+    public void Oversized_request_resets()
     {
         var s = Stack();
         var c = Client(s);
@@ -288,7 +288,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void BadChecksumsAndTruncatedFramesAreDropped()
+    public void Bad_checksums_and_truncated_frames_are_dropped()
     {
         var s = Stack();
         var f = Frames.Tcp(40000, 1, 0, Frames.Syn);
@@ -315,7 +315,7 @@ public sealed class MmdsStackTests
     }
 
     [Fact]
-    public void RandomFramesNeverThrow()
+    public void Random_frames_never_throw()
     {
         var s = Stack(MmdsVersion.V2);
         var rnd = new Random(1234);

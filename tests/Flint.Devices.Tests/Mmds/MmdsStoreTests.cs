@@ -7,7 +7,7 @@ public sealed class MmdsStoreTests
     private const string Doc = """{"latest":{"meta-data":{"ami-id":"ami-1","reservation-id":"r-2","network":{"x":"y"},"n":5,"arr":["a","b"]}}}""";
 
     [Fact]
-    public void PutGetAndImdsRendering()
+    public void PUT_GET_and_IMDS_rendering()
     {
         var s = new MmdsStore();
         Assert.Equal("{}", s.GetJson());
@@ -27,7 +27,7 @@ public sealed class MmdsStoreTests
     }
 
     [Fact]
-    public void MergePatchFollowsRfc7396()
+    public void Merge_patch_follows_RFC_7396()
     {
         var s = new MmdsStore();
         Assert.Equal(400, Assert.Throws<MmdsStoreException>(() => s.Patch("{}")).StatusCode);
@@ -39,7 +39,7 @@ public sealed class MmdsStoreTests
     }
 
     [Fact]
-    public void InvalidJsonIs400AndTooBigIs413()
+    public void Invalid_JSON_is_400_and_too_big_is_413()
     {
         var s = new MmdsStore(sizeLimit: 64);
         Assert.Equal(400, Assert.Throws<MmdsStoreException>(() => s.Put("{nope")).StatusCode);
@@ -51,7 +51,7 @@ public sealed class MmdsStoreTests
     }
 
     [Fact]
-    public void DuplicateKeysLastWins()
+    public void Duplicate_keys_last_wins()
     {
         var s = new MmdsStore();
         s.Put("""{"a":"1","a":"2"}""");

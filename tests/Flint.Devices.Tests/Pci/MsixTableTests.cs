@@ -41,7 +41,7 @@ public sealed class MsixTableTests
     }
 
     [Fact]
-    public void EntriesStartMaskedAndNothingIsDeliveredBeforeEnable()
+    public void Entries_start_masked_and_nothing_is_delivered_before_enable()
     {
         for (int i = 0; i < 3; i++) Assert.Equal(1u, Rd((ulong)i * 16 + 12));
         Program(0, 0x41, masked: false);
@@ -56,7 +56,7 @@ public sealed class MsixTableTests
     }
 
     [Fact]
-    public void MaskedVectorSetsItsPendingBitAndFiresOnUnmask()
+    public void Masked_vector_sets_its_pending_bit_and_fires_on_unmask()
     {
         Program(1, 0x42, masked: true);
         _t.SetControl(MsixCapability.EnableBit);
@@ -72,7 +72,7 @@ public sealed class MsixTableTests
     }
 
     [Fact]
-    public void FunctionMaskHoldsEveryVector()
+    public void Function_mask_holds_every_vector()
     {
         Program(0, 0x41, false);
         Program(2, 0x43, false);
@@ -88,7 +88,7 @@ public sealed class MsixTableTests
     }
 
     [Fact]
-    public void DisablingTakesRoutesDown()
+    public void Disabling_takes_routes_down()
     {
         Program(0, 0x41, false);
         _t.SetControl(MsixCapability.EnableBit);
@@ -101,7 +101,7 @@ public sealed class MsixTableTests
     }
 
     [Fact]
-    public void RewritingAnUnmaskedEntryReroutesIt()
+    public void Rewriting_an_unmasked_entry_reroutes_it()
     {
         Program(0, 0x41, false);
         _t.SetControl(MsixCapability.EnableBit);
@@ -122,7 +122,7 @@ public sealed class MsixTableTests
     [InlineData(48UL, 4)]    // entry 3: past the table
     [InlineData(0x3fff0UL, 4)]
     [InlineData(0UL, 1)]
-    public void BadTableAccessesReadAllOnesAndWriteNothing(ulong offset, int length)
+    public void Bad_table_accesses_read_all_ones_and_write_nothing(ulong offset, int length)
     {
         var data = new byte[length];
         _t.ReadTable(offset, data);
@@ -134,7 +134,7 @@ public sealed class MsixTableTests
     }
 
     [Fact]
-    public void PbaIsReadOnlyAndBoundsChecked()
+    public void PBA_is_read_only_and_bounds_checked()
     {
         Program(0, 0x41, true);
         _t.SetControl(MsixCapability.EnableBit);
@@ -151,7 +151,7 @@ public sealed class MsixTableTests
     }
 
     [Fact]
-    public void SignalPastTheTableIsIgnored()
+    public void Signal_past_the_table_is_ignored()
     {
         _t.Signal(3);
         _t.Signal(-1);
@@ -160,7 +160,7 @@ public sealed class MsixTableTests
     }
 
     [Fact]
-    public void ARefusedRouteKeepsTheVectorPendingInsteadOfFiring()
+    public void A_refused_route_keeps_the_vector_pending_instead_of_firing()
     {
         _host.RefuseRoutes = true;
         Program(0, 0x41, false);

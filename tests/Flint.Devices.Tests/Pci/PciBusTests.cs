@@ -35,7 +35,7 @@ public sealed class PciBusTests
     }
 
     [Fact]
-    public void EmptySlotsOtherFunctionsAndOtherBusesReadAllOnes()
+    public void Empty_slots_other_functions_and_other_buses_read_all_ones()
     {
         Assert.Equal(0xffff_ffffu, Rd32(Ecam(1, 0, 0)));
         Assert.Equal(0xffff_ffffu, Rd32(Ecam(0, 1, 0)));
@@ -49,7 +49,7 @@ public sealed class PciBusTests
     [InlineData(3, 2)]  // crosses a dword
     [InlineData(1, 2)]  // misaligned word
     [InlineData(0, 8)]  // wider than a register
-    public void OddWidthsReadAllOnesAndWriteNothing(int offset, int length)
+    public void Odd_widths_read_all_ones_and_write_nothing(int offset, int length)
     {
         var data = new byte[length];
         _ecam.Read((ulong)offset, data);
@@ -61,7 +61,7 @@ public sealed class PciBusTests
     }
 
     [Fact]
-    public void ReadOnlyHeaderFieldsIgnoreWritesCommandTakesThem()
+    public void Read_only_header_fields_ignore_writes_command_takes_them()
     {
         Span<byte> v = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(v, 0x1234_5678);
@@ -76,7 +76,7 @@ public sealed class PciBusTests
     }
 
     [Fact]
-    public void SubDwordReadsReturnTheRightBytes()
+    public void Sub_dword_reads_return_the_right_bytes()
     {
         Span<byte> b = stackalloc byte[2];
         _ecam.Read(2, b);
@@ -87,7 +87,7 @@ public sealed class PciBusTests
     }
 
     [Fact]
-    public void Port0xCf8MechanismReachesTheSameConfigSpace()
+    public void Port_0xCF8_mechanism_reaches_the_same_config_space()
     {
         Span<byte> b = stackalloc byte[4];
         _io.Read(4, b);
@@ -111,7 +111,7 @@ public sealed class PciBusTests
     }
 
     [Fact]
-    public void SlotsFillInOrderAndRunOut()
+    public void Slots_fill_in_order_and_run_out()
     {
         var dev = new PciHostBridge();
         Assert.Equal(1, _bus.Add(dev));

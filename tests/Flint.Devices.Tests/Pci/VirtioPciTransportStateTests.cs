@@ -3,9 +3,7 @@ using Flint.Devices.Pci;
 using Flint.Devices.Pci.Msix;
 using Flint.Devices.Tests.Virtio;
 using Flint.Devices.Virtio;
-using Flint.Devices.Virtio.Block;
 using Flint.Devices.Virtio.Pci;
-using Flint.Memory;
 using Flint.Snapshot;
 using L = Flint.Devices.Virtio.Pci.VirtioPciLayout;
 using S = Flint.Devices.Virtio.VirtioStatus;
@@ -18,37 +16,15 @@ namespace Flint.Devices.Tests.Pci;
 /// with its MSI-X vector routed again, masked vectors keep their pending bits, and a damaged or foreign state is refused
 /// before anything changes.
 /// </summary>
-public sealed class VirtioPciTransportStateTests : IDisposable
+public sealed class VirtioPciTransportStateTests : BlockTransportStateFixture
 {
     private const ulong BarBase = 0x40_0000_0000;
     private const ulong DrvFeatSel = 0x08, DrvFeat = 0x0c, MsixCfg = 0x10, Status = 0x14, QSel = 0x16, QSize = 0x18,
         QVec = 0x1a, QEnable = 0x1c, QDesc = 0x20, QDriver = 0x28, QDevice = 0x30;
-    private readonly string _file = Path.GetTempFileName();
-    private readonly GuestMemory _mem = GuestMemory.Create([(0UL, 0x100000UL)]);
-    private readonly List<IDisposable> _owned = [];
-
-    public VirtioPciTransportStateTests()
-    {
-        var content = new byte[32 * 512];
-        for (int i = 0; i < content.Length; i++) content[i] = (byte)(i / 512 + 1);
-        File.WriteAllBytes(_file, content);
-    }
-
-    public void Dispose()
-    {
-        foreach (var o in _owned) o.Dispose();
-        _mem.Dispose();
-        File.Delete(_file);
-    }
-
     private (VirtioPciTransport T, FakeMsiVectors Host) NewFunction()
     {
-        var blk = new VirtioBlock(_file);
         var host = new FakeMsiVectors(2);
-        var t = new VirtioPciTransport(blk, _mem, BarBase, host);
-        _owned.Add(t);
-        _owned.Add(blk);
-        return (t, host);
+        return (NewBlockTransport(blk => new VirtioPciTransport(blk, Mem, BarBase, host)), host);
     }
 
     private static ulong Bar(VirtioPciTransport t, ulong off, int len) { Span<byte> b = stackalloc byte[8]; b.Clear(); t.Read(off, b[..len]); return BinaryPrimitives.ReadUInt64LittleEndian(b); }
@@ -91,7 +67,7 @@ public sealed class VirtioPciTransportStateTests : IDisposable
         BarW(t, DrvFeatSel, 0, 4); BarW(t, DrvFeat, 0, 4);
         BarW(t, Status, S.Acknowledge | S.Driver | S.FeaturesOk, 1);
         BarW(t, MsixCfg, 1, 2);
-        var drv = new GuestDriver(_mem, 16);
+        var drv = new GuestDriver(Mem, 16);
         BarW(t, QSel, 0, 2);
         BarW(t, QSize, drv.Size, 2);
         BarW(t, QDesc, drv.Desc, 8);
@@ -106,12 +82,7 @@ public sealed class VirtioPciTransportStateTests : IDisposable
 
     private void ReadSector(VirtioPciTransport t, GuestDriver drv, ulong sector, out ulong buf, out ulong st)
     {
-        ulong hdr = drv.Alloc(16);
-        buf = drv.Alloc(512);
-        st = drv.Alloc(1, 0xff);
-        _mem.Write(hdr, 0u);
-        _mem.Write(hdr + 8, sector);
-        drv.Push((hdr, 16, false), (buf, 512, true), (st, 1, true));
+        PushSectorRead(drv, sector, out buf, out st);
         t.QueueEvents[0].Write(1);
         t.ProcessQueueEvent(0);
     }
@@ -187,7 +158,7 @@ public sealed class VirtioPciTransportStateTests : IDisposable
         var drv = Init(a);
         ReadSector(a, drv, 4, out var buf1, out _);
         Assert.Equal(1, drv.UsedIdx);
-        Assert.Equal(5, _mem.Read<byte>(buf1));
+        Assert.Equal(5, Mem.Read<byte>(buf1));
         Assert.Equal(1, hostA.Triggers[0]);
         var bytes = Serialize(a.CaptureState());
 
@@ -199,8 +170,8 @@ public sealed class VirtioPciTransportStateTests : IDisposable
 
         ReadSector(b, drv, 9, out var buf2, out var st2);
         Assert.Equal(2, drv.UsedIdx);        // used slot 1: the cursors came back
-        Assert.Equal(0, _mem.Read<byte>(st2));
-        Assert.Equal(10, _mem.Read<byte>(buf2));
+        Assert.Equal(0, Mem.Read<byte>(st2));
+        Assert.Equal(10, Mem.Read<byte>(buf2));
         Assert.Equal(1, hostB.Triggers[0]);  // on the queue's vector, through the re-installed route
         Assert.Equal(0UL, Bar(b, QVec, 2));
         Assert.Equal(1UL, Bar(b, MsixCfg, 2));

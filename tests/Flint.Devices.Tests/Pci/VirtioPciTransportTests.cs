@@ -78,7 +78,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void IdentityIsModernVirtioBlock()
+    public void Identity_is_modern_virtio_block()
     {
         Assert.Equal(0x1042_1af4u, Cfg32(0));         // 0x1040 + 2 (block)
         Assert.Equal(0x0180_0001u, Cfg32(8));         // class 01, subclass 80, revision 1
@@ -86,7 +86,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void BarSizingAndTheAddressTheVmmChose()
+    public void BAR_sizing_and_the_address_the_VMM_chose()
     {
         Assert.Equal(0x0000_0004u, Cfg32(0x10)); // low dword of 256 GiB is 0; 64-bit memory BAR
         Assert.Equal(0x40u, Cfg32(0x14));
@@ -107,7 +107,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void HostileBarWritesCannotMoveTheBar()
+    public void Hostile_BAR_writes_cannot_move_the_BAR()
     {
         CfgW32(0x10, 0xfee0_0000); // onto the LAPIC
         CfgW32(0x14, 0);           // below 4 GiB, onto RAM
@@ -124,7 +124,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void CapabilityWalkFindsEveryVirtioStructureAndMsix()
+    public void Capability_walk_finds_every_virtio_structure_and_MSI_X()
     {
         var caps = WalkCapabilities();
         Assert.Equal([L.CapCommon, L.CapIsr, L.CapDevice, L.CapNotify, L.CapPciCfg, (byte)0], caps.Select(c => c.Type));
@@ -202,7 +202,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void BlockReadOverPciRaisesTheQueuesMsixVector()
+    public void Block_read_over_PCI_raises_the_queues_MSI_X_vector()
     {
         var drv = Init();
         // Device config (capacity) through the device-config structure.
@@ -228,7 +228,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void MaskedQueueVectorIsHeldInThePbaUntilUnmasked()
+    public void Masked_queue_vector_is_held_in_the_PBA_until_unmasked()
     {
         var drv = Init();
         BarW(L.MsixTableOffset + 12, 1, 4); // mask vector 0
@@ -245,7 +245,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void VectorsPastTheTableReadBackAsNoVector()
+    public void Vectors_past_the_table_read_back_as_no_vector()
     {
         ProgramMsix();
         BarW(Status, S.Acknowledge, 1);
@@ -265,7 +265,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void LiveQueueLayoutAndVectorAreFrozenAfterDriverOk()
+    public void Live_queue_layout_and_vector_are_frozen_after_DRIVER_OK()
     {
         var drv = Init();
         BarW(QDesc, 0x8_0000, 8);
@@ -284,7 +284,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     [InlineData(DevFeat, 2)]
     [InlineData(QDesc + 2, 4)]
     [InlineData(0x38UL, 2)]       // past the structure
-    public void CommonConfigAccessesOfTheWrongWidthAreIgnored(ulong offset, int length)
+    public void Common_config_accesses_of_the_wrong_width_are_ignored(ulong offset, int length)
     {
         BarW(offset, S.Acknowledge, length);
         Assert.Equal(0UL, Bar(Status, 1));
@@ -292,7 +292,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void ResetClearsStatusQueuesAndVectorsButNotThePciFunction()
+    public void Reset_clears_status_queues_and_vectors_but_not_the_PCI_function()
     {
         Init();
         BarW(Status, 0, 1);
@@ -305,7 +305,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void StatusStepsCannotBeSkipped()
+    public void Status_steps_cannot_be_skipped()
     {
         BarW(Status, S.Acknowledge | S.Driver | S.FeaturesOk | S.DriverOk, 1);
         Assert.Equal(0UL, Bar(Status, 1));
@@ -313,7 +313,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void NotifyForAnAbsentQueueOrOffDoorbellIsIgnored()
+    public void Notify_for_an_absent_queue_or_off_doorbell_is_ignored()
     {
         BarW(L.NotifyOffset + 4, 1, 2); // queue 1: the block device has one queue
         BarW(L.NotifyOffset + 2, 0, 2); // not on a doorbell
@@ -322,7 +322,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     }
 
     [Fact]
-    public void PciCfgWindowReachesTheBarOnlyForValidTargets()
+    public void PCI_cfg_window_reaches_the_BAR_only_for_valid_targets()
     {
         var cap = WalkCapabilities().Single(c => c.Type == L.CapPciCfg).Offset;
         // Read device features (common cfg +4) through the window.
@@ -349,7 +349,7 @@ public sealed class VirtioPciTransportTests : IDisposable
 
     /// <summary>The hot path over PCI (doorbell write, queue work, MSI-X delivery, ISR read) allocates nothing per request.</summary>
     [Fact]
-    public void RequestPathOverPciDoesNotAllocate()
+    public void Request_path_over_PCI_does_not_allocate()
     {
         var drv = Init();
         long allocated = 0;

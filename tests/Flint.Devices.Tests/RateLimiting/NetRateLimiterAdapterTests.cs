@@ -6,7 +6,7 @@ namespace Flint.Devices.Tests.RateLimiting;
 public sealed class NetRateLimiterAdapterTests
 {
     [Fact]
-    public void ChargesOpAndBytesAndUnblocksOnTheTimer()
+    public void Charges_op_and_bytes_and_unblocks_on_the_timer()
     {
         var clock = new FakeClock();
         using var a = new NetRateLimiterAdapter(new RateLimiter(new TokenBucketConfig(1500, null, 1000), new TokenBucketConfig(10, null, 1000), clock));

@@ -9,7 +9,7 @@ public sealed class RateLimiterJsonTests
     private static RateLimiterConfig Parse(string json) => RateLimiterJson.Parse(Encoding.UTF8.GetBytes(json));
 
     [Fact]
-    public void ParsesFirecrackerShape()
+    public void Parses_Firecracker_shape()
     {
         var c = Parse("""{"bandwidth": {"size": 1000, "one_time_burst": 5000, "refill_time": 100}, "ops": {"size": 10, "refill_time": 1000}}""");
         Assert.Equal(new TokenBucketConfig(1000, 5000, 100), c.Bandwidth);
@@ -17,7 +17,7 @@ public sealed class RateLimiterJsonTests
     }
 
     [Fact]
-    public void AbsentAndNullBucketsAreNull()
+    public void Absent_and_null_buckets_are_null()
     {
         Assert.Equal(RateLimiterConfig.None, Parse("{}"));
         Assert.Equal(RateLimiterConfig.None, Parse("null"));
@@ -27,7 +27,7 @@ public sealed class RateLimiterJsonTests
     }
 
     [Fact]
-    public void ZeroSizeIsAValidDisabledBucket()
+    public void Zero_size_is_a_valid_disabled_bucket()
     {
         var c = Parse("""{"ops": {"size": 0, "refill_time": 0}}""");
         Assert.True(c.Ops!.IsDisabled);
@@ -45,13 +45,13 @@ public sealed class RateLimiterJsonTests
     [InlineData("""{"bandwidth": 5}""")]
     [InlineData("""[1]""")]
     [InlineData("""{"bandwidth": """)]
-    public void RejectsMalformedBodies(string json)
+    public void Rejects_malformed_bodies(string json)
     {
         Assert.Throws<RateLimiterConfigException>(() => Parse(json));
     }
 
     [Fact]
-    public void WritesWhatItReads()
+    public void Writes_what_it_reads()
     {
         var c = new RateLimiterConfig(new TokenBucketConfig(ulong.MaxValue, 7, 100), new TokenBucketConfig(10, null, 1000));
         using var ms = new MemoryStream();
@@ -62,7 +62,7 @@ public sealed class RateLimiterJsonTests
     }
 
     [Fact]
-    public void ParsesAnElementFromALargerDocument()
+    public void Parses_an_element_from_a_larger_document()
     {
         using var doc = JsonDocument.Parse("""{"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 3, "refill_time": 30}}}""");
         var c = RateLimiterJson.Parse(doc.RootElement.GetProperty("rate_limiter"));

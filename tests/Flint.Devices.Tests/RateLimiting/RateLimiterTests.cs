@@ -17,7 +17,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public void WithoutBucketsEverythingPasses()
+    public void Without_buckets_everything_passes()
     {
         using var rl = new RateLimiter(null, null, _clock);
         Assert.True(rl.IsUnlimited);
@@ -29,7 +29,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public void DisabledConfigsAreNoBuckets()
+    public void Disabled_configs_are_no_buckets()
     {
         using var rl = new RateLimiter(Bucket(0, 100), Bucket(100, 0), _clock);
         Assert.True(rl.IsUnlimited);
@@ -37,7 +37,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public void FailedConsumeBlocksUntilTheTimerFires()
+    public void Failed_consume_blocks_until_the_timer_fires()
     {
         using var rl = new RateLimiter(null, Bucket(2, 1000), _clock);
         int resumed = 0;
@@ -58,7 +58,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public void TimerIsArmedForTheRefillInterval()
+    public void Timer_is_armed_for_the_refill_interval()
     {
         using var rl = new RateLimiter(null, Bucket(1, 1000), _clock);
         rl.Consume(1, TokenType.Ops);
@@ -72,7 +72,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public void SpuriousTimerEventDoesNotCallBack()
+    public void Spurious_timer_event_does_not_call_back()
     {
         using var rl = new RateLimiter(Bucket(10, 100), null, _clock);
         int resumed = 0;
@@ -83,7 +83,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public void OverConsumptionSucceedsAndBlocksForTheDebt()
+    public void Over_consumption_succeeds_and_blocks_for_the_debt()
     {
         // 1000 bytes per 100 ms; 1500 bytes leaves a 500-byte debt = 50 ms of refill.
         using var rl = new RateLimiter(Bucket(1000, 100), null, _clock);
@@ -96,7 +96,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public void ConsumeRequestGivesTheOpBackWhenBytesAreShort()
+    public void Consume_request_gives_the_op_back_when_bytes_are_short()
     {
         using var rl = new RateLimiter(Bucket(100, 1000), Bucket(10, 1000), _clock);
         Assert.True(rl.ConsumeRequest(60));
@@ -109,7 +109,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public void ConsumeRequestOfZeroBytesChargesOnlyTheOp()
+    public void Consume_request_of_zero_bytes_charges_only_the_op()
     {
         using var rl = new RateLimiter(Bucket(1, 1000), Bucket(10, 1000), _clock);
         Assert.True(rl.Consume(1, TokenType.Bytes));
@@ -118,7 +118,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public void UpdateKeepsReplacesOrRemovesEachBucket()
+    public void Update_keeps_replaces_or_removes_each_bucket()
     {
         using var rl = new RateLimiter(Bucket(100, 1000), Bucket(10, 1000, 5), _clock);
         rl.Consume(100, TokenType.Bytes);
@@ -139,7 +139,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public void UsesTheMonotonicClockByDefault()
+    public void Uses_the_monotonic_clock_by_default()
     {
         using var rl = new RateLimiter(Bucket(1_000_000, 10), null);
         Assert.True(rl.Consume(1_000_000, TokenType.Bytes));

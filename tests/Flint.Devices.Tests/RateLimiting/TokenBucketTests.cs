@@ -7,7 +7,7 @@ public sealed class TokenBucketTests
     private readonly FakeClock _clock = new();
 
     [Fact]
-    public void StartsFullAndFailsWhenEmpty()
+    public void Starts_full_and_fails_when_empty()
     {
         var b = new TokenBucket(1000, 0, 1000, _clock);
         Assert.Equal(1000UL, b.Budget);
@@ -18,7 +18,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void RefillsContinuouslyAtSizeOverRefillTime()
+    public void Refills_continuously_at_size_over_refill_time()
     {
         var b = new TokenBucket(1000, 0, 1000, _clock); // 1 token per ms
         Assert.Equal(BucketReduction.Success, b.Reduce(1000));
@@ -32,7 +32,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void FailureTakesNothing()
+    public void Failure_takes_nothing()
     {
         var b = new TokenBucket(100, 0, 1000, _clock);
         Assert.Equal(BucketReduction.Success, b.Reduce(70));
@@ -42,7 +42,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void FractionalRefillsCarryTheRemainder()
+    public void Fractional_refills_carry_the_remainder()
     {
         // 3 tokens per 10 ms: one every 3.33 ms. Asked at awkward moments, it must still hand out exactly 3 per 10 ms.
         var b = new TokenBucket(3, 0, 10, _clock);
@@ -61,7 +61,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void NanosecondPollingLosesNothing()
+    public void Nanosecond_polling_loses_nothing()
     {
         // 1000 tokens per second, polled every 333 us: after exactly 1 s of polling, 1000 tokens were granted.
         var b = new TokenBucket(1000, 0, 1000, _clock);
@@ -80,7 +80,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void FullRefillAfterRefillTime()
+    public void Full_refill_after_refill_time()
     {
         var b = new TokenBucket(100, 0, 100, _clock);
         Assert.Equal(BucketReduction.Success, b.Reduce(100));
@@ -90,7 +90,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void TimeSpentFullDoesNotBankTokens()
+    public void Time_spent_full_does_not_bank_tokens()
     {
         var b = new TokenBucket(100, 0, 100, _clock);
         _clock.AdvanceMs(10_000); // idle and full
@@ -102,7 +102,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void OneTimeBurstIsSpentFirstAndNeverRefilled()
+    public void One_time_burst_is_spent_first_and_never_refilled()
     {
         var b = new TokenBucket(100, 50, 1000, _clock);
         Assert.Equal(BucketReduction.Success, b.Reduce(30));
@@ -119,7 +119,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void BurstAndBudgetTogetherCoverARequest()
+    public void Burst_and_budget_together_cover_a_request()
     {
         var b = new TokenBucket(100, 50, 1000, _clock);
         Assert.Equal(BucketReduction.Success, b.Reduce(150));
@@ -131,7 +131,7 @@ public sealed class TokenBucketTests
     [InlineData(0UL, 1000UL)]
     [InlineData(1000UL, 0UL)]
     [InlineData(0UL, 0UL)]
-    public void ZeroSizeOrRefillTimeDisables(ulong size, ulong refill)
+    public void Zero_size_or_refill_time_disables(ulong size, ulong refill)
     {
         var b = new TokenBucket(size, 10, refill, _clock);
         Assert.True(b.IsDisabled);
@@ -141,7 +141,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void RequestLargerThanTheBucketEmptiesItAndReportsTheDebt()
+    public void Request_larger_than_the_bucket_empties_it_and_reports_the_debt()
     {
         var b = new TokenBucket(100, 0, 1000, _clock);
         Assert.Equal(BucketReduction.Success, b.Reduce(60));
@@ -153,7 +153,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void RequestExactlyTheSizeIsNotOverConsumption()
+    public void Request_exactly_the_size_is_not_over_consumption()
     {
         var b = new TokenBucket(100, 0, 1000, _clock);
         Assert.Equal(BucketReduction.Success, b.Reduce(10));
@@ -163,7 +163,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void ForceReplenishGoesToBurstWhileItLastsThenBudgetCapped()
+    public void Force_replenish_goes_to_burst_while_it_lasts_then_budget_capped()
     {
         var b = new TokenBucket(100, 10, 1000, _clock);
         b.Reduce(5);
@@ -176,7 +176,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void RefillDurationRoundsUp()
+    public void Refill_duration_rounds_up()
     {
         var b = new TokenBucket(3, 0, 10, _clock);
         Assert.Equal(3_333_334UL, b.RefillDurationNs(1));
@@ -184,7 +184,7 @@ public sealed class TokenBucketTests
     }
 
     [Fact]
-    public void HugeValuesDoNotOverflow()
+    public void Huge_values_do_not_overflow()
     {
         var b = new TokenBucket(ulong.MaxValue, 0, ulong.MaxValue, _clock);
         Assert.Equal(BucketReduction.Success, b.Reduce(ulong.MaxValue));

@@ -7,7 +7,7 @@ namespace Flint.Devices.Tests.Sys;
 public sealed class FdWriteStreamTests
 {
     [Fact]
-    public void WritesEveryByteStraightThroughAndNeverClosesTheFd()
+    public void Writes_every_byte_straight_through_and_never_closes_the_fd()
     {
         using var server = new AnonymousPipeServerStream(PipeDirection.In);
         using var client = new AnonymousPipeClientStream(PipeDirection.Out, server.ClientSafePipeHandle);
@@ -30,7 +30,7 @@ public sealed class FdWriteStreamTests
     }
 
     [Fact]
-    public void AWriteNobodyCanReadIsAnIOException()
+    public void A_write_nobody_can_read_is_an_IOException()
     {
         var server = new AnonymousPipeServerStream(PipeDirection.In);
         using var client = new AnonymousPipeClientStream(PipeDirection.Out, server.ClientSafePipeHandle);

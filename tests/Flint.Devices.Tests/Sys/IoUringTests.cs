@@ -6,7 +6,7 @@ namespace Flint.Devices.Tests.Sys;
 /// <summary>
 /// The io_uring interop against the real kernel: reads, writes and fsync on a temp file through the ring, a full
 /// ring refusing more work until completions are reaped, a failing operation's -errno in its completion, and the
-/// eventfd announcing completions. Needs io_uring on the host (this test host has it; see <see cref="Available"/>).
+/// eventfd announcing completions. Needs io_uring on the host (this test host has it; see <see cref="The_kernel_offers_io_uring"/>).
 /// </summary>
 public sealed unsafe class IoUringTests : IDisposable
 {
@@ -30,7 +30,7 @@ public sealed unsafe class IoUringTests : IDisposable
 
     /// <summary>io_uring_setup works here: a host without it must fail these tests loudly, not skip them quietly.</summary>
     [Fact]
-    public void Available() => Assert.Equal(0, IoUring.Probe());
+    public void The_kernel_offers_io_uring() => Assert.Equal(0, IoUring.Probe());
 
     private static IoUringCompletion WaitOne(IoUring ring)
     {
@@ -45,7 +45,7 @@ public sealed unsafe class IoUringTests : IDisposable
     }
 
     [Fact]
-    public void ScatteredReadThroughTheRing()
+    public void Scattered_read_through_the_ring()
     {
         using var ring = new IoUring(8, _fd, _done.Fd);
         byte* a = (byte*)NativeMemory.Alloc(512), b = (byte*)NativeMemory.Alloc(1024);
@@ -67,7 +67,7 @@ public sealed unsafe class IoUringTests : IDisposable
     }
 
     [Fact]
-    public void WriteThenFsyncThenReadBack()
+    public void Write_then_fsync_then_read_back()
     {
         using var ring = new IoUring(8, _fd, _done.Fd);
         byte* w = (byte*)NativeMemory.Alloc(1024);
@@ -88,7 +88,7 @@ public sealed unsafe class IoUringTests : IDisposable
     }
 
     [Fact]
-    public void FullRingRefusesUntilCompletionsAreReaped()
+    public void Full_ring_refuses_until_completions_are_reaped()
     {
         using var ring = new IoUring(4, _fd, _done.Fd);
         Assert.Equal(4u, ring.SqEntries);
@@ -118,7 +118,7 @@ public sealed unsafe class IoUringTests : IDisposable
     }
 
     [Fact]
-    public void FailedOperationCompletesWithErrno()
+    public void Failed_operation_completes_with_errno()
     {
         // A read into an address that is not mapped: the kernel answers -EFAULT in the completion, not on submit.
         using var ring = new IoUring(4, _fd, _done.Fd);
@@ -129,7 +129,7 @@ public sealed unsafe class IoUringTests : IDisposable
     }
 
     [Fact]
-    public void ReadOnlyFileRefusesWritesInTheCompletion()
+    public void Read_only_file_refuses_writes_in_the_completion()
     {
         int ro = Libc.Open(_path, Libc.O_RDONLY);
         try
@@ -145,7 +145,7 @@ public sealed unsafe class IoUringTests : IDisposable
     }
 
     [Fact]
-    public void WaitTimesOutWhenNothingIsPending()
+    public void Wait_times_out_when_nothing_is_pending()
     {
         using var ring = new IoUring(4, _fd, -1);
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -154,7 +154,7 @@ public sealed unsafe class IoUringTests : IDisposable
     }
 
     [Fact]
-    public void SetupOfABadFileFailsWithItsStep()
+    public void Setup_of_a_bad_file_fails_with_its_step()
     {
         var e = Assert.Throws<SysException>(() => new IoUring(4, 1_000_000, -1));
         Assert.Equal("io_uring_register files", e.Operation);

@@ -12,7 +12,7 @@ public sealed partial class AvailCursorRuleTests
     private static partial Regex CursorWrite();
 
     [Fact]
-    public void OnlyTheQueueWritesNextAvail()
+    public void Only_the_queue_writes_NextAvail()
     {
         string root = RepoRoot();
         var offenders = Directory.EnumerateFiles(Path.Combine(root, "src"), "*.cs", SearchOption.AllDirectories)
@@ -24,7 +24,7 @@ public sealed partial class AvailCursorRuleTests
     }
 
     [Fact]
-    public void TheRuleCatchesTheOldVsockWrite()
+    public void The_rule_catches_the_old_vsock_write()
     {
         Assert.Matches(CursorWrite(), "q.NextAvail--; // nothing to say after all");
         Assert.Matches(CursorWrite(), "q.NextAvail = (ushort)(q.NextAvail - 1);");

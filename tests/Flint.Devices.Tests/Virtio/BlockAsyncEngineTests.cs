@@ -69,7 +69,7 @@ public sealed class BlockAsyncEngineTests : IDisposable
     }
 
     [Fact]
-    public void ManyRequestsInFlightAtOnce()
+    public void Many_requests_in_flight_at_once()
     {
         Start();
         var reqs = Enumerable.Range(0, 100).Select(i => PushRead((ulong)(i * 2 % Sectors))).ToArray();
@@ -93,7 +93,7 @@ public sealed class BlockAsyncEngineTests : IDisposable
     }
 
     [Fact]
-    public void CompletionEventFromTheEventLoopCompletesToTheGuest()
+    public void Completion_event_from_the_event_loop_completes_to_the_guest()
     {
         Start();
         var r = PushRead(7);
@@ -113,7 +113,7 @@ public sealed class BlockAsyncEngineTests : IDisposable
     }
 
     [Fact]
-    public void CompletionsInAnotherOrderThanSubmissionsEachReachTheirOwnRequest()
+    public void Completions_in_another_order_than_submissions_each_reach_their_own_request()
     {
         // A FLUSH first (fdatasync: the kernel runs it on a worker), then reads served from the page cache at once:
         // the reads usually complete before the flush. Whatever the order, each used entry must carry its own
@@ -141,7 +141,7 @@ public sealed class BlockAsyncEngineTests : IDisposable
     }
 
     [Fact]
-    public void FullRingLeavesRequestsOnTheQueueUntilCompletionsFreeSlots()
+    public void Full_ring_leaves_requests_on_the_queue_until_completions_free_slots()
     {
         Start(ringEntries: 4);
         var reqs = Enumerable.Range(0, 30).Select(i => PushRead((ulong)i)).ToArray();
@@ -165,7 +165,7 @@ public sealed class BlockAsyncEngineTests : IDisposable
     }
 
     [Fact]
-    public void ResetWithRequestsInFlightWaitsAndWritesNothingAfterwards()
+    public void Reset_with_requests_in_flight_waits_and_writes_nothing_afterwards()
     {
         Start();
         var reqs = Enumerable.Range(0, 50).Select(i => PushRead((ulong)i, 4)).ToArray();
@@ -198,7 +198,7 @@ public sealed class BlockAsyncEngineTests : IDisposable
     }
 
     [Fact]
-    public void DisposeWithRequestsInFlightDrainsFirst()
+    public void Dispose_with_requests_in_flight_drains_first()
     {
         var dev = Start();
         for (int i = 0; i < 40; i++) PushRead((ulong)i, 8);
@@ -210,7 +210,7 @@ public sealed class BlockAsyncEngineTests : IDisposable
     }
 
     [Fact]
-    public void RateLimiterStillDecidesWhatIsSubmitted()
+    public void Rate_limiter_still_decides_what_is_submitted()
     {
         var clock = new FakeClock();
         var rl = new RateLimiter(null, new TokenBucketConfig(2, null, 1000), clock);
@@ -232,7 +232,7 @@ public sealed class BlockAsyncEngineTests : IDisposable
     }
 
     [Fact]
-    public void ShortReadOfAShrunkenFileIsIoErr()
+    public void Short_read_of_a_shrunken_file_is_IOERR()
     {
         Start();
         File.WriteAllBytes(_path, new byte[512]); // the disk keeps its size; the file behind it shrank
@@ -245,7 +245,7 @@ public sealed class BlockAsyncEngineTests : IDisposable
     }
 
     [Fact]
-    public void UpdateBackingFileWithRequestsInFlightCompletesThemOnTheOldFile()
+    public void Update_backing_file_with_requests_in_flight_completes_them_on_the_old_file()
     {
         Start();
         var r = PushRead(5);

@@ -23,7 +23,7 @@ public sealed class BlockBatchBoundTests : IDisposable
     }
 
     [Fact]
-    public void AReadThatRaisesItsOwnAvailIdxIsCutAtOneQueueSize()
+    public void A_read_that_raises_its_own_avail_idx_is_cut_at_one_queue_size()
     {
         // Sector 0 as it lands on the avail ring from its idx field on: idx = 17, then ring entries of head 0.
         var sector = new byte[512];

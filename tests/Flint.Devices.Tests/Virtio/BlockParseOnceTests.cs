@@ -46,7 +46,7 @@ public sealed class BlockParseOnceTests : IDisposable
     private ulong DescLenAddr(int index) => _driver.Desc + 16UL * (uint)index + 8;
 
     [Fact]
-    public void DataDescriptorGrownAfterTheChargeIsNotRead()
+    public void Data_descriptor_grown_after_the_charge_is_not_read()
     {
         ulong h = _driver.Alloc(16);
         _mem.Write(h, RequestIn);
@@ -69,7 +69,7 @@ public sealed class BlockParseOnceTests : IDisposable
     }
 
     [Fact]
-    public void FlushTurnedIntoWriteAfterTheChargeStaysAFlush()
+    public void Flush_turned_into_write_after_the_charge_stays_a_flush()
     {
         ulong h = _driver.Alloc(16);
         _mem.Write(h, RequestFlush);

@@ -67,7 +67,7 @@ public sealed class BlockRateLimiterTests : IDisposable
     }
 
     [Fact]
-    public void OpsLimitLeavesRequestsQueuedUntilTheTimer()
+    public void Ops_limit_leaves_requests_queued_until_the_timer()
     {
         var rl = Start(null, new TokenBucketConfig(2, null, 1000));
         var reqs = Enumerable.Range(0, 3).Select(i => Submit(RequestIn, (ulong)i, 512)).ToArray();
@@ -93,7 +93,7 @@ public sealed class BlockRateLimiterTests : IDisposable
     }
 
     [Fact]
-    public void BandwidthChargesDataBytesOfReadsAndWrites()
+    public void Bandwidth_charges_data_bytes_of_reads_and_writes()
     {
         var rl = Start(new TokenBucketConfig(1024, null, 1000), null);
         var r = Submit(RequestIn, 0, 512);
@@ -115,7 +115,7 @@ public sealed class BlockRateLimiterTests : IDisposable
     }
 
     [Fact]
-    public void FlushAndGetIdCostNoBytes()
+    public void Flush_and_GET_ID_cost_no_bytes()
     {
         var rl = Start(new TokenBucketConfig(512, null, 1000), null);
         Submit(RequestIn, 0, 512); // empties the bandwidth bucket
@@ -129,7 +129,7 @@ public sealed class BlockRateLimiterTests : IDisposable
     }
 
     [Fact]
-    public void RequestLargerThanTheBucketRunsThenBlocks()
+    public void Request_larger_than_the_bucket_runs_then_blocks()
     {
         var rl = Start(new TokenBucketConfig(512, null, 100), null);
         var big = Submit(RequestIn, 0, 2048);
@@ -148,7 +148,7 @@ public sealed class BlockRateLimiterTests : IDisposable
     }
 
     [Fact]
-    public void MalformedRequestsAreNotCharged()
+    public void Malformed_requests_are_not_charged()
     {
         var rl = Start(null, new TokenBucketConfig(1, null, 1000));
         // No status descriptor: fails on its own without I/O, and costs nothing.
@@ -162,7 +162,7 @@ public sealed class BlockRateLimiterTests : IDisposable
     }
 
     [Fact]
-    public void PatchedLimitsApplyToTheRunningDevice()
+    public void Patched_limits_apply_to_the_running_device()
     {
         var rl = Start(null, null);
         for (int i = 0; i < 3; i++) Submit(RequestIn, (ulong)i, 512);
@@ -179,7 +179,7 @@ public sealed class BlockRateLimiterTests : IDisposable
     }
 
     [Fact]
-    public void TimerAfterResetDoesNothing()
+    public void Timer_after_reset_does_nothing()
     {
         var rl = Start(null, new TokenBucketConfig(1, null, 1000));
         Submit(RequestIn, 0, 512);
@@ -193,7 +193,7 @@ public sealed class BlockRateLimiterTests : IDisposable
     }
 
     [Fact]
-    public void WithoutALimiterTheOnlyEventSourceIsTheResumeEvent()
+    public void Without_a_limiter_the_only_event_source_is_the_resume_event()
     {
         using var dev = new VirtioBlock(_path);
         Assert.Null(dev.RateLimiter);

@@ -18,7 +18,7 @@ public sealed class BlockUsedLengthTests : IDisposable
     }
 
     [Fact]
-    public void ReadOfMoreThan4GiBIsRefusedNotWrapped()
+    public void Read_of_more_than_4_gi_b_is_refused_not_wrapped()
     {
         // A sparse 5 GiB disk; 254 data descriptors of ~16 MiB, all over the same guest buffer: 4 GiB + 125 KiB.
         using (var f = File.OpenWrite(_path)) f.SetLength(5L << 30);

@@ -27,7 +27,7 @@ public sealed class ChainBuffersTests : IDisposable
     }
 
     [Fact]
-    public void ReadsAndWritesAcrossDescriptorBoundaries()
+    public void Reads_and_writes_across_descriptor_boundaries()
     {
         ulong a = _driver.Alloc(3), b = _driver.Alloc(5), c = _driver.Alloc(2), d = _driver.Alloc(4);
         _mem.Write(a, [1, 2, 3]);
@@ -60,7 +60,7 @@ public sealed class ChainBuffersTests : IDisposable
     }
 
     [Fact]
-    public void ReadableAfterWritableIsRefused()
+    public void Readable_after_writable_is_refused()
     {
         ulong a = _driver.Alloc(4), b = _driver.Alloc(4);
         _driver.Push((a, 4, true), (b, 4, false));
@@ -68,14 +68,14 @@ public sealed class ChainBuffersTests : IDisposable
     }
 
     [Fact]
-    public void BrokenChainIsRefused()
+    public void Broken_chain_is_refused()
     {
         _driver.Push((0x40_0000_0000, 4, false)); // outside guest memory
         Assert.False(LoadNext());
     }
 
     [Fact]
-    public void TheCopyDoesNotFollowTheTable()
+    public void The_copy_does_not_follow_the_table()
     {
         ulong a = _driver.Alloc(64);
         ushort head = _driver.Push((a, 16, true));
@@ -87,7 +87,7 @@ public sealed class ChainBuffersTests : IDisposable
     }
 
     [Fact]
-    public void UndoPopGivesTheChainBack()
+    public void Undo_pop_gives_the_chain_back()
     {
         ulong a = _driver.Alloc(4);
         ushort head = _driver.Push((a, 4, true));

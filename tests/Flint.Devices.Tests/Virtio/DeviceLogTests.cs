@@ -19,7 +19,7 @@ public sealed class DeviceLogTests
     }
 
     [Fact]
-    public void BurstThenOnePerSecondWithTheDroppedCount()
+    public void Burst_then_one_per_second_with_the_dropped_count()
     {
         var sink = new ListSink();
         var old = DeviceLog.Sink;
@@ -47,7 +47,7 @@ public sealed class DeviceLogTests
     }
 
     [Fact]
-    public void AFailedQueueIsLoggedAndCounted()
+    public void A_failed_queue_is_logged_and_counted()
     {
         var sink = new ListSink();
         var old = DeviceLog.Sink;
@@ -74,7 +74,7 @@ public sealed class DeviceLogTests
     }
 
     [Fact]
-    public void WithoutASinkNothingHappens()
+    public void Without_a_sink_nothing_happens()
     {
         var old = DeviceLog.Sink;
         DeviceLog.Sink = null;

@@ -40,7 +40,7 @@ public sealed class DeviceResetRaceTests
     }
 
     [Fact]
-    public void ResetWaitsForTheRequestInProgressBeforeDroppingMemory()
+    public void Reset_waits_for_the_request_in_progress_before_dropping_memory()
     {
         using var mem = GuestMemory.Create([(0UL, 0x100000UL)]);
         var driver = new GuestDriver(mem, 16);

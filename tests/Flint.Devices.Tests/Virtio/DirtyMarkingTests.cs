@@ -32,7 +32,7 @@ public sealed class DirtyMarkingTests : IDisposable
         Enumerable.Range(0, 256).Where(p => _mem.Regions[0].Dirty!.IsDirty((ulong)p)).Select(p => (ulong)p).ToArray();
 
     [Fact]
-    public void WritableBuffersAndTheUsedRingAreMarked_ReadableOnesAreNot()
+    public void Writable_buffers_and_the_used_ring_are_marked_readable_ones_are_not()
     {
         ulong readable = 0x20000, writable = 0x30ff0; // writable spans pages 0x30 and 0x31
         _driver.Push((readable, 100, false), (writable, 0x20, true));
@@ -46,7 +46,7 @@ public sealed class DirtyMarkingTests : IDisposable
     }
 
     [Fact]
-    public void TheSecondUsedElementMarksItsOwnPage()
+    public void The_second_used_element_marks_its_own_page()
     {
         _driver.Push((0x20000, 8, false));
         _driver.Push((0x21000, 8, false));
@@ -63,7 +63,7 @@ public sealed class DirtyMarkingTests : IDisposable
     }
 
     [Fact]
-    public void TheAvailEventWriteIsMarked()
+    public void The_avail_event_write_is_marked()
     {
         _q.EventIdx = true;
         _mem.ResetDirty();

@@ -1,7 +1,5 @@
 using System.Buffers.Binary;
 using Flint.Devices.Virtio;
-using Flint.Devices.Virtio.Block;
-using Flint.Memory;
 using Flint.Snapshot;
 using R = Flint.Devices.Virtio.MmioRegisters;
 using S = Flint.Devices.Virtio.VirtioStatus;
@@ -13,34 +11,12 @@ namespace Flint.Devices.Tests.Virtio;
 /// the restored queue goes on from the saved cursors, and state that would not pass DRIVER_OK's checks is refused the
 /// same way (DEVICE_NEEDS_RESET), never trusted.
 /// </summary>
-public sealed class MmioTransportStateTests : IDisposable
+public sealed class MmioTransportStateTests : BlockTransportStateFixture
 {
-    private readonly string _file = Path.GetTempFileName();
-    private readonly GuestMemory _mem = GuestMemory.Create([(0UL, 0x100000UL)]);
-    private readonly List<IDisposable> _owned = [];
-
-    public MmioTransportStateTests()
-    {
-        var content = new byte[32 * 512];
-        for (int i = 0; i < content.Length; i++) content[i] = (byte)(i / 512 + 1);
-        File.WriteAllBytes(_file, content);
-    }
-
-    public void Dispose()
-    {
-        foreach (var o in _owned) o.Dispose();
-        _mem.Dispose();
-        File.Delete(_file);
-    }
-
     private (MmioTransport T, CountingInterrupt Line) NewTransport()
     {
-        var blk = new VirtioBlock(_file);
         var line = new CountingInterrupt();
-        var t = new MmioTransport(blk, _mem, line);
-        _owned.Add(t);
-        _owned.Add(blk);
-        return (t, line);
+        return (NewBlockTransport(blk => new MmioTransport(blk, Mem, line)), line);
     }
 
     private static void Wr(MmioTransport t, ulong off, uint v)
@@ -64,7 +40,7 @@ public sealed class MmioTransportStateTests : IDisposable
         Wr(t, R.DriverFeaturesSel, 0); Wr(t, R.DriverFeatures, 0);
         Wr(t, R.DriverFeaturesSel, 1); Wr(t, R.DriverFeatures, (uint)(VirtioFeatures.Version1 >> 32));
         Wr(t, R.Status, S.Acknowledge | S.Driver | S.FeaturesOk);
-        var drv = new GuestDriver(_mem, 16);
+        var drv = new GuestDriver(Mem, 16);
         Wr(t, R.QueueSel, 0);
         Wr(t, R.QueueNum, drv.Size);
         Wr(t, R.QueueDescLow, (uint)GuestDriver.DescBase);
@@ -78,24 +54,19 @@ public sealed class MmioTransportStateTests : IDisposable
 
     private void Read(MmioTransport t, GuestDriver drv, ulong sector, out ulong buf, out ulong st)
     {
-        ulong hdr = drv.Alloc(16);
-        buf = drv.Alloc(512);
-        st = drv.Alloc(1, 0xff);
-        _mem.Write(hdr, 0u);
-        _mem.Write(hdr + 8, sector);
-        drv.Push((hdr, 16, false), (buf, 512, true), (st, 1, true));
+        PushSectorRead(drv, sector, out buf, out st);
         t.QueueEvents[0].Write(1);
         t.ProcessQueueEvent(0);
     }
 
     [Fact]
-    public void RestoredTransportContinuesTheQueueFromTheSavedCursors()
+    public void Restored_transport_continues_the_queue_from_the_saved_cursors()
     {
         var (a, _) = NewTransport();
         var drv = Init(a);
         Read(a, drv, 4, out var buf1, out _);
         Assert.Equal(1, drv.UsedIdx);
-        Assert.Equal(5, _mem.Read<byte>(buf1));
+        Assert.Equal(5, Mem.Read<byte>(buf1));
         var w = new StateWriter();
         a.SaveState(w);
 
@@ -108,12 +79,12 @@ public sealed class MmioTransportStateTests : IDisposable
 
         Read(b, drv, 9, out var buf2, out var st2);
         Assert.Equal(2, drv.UsedIdx);                  // the second request went to used slot 1: cursors restored
-        Assert.Equal(0, _mem.Read<byte>(st2));
-        Assert.Equal(10, _mem.Read<byte>(buf2));
+        Assert.Equal(0, Mem.Read<byte>(st2));
+        Assert.Equal(10, Mem.Read<byte>(buf2));
     }
 
     [Fact]
-    public void RestoredQueueOutsideGuestMemoryGetsNeedsResetNotAnActiveDevice()
+    public void Restored_queue_outside_guest_memory_gets_needs_reset_not_an_active_device()
     {
         var (a, _) = NewTransport();
         Init(a);
@@ -132,7 +103,7 @@ public sealed class MmioTransportStateTests : IDisposable
     }
 
     [Fact]
-    public void StateOfAnotherDeviceTypeOrTruncatedIsAFormatError()
+    public void State_of_another_device_type_or_truncated_is_a_format_error()
     {
         var (a, _) = NewTransport();
         Init(a);

@@ -100,7 +100,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void FullInitThenBlockReadThroughEventFd()
+    public void Full_init_then_block_read_through_eventfd()
     {
         var drv = Init();
         Assert.True(_t.IsActivated);
@@ -139,7 +139,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void IdentityRegisters()
+    public void The_identity_registers()
     {
         Assert.Equal(MmioTransport.Vendor, Rd(R.VendorId));
         Assert.Equal(0x50UL, MmioTransport.NotifyAddress);
@@ -153,7 +153,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void NonWordRegisterAccessIsIgnored()
+    public void Non_word_register_access_is_ignored()
     {
         Span<byte> two = stackalloc byte[2];
         two.Fill(0xff);
@@ -168,7 +168,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void FeaturesOkRefusedForUnofferedFeature()
+    public void FEATURES_OK_refused_for_unoffered_feature()
     {
         Wr(R.Status, S.Acknowledge);
         Wr(R.Status, S.Acknowledge | S.Driver);
@@ -180,7 +180,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void FeaturesOkRefusedWithoutVersion1()
+    public void FEATURES_OK_refused_without_VERSION_1()
     {
         Wr(R.Status, S.Acknowledge);
         Wr(R.Status, S.Acknowledge | S.Driver);
@@ -190,7 +190,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void StatusStepsCannotBeSkippedOrCleared()
+    public void Status_steps_cannot_be_skipped_or_cleared()
     {
         Wr(R.Status, S.Driver); // DRIVER without ACKNOWLEDGE
         Assert.Equal(0u, Rd(R.Status));
@@ -205,7 +205,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void FeaturesCannotChangeAfterFeaturesOk()
+    public void Features_cannot_change_after_FEATURES_OK()
     {
         Init();
         Wr(R.DriverFeaturesSel, 0);
@@ -214,7 +214,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void QueueRegistersFrozenAfterDriverOk()
+    public void Queue_registers_frozen_after_DRIVER_OK()
     {
         Init();
         Wr(R.QueueSel, 0);
@@ -227,7 +227,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void QueueRegistersIgnoredBeforeFeaturesOkAndWhileReady()
+    public void Queue_registers_ignored_before_FEATURES_OK_and_while_ready()
     {
         Wr(R.QueueSel, 0);
         Wr(R.QueueDescLow, 0x8000);
@@ -245,7 +245,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void BadQueueLayoutSetsNeedsReset()
+    public void Bad_queue_layout_sets_needs_reset()
     {
         Wr(R.Status, S.Acknowledge);
         Wr(R.Status, S.Acknowledge | S.Driver);
@@ -272,7 +272,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void QueueNotWrittenReadyFailsActivation()
+    public void Queue_not_written_ready_fails_activation()
     {
         Wr(R.Status, S.Acknowledge);
         Wr(R.Status, S.Acknowledge | S.Driver);
@@ -284,7 +284,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void ResetReturnsToInitialState()
+    public void Reset_returns_to_initial_state()
     {
         var drv = Init();
         ulong st = drv.Alloc(1, 0xff), hdr = drv.Alloc(16);
@@ -311,7 +311,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void NotifyForUnknownQueueIsIgnored()
+    public void Notify_for_unknown_queue_is_ignored()
     {
         Init();
         Wr(R.QueueNotify, 7);
@@ -321,7 +321,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void ConfigGenerationFollowsDriveUpdates()
+    public void Config_generation_follows_drive_updates()
     {
         Init();
         uint gen = Rd(R.ConfigGeneration);
@@ -341,7 +341,7 @@ public sealed class MmioTransportTests : IDisposable
     }
 
     [Fact]
-    public void ConfigWritesGoToDevice()
+    public void Config_writes_go_to_device()
     {
         Span<byte> b = [1, 2];
         _t.Write(R.Config + 3, b);

@@ -12,7 +12,7 @@ public sealed class RequestPathAllocationTests
     [Theory]
     [InlineData(Flint.Devices.Virtio.Block.BlockIoEngine.Sync)]
     [InlineData(Flint.Devices.Virtio.Block.BlockIoEngine.Async)] // submit, reap and complete through io_uring
-    public void BlockReadsWritesAndGetIdDoNotAllocate(Flint.Devices.Virtio.Block.BlockIoEngine engine)
+    public void Block_reads_writes_and_GET_ID_do_not_allocate(Flint.Devices.Virtio.Block.BlockIoEngine engine)
     {
         using var h = new BlockHarness(queueSize: 16, engine: engine);
         long allocated = 0;
@@ -30,7 +30,7 @@ public sealed class RequestPathAllocationTests
     }
 
     [Fact]
-    public void NetTransmitDoesNotAllocate()
+    public void Net_transmit_does_not_allocate()
     {
         using var h = new NetHarness();
         var frame = Frames.ArpRequest(NetHarness.GuestMac, NetnsTap.GuestIpValue, NetnsTap.HostIpValue);

@@ -18,13 +18,13 @@ public sealed class VirtQueueTests : IDisposable
     public void Dispose() => _mem.Dispose();
 
     [Fact]
-    public void MaxSizeMustBePowerOfTwo() => Assert.Throws<ArgumentException>(() => new VirtQueue(100));
+    public void Max_size_must_be_power_of_two() => Assert.Throws<ArgumentException>(() => new VirtQueue(100));
 
     [Theory]
     [InlineData((ushort)0)]
     [InlineData((ushort)12)]
     [InlineData((ushort)512)]
-    public void RejectsBadSize(ushort size)
+    public void Rejects_bad_size(ushort size)
     {
         _q.Size = size;
         Assert.False(_q.Activate(_mem));
@@ -39,7 +39,7 @@ public sealed class VirtQueueTests : IDisposable
     [InlineData(GuestDriver.DescBase, 0xFFFF8UL, GuestDriver.UsedBase)]
     [InlineData(GuestDriver.DescBase, GuestDriver.AvailBase, 0xFFFF0UL)]
     [InlineData(GuestDriver.DescBase, GuestDriver.AvailBase, 0xFFFF_FFFF_FFFF_FFF0UL)]
-    public void RejectsMisalignedOrOutsideRings(ulong desc, ulong avail, ulong used)
+    public void Rejects_misaligned_or_outside_rings(ulong desc, ulong avail, ulong used)
     {
         _q.DescTable = desc;
         _q.AvailRing = avail;
@@ -48,14 +48,14 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void NotReadyQueueDoesNotActivate()
+    public void Not_ready_queue_does_not_activate()
     {
         _q.Ready = false;
         Assert.False(_q.Activate(_mem));
     }
 
     [Fact]
-    public void PopsChainsInOrderAndAddsUsed()
+    public void Pops_chains_in_order_and_adds_used()
     {
         Assert.True(_q.Activate(_mem));
         Assert.False(_q.TryPop(out _));
@@ -88,7 +88,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void IndicesWrapAround16Bits()
+    public void Indices_wrap_around_16_bits()
     {
         _q.NextAvail = 65530;
         _q.NextUsed = 65530;
@@ -106,7 +106,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void AvailIdxJumpMarksQueueFailed()
+    public void Avail_idx_jump_marks_queue_failed()
     {
         Assert.True(_q.Activate(_mem));
         _drv.SetAvailIdx(17); // 17 pending on a 16-entry queue: impossible for a sane driver
@@ -121,7 +121,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void NeedsNotificationHonoursNoInterruptFlag()
+    public void Needs_notification_honours_no_interrupt_flag()
     {
         Assert.True(_q.Activate(_mem));
         Assert.True(_q.NeedsNotification());
@@ -134,7 +134,7 @@ public sealed class VirtQueueTests : IDisposable
     private ushort AvailEvent => _mem.Read<ushort>(GuestDriver.UsedBase + 4 + 8 * 16);
 
     [Fact]
-    public void EventIdxInterruptsOnlyWhenTheUsedIdxPassesUsedEvent()
+    public void EVENT_IDX_interrupts_only_when_the_used_idx_passes_used_event()
     {
         Assert.True(_q.Activate(_mem));
         _q.EventIdx = true;
@@ -157,7 +157,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void EventIdxAsksForAKickOnlyWhenTheRingRunsDry()
+    public void EVENT_IDX_asks_for_a_kick_only_when_the_ring_runs_dry()
     {
         Assert.True(_q.Activate(_mem));
         _q.EventIdx = true;
@@ -178,7 +178,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void ChainWithHeadOutOfRangeIsBroken()
+    public void Chain_with_head_out_of_range_is_broken()
     {
         Assert.True(_q.Activate(_mem));
         _drv.Publish(16);
@@ -189,7 +189,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void ChainWithNextOutOfRangeIsBroken()
+    public void Chain_with_next_out_of_range_is_broken()
     {
         Assert.True(_q.Activate(_mem));
         ulong a = _drv.Alloc(16);
@@ -205,7 +205,7 @@ public sealed class VirtQueueTests : IDisposable
     [InlineData(1)]
     [InlineData(2)]
     [InlineData(16)]
-    public void LoopingChainEndsBroken(int loopLength)
+    public void Looping_chain_ends_broken(int loopLength)
     {
         Assert.True(_q.Activate(_mem));
         ulong a = _drv.Alloc(16);
@@ -220,7 +220,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void FullLengthChainIsFine()
+    public void Full_length_chain_is_fine()
     {
         Assert.True(_q.Activate(_mem));
         ulong a = _drv.Alloc(16);
@@ -234,7 +234,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void ChainLongerThanTheBuffersIsRefused()
+    public void Chain_longer_than_the_buffers_is_refused()
     {
         Assert.True(_q.Activate(_mem));
         ulong a = _drv.Alloc(16);
@@ -247,7 +247,7 @@ public sealed class VirtQueueTests : IDisposable
     [InlineData(0x100000UL, 1u)]          // just past the end of RAM
     [InlineData(0xFFFF0UL, 32u)]          // straddles the end
     [InlineData(0xFFFF_FFFF_FFFF_FFF0UL, 0x20u)] // wraps the address space
-    public void DescriptorOutsideMemoryIsBroken(ulong addr, uint len)
+    public void Descriptor_outside_memory_is_broken(ulong addr, uint len)
     {
         Assert.True(_q.Activate(_mem));
         _drv.Push((addr, len, true));
@@ -257,7 +257,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void ZeroLengthDescriptorAnywhereIsAccepted()
+    public void Zero_length_descriptor_anywhere_is_accepted()
     {
         Assert.True(_q.Activate(_mem));
         _drv.Push((0xdead_0000_0000UL, 0, true));
@@ -267,7 +267,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void IndirectDescriptorIsBroken()
+    public void Indirect_descriptor_is_broken()
     {
         Assert.True(_q.Activate(_mem));
         ulong a = _drv.Alloc(64);
@@ -279,7 +279,7 @@ public sealed class VirtQueueTests : IDisposable
     }
 
     [Fact]
-    public void ChainAfterResetIsBroken()
+    public void Chain_after_reset_is_broken()
     {
         Assert.True(_q.Activate(_mem));
         ulong a = _drv.Alloc(16);

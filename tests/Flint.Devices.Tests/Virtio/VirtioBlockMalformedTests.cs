@@ -22,7 +22,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void DataDescriptorOutsideMemory()
+    public void Data_descriptor_outside_memory()
     {
         ulong st = _h.StatusByte();
         _h.Driver.Push((_h.Header(RequestIn, 0), 16, false), (BlockHarness.MemSize - 256, 512, true), (st, 1, true));
@@ -33,7 +33,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void HeaderOutsideMemory()
+    public void Header_outside_memory()
     {
         ulong st = _h.StatusByte();
         _h.Driver.Push((0x4000_0000UL, 16, false), (st, 1, true));
@@ -43,7 +43,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void LoopingChain()
+    public void A_looping_chain()
     {
         ulong h = _h.Header(RequestIn, 0), d = _h.Driver.Alloc(512);
         _h.Driver.SetDesc(0, h, 16, Descriptor.FlagNext, 1);
@@ -57,7 +57,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void ChainLongerThanQueue()
+    public void Chain_longer_than_queue()
     {
         // 16 descriptors fill the queue; the last one links on to descriptor 0 again: 17 is too long.
         ulong d = _h.Driver.Alloc(512);
@@ -70,7 +70,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void HeadIndexOutOfRange()
+    public void Head_index_out_of_range()
     {
         _h.Driver.Publish(200); // queue size is 16
         var (id, len) = ProcessOne();
@@ -80,7 +80,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void NextIndexOutOfRange()
+    public void Next_index_out_of_range()
     {
         ulong st = _h.StatusByte();
         _h.Driver.SetDesc(0, _h.Header(RequestFlush, 0), 16, Descriptor.FlagNext, 16);
@@ -92,7 +92,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void IndirectDescriptor()
+    public void An_indirect_descriptor()
     {
         ulong table = _h.Driver.Alloc(48);
         _h.Driver.SetDesc(0, table, 48, Descriptor.FlagIndirect, 0);
@@ -102,7 +102,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void HeaderTooShort()
+    public void Header_too_short()
     {
         ulong st = _h.StatusByte();
         _h.Driver.Push((_h.Header(RequestFlush, 0), 8, false), (st, 1, true));
@@ -112,7 +112,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void HeaderDeviceWritable()
+    public void Header_device_writable()
     {
         ulong st = _h.StatusByte();
         _h.Driver.Push((_h.Header(RequestFlush, 0), 16, true), (st, 1, true));
@@ -122,7 +122,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void ReadIntoDeviceReadableBuffer()
+    public void Read_into_device_readable_buffer()
     {
         ulong d = _h.Driver.Alloc(512, 0x77);
         var (s, len) = _h.Run(RequestIn, 0, (d, 512, false));
@@ -133,7 +133,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void WriteFromDeviceWritableBuffer()
+    public void Write_from_device_writable_buffer()
     {
         ulong d = _h.Driver.Alloc(512, 0x77);
         Assert.Equal(StatusIoErr, _h.Run(RequestOut, 0, (d, 512, true)).Status);
@@ -142,7 +142,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void MixedDirectionsInData()
+    public void Mixed_directions_in_data()
     {
         // A readable buffer after a writable one breaks spec 2.6.4.2: the chain is not a request at all, so it is
         // completed with length 0 and nothing (not even a status) is written, as Firecracker does.
@@ -154,7 +154,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void GetIdIntoReadableBuffer()
+    public void GET_ID_into_readable_buffer()
     {
         ulong id = _h.Driver.Alloc(20, 0x11);
         Assert.Equal(StatusIoErr, _h.Run(RequestGetId, 0, (id, 20, false)).Status);
@@ -162,14 +162,14 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void BadType()
+    public void A_bad_type()
     {
         Assert.Equal(StatusUnsupported, _h.Run(0xdead_beef, 0).Status);
         _h.AssertReadable();
     }
 
     [Fact]
-    public void StatusDescriptorNotWritable()
+    public void Status_descriptor_not_writable()
     {
         ulong st = _h.StatusByte();
         _h.Driver.Push((_h.Header(RequestFlush, 0), 16, false), (st, 1, false));
@@ -179,7 +179,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void MissingStatus()
+    public void A_missing_status()
     {
         _h.Driver.Push((_h.Header(RequestFlush, 0), 16, false));
         Assert.Equal(0u, ProcessOne().Len);
@@ -188,7 +188,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void ZeroLengthStatus()
+    public void Zero_length_status()
     {
         ulong st = _h.StatusByte();
         _h.Driver.Push((_h.Header(RequestFlush, 0), 16, false), (st, 0, true));
@@ -198,7 +198,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void StatusIsLastByteOfLongerStatusDescriptor()
+    public void Status_is_last_byte_of_longer_status_descriptor()
     {
         ulong st = _h.Driver.Alloc(4, 0xff);
         _h.Driver.Push((_h.Header(RequestFlush, 0), 16, false), (st, 4, true));
@@ -208,7 +208,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void AvailIdxJumpStopsTheQueueUntilReset()
+    public void Avail_idx_jump_stops_the_queue_until_reset()
     {
         _h.Driver.SetAvailIdx(100); // 100 pending on a 16-entry queue
         _h.Process();
@@ -230,7 +230,7 @@ public sealed class VirtioBlockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void GoodAndBadRequestsInOneBatch()
+    public void Good_and_bad_requests_in_one_batch()
     {
         ulong r = _h.Driver.Alloc(512), st1 = _h.StatusByte(), st2 = _h.StatusByte();
         _h.Driver.Push((_h.Header(RequestIn, 1), 16, false), (r, 512, true), (st1, 1, true));

@@ -88,7 +88,7 @@ public sealed class VirtioBlockPropertyTests
     [Theory]
     [InlineData(BlockIoEngine.Sync)]
     [InlineData(BlockIoEngine.Async)]
-    public async Task RandomChainsNeverEscapeOrHang(BlockIoEngine engine)
+    public async Task Random_chains_never_escape_or_hang(BlockIoEngine engine)
     {
         string file = Path.GetTempFileName();
         try

@@ -22,7 +22,7 @@ public class VirtioBlockTests : IDisposable
     public void Dispose() => _h.Dispose();
 
     [Fact]
-    public void IdentityFeaturesAndConfig()
+    public void Identity_features_and_config()
     {
         Assert.Equal(2u, _h.Device.DeviceType);
         ulong f = _h.Device.AvailableFeatures;
@@ -43,7 +43,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void ConfigWritesAreIgnoredAndCounted()
+    public void Config_writes_are_ignored_and_counted()
     {
         _h.Device.WriteConfig(0, new byte[8]);
         Assert.Equal(1, _h.Device.Metrics.CfgFails);
@@ -51,7 +51,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void ReadsScatteredAcrossBuffers()
+    public void Reads_scattered_across_buffers()
     {
         ulong a = _h.Driver.Alloc(512), b = _h.Driver.Alloc(1024);
         var (s, len) = _h.Run(RequestIn, 5, (a, 512, true), (b, 1024, true));
@@ -67,7 +67,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void WriteThenReadBack()
+    public void Write_then_read_back()
     {
         ulong w = _h.Driver.Alloc(1024, 0xab);
         var (s, len) = _h.Run(RequestOut, 10, (w, 1024, false));
@@ -84,7 +84,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void LastSectorIsReachable()
+    public void Last_sector_is_reachable()
     {
         ulong r = _h.Driver.Alloc(512);
         Assert.Equal(StatusOk, _h.Run(RequestIn, BlockHarness.Sectors - 1, (r, 512, true)).Status);
@@ -92,7 +92,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void FlushWithWritebackIsOfferedAndSyncs()
+    public void Flush_with_writeback_is_offered_and_syncs()
     {
         using var h = new BlockHarness(writeback: true, engine: Engine);
         Assert.NotEqual(0UL, h.Device.AvailableFeatures & (1UL << FeatureFlush));
@@ -103,7 +103,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void FlushWithoutWritebackIsAcknowledgedWithoutASync()
+    public void Flush_without_writeback_is_acknowledged_without_a_sync()
     {
         var (s, len) = _h.Run(RequestFlush, 0);
         Assert.Equal(StatusOk, s);
@@ -112,7 +112,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void GetIdFromSerial()
+    public void GET_ID_from_serial()
     {
         using var h = new BlockHarness(serial: "rootfs", engine: Engine);
         ulong id = h.Driver.Alloc(20, 0xee);
@@ -125,7 +125,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void GetIdFromDevInode()
+    public void GET_ID_from_dev_inode()
     {
         ulong id = _h.Driver.Alloc(20, 0xee);
         var (s, len) = _h.Run(RequestGetId, 0, (id, 20, true));
@@ -137,7 +137,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void GetIdIntoShortBufferWritesWhatFits()
+    public void GET_ID_into_short_buffer_writes_what_fits()
     {
         ulong id = _h.Driver.Alloc(8, 0xee);
         var (s, len) = _h.Run(RequestGetId, 0, (id, 8, true));
@@ -146,7 +146,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void ReadOnlyDriveRejectsWrites()
+    public void Read_only_drive_rejects_writes()
     {
         using var h = new BlockHarness(readOnly: true, engine: Engine);
         Assert.NotEqual(0UL, h.Device.AvailableFeatures & (1UL << FeatureReadOnly));
@@ -164,7 +164,7 @@ public class VirtioBlockTests : IDisposable
     [InlineData((ulong)BlockHarness.Sectors - 1, 1024u)]  // crosses the end
     [InlineData(ulong.MaxValue, 512u)]            // sector * 512 would overflow
     [InlineData(ulong.MaxValue >> 9, 512u)]
-    public void OutOfRangeIsIoErr(ulong sector, uint len)
+    public void Out_of_range_is_IOERR(ulong sector, uint len)
     {
         ulong r = _h.Driver.Alloc(len);
         Assert.Equal(StatusIoErr, _h.Run(RequestIn, sector, (r, len, true)).Status);
@@ -176,7 +176,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void PartialSectorIsIoErr()
+    public void Partial_sector_is_IOERR()
     {
         ulong r = _h.Driver.Alloc(100);
         Assert.Equal(StatusIoErr, _h.Run(RequestIn, 0, (r, 100, true)).Status);
@@ -184,7 +184,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void UnknownTypeIsUnsupported()
+    public void Unknown_type_is_unsupported()
     {
         var (s, len) = _h.Run(42, 0);
         Assert.Equal(StatusUnsupported, s);
@@ -193,7 +193,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void OneInterruptPerBatch()
+    public void One_interrupt_per_batch()
     {
         for (int i = 0; i < 5; i++)
         {
@@ -213,7 +213,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void NoInterruptWhenDriverSuppressesIt()
+    public void No_interrupt_when_driver_suppresses_it()
     {
         _h.Driver.SetAvailFlags(1);
         _h.AssertReadable();
@@ -221,7 +221,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void UpdateBackingFileChangesCapacityAndSignalsConfig()
+    public void Update_backing_file_changes_capacity_and_signals_config()
     {
         string other = Path.GetTempFileName();
         try
@@ -248,7 +248,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void NotActivatedProcessCountsEventFail()
+    public void Not_activated_process_counts_event_fail()
     {
         using var h = new BlockHarness(engine: Engine);
         h.Device.Reset();
@@ -257,7 +257,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void ActivationWithBadQueueFails()
+    public void Activation_with_bad_queue_fails()
     {
         using var h = new BlockHarness(engine: Engine);
         h.Device.Reset();
@@ -268,7 +268,7 @@ public class VirtioBlockTests : IDisposable
     }
 
     [Fact]
-    public void MetricsSnapshotUsesFirecrackerNames()
+    public void Metrics_snapshot_uses_Firecracker_names()
     {
         var names = _h.Device.Metrics.Snapshot().Select(x => x.Name).ToArray();
         Assert.Equal(

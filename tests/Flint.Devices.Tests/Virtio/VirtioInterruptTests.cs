@@ -5,7 +5,7 @@ namespace Flint.Devices.Tests.Virtio;
 public sealed class VirtioInterruptTests
 {
     [Fact]
-    public void SignalsSetBitsAndTriggerAckClears()
+    public void Signals_set_bits_and_trigger_ack_clears()
     {
         var line = new CountingInterrupt();
         var irq = new VirtioInterrupt(line);

@@ -15,7 +15,7 @@ public sealed unsafe class BalloonFreePageTests
     private const ulong MiB = 1UL << 20;
 
     [Fact]
-    public void QueuesFollowTheNegotiatedFeaturesInSpecOrder()
+    public void Queues_follow_the_negotiated_features_in_spec_order()
     {
         using var both = new VirtioBalloon(0, false, 0, freePageHinting: true, freePageReporting: true);
         Assert.Equal(VirtioFeatures.Version1 | 1UL << 3 | 1UL << 5, both.AvailableFeatures);
@@ -38,7 +38,7 @@ public sealed unsafe class BalloonFreePageTests
     }
 
     [Fact]
-    public void ReportedPagesLeaveTheProcessRss()
+    public void Reported_pages_leave_the_process_RSS()
     {
         using var h = new BalloonHarness(statsIntervalS: 0, regions: [(0UL, 64 * MiB)], freePageReporting: true);
         ulong start = 16 * MiB, len = 16 * MiB;
@@ -62,7 +62,7 @@ public sealed unsafe class BalloonFreePageTests
     }
 
     [Fact]
-    public void HostileReportsTouchNothingOutsideWhatTheGuestNamed()
+    public void Hostile_reports_touch_nothing_outside_what_the_guest_named()
     {
         // Two regions with a hole between them, as below and above the 32-bit MMIO gap.
         using var h = new BalloonHarness(statsIntervalS: 0, regions: [(0UL, 4 * MiB), (8 * MiB, 4 * MiB)], freePageReporting: true);
@@ -89,7 +89,7 @@ public sealed unsafe class BalloonFreePageTests
     }
 
     [Fact]
-    public void HintingRunDropsHintedPagesAndAcknowledgesStop()
+    public void Hinting_run_drops_hinted_pages_and_acknowledges_stop()
     {
         using var h = new BalloonHarness(statsIntervalS: 0, regions: [(0UL, 32 * MiB)], freePageHinting: true);
         Assert.Equal(new BalloonHintingStatus(HintCmdStop, null), h.Device.GetHintingStatus());
@@ -119,7 +119,7 @@ public sealed unsafe class BalloonFreePageTests
     }
 
     [Fact]
-    public void HintsOutsideTheCurrentRunAreIgnored()
+    public void Hints_outside_the_current_run_are_ignored()
     {
         using var h = new BalloonHarness(statsIntervalS: 0, regions: [(0UL, 16 * MiB)], freePageHinting: true);
         h.Memory.Fill(4 * MiB, 4 * MiB, 0x33);
@@ -223,7 +223,7 @@ public sealed unsafe class BalloonFreePageTests
     }
 
     [Fact]
-    public void HintingApiIsRefusedWhenOffOrNotActivated()
+    public void Hinting_API_is_refused_when_off_or_not_activated()
     {
         using var h = new BalloonHarness(statsIntervalS: 0);
         foreach (var call in new Action[] { () => h.Device.StartHinting(true), h.Device.StopHinting, () => h.Device.GetHintingStatus() })
@@ -236,7 +236,7 @@ public sealed unsafe class BalloonFreePageTests
     }
 
     [Fact]
-    public void ResetForgetsTheRun()
+    public void Reset_forgets_the_run()
     {
         using var h = new BalloonHarness(statsIntervalS: 0, freePageHinting: true);
         h.Device.StartHinting(true);

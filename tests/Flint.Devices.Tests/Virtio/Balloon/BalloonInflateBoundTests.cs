@@ -11,7 +11,7 @@ namespace Flint.Devices.Tests.Virtio.Balloon;
 public sealed class BalloonInflateBoundTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     [Fact]
-    public void InflateOverAllOfRamIsSpreadOverEvents()
+    public void Inflate_over_all_of_RAM_is_spread_over_events()
     {
         const ulong ram = 4UL << 20; // 1 Mi PFN entries: 64 events' worth
         using var h = new BalloonHarness(statsIntervalS: 0, regions: [(0UL, ram)]);
@@ -51,7 +51,7 @@ public sealed class BalloonInflateBoundTests(Xunit.Abstractions.ITestOutputHelpe
     }
 
     [Fact]
-    public void ResetDropsTheInflateInProgress()
+    public void Reset_drops_the_inflate_in_progress()
     {
         const ulong ram = 4UL << 20;
         using var h = new BalloonHarness(statsIntervalS: 0, regions: [(0UL, ram)]);

@@ -14,7 +14,7 @@ public sealed class VirtioBalloonTests
         Assert.All(h.Memory.GetSpan((ulong)pfn << 12, 4096).ToArray(), b => Assert.Equal(value, b));
 
     [Fact]
-    public void IdentityFeaturesAndQueues()
+    public void Identity_features_and_queues()
     {
         using var plain = new VirtioBalloon(0, false, 0);
         Assert.Equal(5u, plain.DeviceType);
@@ -29,7 +29,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void ConfigSpaceHoldsTargetAndActual()
+    public void Config_space_holds_target_and_actual()
     {
         using var h = new BalloonHarness(amountMib: 64);
         Span<byte> cfg = stackalloc byte[8];
@@ -57,7 +57,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void UpdateTargetSignalsConfigChange()
+    public void Update_target_signals_config_change()
     {
         using var h = new BalloonHarness(amountMib: 1);
         uint gen = h.Device.ConfigGeneration;
@@ -76,7 +76,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void UpdateTargetBeforeActivationIsRefused()
+    public void Update_target_before_activation_is_refused()
     {
         // Firecracker's update_size: DeviceNotActive until the driver has set the device up.
         using var d = new VirtioBalloon(0, false, 0);
@@ -86,13 +86,13 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void TooLargeAmountIsRejected()
+    public void Too_large_amount_is_rejected()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new VirtioBalloon(uint.MaxValue / 256 + 1, false, 0));
     }
 
     [Fact]
-    public void InflateReturnsPagesToTheHost()
+    public void Inflate_returns_pages_to_the_host()
     {
         using var h = new BalloonHarness();
         FillPages(h, 256, 8, 0xab);
@@ -114,7 +114,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void ManyPfnsInOneRequest()
+    public void Many_PFNs_in_one_request()
     {
         using var h = new BalloonHarness();
         FillPages(h, 256, 512, 0x11);
@@ -127,7 +127,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void PfnsOutsideGuestRamAreSkippedAndCounted()
+    public void PFNs_outside_guest_RAM_are_skipped_and_counted()
     {
         // RAM at [0, 2 MiB) and [3 MiB, 4 MiB): PFNs 512..767 are a hole.
         using var h = new BalloonHarness(regions: [(0UL, 0x200000UL), (0x300000UL, 0x100000UL)]);
@@ -143,7 +143,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void ConsecutivePfnsAcrossAdjacentRegionsAreSplit()
+    public void Consecutive_PFNs_across_adjacent_regions_are_split()
     {
         // Two regions back to back: one coalesced range would need two host mappings.
         using var h = new BalloonHarness(regions: [(0UL, 0x200000UL), (0x200000UL, 0x200000UL)]);
@@ -156,7 +156,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void MalformedInflateRequestsAreAcknowledgedWithoutDiscarding()
+    public void Malformed_inflate_requests_are_acknowledged_without_discarding()
     {
         using var h = new BalloonHarness();
         FillPages(h, 300, 4, 0x42);
@@ -180,7 +180,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void DeflateAcknowledgesAndCounts()
+    public void Deflate_acknowledges_and_counts()
     {
         using var h = new BalloonHarness();
         h.Deflate.Push(h.PfnArray(1, 2, 3));
@@ -197,7 +197,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void StatsRoundTrip()
+    public void Stats_round_trip()
     {
         using var h = new BalloonHarness(amountMib: 4, statsIntervalS: 1);
         h.Device.WriteConfig(4, BitConverter.GetBytes(512u));
@@ -240,7 +240,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void AllStatNames()
+    public void All_stat_names()
     {
         using var h = new BalloonHarness();
         h.Stats.Push(h.StatsBuffer(Enumerable.Range(0, 10).Select(t => ((ushort)t, (ulong)(t + 100))).ToArray()));
@@ -251,7 +251,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void ASecondStatsBufferReturnsTheFirst()
+    public void A_second_stats_buffer_returns_the_first()
     {
         using var h = new BalloonHarness();
         ushort first = h.Stats.Push(h.StatsBuffer((StatMajorFaults, 1)));
@@ -263,7 +263,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void MalformedStatsBuffersAreHeldAndCounted()
+    public void Malformed_stats_buffers_are_held_and_counted()
     {
         using var h = new BalloonHarness();
         var b = h.StatsBuffer((StatMinorFaults, 5), (StatMajorFaults, 6));
@@ -281,7 +281,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void StatsIntervalRules()
+    public void Stats_interval_rules()
     {
         using var off = new VirtioBalloon(0, false, 0);
         Assert.Equal("Statistics cannot be enabled/disabled after activation.",
@@ -305,7 +305,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void RealStatsTimerFires()
+    public void Real_stats_timer_fires()
     {
         using var h = new BalloonHarness(statsIntervalS: 1);
         h.Stats.Push(h.StatsBuffer((StatFreeMemory, 1)));
@@ -335,7 +335,7 @@ public sealed class VirtioBalloonTests
     private static extern unsafe int poll(short* fds, nuint nfds, int timeout);
 
     [Fact]
-    public void ResetDropsTheHeldBufferAndStopsTheTimer()
+    public void Reset_drops_the_held_buffer_and_stops_the_timer()
     {
         using var h = new BalloonHarness();
         h.Stats.Push(h.StatsBuffer((StatFreeMemory, 1)));
@@ -351,7 +351,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void ActivationWithTooFewQueuesFails()
+    public void Activation_with_too_few_queues_fails()
     {
         using var d = new VirtioBalloon(0, false, 1);
         using var mem = Flint.Memory.GuestMemory.Create([(0UL, 0x100000UL)]);
@@ -360,7 +360,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void RandomRingsNeverThrow()
+    public void Random_rings_never_throw()
     {
         using var h = new BalloonHarness(regions: [(0UL, 0x200000UL), (0x300000UL, 0x100000UL)]);
         var rnd = new Random(11);
@@ -392,7 +392,7 @@ public sealed class VirtioBalloonTests
     }
 
     [Fact]
-    public void InflateAndStatsPathsDoNotAllocate()
+    public void Inflate_and_stats_paths_do_not_allocate()
     {
         using var h = new BalloonHarness();
         long allocated = 0;

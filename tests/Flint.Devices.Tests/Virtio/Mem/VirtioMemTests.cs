@@ -9,7 +9,7 @@ namespace Flint.Devices.Tests.Virtio.Mem;
 public sealed unsafe class VirtioMemTests
 {
     [Fact]
-    public void ConfigSpaceDescribesTheArea()
+    public void Config_space_describes_the_area()
     {
         using var h = new MemHarness(totalMib: 1024);
         Assert.Equal(24u, h.Device.DeviceType);
@@ -32,7 +32,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void ActivationNeedsUnpluggedInaccessible()
+    public void Activation_needs_unplugged_inaccessible()
     {
         using var h = new MemHarness(activate: false);
         Assert.False(((IVirtioDevice)h.Device).Activate(h.Memory, [h.Queue], h.Interrupt, VirtioFeatures.Version1));
@@ -42,7 +42,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void RequestedSizeIsCheckedAndRaisesTheConfigInterrupt()
+    public void Requested_size_is_checked_and_raises_the_config_interrupt()
     {
         using var idle = new MemHarness(activate: false);
         var e = Assert.Throws<InvalidOperationException>(() => idle.Device.UpdateRequestedSize(2));
@@ -69,7 +69,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void PlugWriteReadUnplugState()
+    public void Plug_write_read_unplug_state()
     {
         using var h = new MemHarness();
         h.Device.UpdateRequestedSize(4);
@@ -102,7 +102,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void ReplugReadsZeroes()
+    public void Replug_reads_zeroes()
     {
         using var h = new MemHarness();
         h.Device.UpdateRequestedSize(2);
@@ -114,7 +114,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void PlugIsBoundByRequestedSizeAndBlockState()
+    public void Plug_is_bound_by_requested_size_and_block_state()
     {
         using var h = new MemHarness();
         h.Device.UpdateRequestedSize(4);
@@ -138,7 +138,7 @@ public sealed unsafe class VirtioMemTests
     [InlineData(ReqPlug)]
     [InlineData(ReqUnplug)]
     [InlineData(ReqState)]
-    public void HostileRangesAreRefused(ushort type)
+    public void Hostile_ranges_are_refused(ushort type)
     {
         using var h = new MemHarness(totalMib: 512);
         h.Device.UpdateRequestedSize(128); // usable: the first slot
@@ -168,7 +168,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void RangesNotAlignedToSlotsUpdateEverySlotTheyTouch()
+    public void Ranges_not_aligned_to_slots_update_every_slot_they_touch()
     {
         // Firecracker #5793: a range starting inside a slot and crossing into the next must map both slots, and an
         // unplug that empties a slot from the middle of a range must unmap it.
@@ -194,7 +194,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void UnpluggedBlocksLeaveTheProcessRss()
+    public void Unplugged_blocks_leave_the_process_RSS()
     {
         using var h = new MemHarness(totalMib: 256);
         h.Device.UpdateRequestedSize(64);
@@ -215,7 +215,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void UnplugAllEmptiesEverythingAndTheUsableRegion()
+    public void Unplug_all_empties_everything_and_the_usable_region()
     {
         using var h = new MemHarness(totalMib: 512);
         h.Device.UpdateRequestedSize(512);
@@ -236,7 +236,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void MalformedChainsGoBackEmptyAndTheQueueCarriesOn()
+    public void Malformed_chains_go_back_empty_and_the_queue_carries_on()
     {
         using var h = new MemHarness();
         h.Device.UpdateRequestedSize(2);
@@ -265,7 +265,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void UnknownRequestTypesAreAnsweredWithError()
+    public void Unknown_request_types_are_answered_with_error()
     {
         using var h = new MemHarness();
         Assert.Equal((RespError, (ushort)0, (uint)ResponseSize), h.Request(4, AreaBase, 1));
@@ -274,7 +274,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void AFailedSlotUpdateLeavesThePluggedStateAsItWas()
+    public void A_failed_slot_update_leaves_the_plugged_state_as_it_was()
     {
         using var h = new MemHarness();
         h.Device.UpdateRequestedSize(2);
@@ -286,7 +286,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void QueueEventsBeforeActivationOrForOtherQueuesAreCounted()
+    public void Queue_events_before_activation_or_for_other_queues_are_counted()
     {
         using var h = new MemHarness(activate: false);
         h.Device.ProcessQueue(0);
@@ -297,7 +297,7 @@ public sealed unsafe class VirtioMemTests
     }
 
     [Fact]
-    public void MetricNamesAreFirecrackers()
+    public void Metric_names_are_Firecrackers()
     {
         using var h = new MemHarness();
         string[] expected =
@@ -316,7 +316,7 @@ public sealed unsafe class VirtioMemTests
 public sealed class VirtioMemAllocationTests
 {
     [Fact]
-    public void StatePlugAndUnplugInsideAMappedSlotDoNotAllocate()
+    public void State_plug_and_unplug_inside_a_mapped_slot_do_not_allocate()
     {
         using var h = new MemHarness();
         h.Device.UpdateRequestedSize(4);

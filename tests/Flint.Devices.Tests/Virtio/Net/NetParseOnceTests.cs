@@ -27,7 +27,7 @@ public sealed class NetParseOnceTests
     }
 
     [Fact]
-    public void FrameGrownAfterTheChargeGoesOutAsCharged()
+    public void Frame_grown_after_the_charge_goes_out_as_charged()
     {
         var tx = new RacingLimiter();
         using var h = new NetHarness(tx: tx);

@@ -17,7 +17,7 @@ public sealed class VirtioNetMmdsTests
     }
 
     [Fact]
-    public void ArpAndHttpThroughTheDevice()
+    public void ARP_and_HTTP_through_the_device()
     {
         var (h, s) = Make();
         using var _ = h;
@@ -44,7 +44,7 @@ public sealed class VirtioNetMmdsTests
     }
 
     [Fact]
-    public void MmdsRetransmitsFromItsTimerFd()
+    public void MMDS_retransmits_from_its_timerfd()
     {
         var (h, s) = Make(MmdsVersion.V1);
         using var _ = h;
@@ -65,7 +65,7 @@ public sealed class VirtioNetMmdsTests
     }
 
     [Fact]
-    public void MmdsFramesWaitForRxBuffersAndGoFirst()
+    public void MMDS_frames_wait_for_rx_buffers_and_go_first()
     {
         var (h, _) = Make(MmdsVersion.V1);
         using var __ = h;
@@ -82,7 +82,7 @@ public sealed class VirtioNetMmdsTests
     }
 
     [Fact]
-    public void MmdsFramesCountAgainstTheRxRateLimiter()
+    public void MMDS_frames_count_against_the_rx_rate_limiter()
     {
         var store = new MmdsStore();
         var lim = new FakeLimiter { Budget = 1 };
@@ -100,7 +100,7 @@ public sealed class VirtioNetMmdsTests
     }
 
     [Fact]
-    public void PartialChecksumFromGuestIsAccepted()
+    public void Partial_checksum_from_guest_is_accepted()
     {
         var (h, _) = Make(MmdsVersion.V1);
         using var __ = h;
@@ -116,7 +116,7 @@ public sealed class VirtioNetMmdsTests
     [InlineData(false, false)]
     [InlineData(true, false)] // MRG_RXBUF: frames gathered over several chains, which may be malformed anywhere
     [InlineData(true, true)]  // and EVENT_IDX: notification state kept across all of it
-    public void RandomChainsAndFramesNeverThrow(bool mergeable, bool eventIdx)
+    public void Random_chains_and_frames_never_throw(bool mergeable, bool eventIdx)
     {
         var (h, s) = Make(features: Flint.Devices.Virtio.VirtioFeatures.Version1 | (1UL << NetConstants.FeatureMac)
             | (mergeable ? 1UL << NetConstants.FeatureMrgRxbuf : 0) | (eventIdx ? Flint.Devices.Virtio.VirtioFeatures.RingEventIdx : 0));

@@ -18,7 +18,7 @@ public sealed class VirtioNetTests
     private static byte[] ArpToHost() => Frames.ArpRequest(NetHarness.GuestMac, NetnsTap.GuestIpValue, NetnsTap.HostIpValue);
 
     [Fact]
-    public void IdentityFeaturesAndConfig()
+    public void Identity_features_and_config()
     {
         using var h = new NetHarness(activate: false);
         var d = h.Device;
@@ -43,7 +43,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void OffloadsFollowNegotiatedFeatures()
+    public void Offloads_follow_negotiated_features()
     {
         Assert.Equal(0u, Tap.OffloadsFor(1UL << FeatureGuestTso4)); // no TSO without checksum offload
         Assert.Equal(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO,
@@ -59,7 +59,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void ArpRequestGetsKernelReplyThroughTheTap()
+    public void ARP_request_gets_kernel_reply_through_the_TAP()
     {
         using var h = new NetHarness();
         h.PostRx(8);
@@ -75,7 +75,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void ZeroCopyIntoBigChain()
+    public void Zero_copy_into_big_chain()
     {
         using var h = new NetHarness();
         h.PostRxBig();
@@ -84,7 +84,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void NoRxBuffersDoesNotSpinAndResumesOnNotify()
+    public void No_rx_buffers_does_not_spin_and_resumes_on_notify()
     {
         using var h = new NetHarness();
         h.Send(ArpToHost());
@@ -115,7 +115,7 @@ public sealed class VirtioNetTests
     private static bool IsUdp1400(byte[] f) => f.Length == 1442 && f[23] == 17 && f[^1] == (byte)'x';
 
     [Fact]
-    public void MergeableRxSpreadsAFrameOverSmallBuffers()
+    public void Mergeable_rx_spreads_a_frame_over_small_buffers()
     {
         using var h = new NetHarness(features: MrgFeatures);
         h.PostRx(16, size: 256);
@@ -130,7 +130,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void MergeableRxWaitsForEnoughBuffersThenResumes()
+    public void Mergeable_rx_waits_for_enough_buffers_then_resumes()
     {
         using var h = new NetHarness(features: MrgFeatures);
         h.PostRx(4, size: 256); // 1024 bytes: less than an MTU frame
@@ -148,7 +148,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void MergeableRxWithEventIdxAsksForAKickWhenItNeedsMoreBuffers()
+    public void Mergeable_rx_with_EVENT_IDX_asks_for_a_kick_when_it_needs_more_buffers()
     {
         // A Linux guest with EVENT_IDX kicks the rx queue only when its avail idx passes our avail_event: a device
         // that puts back too-small buffers and waits must move avail_event, or it waits forever.
@@ -167,7 +167,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void MergeableRxTakesWhatFitsWhenTheGuestHasPostedEveryDescriptor()
+    public void Mergeable_rx_takes_what_fits_when_the_guest_has_posted_every_descriptor()
     {
         // With receive TSO the largest frame is 64 KiB; 256 x 128 bytes can never hold one, and the guest has no
         // descriptor left to add, so waiting would stall forever: small frames go through.
@@ -179,7 +179,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void MergeableRxCompletesAMalformedChainAndTheOnesGatheredBeforeIt()
+    public void Mergeable_rx_completes_a_malformed_chain_and_the_ones_gathered_before_it()
     {
         using var h = new NetHarness(features: MrgFeatures);
         h.PostRx(2, size: 256);
@@ -197,7 +197,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void PingFromNamespaceIsAnsweredByTheGuest()
+    public void Ping_from_namespace_is_answered_by_the_guest()
     {
         using var h = new NetHarness();
         h.PostRx(64);
@@ -225,7 +225,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void MalformedTxChainsAreCountedAndCompleted()
+    public void Malformed_tx_chains_are_counted_and_completed()
     {
         using var h = new NetHarness();
         ulong a = h.Alloc(64);
@@ -252,7 +252,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void SpoofedSourceMacIsCounted()
+    public void Spoofed_source_MAC_is_counted()
     {
         using var h = new NetHarness();
         var f = ArpToHost();
@@ -262,7 +262,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void TxRateLimiterHoldsFramesUntilItsEvent()
+    public void Tx_rate_limiter_holds_frames_until_its_event()
     {
         var lim = new FakeLimiter { Budget = 1 };
         using var h = new NetHarness(tx: lim);
@@ -279,7 +279,7 @@ public sealed class VirtioNetTests
     }
 
     [Fact]
-    public void ResetStopsTheDevice()
+    public void Reset_stops_the_device()
     {
         using var h = new NetHarness();
         h.Device.Reset();

@@ -57,7 +57,7 @@ public sealed class VirtioPmemTests : IDisposable
     }
 
     [Fact]
-    public void IdentityAndConfigSpace()
+    public void Identity_and_config_space()
     {
         var d = Activate();
         Assert.Equal(27u, d.DeviceType);
@@ -81,7 +81,7 @@ public sealed class VirtioPmemTests : IDisposable
     }
 
     [Fact]
-    public void FlushAnswersSuccessWithOneMsync()
+    public void Flush_answers_success_with_one_msync()
     {
         var d = Activate();
         var (head, status) = PushFlush();
@@ -96,7 +96,7 @@ public sealed class VirtioPmemTests : IDisposable
     }
 
     [Fact]
-    public void FlushesOfOneNotificationShareOneMsync()
+    public void Flushes_of_one_notification_share_one_msync()
     {
         var d = Activate();
         var statuses = Enumerable.Range(0, 5).Select(_ => PushFlush().Status).ToArray();
@@ -111,7 +111,7 @@ public sealed class VirtioPmemTests : IDisposable
     }
 
     [Fact]
-    public void FailedMsyncAnswersMinusOneToEveryRequestOfTheBatch()
+    public void Failed_msync_answers_minus_one_to_every_request_of_the_batch()
     {
         _backing.Errno = 5;
         var d = Activate();
@@ -127,7 +127,7 @@ public sealed class VirtioPmemTests : IDisposable
     public static TheoryData<string> Malformed => ["write-only head", "head of 8 bytes", "unknown type", "no status", "read-only status", "status of 2 bytes", "broken chain"];
 
     [Theory, MemberData(nameof(Malformed))]
-    public void MalformedRequestsGetNoStatusAndNoMsync(string how)
+    public void Malformed_requests_get_no_status_and_no_msync(string how)
     {
         var d = Activate();
         ulong req = _driver.Alloc(8), status = _driver.Alloc(4);
@@ -155,7 +155,7 @@ public sealed class VirtioPmemTests : IDisposable
     }
 
     [Fact]
-    public void WrongQueueOrInactiveIsCountedNotThrown()
+    public void Wrong_queue_or_inactive_is_counted_not_thrown()
     {
         using (var inactive = new VirtioPmem("pmem0", _backing, Start, 2UL << 20))
         {
@@ -169,7 +169,7 @@ public sealed class VirtioPmemTests : IDisposable
     }
 
     [Fact]
-    public void OpsLimitCountsOneOpPerNotificationNotPerRequest()
+    public void Ops_limit_counts_one_op_per_notification_not_per_request()
     {
         var rl = new RateLimiter(null, new TokenBucketConfig(1, null, 1000), _clock);
         var d = Activate(rl);
@@ -195,7 +195,7 @@ public sealed class VirtioPmemTests : IDisposable
     }
 
     [Fact]
-    public void BandwidthIsChargedTheWholeFileSizePerFlush()
+    public void Bandwidth_is_charged_the_whole_file_size_per_flush()
     {
         // Room for exactly one flush of the 3 MiB file per second (docs/pmem.md's example, scaled).
         var rl = new RateLimiter(new TokenBucketConfig(3UL << 20, null, 1000), null, _clock);
@@ -221,7 +221,7 @@ public sealed class VirtioPmemTests : IDisposable
 
     /// <summary>The flush path is a hot path: serving a request (limiter charge included) allocates nothing.</summary>
     [Fact]
-    public void ServingAFlushDoesNotAllocate()
+    public void Serving_a_flush_does_not_allocate()
     {
         var rl = new RateLimiter(new TokenBucketConfig(1UL << 40, null, 1000), new TokenBucketConfig(1UL << 40, null, 1000), _clock);
         var d = Activate(rl);
@@ -240,7 +240,7 @@ public sealed class VirtioPmemTests : IDisposable
     }
 
     [Fact]
-    public void AnEmptyQueueChargesNothing()
+    public void An_empty_queue_charges_nothing()
     {
         var rl = new RateLimiter(null, new TokenBucketConfig(1, null, 1000), _clock);
         var d = Activate(rl);
@@ -253,7 +253,7 @@ public sealed class VirtioPmemTests : IDisposable
     /// <summary>The device half of "a guest write reaches the file": stores into the real MAP_SHARED window, then a
     /// guest flush request, then the file read back through the file system.</summary>
     [Fact]
-    public void GuestWriteThroughTheWindowReachesTheFileAfterAFlush()
+    public void Guest_write_through_the_window_reaches_the_file_after_a_flush()
     {
         string path = Path.Combine(Path.GetTempPath(), $"flint-pmem-{Guid.NewGuid():N}");
         try
@@ -282,7 +282,7 @@ public sealed class VirtioPmemTests : IDisposable
     }
 
     [Fact]
-    public void ReadOnlyMappingRefusesWritesAndItsMmioWindowDiscardsThem()
+    public void Read_only_mapping_refuses_writes_and_its_MMIO_window_discards_them()
     {
         string path = Path.Combine(Path.GetTempPath(), $"flint-pmem-{Guid.NewGuid():N}");
         try
@@ -306,7 +306,7 @@ public sealed class VirtioPmemTests : IDisposable
     }
 
     [Fact]
-    public void MappingErrorsAreFirecrackers()
+    public void Mapping_errors_are_Firecrackers()
     {
         var e = Assert.Throws<Flint.Sys.SysException>(() => PmemMapping.Open("/nonexistent/flint-pmem", false));
         Assert.Equal(2, e.Errno);

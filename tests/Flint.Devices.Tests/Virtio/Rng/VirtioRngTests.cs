@@ -39,7 +39,7 @@ public sealed class VirtioRngTests : IDisposable
     private (uint Id, uint Len) Used(int n) => _driver.Used(n);
 
     [Fact]
-    public void Identity()
+    public void Identity_features_and_queue()
     {
         var d = Start();
         Assert.Equal(4u, d.DeviceType);
@@ -54,7 +54,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void FillsWritableBuffersWithRandomBytes()
+    public void Fills_writable_buffers_with_random_bytes()
     {
         var d = Start();
         ulong a = _driver.Alloc(64), b = _driver.Alloc(100);
@@ -76,7 +76,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void ReadableBuffersGetNothing()
+    public void Readable_buffers_get_nothing()
     {
         var d = Start();
         ulong a = _driver.Alloc(32, 0x5a), b = _driver.Alloc(32, 0x5a);
@@ -93,7 +93,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void EmptyBufferCompletesWithZero()
+    public void Empty_buffer_completes_with_zero()
     {
         var d = Start();
         _driver.Push((_driver.Alloc(0), 0, true));
@@ -103,7 +103,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void BrokenChainsCompleteWithZero()
+    public void Broken_chains_complete_with_zero()
     {
         var d = Start();
         // Outside guest memory.
@@ -124,7 +124,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void LargeRequestsAreCapped()
+    public void Large_requests_are_capped()
     {
         var d = Start();
         ulong a = _driver.Alloc(200_000);
@@ -134,7 +134,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void OpsLimitThrottlesAndTheTimerResumes()
+    public void Ops_limit_throttles_and_the_timer_resumes()
     {
         var rl = new RateLimiter(null, new TokenBucketConfig(2, null, 1000), _clock);
         var d = Start(rl);
@@ -163,7 +163,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void BandwidthLimitCountsBytes()
+    public void Bandwidth_limit_counts_bytes()
     {
         var rl = new RateLimiter(new TokenBucketConfig(100, null, 1000), null, _clock);
         var d = Start(rl);
@@ -180,7 +180,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void TimerAfterResetTouchesNothing()
+    public void Timer_after_reset_touches_nothing()
     {
         var rl = new RateLimiter(null, new TokenBucketConfig(1, null, 1000), _clock);
         var d = Start(rl);
@@ -196,7 +196,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void WrongQueueOrInactiveIsCountedNotThrown()
+    public void Wrong_queue_or_inactive_is_counted_not_thrown()
     {
         var d = new VirtioRng();
         _dev = d;
@@ -206,7 +206,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void RandomRingsNeverThrow()
+    public void Random_rings_never_throw()
     {
         var d = Start();
         var rnd = new Random(7);
@@ -229,7 +229,7 @@ public sealed class VirtioRngTests : IDisposable
     }
 
     [Fact]
-    public void RequestPathDoesNotAllocate()
+    public void Request_path_does_not_allocate()
     {
         var d = Start(new RateLimiter(new TokenBucketConfig(1UL << 40, null, 1000), new TokenBucketConfig(1UL << 40, null, 1000), _clock));
         ulong buf = _driver.Alloc(64);

@@ -108,7 +108,7 @@ public sealed class VirtioVsockBackendTests : IDisposable
     }
 
     [Fact]
-    public void AttachesItselfAsTheHost()
+    public void Attaches_itself_as_the_host()
     {
         Assert.Same(_dev, _backend.Host);
         Assert.Equal(3UL, _backend.Host!.GuestCid);
@@ -116,7 +116,7 @@ public sealed class VirtioVsockBackendTests : IDisposable
     }
 
     [Fact]
-    public void ValidPacketsReachTheBackendParsed()
+    public void Valid_packets_reach_the_backend_parsed()
     {
         _guest.Send(7, 8, OpRw, "payload"u8.ToArray(), bufAlloc: 1234, fwdCnt: 56);
         _guest.Send(7, 8, OpCreditRequest);
@@ -131,7 +131,7 @@ public sealed class VirtioVsockBackendTests : IDisposable
     }
 
     [Fact]
-    public void MalformedPacketsGoToTheBackendAsSuchAndForeignOnesNowhere()
+    public void Malformed_packets_go_to_the_backend_as_such_and_foreign_ones_nowhere()
     {
         _guest.SendRaw(VsockGuest.Header(3, 7, 1, 2, 0, OpRequest));            // wrong destination: malformed
         _guest.SendRaw(VsockGuest.Header(3, HostCid, 1, 2, 500, OpRw), [1, 2]); // len beyond the chain: malformed
@@ -145,7 +145,7 @@ public sealed class VirtioVsockBackendTests : IDisposable
     }
 
     [Fact]
-    public void BackendPacketsFillRxBuffersAndNothingIsConsumedWithoutOne()
+    public void Backend_packets_fill_rx_buffers_and_nothing_is_consumed_without_one()
     {
         _guest.PostRx(4);
         _dev.ProcessQueue(RxQueue);
@@ -165,7 +165,7 @@ public sealed class VirtioVsockBackendTests : IDisposable
     }
 
     [Fact]
-    public void ResetAndDisposeReachTheBackend()
+    public void Reset_and_dispose_reach_the_backend()
     {
         _dev.Reset();
         Assert.Equal(1, _backend.Resets);
@@ -195,7 +195,7 @@ public sealed class VirtioVsockParseOnceTests : IDisposable
     public void Dispose() => _h.Dispose();
 
     [Fact]
-    public void RequestRewrittenAfterParsingStillConnectsWhereItWasSent()
+    public void Request_rewritten_after_parsing_still_connects_where_it_was_sent()
     {
         using var listener = _h.ListenGuestPort(5400);
         using var decoy = _h.ListenGuestPort(5401);
@@ -211,7 +211,7 @@ public sealed class VirtioVsockParseOnceTests : IDisposable
     }
 
     [Fact]
-    public void RwRewrittenAfterParsingDeliversExactlyWhatWasCounted()
+    public void RW_rewritten_after_parsing_delivers_exactly_what_was_counted()
     {
         using var listener = _h.ListenGuestPort(5402);
         using var host = _h.OpenGuestInitiated(listener, 7402, 5402);

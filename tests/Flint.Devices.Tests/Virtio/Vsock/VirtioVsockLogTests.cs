@@ -34,7 +34,7 @@ public sealed class VirtioVsockLogTests
     }
 
     [Fact]
-    public void DeviceFailuresAreCountedAndLoggedAtABoundedRate() => WithSink(sink =>
+    public void Device_failures_are_counted_and_logged_at_a_bounded_rate() => WithSink(sink =>
     {
         using var dev = new VirtioVsock(3, new RecordingBackend());
         for (int i = 0; i < 3 * DeviceLog.Burst; i++) dev.WriteConfig(0, new byte[8]); // the guest hammers read-only config
@@ -46,7 +46,7 @@ public sealed class VirtioVsockLogTests
     });
 
     [Fact]
-    public unsafe void ConnectionFailuresReachTheDeviceLog() => WithSink(sink =>
+    public unsafe void Connection_failures_reach_the_device_log() => WithSink(sink =>
     {
         using var mem = GuestMemory.Create([(0UL, 0x10000UL)]);
         var log = new DeviceLog(nameof(VirtioVsock));

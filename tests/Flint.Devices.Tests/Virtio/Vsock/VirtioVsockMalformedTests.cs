@@ -26,7 +26,7 @@ public sealed class VirtioVsockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void ShortHeaderIsDropped()
+    public void Short_header_is_dropped()
     {
         var h = VsockGuest.Header(3, HostCid, 1, 2, 0, OpRequest);
         G.SendRaw(h[..20]);
@@ -39,7 +39,7 @@ public sealed class VirtioVsockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void HeaderSplitAcrossDescriptorsIsAccepted()
+    public void Header_split_across_descriptors_is_accepted()
     {
         var h = VsockGuest.Header(3, HostCid, 7100, 5100, 0, OpRequest);
         G.PushChain(1, (h[..20], 20, false), (h[20..], 24, false));
@@ -50,7 +50,7 @@ public sealed class VirtioVsockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void LenLargerThanChainGetsRstAndKillsTheConnection()
+    public void Len_larger_than_chain_gets_RST_and_kills_the_connection()
     {
         var (host, hp) = _h.OpenHostInitiated(101);
         using var _ = host;
@@ -66,7 +66,7 @@ public sealed class VirtioVsockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void UnknownOpTypeAndCidsAreRefused()
+    public void Unknown_op_type_and_CIDs_are_refused()
     {
         G.SendRaw(VsockGuest.Header(3, HostCid, 11, 12, 0, 99));
         Assert.Equal((OpRst, 12u, 11u), Tuple(G.Recv()));
@@ -86,7 +86,7 @@ public sealed class VirtioVsockMalformedTests : IDisposable
     private static (ushort, uint, uint) Tuple(VsockPacket p) => (p.Op, p.SrcPort, p.DstPort);
 
     [Fact]
-    public void BrokenTxChainsAreDropped()
+    public void Broken_tx_chains_are_dropped()
     {
         var h = VsockGuest.Header(3, HostCid, 21, 22, 0, OpRequest);
         // Device-writable descriptor in a tx chain.
@@ -111,7 +111,7 @@ public sealed class VirtioVsockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void UnusableRxBuffersAreReturnedEmpty()
+    public void Unusable_rx_buffers_are_returned_empty()
     {
         using var h = new VsockHarness(rxBuffers: 0);
         // A device-readable rx buffer and a too-small one: both come back with length 0.
@@ -129,7 +129,7 @@ public sealed class VirtioVsockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void RequestReusingALivePairResetsIt()
+    public void Request_reusing_a_live_pair_resets_it()
     {
         using var listener = _h.ListenGuestPort(5200);
         using var host = _h.OpenGuestInitiated(listener, 7200, 5200);
@@ -139,7 +139,7 @@ public sealed class VirtioVsockMalformedTests : IDisposable
     }
 
     [Fact]
-    public void ResponseOrRwOnWrongStateResets()
+    public void Response_or_RW_on_wrong_state_resets()
     {
         using var listener = _h.ListenGuestPort(5201);
         using var host = _h.OpenGuestInitiated(listener, 7201, 5201);

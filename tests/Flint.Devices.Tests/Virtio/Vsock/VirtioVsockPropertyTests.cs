@@ -36,7 +36,7 @@ public sealed class VirtioVsockPropertyTests
                 b.Item1, b.Item2, b.Item3, b.Item4));
 
     [Fact]
-    public void RandomPacketsNeverBreakTheDevice()
+    public void Random_packets_never_break_the_device()
     {
         using var h = new VsockHarness(rxBuffers: 32);
         using var l0 = h.ListenGuestPort(5300);

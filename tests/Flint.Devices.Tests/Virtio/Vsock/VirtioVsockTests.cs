@@ -15,7 +15,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     public void Dispose() => _h.Dispose();
 
     [Fact]
-    public void IdentityFeaturesAndConfig()
+    public void Identity_features_and_config()
     {
         Assert.Equal(19u, _h.Device.DeviceType);
         Assert.Equal(VirtioFeatures.Version1, _h.Device.AvailableFeatures);
@@ -36,7 +36,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void StaleSocketFileIsReplacedAndDisposeUnlinks()
+    public void Stale_socket_file_is_replaced_and_dispose_unlinks()
     {
         string path = Path.Combine(_h.Dir, "stale.sock");
         File.WriteAllText(path, "stale");
@@ -51,7 +51,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void HostInitiatedHandshakeAndDataBothWays()
+    public void Host_initiated_handshake_and_data_both_ways()
     {
         var (host, hostPort) = _h.OpenHostInitiated(52);
         using var _ = host;
@@ -78,7 +78,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void DataRightAfterConnectLineIsNotLost()
+    public void Data_right_after_connect_line_is_not_lost()
     {
         var s = _h.ConnectHost();
         s.Send(Encoding.ASCII.GetBytes("CONNECT 77\nearly-bytes"));
@@ -91,7 +91,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void BadConnectLineClosesHostSocket()
+    public void Bad_connect_line_closes_host_socket()
     {
         using var s = _h.ConnectHost();
         s.Send("HELLO 5\n"u8.ToArray());
@@ -104,7 +104,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void GuestRstToRequestClosesHostWithoutOk()
+    public void Guest_RST_to_request_closes_host_without_OK()
     {
         using var s = _h.ConnectHost();
         s.Send("CONNECT 9\n"u8.ToArray());
@@ -115,7 +115,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void UnansweredRequestTimesOutWithRst()
+    public void Unanswered_request_times_out_with_RST()
     {
         using var s = _h.ConnectHost();
         s.Send("CONNECT 10\n"u8.ToArray());
@@ -126,7 +126,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void GuestInitiatedConnectAndData()
+    public void Guest_initiated_connect_and_data()
     {
         using var listener = _h.ListenGuestPort(5000);
         using var host = _h.OpenGuestInitiated(listener, 7000, 5000);
@@ -140,7 +140,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void HostConnectSkipsAnEphemeralPortAGuestConnectionUses()
+    public void Host_connect_skips_an_ephemeral_port_a_guest_connection_uses()
     {
         // The guest may connect to any host port, the ephemeral range included. A host client then connecting to the
         // same guest port must get another local port: the pair (port, guest port) would name two connections. This
@@ -161,7 +161,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void GuestConnectRefusedWhenNothingListens()
+    public void Guest_connect_refused_when_nothing_listens()
     {
         _h.Guest.Send(7001, 5001, OpRequest);
         var p = _h.Guest.Recv();
@@ -171,7 +171,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void GuestCreditLimitsWhatTheDeviceSends()
+    public void Guest_credit_limits_what_the_device_sends()
     {
         using var listener = _h.ListenGuestPort(5002);
         using var host = _h.OpenGuestInitiated(listener, 7002, 5002, guestBufAlloc: 1000);
@@ -202,7 +202,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void CreditRequestGetsCreditUpdateWithForwardedCount()
+    public void Credit_request_gets_credit_update_with_forwarded_count()
     {
         using var listener = _h.ListenGuestPort(5003);
         using var host = _h.OpenGuestInitiated(listener, 7003, 5003);
@@ -215,7 +215,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void HostStallBuffersUpToCreditThenDrainsAndUpdatesCredit()
+    public void Host_stall_buffers_up_to_credit_then_drains_and_updates_credit()
     {
         using var listener = _h.ListenGuestPort(5004);
         using var host = _h.OpenGuestInitiated(listener, 7004, 5004);
@@ -239,7 +239,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void GuestOverrunningCreditIsReset()
+    public void Guest_overrunning_credit_is_reset()
     {
         using var listener = _h.ListenGuestPort(5005);
         using var host = _h.OpenGuestInitiated(listener, 7005, 5005);
@@ -253,7 +253,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void GuestRstClosesHostSocket()
+    public void Guest_RST_closes_host_socket()
     {
         var (host, hostPort) = _h.OpenHostInitiated(60);
         using var _ = host;
@@ -264,7 +264,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void GuestFullShutdownClosesHostAndSendsRst()
+    public void Guest_full_shutdown_closes_host_and_sends_RST()
     {
         using var listener = _h.ListenGuestPort(5006);
         using var host = _h.OpenGuestInitiated(listener, 7006, 5006);
@@ -275,7 +275,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void GuestHalfShutdownSendHalfClosesHostAfterData()
+    public void Guest_half_shutdown_send_half_closes_host_after_data()
     {
         using var listener = _h.ListenGuestPort(5007);
         using var host = _h.OpenGuestInitiated(listener, 7007, 5007);
@@ -289,7 +289,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void HostCloseSendsShutdownThenRstAfterGrace()
+    public void Host_close_sends_shutdown_then_RST_after_grace()
     {
         var (host, hostPort) = _h.OpenHostInitiated(61);
         host.Send("bye"u8.ToArray());
@@ -305,7 +305,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void HostCloseThenGuestRstRemovesAtOnce()
+    public void Host_close_then_guest_RST_removes_at_once()
     {
         var (host, hostPort) = _h.OpenHostInitiated(62);
         host.Dispose();
@@ -317,7 +317,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void PacketsForUnknownConnectionsGetRst()
+    public void Packets_for_unknown_connections_get_RST()
     {
         _h.Guest.Send(1, 2, OpRw, "x"u8.ToArray());
         var p = _h.Guest.Recv();
@@ -326,7 +326,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void ManyConcurrentConnections()
+    public void Many_concurrent_connections()
     {
         const int N = 100;
         var hosts = new List<(Socket S, uint Port, uint GuestPort)>();
@@ -384,7 +384,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void NoRxBuffersPausesHostPollingUntilBuffersArrive()
+    public void No_rx_buffers_pauses_host_polling_until_buffers_arrive()
     {
         using var h = new VsockHarness(rxBuffers: 0);
         using var listener = h.ListenGuestPort(5010);
@@ -404,7 +404,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void SplitHeaderAndDataRxBuffersWork()
+    public void Split_header_and_data_rx_buffers_work()
     {
         using var h = new VsockHarness(splitRx: true);
         var (host, _) = h.OpenHostInitiated(70);
@@ -415,7 +415,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void DeviceResetClosesHostSockets()
+    public void Device_reset_closes_host_sockets()
     {
         var (host, _) = _h.OpenHostInitiated(80);
         using var _s = host;
@@ -427,7 +427,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void DataPathDoesNotAllocate()
+    public void Data_path_does_not_allocate()
     {
         var (host, hostPort) = _h.OpenHostInitiated(91);
         using var _s = host;
@@ -450,7 +450,7 @@ public sealed class VirtioVsockTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void RoundTripLatency()
+    public void Round_trip_latency()
     {
         var (host, hostPort) = _h.OpenHostInitiated(90);
         using var _s = host;

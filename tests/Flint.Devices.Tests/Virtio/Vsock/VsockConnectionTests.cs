@@ -184,7 +184,7 @@ public sealed class VsockConnectionTests : IDisposable
     // ---------------------------------------------------------------- handshakes
 
     [Fact]
-    public void HostInitiatedHandshake()
+    public void Host_initiated_handshake()
     {
         var c = RequestSent();
         Assert.Equal(0u, c.WantedEvents); // nothing to read from the host until the guest answers
@@ -196,7 +196,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void GuestInitiatedHandshake()
+    public void Guest_initiated_handshake()
     {
         var c = GuestInitiated();
         Assert.Equal(VsockConnState.ResponseQueued, c.State);
@@ -210,7 +210,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void ConnectLineOnlyInItsState()
+    public void Connect_line_only_in_its_state()
     {
         var c = Established();
         Assert.False(c.OnConnectLine(1, 2));
@@ -218,7 +218,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void ResponseBeforeTheRequestWentOutResets()
+    public void Response_before_the_request_went_out_resets()
     {
         var c = VsockConnection.AcceptedFromHost(_host, GuestCid, _metrics, _log);
         c.OnConnectLine(FirstEphemeralPort, GuestPort);
@@ -227,14 +227,14 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void ResponseToAGuestInitiatedConnectionResets()
+    public void Response_to_a_guest_initiated_connection_resets()
     {
         Assert.Equal(VsockConnOutcome.Reset, Tx(GuestInitiated(), OpResponse));
         Assert.Equal(VsockConnOutcome.Reset, Tx(Established(), OpResponse));
     }
 
     [Fact]
-    public void FailedOkLineResetsAndCounts()
+    public void Failed_OK_line_resets_and_counts()
     {
         var c = RequestSent();
         _host.SendError = 32; // EPIPE: the host client left
@@ -245,7 +245,7 @@ public sealed class VsockConnectionTests : IDisposable
     // ---------------------------------------------------------------- hostile ops
 
     [Fact]
-    public void RstClosesInEveryLiveState()
+    public void RST_closes_in_every_live_state()
     {
         Assert.Equal(VsockConnOutcome.Close, Tx(RequestSent(), OpRst));
         Assert.Equal(VsockConnOutcome.Close, Tx(GuestInitiated(), OpRst));
@@ -255,7 +255,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void RequestOnALivePairResets()
+    public void Request_on_a_live_pair_resets()
     {
         Assert.Equal(VsockConnOutcome.Reset, Tx(Established(), OpRequest));
         Assert.Equal(VsockConnOutcome.Reset, Tx(RequestSent(), OpRequest));
@@ -265,14 +265,14 @@ public sealed class VsockConnectionTests : IDisposable
     [InlineData(OpInvalid)]
     [InlineData((ushort)8)]
     [InlineData((ushort)0xffff)]
-    public void UnknownOpResets(ushort op)
+    public void Unknown_op_resets(ushort op)
     {
         // The device refuses these before a connection sees them; the state machine must not trust that.
         Assert.Equal(VsockConnOutcome.Reset, Tx(Established(), op));
     }
 
     [Fact]
-    public void RwBeforeTheHandshakeResets()
+    public void RW_before_the_handshake_resets()
     {
         Assert.Equal(VsockConnOutcome.Reset, Tx(RequestSent(), OpRw, [1, 2, 3]));
         Assert.Equal(VsockConnOutcome.Reset, Tx(GuestInitiated(), OpRw, [1, 2, 3]));
@@ -280,7 +280,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void RwIsForwarded()
+    public void RW_is_forwarded()
     {
         var c = Established();
         Assert.Equal(VsockConnOutcome.Keep, Tx(c, OpRw, "hello"u8.ToArray()));
@@ -290,7 +290,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void RwLenBeyondTheChainResetsEvenIfTheDeviceMissedIt()
+    public void RW_len_beyond_the_chain_resets_even_if_the_device_missed_it()
     {
         var c = Established();
         Assert.Equal(VsockConnOutcome.Reset, Tx(c, OpRw, new byte[10], len: 1000));
@@ -300,7 +300,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void GuestOverrunningOurCreditResets()
+    public void Guest_overrunning_our_credit_resets()
     {
         var c = Established();
         _host.Room = 0; // the host reader is stalled: everything is buffered
@@ -314,7 +314,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void BufferedBytesDrainOnEpollOutAndCreditIsUpdated()
+    public void Buffered_bytes_drain_on_EPOLLOUT_and_credit_is_updated()
     {
         var c = Established();
         _host.Room = 3;
@@ -333,7 +333,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void FlushFailureResets()
+    public void Flush_failure_resets()
     {
         var c = Established();
         _host.Room = 0;
@@ -346,13 +346,13 @@ public sealed class VsockConnectionTests : IDisposable
     // ---------------------------------------------------------------- shutdown
 
     [Fact]
-    public void ShutdownBothWaysResets()
+    public void Shutdown_both_ways_resets()
     {
         Assert.Equal(VsockConnOutcome.Reset, Tx(Established(), OpShutdown, flags: ShutdownRcv | ShutdownSend));
     }
 
     [Fact]
-    public void ShutdownReceiveStopsReadingTheHost()
+    public void Shutdown_receive_stops_reading_the_host()
     {
         var c = Established();
         Assert.Equal(VsockConnOutcome.Keep, Tx(c, OpShutdown, flags: ShutdownRcv));
@@ -368,7 +368,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void ShutdownSendHalfClosesTheHostOnceAndRefusesMoreData()
+    public void Shutdown_send_half_closes_the_host_once_and_refuses_more_data()
     {
         var c = Established();
         Assert.Equal(VsockConnOutcome.Keep, Tx(c, OpShutdown, flags: ShutdownSend));
@@ -381,7 +381,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void ShutdownSendWaitsForBufferedBytes()
+    public void Shutdown_send_waits_for_buffered_bytes()
     {
         var c = Established();
         _host.Room = 0;
@@ -398,7 +398,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void ShutdownReceiveAfterSendResets()
+    public void Shutdown_receive_after_send_resets()
     {
         var c = Established();
         Tx(c, OpShutdown, flags: ShutdownSend);
@@ -406,14 +406,14 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void ShutdownBeforeTheHandshakeResets()
+    public void Shutdown_before_the_handshake_resets()
     {
         Assert.Equal(VsockConnOutcome.Reset, Tx(RequestSent(), OpShutdown, flags: ShutdownSend));
         Assert.Equal(VsockConnOutcome.Reset, Tx(GuestInitiated(), OpShutdown, flags: ShutdownRcv));
     }
 
     [Fact]
-    public void ShutdownWithoutFlagsChangesNothing()
+    public void Shutdown_without_flags_changes_nothing()
     {
         var c = Established();
         Assert.Equal(VsockConnOutcome.Keep, Tx(c, OpShutdown, flags: 0));
@@ -436,7 +436,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void HostDataGoesToTheGuestWithinItsCredit()
+    public void Host_data_goes_to_the_guest_within_its_credit()
     {
         var c = Established(guestBufAlloc: 100);
         HostWrites(c, 150);
@@ -454,7 +454,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void AGuestClaimingMoreConsumedThanSentGetsNoCredit()
+    public void A_guest_claiming_more_consumed_than_sent_gets_no_credit()
     {
         var c = Established(guestBufAlloc: 100);
         HostWrites(c, 10);
@@ -467,7 +467,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void HostEofSendsShutdownAndWaitsForTheGuest()
+    public void Host_EOF_sends_shutdown_and_waits_for_the_guest()
     {
         var c = HostClosed();
         Assert.Equal(0u, c.WantedEvents);
@@ -478,7 +478,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void HostReadErrorSendsRst()
+    public void Host_read_error_sends_RST()
     {
         var c = Established();
         _host.ReadError = 104;
@@ -490,7 +490,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void HeaderOnlyRxBufferCarriesACreditUpdate()
+    public void Header_only_rx_buffer_carries_a_credit_update()
     {
         var c = Established();
         HostWrites(c, 10);
@@ -502,7 +502,7 @@ public sealed class VsockConnectionTests : IDisposable
     }
 
     [Fact]
-    public void ClosedConnectionIsInert()
+    public void Closed_connection_is_inert()
     {
         var c = Established();
         c.Close();

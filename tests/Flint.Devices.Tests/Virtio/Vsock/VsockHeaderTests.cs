@@ -11,7 +11,7 @@ public sealed class VsockHeaderTests
         Type: TypeStream, Op: OpRw, Flags: 0xdeadbeef, BufAlloc: 0x00010000, FwdCnt: 0xfffffff0);
 
     [Fact]
-    public void WriteThenReadRoundTrips()
+    public void Write_then_read_round_trips()
     {
         var b = new byte[HeaderSize];
         Assert.True(Sample.TryWrite(b));
@@ -20,7 +20,7 @@ public sealed class VsockHeaderTests
     }
 
     [Fact]
-    public void LayoutIsTheSpecsLittleEndianPackedStruct()
+    public void Layout_is_the_specs_little_endian_packed_struct()
     {
         var b = new byte[HeaderSize];
         Sample.TryWrite(b);
@@ -35,7 +35,7 @@ public sealed class VsockHeaderTests
     }
 
     [Fact]
-    public void ParsesFromALongerBufferAndIgnoresWhatFollows()
+    public void Parses_from_a_longer_buffer_and_ignores_what_follows()
     {
         var b = new byte[HeaderSize + 10];
         Sample.TryWrite(b);
@@ -48,7 +48,7 @@ public sealed class VsockHeaderTests
     [InlineData(0)]
     [InlineData(20)]
     [InlineData(HeaderSize - 1)]
-    public void ShortBuffersAreRefusedBothWays(int size)
+    public void Short_buffers_are_refused_both_ways(int size)
     {
         var b = new byte[size];
         Assert.False(VsockHeader.TryRead(b, out var h));
@@ -58,7 +58,7 @@ public sealed class VsockHeaderTests
     }
 
     [Fact]
-    public void ToGuestFillsTheHostSide()
+    public void To_guest_fills_the_host_side()
     {
         var h = VsockHeader.ToGuest(guestCid: 9, srcPort: 1, dstPort: 2, OpCreditUpdate, len: 0, flags: 0, bufAlloc: 5, fwdCnt: 6);
         Assert.Equal((HostCid, 9UL, 1u, 2u, TypeStream, OpCreditUpdate, 5u, 6u),
@@ -66,7 +66,7 @@ public sealed class VsockHeaderTests
     }
 
     [Fact]
-    public void ConnectionKeyIsOurPortThenTheGuests()
+    public void Connection_key_is_our_port_then_the_guests()
     {
         var h = new VsockHeader(3, HostCid, SrcPort: 7, DstPort: 9, 0, TypeStream, OpRw, 0, 0, 0);
         Assert.Equal(VsockConnection.MakeKey(9, 7), h.ConnectionKey);
@@ -76,7 +76,7 @@ public sealed class VsockHeaderTests
         new(src, dst, 10, 20, len, type, op, 0, 65536, 0);
 
     [Fact]
-    public void ValidGuestPackets()
+    public void Valid_guest_packets()
     {
         for (ushort op = OpRequest; op <= OpCreditRequest; op++)
             Assert.Equal(VsockHeaderVerdict.Valid, Guest(op).Validate(3, 0));
@@ -87,7 +87,7 @@ public sealed class VsockHeaderTests
     }
 
     [Fact]
-    public void PacketsNotFromOurGuestAreDropped()
+    public void Packets_not_from_our_guest_are_dropped()
     {
         Assert.Equal(VsockHeaderVerdict.Drop, Guest(OpRequest, src: 4).Validate(3, 0));
         Assert.Equal(VsockHeaderVerdict.Drop, Guest(OpRequest, src: HostCid).Validate(3, 0));
@@ -96,7 +96,7 @@ public sealed class VsockHeaderTests
     }
 
     [Fact]
-    public void MalformedGuestPacketsAreReset()
+    public void Malformed_guest_packets_are_reset()
     {
         Assert.Equal(VsockHeaderVerdict.Reset, Guest(OpRequest, dst: 7).Validate(3, 0));
         Assert.Equal(VsockHeaderVerdict.Reset, Guest(OpRequest, dst: 3).Validate(3, 0)); // to itself
@@ -107,7 +107,7 @@ public sealed class VsockHeaderTests
     }
 
     [Fact]
-    public void RwLenBeyondTheDescriptorsOrTheMaximumIsReset()
+    public void RW_len_beyond_the_descriptors_or_the_maximum_is_reset()
     {
         Assert.Equal(VsockHeaderVerdict.Reset, Guest(OpRw, len: 101).Validate(3, 100));
         Assert.Equal(VsockHeaderVerdict.Reset, Guest(OpRw, len: uint.MaxValue).Validate(3, 100));

@@ -26,7 +26,7 @@ public sealed class VsockSnapshotTests : IDisposable
     }
 
     [Fact]
-    public void PrepareSavePostsTransportResetOnTheEventQueueAndRaisesTheInterrupt()
+    public void Prepare_save_posts_transport_reset_on_the_event_queue_and_raises_the_interrupt()
     {
         ushort head = _h.Guest.PostEvent();
         int irqs = _h.Line.Count;
@@ -42,7 +42,7 @@ public sealed class VsockSnapshotTests : IDisposable
     }
 
     [Fact]
-    public void WithoutAnEventBufferPrepareSaveCountsAFailureAndLeavesRxOpen()
+    public void Without_an_event_buffer_prepare_save_counts_a_failure_and_leaves_rx_open()
     {
         Assert.False(_h.Device.PrepareSave());
         Assert.Equal(1, _h.Device.Metrics.EvQueueEventFails);
@@ -53,7 +53,7 @@ public sealed class VsockSnapshotTests : IDisposable
     }
 
     [Fact]
-    public void RxWaitsForTheGuestsAcknowledgementOfTheReset()
+    public void Rx_waits_for_the_guests_acknowledgement_of_the_reset()
     {
         _h.Guest.PostEvent();
         Assert.True(_h.Device.PrepareSave());
@@ -72,7 +72,7 @@ public sealed class VsockSnapshotTests : IDisposable
     }
 
     [Fact]
-    public void OnRestoredTakesTheGateBackAndSignalsTheEventQueueAgain()
+    public void On_restored_takes_the_gate_back_and_signals_the_event_queue_again()
     {
         int irqs = _h.Line.Count;
         _h.Device.OnRestored(pendingEventAck: true);
@@ -85,7 +85,7 @@ public sealed class VsockSnapshotTests : IDisposable
     }
 
     [Fact]
-    public void DeviceResetClearsTheGate()
+    public void Device_reset_clears_the_gate()
     {
         _h.Device.OnRestored(pendingEventAck: true);
         _h.Device.Reset();
@@ -93,7 +93,7 @@ public sealed class VsockSnapshotTests : IDisposable
     }
 
     [Fact]
-    public void RestoreRingsEveryQueueButTheEventQueue()
+    public void Restore_rings_every_queue_but_the_event_queue()
     {
         Assert.True(_h.Device.ReplaysKickAfterRestore(RxQueue));
         Assert.True(_h.Device.ReplaysKickAfterRestore(TxQueue));

@@ -1,12 +1,8 @@
 using Flint.Devices;
 using Flint.Devices.Legacy;
-using Flint.Devices.Pci;
-using Flint.Devices.Pci.Msix;
-using Flint.Devices.Virtio.Pci;
-using Flint.Devices.Virtio.Rng;
-using Flint.Memory;
 using Flint.Snapshot;
 using Flint.Vmm.Snapshot;
+using Flint.Vmm.Tests;
 
 namespace Flint.Fuzz.Targets;
 
@@ -18,13 +14,6 @@ namespace Flint.Fuzz.Targets;
 public sealed class SnapshotTarget : IFuzzTarget
 {
     private sealed class NoIrq : IInterrupt { public void Trigger() { } }
-
-    private sealed class NoVectors(int count) : IMsiVectors
-    {
-        public int Count { get; } = count;
-        public bool Route(int index, MsiMessage message, bool enabled) => true;
-        public void Trigger(int index) { }
-    }
 
     public string Name => "snapshot";
     public string Description => "Flint.Snapshot.SnapshotFile.Parse over a whole state file, then Serial/I8042.RestoreState and the pci section's parser (PciStateCodec.Parse) on its sections; only SnapshotFormatException may be thrown";
@@ -84,26 +73,8 @@ public sealed class SnapshotTarget : IFuzzTarget
         cfg.String("{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64}}");
         f.Add("config", cfg);
         yield return ("devices", f.Serialize());
-        f.Add(SnapshotSections.Pci, PciSection());
+        f.Add(SnapshotSections.Pci, PciSectionSample.Write(PciStateCodec.Version, (1, Flint.Arch.X86.Layout.PciMmio64Start)));
         yield return ("pci", f.Serialize());
         yield return ("empty", new SnapshotFile().Serialize());
-    }
-
-    /// <summary>A pci section as the creator writes it: the host bridge and one virtio-rng function in slot 1.</summary>
-    private static StateWriter PciSection()
-    {
-        using var mem = GuestMemory.Create([(0UL, 0x10000UL)]);
-        using var rng = new VirtioRng();
-        using var t = new VirtioPciTransport(rng, mem, Flint.Arch.X86.Layout.PciMmio64Start, new NoVectors(2));
-        var w = new StateWriter();
-        w.U32(PciStateCodec.Version);
-        new PciHostBridge().SaveState(w);
-        w.U32(1);
-        w.U8(1);
-        w.String(""); // version 2: the device's id (entropy has none) and its flags
-        w.U8(0);
-        t.CaptureState().Write(w);
-        w.Bytes([0, 0, 0, 0]);
-        return w;
     }
 }
