@@ -182,12 +182,20 @@ public sealed class PciHotplugSegmentTests : IDisposable
         Assert.Empty(_owned);
     }
 
+    /// <summary>This process's open fds, once finalizers of earlier tests' objects have run.</summary>
+    private static int OpenFds()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        return Directory.GetFiles("/proc/self/fd").Length;
+    }
+
     [Fact]
     public void A_hundred_plug_unplug_cycles_leak_no_fd_slot_BAR_or_GSI()
     {
         string path = File("cycle.img", 1 << 20);
         var keep = _pci.Plug(Block(File("keep.img", 4096))); // a neighbour that must survive the churn
-        int fdsBefore = Directory.GetFiles("/proc/self/fd").Length;
+        int fdsBefore = OpenFds();
         int loopBefore = _loop.Count, routing = _vm.RoutingEntries;
         for (int i = 0; i < 100; i++)
         {
@@ -196,7 +204,10 @@ public sealed class PciHotplugSegmentTests : IDisposable
             Assert.Equal(keep.Bar + Devices.Virtio.Pci.VirtioPciLayout.BarSize, f.Bar);
             _pci.Unplug(f);
         }
-        Assert.Equal(fdsBefore, Directory.GetFiles("/proc/self/fd").Length);
+        // A leak here is at least one fd per cycle (100 or more); the margin absorbs fds other tests' leftovers (a
+        // finalizer, a pooled connection) open or close meanwhile: the whole test process is counted.
+        int fdsAfter = OpenFds();
+        Assert.True(fdsAfter <= fdsBefore + 8, $"fds: {fdsBefore} before 100 plug/unplug cycles, {fdsAfter} after");
         Assert.Equal(loopBefore, _loop.Count);
         Assert.Equal(1, _pci.BarsInUse);
         Assert.Equal(2, _pci.GsisInUse);
