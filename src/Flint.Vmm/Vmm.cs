@@ -114,7 +114,15 @@ public sealed class Vmm : IDisposable
         }
     }
 
-    public void Resume() => _vcpuGroup.Resume();
+    /// <summary>
+    /// Resumes every vCPU. First, as Firecracker's resume_vm kicks its devices: the balloon ends any free page hinting
+    /// run with DONE (a run saved in a snapshot, too), so the guest may reuse the pages it hinted.
+    /// </summary>
+    public void Resume()
+    {
+        Devices.Balloon?.ResetHintingOnResume();
+        _vcpuGroup.Resume();
+    }
 
     public void Stop()
     {

@@ -116,6 +116,29 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
         Assert.True(before - after >= MinReturnedKib, Figures("free page hinting", before, after, processBefore, processAfter));
     }
 
+    [Trait("Needs", "kvm")]
+    [SkippableFact]
+    public void A_resume_ends_a_hinting_run_with_DONE_as_Firecracker_kicks_its_balloon()
+    {
+        KvmRequirement.Check();
+        using var flint = BootBalloonGuest("\"free_page_hinting\": true");
+        Assert.True(flint.WaitForOutput(TestGuestImage.BalloonHintPatterned, HostStepMs), flint.Output);
+        Assert.Equal(204, flint.Request("PATCH", "/balloon/hinting/start", "{\"acknowledge_on_stop\": false}").Status);
+        Assert.True(flint.WaitForOutput(TestGuestImage.BalloonHintStopped, HostStepMs), flint.Output);
+        Assert.Equal((200, """{"host_cmd":2,"guest_cmd":0}"""), flint.Request("GET", "/balloon/hinting/status"));
+
+        // Firecracker's resume_vm kicks the balloon: DONE and a config interrupt, without /balloon/hinting/stop.
+        Assert.Equal(204, flint.Request("PATCH", "/vm", "{\"state\": \"Paused\"}").Status);
+        Assert.Equal((200, """{"host_cmd":2,"guest_cmd":0}"""), flint.Request("GET", "/balloon/hinting/status"));
+        Assert.Equal(204, flint.Request("PATCH", "/vm", "{\"state\": \"Resumed\"}").Status);
+        Assert.Equal((200, """{"host_cmd":1,"guest_cmd":0}"""), flint.Request("GET", "/balloon/hinting/status"));
+        Assert.True(flint.Process.WaitForExit((int)T.TotalMilliseconds), "the guest did not finish");
+        string log = flint.Output;
+        output.WriteLine(ConsoleAndLog(flint));
+        Assert.Contains(TestGuestImage.Pass(TestGuestImage.BalloonHint), log);
+        Assert.Contains("fail=0", log);
+    }
+
     /// <summary>flint with an API socket, booting the test guest's balloon test with a balloon (the given free page
     /// field) and tg.balloon.host, so the guest waits for us at each free page step.</summary>
     private FlintApiProcess BootBalloonGuest(string freePageField)

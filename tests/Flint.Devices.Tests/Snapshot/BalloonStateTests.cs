@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Flint.Devices.Tests.Virtio;
 using Flint.Devices.Tests.Virtio.Balloon;
 using Flint.Devices.Virtio;
@@ -14,6 +15,8 @@ namespace Flint.Devices.Tests.Snapshot;
 /// </summary>
 public sealed class BalloonStateTests
 {
+    private const ulong MiB = 1UL << 20;
+
     /// <summary>A device built as the load builds it (from the configuration), with its transport's queues restored.</summary>
     private static (VirtioBalloon Device, CountingInterrupt Line) Restored(BalloonHarness h, uint amountMib, uint statsS,
         bool hinting, byte[] state)
@@ -30,6 +33,20 @@ public sealed class BalloonStateTests
         Assert.True(device.Activate(h.Memory, queues, new VirtioInterrupt(line), device.AvailableFeatures));
         device.RestoreRuntimeState(new StateReader("runtime/0", state));
         return (device, line);
+    }
+
+    private static uint ConfigCmdId(VirtioBalloon d)
+    {
+        Span<byte> b = stackalloc byte[4];
+        d.ReadConfig(ConfigFreePageHintCmdId, b);
+        return BinaryPrimitives.ReadUInt32LittleEndian(b);
+    }
+
+    private static ulong CmdId(BalloonHarness h, uint id)
+    {
+        ulong a = h.Alloc(4);
+        h.Memory.Write(a, id);
+        return a;
     }
 
     private static byte[] Save(IDeviceRuntimeState d)
@@ -72,21 +89,73 @@ public sealed class BalloonStateTests
     }
 
     [Fact]
-    public void A_hinting_run_in_progress_ends_with_DONE_on_restore()
+    public void A_restored_hinting_run_shows_its_saved_commands_and_DONE_in_config_space_until_the_vm_resumes()
     {
+        // Firecracker's Balloon::restore keeps hinting_state (host_cmd, last_cmd_id, guest_cmd, acknowledge_on_stop)
+        // as saved and writes DONE to config space's free_page_hint_cmd_id, without an interrupt: GET
+        // /balloon/hinting/status after a load that does not resume answers the saved run.
         using var h = new BalloonHarness(amountMib: 0, statsIntervalS: 0, freePageHinting: true);
         h.Device.StartHinting(acknowledgeOnStop: false);
-        Assert.Equal(new BalloonHintingStatus(2, null), h.Device.GetHintingStatus());
+        h.Hinting.Push((CmdId(h, 2), 4, false));
+        h.Device.ProcessQueue(h.Device.FreePageHintQueue);
+        Assert.Equal(new BalloonHintingStatus(2, 2), h.Device.GetHintingStatus());
         var state = Save(h.Device);
 
         var (d, line) = Restored(h, 0, 0, hinting: true, state);
         using (d)
         {
-            Assert.Equal(HintCmdDone, d.GetHintingStatus().HostCmd);
+            Assert.Equal(new BalloonHintingStatus(2, 2), d.GetHintingStatus());
+            Assert.Equal(HintCmdDone, ConfigCmdId(d));
+            Assert.Equal(0, line.Count);
+        }
+    }
+
+    [Fact]
+    public void The_resume_after_a_restore_ends_the_run_with_DONE_and_the_next_run_goes_on_from_the_saved_id()
+    {
+        using var h = new BalloonHarness(amountMib: 0, statsIntervalS: 0, regions: [(0UL, 16 * MiB)], freePageHinting: true);
+        h.Device.StartHinting(acknowledgeOnStop: true);
+        var state = Save(h.Device);
+
+        var (d, line) = Restored(h, 0, 0, hinting: true, state);
+        using (d)
+        {
+            Assert.Equal(new BalloonHintingStatus(2, null), d.GetHintingStatus());
+            d.ResetHintingOnResume(); // Firecracker's kick, on resume_vm
+            Assert.Equal(new BalloonHintingStatus(HintCmdDone, null), d.GetHintingStatus());
+            Assert.Equal(HintCmdDone, ConfigCmdId(d));
             Assert.Equal(1, line.Count); // the config change tells the guest
-            // The run id goes on from the saved one, so the guest never sees a repeated id.
-            d.StartHinting(acknowledgeOnStop: false);
-            Assert.Equal(3u, d.GetHintingStatus().HostCmd);
+
+            // The run id goes on from the saved one (the guest never sees a repeated id); a run started after the
+            // restore works, hints of the old run's id are acknowledged and dropped nothing.
+            d.StartHinting(acknowledgeOnStop: true);
+            Assert.Equal(3u, ConfigCmdId(d));
+            h.Hinting.Push((CmdId(h, 2), 4, false), (8 * MiB, (uint)MiB, true));
+            h.Hinting.Push((CmdId(h, 3), 4, false), (4 * MiB, (uint)MiB, true));
+            h.Hinting.Push((CmdId(h, HintCmdStop), 4, false));
+            d.ProcessQueue(d.FreePageHintQueue);
+            Assert.Equal(1, d.Metrics.FreePageHintCount);
+            Assert.Equal((long)MiB, d.Metrics.FreePageHintFreed);
+            Assert.Equal(new BalloonHintingStatus(HintCmdDone, HintCmdStop), d.GetHintingStatus());
+        }
+    }
+
+    [Fact]
+    public void A_restored_balloon_whose_host_never_started_a_run_shows_DONE_in_config_space_and_DONE_after_resume()
+    {
+        // Firecracker writes DONE to config space on every restore and its kick sends DONE on every resume of an
+        // active hinting balloon, whether or not a run was ever started.
+        using var h = new BalloonHarness(amountMib: 0, statsIntervalS: 0, freePageHinting: true);
+        var state = Save(h.Device);
+
+        var (d, line) = Restored(h, 0, 0, hinting: true, state);
+        using (d)
+        {
+            Assert.Equal(new BalloonHintingStatus(HintCmdStop, null), d.GetHintingStatus());
+            Assert.Equal(HintCmdDone, ConfigCmdId(d));
+            d.ResetHintingOnResume();
+            Assert.Equal(new BalloonHintingStatus(HintCmdDone, null), d.GetHintingStatus());
+            Assert.Equal(1, line.Count);
         }
     }
 

@@ -25,6 +25,9 @@ public sealed unsafe partial class VirtioBalloon
 {
     // Hinting state; written under _lock (API thread and event loop), read by ReadConfig from vCPU threads.
     private uint _hintHostCmd = HintCmdStop;
+    // What config space's free_page_hint_cmd_id shows. Equal to _hintHostCmd except after a snapshot restore, where
+    // Firecracker shows DONE while the status keeps the saved run until the VM resumes.
+    private uint _hintConfigCmd = HintCmdStop;
     private uint _hintLastRunId;
     private uint _hintGuestCmd;
     private bool _hintGuestCmdSeen;
@@ -80,6 +83,22 @@ public sealed unsafe partial class VirtioBalloon
         lock (_lock) return new BalloonHintingStatus(_hintHostCmd, _hintGuestCmdSeen ? _hintGuestCmd : null);
     }
 
+    /// <summary>
+    /// Firecracker's Balloon::kick, run on every resume (PATCH /vm Resumed, a snapshot load with resume_vm): an active
+    /// balloon with hinting ends whatever run there is with DONE and a config interrupt, so a guest restored mid-run
+    /// (or one whose run the host never stopped) may take back the pages it hinted. Nothing when hinting is off or the
+    /// driver has not activated the device.
+    /// </summary>
+    public void ResetHintingOnResume()
+    {
+        if (!FreePageHinting) return;
+        lock (_lock)
+        {
+            if (!IsActivated || Interrupt == null) return;
+            SetHostCmdLocked(HintCmdDone);
+        }
+    }
+
     private void RequireActive()
     {
         if (!IsActivated || Interrupt == null) throw new InvalidOperationException(DeviceNotActiveMessage);
@@ -88,12 +107,14 @@ public sealed unsafe partial class VirtioBalloon
     private void SetHostCmdLocked(uint cmd)
     {
         Volatile.Write(ref _hintHostCmd, cmd);
+        Volatile.Write(ref _hintConfigCmd, cmd);
         NotifyConfigChanged();
     }
 
     private void ResetHintingLocked()
     {
         Volatile.Write(ref _hintHostCmd, HintCmdStop);
+        Volatile.Write(ref _hintConfigCmd, HintCmdStop);
         _hintLastRunId = 0;
         _hintGuestCmd = 0;
         _hintGuestCmdSeen = false;

@@ -64,9 +64,12 @@ public sealed partial class VirtioBalloon
             _hintGuestCmd = guestCmd;
             _hintGuestCmdSeen = guestSeen;
             _hintAckOnStop = ackOnStop;
-            // As Firecracker's restore: a run the old process had started ends (DONE), so the guest may take back
-            // the pages it hinted; nothing of that run reaches this process.
-            Volatile.Write(ref _hintHostCmd, hostCmd >= HintCmdFirstRun ? HintCmdDone : hostCmd);
+            // As Firecracker's restore: the hinting state comes back as saved (GET /balloon/hinting/status answers
+            // it while the VM stays paused), config space shows DONE, and no interrupt is raised here. The resume
+            // that follows (ResetHintingOnResume, Firecracker's kick) makes the host's command DONE and tells the
+            // guest, so it may take back the pages it hinted: nothing of the old process's run reaches this one.
+            Volatile.Write(ref _hintHostCmd, hostCmd);
+            Volatile.Write(ref _hintConfigCmd, HintCmdDone);
             if (!IsActivated || Interrupt is not { } irq) return;
             // Activation (the transport's restore) armed the stats timer with the configured interval and dropped
             // the held buffer: take the saved ones.
@@ -77,7 +80,6 @@ public sealed partial class VirtioBalloon
                 Queues[InflateQueue].AddUsed((ushort)inflateHead, 0);
                 irq.SignalUsedQueue(InflateQueue);
             }
-            if (hostCmd >= HintCmdFirstRun) irq.SignalConfigChange();
         }
     }
 

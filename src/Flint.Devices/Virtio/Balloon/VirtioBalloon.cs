@@ -107,7 +107,7 @@ public sealed unsafe partial class VirtioBalloon : VirtioDevice, IEventSources, 
         Span<byte> cfg = stackalloc byte[ConfigSize];
         Unsafe.WriteUnaligned(ref cfg[ConfigNumPages], TargetPages);
         Unsafe.WriteUnaligned(ref cfg[ConfigActual], ActualPages);
-        Unsafe.WriteUnaligned(ref cfg[ConfigFreePageHintCmdId], Volatile.Read(ref _hintHostCmd));
+        Unsafe.WriteUnaligned(ref cfg[ConfigFreePageHintCmdId], Volatile.Read(ref _hintConfigCmd));
         ReadConfigBytes(cfg, offset, data);
     }
 

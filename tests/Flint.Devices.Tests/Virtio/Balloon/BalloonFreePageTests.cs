@@ -119,6 +119,27 @@ public sealed unsafe class BalloonFreePageTests
     }
 
     [Fact]
+    public void Every_resume_ends_a_hinting_run_with_DONE_as_Firecracker_kicks_its_balloon()
+    {
+        using var h = new BalloonHarness(statsIntervalS: 0, freePageHinting: true);
+        h.Device.StartHinting(acknowledgeOnStop: false);
+        int interrupts = h.Line.Count;
+        h.Device.ResetHintingOnResume(); // PATCH /vm Resumed after a pause
+        Assert.Equal(new BalloonHintingStatus(HintCmdDone, null), h.Device.GetHintingStatus());
+        Assert.Equal(HintCmdDone, ConfigCmdId(h));
+        Assert.Equal(interrupts + 1, h.Line.Count);
+
+        // Without hinting, or before the driver activated the device, a resume changes nothing.
+        using var off = new BalloonHarness(statsIntervalS: 0);
+        int offInterrupts = off.Line.Count;
+        off.Device.ResetHintingOnResume();
+        Assert.Equal(offInterrupts, off.Line.Count);
+        using var inactive = new VirtioBalloon(0, false, 0, freePageHinting: true);
+        inactive.ResetHintingOnResume();
+        Assert.Equal(new BalloonHintingStatus(HintCmdStop, null), inactive.GetHintingStatus());
+    }
+
+    [Fact]
     public void Hints_outside_the_current_run_are_ignored()
     {
         using var h = new BalloonHarness(statsIntervalS: 0, regions: [(0UL, 16 * MiB)], freePageHinting: true);
