@@ -93,7 +93,7 @@ internal static class Repo
     /// </summary>
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Process, System.Text.StringBuilder> s_output = new();
 
-    /// <summary>What a process from <see cref="StartWithApi"/> wrote to stdout and stderr so far (all of it once it
+    /// <summary>What a process from <see cref="StartWithApi(string, string[])"/> wrote to stdout and stderr so far (all of it once it
     /// has exited: this waits for the pipes to drain then).</summary>
     public static string Output(Process p)
     {
@@ -102,10 +102,19 @@ internal static class Repo
         lock (b) return b.ToString();
     }
 
-    public static Process StartWithApi(string sock, params string[] extra)
+    public static Process StartWithApi(string sock, params string[] extra) =>
+        StartServing(new ProcessStartInfo(Flint, ["--api-sock", sock, .. extra]), sock);
+
+    /// <summary>As <see cref="StartWithApi(string, string[])"/>, with flint in network namespace <paramref name="netns"/>
+    /// (where a test's tap lives); `ip netns exec` execs flint, so the process is flint's.</summary>
+    public static Process StartWithApiInNetns(string netns, string sock, params string[] extra) =>
+        StartServing(new ProcessStartInfo("ip", ["netns", "exec", netns, Flint, "--api-sock", sock, .. extra]), sock);
+
+    private static Process StartServing(ProcessStartInfo psi, string sock)
     {
         Assert.True(File.Exists(Flint), $"{Flint} is missing: run scripts/setup.sh");
-        var psi = new ProcessStartInfo(Flint, ["--api-sock", sock, .. extra]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
         var p = Process.Start(psi)!;
         // Drain both pipes: flint logs two lines per API request (Firecracker's format), and a full pipe would block
         // its API thread mid-test (seen: a test waiting on an answer while fc_api sat in pipe_write).

@@ -58,7 +58,7 @@ static struct {
 } __attribute__((packed)) hdr;
 static u8 status;
 
-static u64 ecam, bar, common, notify, isr_at, msix_table, msix_pba;
+static u64 ecam, bar, common, notify, isr_at, devcfg, msix_table, msix_pba;
 static u32 notify_mult;
 static u16 notify_off;
 static int msix_cap;
@@ -134,7 +134,7 @@ static int find_caps(void)
 			if (type == 1) { common = bar + off; found |= 1; }
 			if (type == 2) { notify = bar + off; notify_mult = rd32(cfg_addr(slot, at + 16)); found |= 2; }
 			if (type == 3) { isr_at = bar + off; found |= 4; }
-			if (type == 4) found |= 8;
+			if (type == 4) { devcfg = bar + off; found |= 8; }
 		} else if (id == 0x11) {
 			msix_cap = at;
 			u32 t = rd32(cfg_addr(slot, at + 4)), p = rd32(cfg_addr(slot, at + 8));
@@ -160,7 +160,41 @@ static void msix_entry(int i, u8 vec, int masked)
 	wr32(e + 12, masked ? 1 : 0);
 }
 
-static int virtio_setup(void)
+/* one split queue of the function: rings in *r, size min(device's, VQ_MAX); its notify offset in *noff */
+static int queue_setup(u16 index, struct vq *q, struct vq_ring *r, u16 *noff)
+{
+	wr16(common + C_QSEL, index);
+	u16 size = rd16(common + C_QSIZE);
+	if (size == 0)
+		return -6;
+	u16 want = VQ_MAX;
+	while (want > size)
+		want >>= 1;
+	wr16(common + C_QSIZE, want);
+	q->dev = 0;
+	q->r = r;
+	q->index = index;
+	q->size = want;
+	q->avail_idx = q->used_seen = 0;
+	q->free_head = 0;
+	q->num_free = want;
+	memset(r, 0, sizeof(*r));
+	for (u16 i = 0; i < want; i++)
+		r->desc[i].next = (u16)(i + 1);
+	u64 d = (u64)&r->desc, a = (u64)&r->avail, u = (u64)&r->used;
+	wr32(common + C_QDESC, (u32)d); wr32(common + C_QDESC + 4, (u32)(d >> 32));
+	wr32(common + C_QDRIVER, (u32)a); wr32(common + C_QDRIVER + 4, (u32)(a >> 32));
+	wr32(common + C_QDEVICE, (u32)u); wr32(common + C_QDEVICE + 4, (u32)(u >> 32));
+	wr16(common + C_QMSIX, 0);
+	if (rd16(common + C_QMSIX) != 0)
+		return -7;
+	*noff = rd16(common + C_QNOFF);
+	wr16(common + C_QENABLE, 1);
+	return 0;
+}
+
+/* reset, VERSION_1 + (offered & want_lo), MSI-X config vector 1, nq queues (qs[i] on rings[i]), DRIVER_OK */
+static int virtio_setup_queues(u32 want_lo, int nq, struct vq *qs, struct vq_ring *rings, u16 *noffs)
 {
 	wr8(common + C_STATUS, 0);
 	if (rd8(common + C_STATUS) != 0)
@@ -170,8 +204,10 @@ static int virtio_setup(void)
 	wr32(common + C_DFSEL, 1);
 	if (!(rd32(common + C_DF) & 1))
 		return -2;	/* VERSION_1 */
+	wr32(common + C_DFSEL, 0);
+	u32 lo = rd32(common + C_DF) & want_lo;
 	wr32(common + C_GFSEL, 0);
-	wr32(common + C_GF, 0);
+	wr32(common + C_GF, lo);
 	wr32(common + C_GFSEL, 1);
 	wr32(common + C_GF, 1);
 	wr8(common + C_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
@@ -180,40 +216,20 @@ static int virtio_setup(void)
 	wr16(common + C_MSIX, 1);
 	if (rd16(common + C_MSIX) != 1)
 		return -4;
-	if (rd16(common + C_NUMQ) < 1)
+	if (rd16(common + C_NUMQ) < nq)
 		return -5;
-	wr16(common + C_QSEL, 0);
-	u16 size = rd16(common + C_QSIZE);
-	if (size == 0)
-		return -6;
-	u16 want = VQ_MAX;
-	while (want > size)
-		want >>= 1;
-	wr16(common + C_QSIZE, want);
-	pq.dev = 0;
-	pq.r = &pq_ring;
-	pq.index = 0;
-	pq.size = want;
-	pq.avail_idx = pq.used_seen = 0;
-	pq.free_head = 0;
-	pq.num_free = want;
-	memset(&pq_ring, 0, sizeof(pq_ring));
-	for (u16 i = 0; i < want; i++)
-		pq_ring.desc[i].next = (u16)(i + 1);
-	u64 d = (u64)&pq_ring.desc, a = (u64)&pq_ring.avail, u = (u64)&pq_ring.used;
-	wr32(common + C_QDESC, (u32)d); wr32(common + C_QDESC + 4, (u32)(d >> 32));
-	wr32(common + C_QDRIVER, (u32)a); wr32(common + C_QDRIVER + 4, (u32)(a >> 32));
-	wr32(common + C_QDEVICE, (u32)u); wr32(common + C_QDEVICE + 4, (u32)(u >> 32));
-	wr16(common + C_QMSIX, 0);
-	if (rd16(common + C_QMSIX) != 0)
-		return -7;
-	notify_off = rd16(common + C_QNOFF);
-	wr16(common + C_QENABLE, 1);
+	for (int i = 0; i < nq; i++) {
+		int e = queue_setup((u16)i, &qs[i], &rings[i], &noffs[i]);
+		if (e)
+			return e;
+	}
 	wr8(common + C_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
 	if (rd8(common + C_STATUS) & S_NEEDS_RESET)
 		return -8;
 	return 0;
 }
+
+static int virtio_setup(void) { return virtio_setup_queues(0, 1, &pq, &pq_ring, &notify_off); }
 
 /* tg.pci.seq: the sequence a snapshot is taken in, then the function used again as it was set up before */
 static void pci_seq(u64 n)
@@ -391,6 +407,13 @@ void test_pci(void)
  *   PASS pcihp-gone           a rescan finds that slot empty (vendor 0xFFFF) and the other functions still there
  *   PASS pcihp
  * Options: tg.pcihp.wait=<ms> for each wait on the host (default 60000).
+ * With tg.pcihp.net=1 the host plugs a network interface (on a TAP at tg.net.hostip=, default 172.16.0.1) instead:
+ *   PASS pcihp-found          a rescan found a virtio-net (1af4:1041) in a slot that was empty at boot
+ *   pcihp net mac=<mac> qsz=<rx>/<tx>                        (info)
+ *   pcihp net arp-reply <mac>                                 (info)
+ *   PASS pcihp-use            rx and tx queues set up over virtio-pci, an ARP request for the host's address sent
+ *                             (tg.net.ip=, default 172.16.0.2) and the host's ARP reply received
+ *   then released / gone as above.
  * With tg.pcihp.snap=1 the drive is kept instead of released (a snapshot after hotplug and unplug):
  *   pcihp snap-ready          the host may unplug another drive, snapshot, load in a new process and resume
  *   pcihp marker              sector 7 of the hot-plugged drive (polled over its queue) holds "FLINT-GO", which the
@@ -447,10 +470,162 @@ static void pcihp_snap(u64 wait)
 	pass("pcihp");
 }
 
+/* release the function (reset, as Linux's remove does), let the host unplug it, see its slot empty */
+static void pcihp_release(u64 wait, u32 booted)
+{
+	wr8(common + C_STATUS, 0);	/* release the device, as a guest must before the host unplugs it */
+	wr16(cfg_addr(slot, 4), 0);
+	puts_("pcihp released\n");
+	u64 dl = deadline_ms(wait);
+	while (rd32(cfg_addr(slot, 0)) != 0xffffffffu && !expired(dl))
+		cpu_relax();
+	u32 after = 0;
+	for (int dev = 1; dev < 32; dev++)
+		if (rd32(cfg_addr(dev, 0)) != 0xffffffffu)
+			after |= 1u << dev;
+	if (after != booted) {
+		failx("pcihp-gone", "the bus after the unplug differs from the booted one, slots", after);
+		return;
+	}
+	pass("pcihp-gone");
+	pass("pcihp");
+}
+
+/* pcihp net: the hot-plugged virtio-net, polled; rx queue 0, tx queue 1, 12-byte virtio_net_hdr_v1 */
+#define PN_HDR 12
+#define PN_FRAME 1514
+#define PN_NRX 4
+#define PN_F_MAC (1u << 5)
+static struct vq_ring pn_ring[2];
+static struct vq pn_q[2];
+static u16 pn_noff[2];
+static u8 pn_rx[PN_NRX][PN_HDR + PN_FRAME] __attribute__((aligned(16)));
+static u8 pn_tx[PN_HDR + 60] __attribute__((aligned(64)));
+static u8 pn_mac[6], pn_ip[4], pn_hostip[4];
+
+static void pn_kick(int q) { barrier(); wr16(notify + (u64)pn_noff[q] * notify_mult, (u16)q); }
+
+static void pn_put_mac(const u8 *m)
+{
+	for (int i = 0; i < 6; i++) {
+		if (i)
+			putc_(':');
+		putc_("0123456789abcdef"[m[i] >> 4]);
+		putc_("0123456789abcdef"[m[i] & 15]);
+	}
+}
+
+static int pn_eq(const u8 *a, const u8 *b, int n)
+{
+	while (n--)
+		if (*a++ != *b++)
+			return 0;
+	return 1;
+}
+
+/* a broadcast ARP request "who has hostip, tell ip"; 0 once the device used it, -1 on timeout */
+static int pn_arp_request(void)
+{
+	memset(pn_tx, 0, sizeof(pn_tx));
+	u8 *f = pn_tx + PN_HDR, *a = f + 14;
+	memset(f, 0xff, 6);
+	memcpy(f + 6, pn_mac, 6);
+	f[12] = 0x08; f[13] = 0x06;
+	a[1] = 1;		/* Ethernet */
+	a[2] = 0x08;		/* IPv4 */
+	a[4] = 6; a[5] = 4;
+	a[7] = 1;		/* request */
+	memcpy(a + 8, pn_mac, 6);
+	memcpy(a + 14, pn_ip, 4);
+	memcpy(a + 24, pn_hostip, 4);
+	struct vbuf b = {pn_tx, sizeof(pn_tx), 0};
+	if (vq_add(&pn_q[1], &b, 1) < 0)
+		return -1;
+	pn_kick(1);
+	return vq_wait_until(&pn_q[1], 0, deadline_ms(1000)) < 0 ? -1 : 0;
+}
+
+/* an ARP reply from hostip to us in rx buffer i (len bytes with the header): its sender MAC in mac */
+static int pn_is_reply(const u8 *p, u32 len, u8 *mac)
+{
+	if (len < PN_HDR + 14 + 28 || len > PN_HDR + PN_FRAME)
+		return 0;
+	const u8 *f = p + PN_HDR, *a = f + 14;
+	if (f[12] != 0x08 || f[13] != 0x06 || a[7] != 2 || !pn_eq(a + 14, pn_hostip, 4) || !pn_eq(a + 24, pn_ip, 4))
+		return 0;
+	memcpy(mac, a + 8, 6);
+	return 1;
+}
+
+static int pcihp_net(void)
+{
+	opt_ip("tg.net.ip=", "172.16.0.2", pn_ip);
+	opt_ip("tg.net.hostip=", "172.16.0.1", pn_hostip);
+	int e = virtio_setup_queues(PN_F_MAC, 2, pn_q, pn_ring, pn_noff);
+	if (e) {
+		failx("pcihp-use", "virtio-pci net setup failed at step", (u64)-e);
+		return 0;
+	}
+	static const u8 dflt[6] = {0x06, 0x00, 0xac, 0x10, 0x00, 0x02};
+	wr32(common + C_DFSEL, 0);
+	if (rd32(common + C_DF) & PN_F_MAC)
+		for (int i = 0; i < 6; i++)
+			pn_mac[i] = rd8(devcfg + (u64)i);
+	else
+		memcpy(pn_mac, dflt, 6);
+	puts_("pcihp net mac="); pn_put_mac(pn_mac);
+	puts_(" qsz="); putu(pn_q[0].size); puts_("/"); putu(pn_q[1].size); puts_("\n");
+	u8 rx_of_head[VQ_MAX];
+	for (int i = 0; i < PN_NRX; i++) {
+		struct vbuf b = {pn_rx[i], sizeof(pn_rx[i]), 1};
+		int h = vq_add(&pn_q[0], &b, 1);
+		if (h < 0) {
+			fail("pcihp-use", "no room for the rx buffers");
+			return 0;
+		}
+		rx_of_head[h] = (u8)i;
+	}
+	pn_kick(0);
+	u8 hmac[6];
+	int got = 0;
+	u64 each = opt_num("tg.timeout=", 5000) / 5 + 1;
+	for (int t = 0; t < 5 && !got; t++) {
+		if (pn_arp_request() < 0) {
+			fail("pcihp-use", "the ARP request was not sent (tx used ring)");
+			return 0;
+		}
+		u64 dl = deadline_ms(each);
+		while (!got && !expired(dl)) {
+			u32 len = 0;
+			int h = vq_pop(&pn_q[0], &len);
+			if (h < 0 || h >= VQ_MAX) {
+				cpu_relax();
+				continue;
+			}
+			int i = rx_of_head[h];
+			got = pn_is_reply(pn_rx[i], len, hmac);
+			struct vbuf b = {pn_rx[i], sizeof(pn_rx[i]), 1};	/* give it back: other frames may come first */
+			int nh = vq_add(&pn_q[0], &b, 1);
+			if (nh >= 0) {
+				rx_of_head[nh] = (u8)i;
+				pn_kick(0);
+			}
+		}
+	}
+	if (!got) {
+		fail("pcihp-use", "no ARP reply from the host over the hot-plugged interface");
+		return 0;
+	}
+	puts_("pcihp net arp-reply "); pn_put_mac(hmac); puts_("\n");
+	return 1;
+}
+
 void test_pcihp(void)
 {
 	ecam = opt_num("tg.pci.ecam=", ECAM_DEFAULT);
 	u64 wait = opt_num("tg.pcihp.wait=", 60000);
+	int net = opt_num("tg.pcihp.net=", 0) != 0;
+	u32 want_id = net ? 0x10411af4u : 0x10421af4u;
 	if (rd32(cfg_addr(0, 0)) != 0x0d578086u) {
 		failx("pcihp", "no host bridge 8086:0d57 at 00:00.0, read", rd32(cfg_addr(0, 0)));
 		return;
@@ -465,13 +640,13 @@ void test_pcihp(void)
 	u64 dl = deadline_ms(wait);
 	while (slot < 0 && !expired(dl)) {
 		for (int dev = 1; dev < 32 && slot < 0; dev++)
-			if (!(booted & (1u << dev)) && rd32(cfg_addr(dev, 0)) == 0x10421af4u)
+			if (!(booted & (1u << dev)) && rd32(cfg_addr(dev, 0)) == want_id)
 				slot = dev;
 		for (int i = 0; i < 10000 && slot < 0; i++)
 			cpu_relax();
 	}
 	if (slot < 0) {
-		fail("pcihp-found", "no new virtio-blk function appeared");
+		fail("pcihp-found", net ? "no new virtio-net function appeared" : "no new virtio-blk function appeared");
 		return;
 	}
 	puts_("pcihp dev=00:"); putx((u64)slot); puts_(".0\n");
@@ -493,6 +668,13 @@ void test_pcihp(void)
 	msix_entry(0, VEC_QUEUE, 0);
 	msix_entry(1, VEC_CONFIG, 0);
 	wr16(cfg_addr(slot, msix_cap + 2), 0x8000);
+	if (net) {
+		if (!pcihp_net())
+			return;
+		pass("pcihp-use");
+		pcihp_release(wait, booted);
+		return;
+	}
 	int e = virtio_setup();
 	if (e) {
 		failx("pcihp-use", "virtio-pci setup failed at step", (u64)-e);
@@ -520,20 +702,5 @@ void test_pcihp(void)
 		return;
 	}
 
-	wr8(common + C_STATUS, 0);	/* release the device, as a guest must before the host unplugs it */
-	wr16(cfg_addr(slot, 4), 0);
-	puts_("pcihp released\n");
-	dl = deadline_ms(wait);
-	while (rd32(cfg_addr(slot, 0)) != 0xffffffffu && !expired(dl))
-		cpu_relax();
-	u32 after = 0;
-	for (int dev = 1; dev < 32; dev++)
-		if (rd32(cfg_addr(dev, 0)) != 0xffffffffu)
-			after |= 1u << dev;
-	if (after != booted) {
-		failx("pcihp-gone", "the bus after the unplug differs from the booted one, slots", after);
-		return;
-	}
-	pass("pcihp-gone");
-	pass("pcihp");
+	pcihp_release(wait, booted);
 }
