@@ -12,6 +12,7 @@ namespace Flint.Memory.Tests;
 /// plugged slot's dirty log under its KVM slot number; the Uffd handshake sends the area as one more region.
 /// Slots of 16 pages here (the layout rules are the same as with 128 MiB ones, the files small).
 /// </summary>
+[Collection(UffdCollection.Name)]
 public sealed unsafe class HotplugSnapshotTests : IDisposable
 {
     private const ulong P = GuestMemory.PageSize;

@@ -10,6 +10,7 @@ namespace Flint.Memory.Tests;
 /// flint-uffd-handler process from a memory file; every touched page must read as the file holds it, and the handler
 /// must count exactly the pages touched. Runs as root here (the syscall and /dev/userfaultfd both work).
 /// </summary>
+[Collection(UffdCollection.Name)]
 public sealed unsafe class UffdTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("flint-uffd-").FullName;

@@ -57,26 +57,8 @@ public sealed class FdCountingCollection
 /// fds closed, pmem's KVM slot deleted), and 100 cycles leak no fd, slot, BAR or GSI.
 /// </summary>
 [Collection(FdCountingCollection.Name)]
-public sealed class PciHotplugSegmentTests : IDisposable
+public sealed class PciHotplugSegmentTests() : PciSegmentFixture("flint-pcihp-")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("flint-pcihp-").FullName;
-    private readonly RecordingPciVm _vm = new();
-    private readonly GuestMemory _memory = GuestMemory.Create(Flint.Arch.X86.MemoryLayout.RamRanges(16 << 20));
-    private readonly EventLoop _loop = new();
-    private readonly Bus _mmio = new(), _pio = new();
-    private readonly List<IDisposable> _owned = [];
-    private readonly PciDevices _pci;
-
-    public PciHotplugSegmentTests() => _pci = new PciDevices(_vm, _memory, _mmio, _pio, _loop, _owned);
-
-    public void Dispose()
-    {
-        for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
-        _loop.Dispose();
-        _memory.Dispose();
-        Directory.Delete(_dir, true);
-    }
-
     private string File(string name, int bytes)
     {
         string p = Path.Combine(_dir, name);

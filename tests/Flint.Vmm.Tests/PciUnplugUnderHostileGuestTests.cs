@@ -18,26 +18,8 @@ namespace Flint.Vmm.Tests;
 /// and later doorbells to its old BAR go nowhere while the neighbour function keeps answering.
 /// </summary>
 [Collection(FdCountingCollection.Name)]
-public sealed class PciUnplugUnderHostileGuestTests : IDisposable
+public sealed class PciUnplugUnderHostileGuestTests() : PciSegmentFixture("flint-pcihostile-")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("flint-pcihostile-").FullName;
-    private readonly RecordingPciVm _vm = new();
-    private readonly GuestMemory _memory = GuestMemory.Create(Flint.Arch.X86.MemoryLayout.RamRanges(16 << 20));
-    private readonly EventLoop _loop = new();
-    private readonly Bus _mmio = new(), _pio = new();
-    private readonly List<IDisposable> _owned = [];
-    private readonly PciDevices _pci;
-
-    public PciUnplugUnderHostileGuestTests() => _pci = new PciDevices(_vm, _memory, _mmio, _pio, _loop, _owned);
-
-    public void Dispose()
-    {
-        for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
-        _loop.Dispose();
-        _memory.Dispose();
-        Directory.Delete(_dir, true);
-    }
-
     /// <summary>A guest that does nothing but MMIO exits against one function (KVM_RUN's kick semantics as FakeVcpu's).</summary>
     private sealed class HostileGuestVcpu(uint id, Bus mmio, ulong bar, int slot) : IVcpuBackend
     {
