@@ -53,13 +53,6 @@ public sealed class PciHotplugKvmTests(ITestOutputHelper output) : IDisposable
         }
     }
 
-    private static void WaitFor(Process p, string line)
-    {
-        var sw = Stopwatch.StartNew();
-        while (!Repo.Output(p).Contains(line) && !p.HasExited && sw.Elapsed < T) Thread.Sleep(20);
-        Assert.Contains(line, Repo.Output(p));
-    }
-
     private static int FdCount(Process p) => Directory.GetFiles($"/proc/{p.Id}/fd").Length;
 
     [Trait("Needs", "kvm")]  // selected by the nested-KVM run (scripts/test.sh)
@@ -83,7 +76,7 @@ public sealed class PciHotplugKvmTests(ITestOutputHelper output) : IDisposable
                 $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"{cmd}\"}}").Status);
             Assert.Equal(204, ApiHttp.Request(s, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}").Status);
             Assert.Equal(204, ApiHttp.Request(s, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}").Status);
-            WaitFor(p, "pcihp waiting");
+            Repo.WaitForOutput(p, T, "pcihp waiting");
 
             var r = ApiHttp.Request(s, "DELETE", "/drives/hot");
             Assert.Equal((400, "Device not found"), (r.Status, Fault(r.Body)));
@@ -107,13 +100,13 @@ public sealed class PciHotplugKvmTests(ITestOutputHelper output) : IDisposable
             Assert.Contains("\"drive_id\":\"hot\"", ApiHttp.Request(s, "GET", "/vm/config").Body);
             r = ApiHttp.Request(s, "PUT", "/drives/hot", Drive("hot", disk));
             Assert.Equal((400, "Device ID in use"), (r.Status, Fault(r.Body)));
-            WaitFor(p, "pcihp released");
+            Repo.WaitForOutput(p, T, "pcihp released");
             Assert.Contains(TestGuestImage.Pass("pcihp-found"), Repo.Output(p));
             Assert.Contains(TestGuestImage.Pass("pcihp-use"), Repo.Output(p));
 
             Assert.Equal(204, ApiHttp.Request(s, "DELETE", "/drives/hot").Status);
             Assert.DoesNotContain("\"drive_id\":\"hot\"", ApiHttp.Request(s, "GET", "/vm/config").Body);
-            WaitFor(p, TestGuestImage.Pass("pcihp") + "\n");
+            Repo.WaitForOutput(p, T, TestGuestImage.Pass("pcihp") + "\n");
             Assert.Contains(TestGuestImage.Pass("pcihp-gone"), Repo.Output(p));
             var sector5 = new byte[512];
             using (var f = File.OpenRead(disk)) { f.Seek(5 * 512, SeekOrigin.Begin); f.ReadExactly(sector5); }

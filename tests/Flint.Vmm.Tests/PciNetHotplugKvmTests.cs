@@ -26,13 +26,11 @@ public sealed class PciNetHotplugKvmTests(ITestOutputHelper output) : IDisposabl
         Directory.Delete(_dir, true);
     }
 
+    /// <summary>A shell command (ip netns, ip tuntap) through Repo's bounded runner: 30 s at most.</summary>
     private static (int Code, string Out) Sh(string cmd)
     {
-        using var p = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", cmd]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        var so = p.StandardOutput.ReadToEndAsync();
-        var se = p.StandardError.ReadToEndAsync();
-        p.WaitForExit();
-        return (p.ExitCode, so.Result + se.Result);
+        var (_, _, r) = Repo.RunProgram("/bin/sh", TimeSpan.FromSeconds(30), static _ => false, ["-c", cmd]);
+        return (r.ExitCode, r.Stdout + r.Stderr);
     }
 
     /// <summary>A network namespace (removed by Dispose) holding tap0 at the host address /30, up; returns tap0's MAC.</summary>
@@ -49,13 +47,6 @@ public sealed class PciNetHotplugKvmTests(ITestOutputHelper output) : IDisposabl
     private static string Fault(string body) => JsonDocument.Parse(body).RootElement.GetProperty("fault_message").GetString()!;
 
     private const string Iface = "{\"iface_id\": \"hot\", \"host_dev_name\": \"tap0\", \"guest_mac\": \"06:00:AC:10:00:02\"}";
-
-    private static void WaitFor(Process p, string line)
-    {
-        var sw = Stopwatch.StartNew();
-        while (!Repo.Output(p).Contains(line) && !p.HasExited && sw.Elapsed < T) Thread.Sleep(20);
-        Assert.Contains(line, Repo.Output(p));
-    }
 
     private static void Stop(Process p)
     {
@@ -106,12 +97,12 @@ public sealed class PciNetHotplugKvmTests(ITestOutputHelper output) : IDisposabl
                 $"{{\"kernel_image_path\": \"{TestGuestImage.Path}\", \"boot_args\": \"{cmd}\"}}").Status);
             Assert.Equal(204, ApiHttp.Request(s, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}").Status);
             Assert.Equal(204, ApiHttp.Request(s, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}").Status);
-            WaitFor(p, "pcihp waiting");
+            Repo.WaitForOutput(p, T, "pcihp waiting");
 
             var r = ApiHttp.Request(s, "PUT", "/network-interfaces/hot", Iface);
             Assert.True(r.Status == 204, r.Body);
             Assert.Contains("\"iface_id\":\"hot\"", ApiHttp.Request(s, "GET", "/vm/config").Body);
-            WaitFor(p, "pcihp released");
+            Repo.WaitForOutput(p, T, "pcihp released");
             string o = Repo.Output(p);
             Assert.Contains(TestGuestImage.Pass("pcihp-found"), o);
             Assert.Contains("pcihp net mac=06:00:ac:10:00:02", o);  // the guest_mac, from the function's device config
@@ -120,7 +111,7 @@ public sealed class PciNetHotplugKvmTests(ITestOutputHelper output) : IDisposabl
 
             Assert.Equal(204, ApiHttp.Request(s, "DELETE", "/network-interfaces/hot").Status);
             Assert.DoesNotContain("\"iface_id\":\"hot\"", ApiHttp.Request(s, "GET", "/vm/config").Body);
-            WaitFor(p, TestGuestImage.Pass("pcihp") + "\n");
+            Repo.WaitForOutput(p, T, TestGuestImage.Pass("pcihp") + "\n");
             Assert.Contains(TestGuestImage.Pass("pcihp-gone"), Repo.Output(p));
             Assert.DoesNotContain("FAIL", Repo.Output(p));
             output.WriteLine(File.ReadAllText(log));

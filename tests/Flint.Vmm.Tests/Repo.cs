@@ -102,6 +102,15 @@ internal static class Repo
         lock (b) return b.ToString();
     }
 
+    /// <summary>Waits until <paramref name="p"/>'s output holds <paramref name="line"/>, the process exits or
+    /// <paramref name="limit"/> passes, then asserts the line is there.</summary>
+    public static void WaitForOutput(Process p, TimeSpan limit, string line)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!Output(p).Contains(line, StringComparison.Ordinal) && !p.HasExited && sw.Elapsed < limit) Thread.Sleep(20);
+        Assert.Contains(line, Output(p));
+    }
+
     public static Process StartWithApi(string sock, params string[] extra) =>
         StartServing(new ProcessStartInfo(Flint, ["--api-sock", sock, .. extra]), sock);
 
