@@ -20,7 +20,11 @@ public sealed class RunningVm(Vmm vmm, Metrics.VmLatencyMetrics? latencies = nul
     private Hotplug.PciHotplug Hotplugger => _hotplug ??= new Hotplug.PciHotplug(Vmm) { DevicesChanged = DevicesChanged };
 
     public bool PciEnabled => Vmm.Devices.Pci != null;
-    public void HotplugDrive(DriveConfig drive) => Hotplugger.PlugDrive(drive);
+    public void HotplugDrive(DriveConfig drive)
+    {
+        if (drive.Socket != null) Hotplugger.PlugVhostUserDrive(drive);
+        else Hotplugger.PlugDrive(drive);
+    }
     public void HotplugNet(NetConfig net, Flint.Devices.Virtio.Net.Tap tap) => Hotplugger.PlugNet(net, tap);
     public void HotplugPmem(PmemConfig pmem) => Hotplugger.PlugPmem(pmem);
     public void HotUnplug(Hotplug.HotplugDeviceKind kind, string id) => Hotplugger.Unplug(kind, id);

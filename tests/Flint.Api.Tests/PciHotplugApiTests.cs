@@ -11,7 +11,7 @@ public sealed class HotplugRecordingVm(bool pci) : IRunningVm
     public bool Pci { get; } = pci;
     public List<string> Calls { get; } = [];
     /// <summary>When set, the next hotplug step fails with this (as the VM's own refusal).</summary>
-    public HotplugException? Refuse { get; set; }
+    public Exception? Refuse { get; set; }
     public bool PciEnabled => Pci;
 
     private void Step(string call)
@@ -183,6 +183,31 @@ public sealed class PciHotplugApiTests
             vm.Refuse = new HotplugException("Device not found");
             Assert.Equal("Device not found", Fault(env.Call("DELETE", "/drives/data")));
             Assert.Equal(before, env.ConfigJson);
+        }
+    }
+
+    [Fact]
+    public void A_vhost_user_drive_is_hot_plugged_and_its_creation_errors_read_as_a_boot_time_puts()
+    {
+        var (env, vm) = Started(pci: true);
+        using (env)
+        {
+            string vu = "{\"drive_id\": \"vu\", \"socket\": \"/run/vu.sock\", \"is_root_device\": false}";
+            string before = env.ConfigJson;
+            // The VM connects to the backend; its failure is the drive's creation error, under the drive prefix.
+            vm.Refuse = new ConfigException("Unable to create the virtio block device: Vhost user backend error: Vhost-user error: "
+                + "Failed to connect to UDS Unix stream: No such file or directory (os error 2)");
+            Assert.Equal("Drive config error: Unable to create the virtio block device: Vhost user backend error: Vhost-user error: "
+                + "Failed to connect to UDS Unix stream: No such file or directory (os error 2)", Fault(env.Call("PUT", "/drives/vu", vu)));
+            Assert.Equal(before, env.ConfigJson);
+
+            Assert.Equal(204, env.Call("PUT", "/drives/vu", vu).Status);
+            var drive = JsonDocument.Parse(env.ConfigJson).RootElement.GetProperty("drives").EnumerateArray()
+                .Single(d => d.GetProperty("drive_id").GetString() == "vu");
+            Assert.Equal("/run/vu.sock", drive.GetProperty("socket").GetString());
+            Assert.Equal("Device ID in use", Fault(env.Call("PUT", "/drives/vu", vu)));
+            Assert.Equal(204, env.Call("DELETE", "/drives/vu").Status);
+            Assert.Equal(["plug block vu", "unplug Block vu"], vm.Calls);
         }
     }
 

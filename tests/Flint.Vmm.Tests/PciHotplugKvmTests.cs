@@ -80,6 +80,11 @@ public sealed class PciHotplugKvmTests(ITestOutputHelper output) : IDisposable
 
             var r = ApiHttp.Request(s, "DELETE", "/drives/hot");
             Assert.Equal((400, "Device not found"), (r.Status, Fault(r.Body)));
+            // A vhost-user drive needs guest memory a backend can map; this VM's is private (no such drive at boot).
+            r = ApiHttp.Request(s, "PUT", "/drives/vu", $"{{\"drive_id\": \"vu\", \"socket\": \"{Path.Combine(_dir, "none.sock")}\", \"is_root_device\": false}}");
+            Assert.Equal(400, r.Status);
+            Assert.Contains("needs guest memory a backend can map", Fault(r.Body));
+            Assert.DoesNotContain("\"drive_id\":\"vu\"", ApiHttp.Request(s, "GET", "/vm/config").Body);
 
             // A hostile sequence first, while the guest scans for a new drive (a pmem function is not one): plug,
             // unplug and re-add the same id a hundred times. No fd and no KVM slot may stay behind (a leaked slot

@@ -7,8 +7,9 @@ using Flint.Vmm.Logging;
 namespace Flint.Vmm.Builder;
 
 // Assembly of vhost-user block drives (a drive with `socket`): guest RAM in a memfd so the backend can map it, the
-// connection and negotiation with the backend, and the device's virtio-mmio slot whose doorbell the backend polls
-// directly. Firecracker: Block::new with VhostUserBlockConfig, VmResources::allocate_memory_regions.
+// connection and negotiation with the backend, and the device's virtio-mmio slot or virtio-pci function whose doorbell
+// the backend polls directly. Firecracker: Block::new with VhostUserBlockConfig, VmResources::allocate_memory_regions,
+// attach_pci_virtio_device.
 public static partial class VmBuilder
 {
     /// <summary>How long the backend may take to answer one request; Flint's own bound (Firecracker waits forever).</summary>
@@ -35,22 +36,13 @@ public static partial class VmBuilder
     /// </summary>
     internal static VhostUserBlock AttachVhostUserBlock(DriveConfig d, VirtioDeviceSet devices, KernelCmdline cmdline)
     {
-        // The vhost-user wiring (doorbell ioeventfds handed to the backend, interrupt status) is virtio-mmio's only.
-        if (devices.Pci != null)
-            throw new ConfigException($"Unable to create the virtio block device: vhost-user drive \"{d.DriveId}\" over virtio-pci (--enable-pci) is not supported by this build of Flint.");
-        // Firecracker's log_dev_preview_warning("vhost-user-blk device", None).
-        Logger.Warn("[DevPreview] vhost-user-blk device is in development preview.");
-        VhostUserBlock dev;
-        try { dev = new VhostUserBlock(VhostUserFrontend.Connect(d.Socket!, VhostUserAnswerTimeout), d.DriveId, writeback: d.CacheType == "Writeback"); }
-        catch (VhostUserException e)
-        {
-            Logger.Error($"vhost-user block \"{d.DriveId}\" ({d.Socket}): {e.Message}");
-            throw new ConfigException(VhostUserCreateFailure(e));
-        }
+        var dev = ConnectVhostUserBlock(d);
         try
         {
-            var transport = devices.Add(dev);
-            dev.UseDoorbells(transport!.QueueEvents);
+            // Over virtio-pci the backend's completions go through the event loop to the queue's MSI-X vector.
+            if (devices.Pci != null) dev.RelayInterruptsThroughVmm();
+            var transport = devices.Add(dev, d.DriveId);
+            dev.UseDoorbells(transport?.QueueEvents ?? devices.Pci!.Find(dev)!.Transport.QueueEvents);
         }
         catch
         {
@@ -66,6 +58,27 @@ public static partial class VmBuilder
         }
         return dev;
     }
+
+    /// <summary>
+    /// Firecracker's VhostUserBlock::new: connects to drive <paramref name="d"/>'s backend and negotiates. Failures are
+    /// Firecracker's "Unable to create the virtio block device: ..." text (a <see cref="ConfigException"/>).
+    /// </summary>
+    internal static VhostUserBlock ConnectVhostUserBlock(DriveConfig d)
+    {
+        // Firecracker's log_dev_preview_warning("vhost-user-blk device", None).
+        Logger.Warn("[DevPreview] vhost-user-blk device is in development preview.");
+        try { return new VhostUserBlock(VhostUserFrontend.Connect(d.Socket!, VhostUserAnswerTimeout), d.DriveId, writeback: d.CacheType == "Writeback"); }
+        catch (VhostUserException e)
+        {
+            Logger.Error($"vhost-user block \"{d.DriveId}\" ({d.Socket}): {e.Message}");
+            throw new ConfigException(VhostUserCreateFailure(e));
+        }
+    }
+
+    /// <summary>A vhost-user drive hot-plugged into a VM whose guest memory no backend can map.</summary>
+    internal static string VhostUserNeedsSharedMemory(string driveId) =>
+        $"Unable to create the virtio block device: vhost-user drive \"{driveId}\" needs guest memory a backend can map, "
+        + "and this VM's is private: it is shared (a memfd) only when a vhost-user drive is configured before the start.";
 
     /// <summary>DriveError::CreateBlockDevice(BlockError::VhostUserBackend(VhostUserBlockError::VhostUser(..))).</summary>
     private static string VhostUserCreateFailure(VhostUserException e) =>

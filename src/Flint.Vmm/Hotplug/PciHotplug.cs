@@ -46,6 +46,30 @@ internal sealed class PciHotplug(Vmm vmm)
         Changed();
     }
 
+    /// <summary>
+    /// A drive with a socket: Firecracker's Block::new for a vhost-user config, then the same plug. The backend gets
+    /// guest memory only when it is shared (a memfd, chosen at boot when a vhost-user drive was configured then);
+    /// Firecracker plugs the device anyway and its activation fails when the guest's driver starts it, Flint refuses
+    /// the request instead, naming why.
+    /// </summary>
+    public void PlugVhostUserDrive(DriveConfig d)
+    {
+        var pci = Pci;
+        LogPreview("PCI device hotplug");
+        // Both refusals are the drive's creation errors (ConfigException): the API words them as a boot-time PUT's.
+        if (vmm.Memory.Regions.Any(r => r.SharedFd < 0))
+            throw new ConfigException(Builder.VmBuilder.VhostUserNeedsSharedMemory(d.DriveId));
+        var dev = Builder.VmBuilder.ConnectVhostUserBlock(d);
+        try { dev.RelayInterruptsThroughVmm(); }
+        catch { dev.Dispose(); throw; }
+        PciFunction f;
+        try { f = Plug(pci, dev, d.DriveId); }
+        catch { dev.Dispose(); throw; }
+        dev.UseDoorbells(f.Transport.QueueEvents);
+        vmm.Devices.VhostUserBlocks.Add(dev);
+        Changed();
+    }
+
     public void PlugNet(NetConfig net, Tap tap)
     {
         var pci = Pci;
@@ -152,7 +176,8 @@ internal sealed class PciHotplug(Vmm vmm)
         var devices = vmm.Devices;
         Flint.Devices.Virtio.IVirtioDevice device = kind switch
         {
-            HotplugDeviceKind.Block => (Flint.Devices.Virtio.IVirtioDevice?)devices.Blocks.FirstOrDefault(b => b.Id == id).Device,
+            HotplugDeviceKind.Block => (Flint.Devices.Virtio.IVirtioDevice?)devices.Blocks.FirstOrDefault(b => b.Id == id).Device
+                ?? devices.VhostUserBlocks.FirstOrDefault(b => b.DriveId == id),
             HotplugDeviceKind.Net => devices.Nets.FirstOrDefault(n => n.Id == id).Device,
             _ => devices.Pmems.FirstOrDefault(p => p.Id == id),
         } ?? throw new HotplugException(HotplugException.DeviceNotFound);
@@ -167,7 +192,10 @@ internal sealed class PciHotplug(Vmm vmm)
         vmm.WithVcpusParked(() => pci.Unplug(f));
         switch (kind)
         {
-            case HotplugDeviceKind.Block: devices.Blocks.RemoveAll(b => b.Id == id); break;
+            case HotplugDeviceKind.Block:
+                devices.Blocks.RemoveAll(b => b.Id == id);
+                devices.VhostUserBlocks.RemoveAll(b => b.DriveId == id);
+                break;
             case HotplugDeviceKind.Net: devices.Nets.RemoveAll(n => n.Id == id); break;
             default: devices.Pmems.RemoveAll(p => p.Id == id); break;
         }

@@ -144,7 +144,9 @@ public sealed class PciDevices
                 {
                     Logger.Warn($"ioeventfd for virtio-pci queue {q} at 0x{addr:x} unavailable, using MMIO exits: {e.Message}");
                 }
-                AddToLoop(f, transport.QueueEvents[q].Fd, _ => transport.ProcessQueueEvent(index), Flint.Sys.Libc.EPOLLIN);
+                // A vhost-user backend polls the doorbell itself; the event loop reading it would steal the guest's kicks.
+                if (!device.ServedByExternalBackend)
+                    AddToLoop(f, transport.QueueEvents[q].Fd, _ => transport.ProcessQueueEvent(index), Flint.Sys.Libc.EPOLLIN);
             }
             if (device is IEventSources sources)
                 foreach (var s in sources.EventSources) AddToLoop(f, s.Fd, s.OnReady, s.Events);

@@ -20,7 +20,12 @@ public sealed partial class VmmController
         var backend = DriveKind.Of(d);
         if (backend == DriveBackend.Invalid) throw new ApiFault(DriveKind.InvalidConfig);
         if (backend == DriveBackend.VhostUser)
-            throw new ApiFault($"Unable to create the virtio block device: vhost-user drive \"{d.DriveId}\" over virtio-pci (--enable-pci) is not supported by this build of Flint.");
+        {
+            // The backend is connected to and negotiated with now; its failures already carry the creation text.
+            Hotplug(() => _vm!.HotplugDrive(d), "");
+            StoreDrive(d);
+            return;
+        }
         if (string.IsNullOrEmpty(d.PathOnHost)) throw new ApiFault($"Unable to create the block device: path_on_host is required for drive \"{d.DriveId}\".");
         CheckOpen(d.PathOnHost, d.IsReadOnly != true,
             e => $"Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: {e} {d.PathOnHost}");

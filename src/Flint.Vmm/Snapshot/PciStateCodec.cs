@@ -127,7 +127,7 @@ public static class PciStateCodec
 
     /// <summary>
     /// The virtio devices the builder makes from <paramref name="config"/> on a PCI segment, by key (VmBuilder's attach
-    /// steps: drives other than vhost-user ones, which PCI refuses; interfaces; pmem; vsock; entropy; balloon; memory).
+    /// steps: drives other than vhost-user ones, which a snapshot never has (refused at create); interfaces; pmem; vsock; entropy; balloon; memory).
     /// </summary>
     public static HashSet<PciDeviceKey> KeysBuiltBy(VmConfig config)
     {

@@ -7,6 +7,7 @@ using Flint.Devices.Virtio.Block;
 using Flint.Devices.Virtio.Pci;
 using Flint.Memory;
 using L = Flint.Devices.Virtio.Pci.VirtioPciLayout;
+using D = Flint.Devices.Tests.Pci.VirtioPciFunctionDriver;
 using S = Flint.Devices.Virtio.VirtioStatus;
 
 namespace Flint.Devices.Tests.Pci;
@@ -25,8 +26,7 @@ public sealed class VirtioPciTransportTests : IDisposable
     private readonly FakeMsiVectors _host = new(2);
     private readonly VirtioPciTransport _t;
     private readonly PciRootBus _bus = new();
-    private readonly PciConfigMmio _ecam;
-    private readonly int _slot;
+    private readonly VirtioPciFunctionDriver _drv;
 
     public VirtioPciTransportTests()
     {
@@ -35,8 +35,7 @@ public sealed class VirtioPciTransportTests : IDisposable
         File.WriteAllBytes(_file, content);
         _blk = new VirtioBlock(_file);
         _t = new VirtioPciTransport(_blk, _mem, BarBase, _host);
-        _ecam = new PciConfigMmio(_bus);
-        _slot = _bus.Add(_t);
+        _drv = new VirtioPciFunctionDriver(_bus, _bus.Add(_t), _t, _mem);
     }
 
     public void Dispose()
@@ -47,35 +46,19 @@ public sealed class VirtioPciTransportTests : IDisposable
         File.Delete(_file);
     }
 
-    // ---- config cycles ----
-    private ulong Cfg(int reg) => ((ulong)_slot << 15) | (ulong)reg;
-    private uint Cfg32(int reg) { Span<byte> b = stackalloc byte[4]; _ecam.Read(Cfg(reg), b); return BinaryPrimitives.ReadUInt32LittleEndian(b); }
-    private byte Cfg8(int reg) { Span<byte> b = stackalloc byte[1]; _ecam.Read(Cfg(reg), b); return b[0]; }
-    private void CfgW32(int reg, uint v) { Span<byte> b = stackalloc byte[4]; BinaryPrimitives.WriteUInt32LittleEndian(b, v); _ecam.Write(Cfg(reg), b); }
-    private void CfgW16(int reg, ushort v) { Span<byte> b = stackalloc byte[2]; BinaryPrimitives.WriteUInt16LittleEndian(b, v); _ecam.Write(Cfg(reg), b); }
+    // The guest side (config cycles, BAR accesses, MSI-X, initialisation) is the shared driver's.
+    private ulong Cfg(int reg) => _drv.Cfg(reg);
+    private uint Cfg32(int reg) => _drv.Cfg32(reg);
+    private byte Cfg8(int reg) => _drv.Cfg8(reg);
+    private void CfgW32(int reg, uint v) => _drv.CfgW32(reg, v);
+    private void CfgW16(int reg, ushort v) => _drv.CfgW16(reg, v);
+    private ulong Bar(ulong off, int len) => _drv.Bar(off, len);
+    private void BarW(ulong off, ulong v, int len) => _drv.BarW(off, v, len);
+    private List<(int Offset, byte Id, byte Type)> WalkCapabilities() => _drv.WalkCapabilities();
 
-    // ---- BAR accesses ----
-    private ulong Bar(ulong off, int len) { Span<byte> b = stackalloc byte[8]; b.Clear(); _t.Read(off, b[..len]); return BinaryPrimitives.ReadUInt64LittleEndian(b); }
-    private void BarW(ulong off, ulong v, int len) { Span<byte> b = stackalloc byte[8]; BinaryPrimitives.WriteUInt64LittleEndian(b, v); _t.Write(off, b[..len]); }
-
-    private const ulong DevFeatSel = 0x00, DevFeat = 0x04, DrvFeatSel = 0x08, DrvFeat = 0x0c, MsixCfg = 0x10, NumQ = 0x12,
-        Status = 0x14, QSel = 0x16, QSize = 0x18, QVec = 0x1a, QEnable = 0x1c, QNotifyOff = 0x1e, QDesc = 0x20, QDriver = 0x28, QDevice = 0x30;
-
-    /// <summary>The capability list as (offset, id, virtio cfg_type or 0).</summary>
-    private List<(int Offset, byte Id, byte Type)> WalkCapabilities()
-    {
-        var caps = new List<(int, byte, byte)>();
-        Assert.NotEqual(0u, Cfg32(4) & (1u << 20)); // status: capabilities list
-        int at = Cfg8(0x34);
-        for (int guard = 0; at != 0 && guard < 48; guard++)
-        {
-            Assert.Equal(0, at & 3);
-            byte id = Cfg8(at);
-            caps.Add((at, id, id == 0x09 ? Cfg8(at + 3) : (byte)0));
-            at = Cfg8(at + 1);
-        }
-        return caps;
-    }
+    private const ulong DevFeatSel = D.DevFeatSel, DevFeat = D.DevFeat, DrvFeatSel = D.DrvFeatSel, DrvFeat = D.DrvFeat, MsixCfg = D.MsixCfg,
+        NumQ = D.NumQ, Status = D.Status, QSel = D.QSel, QSize = D.QSize, QVec = D.QVec, QEnable = D.QEnable, QNotifyOff = D.QNotifyOff,
+        QDesc = D.QDesc, QDriver = D.QDriver, QDevice = D.QDevice;
 
     [Fact]
     public void Identity_is_modern_virtio_block()
@@ -112,8 +95,8 @@ public sealed class VirtioPciTransportTests : IDisposable
         CfgW32(0x10, 0xfee0_0000); // onto the LAPIC
         CfgW32(0x14, 0);           // below 4 GiB, onto RAM
         Span<byte> two = stackalloc byte[2];
-        _ecam.Write(Cfg(0x12), two); // 16-bit write into the BAR
-        _ecam.Write(Cfg(0x11), two[..1]);
+        _drv.Ecam.Write(Cfg(0x12), two); // 16-bit write into the BAR
+        _drv.Ecam.Write(Cfg(0x11), two[..1]);
         Assert.Equal(0x0000_0004u, Cfg32(0x10));
         Assert.Equal(0x40u, Cfg32(0x14));
         Assert.Equal(4L, _t.RejectedBarWrites);
@@ -148,58 +131,9 @@ public sealed class VirtioPciTransportTests : IDisposable
         Assert.Equal(1u, (Cfg32(msix) >> 16) & 0x7ff);
     }
 
-    private int MsixCap => WalkCapabilities()[^1].Offset;
-
-    private void ProgramMsix()
-    {
-        for (int v = 0; v < 2; v++)
-        {
-            ulong e = L.MsixTableOffset + (ulong)v * 16;
-            BarW(e, 0xfee0_0000, 4);
-            BarW(e + 4, 0, 4);
-            BarW(e + 8, 0x40u + (uint)v, 4);
-            BarW(e + 12, 0, 4);
-        }
-        CfgW16(MsixCap + 2, MsixCapability.EnableBit);
-        Assert.True(_t.Msix.Enabled);
-    }
-
-    private GuestDriver Init()
-    {
-        ProgramMsix();
-        BarW(Status, 0, 1);
-        BarW(Status, S.Acknowledge, 1);
-        BarW(Status, S.Acknowledge | S.Driver, 1);
-        BarW(DevFeatSel, 0, 4);
-        ulong features = Bar(DevFeat, 4);
-        BarW(DevFeatSel, 1, 4);
-        features |= Bar(DevFeat, 4) << 32;
-        Assert.NotEqual(0UL, features & VirtioFeatures.Version1);
-        BarW(DrvFeatSel, 0, 4); BarW(DrvFeat, (uint)features, 4);
-        BarW(DrvFeatSel, 1, 4); BarW(DrvFeat, features >> 32, 4);
-        BarW(Status, S.Acknowledge | S.Driver | S.FeaturesOk, 1);
-        Assert.NotEqual(0UL, Bar(Status, 1) & S.FeaturesOk);
-        BarW(MsixCfg, 1, 2);
-        Assert.Equal(1UL, Bar(MsixCfg, 2));
-        Assert.Equal(1UL, Bar(NumQ, 2));
-        var drv = new GuestDriver(_mem, 16);
-        BarW(QSel, 0, 2);
-        Assert.Equal(256UL, Bar(QSize, 2)); // max size until the driver writes its own
-        Assert.Equal(0UL, Bar(QNotifyOff, 2));
-        BarW(QSize, drv.Size, 2);
-        BarW(QDesc, drv.Desc, 8);             // one 64-bit write
-        BarW(QDriver, drv.Avail, 4);          // or two dwords
-        BarW(QDriver + 4, 0, 4);
-        BarW(QDevice, drv.UsedRing, 4);
-        BarW(QDevice + 4, 0, 4);
-        BarW(QVec, 0, 2);
-        Assert.Equal(0UL, Bar(QVec, 2));
-        BarW(QEnable, 1, 2);
-        Assert.Equal(1UL, Bar(QEnable, 2));
-        BarW(Status, S.Acknowledge | S.Driver | S.FeaturesOk | S.DriverOk, 1);
-        Assert.True(_t.IsActivated);
-        return drv;
-    }
+    private int MsixCap => _drv.MsixCap;
+    private void ProgramMsix() => _drv.ProgramMsix();
+    private GuestDriver Init() => _drv.Init();
 
     [Fact]
     public void Block_read_over_PCI_raises_the_queues_MSI_X_vector()
@@ -333,7 +267,7 @@ public sealed class VirtioPciTransportTests : IDisposable
         CfgW32(cap + 8, (uint)Status);
         CfgW32(cap + 12, 1);
         Span<byte> one = [(byte)S.Acknowledge];
-        _ecam.Write(Cfg(cap + 16), one);
+        _drv.Ecam.Write(Cfg(cap + 16), one);
         Assert.Equal((ulong)S.Acknowledge, Bar(Status, 1));
         // Hostile windows: a length of 3, a misaligned offset, past the BAR, another BAR.
         foreach (var (bar, off, len) in new (uint, uint, uint)[] { (0, 4, 3), (0, 6, 4), (0, (uint)L.BarSize, 4), (0, 0xffff_fffc, 4), (2, 4, 4) })

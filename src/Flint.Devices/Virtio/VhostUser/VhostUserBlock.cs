@@ -8,11 +8,14 @@ namespace Flint.Devices.Virtio.VhostUser;
 /// keeps the virtio-mmio face (features, config space, status), and on activation hands the backend guest memory (the
 /// memfd), the ring addresses, the doorbell eventfd (a KVM ioeventfd, so guest kicks reach the backend without a VM
 /// exit) and the interrupt eventfd (a KVM irqfd). Flint never touches a request.
+/// <para>Over virtio-pci (<see cref="RelayInterruptsThroughVmm"/>) the backend's call fd is instead an eventfd of the
+/// device's own that the event loop polls and forwards to the queue's MSI-X vector through the transport, so the
+/// guest's vector choice, masking and pending bits hold exactly as for Flint's own devices.</para>
 /// <para>Created connected: the constructor does Firecracker's VhostUserBlock::new (SET_OWNER, feature and protocol
 /// feature negotiation with CONFIG, GET_CONFIG for the 60-byte config space). Every failure is a
 /// <see cref="VhostUserException"/> with Firecracker's wording.</para>
 /// </summary>
-public sealed class VhostUserBlock : VirtioDevice, IDisposable
+public sealed class VhostUserBlock : VirtioDevice, IEventSources, IDisposable
 {
     public const ushort QueueSize = 256;
     public const uint ConfigSpaceSize = 60;
@@ -27,6 +30,8 @@ public sealed class VhostUserBlock : VirtioDevice, IDisposable
     private readonly Lock _configLock = new();
     private byte[] _config;
     private EventFd[] _doorbells = [];
+    private EventFd[] _calls = [];
+    private EventSource[] _callSources = [];
 
     /// <param name="frontend">A connected frontend; the device owns it from here on (also when this throws).</param>
     public VhostUserBlock(VhostUserFrontend frontend, string driveId, bool writeback)
@@ -76,6 +81,55 @@ public sealed class VhostUserBlock : VirtioDevice, IDisposable
     /// </summary>
     public void UseDoorbells(EventFd[] doorbells) => _doorbells = doorbells;
 
+    /// <summary>
+    /// Over virtio-pci: gives the backend one call eventfd per queue that the event loop polls (<see cref="EventSources"/>)
+    /// and turns into the queue's interrupt through the transport (<see cref="VirtioInterrupt.SignalUsedQueue"/>), instead
+    /// of the interrupt line's irqfd. Why not the vector's irqfd, as Firecracker hands over: a masked vector's KVM route is
+    /// down, so a completion signalled then would be lost rather than held in the PBA, and the driver may point a queue at
+    /// another vector (or none) after the backend was set up. The cost is one event-loop wake-up per completion batch.
+    /// Called once by the builder before the device is plugged.
+    /// </summary>
+    public void RelayInterruptsThroughVmm()
+    {
+        if (_calls.Length != 0) return;
+        var calls = new EventFd[s_queueSizes.Length];
+        var sources = new EventSource[calls.Length];
+        try
+        {
+            for (int q = 0; q < calls.Length; q++)
+            {
+                calls[q] = new EventFd();
+                int queue = q;
+                sources[q] = new EventSource(calls[q].Fd, _ => RelayCall(queue));
+            }
+        }
+        catch
+        {
+            foreach (var c in calls) c?.Dispose();
+            throw;
+        }
+        _calls = calls;
+        _callSources = sources;
+    }
+
+    /// <summary>Whether the backend's completions reach the guest through the event loop (virtio-pci).</summary>
+    public bool RelaysInterrupts => _calls.Length != 0;
+
+    /// <summary>The call eventfds the event loop polls when interrupts are relayed; none otherwise.</summary>
+    public IReadOnlyList<EventSource> EventSources => _callSources;
+
+    /// <summary>
+    /// The backend signalled queue <paramref name="queue"/>'s call fd (event-loop thread): drain the counter, then
+    /// raise the queue's interrupt. The transport picks the vector the driver chose now, or holds it pending while
+    /// masked. A signal that arrives before activation or after a reset is dropped (no driver to tell).
+    /// </summary>
+    private void RelayCall(int queue)
+    {
+        if (_calls[queue].Read() == 0) return;
+        var interrupt = Interrupt;
+        if (interrupt != null && IsActivated) interrupt.SignalUsedQueue(queue);
+    }
+
     /// <summary>The config space as the backend last reported it (Firecracker keeps the backend's bytes as they are).</summary>
     public byte[] ConfigSpace { get { lock (_configLock) return _config; } }
 
@@ -120,8 +174,16 @@ public sealed class VhostUserBlock : VirtioDevice, IDisposable
         try
         {
             var memory = Memory!;
-            if (Interrupt!.Line is not EventFdInterrupt irq)
-                throw new VhostUserException("Set vring call failed: the interrupt is not an eventfd");
+            // The call fd per queue: the relay's own eventfds over virtio-pci, the line's irqfd over virtio-mmio.
+            int lineCall = -1;
+            if (_calls.Length == 0)
+            {
+                if (Interrupt!.Line is not EventFdInterrupt irq)
+                    throw new VhostUserException("Set vring call failed: the interrupt is not an eventfd");
+                lineCall = irq.EventFd.Fd;
+            }
+            else if (_calls.Length < Queues.Length)
+                throw new VhostUserException("Set vring call failed: the queue has no call eventfd");
             if (_doorbells.Length < Queues.Length)
                 throw new VhostUserException("Set vring kick failed: the queue has no doorbell eventfd");
             var regions = new VhostUserFrontend.MemoryRegion[memory.Regions.Count];
@@ -151,7 +213,7 @@ public sealed class VhostUserBlock : VirtioDevice, IDisposable
                 }
                 _frontend.SetVringAddr((uint)q, desc, used, avail);
                 _frontend.SetVringBase((uint)q, queue.NextAvail);
-                _frontend.SetVringCall((uint)q, irq.EventFd.Fd);
+                _frontend.SetVringCall((uint)q, lineCall >= 0 ? lineCall : _calls[q].Fd);
                 _frontend.SetVringKick((uint)q, _doorbells[q].Fd);
                 _frontend.SetVringEnable((uint)q, true);
             }
@@ -168,5 +230,9 @@ public sealed class VhostUserBlock : VirtioDevice, IDisposable
 
     private static long ElapsedUs(long start) => (long)Stopwatch.GetElapsedTime(start).TotalMicroseconds;
 
-    public void Dispose() => _frontend.Dispose();
+    public void Dispose()
+    {
+        _frontend.Dispose();
+        foreach (var c in _calls) c.Dispose();
+    }
 }
