@@ -26,6 +26,12 @@ internal sealed class FlintProcess
     /// <summary>The MMDS data store: the API writes it, the VM's network stacks serve it.</summary>
     private Flint.Devices.Mmds.MmdsStore Mmds => _s.Options.MmdsStore;
 
+    /// <summary>
+    /// Before the VM exists, how long the VMM thread keeps watching the API queue after answering: long enough to see
+    /// a client's next configuration request (one socket round trip after the answer) without sleeping in epoll.
+    /// </summary>
+    private static readonly TimeSpan PrebootLinger = TimeSpan.FromMicroseconds(60);
+
     private readonly Settings _s;
     private readonly MetricsRegistry _metrics;
     private readonly MetricsOutput _metricsOut;
@@ -140,7 +146,7 @@ internal sealed class FlintProcess
                 // (docs/benchmarks/memory-and-api.md).
                 ExecutableImage.ReleaseUnwrittenPages();
                 using var preboot = new EventLoop();
-                preboot.Add(queued.Fd, _ => queued.ProcessPending());
+                preboot.Add(queued.Fd, _ => queued.ProcessPendingAndLinger(PrebootLinger));
                 preboot.Add(signals.FatalEventFd, _ => signals.OnFatalSignal());
                 preboot.Run(() => _vmm != null || _fatalLoad);
             }

@@ -63,7 +63,7 @@ public sealed class QueuedApiHandlerBoundTests
         Assert.True(vmm.Join(TimeSpan.FromSeconds(10)));
     }
 
-    private sealed class CountingHandler : IApiHandler
+    internal sealed class CountingHandler : IApiHandler
     {
         private int _calls;
         public int Calls => Volatile.Read(ref _calls);
