@@ -121,6 +121,19 @@ public sealed class VhostUserPciTransportTests : IDisposable
     }
 
     [Fact]
+    public void A_config_refresh_raises_the_config_vector_and_a_new_generation()
+    {
+        if (_drv == null) return;
+        _drv.Init(acceptMask: VirtioFeatures.Version1);
+        Settle();
+        ulong generation = _drv.Bar(0x15, 1); // common config: config_generation
+        _dev!.RefreshConfig(); // PATCH /drives/{id} with only the id
+        Assert.Equal(1, _host.Triggers[1]); // the config vector (msix_config = 1), not the queue's
+        Assert.Equal((generation + 1) & 0xff, _drv.Bar(0x15, 1));
+        Assert.Equal(2UL, _drv.Bar(L.IsrOffset, 1) & 2); // ISR: config change
+    }
+
+    [Fact]
     public void A_signal_before_the_driver_starts_the_device_raises_nothing()
     {
         if (_drv == null) return;
