@@ -48,14 +48,15 @@ internal sealed class VhostUserBackendProcess : IDisposable
     public string Output { get { lock (_output) return _output.ToString(); } }
 
     /// <summary>
-    /// Returns once <paramref name="socket"/> exists. Fails the test, with the backend's output, if the backend exits
+    /// Returns once <paramref name="socket"/> is listening. Fails the test, with the backend's output, if the backend exits
     /// first or <paramref name="limit"/> passes (then it is killed: nothing waits on it past its limit). Every step is
     /// bounded: the output is what the drained pipes held, never a read to the end of a pipe a live daemon keeps open.
     /// </summary>
     public void WaitForSocket(string socket, TimeSpan limit)
     {
         var sw = Stopwatch.StartNew();
-        while (!File.Exists(socket))
+        // Listening, not just there: the file exists from bind(), and a connect before listen() is refused.
+        while (!Flint.Tests.Shared.UnixListeningSocket.IsListening(socket))
         {
             if (_process.HasExited)
             {

@@ -72,12 +72,26 @@ public sealed class VhostUserBackendProcessTests : IDisposable
     }
 
     [Fact]
+    public void A_socket_file_is_there_from_bind_but_listening_only_after_listen()
+    {
+        // The wait used to end when the file appeared; a connect between bind and listen is refused (ECONNREFUSED),
+        // which failed a qemu-storage-daemon test of the clean-clone run under load.
+        var sock = Path.Combine(_dir, "probe.sock");
+        using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        s.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(sock));
+        Assert.True(File.Exists(sock));
+        Assert.False(Flint.Tests.Shared.UnixListeningSocket.IsListening(sock));
+        s.Listen(1);
+        Assert.True(Flint.Tests.Shared.UnixListeningSocket.IsListening(sock));
+    }
+
+    [Fact]
     public void A_backend_that_writes_more_than_a_pipe_holds_before_its_socket_is_not_blocked_by_an_unread_pipe()
     {
         // 256 KiB on stderr fills the 64 KiB pipe: an undrained pipe stops the backend before it makes its socket.
         var sock = Path.Combine(_dir, "vu.sock");
         using var backend = new VhostUserBackendProcess("/bin/sh",
-            ["-c", $"head -c 262144 /dev/zero | tr '\\0' x >&2; python3 -c 'import socket,time; s=socket.socket(socket.AF_UNIX); s.bind(\"{sock}\"); time.sleep(300)'"]);
+            ["-c", $"head -c 262144 /dev/zero | tr '\\0' x >&2; python3 -c 'import socket,time; s=socket.socket(socket.AF_UNIX); s.bind(\"{sock}\"); s.listen(1); time.sleep(300)'"]);
         Assert.Null(WaitUnderGuard(backend, sock, TimeSpan.FromSeconds(20)));
     }
 

@@ -40,10 +40,10 @@ public sealed class QemuStorageDaemon : IDisposable
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
         var sw = Stopwatch.StartNew();
-        while (!File.Exists(SocketPath))
+        while (!Flint.Tests.Shared.UnixListeningSocket.IsListening(SocketPath))
         {
             if (_process.HasExited || sw.Elapsed > TimeSpan.FromSeconds(20))
-                throw new InvalidOperationException("qemu-storage-daemon did not create its socket: " + string.Join("\n", Log));
+                throw new InvalidOperationException("qemu-storage-daemon did not listen on its socket: " + string.Join("\n", Log));
             Thread.Sleep(20);
         }
     }
