@@ -9,8 +9,8 @@ namespace Flint.Devices.Virtio.VhostUser;
 /// memfd), the ring addresses, the doorbell eventfd (a KVM ioeventfd, so guest kicks reach the backend without a VM
 /// exit) and the interrupt eventfd (a KVM irqfd). Flint never touches a request.
 /// <para>Over virtio-pci (<see cref="RelayInterruptsThroughVmm"/>) the backend's call fd is instead an eventfd of the
-/// device's own that the event loop polls and forwards to the queue's MSI-X vector through the transport, so the
-/// guest's vector choice, masking and pending bits hold exactly as for Flint's own devices.</para>
+/// device's own that the event loop polls and forwards to the queue's MSI-X vector through the transport, so masking
+/// and pending bits hold exactly as for Flint's own devices.</para>
 /// <para>Created connected: the constructor does Firecracker's VhostUserBlock::new (SET_OWNER, feature and protocol
 /// feature negotiation with CONFIG, GET_CONFIG for the 60-byte config space). Every failure is a
 /// <see cref="VhostUserException"/> with Firecracker's wording.</para>
@@ -85,8 +85,8 @@ public sealed class VhostUserBlock : VirtioDevice, IEventSources, IDisposable
     /// Over virtio-pci: gives the backend one call eventfd per queue that the event loop polls (<see cref="EventSources"/>)
     /// and turns into the queue's interrupt through the transport (<see cref="VirtioInterrupt.SignalUsedQueue"/>), instead
     /// of the interrupt line's irqfd. Why not the vector's irqfd, as Firecracker hands over: a masked vector's KVM route is
-    /// down, so a completion signalled then would be lost rather than held in the PBA, and the driver may point a queue at
-    /// another vector (or none) after the backend was set up. The cost is one event-loop wake-up per completion batch.
+    /// down, so a completion signalled then would be lost rather than held in the PBA (Linux masks an entry while it
+    /// reprograms it), and the ISR bit would never be set. The cost is one event-loop wake-up per completion batch.
     /// Called once by the builder before the device is plugged.
     /// </summary>
     public void RelayInterruptsThroughVmm()
