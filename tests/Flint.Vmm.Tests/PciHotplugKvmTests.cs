@@ -63,7 +63,7 @@ public sealed class PciHotplugKvmTests(ITestOutputHelper output) : IDisposable
         string sock = Path.Combine(_dir, "api.sock");
         string disk = Path.Combine(_dir, "hot.img");
         TestGuestImage.WriteDisk(disk, 64);
-        var cmd = TestGuestImage.Build().Tests("pcihp").Option("tg.pcihp.wait=", 60000).BootTimer(false).ToString();
+        var cmd = TestGuestImage.Build().Tests("pcihp").Option("tg.hold=", 1).Option("tg.pcihp.wait=", 60000).BootTimer(false).ToString();
         // The log goes to a file: on stdout its lines cut into the guest's console lines (the merged nested run saw
         // "PASS pc" + a log line + "ihp-gone" while the guest passed all four checks).
         string log = Path.Combine(_dir, "flint.log");

@@ -84,7 +84,7 @@ public sealed class PciNetHotplugKvmTests(ITestOutputHelper output) : IDisposabl
         KvmRequirement.Check();
         string tapMac = NetnsWithTap();
         string sock = Path.Combine(_dir, "api.sock");
-        var cmd = TestGuestImage.Build().Tests("pcihp").Option("tg.pcihp.net=", 1).Option("tg.pcihp.wait=", 60000)
+        var cmd = TestGuestImage.Build().Tests("pcihp").Option("tg.hold=", 1).Option("tg.pcihp.net=", 1).Option("tg.pcihp.wait=", 60000)
             .BootTimer(false).ToString();
         // The log goes to a file: on stdout its lines would cut into the guest's console lines.
         string log = Path.Combine(_dir, "flint.log");

@@ -136,7 +136,7 @@ public sealed class VhostUserBlockKvmTests(ITestOutputHelper output) : IDisposab
         string hotDisk = Disk("hot");
         string hotSock = StartBackend(hotDisk, "hot");
         string api = Path.Combine(_dir, "api.sock"), log = Path.Combine(_dir, "flint.log");
-        var cmd = TestGuestImage.Build().Tests("pcihp").Option("tg.pcihp.wait=", 60000).BootTimer(false).ToString();
+        var cmd = TestGuestImage.Build().Tests("pcihp").Option("tg.hold=", 1).Option("tg.pcihp.wait=", 60000).BootTimer(false).ToString();
         Progress("pcihp: backends serving; flint starting");
         using var p = Repo.StartWithApi(api, "--enable-pci", "--log-path", log);
         try

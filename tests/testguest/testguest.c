@@ -18,6 +18,7 @@
  *   tg.pio=<N>                N outb's to port 0x3ff (implies the pio test)
  *   tg.boottimer=0|1|first    default 1: write byte 123 to MMIO 0xC0000000 at the end; first: before
  *                             anything else (the VMM's Guest-boot-time is then InstanceStart -> first instructions)
+ *   tg.hold=1                 after the done line, halt for good instead of resetting the VM
  *   tg.agent=<port>           after the done line (and the boot timer), serve the agent protocol
  *                             on that vsock port forever (agent.c; tg.agent.handler=<name>)
  *
@@ -862,6 +863,12 @@ void tg_main(u32 start_info)
 	u64 agent_port = opt_num("tg.agent=", 0);
 	if (agent_port && agent_port <= 0xffffffffull)
 		agent_serve((u32)agent_port);	/* returns only when it could not start */
+
+	/* tg.hold=1: stay halted instead of resetting, so the host can still talk to the VMM after the done line (a
+	 * test's last API requests raced the guest's reset and found flint gone). */
+	if (opt_num("tg.hold=", 0))
+		for (;;)
+			__asm__ __volatile__("cli; hlt");
 
 	outb(0x64, 0xFE);	/* i8042 reset */
 	for (volatile int i = 0; i < 1000; i++)
