@@ -204,11 +204,8 @@ public sealed class AgentKvmTests(ITestOutputHelper output) : IDisposable
 
     private static int Sh(string cmd)
     {
-        using var p = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", cmd]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        var so = p.StandardOutput.ReadToEndAsync();
-        var se = p.StandardError.ReadToEndAsync();
-        p.WaitForExit();
-        if (p.ExitCode != 0) Console.Error.WriteLine(so.Result + se.Result);
-        return p.ExitCode;
+        var r = Repo.Sh(cmd);
+        if (r.ExitCode != 0) Console.Error.WriteLine(r.Stdout + r.Stderr);
+        return r.ExitCode;
     }
 }

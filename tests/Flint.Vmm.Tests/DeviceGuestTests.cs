@@ -24,12 +24,7 @@ public sealed class DeviceGuestTests(ITestOutputHelper output) : IDisposable
         Directory.Delete(_dir, true);
     }
 
-    private static int Sh(string cmd)
-    {
-        using var p = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", cmd]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        p.WaitForExit();
-        return p.ExitCode;
-    }
+    private static int Sh(string cmd) => Repo.Sh(cmd).ExitCode;
 
     private string Config(string bootArgs, string extra)
     {

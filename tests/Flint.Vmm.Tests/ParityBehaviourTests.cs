@@ -499,12 +499,7 @@ public sealed class ParityBehaviourTests : IDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
     }
 
-    private static int Sh(string cmd)
-    {
-        using var p = Process.Start(new ProcessStartInfo("sh", ["-c", cmd + " >/dev/null 2>&1"]))!;
-        p.WaitForExit(30_000);
-        return p.HasExited ? p.ExitCode : -1;
-    }
+    private static int Sh(string cmd) => Repo.Sh(cmd).ExitCode;
 
     // ---- static CPU templates ----
 

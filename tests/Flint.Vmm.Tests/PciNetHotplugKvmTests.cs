@@ -29,7 +29,7 @@ public sealed class PciNetHotplugKvmTests(ITestOutputHelper output) : IDisposabl
     /// <summary>A shell command (ip netns, ip tuntap) through Repo's bounded runner: 30 s at most.</summary>
     private static (int Code, string Out) Sh(string cmd)
     {
-        var (_, _, r) = Repo.RunProgram("/bin/sh", TimeSpan.FromSeconds(30), static _ => false, ["-c", cmd]);
+        var r = Repo.Sh(cmd);
         return (r.ExitCode, r.Stdout + r.Stderr);
     }
 

@@ -62,7 +62,7 @@ public sealed class RealKernelNetworkTests(ITestOutputHelper output) : IDisposab
     {
         KvmRequirement.Check();
         var vmlinux = Path.Combine(Repo.GuestDir, "vmlinux");
-        static void Sh(string c) { using var p = System.Diagnostics.Process.Start("/bin/sh", ["-c", c]); p.WaitForExit(); }
+        static void Sh(string c) => Repo.Sh(c);
         Sh($"ip netns add {_ns} && ip netns exec {_ns} ip tuntap add dev tap0 mode tap && ip netns exec {_ns} ip addr add 172.16.0.1/30 dev tap0 && ip netns exec {_ns} ip link set tap0 up");
         var cfg = Path.Combine(_dir, "config.json");
         File.WriteAllText(cfg, $$"""

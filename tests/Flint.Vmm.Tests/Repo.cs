@@ -48,6 +48,13 @@ internal static class Repo
         return RunProgram(Flint, timeout, milestone, args);
     }
 
+    /// <summary>
+    /// A shell command (ip netns, ip tuntap, chown) through the bounded runner: at most <paramref name="limit"/>
+    /// (default 30 s), its output drained as it comes, killed at the limit (exit code -1 then).
+    /// </summary>
+    internal static Result Sh(string cmd, TimeSpan? limit = null) =>
+        RunProgram("/bin/sh", limit ?? TimeSpan.FromSeconds(30), static _ => false, ["-c", cmd]).Result;
+
     /// <summary>The runner behind <see cref="RunFlint"/> for any program (its own tests run processes that misbehave).</summary>
     internal static (bool Seen, bool Exited, Result Result) RunProgram(string program, TimeSpan timeout, Func<string, bool> milestone, string[] args)
     {
