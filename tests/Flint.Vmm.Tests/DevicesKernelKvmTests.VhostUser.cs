@@ -36,11 +36,7 @@ public sealed partial class DevicesKernelKvmTests
         Expect(boot, "root disk over vhost-user", "[vda]", "VFS: Mounted root");
         ExpectAbsent(boot, "ACPI Error", "Call Trace", "BUG:");
 
-        Assert.True(SpinWait.SpinUntil(() =>
-        {
-            vm.Type("echo SHELL_$((6*7))");
-            return vm.WaitFor("SHELL_42", TimeSpan.FromSeconds(5));
-        }, Answer), "the shell did not answer:\n" + vm.Console);
+        WaitForShell(vm);
         Shell(vm, "mount -t proc proc /proc 2>/dev/null; mount -t sysfs sysfs /sys 2>/dev/null; echo 3 > /proc/sys/vm/drop_caches");
         long before = VirtioMsiCount(Shell(vm, "grep -i virtio /proc/interrupts"));
         string read = Shell(vm, "dd if=/dev/vda of=/dev/null bs=64k count=64 2>&1");

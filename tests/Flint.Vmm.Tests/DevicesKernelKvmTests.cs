@@ -69,11 +69,7 @@ public sealed partial class DevicesKernelKvmTests(ITestOutputHelper output) : ID
         ExpectMatch(boot, "virtio-mem driver", @"virtio_mem virtio\d+: start address: 0x8000000000");
         ExpectAbsent(boot, "ACPI Error", "Call Trace", "BUG:");
 
-        Assert.True(SpinWait.SpinUntil(() =>
-        {
-            vm.Type("echo SHELL_$((6*7))");
-            return vm.WaitFor("SHELL_42", TimeSpan.FromSeconds(5));
-        }, Answer), "the shell did not answer:\n" + vm.Console);
+        WaitForShell(vm);
         Shell(vm, "mount -t sysfs sysfs /sys");
 
         string bound = Shell(vm, "ls /sys/bus/pci/drivers/virtio-pci/");
@@ -139,6 +135,14 @@ public sealed partial class DevicesKernelKvmTests(ITestOutputHelper output) : ID
         else if (vm.Process.ExitCode != 0) _misses.Add($"flint exited {vm.Process.ExitCode} after the guest's reboot");
         Assert.True(_misses.Count == 0, "missing:\n" + string.Join("\n", _misses));
     }
+
+    /// <summary>Types into the guest's shell until it answers (at most <see cref="Answer"/>): init's line comes before the prompt.</summary>
+    private static void WaitForShell(FlintConsoleProcess vm) =>
+        Assert.True(SpinWait.SpinUntil(() =>
+        {
+            vm.Type("echo SHELL_$((6*7))");
+            return vm.WaitFor("SHELL_42", TimeSpan.FromSeconds(5));
+        }, Answer), "the shell did not answer:\n" + vm.Console);
 
     /// <summary>Waits for init's line; a kernel that panics (panic=1 reboots, flint exits) ends the wait at once.</summary>
     private static bool WaitForInit(FlintConsoleProcess vm)
