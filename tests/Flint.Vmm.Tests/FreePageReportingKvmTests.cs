@@ -65,17 +65,8 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
         Assert.Equal(204, flint.Request("PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}").Status);
         Assert.Equal(204, flint.Request("PATCH", "/balloon", "{\"amount_mib\": 0}").Status);
 
-        Assert.True(flint.Process.WaitForExit((int)T.TotalMilliseconds), "the guest did not finish");
-        string log = flint.Output;
-        output.WriteLine(ConsoleAndLog(flint));
-        output.WriteLine(Figures("free page reporting", before, after, processBefore, processAfter));
-        Assert.Contains(TestGuestImage.Pass(TestGuestImage.BalloonReport), log);
-        Assert.Contains("fail=0", log);
-        // Firecracker's balloon metrics (deltas per flush, summed): four 2 MiB ranges, all dropped.
-        Assert.Equal(4, BalloonMetric("free_page_report_count"));
-        Assert.Equal(TestGuestImage.BalloonFreePageMib << 20, BalloonMetric("free_page_report_freed"));
-        Assert.Equal(0, BalloonMetric("free_page_report_fails"));
-        Assert.True(before - after >= MinReturnedKib, Figures("free page reporting", before, after, processBefore, processAfter));
+        GuestFinished(flint, TestGuestImage.BalloonReport);
+        AssertPagesReturned("free page reporting", "free_page_report", before, after, processBefore, processAfter);
     }
 
     [Trait("Needs", "kvm")]
@@ -103,17 +94,9 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
 
         Assert.Equal(204, flint.Request("PATCH", "/balloon/hinting/stop").Status);
         Assert.Equal((200, """{"host_cmd":1,"guest_cmd":0}"""), flint.Request("GET", "/balloon/hinting/status"));
-        Assert.True(flint.Process.WaitForExit((int)T.TotalMilliseconds), "the guest did not finish");
-        string log = flint.Output;
-        output.WriteLine(ConsoleAndLog(flint));
-        output.WriteLine(Figures("free page hinting", before, after, processBefore, processAfter));
+        string log = GuestFinished(flint, TestGuestImage.BalloonHint);
         Assert.Contains("balloon-hint cmd_id=2", log);
-        Assert.Contains(TestGuestImage.Pass(TestGuestImage.BalloonHint), log);
-        Assert.Contains("fail=0", log);
-        Assert.Equal(4, BalloonMetric("free_page_hint_count"));
-        Assert.Equal(TestGuestImage.BalloonFreePageMib << 20, BalloonMetric("free_page_hint_freed"));
-        Assert.Equal(0, BalloonMetric("free_page_hint_fails"));
-        Assert.True(before - after >= MinReturnedKib, Figures("free page hinting", before, after, processBefore, processAfter));
+        AssertPagesReturned("free page hinting", "free_page_hint", before, after, processBefore, processAfter);
     }
 
     [Trait("Needs", "kvm")]
@@ -132,11 +115,7 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
         Assert.Equal((200, """{"host_cmd":2,"guest_cmd":0}"""), flint.Request("GET", "/balloon/hinting/status"));
         Assert.Equal(204, flint.Request("PATCH", "/vm", "{\"state\": \"Resumed\"}").Status);
         Assert.Equal((200, """{"host_cmd":1,"guest_cmd":0}"""), flint.Request("GET", "/balloon/hinting/status"));
-        Assert.True(flint.Process.WaitForExit((int)T.TotalMilliseconds), "the guest did not finish");
-        string log = flint.Output;
-        output.WriteLine(ConsoleAndLog(flint));
-        Assert.Contains(TestGuestImage.Pass(TestGuestImage.BalloonHint), log);
-        Assert.Contains("fail=0", log);
+        GuestFinished(flint, TestGuestImage.BalloonHint);
     }
 
     /// <summary>flint with an API socket, booting the test guest's balloon test with a balloon (the given free page
@@ -167,6 +146,34 @@ public sealed class FreePageReportingKvmTests(ITestOutputHelper output) : IDispo
 
     private string MetricsPath => Path.Combine(_dir, "metrics.json");
     private string LogPath => Path.Combine(_dir, "flint.log");
+
+    /// <summary>
+    /// Waits for the guest to end its run, writes the console and flint's log to the test's output, and checks the
+    /// guest passed <paramref name="test"/> with no failure; returns the console.
+    /// </summary>
+    private string GuestFinished(FlintApiProcess flint, string test)
+    {
+        Assert.True(flint.Process.WaitForExit((int)T.TotalMilliseconds), "the guest did not finish");
+        string log = flint.Output;
+        output.WriteLine(ConsoleAndLog(flint));
+        Assert.Contains(TestGuestImage.Pass(test), log);
+        Assert.Contains("fail=0", log);
+        return log;
+    }
+
+    /// <summary>
+    /// Firecracker's balloon metrics for <paramref name="metric"/> (free_page_report or free_page_hint; deltas per flush,
+    /// summed): four 2 MiB ranges, all dropped; and at least <see cref="MinReturnedKib"/> of guest memory left flint.
+    /// </summary>
+    private void AssertPagesReturned(string what, string metric, long before, long after, long processBefore, long processAfter)
+    {
+        string figures = Figures(what, before, after, processBefore, processAfter);
+        output.WriteLine(figures);
+        Assert.Equal(4, BalloonMetric(metric + "_count"));
+        Assert.Equal(TestGuestImage.BalloonFreePageMib << 20, BalloonMetric(metric + "_freed"));
+        Assert.Equal(0, BalloonMetric(metric + "_fails"));
+        Assert.True(before - after >= MinReturnedKib, figures);
+    }
 
     /// <summary>The guest's console (flint's stdout and stderr) and flint's log, for the test's output.</summary>
     private string ConsoleAndLog(FlintApiProcess flint) =>

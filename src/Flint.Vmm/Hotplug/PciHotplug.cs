@@ -57,13 +57,15 @@ internal sealed class PciHotplug(Vmm vmm)
         var pci = Pci;
         LogPreview("PCI device hotplug");
         // Both refusals are the drive's creation errors (ConfigException): the API words them as a boot-time PUT's.
-        if (vmm.Memory.Regions.Any(r => r.SharedFd < 0))
+        if (!vmm.Memory.IsShared)
             throw new ConfigException(Builder.VmBuilder.VhostUserNeedsSharedMemory(d.DriveId));
         var dev = Builder.VmBuilder.ConnectVhostUserBlock(d);
-        try { dev.RelayInterruptsThroughVmm(); }
-        catch { dev.Dispose(); throw; }
         PciFunction f;
-        try { f = Plug(pci, dev, d.DriveId); }
+        try
+        {
+            dev.RelayInterruptsThroughVmm();
+            f = Plug(pci, dev, d.DriveId);
+        }
         catch { dev.Dispose(); throw; }
         dev.UseDoorbells(f.Transport.QueueEvents);
         vmm.Devices.VhostUserBlocks.Add(dev);

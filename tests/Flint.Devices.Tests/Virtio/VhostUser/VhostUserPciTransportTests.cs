@@ -18,6 +18,7 @@ namespace Flint.Devices.Tests.Virtio.VhostUser;
 public sealed class VhostUserPciTransportTests : IDisposable
 {
     private const ulong BarBase = 0x40_0000_0000;
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(10);
     private readonly QemuStorageDaemon? _qsd;
     private readonly GuestMemory _mem = GuestMemory.CreateShared([(0UL, 0x100000UL)]);
     private readonly FakeMsiVectors _host = new(2);
@@ -54,7 +55,7 @@ public sealed class VhostUserPciTransportTests : IDisposable
         ushort used = drv.UsedIdx;
         drv.Push((hdr, 16, false), (buf, 512, true), (st, 1, true));
         _t!.QueueEvents[0].Write(1);
-        Assert.True(Until(() => drv.UsedIdx != used), "the backend did not complete the read in 10 s");
+        Assert.True(SpinWait.SpinUntil(() => drv.UsedIdx != used, Limit), "the backend did not complete the read in 10 s");
         return (_mem.Read<byte>(st), _mem.Read<byte>(buf));
     }
 
@@ -62,11 +63,11 @@ public sealed class VhostUserPciTransportTests : IDisposable
     private bool RelayUntil(Func<bool> done)
     {
         var call = Assert.Single(_dev!.EventSources);
-        return Until(() =>
+        return SpinWait.SpinUntil(() =>
         {
             call.OnReady(1);
             return done();
-        });
+        }, Limit);
     }
 
     /// <summary>
@@ -78,18 +79,6 @@ public sealed class VhostUserPciTransportTests : IDisposable
         Thread.Sleep(100);
         Assert.Single(_dev!.EventSources).OnReady(1);
         return _host.Triggers[0];
-    }
-
-    /// <summary>Polls <paramref name="done"/> every millisecond for at most 10 s.</summary>
-    private static bool Until(Func<bool> done)
-    {
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        while (!done())
-        {
-            if (sw.Elapsed > TimeSpan.FromSeconds(10)) return false;
-            Thread.Sleep(1);
-        }
-        return true;
     }
 
     [Fact]
