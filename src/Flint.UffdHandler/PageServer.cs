@@ -21,6 +21,11 @@ public sealed unsafe class PageServer(int uffd, RegionMapping[] regions, byte* f
     public long AlreadyPresent { get; private set; }
     /// <summary>Pages the balloon removed (UFFD_EVENT_REMOVE ranges, unregistered).</summary>
     public long Removed { get; private set; }
+    /// <summary>
+    /// Faults read after their page left userfaultfd's care (ENOENT: a remove unregistered it, or the VMM unmapped it,
+    /// once the fault was queued). Unregistering woke the faulting thread; its retry gets the kernel's page.
+    /// </summary>
+    public long NoLongerRegistered { get; private set; }
 
     /// <summary>Set when a fault cannot be served: the VMM's guest would wait forever on it.</summary>
     public string? Fatal { get; private set; }
@@ -67,7 +72,7 @@ public sealed unsafe class PageServer(int uffd, RegionMapping[] regions, byte* f
     }
 
     /// <summary>Answers the fault at <paramref name="addr"/>: the zero page for a hole of the file, else a copy from it.</summary>
-    private bool Serve(ulong addr)
+    internal bool Serve(ulong addr)
     {
         foreach (var region in regions)
         {
@@ -100,6 +105,15 @@ public sealed unsafe class PageServer(int uffd, RegionMapping[] regions, byte* f
             if (r == -UffdAbi.EEXIST)
             {
                 AlreadyPresent++;
+                Userfaultfd.Wake(uffd, page, region.PageSize);
+                return true;
+            }
+            if (r == -Libc.ENOENT)
+            {
+                // madvise(DONTNEED) returns once its remove event is read, not once it is handled: the guest may touch
+                // the page again, and queue this fault, before the range is unregistered above. Nothing to serve;
+                // the unregister woke the faulting thread, and a wake for the page costs nothing if it did.
+                NoLongerRegistered++;
                 Userfaultfd.Wake(uffd, page, region.PageSize);
                 return true;
             }

@@ -186,7 +186,7 @@ public static unsafe class Program
     private static int Finish(PageServer? server, int code)
     {
         if (server != null)
-            Console.Out.WriteLine($"{Name}: served {server.Served} pages ({server.ZeroPages} zero pages for holes, {server.AlreadyPresent} already present, {server.Removed} removed by the balloon)");
+            Console.Out.WriteLine($"{Name}: served {server.Served} pages ({server.ZeroPages} zero pages for holes, {server.AlreadyPresent} already present, {server.Removed} removed by the balloon, {server.NoLongerRegistered} no longer registered)");
         else Console.Out.WriteLine($"{Name}: served 0 pages");
         Console.Out.Flush();
         return code;

@@ -36,6 +36,19 @@ internal sealed class UffdHandlerProcess : IDisposable
         return (_p.ExitCode, Output);
     }
 
+    /// <summary>
+    /// Runs <paramref name="touch"/> on a thread (a fault nobody serves would block it forever), bounded; what it throws
+    /// (a failed assertion) is rethrown here, since an exception left on a thread of its own ends the test host.
+    /// </summary>
+    public void Bounded(Action touch, int ms = 30_000)
+    {
+        Exception? error = null;
+        var t = new Thread(() => { try { touch(); } catch (Exception e) { error = e; } }) { IsBackground = true };
+        t.Start();
+        Assert.True(t.Join(ms), "a page fault was not served in time:\n" + Output);
+        if (error != null) throw error;
+    }
+
     /// <summary>The count from "served N pages" on its last line.</summary>
     public static long Served(string output)
     {
