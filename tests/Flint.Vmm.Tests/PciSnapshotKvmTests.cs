@@ -137,8 +137,8 @@ public sealed class PciSnapshotKvmTests(ITestOutputHelper output) : FlintProcess
         }
         Assert.True(second.Process.WaitForExit(300_000), "the restored guest did not finish:\n" + second.Console);
         string after = second.Console;
-        output.WriteLine("--- before the snapshot ---\n" + before + "\n--- after the restore ---\n" + after);
-        if (File.Exists(second.LogPath)) output.WriteLine("--- restored process log ---\n" + File.ReadAllText(second.LogPath));
+        Output.WriteLine("--- before the snapshot ---\n" + before + "\n--- after the restore ---\n" + after);
+        if (File.Exists(second.LogPath)) Output.WriteLine("--- restored process log ---\n" + File.ReadAllText(second.LogPath));
         Assert.Contains("pcihp marker", after);
         Assert.Contains("pcihp snap slots=0xc\n", after); // b in 2, hot in 3, a's slot 1 empty
         Assert.Contains(TestGuestImage.Pass("pcihp-snap-bus"), after);

@@ -16,7 +16,7 @@ public sealed class PciBusTests
         _io = new PciConfigIo(_bus);
     }
 
-    private static ulong Ecam(int dev, int fn, int reg) => ((ulong)dev << 15) | ((ulong)fn << 12) | (ulong)reg;
+    private static ulong Ecam(int dev, int fn, int reg) => ((ulong)dev << 15) | ((ulong)fn << 12) | (uint)reg;
 
     private uint Rd32(ulong offset)
     {

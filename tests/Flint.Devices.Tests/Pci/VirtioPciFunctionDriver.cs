@@ -23,7 +23,7 @@ public sealed class VirtioPciFunctionDriver(PciRootBus bus, int slot, VirtioPciT
     public PciConfigMmio Ecam { get; } = new(bus);
 
     // ---- config cycles ----
-    public ulong Cfg(int reg) => ((ulong)slot << 15) | (ulong)reg;
+    public ulong Cfg(int reg) => ((ulong)slot << 15) | (uint)reg;
     public uint Cfg32(int reg) { Span<byte> b = stackalloc byte[4]; Ecam.Read(Cfg(reg), b); return BinaryPrimitives.ReadUInt32LittleEndian(b); }
     public byte Cfg8(int reg) { Span<byte> b = stackalloc byte[1]; Ecam.Read(Cfg(reg), b); return b[0]; }
     public void CfgW32(int reg, uint v) { Span<byte> b = stackalloc byte[4]; BinaryPrimitives.WriteUInt32LittleEndian(b, v); Ecam.Write(Cfg(reg), b); }
