@@ -107,5 +107,6 @@ public sealed unsafe partial class GuestMemory
         var area = HotplugArea.Map(h.GuestBase, h.Size, h.SlotSize);
         AdoptRestoredHotplug(area); // Dispose unmaps it from here on, whatever fails next
         Userfaultfd.Register(uffd, (ulong)area.Host, area.Size);
+        area.FaultHandlerAlive = () => FaultHandlerAlive;
     }
 }

@@ -97,10 +97,39 @@ public sealed unsafe partial class GuestMemory
     private static string Os(int errno) => $"{Libc.StrError(errno)} (os error {errno})";
     private static string Os(SysException e) => e.Message;
 
+    /// <summary>
+    /// False once the page-fault handler of Uffd-restored memory has closed its end of the socket (it exited or
+    /// crashed); true for any other memory. Nothing serves a fault or reads a remove event after that: a discard
+    /// (madvise on registered memory waits for its remove event to be read) would wait forever, since this process
+    /// holds the userfaultfd too and the kernel ends that wait only when every holder has closed it.
+    /// </summary>
+    public bool FaultHandlerAlive => _backing is not UffdLink link || link.HandlerAlive;
+
     /// <summary>The userfaultfd and the handler's socket, closed with the memory.</summary>
     private sealed class UffdLink(int uffd, int sock) : IDisposable
     {
         private int _uffd = uffd, _sock = sock;
+        private volatile bool _handlerGone;
+
+        /// <summary>
+        /// A peek at the socket (never blocks; the handler sends nothing after the handshake): end of file or an error
+        /// means the handler is gone, for good.
+        /// </summary>
+        public bool HandlerAlive
+        {
+            get
+            {
+                if (_handlerGone) return false;
+                int s = _sock;
+                if (s < 0) return false;
+                byte b;
+                nint n = UnixSockets.Recv(s, &b, 1, SocketLibc.MSG_PEEK);
+                if (n > 0 || n == -Libc.EAGAIN) return true;
+                _handlerGone = true;
+                return false;
+            }
+        }
+
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _sock, -1) is var s and >= 0) Libc.close(s);

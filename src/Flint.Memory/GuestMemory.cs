@@ -203,6 +203,9 @@ public sealed unsafe partial class GuestMemory : IDisposable
         }
         if (!_fileBacked)
         {
+            // With the Uffd backend's handler gone the madvise would wait forever for it (see FaultHandlerAlive): the
+            // pages stay as they are, and the VMM thread stays free to answer the API.
+            if (!FaultHandlerAlive) return;
             if (Libc.madvise(p, (nuint)len, Libc.MADV_DONTNEED) < 0) throw SysException.Last("madvise(MADV_DONTNEED)");
             // The pages changed (to zeroes) without any write KVM could log.
             MarkDirty(gpa, len);

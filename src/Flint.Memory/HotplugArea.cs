@@ -41,6 +41,9 @@ public sealed unsafe class HotplugArea
     /// <summary>The pages the VMM wrote in the area since the last snapshot; null while dirty tracking is off.</summary>
     public DirtyPageBitmap? Dirty { get; internal set; }
 
+    /// <summary>For an area restored with the Uffd backend: whether its page-fault handler still runs (GuestMemory.FaultHandlerAlive).</summary>
+    internal Func<bool>? FaultHandlerAlive { get; set; }
+
     private HotplugArea(ulong guestBase, ulong size, ulong slotSize, byte* host)
     {
         GuestBase = guestBase;
@@ -142,6 +145,7 @@ public sealed unsafe class HotplugArea
             DiscardFileBacked(gpa - GuestBase, len);
             return;
         }
+        if (FaultHandlerAlive?.Invoke() == false) return; // as GuestMemory.Discard: the madvise would wait forever
         // SAFETY: checked above to lie inside this area's mapping.
         if (Libc.madvise(Host + (gpa - GuestBase), (nuint)len, Libc.MADV_DONTNEED) < 0)
             throw SysException.Last("madvise(MADV_DONTNEED) hotplug memory");

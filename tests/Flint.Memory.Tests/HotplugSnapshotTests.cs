@@ -196,6 +196,23 @@ public sealed unsafe class HotplugSnapshotTests : IDisposable
     }
 
     [Fact]
+    public void Uffd_restore_an_unplug_after_the_handler_died_returns_and_keeps_the_slot()
+    {
+        // As UffdTests' discard test, for the hotplug area (virtio-mem's unplug): the madvise would wait forever.
+        string f = PathOf("full.mem"), sock = PathOf("uffd.sock");
+        using (var mem = Sample()) mem.DumpToFile(f);
+        var h = new UffdHandlerProcess(sock, f);
+        using var restored = GuestMemory.CreateForUffd([(0UL, Boot)], sock, UffdSource.SyscallThenDevice, hotplug: new HotplugLayout(AreaBase, AreaSize, Slot));
+        var area = restored.AddHotplugArea(AreaBase, AreaSize, Slot);
+        area.SetSlotAccessible(3, true);
+        h.Bounded(() => Assert.Equal(0xa3, restored.Read<byte>(AreaBase + 3 * Slot + 2 * P)));
+        h.Dispose();
+        h.Bounded(() => area.Discard(AreaBase + 3 * Slot, Slot), 5_000);
+        Assert.False(restored.FaultHandlerAlive);
+        Assert.Equal(0xa3, restored.Read<byte>(AreaBase + 3 * Slot + 2 * P));
+    }
+
+    [Fact]
     public void The_uffd_handshake_covers_the_whole_area_after_boot_RAM_and_the_handler_accepts_it()
     {
         using var mem = Sample();

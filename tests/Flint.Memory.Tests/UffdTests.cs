@@ -58,6 +58,26 @@ public sealed unsafe class UffdTests : IDisposable
     }
 
     [Fact]
+    public void A_discard_after_the_handler_died_returns_and_keeps_the_pages()
+    {
+        // The balloon's madvise on registered memory waits for the handler to read the remove event, and Flint holds the
+        // userfaultfd too, so with the handler dead that wait had no end: the VMM thread (and with it the API) hung.
+        var (sock, mem, bytes) = Files();
+        var h = new UffdHandlerProcess(sock, mem);
+        using var memory = GuestMemory.CreateForUffd(Ranges, sock, UffdSource.SyscallThenDevice);
+        byte* host = memory.Regions[0].Host;
+        h.Bounded(() => Assert.Equal(bytes[5 * 4096], host[5 * 4096]));
+        h.Dispose(); // SIGKILL, and reaped: its end of the socket is closed
+        Exception? error = null;
+        var t = new Thread(() => { try { memory.Discard(4 * 4096, 4 * 4096); } catch (Exception e) { error = e; } }) { IsBackground = true };
+        t.Start();
+        Assert.True(t.Join(5_000), "Discard waited on a page fault handler that is gone");
+        Assert.Null(error);
+        Assert.False(memory.FaultHandlerAlive);
+        Assert.Equal(bytes[5 * 4096 + 1], host[5 * 4096 + 1]); // kept: nothing could serve it again
+    }
+
+    [Fact]
     public void A_balloon_remove_is_handed_to_the_handler_and_the_range_reads_zero_afterwards()
     {
         var (sock, mem, bytes) = Files();
