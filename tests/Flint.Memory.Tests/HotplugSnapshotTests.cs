@@ -207,7 +207,7 @@ public sealed unsafe class HotplugSnapshotTests : IDisposable
         area.SetSlotAccessible(3, true);
         h.Bounded(() => Assert.Equal(0xa3, restored.Read<byte>(AreaBase + 3 * Slot + 2 * P)));
         h.Dispose();
-        h.Bounded(() => area.Discard(AreaBase + 3 * Slot, Slot), 5_000);
+        h.Bounded(() => area.Discard(AreaBase + 3 * Slot, Slot), 5_000, "the unplug's discard waited on a page fault handler that is gone");
         Assert.False(restored.FaultHandlerAlive);
         Assert.Equal(0xa3, restored.Read<byte>(AreaBase + 3 * Slot + 2 * P));
     }

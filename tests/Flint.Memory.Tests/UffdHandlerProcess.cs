@@ -39,13 +39,14 @@ internal sealed class UffdHandlerProcess : IDisposable
     /// <summary>
     /// Runs <paramref name="touch"/> on a thread (a fault nobody serves would block it forever), bounded; what it throws
     /// (a failed assertion) is rethrown here, since an exception left on a thread of its own ends the test host.
+    /// <paramref name="late"/> is the failure's words when it does not end in time.
     /// </summary>
-    public void Bounded(Action touch, int ms = 30_000)
+    public void Bounded(Action touch, int ms = 30_000, string late = "a page fault was not served in time")
     {
         Exception? error = null;
         var t = new Thread(() => { try { touch(); } catch (Exception e) { error = e; } }) { IsBackground = true };
         t.Start();
-        Assert.True(t.Join(ms), "a page fault was not served in time:\n" + Output);
+        Assert.True(t.Join(ms), late + ":\n" + Output);
         if (error != null) throw error;
     }
 
